@@ -1,0 +1,1 @@
+"""Search-space TOML files shipped with xsearch (importable so that installed copies find them)."""

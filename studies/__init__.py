@@ -1,0 +1,1 @@
+"""Study TOML files shipped with xsearch (importable so that installed copies find them)."""
