@@ -1,5 +1,21 @@
-"""Shared test set-up: quiet TensorFlow, and the `CI=true` rule for tests that need a service."""
+"""Shared test set-up: quiet TensorFlow, a private data cache, and a tiny study."""
 
 import os
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ["XSEARCH_CACHE_DIR"] = tempfile.mkdtemp(prefix="xsearch-test-cache-")
+
+import pytest  # noqa: E402
+
+from xsearch.study_spec import DataSpec, StudySpec, TrainingSpec  # noqa: E402
+
+
+@pytest.fixture
+def tiny_spec() -> StudySpec:
+    """A study whose trials take a few seconds on a CPU: tiny designs, 300 digits, 2 epochs."""
+    return StudySpec(
+        name="tiny", space="tiny", trials=3, seed=0, seed_trials=("paper",),
+        data=DataSpec(source="digits", image_size=16, max_train=300, val_fraction=0.2, test_fraction=0.2),
+        training=TrainingSpec(epochs=2, batch_size=32, learning_rate=3e-3, augment=False),
+    )

@@ -1,9 +1,27 @@
-"""xsearch: architecture search over the Xception design space."""
+"""xsearch: architecture search over the Xception design space.
 
-from xsearch.builder import MIN_INPUT_SIZE, build_model
-from xsearch.config import XceptionConfig
-from xsearch.costs import model_costs
-from xsearch.latency import measure_latency
-from xsearch.space import SearchSpace
+The public names are imported on first use, so that `xsearch --help` and other commands that do
+not build models start without loading a deep-learning backend.
+"""
 
-__all__ = ["MIN_INPUT_SIZE", "SearchSpace", "XceptionConfig", "build_model", "measure_latency", "model_costs"]
+import importlib
+import os
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out of the CLI
+
+_EXPORTS = {
+    "MIN_INPUT_SIZE": "xsearch.builder",
+    "build_model": "xsearch.builder",
+    "XceptionConfig": "xsearch.config",
+    "model_costs": "xsearch.costs",
+    "measure_latency": "xsearch.latency",
+    "SearchSpace": "xsearch.space",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'xsearch' has no attribute {name!r}")

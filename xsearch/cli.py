@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 EXIT_BAD_INPUT = 2
 
@@ -24,6 +21,28 @@ def _describe(args: argparse.Namespace) -> None:
     else:
         config = XceptionConfig.paper()
     print(describe(config, args.image_size, args.classes, not args.no_summary, args.latency_batch), end="")
+
+
+def _studies(args: argparse.Namespace) -> None:
+    from xsearch.resources import shipped_files
+    from xsearch.study_spec import load_study_spec
+
+    for name in sorted(shipped_files("studies")):
+        print(f"{name:18s} {load_study_spec(name).description}")
+
+
+def _run(args: argparse.Namespace) -> None:
+    from xsearch.runner import run_study, summary
+    from xsearch.study_spec import load_study_spec
+
+    spec = load_study_spec(args.study).override(
+        trials=args.trials, timeout=args.timeout, seed=args.seed, data_dir=args.data_dir
+    )
+    out_dir = Path(args.out) if args.out else Path("runs") / spec.name
+    study = run_study(spec, out_dir, storage=args.storage)
+    print(f"study {spec.name!r}: {len(study.trials)} trials in {args.storage or out_dir / 'study.db'}")
+    print(f"reports: {out_dir / 'trials.csv'}, {out_dir / 'pareto.csv'}, {out_dir / 'pareto.html'}")
+    print(summary(study))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,6 +63,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--latency-batch", type=int, metavar="N", help="also measure latency at batch size N"
     )
     describe.set_defaults(handler=_describe)
+
+    studies = commands.add_parser("studies", help="list the studies that ship with xsearch")
+    studies.set_defaults(handler=_studies)
+
+    run = commands.add_parser("run", help="run or resume a study")
+    run.add_argument("--study", required=True, metavar="NAME|PATH", help="a shipped study or a .toml file")
+    run.add_argument("--trials", type=int, help="total number of trials the study should have")
+    run.add_argument("--timeout", type=float, metavar="S", help="stop starting trials after S seconds")
+    run.add_argument("--storage", metavar="URL", help="Optuna storage URL (default: runs/<study>/study.db)")
+    run.add_argument("--out", metavar="DIR", help="run folder (default: runs/<study>)")
+    run.add_argument("--data-dir", metavar="DIR", help="where the study's data lives")
+    run.add_argument("--seed", type=int, help="seed of the sampler, splits and trainings")
+    run.set_defaults(handler=_run)
     return parser
 
 

@@ -29,7 +29,7 @@ def resolve(kind: str, name_or_path: str | Path) -> Path:
     known = shipped_files(kind)
     if str(name_or_path) in known:
         return known[str(name_or_path)]
-    label = kind.replace("_", " ").rstrip("s")
+    label = {"studies": "study", "search_spaces": "search space"}[kind]
     close = difflib.get_close_matches(str(name_or_path), known, n=1)
     hint = f" Did you mean {close[0]!r}?" if close else ""
     raise KeyError(

@@ -1,0 +1,147 @@
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+
+from xsearch.runner import run_study
+from xsearch.study_spec import load_study_spec
+
+COMPLETE = optuna.trial.TrialState.COMPLETE
+
+
+def _dominates(a, b, signs):
+    a, b = np.asarray(a) * signs, np.asarray(b) * signs
+    return bool(np.all(a <= b) and np.any(a < b))
+
+
+def test_run_records_trials_and_writes_a_correct_front(tmp_path, tiny_spec):
+    study = run_study(tiny_spec, tmp_path / "run", progress=False)
+    trials = study.get_trials(states=(COMPLETE,))
+    assert len(trials) == 3
+    assert study.metric_names == ["val_accuracy", "params", "latency_ms"]
+    first = trials[0]
+    assert first.user_attrs["seed_trial"] is True  # the paper point, projected into the space, first
+    assert json.loads(first.user_attrs["config"])["segments"] == "depthwise"
+    for trial in trials:
+        attrs = trial.user_attrs
+        for key in ("config", "params", "macs", "flops", "latency_ms", "latency_batch", "device", "backend",
+                    "precision", "throughput", "compile_time_s", "val_accuracy", "test_accuracy", "curves",
+                    "wall_time_s", "seed", "dataset"):
+            assert key in attrs, key
+        assert len(attrs["curves"]["val_accuracy"]) == 2
+        assert trial.values[0] == attrs["val_accuracy"] and trial.values[1] == attrs["params"]
+
+    table = pd.read_csv(tmp_path / "run" / "trials.csv")
+    assert len(table) == 3 and {"config", "params", "latency_ms", "pareto", "val_accuracy"} <= set(table.columns)
+    front = pd.read_csv(tmp_path / "run" / "pareto.csv")
+    signs = np.array([-1.0, 1.0, 1.0])
+    points = {t.number: t.values for t in trials}
+    brute = {n for n, v in points.items() if not any(_dominates(w, v, signs) for m, w in points.items() if m != n)}
+    assert set(front["number"]) == brute
+    assert (tmp_path / "run" / "pareto.html").stat().st_size > 100_000  # plotly inlined: opens offline
+
+
+def test_hard_constraints_skip_training(tmp_path, tiny_spec):
+    spec = dataclasses.replace(tiny_spec, trials=4, constraints={"max_params": 150_000},
+                               seed_trials=("paper", "regular", "segments-8"))
+    study = run_study(spec, tmp_path / "run", progress=False)
+    by_feasibility = {True: [], False: []}
+    for trial in study.trials:
+        by_feasibility.setdefault(trial.user_attrs["feasible"], []).append(trial)
+    assert json.loads(study.trials[0].user_attrs["config"])["segments"] == "depthwise"  # 134k: the only seed that fits
+    infeasible = by_feasibility[False]
+    assert all(t.user_attrs["failure_reason"] == "constraint" and "curves" not in t.user_attrs for t in infeasible)
+    assert all(t.constraints["max_params"] > 0 for t in infeasible)
+    assert all(t.user_attrs["params"] <= 150_000 and "curves" in t.user_attrs for t in by_feasibility[True])
+    assert {t.number for t in study.best_trials}.isdisjoint({t.number for t in infeasible})
+
+
+def test_reopening_with_other_objectives_fails_and_changes_nothing(tmp_path, tiny_spec):
+    run_study(dataclasses.replace(tiny_spec, trials=1), tmp_path / "run", progress=False)
+    before = (tmp_path / "run" / "study.db").read_bytes()
+    with pytest.raises(ValueError, match="was created with objectives .*'val_accuracy'.*not .*'flops'"):
+        run_study(dataclasses.replace(tiny_spec, objectives=("accuracy", "flops")), tmp_path / "run", progress=False)
+    assert (tmp_path / "run" / "study.db").read_bytes() == before
+
+
+def test_imagenet_small_without_data_stops_before_doing_anything(tmp_path, monkeypatch):
+    monkeypatch.setenv("XSEARCH_DATA_DIR", str(tmp_path / "nowhere"))
+    monkeypatch.chdir(tmp_path)
+    from xsearch.cli import main
+
+    assert main(["run", "--study", "imagenet-small"]) == 2
+    assert not (tmp_path / "runs").exists()
+
+
+def _write_official_npz(folder, side=64, per_batch=24, classes=(1, 2, 3)):
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True)
+    for name, count in (("train_data_batch_1", per_batch), ("train_data_batch_2", per_batch), ("val_data", 12)):
+        labels = np.resize(np.array(classes), count)
+        np.savez(folder / f"{name}.npz", data=rng.integers(0, 256, (count, 3 * side * side), dtype=np.uint8),
+                 labels=labels, mean=np.zeros(3 * side * side))
+
+
+@pytest.mark.slow
+def test_imagenet_small_runs_end_to_end_on_official_format(tmp_path):
+    _write_official_npz(tmp_path / "imagenet64")
+    spec = load_study_spec("imagenet-small").override(trials=1, data_dir=tmp_path / "imagenet64")
+    small_budget = dataclasses.replace(spec.training, epochs=1, batch_size=16)
+    spec = dataclasses.replace(spec, training=small_budget, latency_batch=1, seed_trials=("paper",))
+    study = run_study(spec, tmp_path / "run", progress=False)
+    (trial,) = study.get_trials(states=(COMPLETE,))
+    assert trial.user_attrs["dataset"] == "imagenet-npz" and trial.user_attrs["image_size"] == 64
+    assert trial.user_attrs["params"] > 1_000_000  # a 1000-way head on the projected paper point
+
+
+def _completed(storage_path):
+    study = optuna.load_study(study_name="tiny-resume", storage=f"sqlite:///{storage_path}")
+    return study
+
+
+def test_resume_after_kill_loses_and_repeats_nothing(tmp_path):
+    study_file = tmp_path / "tiny-resume.toml"
+    study_file.write_text(
+        'space = "tiny"\ntrials = 4\nseed_trials = ["paper"]\n'
+        '[data]\nsource = "digits"\nimage_size = 16\nmax_train = 300\nval_fraction = 0.2\ntest_fraction = 0.2\n'
+        '[training]\nepochs = 2\nbatch_size = 32\naugment = false\n'
+    )
+    command = [sys.executable, "-m", "xsearch.cli", "run", "--study", str(study_file), "--out", str(tmp_path / "run")]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    db = tmp_path / "run" / "study.db"
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        time.sleep(0.5)
+        if db.exists():
+            try:
+                study = _completed(db)
+            except KeyError:
+                continue
+            states = [t.state for t in study.get_trials(deepcopy=False)]
+            if states.count(COMPLETE) >= 1 and optuna.trial.TrialState.RUNNING in states:
+                break
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    before = {t.number: t.params for t in _completed(db).get_trials(states=(COMPLETE,))}
+    assert len(before) >= 1
+
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    after = _completed(db)
+    complete = after.get_trials(states=(COMPLETE,))
+    assert len(complete) == 4
+    assert {n: p for n, p in ((t.number, t.params) for t in complete) if n in before} == before  # nothing lost
+    interrupted = [t for t in after.trials if t.user_attrs.get("failure_reason") == "interrupted"]
+    assert len(interrupted) == 1  # the killed trial, retried with the same parameters
+    retry = [t for t in complete if t.user_attrs.get("retry_of") == interrupted[0].number]
+    assert len(retry) == 1 and retry[0].params == interrupted[0].params
+    assert "trial" in done.stdout and "val_acc" in done.stdout  # the front table at the end

@@ -1,0 +1,95 @@
+"""The "imagenet-npz" source: Downsampled ImageNet (Chrabaszcz et al. 2017) in its official npz batches."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from xsearch.data.dataset import RawData, Split
+from xsearch.data.images import resize_images
+
+OFFICIAL_SIDES = (8, 16, 32, 64)
+DOWNLOAD_PAGE = "https://image-net.org/download-images.php (Downsampled ImageNet)"
+
+
+def official_side(image_size: int) -> int:
+    """The smallest official downsampled side >= image_size (64 for larger images)."""
+    return next((side for side in OFFICIAL_SIDES if side >= image_size), OFFICIAL_SIDES[-1])
+
+
+def find_imagenet_dir(data_dir: Path | None, image_size: int) -> Path:
+    """The first directory holding `val_data[.npz]` and `train_data_batch_1[.npz]`: `data_dir` when given,
+    else `$XSEARCH_DATA_DIR/imagenet<S>` then `~/.xsearch/data/imagenet<S>`; FileNotFoundError otherwise."""
+    side = official_side(image_size)
+    if data_dir is not None:
+        candidates = [data_dir]
+    else:
+        candidates = [Path(d) / f"imagenet{side}" for d in (os.environ.get("XSEARCH_DATA_DIR"),) if d]
+        candidates.append(Path.home() / ".xsearch" / "data" / f"imagenet{side}")
+    for directory in candidates:
+        if _find(directory, "val_data") and _find(directory, "train_data_batch_1"):
+            return directory
+    archives = (
+        "Imagenet64_train_part1.zip, Imagenet64_train_part2.zip and Imagenet64_val.zip"
+        if side == 64
+        else f"Imagenet{side}_train.zip and Imagenet{side}_val.zip"
+    )
+    raise FileNotFoundError(
+        "Downsampled ImageNet not found: looked for val_data.npz and train_data_batch_1.npz .. "
+        f"train_data_batch_10.npz in {', '.join(str(c) for c in candidates)}. To provide it, download "
+        f"{archives} from {DOWNLOAD_PAGE}, unzip them into a folder DIR, and pass --data-dir DIR "
+        f"(or set XSEARCH_DATA_DIR so that the files are in $XSEARCH_DATA_DIR/imagenet{side})."
+    )
+
+
+def read_imagenet_npz(directory: Path, image_size: int) -> RawData:
+    """Reads train_data_batch_1, 2, ... (up to the first missing one) and val_data; labels become 0-based."""
+    train_files = []
+    while path := _find(directory, f"train_data_batch_{len(train_files) + 1}"):
+        train_files.append(path)
+    train = _read_batches(train_files, image_size)
+    val = _read_batches([_find(directory, "val_data")], image_size)
+    num_classes = int(max(train[1].max(), val[1].max())) + 1
+    return RawData(train=train, val=val, class_names=[str(label) for label in range(1, num_classes + 1)])
+
+
+def _find(directory: Path, stem: str) -> Path | None:
+    return next((p for p in (directory / f"{stem}.npz", directory / stem) if p.is_file()), None)
+
+
+def _read_batches(paths: list[Path], image_size: int) -> Split:
+    """Concatenates npz batches into a preallocated NHWC array (reading labels first to size it)."""
+    labels = [_load(path, "labels").astype(np.int32) - 1 for path in paths]
+    images = np.empty((sum(map(len, labels)), image_size, image_size, 3), np.uint8)
+    start = 0
+    for path, batch_labels in zip(paths, labels):
+        if batch_labels.size and batch_labels.min() < 0:
+            raise ValueError(f"{path}: labels must be 1-based (1..1000); found {batch_labels.min() + 1}.")
+        images[start : start + len(batch_labels)] = resize_images(_planar_to_nhwc(path), image_size)
+        start += len(batch_labels)
+    return images, np.concatenate(labels)
+
+
+def _planar_to_nhwc(path: Path) -> np.ndarray:
+    """`data` (N, 3*S*S) with R, G then B planes, as uint8 (N, S, S, 3)."""
+    data = _load(path, "data")
+    side = int(round((data.shape[-1] / 3) ** 0.5)) if data.ndim == 2 else 0
+    if data.dtype != np.uint8 or side == 0 or 3 * side * side != data.shape[-1]:
+        raise ValueError(
+            f"{path}: 'data' must be uint8 of shape (N, 3*S*S) (e.g. S=32 or 64); "
+            f"found {data.dtype} {data.shape}."
+        )
+    return data.reshape(-1, 3, side, side).transpose(0, 2, 3, 1)
+
+
+def _load(path: Path, key: str) -> np.ndarray:
+    try:
+        batch = np.load(path)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path} is not an npz file (official Downsampled ImageNet format): {err}") from err
+    if not isinstance(batch, np.lib.npyio.NpzFile) or key not in batch.files:
+        raise ValueError(f"{path} has no {key!r} array; expected an npz file with 'data' and 'labels'.")
+    with batch:
+        return batch[key]
