@@ -59,17 +59,17 @@ def test_hard_constraints_skip_training(tmp_path, tiny_spec):
     assert json.loads(study.trials[0].user_attrs["config"])["segments"] == "depthwise"  # 134k: the only seed that fits
     infeasible = by_feasibility[False]
     assert all(t.user_attrs["failure_reason"] == "constraint" and "curves" not in t.user_attrs for t in infeasible)
-    assert all(t.constraints["max_params"] > 0 for t in infeasible)
+    assert all(t.constraints["max_params"] > 0 and t.constraints["oom"] == 0 for t in infeasible)
     assert all(t.user_attrs["params"] <= 150_000 and "curves" in t.user_attrs for t in by_feasibility[True])
     assert {t.number for t in study.best_trials}.isdisjoint({t.number for t in infeasible})
 
 
 def test_reopening_with_other_objectives_fails_and_changes_nothing(tmp_path, tiny_spec):
     run_study(dataclasses.replace(tiny_spec, trials=1), tmp_path / "run", progress=False)
-    before = (tmp_path / "run" / "study.db").read_bytes()
+    before = (tmp_path / "run" / "study.journal").read_bytes()
     with pytest.raises(ValueError, match="was created with objectives .*'val_accuracy'.*not .*'flops'"):
         run_study(dataclasses.replace(tiny_spec, objectives=("accuracy", "flops")), tmp_path / "run", progress=False)
-    assert (tmp_path / "run" / "study.db").read_bytes() == before
+    assert (tmp_path / "run" / "study.journal").read_bytes() == before
 
 
 def test_imagenet_small_without_data_stops_before_doing_anything(tmp_path, monkeypatch):
@@ -102,9 +102,10 @@ def test_imagenet_small_runs_end_to_end_on_official_format(tmp_path):
     assert trial.user_attrs["params"] > 1_000_000  # a 1000-way head on the projected paper point
 
 
-def _completed(storage_path):
-    study = optuna.load_study(study_name="tiny-resume", storage=f"sqlite:///{storage_path}")
-    return study
+def _completed(journal_path):
+    from xsearch.storage import open_storage
+
+    return optuna.load_study(study_name="tiny-resume", storage=open_storage(str(journal_path), journal_path.parent))
 
 
 def test_resume_after_kill_loses_and_repeats_nothing(tmp_path):
@@ -117,7 +118,7 @@ def test_resume_after_kill_loses_and_repeats_nothing(tmp_path):
     command = [sys.executable, "-m", "xsearch.cli", "run", "--study", str(study_file), "--out", str(tmp_path / "run")]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    db = tmp_path / "run" / "study.db"
+    db = tmp_path / "run" / "study.journal"
     deadline = time.time() + 300
     while time.time() < deadline:
         time.sleep(0.5)

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from xsearch.failures import StudyStopped
+
 EXIT_BAD_INPUT = 2
 
 
@@ -32,17 +34,41 @@ def _studies(args: argparse.Namespace) -> None:
 
 
 def _run(args: argparse.Namespace) -> None:
-    from xsearch.runner import run_study, summary
+    from xsearch.runner import prepare_study, run_study, summary
     from xsearch.study_spec import load_study_spec
+    from xsearch.workers import run_workers, worker_count
 
     spec = load_study_spec(args.study).override(
-        trials=args.trials, timeout=args.timeout, seed=args.seed, data_dir=args.data_dir
+        trials=args.trials, timeout=args.timeout, seed=args.seed, data_dir=args.data_dir,
+        max_failures=args.max_failures,
     )
     out_dir = Path(args.out) if args.out else Path("runs") / spec.name
-    study = run_study(spec, out_dir, storage=args.storage)
-    print(f"study {spec.name!r}: {len(study.trials)} trials in {args.storage or out_dir / 'study.db'}")
+    workers = worker_count(args.workers) if args.workers else 1
+    if workers > 1:
+        study = prepare_study(spec, out_dir, args.storage)[0]  # checks everything, enqueues seeds once
+        passed = _strip_option(args.raw[args.raw.index("run") + 1:], "--workers")
+        status = run_workers(passed if "--out" in passed else [*passed, "--out", str(out_dir)], workers)
+        if status:
+            raise SystemExit(status)
+        study = prepare_study(spec, out_dir, args.storage)[0]
+    else:
+        study = run_study(spec, out_dir, storage=args.storage)
+    print(f"study {spec.name!r}: {len(study.trials)} trials in {args.storage or out_dir / 'study.journal'}")
     print(f"reports: {out_dir / 'trials.csv'}, {out_dir / 'pareto.csv'}, {out_dir / 'pareto.html'}")
     print(summary(study))
+
+
+def _strip_option(argv: list[str], option: str) -> list[str]:
+    """``argv`` without ``option`` and its value (``--opt V`` or ``--opt=V``)."""
+    result, skip = [], False
+    for item in argv:
+        if skip:
+            skip = False
+        elif item == option:
+            skip = True
+        elif not item.startswith(option + "="):
+            result.append(item)
+    return result
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,16 +97,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--study", required=True, metavar="NAME|PATH", help="a shipped study or a .toml file")
     run.add_argument("--trials", type=int, help="total number of trials the study should have")
     run.add_argument("--timeout", type=float, metavar="S", help="stop starting trials after S seconds")
-    run.add_argument("--storage", metavar="URL", help="Optuna storage URL (default: runs/<study>/study.db)")
+    run.add_argument("--storage", metavar="URL", help="Optuna storage URL or .journal path (default: runs/<study>/study.journal)")
     run.add_argument("--out", metavar="DIR", help="run folder (default: runs/<study>)")
     run.add_argument("--data-dir", metavar="DIR", help="where the study's data lives")
     run.add_argument("--seed", type=int, help="seed of the sampler, splits and trainings")
+    run.add_argument("--workers", metavar="N|auto", help="worker processes on this machine (auto: one per GPU)")
+    run.add_argument("--max-failures", type=int, metavar="K",
+                     help="stop a worker after K consecutive failures of one kind (default: never)")
     run.set_defaults(handler=_run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    raw = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser().parse_args(raw)
+    args.raw = raw
     try:
         args.handler(args)
     except (ValueError, KeyError, FileNotFoundError) as error:
@@ -89,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"xsearch: error: {message}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except StudyStopped as error:
+        print(f"xsearch: stopped: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

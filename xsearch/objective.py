@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 import keras
@@ -13,12 +14,15 @@ from xsearch.builder import build_model
 from xsearch.costs import model_costs
 from xsearch.data import Dataset
 from xsearch.device import runtime_info
+from xsearch.failures import TrialFailure, failure_reason
 from xsearch.latency import measure_latency
 from xsearch.space import SearchSpace
+from xsearch.storage import budget_trials, retried_from, worker_identity
 from xsearch.study_spec import CONSTRAINTS, StudySpec
-from xsearch.training import TrialFailure, train_and_evaluate, with_normalization
+from xsearch.training import train_and_evaluate, with_normalization
 
 CallbackFactory = Callable[[optuna.Trial], list[keras.callbacks.Callback]]
+OOM_CONSTRAINT = "oom"
 
 
 def constraint_violations(constraints: dict[str, float], record: dict[str, Any]) -> dict[str, float]:
@@ -27,52 +31,112 @@ def constraint_violations(constraints: dict[str, float], record: dict[str, Any])
 
 
 class Objective:
-    """The callable given to `optuna.Study.optimize` for one study."""
+    """The callable given to `optuna.Study.optimize` for one study.
 
-    def __init__(
-        self, spec: StudySpec, space: SearchSpace, dataset: Dataset, callbacks: CallbackFactory | None = None
-    ) -> None:
+    Every trial carries the constraint ``oom`` (1 when the design ran out of memory, else 0) next
+    to the study's own, so that constraint-aware samplers stop proposing designs that do not fit.
+    Each epoch's weights are checkpointed in ``<run folder>/checkpoints`` until the trial ends, so
+    that a retry of a trial whose worker died continues from its last epoch.
+    """
+
+    def __init__(self, spec: StudySpec, space: SearchSpace, dataset: Dataset, out_dir: Path,
+                 callbacks: CallbackFactory | None = None) -> None:
         self.spec = spec
         self.space = space
         self.dataset = dataset
+        self.checkpoints = out_dir / "checkpoints"
         self.callbacks = callbacks or (lambda trial: [])
 
     def __call__(self, trial: optuna.Trial) -> tuple[float, ...]:
+        for key, value in worker_identity().items():
+            trial.set_user_attr(key, value)
+        self._check_budget(trial)
         started = time.perf_counter()
         config = self.space.sample(trial)
         record: dict[str, Any] = {"config": config.to_json(), "seed": self.spec.seed + trial.number,
                                   "dataset": self.dataset.name, "image_size": self.spec.data.image_size,
+                                  "norm_mean": self.dataset.mean.tolist(), "norm_std": self.dataset.std.tolist(),
                                   **runtime_info()}
+        constraints = {key: 0.0 for key in (*sorted(self.spec.constraints), OOM_CONSTRAINT)}
         keras.utils.set_random_seed(record["seed"])
-        size = self.spec.data.image_size
         try:
-            core = build_model(config, (size, size, 3), self.dataset.num_classes,
-                               bn_momentum=self.spec.training.bn_momentum)
-            record.update(model_costs(core))
-            model = with_normalization(core, self.dataset)
-            latency = measure_latency(model, batch_size=self.spec.latency_batch)
-            record.update(latency_ms=latency["latency_ms"], latency_p90_ms=latency["latency_p90_ms"],
-                          latency_batch=latency["batch_size"])
-            violations = constraint_violations(self.spec.constraints, record)
-            for key, value in violations.items():
-                trial.set_constraint(key, value)  # Optuna's samplers and best_trials read these
-            record["feasible"] = all(v <= 0 for v in violations.values())
+            constraints.update(self._cost(config, record))
+            record["feasible"] = all(value <= 0 for value in constraints.values())
             if record["feasible"]:
-                result = train_and_evaluate(model, self.dataset, self.spec.training, record["seed"],
-                                            self.callbacks(trial))
-                record.update({k: v for k, v in vars(result).items() if v is not None})
+                self._train(trial, record)
             else:
                 record.update(failure_reason="constraint", val_accuracy=0.0, throughput=0.0)
-        except TrialFailure as failure:
-            record["failure_reason"] = failure.reason
-            raise
         except Exception as error:
-            record.update(failure_reason="error", error=f"{type(error).__name__}: {error}"[:1000])
-            raise
+            reason = failure_reason(error)
+            record.update(failure_reason=reason, error=f"{type(error).__name__}: {error}"[:1000])
+            if reason != "oom" or "params" not in record:
+                raise TrialFailure(reason, str(error)) from error
+            constraints[OOM_CONSTRAINT] = 1.0  # infeasible: teaches the sampler
+            record.update(feasible=False, val_accuracy=0.0, throughput=0.0,
+                          latency_ms=record.get("latency_ms", float("inf")))
         finally:
             record["wall_time_s"] = time.perf_counter() - started
             for key, value in record.items():
                 trial.set_user_attr(key, value)
+            for key, value in constraints.items():
+                trial.set_constraint(key, value)  # Optuna's samplers and best_trials read these
             keras.backend.clear_session()
             gc.collect()
         return tuple(float(record[objective.metric]) for objective in self.spec.objective_list)
+
+    def _check_budget(self, trial: optuna.Trial) -> None:
+        """Several workers share one budget: a trial started beyond it is pruned unrun (``surplus``)."""
+        ahead = [t for t in budget_trials(trial.study.get_trials(deepcopy=False)) if t.number < trial.number]
+        if len(ahead) >= self.spec.trials:
+            trial.set_user_attr("surplus", True)
+            trial.study.stop()
+            raise optuna.TrialPruned(f"the study already has its {self.spec.trials} trials")
+
+    def _cost(self, config: Any, record: dict[str, Any]) -> dict[str, float]:
+        """Build the model, record params/MACs/latency; the study's constraint values."""
+        size = self.spec.data.image_size
+        core = build_model(config, (size, size, 3), self.dataset.num_classes,
+                           bn_momentum=self.spec.training.bn_momentum)
+        record.update(model_costs(core))
+        self.model = with_normalization(core, self.dataset)
+        latency = measure_latency(self.model, batch_size=self.spec.latency_batch)
+        record.update(latency_ms=latency["latency_ms"], latency_p90_ms=latency["latency_p90_ms"],
+                      latency_batch=latency["batch_size"])
+        return constraint_violations(self.spec.constraints, record)
+
+    def _train(self, trial: optuna.Trial, record: dict[str, Any]) -> None:
+        model, self.model = self.model, None
+        self.checkpoints.mkdir(parents=True, exist_ok=True)
+        initial_epoch = self._restore(trial, model, record)
+        checkpoint = self.checkpoints / f"trial-{trial.number}.weights.h5"
+        callbacks = [keras.callbacks.ModelCheckpoint(str(checkpoint), save_weights_only=True),
+                     _EpochRecorder(trial), *self.callbacks(trial)]
+        result = train_and_evaluate(model, self.dataset, self.spec.training, record["seed"], callbacks,
+                                    initial_epoch=initial_epoch)
+        record.update({k: v for k, v in vars(result).items() if v is not None})
+        checkpoint.unlink(missing_ok=True)
+
+    def _restore(self, trial: optuna.Trial, model: keras.Model, record: dict[str, Any]) -> int:
+        """Load the last epoch checkpoint of the trial this one retries; the epoch to continue from."""
+        source = retried_from(trial.study._storage.get_trial(trial._trial_id))
+        if source is None:
+            return 0
+        path = self.checkpoints / f"trial-{source}.weights.h5"
+        dead = trial.study.get_trials(deepcopy=False)[source]
+        epochs_done = int(dead.user_attrs.get("epochs_done", 0))
+        if not path.exists() or not 0 < epochs_done < self.spec.training.epochs:
+            return 0
+        model.load_weights(str(path))
+        record["resumed_from_epoch"] = epochs_done
+        return epochs_done
+
+
+class _EpochRecorder(keras.callbacks.Callback):
+    """Records the number of finished epochs on the trial (a retry continues from there)."""
+
+    def __init__(self, trial: optuna.Trial) -> None:
+        super().__init__()
+        self.trial = trial
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.trial.set_user_attr("epochs_done", epoch + 1)

@@ -2,30 +2,26 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import fcntl
 import json
+import sys
 import warnings
 from pathlib import Path
-from typing import Iterator
 
 import optuna
+from optuna.trial import FrozenTrial
 
 from xsearch.data import Dataset, load_dataset
+from xsearch.failures import StudyStopped
 from xsearch.objective import Objective
 from xsearch.progress import Progress
 from xsearch.reports import front_table_text, write_run_reports
 from xsearch.seeds import seed_configs
-from xsearch.space import Choice, Range, SearchSpace
+from xsearch.space import Range, SearchSpace
+from xsearch.storage import budget_trials, open_storage, redact, sweep_dead_local_trials
 from xsearch.study_spec import StudySpec
 
-INTERRUPTED = "interrupted"
-
-
-def default_storage(out_dir: Path) -> str:
-    """The embedded storage of a run folder: an SQLite file, no server needed."""
-    return f"sqlite:///{(out_dir / 'study.db').resolve()}"
+FAILURE_STREAK_WARNING = 3
 
 
 def make_sampler(spec: StudySpec, space: SearchSpace) -> optuna.samplers.BaseSampler:
@@ -38,11 +34,11 @@ def make_sampler(spec: StudySpec, space: SearchSpace) -> optuna.samplers.BaseSam
         return optuna.samplers.RandomSampler(seed=spec.seed)
     if spec.sampler == "grid":
         return optuna.samplers.GridSampler(_grid(space), seed=spec.seed)
-    return optuna.samplers.TPESampler(seed=spec.seed, multivariate=True,
+    return optuna.samplers.TPESampler(seed=spec.seed, multivariate=True, constant_liar=True,
                                       n_startup_trials=min(10, max(4, spec.trials // 3)))
 
 
-def open_study(spec: StudySpec, space: SearchSpace, storage: str) -> optuna.Study:
+def open_study(spec: StudySpec, space: SearchSpace, storage: optuna.storages.BaseStorage, where: str) -> optuna.Study:
     """Create the study or reopen it; reopening with other objectives is an error."""
     directions = [objective.direction for objective in spec.objective_list]
     metrics = [objective.metric for objective in spec.objective_list]
@@ -55,7 +51,7 @@ def open_study(spec: StudySpec, space: SearchSpace, storage: str) -> optuna.Stud
         old_directions = [d.name.lower() for d in existing.directions]
         if old != metrics or old_directions != directions:
             raise ValueError(
-                f"study {spec.name!r} in {storage} was created with objectives "
+                f"study {spec.name!r} in {where} was created with objectives "
                 f"{list(zip(old, old_directions))}, not {list(zip(metrics, directions))}: use another "
                 "--out folder or --storage, or the study's original objectives."
             )
@@ -69,59 +65,68 @@ def open_study(spec: StudySpec, space: SearchSpace, storage: str) -> optuna.Stud
     return study
 
 
-def retry_interrupted(study: optuna.Study) -> int:
-    """Fail the RUNNING trials a killed run left behind and enqueue their parameters again."""
-    stale = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-    for trial in stale:
-        study._storage.set_trial_user_attr(trial._trial_id, "failure_reason", INTERRUPTED)
-        study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
-        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
-    return len(stale)
-
-
-def finished_trials(study: optuna.Study) -> int:
-    """Trials that count towards the budget (interrupted ones are retried, not counted)."""
-    return sum(
-        1 for t in study.get_trials(deepcopy=False)
-        if t.state.is_finished() and t.user_attrs.get("failure_reason") != INTERRUPTED
+def load_spec_dataset(spec: StudySpec) -> Dataset:
+    """The study's data, from the uint8 cache after the first time."""
+    return load_dataset(
+        spec.data.source, spec.data.image_size, data_dir=spec.data.data_dir, seed=spec.seed,
+        val_fraction=spec.data.val_fraction, test_fraction=spec.data.test_fraction,
+        max_train=spec.data.max_train,
     )
+
+
+def prepare_study(spec: StudySpec, out_dir: Path, storage_url: str | None = None,
+                  dataset: Dataset | None = None) -> tuple[optuna.Study, SearchSpace, Dataset]:
+    """Check the space and the data, open the study, sweep dead trials and enqueue the seeds.
+
+    Nothing is written before the space, the data and the storage are known to be good.
+    """
+    space = SearchSpace.from_toml(spec.space)
+    dataset = dataset or load_spec_dataset(spec)
+    storage = open_storage(storage_url, out_dir, spec.heartbeat_interval)
+    study = open_study(spec, space, storage, redact(storage_url) if storage_url else str(out_dir))
+    sweep_dead_local_trials(study)
+    if not study.trials:
+        for config in seed_configs(spec, space, dataset.num_classes):
+            study.enqueue_trial(space.encode(config), user_attrs={"seed_trial": True}, skip_if_exists=True)
+    return study, space, dataset
 
 
 def run_study(
     spec: StudySpec, out_dir: Path, storage: str | None = None, progress: bool | None = None,
     dataset: Dataset | None = None,
 ) -> optuna.Study:
-    """Run (or resume) the study until ``spec.trials`` trials are finished or ``spec.timeout`` passes.
+    """Run (or resume) the study until ``spec.trials`` trials count or ``spec.timeout`` passes.
 
-    The data and the space are checked before anything is written. After every trial the run
+    Several processes may run this on one storage: each trial checks the budget when it starts,
+    so the study ends with exactly ``spec.trials`` counted trials. After every trial the run
     folder gets ``trials.csv``, ``pareto.csv`` and ``pareto.html``.
     """
-    space = SearchSpace.from_toml(spec.space)
-    if dataset is None:
-        dataset = load_dataset(
-            spec.data.source, spec.data.image_size, data_dir=spec.data.data_dir, seed=spec.seed,
-            val_fraction=spec.data.val_fraction, test_fraction=spec.data.test_fraction,
-            max_train=spec.data.max_train,
-        )
+    study, space, dataset = prepare_study(spec, out_dir, storage, dataset)
     out_dir.mkdir(parents=True, exist_ok=True)
-    with _exclusive(out_dir) if storage is None else contextlib.nullcontext():
-        study = open_study(spec, space, storage or default_storage(out_dir))
-        if storage is None:
-            retry_interrupted(study)
-        if not study.trials:
-            for config in seed_configs(spec, space, dataset.num_classes):
-                study.enqueue_trial(space.encode(config), user_attrs={"seed_trial": True})
-        remaining = spec.trials - finished_trials(study)
-        with Progress(spec.trials, spec.training.epochs, enabled=progress) as view:
-            view.refresh(study)
-            if remaining > 0:
-                study.optimize(
-                    Objective(spec, space, dataset, view.trial_started), n_trials=remaining,
-                    timeout=spec.timeout, catch=(Exception,), gc_after_trial=True,
-                    callbacks=[lambda s, t: write_run_reports(s, out_dir), view.trial_finished],
-                )
-        write_run_reports(study, out_dir)
+    streak = _FailureStreak(spec.max_failures)
+    with Progress(spec.trials, spec.training.epochs, enabled=progress) as view:
+        view.refresh(study)
+        if len(budget_trials(study.get_trials(deepcopy=False))) < spec.trials:
+            study.optimize(
+                Objective(spec, space, dataset, out_dir, view.trial_started), timeout=spec.timeout,
+                catch=(Exception,), gc_after_trial=True,
+                callbacks=[lambda s, t: write_run_reports(s, out_dir), streak, view.trial_finished,
+                           lambda s, t: sweep_dead_local_trials(s), _stop_at_budget(spec.trials)],
+            )
+    write_run_reports(study, out_dir)
+    if streak.stopped:
+        raise StudyStopped(streak.message)
     return study
+
+
+def _stop_at_budget(trials: int):
+    """An Optuna callback that stops this worker once the study has its ``trials``."""
+
+    def callback(study: optuna.Study, trial: FrozenTrial) -> None:
+        if len(budget_trials(study.get_trials(deepcopy=False))) >= trials:
+            study.stop()
+
+    return callback
 
 
 def summary(study: optuna.Study) -> str:
@@ -129,18 +134,31 @@ def summary(study: optuna.Study) -> str:
     return front_table_text(study)
 
 
-@contextlib.contextmanager
-def _exclusive(out_dir: Path) -> Iterator[None]:
-    """Hold the run folder's lock: one process per embedded storage."""
-    with open(out_dir / ".lock", "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ValueError(
-                f"{out_dir} is in use by another `xsearch run`; wait for it, or use a server storage "
-                "(--storage) for several workers."
-            ) from None
-        yield
+class _FailureStreak:
+    """Warns loudly after consecutive failures of one kind; stops the worker at ``max_failures``."""
+
+    def __init__(self, max_failures: int | None) -> None:
+        self.max_failures = max_failures
+        self.reason: str | None = None
+        self.count = 0
+        self.stopped = False
+        self.message = ""
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        reason = trial.user_attrs.get("failure_reason")
+        if reason in (None, "constraint") or trial.user_attrs.get("surplus"):
+            self.reason, self.count = None, 0
+            return
+        self.count = self.count + 1 if reason == self.reason else 1
+        self.reason = reason
+        if self.count >= FAILURE_STREAK_WARNING:
+            self.message = (f"{self.count} trials in a row failed with reason {reason!r} "
+                            f"(last: trial {trial.number}: {trial.user_attrs.get('error', reason)})")
+            print(f"xsearch: WARNING: {self.message}", file=sys.stderr, flush=True)
+        if self.max_failures is not None and self.count >= self.max_failures:
+            self.stopped = True
+            self.message += f"; stopping: --max-failures {self.max_failures} reached"
+            study.stop()
 
 
 def _grid(space: SearchSpace) -> dict[str, list]:

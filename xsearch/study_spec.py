@@ -72,6 +72,8 @@ class StudySpec:
     timeout: float | None = None
     seed: int = 0
     latency_batch: int = 1
+    max_failures: int | None = None
+    heartbeat_interval: int = 30
 
     def __post_init__(self) -> None:
         _check_choices("objectives", self.objectives, OBJECTIVES)
@@ -86,6 +88,9 @@ class StudySpec:
         _check_choices("training.schedule", (self.training.schedule,), SCHEDULES)
         _check_positive("trials", self.trials, integer=True)
         _check_positive("latency_batch", self.latency_batch, integer=True)
+        _check_positive("heartbeat_interval", self.heartbeat_interval, integer=True)
+        if self.max_failures is not None:
+            _check_positive("max_failures", self.max_failures, integer=True)
         _check_positive("training.epochs", self.training.epochs, integer=True)
         _check_positive("training.batch_size", self.training.batch_size, integer=True)
         _check_positive("training.learning_rate", self.training.learning_rate)

@@ -13,15 +13,8 @@ import numpy as np
 
 from xsearch.data import BatchStream, Dataset
 from xsearch.device import jit_compile_setting
+from xsearch.failures import TrialFailure
 from xsearch.study_spec import TrainingSpec
-
-
-class TrialFailure(Exception):
-    """A trial that cannot produce a result; ``reason`` is a short tag (``nan``, ``oom``, ``error``)."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
 
 
 @dataclasses.dataclass
@@ -96,11 +89,13 @@ def train_and_evaluate(
     seed: int,
     callbacks: list[keras.callbacks.Callback] = (),  # type: ignore[assignment]
     workers: int = 2,
+    initial_epoch: int = 0,
 ) -> TrainResult:
     """Fit ``model`` (raw-pixel input) on the train split, validating after each epoch, then test it.
 
     Throughput counts epochs after the first (which includes compilation); the first epoch's
     extra time is reported as ``compile_time_s``. A NaN/inf loss raises `TrialFailure("nan")`.
+    ``initial_epoch`` > 0 continues a training whose weights were restored from a checkpoint.
     """
     zeros, ones = np.zeros(3, np.float32), np.ones(3, np.float32)
     train = BatchStream(dataset.x_train, dataset.y_train, spec.batch_size, zeros, ones,
@@ -110,7 +105,7 @@ def train_and_evaluate(
     timer = _EpochTimer()
     started = time.perf_counter()
     history = model.fit(
-        train, validation_data=val, epochs=spec.epochs, verbose=0,
+        train, validation_data=val, epochs=spec.epochs, initial_epoch=initial_epoch, verbose=0,
         callbacks=[keras.callbacks.TerminateOnNaN(), timer, *callbacks],
     )
     train_time = time.perf_counter() - started

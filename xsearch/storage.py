@@ -1,0 +1,118 @@
+"""Where a study lives: the embedded journal file of a run folder, or a database server.
+
+- Default: Optuna's journal storage in ``<run folder>/study.journal``. It needs no server and is
+  safe for several worker processes on one machine (SQLite's "database is locked" is not).
+  A RUNNING trial whose worker process on this machine is gone is swept (failed and retried).
+- ``postgresql://...``, ``mysql+pymysql://...``, ``sqlite:///...``: Optuna's RDB storage with
+  heartbeats, so that a trial whose worker died on any machine is failed by heartbeat and retried
+  with the same parameters by a live worker.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import warnings
+from pathlib import Path
+
+import optuna
+from optuna.storages import RetryFailedTrialCallback
+from optuna.trial import FrozenTrial, TrialState
+
+INTERRUPTED = "interrupted"
+MAX_RETRY = 3
+
+
+def open_storage(url: str | None, out_dir: Path, heartbeat_interval: int = 30) -> optuna.storages.BaseStorage:
+    """The study storage for ``url`` (``None``: the run folder's journal file)."""
+    if url is None or url.endswith(".journal"):
+        path = out_dir / "study.journal" if url is None else Path(url.removeprefix("journal:"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        backend = optuna.storages.journal.JournalFileBackend(
+            str(path), lock_obj=optuna.storages.journal.JournalFileOpenLock(str(path))
+        )
+        return optuna.storages.JournalStorage(backend)
+    if "://" not in url:
+        raise ValueError(
+            f"storage {url!r} is not a URL: use postgresql://user@host/db, mysql+pymysql://..., "
+            "sqlite:///path.db, or a path ending in .journal."
+        )
+    try:
+        return optuna.storages.RDBStorage(
+            url, heartbeat_interval=heartbeat_interval, grace_period=3 * heartbeat_interval,
+            failed_trial_callback=RetryFailedTrialCallback(max_retry=MAX_RETRY),
+            engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None,
+        )
+    except Exception as error:  # sqlalchemy raises several kinds for bad or unreachable URLs
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"storage {redact(url)} cannot be opened: {reason}") from None
+
+
+def redact(url: str) -> str:
+    """The URL without its password."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
+def worker_identity() -> dict[str, object]:
+    """Host and process id, recorded on each trial so that a dead worker's trials can be found."""
+    return {"worker_host": socket.gethostname(), "worker_pid": os.getpid()}
+
+
+def sweep_dead_local_trials(study: optuna.Study) -> int:
+    """Fail and retry the RUNNING trials whose worker process on this host is gone (journal storage).
+
+    RDB storages do this by heartbeat instead (`optuna.storages.fail_stale_trials`).
+    """
+    if isinstance(study._storage, optuna.storages.RDBStorage):
+        optuna.storages.fail_stale_trials(study)
+        return 0
+    host = socket.gethostname()
+    swept = 0
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if trial.user_attrs.get("worker_host", host) != host or _alive(trial.user_attrs.get("worker_pid")):
+            continue
+        try:
+            study._storage.set_trial_user_attr(trial._trial_id, "failure_reason", INTERRUPTED)
+            study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # another worker swept it first
+        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
+        swept += 1
+    return swept
+
+
+def retried_from(trial: FrozenTrial) -> int | None:
+    """The number of the failed trial this one retries, if any (local sweep or heartbeat retry)."""
+    number = trial.user_attrs.get("retry_of")
+    if number is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            number = RetryFailedTrialCallback.retried_trial_number(trial)
+    return None if number is None else int(number)
+
+
+def budget_trials(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    """The trials that count towards ``--trials``: finished or running, except failed trials that
+    were retried (their retry counts) and surplus trials that never ran."""
+    retried = {retried_from(t) for t in trials} - {None}
+    counted = []
+    for trial in trials:
+        if trial.user_attrs.get("surplus") or trial.state in (TrialState.WAITING, TrialState.PRUNED):
+            continue
+        if trial.state == TrialState.FAIL and (trial.number in retried or trial.user_attrs.get("failure_reason") == INTERRUPTED):
+            continue
+        counted.append(trial)
+    return counted
+
+
+def _alive(pid: object) -> bool:
+    if not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
