@@ -40,7 +40,7 @@ def _run(args: argparse.Namespace) -> None:
 
     spec = load_study_spec(args.study).override(
         trials=args.trials, timeout=args.timeout, seed=args.seed, data_dir=args.data_dir,
-        max_failures=args.max_failures,
+        max_failures=args.max_failures, weights=args.weights,
     )
     out_dir = Path(args.out) if args.out else Path("runs") / spec.name
     workers = worker_count(args.workers) if args.workers else 1
@@ -56,6 +56,38 @@ def _run(args: argparse.Namespace) -> None:
     print(f"study {spec.name!r}: {len(study.trials)} trials in {args.storage or out_dir / 'study.journal'}")
     print(f"reports: {out_dir / 'trials.csv'}, {out_dir / 'pareto.csv'}, {out_dir / 'pareto.html'}")
     print(summary(study))
+
+
+def _dashboard(args: argparse.Namespace) -> None:
+    from xsearch.dashboard import dashboard_storage, serve_dashboard, study_name_from
+
+    storage = dashboard_storage(args.study, args.storage, args.out)
+    serve_dashboard(storage, study_name_from(args.study), args.host, args.port)
+
+
+def _report(args: argparse.Namespace) -> None:
+    from xsearch.dashboard import dashboard_storage, load_study, study_name_from
+    from xsearch.report import report_summary, write_report
+
+    name = study_name_from(args.study)
+    study = load_study(dashboard_storage(args.study, args.storage, args.out), name)
+    out_dir = Path(args.out) if args.out else Path("runs") / name
+    print(report_summary(study))
+    print(f"report: {write_report(study, out_dir, args.format)}")
+
+
+def _export(args: argparse.Namespace) -> None:
+    from xsearch.artifacts import artifact_store
+    from xsearch.dashboard import dashboard_storage, load_study, study_name_from
+    from xsearch.export import export_trial
+
+    name = study_name_from(args.study)
+    run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / name
+    study = load_study(dashboard_storage(args.study, args.storage, run_dir), name)
+    choice = args.trial if args.trial is not None else args.pick
+    result = export_trial(study, choice, Path(args.out), artifact_store(run_dir), args.force, args.retrain,
+                          weights=args.weights)
+    print(result.message)
 
 
 def _strip_option(argv: list[str], option: str) -> list[str]:
@@ -101,10 +133,41 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", metavar="DIR", help="run folder (default: runs/<study>)")
     run.add_argument("--data-dir", metavar="DIR", help="where the study's data lives")
     run.add_argument("--seed", type=int, help="seed of the sampler, splits and trainings")
+    run.add_argument("--weights", metavar="imagenet|PATH",
+                     help="start every trial from these Xception weights (layers whose shapes match)")
     run.add_argument("--workers", metavar="N|auto", help="worker processes on this machine (auto: one per GPU)")
     run.add_argument("--max-failures", type=int, metavar="K",
                      help="stop a worker after K consecutive failures of one kind (default: never)")
     run.set_defaults(handler=_run)
+
+    export = commands.add_parser("export", help="write a design of a study as a .keras model and a model card")
+    export.add_argument("--study", required=True, metavar="NAME|PATH")
+    chosen = export.add_mutually_exclusive_group(required=True)
+    chosen.add_argument("--trial", type=int, metavar="N", help="the trial number")
+    chosen.add_argument("--pick", choices=("accuracy", "params", "latency", "knee"), help="a design on the front")
+    export.add_argument("--out", required=True, metavar="FILE.keras", help="where to write the model")
+    export.add_argument("--force", action="store_true", help="overwrite an existing file")
+    export.add_argument("--retrain", action="store_true", help="retrain when the trial kept no weights")
+    export.add_argument("--weights", metavar="imagenet|PATH", help="with --retrain: start from these weights")
+    export.add_argument("--storage", metavar="URL", help="the study's storage (default: its run folder)")
+    export.add_argument("--run-dir", metavar="DIR", help="the study's run folder (default: runs/<study>)")
+    export.set_defaults(handler=_export)
+
+    dashboard = commands.add_parser("dashboard", help="open a study in optuna-dashboard")
+    dashboard.add_argument("--study", required=True, metavar="NAME|PATH")
+    dashboard.add_argument("--storage", metavar="URL", help="the study's storage (default: its run folder)")
+    dashboard.add_argument("--out", metavar="DIR", help="the study's run folder (default: runs/<study>)")
+    dashboard.add_argument("--host", default="127.0.0.1",
+                           help="address to bind (default 127.0.0.1; the dashboard has no authentication)")
+    dashboard.add_argument("--port", type=int, default=8080)
+    dashboard.set_defaults(handler=_dashboard)
+
+    report = commands.add_parser("report", help="the trials as a table and plots")
+    report.add_argument("--study", required=True, metavar="NAME|PATH")
+    report.add_argument("--storage", metavar="URL", help="the study's storage (default: its run folder)")
+    report.add_argument("--out", metavar="DIR", help="the study's run folder (default: runs/<study>)")
+    report.add_argument("--format", choices=("csv", "parquet", "html"), default="html")
+    report.set_defaults(handler=_report)
     return parser
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import gc
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import keras
 import optuna
 
+from xsearch.artifacts import keep_trial_model
 from xsearch.builder import build_model
 from xsearch.costs import model_costs
 from xsearch.data import Dataset
@@ -20,6 +21,10 @@ from xsearch.space import SearchSpace
 from xsearch.storage import budget_trials, retried_from, worker_identity
 from xsearch.study_spec import CONSTRAINTS, StudySpec
 from xsearch.training import train_and_evaluate, with_normalization
+from xsearch.weights import inherit_weights
+
+if TYPE_CHECKING:
+    from optuna.artifacts._protocol import ArtifactStore
 
 CallbackFactory = Callable[[optuna.Trial], list[keras.callbacks.Callback]]
 OOM_CONSTRAINT = "oom"
@@ -35,13 +40,15 @@ class Objective:
 
     Every trial carries the constraint ``oom`` (1 when the design ran out of memory, else 0) next
     to the study's own, so that constraint-aware samplers stop proposing designs that do not fit.
+    A trained model is kept as an Optuna artifact (see `xsearch.artifacts` for what is pruned).
     Each epoch's weights are checkpointed in ``<run folder>/checkpoints`` until the trial ends, so
     that a retry of a trial whose worker died continues from its last epoch.
     """
 
     def __init__(self, spec: StudySpec, space: SearchSpace, dataset: Dataset, out_dir: Path,
-                 callbacks: CallbackFactory | None = None) -> None:
+                 callbacks: CallbackFactory | None = None, store: ArtifactStore | None = None) -> None:
         self.spec = spec
+        self.store = store
         self.space = space
         self.dataset = dataset
         self.checkpoints = out_dir / "checkpoints"
@@ -55,7 +62,8 @@ class Objective:
         config = self.space.sample(trial)
         record: dict[str, Any] = {"config": config.to_json(), "seed": self.spec.seed + trial.number,
                                   "dataset": self.dataset.name, "image_size": self.spec.data.image_size,
-                                  "norm_mean": self.dataset.mean.tolist(), "norm_std": self.dataset.std.tolist(),
+                                  "num_classes": self.dataset.num_classes, "norm_mean": self.dataset.mean.tolist(),
+                                  "norm_std": self.dataset.std.tolist(),
                                   **runtime_info()}
         constraints = {key: 0.0 for key in (*sorted(self.spec.constraints), OOM_CONSTRAINT)}
         keras.utils.set_random_seed(record["seed"])
@@ -98,7 +106,11 @@ class Objective:
         core = build_model(config, (size, size, 3), self.dataset.num_classes,
                            bn_momentum=self.spec.training.bn_momentum)
         record.update(model_costs(core))
-        self.model = with_normalization(core, self.dataset)
+        if self.spec.weights:
+            inherited = inherit_weights(core, self.spec.weights)
+            record.update(weights_source=self.spec.weights, params_inherited=inherited.params_inherited,
+                          layers_inherited=inherited.layers_inherited)
+        self.model = with_normalization(core, self.dataset.mean, self.dataset.std)
         latency = measure_latency(self.model, batch_size=self.spec.latency_batch)
         record.update(latency_ms=latency["latency_ms"], latency_p90_ms=latency["latency_p90_ms"],
                       latency_batch=latency["batch_size"])
@@ -114,6 +126,8 @@ class Objective:
         result = train_and_evaluate(model, self.dataset, self.spec.training, record["seed"], callbacks,
                                     initial_epoch=initial_epoch)
         record.update({k: v for k, v in vars(result).items() if v is not None})
+        if self.store is not None:
+            keep_trial_model(trial.study, trial, model, self.store)
         checkpoint.unlink(missing_ok=True)
 
     def _restore(self, trial: optuna.Trial, model: keras.Model, record: dict[str, Any]) -> int:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+import time
 import warnings
 from pathlib import Path
 
 import optuna
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
+from dashboards.figures import attach_figures
+from xsearch.artifacts import artifact_store, prune_artifacts
 from xsearch.data import Dataset, load_dataset
 from xsearch.failures import StudyStopped
 from xsearch.objective import Objective
@@ -18,7 +21,7 @@ from xsearch.progress import Progress
 from xsearch.reports import front_table_text, write_run_reports
 from xsearch.seeds import seed_configs
 from xsearch.space import Range, SearchSpace
-from xsearch.storage import budget_trials, open_storage, redact, sweep_dead_local_trials
+from xsearch.storage import budget_trials, open_storage, redact, retried_from, sweep_dead_local_trials
 from xsearch.study_spec import StudySpec
 
 FAILURE_STREAK_WARNING = 3
@@ -98,21 +101,33 @@ def run_study(
     """Run (or resume) the study until ``spec.trials`` trials count or ``spec.timeout`` passes.
 
     Several processes may run this on one storage: each trial checks the budget when it starts,
-    so the study ends with exactly ``spec.trials`` counted trials. After every trial the run
-    folder gets ``trials.csv``, ``pareto.csv`` and ``pareto.html``.
+    so the study ends with exactly ``spec.trials`` counted trials. When the budget is reached
+    while other workers' trials still run, the worker waits for them, so that a trial whose
+    worker dies is still failed (by heartbeat or by process check) and retried. After every trial
+    the run folder gets ``trials.csv``, ``pareto.csv`` and ``pareto.html``.
     """
     study, space, dataset = prepare_study(spec, out_dir, storage, dataset)
     out_dir.mkdir(parents=True, exist_ok=True)
     streak = _FailureStreak(spec.max_failures)
+    deadline = None if spec.timeout is None else time.monotonic() + spec.timeout
     with Progress(spec.trials, spec.training.epochs, enabled=progress) as view:
+        store = artifact_store(out_dir)
+        objective = Objective(spec, space, dataset, out_dir, view.trial_started, store)
+        callbacks = [lambda s, t: prune_artifacts(s, store), lambda s, t: write_run_reports(s, out_dir), lambda s, t: attach_figures(s), streak,
+                     view.trial_finished,
+                     lambda s, t: sweep_dead_local_trials(s), _stop_at_budget(spec.trials)]
         view.refresh(study)
-        if len(budget_trials(study.get_trials(deepcopy=False))) < spec.trials:
-            study.optimize(
-                Objective(spec, space, dataset, out_dir, view.trial_started), timeout=spec.timeout,
-                catch=(Exception,), gc_after_trial=True,
-                callbacks=[lambda s, t: write_run_reports(s, out_dir), streak, view.trial_finished,
-                           lambda s, t: sweep_dead_local_trials(s), _stop_at_budget(spec.trials)],
-            )
+        while not streak.stopped and (deadline is None or time.monotonic() < deadline):
+            trials = study.get_trials(deepcopy=False)
+            retries = any(t.state == TrialState.WAITING and retried_from(t) is not None for t in trials)
+            if retries or len(budget_trials(trials)) < spec.trials:
+                left = None if deadline is None else max(1.0, deadline - time.monotonic())
+                study.optimize(objective, timeout=left, catch=(Exception,), gc_after_trial=True, callbacks=callbacks)
+            elif any(t.state == TrialState.RUNNING for t in trials):
+                time.sleep(min(5, spec.heartbeat_interval))  # other workers' trials: wait, sweep if they die
+                sweep_dead_local_trials(study)
+            else:
+                break
     write_run_reports(study, out_dir)
     if streak.stopped:
         raise StudyStopped(streak.message)

@@ -17,7 +17,7 @@ import warnings
 from pathlib import Path
 
 import optuna
-from optuna.storages import RetryFailedTrialCallback
+from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 INTERRUPTED = "interrupted"
@@ -39,11 +39,13 @@ def open_storage(url: str | None, out_dir: Path, heartbeat_interval: int = 30) -
             "sqlite:///path.db, or a path ending in .journal."
         )
     try:
-        return optuna.storages.RDBStorage(
-            url, heartbeat_interval=heartbeat_interval, grace_period=3 * heartbeat_interval,
-            failed_trial_callback=RetryFailedTrialCallback(max_retry=MAX_RETRY),
-            engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None,
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                url, heartbeat_interval=heartbeat_interval, grace_period=3 * heartbeat_interval,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
+                engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None,
+            )
     except Exception as error:  # sqlalchemy raises several kinds for bad or unreachable URLs
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ValueError(f"storage {redact(url)} cannot be opened: {reason}") from None
@@ -88,7 +90,7 @@ def retried_from(trial: FrozenTrial) -> int | None:
     if number is None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            number = RetryFailedTrialCallback.retried_trial_number(trial)
+            number = RetryHeartbeatStaleTrialCallback.retried_trial_number(trial)
     return None if number is None else int(number)
 
 
@@ -107,6 +109,7 @@ def budget_trials(trials: list[FrozenTrial]) -> list[FrozenTrial]:
 
 
 def _alive(pid: object) -> bool:
+    """Whether process ``pid`` runs on this host (a zombie, killed but not yet reaped, is dead)."""
     if not isinstance(pid, int):
         return False
     try:
@@ -115,4 +118,8 @@ def _alive(pid: object) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True

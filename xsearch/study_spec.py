@@ -74,6 +74,7 @@ class StudySpec:
     latency_batch: int = 1
     max_failures: int | None = None
     heartbeat_interval: int = 30
+    weights: str | None = None
 
     def __post_init__(self) -> None:
         _check_choices("objectives", self.objectives, OBJECTIVES)

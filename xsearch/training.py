@@ -30,10 +30,11 @@ class TrainResult:
     epochs: int
 
 
-def with_normalization(core: keras.Model, dataset: Dataset) -> keras.Model:
+def with_normalization(core: keras.Model, mean: Any, std: Any) -> keras.Model:
     """``core`` behind a per-channel `Normalization` layer, so the model takes raw 0-255 pixels."""
     inputs = keras.Input(core.input_shape[1:], name="pixels")
-    normalize = keras.layers.Normalization(mean=dataset.mean, variance=np.square(dataset.std), name="normalize")
+    mean, std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
+    normalize = keras.layers.Normalization(mean=mean, variance=np.square(std), name="normalize")
     return keras.Model(inputs, core(normalize(inputs)), name=f"{core.name}_classifier")
 
 

@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 
 CPU_CORES_PER_WORKER = 4
 
@@ -46,7 +47,9 @@ def run_workers(run_arguments: list[str], count: int) -> int:
         command = [sys.executable, "-m", "xsearch.cli", "run", *run_arguments]
         processes.append(subprocess.Popen(command, env=env))
     try:
-        return max(process.wait() for process in processes)
+        while any(process.poll() is None for process in processes):  # reap each worker as it ends
+            time.sleep(0.5)
+        return max(abs(process.returncode) for process in processes)
     except KeyboardInterrupt:
         for process in processes:
             process.send_signal(signal.SIGINT)

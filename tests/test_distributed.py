@@ -1,0 +1,141 @@
+"""Many workers on one study: PostgreSQL (several machines) and the journal file (one machine)."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import optuna
+import pytest
+
+from xsearch.storage import open_storage
+
+COMPLETE, RUNNING, FAIL = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING,
+                           optuna.trial.TrialState.FAIL)
+POSTGRES = "postgresql://postgres@127.0.0.1:5432"
+STUDY = (
+    'space = "tiny"\ntrials = 12\nseed_trials = []\nsampler = "random"\nheartbeat_interval = 2\n'
+    '[data]\nsource = "digits"\nimage_size = 16\nmax_train = 300\nval_fraction = 0.2\ntest_fraction = 0.2\n'
+    '[training]\nepochs = 3\nbatch_size = 32\naugment = false\n'
+)
+
+
+@pytest.fixture
+def postgres_url():
+    psycopg = pytest.importorskip("psycopg")
+    try:
+        admin = psycopg.connect(f"{POSTGRES}/postgres", connect_timeout=3, autocommit=True)
+    except psycopg.OperationalError as error:
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip(f"no PostgreSQL server on 127.0.0.1:5432 ({error})")
+    name = f"xsearch_test_{uuid.uuid4().hex[:10]}"
+    admin.execute(f"CREATE DATABASE {name}")
+    yield f"{POSTGRES}/{name}"
+    admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    admin.close()
+
+
+def _command(study_file, out, *extra):
+    return [sys.executable, "-m", "xsearch.cli", "run", "--study", str(study_file), "--out", str(out), *extra]
+
+
+def _env():
+    return {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+
+
+def _kill_a_worker_mid_trial(study_loader, workers, timeout=300):
+    """SIGKILL the worker of the first trial that has finished an epoch; its trial number."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        time.sleep(0.5)
+        try:
+            trials = study_loader().get_trials(deepcopy=False)
+        except KeyError:
+            continue
+        for trial in trials:
+            pid = trial.user_attrs.get("worker_pid")
+            victim = next((p for p in workers if p.pid == pid), None)
+            if trial.state == RUNNING and trial.user_attrs.get("epochs_done", 0) >= 1 and victim:
+                victim.send_signal(signal.SIGKILL)
+                victim.wait()
+                return trial.number
+    raise AssertionError("no worker reached a running trial in time")
+
+
+def _check_exact(study, killed):
+    trials = study.get_trials(deepcopy=False)
+    numbers = [t.number for t in trials]
+    assert len(numbers) == len(set(numbers))
+    complete = [t for t in trials if t.state == COMPLETE]
+    assert len(complete) == 12  # exact: nothing lost, nothing extra
+    failed = [t for t in trials if t.state == FAIL]
+    assert [t.number for t in failed] == [killed]
+    retries = [t for t in complete if t.user_attrs.get("retry_of") == killed
+               or t.system_attrs.get("failed_trial") == killed]
+    assert len(retries) == 1 and retries[0].params == failed[0].params
+    return len(trials), retries[0]
+
+
+@pytest.mark.slow
+def test_three_machines_on_postgresql_survive_a_killed_worker(tmp_path, postgres_url):
+    study_file = tmp_path / "pg.toml"
+    study_file.write_text(STUDY)
+    workers = [subprocess.Popen(_command(study_file, tmp_path / f"machine{i}", "--storage", postgres_url),
+                                env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+               for i in range(3)]
+    storage = open_storage(postgres_url, tmp_path)
+    killed = _kill_a_worker_mid_trial(lambda: optuna.load_study(study_name="pg", storage=storage), workers)
+    for worker in workers:
+        worker.wait(timeout=600)
+        assert worker.returncode in (0, -signal.SIGKILL), worker.stderr.read()[-2000:]
+    total, retry = _check_exact(optuna.load_study(study_name="pg", storage=storage), killed)
+    print(f"postgresql: 3 workers, 12 trials, 1 kill, 1 retry (trial {retry.number}), {total} trials stored, 0 lost")
+
+
+@pytest.mark.slow
+def test_local_workers_on_the_journal_survive_a_killed_worker(tmp_path):
+    study_file = tmp_path / "local.toml"
+    study_file.write_text(STUDY)
+    parent = subprocess.Popen(_command(study_file, tmp_path / "run", "--workers", "3"), env=_env(),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    journal = tmp_path / "run" / "study.journal"
+    storage = lambda: optuna.load_study(study_name="local", storage=open_storage(str(journal), journal.parent))  # noqa: E731
+    children = _ChildProcesses(parent.pid)
+    killed = _kill_a_worker_mid_trial(storage, children)
+    out, err = parent.communicate(timeout=600)
+    assert parent.returncode in (0, 9), err[-2000:]  # 9: the killed worker's SIGKILL is reported
+    total, retry = _check_exact(storage(), killed)
+    print(f"journal: 3 workers, 12 trials, 1 kill, 1 retry (trial {retry.number}), {total} trials stored, 0 lost")
+
+
+class _ChildProcesses:
+    """The worker processes of a `--workers` parent, as kill-able handles (found through /proc)."""
+
+    def __init__(self, parent_pid):
+        self.parent_pid = parent_pid
+
+    def __iter__(self):
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/stat") as handle:
+                        ppid = int(handle.read().rsplit(")", 1)[1].split()[1])
+                except (OSError, IndexError, ValueError):
+                    continue
+                if ppid == self.parent_pid:
+                    yield _Handle(int(entry))
+
+
+class _Handle:
+    def __init__(self, pid):
+        self.pid = pid
+
+    def send_signal(self, sig):
+        os.kill(self.pid, sig)
+
+    def wait(self):
+        while os.path.exists(f"/proc/{self.pid}") and "Z" not in open(f"/proc/{self.pid}/stat").read().split()[2]:
+            time.sleep(0.1)
