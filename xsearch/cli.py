@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -40,7 +41,7 @@ def _run(args: argparse.Namespace) -> None:
 
     spec = load_study_spec(args.study).override(
         trials=args.trials, timeout=args.timeout, seed=args.seed, data_dir=args.data_dir,
-        max_failures=args.max_failures, weights=args.weights,
+        max_failures=args.max_failures, weights=args.weights, precision=args.precision,
     )
     out_dir = Path(args.out) if args.out else Path("runs") / spec.name
     workers = worker_count(args.workers) if args.workers else 1
@@ -108,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="xsearch", description="Architecture search over the Xception design space."
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("--backend", choices=("tensorflow", "jax"),
+                        help="Keras backend (default: $KERAS_BACKEND, else tensorflow)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     describe = commands.add_parser("describe", help="show a config's architecture and costs")
@@ -135,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, help="seed of the sampler, splits and trainings")
     run.add_argument("--weights", metavar="imagenet|PATH",
                      help="start every trial from these Xception weights (layers whose shapes match)")
+    run.add_argument("--precision", choices=("auto", "float32", "mixed_bfloat16", "mixed_float16"),
+                     help="auto (default): mixed_bfloat16 on a GPU, float32 on a CPU")
     run.add_argument("--workers", metavar="N|auto", help="worker processes on this machine (auto: one per GPU)")
     run.add_argument("--max-failures", type=int, metavar="K",
                      help="stop a worker after K consecutive failures of one kind (default: never)")
@@ -175,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     raw = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(raw)
     args.raw = raw
+    if args.backend:
+        os.environ["KERAS_BACKEND"] = args.backend  # before anything imports keras
     try:
         args.handler(args)
     except (ValueError, KeyError, FileNotFoundError) as error:

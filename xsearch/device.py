@@ -67,3 +67,10 @@ def jit_compile_setting() -> bool | str:
     if keras.backend.backend() == "tensorflow" and not on_accelerator():
         return False
     return "auto"
+
+
+def resolve_precision(requested: str) -> str:
+    """Keras dtype policy for ``requested``; ``auto`` is ``mixed_bfloat16`` on an accelerator, else ``float32``."""
+    if requested != "auto":
+        return requested
+    return "mixed_bfloat16" if on_accelerator() else "float32"

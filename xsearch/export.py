@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import keras
-import numpy as np
 import optuna
 from optuna.artifacts import download_artifact
 from optuna.artifacts.exceptions import ArtifactNotFound

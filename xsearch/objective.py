@@ -14,7 +14,7 @@ from xsearch.artifacts import keep_trial_model
 from xsearch.builder import build_model
 from xsearch.costs import model_costs
 from xsearch.data import Dataset
-from xsearch.device import runtime_info
+from xsearch.device import resolve_precision, runtime_info
 from xsearch.failures import TrialFailure, failure_reason
 from xsearch.latency import measure_latency
 from xsearch.space import SearchSpace
@@ -60,6 +60,7 @@ class Objective:
         self._check_budget(trial)
         started = time.perf_counter()
         config = self.space.sample(trial)
+        keras.config.set_dtype_policy(resolve_precision(self.spec.precision))
         record: dict[str, Any] = {"config": config.to_json(), "seed": self.spec.seed + trial.number,
                                   "dataset": self.dataset.name, "image_size": self.spec.data.image_size,
                                   "num_classes": self.dataset.num_classes, "norm_mean": self.dataset.mean.tolist(),

@@ -32,6 +32,7 @@ CONSTRAINTS = {"max_params": "params", "max_flops": "flops", "max_latency_ms": "
 SAMPLERS = ("tpe", "nsga2", "gp", "random", "grid")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("cosine", "constant")
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +76,7 @@ class StudySpec:
     max_failures: int | None = None
     heartbeat_interval: int = 30
     weights: str | None = None
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         _check_choices("objectives", self.objectives, OBJECTIVES)
@@ -85,6 +87,7 @@ class StudySpec:
             if isinstance(bound, bool) or not isinstance(bound, (int, float)) or bound <= 0:
                 raise ValueError(f"constraints.{key} must be a positive number; received {bound!r}.")
         _check_choices("sampler", (self.sampler,), SAMPLERS)
+        _check_choices("precision", (self.precision,), PRECISIONS)
         _check_choices("training.optimizer", (self.training.optimizer,), OPTIMIZERS)
         _check_choices("training.schedule", (self.training.schedule,), SCHEDULES)
         _check_positive("trials", self.trials, integer=True)

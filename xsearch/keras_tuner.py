@@ -1,0 +1,69 @@
+"""KerasTuner plugin: `XceptionHyperModel` builds one Xception variant per trial from a `SearchSpace`.
+
+Works with every KerasTuner tuner (``RandomSearch``, ``BayesianOptimization``, ``Hyperband``, ...)::
+
+    tuner = keras_tuner.RandomSearch(XceptionHyperModel((32, 32, 3), 10), objective="val_accuracy")
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import keras
+import keras_tuner
+
+from xsearch.builder import build_model
+from xsearch.device import jit_compile_setting
+from xsearch.space import SearchSpace
+
+
+class XceptionHyperModel(keras_tuner.HyperModel):
+    """Samples an `XceptionConfig` from ``space`` on ``hp`` and returns it built and compiled.
+
+    The model takes normalised float images of ``input_shape`` and ends in a softmax over
+    ``num_classes``; it is compiled with Adam, sparse categorical cross-entropy and accuracy.
+    """
+
+    def __init__(
+        self,
+        input_shape: tuple[int, int, int],
+        num_classes: int,
+        space: SearchSpace | str = "xception-small",
+        learning_rate: float = 1e-3,
+        bn_momentum: float = 0.9,
+        name: str = "xception",
+    ) -> None:
+        super().__init__(name=name)
+        self.input_shape = tuple(input_shape)
+        self.num_classes = num_classes
+        self.space = space if isinstance(space, SearchSpace) else SearchSpace.from_toml(space)
+        self.learning_rate = learning_rate
+        self.bn_momentum = bn_momentum
+
+    def build(self, hp: keras_tuner.HyperParameters) -> keras.Model:
+        config = self.space.sample_keras_tuner(hp)
+        model = build_model(config, self.input_shape, self.num_classes, bn_momentum=self.bn_momentum,
+                            name=self.name)
+        model.compile(keras.optimizers.Adam(self.learning_rate), keras.losses.SparseCategoricalCrossentropy(),
+                      metrics=["accuracy"], jit_compile=jit_compile_setting())
+        return model
+
+
+def _import_tensorboard_only_when_used() -> None:
+    """Let KerasTuner run on TensorFlow without the ``tensorboard`` package.
+
+    KerasTuner 1.4 imports ``tensorboard`` in every trial on the TensorFlow backend, although it
+    only needs it for a ``TensorBoard`` callback (which itself needs the package). Without the
+    package, trials without such a callback now skip that import instead of failing.
+    """
+    original = keras_tuner.Tuner._configure_tensorboard_dir
+
+    def configure(self: keras_tuner.Tuner, callbacks: list, trial: object, execution: int = 0) -> None:
+        if any(type(callback).__name__ == "TensorBoard" for callback in callbacks):
+            original(self, callbacks, trial, execution)
+
+    keras_tuner.Tuner._configure_tensorboard_dir = configure
+
+
+if importlib.util.find_spec("tensorboard") is None and hasattr(keras_tuner.Tuner, "_configure_tensorboard_dir"):
+    _import_tensorboard_only_when_used()

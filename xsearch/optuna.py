@@ -1,0 +1,97 @@
+"""Optuna plugin: `suggest_config` for your own objectives, `make_objective` for a ready-made one.
+
+::
+
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    study.optimize(make_objective(x_train, y_train, x_val, y_val), n_trials=20)
+"""
+
+from __future__ import annotations
+
+import gc
+from typing import Callable, Sequence
+
+import keras
+import numpy as np
+import optuna
+
+from xsearch.builder import build_model
+from xsearch.config import XceptionConfig
+from xsearch.costs import model_costs
+from xsearch.device import jit_compile_setting
+from xsearch.latency import measure_latency
+from xsearch.space import SearchSpace
+
+OBJECTIVES = {"accuracy": "maximize", "params": "minimize", "flops": "minimize", "latency": "minimize"}
+"""What `make_objective` can return, with each one's direction for `optuna.create_study`."""
+
+
+def suggest_config(trial: optuna.Trial, space: SearchSpace | str = "xception-small") -> XceptionConfig:
+    """Suggest one design on ``trial``: one parameter per axis of ``space`` (a name, path or `SearchSpace`)."""
+    return _space(space).sample(trial)
+
+
+def directions(objectives: Sequence[str]) -> list[str]:
+    """The study directions matching ``objectives``, e.g. ``["maximize", "minimize"]``."""
+    _check_objectives(objectives)
+    return [OBJECTIVES[name] for name in objectives]
+
+
+def make_objective(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    space: SearchSpace | str = "xception-small",
+    epochs: int = 5,
+    batch_size: int = 64,
+    objectives: Sequence[str] = ("accuracy", "params"),
+    learning_rate: float = 1e-3,
+    bn_momentum: float = 0.9,
+) -> Callable[[optuna.Trial], tuple[float, ...]]:
+    """An objective that builds a sampled design, fits it on the (normalised) arrays and scores it.
+
+    It returns one value per name in ``objectives`` (see `OBJECTIVES`): validation accuracy after
+    the last epoch, parameters, forward FLOPs per image, latency in ms at batch 1. The config (JSON),
+    params, MACs, FLOPs and the returned metrics are recorded as user attributes of the trial.
+    """
+    _check_objectives(objectives)
+    search_space = _space(space)
+    x_train, x_val = np.asarray(x_train, np.float32), np.asarray(x_val, np.float32)
+    if x_train.ndim != 4 or x_val.shape[1:] != x_train.shape[1:]:
+        raise ValueError(f"x_train and x_val must be (N, H, W, C) images of one shape; "
+                         f"received {x_train.shape} and {x_val.shape}.")
+    num_classes = int(max(np.max(y_train), np.max(y_val))) + 1
+
+    def objective(trial: optuna.Trial) -> tuple[float, ...]:
+        config = search_space.sample(trial)
+        trial.set_user_attr("config", config.to_json())
+        try:
+            model = build_model(config, x_train.shape[1:], num_classes, bn_momentum=bn_momentum)
+            record: dict[str, int | float] = dict(model_costs(model))
+            model.compile(keras.optimizers.Adam(learning_rate), keras.losses.SparseCategoricalCrossentropy(),
+                          metrics=["accuracy"], jit_compile=jit_compile_setting())
+            history = model.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=epochs,
+                                batch_size=batch_size, verbose=0)
+            record["accuracy"] = float(history.history["val_accuracy"][-1])
+            if "latency" in objectives:
+                record["latency"] = measure_latency(model)["latency_ms"]
+        finally:
+            keras.backend.clear_session()
+            gc.collect()
+        for key, value in record.items():
+            trial.set_user_attr(key, value)
+        return tuple(float(record[name]) for name in objectives)
+
+    return objective
+
+
+def _space(space: SearchSpace | str) -> SearchSpace:
+    return space if isinstance(space, SearchSpace) else SearchSpace.from_toml(space)
+
+
+def _check_objectives(objectives: Sequence[str]) -> None:
+    unknown = [name for name in objectives if name not in OBJECTIVES]
+    if unknown or not objectives:
+        raise ValueError(f"objectives must be a non-empty list of {', '.join(OBJECTIVES)}; "
+                         f"received {list(objectives)}.")
