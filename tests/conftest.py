@@ -2,6 +2,7 @@
 
 import os
 import tempfile
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ["XSEARCH_CACHE_DIR"] = tempfile.mkdtemp(prefix="xsearch-test-cache-")
@@ -11,7 +12,7 @@ import pytest  # noqa: E402
 from xsearch.study_spec import DataSpec, StudySpec, TrainingSpec  # noqa: E402
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def tiny_spec() -> StudySpec:
     """A study whose trials take a few seconds on a CPU: tiny designs, 300 digits, 2 epochs."""
     return StudySpec(
@@ -19,3 +20,13 @@ def tiny_spec() -> StudySpec:
         data=DataSpec(source="digits", image_size=16, max_train=300, val_fraction=0.2, test_fraction=0.2),
         training=TrainingSpec(epochs=2, batch_size=32, learning_rate=3e-3, augment=False),
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_spec, tmp_path_factory) -> Path:
+    """The run folder of the finished tiny study, trained once per test session."""
+    from xsearch.runner import run_study
+
+    folder = tmp_path_factory.mktemp("tiny-run")
+    run_study(tiny_spec, folder, progress=False)
+    return folder

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from test_dashboard_figures import tiny_run  # noqa: F401  (the tiny study, trained once per session)
 from xsearch.dashboard import dashboard_storage, load_study
 
 CHROMIUM = "/usr/bin/chromium"

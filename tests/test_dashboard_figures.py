@@ -1,6 +1,5 @@
 import json
 import warnings
-from pathlib import Path
 
 import numpy as np
 import optuna
@@ -15,20 +14,9 @@ from dashboards.figures import (
 )
 from xsearch.dashboard import dashboard_storage, is_loopback, load_study, serve_dashboard
 from xsearch.pareto import is_feasible
-from xsearch.runner import run_study
 
 DIRECTIONS = ["maximize", "minimize", "minimize"]
 METRICS = ["val_accuracy", "params", "latency_ms"]
-
-
-@pytest.fixture
-def tiny_run(tiny_spec, tmp_path_factory) -> Path:
-    """The run folder of the finished tiny study, trained once per test session."""
-    folder = tmp_path_factory.getbasetemp() / "tiny-run"
-    if not (folder / ".trained").exists():
-        run_study(tiny_spec, folder, progress=False)
-        (folder / ".trained").touch()
-    return folder
 
 
 @pytest.fixture

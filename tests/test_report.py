@@ -4,7 +4,6 @@ import optuna
 import pandas as pd
 import pytest
 
-from test_dashboard_figures import tiny_run  # noqa: F401  (the tiny study, trained once per session)
 from xsearch.dashboard import dashboard_storage, open_storage
 from xsearch.pareto import is_feasible
 from xsearch.report import FORMATS, report_summary, write_report
