@@ -68,7 +68,7 @@ def _dashboard(args: argparse.Namespace) -> None:
 
 def _report(args: argparse.Namespace) -> None:
     from xsearch.dashboard import dashboard_storage, load_study, study_name_from
-    from xsearch.report import report_summary, write_report
+    from xsearch.study_report import report_summary, write_report
 
     name = study_name_from(args.study)
     study = load_study(dashboard_storage(args.study, args.storage, args.out), name)

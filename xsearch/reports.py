@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import math
 import numbers
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +14,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from xsearch.atomic import write_atomic
 from xsearch.pareto import pareto_front, trials_frame
 from xsearch.space import AXES
 
@@ -42,9 +41,9 @@ def write_run_reports(study: optuna.Study, out_dir: Path) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     frame = trials_frame(study)
     paths = {"trials": out_dir / "trials.csv", "pareto": out_dir / "pareto.csv", "html": out_dir / "pareto.html"}
-    _write_atomic(paths["trials"], frame.to_csv(index=False))
-    _write_atomic(paths["pareto"], _front_rows(study, frame).to_csv(index=False))
-    _write_atomic(paths["html"], pareto_figure(study).to_html(include_plotlyjs=True, full_html=True))
+    write_atomic(paths["trials"], frame.to_csv(index=False))
+    write_atomic(paths["pareto"], _front_rows(study, frame).to_csv(index=False))
+    write_atomic(paths["html"], pareto_figure(study).to_html(include_plotlyjs=True, full_html=True))
     return paths
 
 
@@ -171,15 +170,3 @@ def _number(value: float, spec: str) -> str:
     """``value`` formatted with ``spec``, "-" when missing."""
     return spec.format(value) if math.isfinite(value) else "-"
 
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to a temp file beside ``path``, then rename it over ``path``."""
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as file:
-            file.write(text)
-        os.chmod(temp, 0o644)
-        os.replace(temp, path)
-    except BaseException:
-        os.unlink(temp)
-        raise

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import html
 import io
-import os
-import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -13,6 +11,7 @@ import optuna
 import pandas as pd
 
 from dashboards.figures import hypervolume_history, pareto_projections, segment_spectrum
+from xsearch.atomic import write_atomic
 from xsearch.pareto import pareto_front, trials_frame
 from xsearch.reports import front_table_text
 
@@ -40,7 +39,7 @@ def write_report(study: optuna.Study, out_dir: Path, fmt: str) -> Path:
         data = buffer.getvalue()
     else:
         data = report_html(study).encode()
-    _write_atomic(path, data)
+    write_atomic(path, data)
     return path
 
 
@@ -79,15 +78,3 @@ def _state_counts(study: optuna.Study) -> str:
     detail = ", ".join(f"{state} {count}" for state, count in sorted(states.items()))
     return f"{sum(states.values())} trials" + (f" ({detail})" if detail else "")
 
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temp file beside ``path``, then rename it over ``path``."""
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.chmod(temp, 0o644)
-        os.replace(temp, path)
-    except BaseException:
-        os.unlink(temp)
-        raise

@@ -6,7 +6,7 @@ import pytest
 
 from xsearch.dashboard import dashboard_storage, open_storage
 from xsearch.pareto import is_feasible
-from xsearch.report import FORMATS, report_summary, write_report
+from xsearch.study_report import FORMATS, report_summary, write_report
 
 
 @pytest.fixture
