@@ -36,7 +36,8 @@ def _tuner(kind: str, hypermodel: XceptionHyperModel, directory: Path) -> keras_
     return keras_tuner.Hyperband(hypermodel, max_epochs=2, factor=2, hyperband_iterations=1, **common)
 
 
-@pytest.mark.parametrize("kind", ["random", "bayesian", "hyperband"])
+@pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")  # get_best_models: no optimizer state
+@pytest.mark.parametrize("kind", ["random", "bayesian", pytest.param("hyperband", marks=pytest.mark.slow)])
 def test_tuner_searches_the_space(kind, digits, tmp_path):
     data, x_train, x_val = digits
     space_file = tmp_path / "tiny.toml"

@@ -7,7 +7,6 @@ Works with every KerasTuner tuner (``RandomSearch``, ``BayesianOptimization``, `
 
 from __future__ import annotations
 
-import importlib.util
 
 import keras
 import keras_tuner
@@ -47,23 +46,3 @@ class XceptionHyperModel(keras_tuner.HyperModel):
         model.compile(keras.optimizers.Adam(self.learning_rate), keras.losses.SparseCategoricalCrossentropy(),
                       metrics=["accuracy"], jit_compile=jit_compile_setting())
         return model
-
-
-def _import_tensorboard_only_when_used() -> None:
-    """Let KerasTuner run on TensorFlow without the ``tensorboard`` package.
-
-    KerasTuner 1.4 imports ``tensorboard`` in every trial on the TensorFlow backend, although it
-    only needs it for a ``TensorBoard`` callback (which itself needs the package). Without the
-    package, trials without such a callback now skip that import instead of failing.
-    """
-    original = keras_tuner.Tuner._configure_tensorboard_dir
-
-    def configure(self: keras_tuner.Tuner, callbacks: list, trial: object, execution: int = 0) -> None:
-        if any(type(callback).__name__ == "TensorBoard" for callback in callbacks):
-            original(self, callbacks, trial, execution)
-
-    keras_tuner.Tuner._configure_tensorboard_dir = configure
-
-
-if importlib.util.find_spec("tensorboard") is None and hasattr(keras_tuner.Tuner, "_configure_tensorboard_dir"):
-    _import_tensorboard_only_when_used()
