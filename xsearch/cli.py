@@ -44,11 +44,11 @@ def _run(args: argparse.Namespace) -> None:
         max_failures=args.max_failures, weights=args.weights, precision=args.precision,
     )
     out_dir = Path(args.out) if args.out else Path("runs") / spec.name
-    workers = worker_count(args.workers) if args.workers else 1
-    if workers > 1:
+    if args.workers:  # a supervisor: N worker processes, each restarted when it crashes
+        count = worker_count(args.workers)
         study = prepare_study(spec, out_dir, args.storage)[0]  # checks everything, enqueues seeds once
         passed = _strip_option(args.raw[args.raw.index("run") + 1:], "--workers")
-        status = run_workers(passed if "--out" in passed else [*passed, "--out", str(out_dir)], workers)
+        status = run_workers(passed if "--out" in passed else [*passed, "--out", str(out_dir)], count)
         if status:
             raise SystemExit(status)
         study = prepare_study(spec, out_dir, args.storage)[0]
@@ -140,7 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="start every trial from these Xception weights (layers whose shapes match)")
     run.add_argument("--precision", choices=("auto", "float32", "mixed_bfloat16", "mixed_float16"),
                      help="auto (default): mixed_bfloat16 on a GPU, float32 on a CPU")
-    run.add_argument("--workers", metavar="N|auto", help="worker processes on this machine (auto: one per GPU)")
+    run.add_argument("--workers", metavar="N|auto",
+                     help="worker processes on this machine, restarted when they crash (auto: one per GPU)")
     run.add_argument("--max-failures", type=int, metavar="K",
                      help="stop a worker after K consecutive failures of one kind (default: never)")
     run.set_defaults(handler=_run)

@@ -10,6 +10,7 @@ import sys
 import time
 
 CPU_CORES_PER_WORKER = 4
+MAX_RESTARTS = 3
 
 
 def visible_gpus() -> list[str]:
@@ -34,23 +35,43 @@ def worker_count(requested: str) -> int:
 
 
 def run_workers(run_arguments: list[str], count: int) -> int:
-    """Start ``count`` `xsearch run` processes with ``run_arguments``; the worst exit status.
+    """Run ``count`` `xsearch run` processes with ``run_arguments``; the worst exit status.
 
-    With GPUs each worker is pinned to one (``CUDA_VISIBLE_DEVICES``); Ctrl-C stops them all.
+    With GPUs each worker is pinned to one (``CUDA_VISIBLE_DEVICES``). A worker that crashes (killed
+    by a signal or the out-of-memory killer, or a segfault in a backend) is restarted, up to
+    ``MAX_RESTARTS`` times per slot: its trial is retried by the workers, and the study goes on.
+    Exit status 1 (``--max-failures``) and 2 (bad input) are not crashes. Ctrl-C stops them all.
     """
     gpus = visible_gpus()
-    processes = []
-    for index in range(count):
-        env = dict(os.environ)
-        if gpus:
-            env["CUDA_VISIBLE_DEVICES"] = gpus[index % len(gpus)]
-        command = [sys.executable, "-m", "xsearch.cli", "run", *run_arguments]
-        processes.append(subprocess.Popen(command, env=env))
+    processes = [_start(run_arguments, gpus[index % len(gpus)] if gpus else None) for index in range(count)]
+    restarts = [0] * count
+    worst = 0
     try:
-        while any(process.poll() is None for process in processes):  # reap each worker as it ends
+        while any(process is not None for process in processes):
             time.sleep(0.5)
-        return max(abs(process.returncode) for process in processes)
+            for index, process in enumerate(processes):
+                if process is None or process.poll() is None:
+                    continue  # reaped as soon as it ends, so that its trial is seen as dead
+                status = process.returncode
+                crashed = status not in (0, 1, 2)
+                if crashed:
+                    print(f"xsearch: worker {index} (pid {process.pid}) crashed with status {status}", file=sys.stderr)
+                if crashed and restarts[index] < MAX_RESTARTS:
+                    restarts[index] += 1
+                    processes[index] = _start(run_arguments, gpus[index % len(gpus)] if gpus else None)
+                else:
+                    worst = max(worst, abs(status))
+                    processes[index] = None
+        return worst
     except KeyboardInterrupt:
-        for process in processes:
+        running = [process for process in processes if process is not None]
+        for process in running:
             process.send_signal(signal.SIGINT)
-        return max(process.wait() for process in processes)
+        return max([process.wait() for process in running], default=130)
+
+
+def _start(run_arguments: list[str], gpu: str | None) -> subprocess.Popen:
+    env = dict(os.environ)
+    if gpu is not None:
+        env["CUDA_VISIBLE_DEVICES"] = gpu
+    return subprocess.Popen([sys.executable, "-m", "xsearch.cli", "run", *run_arguments], env=env)
