@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from xsearch.failures import StudyStopped
+from xsearch.failures import EXIT_RECYCLE, StudyStopped, WorkerRecycle
 
 EXIT_BAD_INPUT = 2
 
@@ -37,7 +37,7 @@ def _studies(args: argparse.Namespace) -> None:
 def _run(args: argparse.Namespace) -> None:
     from xsearch.runner import prepare_study, run_study, summary
     from xsearch.study_spec import load_study_spec
-    from xsearch.workers import run_workers, worker_count
+    from xsearch.workers import recycle_after, run_workers, worker_count
 
     spec = load_study_spec(args.study).override(
         trials=args.trials, timeout=args.timeout, seed=args.seed, data_dir=args.data_dir,
@@ -53,7 +53,7 @@ def _run(args: argparse.Namespace) -> None:
             raise SystemExit(status)
         study = prepare_study(spec, out_dir, args.storage)[0]
     else:
-        study = run_study(spec, out_dir, storage=args.storage)
+        study = run_study(spec, out_dir, storage=args.storage, recycle_after=recycle_after())
     print(f"study {spec.name!r}: {len(study.trials)} trials in {args.storage or out_dir / 'study.journal'}")
     print(f"reports: {out_dir / 'trials.csv'}, {out_dir / 'pareto.csv'}, {out_dir / 'pareto.html'}")
     print(summary(study))
@@ -194,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     except StudyStopped as error:
         print(f"xsearch: stopped: {error}", file=sys.stderr)
         return 1
+    except WorkerRecycle:
+        return EXIT_RECYCLE
     return 0
 
 

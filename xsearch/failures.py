@@ -29,3 +29,10 @@ def failure_reason(error: BaseException) -> str:
 
 class StudyStopped(RuntimeError):
     """A worker stopped early because trials kept failing (``--max-failures``)."""
+
+
+class WorkerRecycle(Exception):
+    """A supervised worker ran its share of trials and exits, to be restarted with fresh memory."""
+
+
+EXIT_RECYCLE = 75

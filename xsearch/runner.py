@@ -15,7 +15,7 @@ from optuna.trial import FrozenTrial, TrialState
 from dashboards.figures import attach_figures
 from xsearch.artifacts import artifact_store, prune_artifacts
 from xsearch.data import Dataset, load_dataset
-from xsearch.failures import StudyStopped
+from xsearch.failures import StudyStopped, WorkerRecycle
 from xsearch.objective import Objective
 from xsearch.progress import Progress
 from xsearch.reports import front_table_text, write_run_reports
@@ -96,7 +96,7 @@ def prepare_study(spec: StudySpec, out_dir: Path, storage_url: str | None = None
 
 def run_study(
     spec: StudySpec, out_dir: Path, storage: str | None = None, progress: bool | None = None,
-    dataset: Dataset | None = None,
+    dataset: Dataset | None = None, recycle_after: int | None = None,
 ) -> optuna.Study:
     """Run (or resume) the study until ``spec.trials`` trials count or ``spec.timeout`` passes.
 
@@ -104,7 +104,9 @@ def run_study(
     so the study ends with exactly ``spec.trials`` counted trials. When the budget is reached
     while other workers' trials still run, the worker waits for them, so that a trial whose
     worker dies is still failed (by heartbeat or by process check) and retried. After every trial
-    the run folder gets ``trials.csv``, ``pareto.csv`` and ``pareto.html``.
+    the run folder gets ``trials.csv``, ``pareto.csv`` and ``pareto.html``. With
+    ``recycle_after`` the process stops after that many trials of its own and raises
+    `WorkerRecycle`, so that its supervisor restarts it with fresh memory.
     """
     study, space, dataset = prepare_study(spec, out_dir, storage, dataset)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -113,11 +115,12 @@ def run_study(
     with Progress(spec.trials, spec.training.epochs, enabled=progress) as view:
         store = artifact_store(out_dir)
         objective = Objective(spec, space, dataset, out_dir, view.trial_started, store)
-        callbacks = [lambda s, t: prune_artifacts(s, store), lambda s, t: write_run_reports(s, out_dir), lambda s, t: attach_figures(s), streak,
+        recycle = _Recycler(recycle_after)
+        callbacks = [recycle, lambda s, t: prune_artifacts(s, store), lambda s, t: write_run_reports(s, out_dir), lambda s, t: attach_figures(s), streak,
                      view.trial_finished,
                      lambda s, t: sweep_dead_local_trials(s), _stop_at_budget(spec.trials)]
         view.refresh(study)
-        while not streak.stopped and (deadline is None or time.monotonic() < deadline):
+        while not streak.stopped and not recycle.due and (deadline is None or time.monotonic() < deadline):
             trials = study.get_trials(deepcopy=False)
             retries = any(t.state == TrialState.WAITING and retried_from(t) is not None for t in trials)
             if retries or len(budget_trials(trials)) < spec.trials:
@@ -131,7 +134,24 @@ def run_study(
     write_run_reports(study, out_dir)
     if streak.stopped:
         raise StudyStopped(streak.message)
+    if recycle.due and len(budget_trials(study.get_trials(deepcopy=False))) < spec.trials:
+        raise WorkerRecycle(f"recycling this worker after {recycle.ran} trials")
     return study
+
+
+class _Recycler:
+    """An Optuna callback that stops this process after ``limit`` trials of its own (``None``: never)."""
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        self.ran = 0
+        self.due = False
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self.ran += 1
+        if self.limit is not None and self.ran >= self.limit:
+            self.due = True
+            study.stop()
 
 
 def _stop_at_budget(trials: int):
