@@ -9,24 +9,22 @@ from typing import Any
 
 import optuna
 import pytest
-from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.distributions import CategoricalDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from xsearch.pareto import knee_trial, objective_names, pareto_front, pick_trial, trials_frame
+from study_fakes import DIRECTIONS, DISTRIBUTIONS, METRICS
+
+from xsearch.pareto import (
+    knee_trial,
+    objective_names,
+    pareto_front,
+    pick_trial,
+    trials_frame,
+)
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 
-METRICS = ["val_accuracy", "params", "latency_ms"]
-DIRECTIONS = ["maximize", "minimize", "minimize"]
-DISTRIBUTIONS = {
-    "middle_repeats": IntDistribution(0, 8),
-    "width": FloatDistribution(0.25, 1.0, step=0.25),
-    "depth_multiplier": IntDistribution(1, 2),
-    "segments": CategoricalDistribution(["1", "4", "depthwise"]),
-    "intermediate_activation": CategoricalDistribution(["none", "relu", "elu"]),
-    "residual": CategoricalDistribution([True, False]),
-}
 
 
 def make_study(metrics: list[str] = METRICS, directions: list[str] = DIRECTIONS) -> optuna.Study:

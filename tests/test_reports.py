@@ -12,25 +12,15 @@ from typing import Any
 import optuna
 import pandas as pd
 import pytest
-from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.study import StudyDirection
 from optuna.trial import TrialState
+from study_fakes import DIRECTIONS, DISTRIBUTIONS, METRICS
 
 from xsearch.reports import front_table_text, pareto_figure, write_run_reports
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 
-METRICS = ["val_accuracy", "params", "latency_ms"]
-DIRECTIONS = ["maximize", "minimize", "minimize"]
-DISTRIBUTIONS = {
-    "middle_repeats": IntDistribution(0, 8),
-    "width": FloatDistribution(0.25, 1.0, step=0.25),
-    "depth_multiplier": IntDistribution(1, 2),
-    "segments": CategoricalDistribution(["1", "4", "depthwise"]),
-    "intermediate_activation": CategoricalDistribution(["none", "relu", "elu"]),
-    "residual": CategoricalDistribution([True, False]),
-}
 PARAMS = {"middle_repeats": 2, "width": 0.25, "depth_multiplier": 1, "segments": "depthwise",
           "intermediate_activation": "none", "residual": True}
 

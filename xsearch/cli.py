@@ -46,7 +46,7 @@ def _run(args: argparse.Namespace) -> None:
     out_dir = Path(args.out) if args.out else Path("runs") / spec.name
     if args.workers:  # a supervisor: N worker processes, each restarted when it crashes
         count = worker_count(args.workers)
-        study = prepare_study(spec, out_dir, args.storage)[0]  # checks everything, enqueues seeds once
+        prepare_study(spec, out_dir, args.storage)  # checks everything, enqueues the seeds once
         passed = _strip_option(args.raw[args.raw.index("run") + 1:], "--workers")
         status = run_workers(passed if "--out" in passed else [*passed, "--out", str(out_dir)], count)
         if status:
