@@ -1,7 +1,8 @@
-"""Shared test set-up: quiet TensorFlow, a private data cache, and a tiny study."""
+"""Shared test set-up: quiet TensorFlow, a private data cache, a tiny study and a fresh PostgreSQL database."""
 
 import os
 import tempfile
+import uuid
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -10,6 +11,8 @@ os.environ["XSEARCH_CACHE_DIR"] = tempfile.mkdtemp(prefix="xsearch-test-cache-")
 import pytest  # noqa: E402
 
 from xsearch.study_spec import DataSpec, StudySpec, TrainingSpec  # noqa: E402
+
+POSTGRES = "postgresql://postgres@127.0.0.1:5432"
 
 
 @pytest.fixture(scope="session")
@@ -30,3 +33,20 @@ def tiny_run(tiny_spec, tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("tiny-run")
     run_study(tiny_spec, folder, progress=False)
     return folder
+
+
+@pytest.fixture
+def postgres_url():
+    """A fresh database on the local PostgreSQL server, dropped after the test (never skipped in CI)."""
+    psycopg = pytest.importorskip("psycopg")
+    try:
+        admin = psycopg.connect(f"{POSTGRES}/postgres", connect_timeout=3, autocommit=True)
+    except psycopg.OperationalError as error:
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip(f"no PostgreSQL server on 127.0.0.1:5432 ({error})")
+    name = f"xsearch_test_{uuid.uuid4().hex[:10]}"
+    admin.execute(f"CREATE DATABASE {name}")
+    yield f"{POSTGRES}/{name}"
+    admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    admin.close()

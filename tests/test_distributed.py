@@ -5,7 +5,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 
 import optuna
 import pytest
@@ -14,28 +13,11 @@ from xsearch.storage import open_storage
 
 COMPLETE, RUNNING, FAIL = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING,
                            optuna.trial.TrialState.FAIL)
-POSTGRES = "postgresql://postgres@127.0.0.1:5432"
 STUDY = (
     'space = "tiny"\ntrials = 12\nseed_trials = []\nsampler = "random"\nheartbeat_interval = 2\n'
     '[data]\nsource = "digits"\nimage_size = 16\nmax_train = 300\nval_fraction = 0.2\ntest_fraction = 0.2\n'
     '[training]\nepochs = 3\nbatch_size = 32\naugment = false\n'
 )
-
-
-@pytest.fixture
-def postgres_url():
-    psycopg = pytest.importorskip("psycopg")
-    try:
-        admin = psycopg.connect(f"{POSTGRES}/postgres", connect_timeout=3, autocommit=True)
-    except psycopg.OperationalError as error:
-        if os.environ.get("CI") == "true":
-            raise
-        pytest.skip(f"no PostgreSQL server on 127.0.0.1:5432 ({error})")
-    name = f"xsearch_test_{uuid.uuid4().hex[:10]}"
-    admin.execute(f"CREATE DATABASE {name}")
-    yield f"{POSTGRES}/{name}"
-    admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    admin.close()
 
 
 def _command(study_file, out, *extra):

@@ -11,12 +11,15 @@
 from __future__ import annotations
 
 import os
+import random
 import re
 import socket
+import time
 import warnings
 from pathlib import Path
 
 import optuna
+import sqlalchemy.exc
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
@@ -39,16 +42,34 @@ def open_storage(url: str | None, out_dir: Path, heartbeat_interval: int = 30) -
             "sqlite:///path.db, or a path ending in .journal."
         )
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(
-                url, heartbeat_interval=heartbeat_interval, grace_period=3 * heartbeat_interval,
-                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
-                engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None,
-            )
+        return _rdb_storage(url, heartbeat_interval)
     except Exception as error:  # sqlalchemy raises several kinds for bad or unreachable URLs
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ValueError(f"storage {redact(url)} cannot be opened: {reason}") from None
+
+
+def _rdb_storage(url: str, heartbeat_interval: int, attempts: int = 5) -> optuna.storages.RDBStorage:
+    """Optuna's RDB storage with heartbeats.
+
+    Machines that start at once on a new database race to create its tables; the losers get a
+    duplicate-table or duplicate-type error and try again, when the tables are there.
+    """
+    for _ in range(attempts - 1):
+        try:
+            return _new_rdb_storage(url, heartbeat_interval)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+            time.sleep(0.2 + random.random())
+    return _new_rdb_storage(url, heartbeat_interval)
+
+
+def _new_rdb_storage(url: str, heartbeat_interval: int) -> optuna.storages.RDBStorage:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(
+            url, heartbeat_interval=heartbeat_interval, grace_period=3 * heartbeat_interval,
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
+            engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None,
+        )
 
 
 def redact(url: str) -> str:
