@@ -97,6 +97,8 @@ TINY = ('space = "tiny"\ntrials = 1\nseed_trials = []\n[data]\nsource = "digits"
          "storage postgresql://postgres:***@127.0.0.1:1/none cannot be opened"),
         ("bad workers", {"s.toml": TINY}, ["--study", "{tmp}/s.toml", "--workers", "many"],
          "--workers must be a positive integer or 'auto'; received 'many'"),
+        ("bad batch size", {"s.toml": TINY}, ["--study", "{tmp}/s.toml", "--batch-size", "big"],
+         "training.batch_size must be an integer > 0 or 'auto'; received 'big'"),
     ],
 )
 def test_bad_input_exits_2_with_one_message_and_changes_nothing(tmp_path, capsys, case, files, arguments, message):

@@ -4,17 +4,22 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import optuna
 import pandas as pd
 import pytest
 
-from xsearch.runner import run_study
+from xsearch import runner
+from xsearch.runner import open_study, run_study
+from xsearch.space import SearchSpace
+from xsearch.storage import open_storage
 from xsearch.study_spec import load_study_spec
 
-COMPLETE = optuna.trial.TrialState.COMPLETE
+COMPLETE, WAITING = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.WAITING
 
 
 def _dominates(a, b, signs):
@@ -72,6 +77,38 @@ def test_reopening_with_other_objectives_fails_and_changes_nothing(tmp_path, tin
     assert (tmp_path / "run" / "study.journal").read_bytes() == before
 
 
+SEEDS = [{"middle_repeats": 1}, {"middle_repeats": 2}]
+
+
+def _open_at_once(tiny_spec, url, tmp_path, processes):
+    space = SearchSpace.from_toml(tiny_spec.space)
+    start = threading.Barrier(processes, timeout=60)
+
+    def one(i):
+        start.wait()  # new database: the tables and the study are created by whoever comes first
+        storage = open_storage(url, tmp_path / f"machine{i}")
+        return open_study(tiny_spec, space, storage, "test", SEEDS).study_name
+
+    with ThreadPoolExecutor(processes) as pool:
+        return list(pool.map(one, range(processes)))
+
+
+def test_workers_racing_to_create_a_study_on_postgresql_all_join_it(tmp_path, tiny_spec, postgres_url):
+    assert _open_at_once(tiny_spec, postgres_url, tmp_path, 6) == ["tiny"] * 6
+    study = optuna.load_study(study_name="tiny", storage=open_storage(postgres_url, tmp_path))
+    assert study.metric_names == ["val_accuracy", "params", "latency_ms"]
+    assert [t.state for t in study.trials] == [WAITING] * len(SEEDS)  # enqueued once, by the creator
+
+
+def test_a_study_whose_creator_died_during_set_up_is_finished_by_the_next_worker(tmp_path, tiny_spec, monkeypatch):
+    storage = open_storage(None, tmp_path)
+    optuna.create_study(study_name="tiny", storage=storage, directions=["maximize", "minimize", "minimize"])
+    monkeypatch.setattr(runner, "SETUP_WAIT_S", 1.0)
+    study = open_study(tiny_spec, SearchSpace.from_toml(tiny_spec.space), storage, "test", SEEDS)
+    assert study.metric_names == ["val_accuracy", "params", "latency_ms"]
+    assert [t.state for t in study.trials] == [WAITING] * len(SEEDS) and "xsearch_spec" in study.user_attrs
+
+
 def test_imagenet_small_without_data_stops_before_doing_anything(tmp_path, monkeypatch):
     monkeypatch.setenv("XSEARCH_DATA_DIR", str(tmp_path / "nowhere"))
     monkeypatch.chdir(tmp_path)
@@ -108,6 +145,19 @@ def _completed(journal_path):
     return optuna.load_study(study_name="tiny-resume", storage=open_storage(str(journal_path), journal_path.parent))
 
 
+def _gone_within(pid, seconds):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            state = open(f"/proc/{pid}/stat").read().split()[2]
+        except FileNotFoundError:
+            return True
+        if state == "Z":
+            return True
+        time.sleep(0.2)
+    return False
+
+
 def test_resume_after_kill_loses_and_repeats_nothing(tmp_path):
     study_file = tmp_path / "tiny-resume.toml"
     study_file.write_text(
@@ -132,6 +182,8 @@ def test_resume_after_kill_loses_and_repeats_nothing(tmp_path):
                 break
     process.send_signal(signal.SIGKILL)
     process.wait()
+    worker = _completed(db).get_trials(states=(optuna.trial.TrialState.RUNNING,))[0].user_attrs["worker_pid"]
+    assert _gone_within(worker, 10)  # the trial's worker dies with its supervisor
     before = {t.number: t.params for t in _completed(db).get_trials(states=(COMPLETE,))}
     assert len(before) >= 1
 

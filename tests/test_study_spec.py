@@ -21,6 +21,8 @@ def test_layering_command_line_over_file_over_defaults():
     overridden = spec.override(trials=2, timeout=None, seed=7, data_dir="/data")
     assert (overridden.trials, overridden.timeout, overridden.seed) == (2, spec.timeout, 7)
     assert overridden.data.data_dir == "/data" and overridden.data.source == "digits"
+    assert spec.override(batch_size="128").training.batch_size == 128
+    assert spec.override(batch_size="auto").training.batch_size == "auto"
 
 
 def test_objectives_map_to_metrics_and_directions():
@@ -41,6 +43,7 @@ def test_objectives_map_to_metrics_and_directions():
         ("trials = 0\n", "trials must be an integer > 0; received 0"),
         ("[training]\nepochs = \"ten\"\n", "training.epochs must be an integer; received 'ten'"),
         ("[data]\nval_fraction = 0.95\n", "data.val_fraction must be in [0, 0.9)"),
+        ("[training]\nbatch_size = \"max\"\n", "training.batch_size must be an integer > 0 or 'auto'; received 'max'"),
         ("trials = \n", "malformed TOML"),
     ],
 )

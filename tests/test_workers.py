@@ -1,8 +1,11 @@
-"""Supervised workers: recycled after their share of trials, so that memory does not grow."""
+"""Supervised workers: every `xsearch run` trains in a worker process, restarted when it crashes and
+recycled after its share of trials, so that memory does not grow."""
 
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import optuna
 import pytest
@@ -14,19 +17,48 @@ STUDY = ('space = "tiny"\ntrials = 3\nseed_trials = []\nsampler = "random"\n[dat
          'image_size = 16\nmax_train = 200\n[training]\nepochs = 1\nbatch_size = 32\naugment = false\n')
 
 
+def _command(tmp_path):
+    return [sys.executable, "-m", "xsearch.cli", "run", "--study", str(tmp_path / "w.toml"), "--out", str(tmp_path / "run")]
+
+
+def _study(tmp_path):
+    journal = tmp_path / "run" / "study.journal"
+    return optuna.load_study(study_name="w", storage=open_storage(str(journal), journal.parent))
+
+
 def test_supervised_worker_is_recycled_and_the_study_completes(tmp_path):
     (tmp_path / "w.toml").write_text(STUDY)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "XSEARCH_TRIALS_PER_WORKER": "1"}
-    done = subprocess.run([sys.executable, "-m", "xsearch.cli", "run", "--study", str(tmp_path / "w.toml"),
-                           "--out", str(tmp_path / "run"), "--workers", "1"],
-                          env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(_command(tmp_path), env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
-    journal = tmp_path / "run" / "study.journal"
-    study = optuna.load_study(study_name="w", storage=open_storage(str(journal), journal.parent))
-    trials = study.get_trials()
+    trials = _study(tmp_path).get_trials()
     assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 3
     assert len({t.user_attrs["worker_pid"] for t in trials}) == 3  # a fresh process per trial
     assert "crashed" not in done.stderr
+
+
+def test_a_plain_run_survives_its_worker_being_killed_mid_trial(tmp_path):
+    (tmp_path / "w.toml").write_text(STUDY.replace("epochs = 1", "epochs = 3"))
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    supervisor = subprocess.Popen(_command(tmp_path), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline, victim = time.time() + 300, None
+    while victim is None and time.time() < deadline:
+        time.sleep(0.5)
+        try:
+            running = _study(tmp_path).get_trials(states=(optuna.trial.TrialState.RUNNING,))
+        except KeyError:
+            continue
+        victim = next((t for t in running if t.user_attrs.get("epochs_done", 0) >= 1), None)
+    assert victim is not None, "no trial reached its second epoch in time"
+    os.kill(victim.user_attrs["worker_pid"], signal.SIGKILL)  # like the out-of-memory killer
+    out, err = supervisor.communicate(timeout=600)
+    assert supervisor.returncode == 0, err[-2000:]
+    assert "crashed with status -9" in err
+    trials = _study(tmp_path).get_trials()
+    complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == 3 and [t.number for t in trials if t.state != optuna.trial.TrialState.COMPLETE] == [victim.number]
+    assert [t.params for t in complete if t.user_attrs.get("retry_of") == victim.number] == [victim.params]
+    assert "val_acc" in out  # the supervisor reports the front once its worker is done
 
 
 def test_worker_count():

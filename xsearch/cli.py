@@ -34,29 +34,31 @@ def _studies(args: argparse.Namespace) -> None:
         print(f"{name:18s} {load_study_spec(name).description}")
 
 
-def _run(args: argparse.Namespace) -> None:
+def _run(args: argparse.Namespace) -> int:
     from xsearch.runner import prepare_study, run_study, summary
     from xsearch.study_spec import load_study_spec
-    from xsearch.workers import recycle_after, run_workers, worker_count
+    from xsearch.workers import is_worker, recycle_after, run_workers, worker_count
 
     spec = load_study_spec(args.study).override(
         trials=args.trials, timeout=args.timeout, seed=args.seed, data_dir=args.data_dir,
         max_failures=args.max_failures, weights=args.weights, precision=args.precision,
+        batch_size=args.batch_size,
     )
     out_dir = Path(args.out) if args.out else Path("runs") / spec.name
-    if args.workers:  # a supervisor: N worker processes, each restarted when it crashes
-        count = worker_count(args.workers)
-        prepare_study(spec, out_dir, args.storage)  # checks everything, enqueues the seeds once
-        passed = _strip_option(args.raw[args.raw.index("run") + 1:], "--workers")
-        status = run_workers(passed if "--out" in passed else [*passed, "--out", str(out_dir)], count)
-        if status:
-            raise SystemExit(status)
-        study = prepare_study(spec, out_dir, args.storage)[0]
-    else:
-        study = run_study(spec, out_dir, storage=args.storage, recycle_after=recycle_after())
+    if is_worker():  # started by a supervisor, which reports when all its workers are done
+        run_study(spec, out_dir, storage=args.storage, recycle_after=recycle_after())
+        return 0
+    count = worker_count(args.workers or "1")
+    prepare_study(spec, out_dir, args.storage)  # checks everything, enqueues the seeds once
+    passed = _strip_option(args.raw[args.raw.index("run") + 1:], "--workers")
+    status = run_workers(passed if "--out" in passed else [*passed, "--out", str(out_dir)], count)
+    if status:
+        return status
+    study = prepare_study(spec, out_dir, args.storage)[0]
     print(f"study {spec.name!r}: {len(study.trials)} trials in {args.storage or out_dir / 'study.journal'}")
     print(f"reports: {out_dir / 'trials.csv'}, {out_dir / 'pareto.csv'}, {out_dir / 'pareto.html'}")
     print(summary(study))
+    return 0
 
 
 def _dashboard(args: argparse.Namespace) -> None:
@@ -138,10 +140,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, help="seed of the sampler, splits and trainings")
     run.add_argument("--weights", metavar="imagenet|PATH",
                      help="start every trial from these Xception weights (layers whose shapes match)")
+    run.add_argument("--batch-size", metavar="N|auto",
+                     help="training batch; auto: the fastest that fits, probed once per study on this device")
     run.add_argument("--precision", choices=("auto", "float32", "mixed_bfloat16", "mixed_float16"),
                      help="auto (default): mixed_bfloat16 on a GPU, float32 on a CPU")
     run.add_argument("--workers", metavar="N|auto",
-                     help="worker processes on this machine, restarted when they crash (auto: one per GPU)")
+                     help="worker processes on this machine, restarted when they crash (default 1; auto: one per GPU)")
     run.add_argument("--max-failures", type=int, metavar="K",
                      help="stop a worker after K consecutive failures of one kind (default: never)")
     run.set_defaults(handler=_run)
@@ -184,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.backend:
         os.environ["KERAS_BACKEND"] = args.backend  # before anything imports keras
     try:
-        args.handler(args)
+        status = args.handler(args) or 0
     except (ValueError, KeyError, FileNotFoundError) as error:
         if args.debug:
             raise
@@ -196,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except WorkerRecycle:
         return EXIT_RECYCLE
-    return 0
+    return status
 
 
 if __name__ == "__main__":

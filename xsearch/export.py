@@ -142,7 +142,7 @@ def _write_model(
         model = _rebuild(study, trial, dataset.mean, dataset.std, dataset.num_classes)
         if weights:
             inherit_weights(model, weights)
-        result = train_and_evaluate(model, dataset, _training_spec(study), int(trial.user_attrs.get("seed", 0)))
+        result = train_and_evaluate(model, dataset, _training_spec(study, trial), int(trial.user_attrs.get("seed", 0)))
         model.save(path)
         metrics = {"val_accuracy": result.val_accuracy, "test_accuracy": result.test_accuracy}
         return "retrained", f"retrained: val_accuracy {result.val_accuracy:.4f}", metrics
@@ -202,8 +202,10 @@ def _spec(study: optuna.Study) -> dict[str, Any]:
     return json.loads(text)
 
 
-def _training_spec(study: optuna.Study) -> TrainingSpec:
-    return TrainingSpec(**_spec(study)["training"])
+def _training_spec(study: optuna.Study, trial: FrozenTrial) -> TrainingSpec:
+    """The study's training budget, at the batch the trial trained with (``"auto"`` resolved)."""
+    training = TrainingSpec(**_spec(study)["training"])
+    return dataclasses.replace(training, batch_size=int(trial.user_attrs.get("batch_size", training.batch_size)))
 
 
 def _study_dataset(study: optuna.Study) -> Dataset:

@@ -63,6 +63,7 @@ class Objective:
         keras.config.set_dtype_policy(resolve_precision(self.spec.precision))
         record: dict[str, Any] = {"config": config.to_json(), "seed": self.spec.seed + trial.number,
                                   "dataset": self.dataset.name, "image_size": self.spec.data.image_size,
+                                  "batch_size": self.spec.training.batch_size,
                                   "num_classes": self.dataset.num_classes, "norm_mean": self.dataset.mean.tolist(),
                                   "norm_std": self.dataset.std.tolist(),
                                   **runtime_info()}

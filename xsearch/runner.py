@@ -14,7 +14,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 from dashboards.figures import attach_figures
 from xsearch.artifacts import artifact_store, prune_artifacts
+from xsearch.batch_size import AUTO, find_batch_size
 from xsearch.data import Dataset, load_dataset
+from xsearch.device import runtime_info
 from xsearch.failures import StudyStopped, WorkerRecycle
 from xsearch.objective import Objective
 from xsearch.progress import Progress
@@ -41,31 +43,76 @@ def make_sampler(spec: StudySpec, space: SearchSpace) -> optuna.samplers.BaseSam
                                       n_startup_trials=min(10, max(4, spec.trials // 3)))
 
 
-def open_study(spec: StudySpec, space: SearchSpace, storage: optuna.storages.BaseStorage, where: str) -> optuna.Study:
-    """Create the study or reopen it; reopening with other objectives is an error."""
+SETUP_WAIT_S = 30.0
+
+
+def open_study(spec: StudySpec, space: SearchSpace, storage: optuna.storages.BaseStorage, where: str,
+               seeds: list[dict] | None = None) -> optuna.Study:
+    """Create the study (exactly one of many racing processes does) or reopen it.
+
+    The creator records the spec, enqueues the seed trials and sets the metric names last: the
+    names mark a finished set-up. A process that finds a study without names waits for them, and
+    finishes the set-up itself when its creator died half-way. Reopening with other objectives is
+    an error.
+    """
     directions = [objective.direction for objective in spec.objective_list]
     metrics = [objective.metric for objective in spec.objective_list]
-    try:
-        existing = optuna.load_study(study_name=spec.name, storage=storage)
-    except KeyError:
-        existing = None
-    if existing is not None:
-        old = list(existing.metric_names or [])
-        old_directions = [d.name.lower() for d in existing.directions]
-        if old != metrics or old_directions != directions:
-            raise ValueError(
-                f"study {spec.name!r} in {where} was created with objectives "
-                f"{list(zip(old, old_directions))}, not {list(zip(metrics, directions))}: use another "
-                "--out folder or --storage, or the study's original objectives."
-            )
-    study = optuna.create_study(study_name=spec.name, storage=storage, directions=directions,
-                                sampler=make_sampler(spec, space), load_if_exists=True)
-    if existing is None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.set_metric_names(metrics)
-        study.set_user_attr("xsearch_spec", json.dumps(dataclasses.asdict(spec), default=str))
+    sampler = make_sampler(spec, space)
+    study, created = _load_or_create(spec.name, storage, directions, sampler)
+    if not created:
+        _check_objectives(study, metrics, directions, where)
+        if _wait_for_metric_names(study):
+            _check_objectives(study, metrics, directions, where)
+            return study
+    _finish_setup(study, spec, metrics, seeds or [])
     return study
+
+
+def _load_or_create(name: str, storage: optuna.storages.BaseStorage, directions: list[str],
+                    sampler: optuna.samplers.BaseSampler) -> tuple[optuna.Study, bool]:
+    """The study, and whether this process created it.
+
+    Loading first keeps a journal file byte-for-byte unchanged when the study exists.
+    """
+    try:
+        return optuna.load_study(study_name=name, storage=storage, sampler=sampler), False
+    except KeyError:
+        pass
+    try:
+        return optuna.create_study(study_name=name, storage=storage, directions=directions, sampler=sampler), True
+    except optuna.exceptions.DuplicatedStudyError:  # another process created it first
+        return optuna.load_study(study_name=name, storage=storage, sampler=sampler), False
+
+
+def _check_objectives(study: optuna.Study, metrics: list[str], directions: list[str], where: str) -> None:
+    old_directions = [d.name.lower() for d in study.directions]
+    old_metrics = list(study.metric_names or metrics)  # no names yet: only directions can differ
+    if old_metrics != metrics or old_directions != directions:
+        raise ValueError(
+            f"study {study.study_name!r} in {where} was created with objectives "
+            f"{list(zip(old_metrics, old_directions))}, not {list(zip(metrics, directions))}: use another "
+            "--out folder or --storage, or the study's original objectives."
+        )
+
+
+def _wait_for_metric_names(study: optuna.Study) -> bool:
+    """Whether the study's creator finished its set-up within ``SETUP_WAIT_S``."""
+    deadline = time.monotonic() + SETUP_WAIT_S
+    while study.metric_names is None:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)  # ``metric_names`` reads the storage each time
+    return True
+
+
+def _finish_setup(study: optuna.Study, spec: StudySpec, metrics: list[str], seeds: list[dict]) -> None:
+    study.set_user_attr("xsearch_spec", json.dumps(dataclasses.asdict(spec), default=str))
+    if not study.trials:
+        for params in seeds:
+            study.enqueue_trial(params, user_attrs={"seed_trial": True}, skip_if_exists=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(metrics)
 
 
 def load_spec_dataset(spec: StudySpec) -> Dataset:
@@ -77,21 +124,36 @@ def load_spec_dataset(spec: StudySpec) -> Dataset:
     )
 
 
-def prepare_study(spec: StudySpec, out_dir: Path, storage_url: str | None = None,
-                  dataset: Dataset | None = None) -> tuple[optuna.Study, SearchSpace, Dataset]:
+def prepare_study(spec: StudySpec, out_dir: Path, storage_url: str | None = None, dataset: Dataset | None = None,
+                  ) -> tuple[optuna.Study, StudySpec, SearchSpace, Dataset]:
     """Check the space and the data, open the study, sweep dead trials and enqueue the seeds.
 
-    Nothing is written before the space, the data and the storage are known to be good.
+    Nothing is written before the space, the data and the storage are known to be good. The
+    returned spec has the study's batch size where the study file says ``"auto"``.
     """
     space = SearchSpace.from_toml(spec.space)
     dataset = dataset or load_spec_dataset(spec)
     storage = open_storage(storage_url, out_dir, spec.heartbeat_interval)
-    study = open_study(spec, space, storage, redact(storage_url) if storage_url else str(out_dir))
+    seeds = [space.encode(config) for config in seed_configs(spec, space, dataset.num_classes)]
+    study = open_study(spec, space, storage, redact(storage_url) if storage_url else str(out_dir), seeds)
     sweep_dead_local_trials(study)
-    if not study.trials:
-        for config in seed_configs(spec, space, dataset.num_classes):
-            study.enqueue_trial(space.encode(config), user_attrs={"seed_trial": True}, skip_if_exists=True)
-    return study, space, dataset
+    return study, _with_study_batch_size(study, spec, space, dataset), space, dataset
+
+
+def _with_study_batch_size(study: optuna.Study, spec: StudySpec, space: SearchSpace, dataset: Dataset) -> StudySpec:
+    """``batch_size = "auto"``: the batch probed when the study started, the same for every trial."""
+    if spec.training.batch_size != AUTO:
+        return spec
+    chosen = study.user_attrs.get("batch_size")
+    if chosen is None:
+        probe = find_batch_size(spec, space, dataset)
+        study.set_user_attr("batch_size_probe", {
+            "device": runtime_info()["device"], "stopped_by": probe.stopped_by,
+            "images_per_second": {str(batch): rate for batch, rate in probe.images_per_second.items()},
+        })
+        study.set_user_attr("batch_size", probe.batch_size)
+        chosen = probe.batch_size
+    return dataclasses.replace(spec, training=dataclasses.replace(spec.training, batch_size=int(chosen)))
 
 
 def run_study(
@@ -108,7 +170,7 @@ def run_study(
     ``recycle_after`` the process stops after that many trials of its own and raises
     `WorkerRecycle`, so that its supervisor restarts it with fresh memory.
     """
-    study, space, dataset = prepare_study(spec, out_dir, storage, dataset)
+    study, spec, space, dataset = prepare_study(spec, out_dir, storage, dataset)
     out_dir.mkdir(parents=True, exist_ok=True)
     streak = _FailureStreak(spec.max_failures)
     deadline = None if spec.timeout is None else time.monotonic() + spec.timeout

@@ -48,7 +48,7 @@ class DataSpec:
 @dataclasses.dataclass(frozen=True)
 class TrainingSpec:
     epochs: int = 10
-    batch_size: int = 64
+    batch_size: int | str = 64  # or "auto" (xsearch.batch_size)
     optimizer: str = "adam"
     learning_rate: float = 1e-3
     weight_decay: float = 0.0
@@ -96,7 +96,8 @@ class StudySpec:
         if self.max_failures is not None:
             _check_positive("max_failures", self.max_failures, integer=True)
         _check_positive("training.epochs", self.training.epochs, integer=True)
-        _check_positive("training.batch_size", self.training.batch_size, integer=True)
+        if self.training.batch_size != "auto":
+            _check_positive("training.batch_size", self.training.batch_size, integer=True, alternative="'auto'")
         _check_positive("training.learning_rate", self.training.learning_rate)
         _check_positive("data.image_size", self.data.image_size, integer=True)
         if self.timeout is not None:
@@ -113,11 +114,17 @@ class StudySpec:
         return [OBJECTIVES[name] for name in self.objectives]
 
     def override(self, **values: Any) -> StudySpec:
-        """A copy with command-line values (``None`` = not given) on top; ``data_dir`` goes to data."""
-        data_dir = values.pop("data_dir", None)
+        """A copy with command-line values (``None`` = not given) on top.
+
+        ``data_dir`` goes to data and ``batch_size`` (an integer or ``"auto"``) to training.
+        """
+        data_dir, batch_size = values.pop("data_dir", None), values.pop("batch_size", None)
         spec = dataclasses.replace(self, **{k: v for k, v in values.items() if v is not None})
         if data_dir is not None:
             spec = dataclasses.replace(spec, data=dataclasses.replace(spec.data, data_dir=str(data_dir)))
+        if batch_size is not None:
+            batch = int(batch_size) if str(batch_size).isdigit() else batch_size
+            spec = dataclasses.replace(spec, training=dataclasses.replace(spec.training, batch_size=batch))
         return spec
 
 
@@ -155,6 +162,8 @@ def _section(kind: type, key: str, table: Any, path: Path) -> Any:
         if name not in fields:
             raise unknown_keys_error(f"{path} [{key}]", name, sorted(fields))
         default = fields[name].default
+        if (key, name) == ("training", "batch_size") and isinstance(value, str):
+            continue  # "auto", checked with the others in StudySpec
         if default is not None and type(value) is not type(default) and not (
             isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool)
         ):
@@ -169,8 +178,8 @@ def _check_choices(key: str, values: tuple[str, ...], valid: Any) -> None:
             raise ValueError(f"{key}: unknown value {value!r}; valid: {', '.join(valid)}.")
 
 
-def _check_positive(key: str, value: Any, integer: bool = False) -> None:
+def _check_positive(key: str, value: Any, integer: bool = False, alternative: str = "") -> None:
     kinds = (int,) if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kinds) or value <= 0:
         kind = "an integer" if integer else "a number"
-        raise ValueError(f"{key} must be {kind} > 0; received {value!r}.")
+        raise ValueError(f"{key} must be {kind} > 0{' or ' + alternative if alternative else ''}; received {value!r}.")

@@ -1,7 +1,13 @@
-"""`--workers N|auto`: several ordinary `xsearch run` processes on one shared storage."""
+"""`xsearch run` as a supervisor: N ordinary worker processes on one shared storage.
+
+Trials always run in a worker process, so that a crash of the backend (segfault, out-of-memory
+kill) costs one trial and a restart, never the study, and host memory is returned when a worker
+is recycled.
+"""
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import signal
@@ -16,6 +22,15 @@ MAX_RESTARTS = 3
 SUPERVISED = "XSEARCH_SUPERVISED"
 TRIALS_PER_WORKER = "XSEARCH_TRIALS_PER_WORKER"
 DEFAULT_TRIALS_PER_WORKER = 20
+PR_SET_PDEATHSIG = 1
+
+
+def is_worker() -> bool:
+    """Whether this process is a worker that a supervisor (`run_workers`) started.
+
+    Set ``XSEARCH_SUPERVISED=1`` to run a study in the current process (e.g. under a debugger).
+    """
+    return os.environ.get(SUPERVISED) == "1"
 
 
 def recycle_after() -> int | None:
@@ -24,7 +39,7 @@ def recycle_after() -> int | None:
     On TensorFlow (2.21, Keras 3.15) each trained model keeps ~55 MB of host memory after
     ``clear_session`` (measured; JAX keeps none), so supervised TensorFlow workers are recycled.
     """
-    if os.environ.get(SUPERVISED) != "1":
+    if not is_worker():
         return None
     if TRIALS_PER_WORKER in os.environ:
         return int(os.environ[TRIALS_PER_WORKER])
@@ -96,4 +111,10 @@ def _start(run_arguments: list[str], gpu: str | None) -> subprocess.Popen:
     env = {**os.environ, SUPERVISED: "1"}
     if gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = gpu
-    return subprocess.Popen([sys.executable, "-m", "xsearch.cli", "run", *run_arguments], env=env)
+    return subprocess.Popen([sys.executable, "-m", "xsearch.cli", "run", *run_arguments], env=env,
+                            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+
+
+def _die_with_parent() -> None:
+    """In a new worker (Linux): be killed when the supervisor dies, even by SIGKILL."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
