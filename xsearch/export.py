@@ -182,7 +182,7 @@ def _rebuild(study: optuna.Study, trial: FrozenTrial, mean: Any, std: Any, num_c
     config = XceptionConfig.from_json(trial.user_attrs["config"], source=f"trial {trial.number} config")
     size = int(trial.user_attrs.get("image_size", raw["data"]["image_size"]))
     keras.utils.set_random_seed(int(trial.user_attrs.get("seed", 0)))
-    core = build_model(config, (size, size, 3), num_classes, bn_momentum=_training_spec(study).bn_momentum)
+    core = build_model(config, (size, size, 3), num_classes, bn_momentum=_training_spec(study, trial).bn_momentum)
     return with_normalization(core, mean, std)
 
 
