@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import random
 import re
@@ -24,6 +25,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 INTERRUPTED = "interrupted"
+UNCLAIMED_GRACE_S = 300.0
 MAX_RETRY = 3
 
 
@@ -95,6 +97,8 @@ def sweep_dead_local_trials(study: optuna.Study) -> int:
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if trial.user_attrs.get("worker_host", host) != host or _alive(trial.user_attrs.get("worker_pid")):
             continue
+        if "worker_pid" not in trial.user_attrs and _age_s(trial) < UNCLAIMED_GRACE_S:
+            continue  # just started: its worker is still sampling it and has not recorded its pid yet
         try:
             study._storage.set_trial_user_attr(trial._trial_id, "failure_reason", INTERRUPTED)
             study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
@@ -127,6 +131,11 @@ def budget_trials(trials: list[FrozenTrial]) -> list[FrozenTrial]:
             continue
         counted.append(trial)
     return counted
+
+
+def _age_s(trial: FrozenTrial) -> float:
+    started = trial.datetime_start
+    return float("inf") if started is None else (datetime.datetime.now() - started).total_seconds()
 
 
 def _alive(pid: object) -> bool:
