@@ -104,10 +104,10 @@ class StudySpec:
             _check_positive("timeout", self.timeout)
         if not 0 < self.training.bn_momentum < 1:
             raise ValueError(f"training.bn_momentum must be in (0, 1); received {self.training.bn_momentum!r}.")
-        for key in ("val_fraction", "test_fraction"):
-            value = getattr(self.data, key)
-            if not 0 <= value < 0.9:
-                raise ValueError(f"data.{key} must be in [0, 0.9); received {value!r}.")
+        if not 0 < self.data.val_fraction < 0.9:  # every trial is scored on the validation split
+            raise ValueError(f"data.val_fraction must be in (0, 0.9); received {self.data.val_fraction!r}.")
+        if not 0 <= self.data.test_fraction < 0.9:
+            raise ValueError(f"data.test_fraction must be in [0, 0.9); received {self.data.test_fraction!r}.")
 
     @property
     def objective_list(self) -> list[Objective]:

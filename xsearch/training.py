@@ -106,15 +106,19 @@ def train_and_evaluate(
 ) -> TrainResult:
     """Fit ``model`` (raw-pixel input) on the train split, validating after each epoch, then test it.
 
+    Training batches are all full (each epoch reshuffles, so the images left over differ), so the
+    training step is compiled once, not a second time for a smaller last batch.
     Throughput counts epochs after the first (which includes compilation); the first epoch's
     extra time is reported as ``compile_time_s``. A NaN/inf loss raises `TrialFailure("nan")`.
     ``initial_epoch`` > 0 continues a training whose weights were restored from a checkpoint.
     """
     zeros, ones = np.zeros(3, np.float32), np.ones(3, np.float32)
-    train = BatchStream(dataset.x_train, dataset.y_train, spec.batch_size, zeros, ones,
-                        augment=spec.augment, shuffle=True, seed=seed, workers=workers)
+    train_batch = min(spec.batch_size, len(dataset.y_train))
+    train = BatchStream(dataset.x_train, dataset.y_train, train_batch, zeros, ones, augment=spec.augment,
+                        shuffle=True, seed=seed, workers=workers, drop_remainder=True)
     val = BatchStream(dataset.x_val, dataset.y_val, spec.batch_size, zeros, ones, workers=workers)
     compile_model(model, spec, len(train), dataset.num_classes)
+    _build_training_state(model, *train[0])
     timer = _EpochTimer()
     started = time.perf_counter()
     history = model.fit(
@@ -126,7 +130,7 @@ def train_and_evaluate(
     losses = curves.get("loss", [])
     if not losses or not all(math.isfinite(v) for v in losses):
         raise TrialFailure("nan", f"the training loss became NaN/inf at epoch {len(losses)}")
-    compile_time, throughput = _speed(timer.durations, len(dataset.y_train))
+    compile_time, throughput = _speed(timer.durations, len(train) * train_batch)
     test_scores: dict[str, float] = {}
     if len(dataset.y_test):
         test = BatchStream(dataset.x_test, dataset.y_test, spec.batch_size, zeros, ones, workers=workers)
@@ -142,6 +146,19 @@ def train_and_evaluate(
         train_time_s=train_time,
         epochs=len(losses),
     )
+
+
+def _build_training_state(model: keras.Model, x: np.ndarray, y: np.ndarray) -> None:
+    """Create the optimizer's and the compiled metrics' variables before `fit` traces its step.
+
+    Keras on TensorFlow otherwise creates them during the first trace of the training step, and
+    tf.function then traces the whole step a second time. Measured on 2 CPU cores for a tiny design
+    (16x16 digits, 2 epochs): compile time 5.6 s -> 3.3 s, the whole training 7.8 s -> 5.8 s.
+    `fit` resets the metrics, so the one label used here leaves no trace in the results.
+    """
+    model.optimizer.build(model.trainable_variables)
+    predictions = keras.ops.zeros((1, *model.output_shape[1:]), dtype=model.outputs[0].dtype)
+    model.compute_metrics(x[:1], y[:1], predictions, sample_weight=None)
 
 
 def _speed(durations: list[float], images_per_epoch: int) -> tuple[float, float]:
