@@ -18,7 +18,7 @@ from xsearch.device import resolve_precision, runtime_info
 from xsearch.failures import TrialFailure, failure_reason
 from xsearch.latency import measure_latency
 from xsearch.space import SearchSpace
-from xsearch.storage import budget_trials, retried_from, worker_identity
+from xsearch.storage import INTERRUPTED, budget_trials, retried_from, retry_interrupted, worker_identity
 from xsearch.study_spec import CONSTRAINTS, StudySpec
 from xsearch.training import train_and_evaluate, with_normalization
 from xsearch.weights import inherit_weights
@@ -55,6 +55,14 @@ class Objective:
         self.callbacks = callbacks or (lambda trial: [])
 
     def __call__(self, trial: optuna.Trial) -> tuple[float, ...]:
+        try:
+            return self._run(trial)
+        except KeyboardInterrupt:  # Ctrl-C: not counted, and retried when the study resumes
+            trial.set_user_attr("failure_reason", INTERRUPTED)
+            retry_interrupted(trial.study, trial)
+            raise
+
+    def _run(self, trial: optuna.Trial) -> tuple[float, ...]:
         for key, value in worker_identity().items():
             trial.set_user_attr(key, value)
         self._check_budget(trial)

@@ -25,6 +25,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 INTERRUPTED = "interrupted"
+CRASH = "crash"  # killed its worker process MAX_RETRY times in a row
 UNCLAIMED_GRACE_S = 300.0
 MAX_RETRY = 3
 
@@ -99,14 +100,31 @@ def sweep_dead_local_trials(study: optuna.Study) -> int:
             continue
         if "worker_pid" not in trial.user_attrs and _age_s(trial) < UNCLAIMED_GRACE_S:
             continue  # just started: its worker is still sampling it and has not recorded its pid yet
-        try:
-            study._storage.set_trial_user_attr(trial._trial_id, "failure_reason", INTERRUPTED)
+        retry = _retries(study, trial.number) < MAX_RETRY
+        try:  # a trial that killed its worker MAX_RETRY times in a row counts as a failure: a crash
+            study._storage.set_trial_user_attr(trial._trial_id, "failure_reason", INTERRUPTED if retry else CRASH)
             study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # another worker swept it first
-        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
+        if retry:
+            study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
         swept += 1
     return swept
+
+
+def retry_interrupted(study: optuna.Study, trial: optuna.Trial) -> None:
+    """Enqueue a retry of a trial stopped by Ctrl-C (unless it already is the last allowed retry)."""
+    if _retries(study, trial.number) < MAX_RETRY:
+        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
+
+
+def _retries(study: optuna.Study, number: int) -> int:
+    """How many retries in a row led to trial ``number``."""
+    trials = study.get_trials(deepcopy=False)
+    count, source = 0, retried_from(trials[number])
+    while source is not None:
+        count, source = count + 1, retried_from(trials[source])
+    return count
 
 
 def retried_from(trial: FrozenTrial) -> int | None:
