@@ -10,6 +10,7 @@ import xsearch.objective
 from xsearch.cli import main
 from xsearch.failures import StudyStopped
 from xsearch.runner import run_study
+from xsearch.storage import open_storage
 from xsearch.study_spec import TrainingSpec
 
 COMPLETE, FAIL = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL
@@ -65,8 +66,13 @@ def test_repeated_failures_warn_loudly_and_stop_only_when_asked(tmp_path, tiny_s
     study = run_study(dataclasses.replace(tiny_spec, trials=4), tmp_path / "a", progress=False)
     assert len(study.trials) == 4  # not asked to stop: the study goes on
     assert "3 trials in a row failed with reason 'error'" in capsys.readouterr().err
-    with pytest.raises(StudyStopped, match="--max-failures 2 reached"):
+    with pytest.raises(StudyStopped, match="2 trials in a row failed .*--max-failures 2 reached"):
         run_study(dataclasses.replace(tiny_spec, trials=6, max_failures=2), tmp_path / "b", progress=False)
+    # a restarted (or recycled) worker goes on with the streak: one more failure makes 3
+    with pytest.raises(StudyStopped, match="3 trials in a row failed .*--max-failures 3 reached"):
+        run_study(dataclasses.replace(tiny_spec, trials=6, max_failures=3), tmp_path / "b", progress=False)
+    journal = tmp_path / "b" / "study.journal"
+    assert len(optuna.load_study(study_name="tiny", storage=open_storage(str(journal), journal.parent)).trials) == 3
 
 
 def _snapshot(folder: Path) -> dict:

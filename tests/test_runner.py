@@ -80,33 +80,51 @@ def test_reopening_with_other_objectives_fails_and_changes_nothing(tmp_path, tin
 SEEDS = [{"middle_repeats": 1}, {"middle_repeats": 2}]
 
 
-def _open_at_once(tiny_spec, url, tmp_path, processes):
+class _Seeds:
+    """The seed trials, counting how many processes asked for them."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self):
+        self.calls += 1
+        return SEEDS
+
+
+def _open_at_once(tiny_spec, url, tmp_path, processes, seeds):
     space = SearchSpace.from_toml(tiny_spec.space)
     start = threading.Barrier(processes, timeout=60)
 
     def one(i):
         start.wait()  # new database: the tables and the study are created by whoever comes first
         storage = open_storage(url, tmp_path / f"machine{i}")
-        return open_study(tiny_spec, space, storage, "test", SEEDS).study_name
+        return open_study(tiny_spec, space, storage, "test", seeds).study_name
 
     with ThreadPoolExecutor(processes) as pool:
         return list(pool.map(one, range(processes)))
 
 
 def test_workers_racing_to_create_a_study_on_postgresql_all_join_it(tmp_path, tiny_spec, postgres_url):
-    assert _open_at_once(tiny_spec, postgres_url, tmp_path, 6) == ["tiny"] * 6
+    seeds = _Seeds()
+    assert _open_at_once(tiny_spec, postgres_url, tmp_path, 6, seeds) == ["tiny"] * 6
     study = optuna.load_study(study_name="tiny", storage=open_storage(postgres_url, tmp_path))
     assert study.metric_names == ["val_accuracy", "params", "latency_ms"]
-    assert [t.state for t in study.trials] == [WAITING] * len(SEEDS)  # enqueued once, by the creator
+    assert seeds.calls == 1  # the creator alone builds and enqueues the seed trials
+    assert [t.state for t in study.trials] == [WAITING] * len(SEEDS)
 
 
 def test_a_study_whose_creator_died_during_set_up_is_finished_by_the_next_worker(tmp_path, tiny_spec, monkeypatch):
     storage = open_storage(None, tmp_path)
     optuna.create_study(study_name="tiny", storage=storage, directions=["maximize", "minimize", "minimize"])
     monkeypatch.setattr(runner, "SETUP_WAIT_S", 1.0)
-    study = open_study(tiny_spec, SearchSpace.from_toml(tiny_spec.space), storage, "test", SEEDS)
+    study = open_study(tiny_spec, SearchSpace.from_toml(tiny_spec.space), storage, "test", _Seeds())
     assert study.metric_names == ["val_accuracy", "params", "latency_ms"]
     assert [t.state for t in study.trials] == [WAITING] * len(SEEDS) and "xsearch_spec" in study.user_attrs
+
+
+def test_a_deadline_that_has_passed_starts_no_trial(tmp_path, tiny_spec):
+    study = run_study(tiny_spec, tmp_path / "run", progress=False, deadline=time.time())
+    assert [t.state for t in study.trials] == [WAITING]  # the seed, still waiting for the next run
 
 
 def test_imagenet_small_without_data_stops_before_doing_anything(tmp_path, monkeypatch):
@@ -158,6 +176,21 @@ def _gone_within(pid, seconds):
     return False
 
 
+def _worker_of_a_running_trial_after_one_completes(db, timeout):
+    """The pid of the worker that runs a trial, once another trial has completed (None: timed out)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        time.sleep(0.5)
+        try:
+            trials = _completed(db).get_trials(deepcopy=False) if db.exists() else []
+        except KeyError:
+            continue
+        running = [t for t in trials if t.state == optuna.trial.TrialState.RUNNING and "worker_pid" in t.user_attrs]
+        if running and any(t.state == COMPLETE for t in trials):
+            return running[0].user_attrs["worker_pid"]
+    return None
+
+
 def test_resume_after_kill_loses_and_repeats_nothing(tmp_path):
     study_file = tmp_path / "tiny-resume.toml"
     study_file.write_text(
@@ -169,20 +202,10 @@ def test_resume_after_kill_loses_and_repeats_nothing(tmp_path):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     db = tmp_path / "run" / "study.journal"
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        time.sleep(0.5)
-        if db.exists():
-            try:
-                study = _completed(db)
-            except KeyError:
-                continue
-            states = [t.state for t in study.get_trials(deepcopy=False)]
-            if states.count(COMPLETE) >= 1 and optuna.trial.TrialState.RUNNING in states:
-                break
+    worker = _worker_of_a_running_trial_after_one_completes(db, timeout=300)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    worker = _completed(db).get_trials(states=(optuna.trial.TrialState.RUNNING,))[0].user_attrs["worker_pid"]
+    assert worker is not None, "no trial was running after the first one completed"
     assert _gone_within(worker, 10)  # the trial's worker dies with its supervisor
     before = {t.number: t.params for t in _completed(db).get_trials(states=(COMPLETE,))}
     assert len(before) >= 1

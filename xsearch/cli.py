@@ -10,6 +10,7 @@ from pathlib import Path
 from xsearch.failures import EXIT_RECYCLE, StudyStopped, WorkerRecycle
 
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130  # as a shell reports Ctrl-C
 
 
 def _describe(args: argparse.Namespace) -> None:
@@ -35,9 +36,8 @@ def _studies(args: argparse.Namespace) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from xsearch.runner import prepare_study, run_study, summary
     from xsearch.study_spec import load_study_spec
-    from xsearch.workers import is_worker, recycle_after, run_workers, worker_count
+    from xsearch.workers import deadline, is_worker, recycle_after, supervise
 
     spec = load_study_spec(args.study).override(
         trials=args.trials, timeout=args.timeout, seed=args.seed, data_dir=args.data_dir,
@@ -45,16 +45,18 @@ def _run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
     )
     out_dir = Path(args.out) if args.out else Path("runs") / spec.name
-    if is_worker():  # started by a supervisor, which reports when all its workers are done
-        run_study(spec, out_dir, storage=args.storage, recycle_after=recycle_after())
+    if is_worker():  # started by a supervisor (which reports when all its workers are done), or by hand
+        from xsearch.runner import run_study
+
+        run_study(spec, out_dir, storage=args.storage, recycle_after=recycle_after(), deadline=deadline())
         return 0
-    count = worker_count(args.workers or "1")
-    prepare_study(spec, out_dir, args.storage)  # checks everything, enqueues the seeds once
-    passed = _strip_option(args.raw[args.raw.index("run") + 1:], "--workers")
-    status = run_workers(passed if "--out" in passed else [*passed, "--out", str(out_dir)], count)
+    passed = args.raw[args.raw.index("run") + 1:]
+    status, study = supervise(spec, out_dir, args.storage, passed if "--out" in passed else [*passed, "--out", str(out_dir)],
+                              args.workers or "1")
     if status:
         return status
-    study = prepare_study(spec, out_dir, args.storage)[0]
+    from xsearch.runner import summary
+
     print(f"study {spec.name!r}: {len(study.trials)} trials in {args.storage or out_dir / 'study.journal'}")
     print(f"reports: {out_dir / 'trials.csv'}, {out_dir / 'pareto.csv'}, {out_dir / 'pareto.html'}")
     print(summary(study))
@@ -91,19 +93,6 @@ def _export(args: argparse.Namespace) -> None:
     result = export_trial(study, choice, Path(args.out), artifact_store(run_dir), args.force, args.retrain,
                           weights=args.weights)
     print(result.message)
-
-
-def _strip_option(argv: list[str], option: str) -> list[str]:
-    """``argv`` without ``option`` and its value (``--opt V`` or ``--opt=V``)."""
-    result, skip = [], False
-    for item in argv:
-        if skip:
-            skip = False
-        elif item == option:
-            skip = True
-        elif not item.startswith(option + "="):
-            result.append(item)
-    return result
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -147,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", metavar="N|auto",
                      help="worker processes on this machine, restarted when they crash (default 1; auto: one per GPU)")
     run.add_argument("--max-failures", type=int, metavar="K",
-                     help="stop a worker after K consecutive failures of one kind (default: never)")
+                     help="stop a worker after K consecutive failures of one kind on this machine (default: never)")
     run.set_defaults(handler=_run)
 
     export = commands.add_parser("export", help="write a design of a study as a .keras model and a model card")
@@ -200,6 +189,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except WorkerRecycle:
         return EXIT_RECYCLE
+    except KeyboardInterrupt:
+        print("xsearch: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     return status
 
 

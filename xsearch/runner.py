@@ -7,6 +7,7 @@ import json
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
@@ -23,7 +24,15 @@ from xsearch.progress import Progress
 from xsearch.reports import front_table_text, write_run_reports
 from xsearch.seeds import seed_configs
 from xsearch.space import Range, SearchSpace
-from xsearch.storage import budget_trials, open_storage, redact, retried_from, sweep_dead_local_trials
+from xsearch.storage import (
+    INTERRUPTED,
+    budget_trials,
+    open_storage,
+    redact,
+    retried_from,
+    sweep_dead_local_trials,
+    worker_identity,
+)
 from xsearch.study_spec import StudySpec
 
 FAILURE_STREAK_WARNING = 3
@@ -47,10 +56,10 @@ SETUP_WAIT_S = 30.0
 
 
 def open_study(spec: StudySpec, space: SearchSpace, storage: optuna.storages.BaseStorage, where: str,
-               seeds: list[dict] | None = None) -> optuna.Study:
+               seeds: Callable[[], list[dict]] = list) -> optuna.Study:
     """Create the study (exactly one of many racing processes does) or reopen it.
 
-    The creator records the spec, enqueues the seed trials and sets the metric names last: the
+    The creator records the spec, enqueues the ``seeds()`` trials and sets the metric names last: the
     names mark a finished set-up. A process that finds a study without names waits for them, and
     finishes the set-up itself when its creator died half-way. Reopening with other objectives is
     an error.
@@ -64,7 +73,7 @@ def open_study(spec: StudySpec, space: SearchSpace, storage: optuna.storages.Bas
         if _wait_for_metric_names(study):
             _check_objectives(study, metrics, directions, where)
             return study
-    _finish_setup(study, spec, metrics, seeds or [])
+    _finish_setup(study, spec, metrics, seeds)
     return study
 
 
@@ -105,10 +114,10 @@ def _wait_for_metric_names(study: optuna.Study) -> bool:
     return True
 
 
-def _finish_setup(study: optuna.Study, spec: StudySpec, metrics: list[str], seeds: list[dict]) -> None:
+def _finish_setup(study: optuna.Study, spec: StudySpec, metrics: list[str], seeds: Callable[[], list[dict]]) -> None:
     study.set_user_attr("xsearch_spec", json.dumps(dataclasses.asdict(spec), default=str))
     if not study.trials:
-        for params in seeds:
+        for params in seeds():
             study.enqueue_trial(params, user_attrs={"seed_trial": True}, skip_if_exists=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -125,40 +134,53 @@ def load_spec_dataset(spec: StudySpec) -> Dataset:
 
 
 def prepare_study(spec: StudySpec, out_dir: Path, storage_url: str | None = None, dataset: Dataset | None = None,
-                  ) -> tuple[optuna.Study, StudySpec, SearchSpace, Dataset]:
+                  probe_batch_size: bool = True) -> tuple[optuna.Study, StudySpec, SearchSpace, Dataset]:
     """Check the space and the data, open the study, sweep dead trials and enqueue the seeds.
 
-    Nothing is written before the space, the data and the storage are known to be good. The
-    returned spec has the study's batch size where the study file says ``"auto"``.
+    Nothing is written before the space, the data and the storage are known to be good. Where
+    the study file says ``batch_size = "auto"``, the returned spec has the study's batch size,
+    probed on this device by the first process that needs it (`probe_batch_size`).
     """
     space = SearchSpace.from_toml(spec.space)
     dataset = dataset or load_spec_dataset(spec)
     storage = open_storage(storage_url, out_dir, spec.heartbeat_interval)
-    seeds = [space.encode(config) for config in seed_configs(spec, space, dataset.num_classes)]
+    seeds = lambda: [space.encode(config) for config in seed_configs(spec, space, dataset.num_classes)]  # noqa: E731
     study = open_study(spec, space, storage, redact(storage_url) if storage_url else str(out_dir), seeds)
     sweep_dead_local_trials(study)
-    return study, _with_study_batch_size(study, spec, space, dataset), space, dataset
+    if probe_batch_size:
+        spec = _with_study_batch_size(study, spec, space, dataset)
+    return study, spec, space, dataset
+
+
+def study_is_set_up(study: optuna.Study, spec: StudySpec) -> bool:
+    """Whether trials can start: the study has its batch size, where the spec says ``"auto"``."""
+    return spec.training.batch_size != AUTO or "batch_size" in study.user_attrs
 
 
 def _with_study_batch_size(study: optuna.Study, spec: StudySpec, space: SearchSpace, dataset: Dataset) -> StudySpec:
-    """``batch_size = "auto"``: the batch probed when the study started, the same for every trial."""
+    """``batch_size = "auto"``: the batch probed when the study started, the same for every trial.
+
+    Machines that probe at the same time keep the batch of the first to record one.
+    """
     if spec.training.batch_size != AUTO:
         return spec
     chosen = study.user_attrs.get("batch_size")
     if chosen is None:
         probe = find_batch_size(spec, space, dataset)
-        study.set_user_attr("batch_size_probe", {
-            "device": runtime_info()["device"], "stopped_by": probe.stopped_by,
-            "images_per_second": {str(batch): rate for batch, rate in probe.images_per_second.items()},
-        })
-        study.set_user_attr("batch_size", probe.batch_size)
-        chosen = probe.batch_size
+        chosen = study.user_attrs.get("batch_size")  # another machine may have finished first
+        if chosen is None:
+            study.set_user_attr("batch_size_probe", {
+                "device": runtime_info()["device"], "stopped_by": probe.stopped_by,
+                "images_per_second": {str(batch): rate for batch, rate in probe.images_per_second.items()},
+            })
+            study.set_user_attr("batch_size", probe.batch_size)
+            chosen = probe.batch_size
     return dataclasses.replace(spec, training=dataclasses.replace(spec.training, batch_size=int(chosen)))
 
 
 def run_study(
     spec: StudySpec, out_dir: Path, storage: str | None = None, progress: bool | None = None,
-    dataset: Dataset | None = None, recycle_after: int | None = None,
+    dataset: Dataset | None = None, recycle_after: int | None = None, deadline: float | None = None,
 ) -> optuna.Study:
     """Run (or resume) the study until ``spec.trials`` trials count or ``spec.timeout`` passes.
 
@@ -168,12 +190,15 @@ def run_study(
     worker dies is still failed (by heartbeat or by process check) and retried. After every trial
     the run folder gets ``trials.csv``, ``pareto.csv`` and ``pareto.html``. With
     ``recycle_after`` the process stops after that many trials of its own and raises
-    `WorkerRecycle`, so that its supervisor restarts it with fresh memory.
+    `WorkerRecycle`, so that its supervisor restarts it with fresh memory. ``deadline`` (Unix
+    time, set by a supervisor) ends the run like ``spec.timeout`` does, whichever comes first.
     """
     study, spec, space, dataset = prepare_study(spec, out_dir, storage, dataset)
     out_dir.mkdir(parents=True, exist_ok=True)
-    streak = _FailureStreak(spec.max_failures)
-    deadline = None if spec.timeout is None else time.monotonic() + spec.timeout
+    streak = _FailureStreak(spec.max_failures, study.get_trials(deepcopy=False))
+    limits = [seconds for seconds in (spec.timeout, None if deadline is None else deadline - time.time())
+              if seconds is not None]
+    ends_at = time.monotonic() + min(limits) if limits else None
     with Progress(spec.trials, spec.training.epochs, enabled=progress) as view:
         store = artifact_store(out_dir)
         objective = Objective(spec, space, dataset, out_dir, view.trial_started, store)
@@ -182,13 +207,12 @@ def run_study(
                      view.trial_finished,
                      lambda s, t: sweep_dead_local_trials(s), _stop_at_budget(spec.trials)]
         view.refresh(study)
-        while not streak.stopped and not recycle.due and (deadline is None or time.monotonic() < deadline):
-            trials = study.get_trials(deepcopy=False)
-            retries = any(t.state == TrialState.WAITING and retried_from(t) is not None for t in trials)
-            if retries or len(budget_trials(trials)) < spec.trials:
-                left = None if deadline is None else max(1.0, deadline - time.monotonic())
+        while not streak.stopped and not recycle.due and (ends_at is None or time.monotonic() < ends_at):
+            work = _work_left(study, spec.trials)
+            if work == "trials":
+                left = None if ends_at is None else max(1.0, ends_at - time.monotonic())
                 study.optimize(objective, timeout=left, catch=(Exception,), gc_after_trial=True, callbacks=callbacks)
-            elif any(t.state == TrialState.RUNNING for t in trials):
+            elif work == "running":
                 time.sleep(min(5, spec.heartbeat_interval))  # other workers' trials: wait, sweep if they die
                 sweep_dead_local_trials(study)
             else:
@@ -196,9 +220,18 @@ def run_study(
     write_run_reports(study, out_dir)
     if streak.stopped:
         raise StudyStopped(streak.message)
-    if recycle.due and len(budget_trials(study.get_trials(deepcopy=False))) < spec.trials:
+    if recycle.due and _work_left(study, spec.trials) and (ends_at is None or time.monotonic() < ends_at):
         raise WorkerRecycle(f"recycling this worker after {recycle.ran} trials")
     return study
+
+
+def _work_left(study: optuna.Study, budget: int) -> str:
+    """``"trials"`` to run (new or retries), other workers' trials ``"running"``, or ``""``: done."""
+    trials = study.get_trials(deepcopy=False)
+    if len(budget_trials(trials)) < budget or any(
+            t.state == TrialState.WAITING and retried_from(t) is not None for t in trials):
+        return "trials"
+    return "running" if any(t.state == TrialState.RUNNING for t in trials) else ""
 
 
 class _Recycler:
@@ -232,30 +265,46 @@ def summary(study: optuna.Study) -> str:
 
 
 class _FailureStreak:
-    """Warns loudly after consecutive failures of one kind; stops the worker at ``max_failures``."""
+    """Warns loudly after consecutive failures of one kind; stops the worker at ``max_failures``.
 
-    def __init__(self, max_failures: int | None) -> None:
+    The streak counts this machine's trials, and goes on from the ones in ``history`` (a
+    recycled or restarted worker continues its predecessor's streak).
+    """
+
+    def __init__(self, max_failures: int | None, history: list[FrozenTrial] = ()) -> None:  # type: ignore[assignment]
         self.max_failures = max_failures
         self.reason: str | None = None
         self.count = 0
         self.stopped = False
         self.message = ""
+        host = worker_identity()["worker_host"]
+        ours = [t for t in history if t.datetime_complete is not None and t.user_attrs.get("worker_host") == host
+                and t.user_attrs.get("failure_reason") != INTERRUPTED]
+        for trial in sorted(ours, key=lambda t: t.datetime_complete):
+            self._add(trial)
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        reason = self._add(trial)
+        self.stopped = reason is not None and self.max_failures is not None and self.count >= self.max_failures
+        if reason is None or not (self.stopped or self.count >= FAILURE_STREAK_WARNING):
+            return
+        self.message = (f"{self.count} trials in a row failed with reason {reason!r} "
+                        f"(last: trial {trial.number}: {trial.user_attrs.get('error', reason)})")
+        if self.stopped:
+            self.message += f"; stopping: --max-failures {self.max_failures} reached"
+            study.stop()
+        else:
+            print(f"xsearch: WARNING: {self.message}", file=sys.stderr, flush=True)
+
+    def _add(self, trial: FrozenTrial) -> str | None:
+        """Count ``trial`` into the streak; its failure reason (``None``: it ended the streak)."""
         reason = trial.user_attrs.get("failure_reason")
         if reason in (None, "constraint") or trial.user_attrs.get("surplus"):
             self.reason, self.count = None, 0
-            return
+            return None
         self.count = self.count + 1 if reason == self.reason else 1
         self.reason = reason
-        if self.count >= FAILURE_STREAK_WARNING:
-            self.message = (f"{self.count} trials in a row failed with reason {reason!r} "
-                            f"(last: trial {trial.number}: {trial.user_attrs.get('error', reason)})")
-            print(f"xsearch: WARNING: {self.message}", file=sys.stderr, flush=True)
-        if self.max_failures is not None and self.count >= self.max_failures:
-            self.stopped = True
-            self.message += f"; stopping: --max-failures {self.max_failures} reached"
-            study.stop()
+        return reason
 
 
 def _grid(space: SearchSpace) -> dict[str, list]:

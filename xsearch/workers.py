@@ -14,15 +14,29 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from xsearch.failures import EXIT_RECYCLE
 
+if TYPE_CHECKING:
+    import optuna
+
+    from xsearch.study_spec import StudySpec
+
 CPU_CORES_PER_WORKER = 4
-MAX_RESTARTS = 3
-SUPERVISED = "XSEARCH_SUPERVISED"
-TRIALS_PER_WORKER = "XSEARCH_TRIALS_PER_WORKER"
+MAX_CRASHES = 3  # per worker slot within CRASH_WINDOW_S: more is a crash loop, not bad luck
+CRASH_WINDOW_S = 600.0
+SUPERVISED = "XSEARCH_SUPERVISED"  # on the workers a supervisor starts; by hand: run in this process
+RECYCLE_AFTER = "XSEARCH_RECYCLE_AFTER"  # set by the supervisor only
+DEADLINE = "XSEARCH_DEADLINE"  # Unix time after which no trial starts (``--timeout``, set by the supervisor)
+TRIALS_PER_WORKER = "XSEARCH_TRIALS_PER_WORKER"  # the user's setting, read by the supervisor
 DEFAULT_TRIALS_PER_WORKER = 20
 PR_SET_PDEATHSIG = 1
+WORKER_COMMAND = (sys.executable, "-m", "xsearch.cli", "run")
+_PRCTL = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
 
 
 def is_worker() -> bool:
@@ -34,16 +48,43 @@ def is_worker() -> bool:
 
 
 def recycle_after() -> int | None:
-    """Trials a supervised worker runs before it is restarted (``None``: unsupervised, or JAX).
+    """Trials this worker runs before it exits to be restarted (``None``: never)."""
+    value = os.environ.get(RECYCLE_AFTER)
+    return None if value is None else int(value)
+
+
+def deadline() -> float | None:
+    """The Unix time after which this worker starts no trial (``None``: no ``--timeout``)."""
+    value = os.environ.get(DEADLINE)
+    return None if value is None else float(value)
+
+
+def trials_per_worker(backend: str) -> int | None:
+    """How many trials a supervised worker runs before it is recycled (``None``: never).
 
     On TensorFlow (2.21, Keras 3.15) each trained model keeps ~55 MB of host memory after
-    ``clear_session`` (measured; JAX keeps none), so supervised TensorFlow workers are recycled.
+    ``clear_session`` (measured; JAX keeps none), so TensorFlow workers are recycled every
+    ``DEFAULT_TRIALS_PER_WORKER`` trials unless ``XSEARCH_TRIALS_PER_WORKER`` says otherwise.
     """
-    if not is_worker():
-        return None
-    if TRIALS_PER_WORKER in os.environ:
-        return int(os.environ[TRIALS_PER_WORKER])
-    return DEFAULT_TRIALS_PER_WORKER if os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow" else None
+    value = os.environ.get(TRIALS_PER_WORKER)
+    if value is None:
+        return DEFAULT_TRIALS_PER_WORKER if backend == "tensorflow" else None
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"environment variable {TRIALS_PER_WORKER} must be a positive integer; received {value!r}.")
+    return int(value)
+
+
+def hide_accelerators() -> dict[str, str]:
+    """Keep this (supervisor) process off the GPUs; the environment its workers should get.
+
+    TensorFlow reserves most of every visible GPU's memory, and JAX 75 % of one, the first time
+    they touch it, and neither gives it back: a supervisor that builds a model would starve its
+    workers. Call this before the backend is imported.
+    """
+    workers_environment = dict(os.environ)
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    os.environ["JAX_PLATFORMS"] = "cpu"
+    return workers_environment
 
 
 def visible_gpus() -> list[str]:
@@ -67,54 +108,112 @@ def worker_count(requested: str) -> int:
     return int(requested)
 
 
-def run_workers(run_arguments: list[str], count: int) -> int:
+def supervise(spec: StudySpec, out_dir: Path, storage: str | None, run_arguments: list[str],
+              workers: str) -> tuple[int, optuna.Study]:
+    """Check and open the study, then run it in ``workers`` worker processes; (exit status, study).
+
+    This process stays off the GPUs (`hide_accelerators`). With ``batch_size = "auto"`` the first
+    worker probes the batch size on its device before the others start.
+    """
+    gpus = visible_gpus()
+    environment = hide_accelerators()
+    try:
+        import keras
+
+        from xsearch.runner import prepare_study, study_is_set_up
+
+        count = worker_count(workers)
+        recycle_every = trials_per_worker(keras.config.backend())
+        stop_at = None if spec.timeout is None else time.time() + spec.timeout
+        study = prepare_study(spec, out_dir, storage, probe_batch_size=False)[0]  # checks everything first
+        status = run_workers(run_arguments, count, environment, gpus, recycle_every, stop_at,
+                             ready=lambda: study_is_set_up(study, spec))
+        return status, study
+    finally:
+        os.environ.clear()
+        os.environ.update(environment)
+
+
+def run_workers(run_arguments: list[str], count: int, environment: dict[str, str], gpus: list[str],
+                recycle_every: int | None = None, stop_at: float | None = None,
+                ready: Callable[[], bool] | None = None) -> int:
     """Run ``count`` `xsearch run` processes with ``run_arguments``; the worst exit status.
 
     With GPUs each worker is pinned to one (``CUDA_VISIBLE_DEVICES``). A worker that crashes (killed
-    by a signal or the out-of-memory killer, or a segfault in a backend) is restarted, up to
-    ``MAX_RESTARTS`` times per slot: its trial is retried by the workers, and the study goes on.
-    Exit status 1 (``--max-failures``) and 2 (bad input) are not crashes; a worker that exits to be
-    recycled (`recycle_after`) is restarted at once. Ctrl-C stops them all.
+    by a signal or the out-of-memory killer, or a segfault in a backend) is restarted, unless its
+    slot crashed more than ``MAX_CRASHES`` times within ``CRASH_WINDOW_S``: its trial is retried by the
+    workers, and the study goes on. Exit status 1 (``--max-failures``) and 2 (bad input) are not
+    crashes. A worker that exits to be recycled (after ``recycle_every`` trials) is restarted at
+    once. Nothing is restarted after ``stop_at`` (Unix time). With ``ready``, the first worker
+    starts alone (it sets the study up, e.g. probes the batch size) until ``ready()`` is true.
+    Ctrl-C stops them all (exit status 130).
     """
-    gpus = visible_gpus()
-    processes = [_start(run_arguments, gpus[index % len(gpus)] if gpus else None) for index in range(count)]
-    restarts = [0] * count
+    environment = {**environment, SUPERVISED: "1"}
+    if recycle_every is not None:
+        environment[RECYCLE_AFTER] = str(recycle_every)
+    if stop_at is not None:
+        environment[DEADLINE] = repr(stop_at)
+
+    def start(index: int) -> subprocess.Popen:
+        return _start(run_arguments, environment, gpus[index % len(gpus)] if gpus else None)
+
+    processes: list[subprocess.Popen | None] = [start(0)] + [None] * (count - 1)
+    waiting = list(range(1, count))
+    crashes: list[list[float]] = [[] for _ in range(count)]
     worst = 0
     try:
-        while any(process is not None for process in processes):
+        while any(process is not None for process in processes) or waiting:
             time.sleep(0.5)
+            if waiting and (ready is None or processes[0] is None or ready()):
+                for index in waiting:
+                    processes[index] = start(index)
+                waiting = []
             for index, process in enumerate(processes):
                 if process is None or process.poll() is None:
                     continue  # reaped as soon as it ends, so that its trial is seen as dead
-                status = process.returncode
+                status, processes[index] = process.returncode, None
+                late = stop_at is not None and time.time() >= stop_at
                 if status == EXIT_RECYCLE:
-                    processes[index] = _start(run_arguments, gpus[index % len(gpus)] if gpus else None)
+                    if not late:
+                        processes[index] = start(index)
                     continue
-                crashed = status not in (0, 1, 2)
-                if crashed:
-                    print(f"xsearch: worker {index} (pid {process.pid}) crashed with status {status}", file=sys.stderr)
-                if crashed and restarts[index] < MAX_RESTARTS:
-                    restarts[index] += 1
-                    processes[index] = _start(run_arguments, gpus[index % len(gpus)] if gpus else None)
+                if status in (0, 1, 2):
+                    worst = max(worst, status)
+                    if status and waiting:  # the set-up failed: the others would fail the same way
+                        waiting = []
+                    continue
+                print(f"xsearch: worker {index} (pid {process.pid}) crashed with status {status}", file=sys.stderr)
+                now = time.monotonic()
+                crashes[index] = [t for t in crashes[index] if now - t < CRASH_WINDOW_S] + [now]
+                if len(crashes[index]) <= MAX_CRASHES and not late:
+                    processes[index] = start(index)
                 else:
+                    print(f"xsearch: worker {index} crashed {len(crashes[index])} times in "
+                          f"{CRASH_WINDOW_S:.0f} s; not restarting it", file=sys.stderr)
                     worst = max(worst, abs(status))
-                    processes[index] = None
         return worst
     except KeyboardInterrupt:
         running = [process for process in processes if process is not None]
         for process in running:
             process.send_signal(signal.SIGINT)
-        return max([process.wait() for process in running], default=130)
+        for process in running:
+            process.wait()
+        return 130
 
 
-def _start(run_arguments: list[str], gpu: str | None) -> subprocess.Popen:
-    env = {**os.environ, SUPERVISED: "1"}
-    if gpu is not None:
-        env["CUDA_VISIBLE_DEVICES"] = gpu
-    return subprocess.Popen([sys.executable, "-m", "xsearch.cli", "run", *run_arguments], env=env,
-                            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+def _start(run_arguments: list[str], environment: dict[str, str], gpu: str | None) -> subprocess.Popen:
+    environment = dict(environment) if gpu is None else {**environment, "CUDA_VISIBLE_DEVICES": gpu}
+    supervisor = os.getpid()
+    return subprocess.Popen([*WORKER_COMMAND, *run_arguments], env=environment,
+                            preexec_fn=(lambda: _die_with(supervisor)) if _PRCTL is not None else None)
 
 
-def _die_with_parent() -> None:
-    """In a new worker (Linux): be killed when the supervisor dies, even by SIGKILL."""
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+def _die_with(supervisor: int) -> None:
+    """In a new worker (Linux): be killed when the supervisor dies, even by SIGKILL.
+
+    Only calls a function looked up before the fork (a fork of a threaded process must not load
+    libraries); exits at once if the supervisor died before the request took effect.
+    """
+    _PRCTL(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != supervisor:
+        os._exit(1)
