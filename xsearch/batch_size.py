@@ -94,7 +94,7 @@ def largest_design(space: SearchSpace) -> XceptionConfig:
 def training_rate(config: XceptionConfig, spec: StudySpec, dataset: Dataset) -> Callable[[int], float]:
     """Images/s of training steps of ``config`` at a given batch, compile time excluded."""
     size = spec.data.image_size
-    training = dataclasses.replace(spec.training, batch_size=FIRST_BATCH)
+    training = spec.training
     rng = np.random.default_rng(spec.seed)
 
     def rate(batch: int) -> float:

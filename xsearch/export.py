@@ -235,7 +235,7 @@ def _card(
         "dataset": attrs.get("dataset", raw["data"]["source"]),
         "image_size": attrs.get("image_size", raw["data"]["image_size"]),
         "num_classes": attrs.get("num_classes"),
-        "training": raw["training"],
+        "training": dataclasses.asdict(_training_spec(study, trial)),  # "auto" resolved to the trial's batch
         "seed": attrs.get("seed"),
         "study": study.study_name,
         "trial": trial.number,
