@@ -5,10 +5,11 @@ import dataclasses
 import pytest
 
 from xsearch import runner
-from xsearch.batch_size import batch_limit, largest_design, probe_batch_size
+from xsearch.batch_size import BatchProbe, batch_limit, largest_design, probe_batch_size
 from xsearch.builder import build_model
 from xsearch.costs import model_costs
-from xsearch.runner import run_study
+from xsearch.device import runtime_info
+from xsearch.runner import prepare_study, run_study
 from xsearch.space import SearchSpace
 
 OOM = RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 1.2GiB")
@@ -68,7 +69,7 @@ def test_auto_batch_size_is_probed_once_and_used_by_every_trial(tmp_path, tiny_s
     assert chosen in (8, 16, 32)  # 300 training images: at most 32, for 8 steps an epoch
     probe = study.user_attrs["batch_size_probe"]
     rates = {int(batch): rate for batch, rate in probe["images_per_second"].items()}
-    assert probe["device"].startswith("cpu") and chosen in rates
+    assert probe["device"] == runtime_info()["device"] and chosen in rates
     if probe["stopped_by"] == "plateau":
         assert rates[2 * chosen] < 1.1 * rates[chosen]
     else:
@@ -81,3 +82,16 @@ def test_auto_batch_size_is_probed_once_and_used_by_every_trial(tmp_path, tiny_s
     monkeypatch.setattr(runner, "find_batch_size", no_second_probe)
     resumed = run_study(dataclasses.replace(spec, trials=2), tmp_path / "run", progress=False)
     assert [t.user_attrs["batch_size"] for t in resumed.trials] == [chosen] * 2
+
+
+def test_a_machine_that_finishes_its_probe_second_keeps_the_first_ones_batch(tmp_path, tiny_spec, monkeypatch):
+    spec = dataclasses.replace(tiny_spec, training=dataclasses.replace(tiny_spec.training, batch_size="auto"))
+    study = prepare_study(spec, tmp_path, probe_batch_size=False)[0]
+
+    def slower_than_another_machine(*args):
+        study.set_user_attr("batch_size", 24)  # the other machine's probe ends while ours runs
+        return BatchProbe(batch_size=16, images_per_second={8: 100.0, 16: 150.0}, stopped_by="plateau")
+
+    monkeypatch.setattr(runner, "find_batch_size", slower_than_another_machine)
+    resolved = prepare_study(spec, tmp_path)[1]
+    assert resolved.training.batch_size == 24 and study.user_attrs["batch_size"] == 24
