@@ -2,14 +2,11 @@
 
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `benchmarks` is not an installed package
-
-from benchmarks import overhead, spectrum, throughput  # noqa: E402
+from benchmarks import overhead, spectrum, throughput
 
 
 def _run(module, args: list[str], tmp_path: Path) -> dict:

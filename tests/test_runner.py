@@ -13,6 +13,7 @@ import optuna
 import pandas as pd
 import pytest
 
+from benchmarks.synthetic_imagenet import write_imagenet_npz
 from xsearch import runner
 from xsearch.runner import open_study, run_study
 from xsearch.space import SearchSpace
@@ -136,18 +137,9 @@ def test_imagenet_small_without_data_stops_before_doing_anything(tmp_path, monke
     assert not (tmp_path / "runs").exists()
 
 
-def _write_official_npz(folder, side=64, per_batch=24, classes=(1, 2, 3)):
-    rng = np.random.default_rng(0)
-    folder.mkdir(parents=True)
-    for name, count in (("train_data_batch_1", per_batch), ("train_data_batch_2", per_batch), ("val_data", 12)):
-        labels = np.resize(np.array(classes), count)
-        np.savez(folder / f"{name}.npz", data=rng.integers(0, 256, (count, 3 * side * side), dtype=np.uint8),
-                 labels=labels, mean=np.zeros(3 * side * side))
-
-
 @pytest.mark.slow
 def test_imagenet_small_runs_end_to_end_on_official_format(tmp_path):
-    _write_official_npz(tmp_path / "imagenet64")
+    write_imagenet_npz(tmp_path / "imagenet64", train_images=48, val_images=12, classes=3)
     spec = load_study_spec("imagenet-small").override(trials=1, data_dir=tmp_path / "imagenet64")
     small_budget = dataclasses.replace(spec.training, epochs=1, batch_size=16)
     spec = dataclasses.replace(spec, training=small_budget, latency_batch=1, seed_trials=("paper",))

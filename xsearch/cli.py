@@ -37,7 +37,7 @@ def _studies(args: argparse.Namespace) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from xsearch.study_spec import load_study_spec
-    from xsearch.workers import deadline, is_worker, recycle_after, supervise
+    from xsearch.workers import deadline, die_with_supervisor, is_worker, recycle_after, supervise
 
     spec = load_study_spec(args.study).override(
         trials=args.trials, timeout=args.timeout, seed=args.seed, data_dir=args.data_dir,
@@ -46,6 +46,7 @@ def _run(args: argparse.Namespace) -> int:
     )
     out_dir = Path(args.out) if args.out else Path("runs") / spec.name
     if is_worker():  # started by a supervisor (which reports when all its workers are done), or by hand
+        die_with_supervisor()
         from xsearch.runner import run_study
 
         run_study(spec, out_dir, storage=args.storage, recycle_after=recycle_after(), deadline=deadline())
@@ -57,7 +58,8 @@ def _run(args: argparse.Namespace) -> int:
         return status
     from xsearch.runner import summary
 
-    print(f"study {spec.name!r}: {len(study.trials)} trials in {args.storage or out_dir / 'study.journal'}")
+    finished = sum(trial.state.is_finished() for trial in study.trials)
+    print(f"study {spec.name!r}: {finished} trials finished, in {args.storage or out_dir / 'study.journal'}")
     print(f"reports: {out_dir / 'trials.csv'}, {out_dir / 'pareto.csv'}, {out_dir / 'pareto.html'}")
     print(summary(study))
     return 0

@@ -33,6 +33,7 @@ SUPERVISED = "XSEARCH_SUPERVISED"  # on the workers a supervisor starts; by hand
 RECYCLE_AFTER = "XSEARCH_RECYCLE_AFTER"  # set by the supervisor only
 DEADLINE = "XSEARCH_DEADLINE"  # Unix time after which no trial starts (``--timeout``, set by the supervisor)
 TRIALS_PER_WORKER = "XSEARCH_TRIALS_PER_WORKER"  # the user's setting, read by the supervisor
+SUPERVISOR_PID = "XSEARCH_SUPERVISOR_PID"  # set by the supervisor: its workers die with it
 DEFAULT_TRIALS_PER_WORKER = 20
 PR_SET_PDEATHSIG = 1
 WORKER_COMMAND = (sys.executable, "-m", "xsearch.cli", "run")
@@ -202,18 +203,22 @@ def run_workers(run_arguments: list[str], count: int, environment: dict[str, str
 
 
 def _start(run_arguments: list[str], environment: dict[str, str], gpu: str | None) -> subprocess.Popen:
-    environment = dict(environment) if gpu is None else {**environment, "CUDA_VISIBLE_DEVICES": gpu}
-    supervisor = os.getpid()
-    return subprocess.Popen([*WORKER_COMMAND, *run_arguments], env=environment,
-                            preexec_fn=(lambda: _die_with(supervisor)) if _PRCTL is not None else None)
+    environment = {**environment, SUPERVISOR_PID: str(os.getpid())}
+    if gpu is not None:
+        environment["CUDA_VISIBLE_DEVICES"] = gpu
+    return subprocess.Popen([*WORKER_COMMAND, *run_arguments], env=environment)
 
 
-def _die_with(supervisor: int) -> None:
-    """In a new worker (Linux): be killed when the supervisor dies, even by SIGKILL.
+def die_with_supervisor() -> None:
+    """In a worker (Linux): be killed when the supervisor that started it dies, even by SIGKILL.
 
-    Only calls a function looked up before the fork (a fork of a threaded process must not load
-    libraries); exits at once if the supervisor died before the request took effect.
+    Called first thing in the worker rather than between fork and exec, which would be unsafe in
+    a supervisor whose backend runs threads. A worker whose supervisor died before the request
+    took effect exits at once.
     """
+    supervisor = os.environ.get(SUPERVISOR_PID)
+    if _PRCTL is None or supervisor is None:
+        return
     _PRCTL(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != supervisor:
+    if os.getppid() != int(supervisor):
         os._exit(1)
