@@ -7,7 +7,7 @@ import json
 import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import optuna
@@ -199,6 +199,7 @@ def run_study(
     limits = [seconds for seconds in (spec.timeout, None if deadline is None else deadline - time.time())
               if seconds is not None]
     ends_at = time.monotonic() + min(limits) if limits else None
+    in_time = lambda: ends_at is None or time.monotonic() < ends_at  # noqa: E731
     with Progress(spec.trials, spec.training.epochs, enabled=progress) as view:
         store = artifact_store(out_dir)
         objective = Objective(spec, space, dataset, out_dir, view.trial_started, store)
@@ -207,7 +208,7 @@ def run_study(
                      view.trial_finished,
                      lambda s, t: sweep_dead_local_trials(s), _stop_at_budget(spec.trials)]
         view.refresh(study)
-        while not streak.stopped and not recycle.due and (ends_at is None or time.monotonic() < ends_at):
+        while not streak.stopped and not recycle.due and in_time():
             work = _work_left(study, spec.trials)
             if work == "trials":
                 left = None if ends_at is None else max(1.0, ends_at - time.monotonic())
@@ -220,7 +221,7 @@ def run_study(
     write_run_reports(study, out_dir)
     if streak.stopped:
         raise StudyStopped(streak.message)
-    if recycle.due and _work_left(study, spec.trials) and (ends_at is None or time.monotonic() < ends_at):
+    if recycle.due and _work_left(study, spec.trials) and in_time():
         raise WorkerRecycle(f"recycling this worker after {recycle.ran} trials")
     return study
 
@@ -271,7 +272,7 @@ class _FailureStreak:
     recycled or restarted worker continues its predecessor's streak).
     """
 
-    def __init__(self, max_failures: int | None, history: list[FrozenTrial] = ()) -> None:  # type: ignore[assignment]
+    def __init__(self, max_failures: int | None, history: Sequence[FrozenTrial] = ()) -> None:
         self.max_failures = max_failures
         self.reason: str | None = None
         self.count = 0

@@ -107,7 +107,7 @@ def sweep_dead_local_trials(study: optuna.Study) -> int:
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # another worker swept it first
         if retry:
-            study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
+            _enqueue_retry(study, trial.number, trial.params)
         swept += 1
     return swept
 
@@ -115,7 +115,11 @@ def sweep_dead_local_trials(study: optuna.Study) -> int:
 def retry_interrupted(study: optuna.Study, trial: optuna.Trial) -> None:
     """Enqueue a retry of a trial stopped by Ctrl-C (unless it already is the last allowed retry)."""
     if _retries(study, trial.number) < MAX_RETRY:
-        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number}, skip_if_exists=False)
+        _enqueue_retry(study, trial.number, trial.params)
+
+
+def _enqueue_retry(study: optuna.Study, number: int, params: dict) -> None:
+    study.enqueue_trial(params, user_attrs={"retry_of": number}, skip_if_exists=False)
 
 
 def _retries(study: optuna.Study, number: int) -> int:
