@@ -2,7 +2,7 @@
 
 Usage: python -m benchmarks.spectrum [--small] [--image-size 299] [--width 1.0] [--middle-repeats 8]
                                      [--segments 1 2 4 8 16 32 depthwise] [--batch-size 32] [--steps 20]
-                                     [--json out.json]
+                                     [--precision float32|mixed_float16|mixed_bfloat16] [--json out.json]
 
 Each point is the paper's Xception with ``segments`` channel groups in every spatial conv (1 = regular
 conv, ``depthwise`` = the paper's choice; channel counts are rounded per segment count, see the
@@ -17,7 +17,7 @@ from typing import Any
 
 import keras
 
-from benchmarks.throughput import NUM_CLASSES, environment, keras_steps, measure_alternately, table, write_json
+from benchmarks.throughput import NUM_CLASSES, PRECISIONS, environment, keras_steps, measure_alternately, table, write_json
 from xsearch.builder import build_model
 from xsearch.config import XceptionConfig
 from xsearch.costs import model_costs
@@ -25,14 +25,16 @@ from xsearch.latency import measure_latency
 
 
 
-def measure_point(config: XceptionConfig, image_size: int, batch_size: int, steps: int) -> dict[str, Any]:
-    """Params, MACs, latency at batch 1 and training images/s of one design."""
-    keras.backend.clear_session()
+def measure_point(config: XceptionConfig, image_size: int, batch_size: int, steps: int,
+                  precision: str = "float32") -> dict[str, Any]:
+    """Params, MACs, latency at batch 1 and training images/s of one design in ``precision``."""
+    keras.backend.clear_session()  # also resets the dtype policy
+    keras.config.set_dtype_policy(precision)
     model = build_model(config, (image_size, image_size, 3), NUM_CLASSES)
     costs = model_costs(model)
     latency = measure_latency(model, batch_size=1)
-    train_step = {"train": keras_steps(model, batch_size)["train"]}
-    rates = measure_alternately({"point": train_step}, batch_size, steps)["point"]
+    name = f"segments={config.segments}"
+    rates = measure_alternately({name: {"train": keras_steps(model, batch_size)["train"]}}, batch_size, steps)[name]
     return {
         "segments": config.segments, "params": costs["params"], "macs": costs["macs"],
         "latency_ms": latency["latency_ms"], **rates,
@@ -45,7 +47,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     points = []
     for segments in args.segments:
         config = XceptionConfig(middle_repeats=args.middle_repeats, width=args.width, segments=segments)
-        points.append(measure_point(config, args.image_size, args.batch_size, args.steps))
+        points.append(measure_point(config, args.image_size, args.batch_size, args.steps, args.precision))
     first = points[0]
     for point in points:
         point["macs_ratio"] = point["macs"] / first["macs"]
@@ -80,6 +82,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, help="timed steps per measurement; default 20 (3 with --small)")
     parser.add_argument("--segments", type=_segments, nargs="+",
                         default=[1, 2, 4, 8, 16, 32, "depthwise"])
+    parser.add_argument("--precision", choices=PRECISIONS, default="float32")
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args(argv)
     defaults = (32, 0.25, 1, 16, 3) if args.small else (299, 1.0, 8, 32, 20)

@@ -54,3 +54,11 @@ def test_throughput(tmp_path):
         assert row["train_compile_s"] >= 0 and row["inference_compile_s"] >= 0
     if "timm legacy_xception" not in rows:
         assert any("timm" in note for note in report["notes"])
+
+
+@pytest.mark.slow
+def test_throughput_below_keras_applications_minimum_compares_without_it(tmp_path):
+    report = _run(throughput, ["--image-size", "32", "--batch-size", "2", "--steps", "1", "--rounds", "1"], tmp_path)
+    models = {row["model"] for row in report["rows"]}
+    assert "xsearch" in models and "keras.applications" not in models
+    assert any("keras.applications" in note and "71x71" in note for note in report["notes"])
