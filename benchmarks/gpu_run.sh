@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# On a lent H100/H200, in one or two device calls (about 10 minutes in all): issue 6's GPU measurements with the
-# JAX backend, each step under its own time limit, outputs and logs under $OUT.
+# On a lent H100/H200: issue 6's GPU measurements with the JAX backend, each step under its own time
+# limit (measured on an H200: throughput 248 s, spectrum about 60 s a point), outputs and logs under $OUT.
+# All four steps need more than one device call (10 minutes at most): name the steps of each call.
 #   here:  bash benchmarks/gpu_wheels.sh
 #   there: device run, carry [".whl"], command: bash benchmarks/gpu_run.sh [steps...]
-# Steps (default all): throughput throughput64 spectrum study; THROUGHPUT_S, THROUGHPUT64_S, SPECTRUM_S, STUDY_S cap them. SMALL=1 runs CPU sizes (to check the script);
+# Steps (default all): throughput throughput64 spectrum study; THROUGHPUT_S, THROUGHPUT64_S, SPECTRUM_S and
+# STUDY_S cap them, STUDY_BATCH sets the study's batch (auto probes it). SMALL=1 runs CPU sizes (to check the script);
 # PYTHON picks the interpreter and SKIP_INSTALL=1 uses its packages as they are.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -21,32 +23,33 @@ fi
     | tee -a "$OUT/device.txt"
 if [ "${SMALL:-0}" = 1 ]; then  # the study step runs quickstart: imagenet-small's designs crawl on a CPU
     large=(--small); small=(--image-size 32 --batch-size 8 --steps 3); spectrum=(--small)
-    study=(--study quickstart --trials 2)
-else  # imagenet-small's space, schedule (2 epochs, not 10) and batch probe on 40,000 random 64x64 images
+    study=(--study quickstart --trials 2 --batch-size auto)
+else  # imagenet-small's space and schedule (2 epochs, not 10) at its batch on 40,000 random 64x64 images
     large=(--batch-size 128); small=(--image-size 64 --batch-size 256)
     spectrum=(--image-size 64 --batch-size 256 --steps 10 --segments 1 2 4 8 16 depthwise
               --precision mixed_bfloat16)
     sed 's/^epochs = 10$/epochs = 2/' studies/imagenet-small.toml > /tmp/imagenet-small-2-epochs.toml
-    study=(--study /tmp/imagenet-small-2-epochs.toml --data-dir /tmp/imagenet64 --trials 4 --timeout "${STUDY_S:-90}")
+    study=(--study /tmp/imagenet-small-2-epochs.toml --data-dir /tmp/imagenet64 --trials 4 --timeout "${STUDY_S:-180}"
+           --batch-size "${STUDY_BATCH:-256}")  # auto probes 8..1024: a compile (30-90 s on an H200) each
 fi
 steps=("$@")
 [ ${#steps[@]} -eq 0 ] && steps=(throughput throughput64 spectrum study)
 for step in "${steps[@]}"; do
     case $step in
     throughput)  # paper point at 299x299 (71x71 with SMALL=1)
-        timeout "${THROUGHPUT_S:-180}" "$PYTHON" -m benchmarks.throughput "${large[@]}" --precision mixed_bfloat16 \
+        timeout "${THROUGHPUT_S:-300}" "$PYTHON" -m benchmarks.throughput "${large[@]}" --precision mixed_bfloat16 \
             --json "$OUT/throughput.json" 2>&1 | tee "$OUT/throughput.log" ;;
     throughput64)  # paper point at imagenet-small's 64x64 (keras.applications needs 71: xsearch vs timm)
-        timeout "${THROUGHPUT64_S:-120}" "$PYTHON" -m benchmarks.throughput "${small[@]}" --precision mixed_bfloat16 \
+        timeout "${THROUGHPUT64_S:-220}" "$PYTHON" -m benchmarks.throughput "${small[@]}" --precision mixed_bfloat16 \
             --json "$OUT/throughput64.json" 2>&1 | tee "$OUT/throughput64.log" ;;
     spectrum)
-        timeout "${SPECTRUM_S:-150}" "$PYTHON" -m benchmarks.spectrum "${spectrum[@]}" --json "$OUT/spectrum.json" \
+        timeout "${SPECTRUM_S:-420}" "$PYTHON" -m benchmarks.spectrum "${spectrum[@]}" --json "$OUT/spectrum.json" \
             2>&1 | tee "$OUT/spectrum.log" ;;
     study)
         [ "${SMALL:-0}" = 1 ] || "$PYTHON" -m benchmarks.synthetic_imagenet /tmp/imagenet64 --train-images 40000 \
             --val-images 2000 || exit 1
-        timeout "$(( ${STUDY_S:-90} + 90 ))" "$PYTHON" -m xsearch.cli run "${study[@]}" --batch-size auto \
-            --out /tmp/xsearch-gpu-run 2>&1 | tee "$OUT/study.log"
+        timeout "$(( ${STUDY_S:-180} + 110 ))" "$PYTHON" -m xsearch.cli run "${study[@]}" --out /tmp/xsearch-gpu-run \
+            2>&1 | tee "$OUT/study.log"
         cp /tmp/xsearch-gpu-run/trials.csv "$OUT/study-trials.csv" ;;
     *) echo "unknown step $step (throughput, throughput64, spectrum, study)"; exit 2 ;;
     esac
