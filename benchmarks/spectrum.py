@@ -17,7 +17,8 @@ from typing import Any
 
 import keras
 
-from benchmarks.throughput import NUM_CLASSES, PRECISIONS, environment, keras_steps, measure_alternately, table, write_json
+from benchmarks.throughput import (NUM_CLASSES, PRECISIONS, environment, keras_steps, measure_alternately, table,
+                                   write_json)
 from xsearch.builder import build_model
 from xsearch.config import XceptionConfig
 from xsearch.costs import model_costs
