@@ -28,7 +28,6 @@ else  # imagenet-small's space and schedule (2 epochs, not 10) at its batch on 4
     large=(--batch-size 128); small=(--image-size 64 --batch-size 256)
     spectrum=(--image-size 64 --batch-size 256 --steps 10 --segments 1 2 4 8 16 depthwise
               --precision mixed_bfloat16)
-    sed 's/^epochs = 10$/epochs = 2/' studies/imagenet-small.toml > /tmp/imagenet-small-2-epochs.toml
     study=(--study /tmp/imagenet-small-2-epochs.toml --data-dir /tmp/imagenet64 --trials 4 --timeout "${STUDY_S:-180}"
            --batch-size "${STUDY_BATCH:-256}")  # auto probes 8..1024: a compile (30-90 s on an H200) each
 fi
@@ -46,8 +45,10 @@ for step in "${steps[@]}"; do
         timeout "${SPECTRUM_S:-420}" "$PYTHON" -m benchmarks.spectrum "${spectrum[@]}" --json "$OUT/spectrum.json" \
             2>&1 | tee "$OUT/spectrum.log" ;;
     study)
-        [ "${SMALL:-0}" = 1 ] || "$PYTHON" -m benchmarks.synthetic_imagenet /tmp/imagenet64 --train-images 40000 \
-            --val-images 2000 || exit 1
+        if [ "${SMALL:-0}" != 1 ]; then
+            sed 's/^epochs = 10$/epochs = 2/' studies/imagenet-small.toml > /tmp/imagenet-small-2-epochs.toml
+            "$PYTHON" -m benchmarks.synthetic_imagenet /tmp/imagenet64 --train-images 40000 --val-images 2000 || exit 1
+        fi
         timeout "$(( ${STUDY_S:-180} + 110 ))" "$PYTHON" -m xsearch.cli run "${study[@]}" --out /tmp/xsearch-gpu-run \
             2>&1 | tee "$OUT/study.log"
         cp /tmp/xsearch-gpu-run/trials.csv "$OUT/study-trials.csv" ;;
