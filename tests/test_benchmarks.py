@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import overhead, spectrum, throughput
+from benchmarks import duplicates, overhead, spectrum, throughput
 
 
 def _run(module, args: list[str], tmp_path: Path) -> dict:
@@ -39,6 +39,16 @@ def test_spectrum(tmp_path):
         assert _positive(point["params"], point["macs"], point["latency_ms"], point["train_images_per_second"],
                          point["macs_ratio"], point["latency_ratio"], point["train_time_ratio"])
     assert report["points"][1]["macs_ratio"] < 1  # depthwise costs fewer MACs than regular convs
+
+
+def test_duplicates(tmp_path):
+    report = _run(duplicates, ["--studies", "quickstart", "cifar10", "--samplers", "tpe", "--seeds", "2"], tmp_path)
+    assert [(row["study"], row["sampler"]) for row in report["rows"]] == [("quickstart", "tpe"), ("cifar10", "tpe")]
+    for row in report["rows"]:
+        for run in row["runs"]:
+            assert run["designs_trained"] == run["trials"] == row["trials"]  # the shipped spaces are not exhausted
+            assert 0 <= run["repeats_in_budget"] <= run["asks"] - run["trials"]
+            assert 0 < run["hypervolume_without_reuse"] <= run["hypervolume_with_reuse"] < 1  # a superset of designs
 
 
 @pytest.mark.slow

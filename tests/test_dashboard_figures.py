@@ -10,9 +10,10 @@ from optuna_dashboard._custom_plot_data import SYSTEM_ATTR_PLOT_DATA, get_plotly
 import xsearch.dashboard
 from dashboards.figures import (
     FIGURES, attach_figures, hypervolume_history, hypervolume_series, pareto_projections, reference_point,
-    segment_order, segment_spectrum,
+    segment_order, segment_spectrum, spectrum_frame,
 )
 from xsearch.dashboard import dashboard_storage, is_loopback, load_study, serve_dashboard
+from xsearch.duplicates import is_repeat
 from xsearch.pareto import is_feasible
 
 DIRECTIONS = ["maximize", "minimize", "minimize"]
@@ -61,7 +62,8 @@ def test_figures_of_a_finished_study(tiny_study):
     segments = sorted({json.loads(t.user_attrs["config"])["segments"] for t in tiny_study.trials}, key=str)
     assert list(spectrum.layout.xaxis.categoryarray) == segment_order([str(s) for s in segments])
     visible = [trace for trace in spectrum.data if trace.visible]
-    assert sum(len(trace.y) for trace in visible) == 3 * sum(map(is_feasible, tiny_study.trials))
+    designs = [t for t in tiny_study.trials if is_feasible(t) and not is_repeat(t)]  # a repeat is drawn once
+    assert sum(len(trace.y) for trace in visible) == 3 * len(designs)
     assert [button.label for button in spectrum.layout.updatemenus[0].buttons][0] == "colour: width"
 
 
@@ -109,6 +111,14 @@ def test_metric_names_come_from_the_study_spec_when_missing():
     study.set_user_attr("xsearch_spec", json.dumps({"objectives": ["accuracy", "params", "latency"]}))
     attach_figures(study)
     assert study.metric_names == METRICS
+
+
+def test_the_spectrum_draws_a_repeated_design_once():
+    study = _study(2)
+    twin = study.trials[1]
+    study.add_trial(optuna.trial.create_trial(values=twin.values, params=twin.params, distributions=twin.distributions,
+                                              user_attrs={**twin.user_attrs, "duplicate_of": 1}))
+    assert list(spectrum_frame(study)["number"]) == [0, 1]
 
 
 def test_segment_order():

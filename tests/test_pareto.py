@@ -223,3 +223,13 @@ def test_pick_without_metric_anywhere() -> None:
     add(study, [0.9, 2e6])
     with pytest.raises(ValueError, match="neither an objective nor recorded"):
         pick_trial(study, "latency")
+
+
+def test_a_repeat_stays_off_the_front_where_its_trained_twin_stands() -> None:
+    study = make_study()
+    add(study, [0.9, 100.0, 1.0])
+    add(study, [0.5, 10.0, 0.5])
+    add(study, [0.9, 100.0, 1.0], duplicate_of=0)  # equal values: non-dominated, yet the same design
+    assert [t.number for t in pareto_front(study)] == [0, 1]
+    assert list(trials_frame(study)["pareto"]) == [True, True, False]
+    assert pick_trial(study, "accuracy").number == 0

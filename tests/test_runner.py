@@ -15,9 +15,13 @@ import pytest
 
 from benchmarks.synthetic_imagenet import write_imagenet_npz
 from xsearch import runner
+from xsearch.artifacts import ARTIFACT_ATTR, artifact_store
+from xsearch.duplicates import DUPLICATE_ATTR, is_repeat
+from xsearch.export import export_trial
 from xsearch.runner import open_study, run_study
 from xsearch.space import SearchSpace
-from xsearch.storage import open_storage
+from xsearch.storage import budget_trials, open_storage
+from xsearch.study_report import report_summary
 from xsearch.study_spec import load_study_spec
 
 COMPLETE, WAITING = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.WAITING
@@ -205,7 +209,7 @@ def test_resume_after_kill_loses_and_repeats_nothing(tmp_path):
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     after = _completed(db)
-    complete = after.get_trials(states=(COMPLETE,))
+    complete = [t for t in after.get_trials(states=(COMPLETE,)) if not is_repeat(t)]
     assert len(complete) == 4
     assert {n: p for n, p in ((t.number, t.params) for t in complete) if n in before} == before  # nothing lost
     interrupted = [t for t in after.trials if t.user_attrs.get("failure_reason") == "interrupted"]
@@ -213,3 +217,35 @@ def test_resume_after_kill_loses_and_repeats_nothing(tmp_path):
     retry = [t for t in complete if t.user_attrs.get("retry_of") == interrupted[0].number]
     assert len(retry) == 1 and retry[0].params == interrupted[0].params
     assert "trial" in done.stdout and "val_acc" in done.stdout  # the front table at the end
+
+
+def test_a_repeated_design_is_not_trained_again_and_an_exhausted_space_ends_the_run(tmp_path, tiny_spec, monkeypatch,
+                                                                                    capsys):
+    space = tmp_path / "two-designs.toml"
+    space.write_text('[axes]\nmiddle_repeats = [0]\nwidth = [0.125]\ndepth_multiplier = [1]\nsegments = ["depthwise"]\n'
+                     'intermediate_activation = ["none"]\nresidual = [true, false]\n')
+    monkeypatch.setattr(runner, "REPEAT_STREAK_LIMIT", 3)
+    study = run_study(dataclasses.replace(tiny_spec, space=str(space), trials=3), tmp_path / "run", progress=False)
+
+    trials = study.get_trials()
+    trained = [t for t in trials if not is_repeat(t)]
+    repeats = [t for t in trials if is_repeat(t)]
+    assert all(t.state == COMPLETE for t in trials) and len(budget_trials(trials)) == 2
+    assert sorted(t.params["residual"] for t in trained) == [False, True]
+    assert len(repeats) >= 3 and all(is_repeat(t) for t in trials[-3:])  # the streak that ended the run
+    for repeat in repeats:
+        twin = trials[repeat.user_attrs[DUPLICATE_ATTR]]
+        assert twin in trained and repeat.params == twin.params and repeat.values == twin.values
+        assert repeat.constraints == twin.constraints
+        assert repeat.user_attrs["curves"] == twin.user_attrs["curves"] and ARTIFACT_ATTR not in repeat.user_attrs
+        assert repeat.user_attrs["wall_time_s"] < 0.2 * twin.user_attrs["wall_time_s"]  # nothing built or trained
+    assert "stopping at 2 of 3 trials: the sampler proposed 3 designs in a row that were already trained" \
+        in capsys.readouterr().err
+
+    front = pd.read_csv(tmp_path / "run" / "pareto.csv")["number"]
+    assert set(front) <= {t.number for t in trained} and len(front) == len(set(front))
+    assert f"{len(repeats)} of them repeats of a trained design" in report_summary(study)
+    exported = export_trial(study, repeats[0].number, tmp_path / "repeat.keras", artifact_store(tmp_path / "run"))
+    twin_number = repeats[0].user_attrs[DUPLICATE_ATTR]
+    assert exported.weights == "trained"
+    assert exported.message.startswith(f"trial {repeats[0].number} repeats trial {twin_number}'s design; ")

@@ -27,6 +27,7 @@ from xsearch.artifacts import ARTIFACT_ATTR, SHA256_ATTR, file_sha256, pruned_tr
 from xsearch.builder import build_model
 from xsearch.config import XceptionConfig
 from xsearch.data import Dataset, load_dataset
+from xsearch.duplicates import DUPLICATE_ATTR, is_repeat
 from xsearch.pareto import pick_trial
 from xsearch.study_spec import DataSpec, TrainingSpec
 from xsearch.training import train_and_evaluate, with_normalization
@@ -94,7 +95,9 @@ def export_trial(
     entry = {"path": str(out.resolve()), "sha256": digest, "trial": chosen.number, "weights": kind,
              "exported_at": card["exported_at"]}
     study.set_user_attr(EXPORTS_ATTR, [*study.user_attrs.get(EXPORTS_ATTR, []), entry])
-    return ExportResult(out, card_path, digest, kind, f"trial {chosen.number} -> {out}: {message}")
+    is_repeat_number = isinstance(trial, int) and trial != chosen.number
+    repeat = f"trial {trial} repeats trial {chosen.number}'s design; " if is_repeat_number else ""
+    return ExportResult(out, card_path, digest, kind, f"{repeat}trial {chosen.number} -> {out}: {message}")
 
 
 def load_exported(path: Path) -> keras.Model:
@@ -120,7 +123,8 @@ def _check_out(out: Path, force: bool) -> None:
 
 
 def _resolve(study: optuna.Study, trial: int | str) -> FrozenTrial:
-    """The trial of that number, or the pick of the front; it must be COMPLETE."""
+    """The trial of that number (for a repeat, the trial that trained its design), or the pick of
+    the front; it must be COMPLETE."""
     if isinstance(trial, str):
         return pick_trial(study, trial)
     trials = study.get_trials(deepcopy=False)
@@ -129,6 +133,8 @@ def _resolve(study: optuna.Study, trial: int | str) -> FrozenTrial:
         raise ValueError(f"study {study.study_name!r} has no trial {trial} (trials 0 to {len(trials) - 1}).")
     if found.state != TrialState.COMPLETE:
         raise ValueError(f"trial {trial} of study {study.study_name!r} is {found.state.name}, not COMPLETE.")
+    if is_repeat(found):
+        return next(t for t in trials if t.number == found.user_attrs[DUPLICATE_ATTR])
     return found
 
 

@@ -15,6 +15,7 @@ from xsearch.builder import build_model
 from xsearch.costs import model_costs
 from xsearch.data import Dataset
 from xsearch.device import resolve_precision, runtime_info
+from xsearch.duplicates import SETUP_ATTR, repeated_results, setup_digest, trained_twin
 from xsearch.failures import TrialFailure, failure_reason
 from xsearch.latency import measure_latency
 from xsearch.space import SearchSpace
@@ -41,6 +42,7 @@ class Objective:
     Every trial carries the constraint ``oom`` (1 when the design ran out of memory, else 0) next
     to the study's own, so that constraint-aware samplers stop proposing designs that do not fit.
     A trained model is kept as an Optuna artifact (see `xsearch.artifacts` for what is pruned).
+    A design already trained under the same set-up is not trained again (`xsearch.duplicates`).
     Each epoch's weights are checkpointed in ``<run folder>/checkpoints`` until the trial ends, so
     that a retry of a trial whose worker died continues from its last epoch.
     """
@@ -53,6 +55,7 @@ class Objective:
         self.dataset = dataset
         self.checkpoints = out_dir / "checkpoints"
         self.callbacks = callbacks or (lambda trial: [])
+        self.digest = setup_digest(spec)
 
     def __call__(self, trial: optuna.Trial) -> tuple[float, ...]:
         try:
@@ -68,12 +71,15 @@ class Objective:
         self._check_budget(trial)
         started = time.perf_counter()
         config = self.space.sample(trial)
+        twin = trained_twin(trial.study.get_trials(deepcopy=False), trial.params, self.digest)
+        if twin is not None:
+            return self._repeat(trial, twin, started)
         keras.config.set_dtype_policy(resolve_precision(self.spec.precision))
         record: dict[str, Any] = {"config": config.to_json(), "seed": self.spec.seed + trial.number,
                                   "dataset": self.dataset.name, "image_size": self.spec.data.image_size,
                                   "batch_size": self.spec.training.batch_size,
                                   "num_classes": self.dataset.num_classes, "norm_mean": self.dataset.mean.tolist(),
-                                  "norm_std": self.dataset.std.tolist(),
+                                  "norm_std": self.dataset.std.tolist(), SETUP_ATTR: self.digest,
                                   **runtime_info()}
         constraints = {key: 0.0 for key in (*sorted(self.spec.constraints), OOM_CONSTRAINT)}
         keras.utils.set_random_seed(record["seed"])
@@ -101,6 +107,15 @@ class Objective:
             keras.backend.clear_session()
             gc.collect()
         return tuple(float(record[objective.metric]) for objective in self.spec.objective_list)
+
+    def _repeat(self, trial: optuna.Trial, twin: optuna.trial.FrozenTrial, started: float) -> tuple[float, ...]:
+        """Record ``twin``'s results, constraints and values on ``trial``, which repeats its design."""
+        for key, value in repeated_results(twin).items():
+            trial.set_user_attr(key, value)
+        for key, value in twin.constraints.items():
+            trial.set_constraint(key, value)
+        trial.set_user_attr("wall_time_s", time.perf_counter() - started)
+        return tuple(twin.values)
 
     def _check_budget(self, trial: optuna.Trial) -> None:
         """Several workers share one budget: a trial started beyond it is pruned unrun (``surplus``)."""

@@ -2,7 +2,8 @@
 
 Computation only (no drawing: see `xsearch.reports`). The front is Optuna's own
 `Study.best_trials`: the non-dominated COMPLETE trials that satisfy every constraint
-(a trial is feasible when all its constraint values are <= 0).
+(a trial is feasible when all its constraint values are <= 0), less the trials that repeat an
+earlier trial's design (`xsearch.duplicates`): the earlier trial stands for it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import optuna
 import pandas as pd
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
+
+from xsearch.duplicates import is_repeat
 
 PICKS = ("accuracy", "params", "latency", "knee")
 _PICK_METRICS = {"accuracy": "val_accuracy", "params": "params", "latency": "latency_ms"}
@@ -33,9 +36,10 @@ def is_feasible(trial: FrozenTrial) -> bool:
 
 
 def pareto_front(study: optuna.Study) -> list[FrozenTrial]:
-    """`Study.best_trials`, sorted by the first objective, best first (ties by trial number)."""
+    """`Study.best_trials` less repeats, sorted by the first objective, best first (ties by trial number)."""
     sign = _sign(study.directions[0])
-    return sorted(study.best_trials, key=lambda t: (sign * t.values[0], t.number))
+    front = [t for t in study.best_trials if not is_repeat(t)]
+    return sorted(front, key=lambda t: (sign * t.values[0], t.number))
 
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
@@ -49,7 +53,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     ``datetime_complete`` and ``duration_s``.
     """
     names = objective_names(study)
-    front = {t.number for t in study.best_trials}
+    front = {t.number for t in pareto_front(study)}
     trials = study.get_trials(deepcopy=False)
     rows = [_row(t, names, t.number in front) for t in trials]
     params = sorted({f"param_{p}" for t in trials for p in t.params})

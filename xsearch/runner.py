@@ -18,6 +18,7 @@ from xsearch.artifacts import artifact_store, prune_artifacts
 from xsearch.batch_size import AUTO, find_batch_size
 from xsearch.data import Dataset, load_dataset
 from xsearch.device import runtime_info
+from xsearch.duplicates import is_repeat
 from xsearch.failures import StudyStopped, WorkerRecycle
 from xsearch.objective import Objective
 from xsearch.progress import Progress
@@ -36,6 +37,7 @@ from xsearch.storage import (
 from xsearch.study_spec import StudySpec
 
 FAILURE_STREAK_WARNING = 3
+REPEAT_STREAK_LIMIT = 25
 
 
 def make_sampler(spec: StudySpec, space: SearchSpace) -> optuna.samplers.BaseSampler:
@@ -192,6 +194,8 @@ def run_study(
     ``recycle_after`` the process stops after that many trials of its own and raises
     `WorkerRecycle`, so that its supervisor restarts it with fresh memory. ``deadline`` (Unix
     time, set by a supervisor) ends the run like ``spec.timeout`` does, whichever comes first.
+    Repeats of a trained design do not count (`xsearch.duplicates`); after ``REPEAT_STREAK_LIMIT``
+    of them in a row the space is exhausted or the sampler has converged, and the run ends.
     """
     study, spec, space, dataset = prepare_study(spec, out_dir, storage, dataset)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -204,11 +208,12 @@ def run_study(
         store = artifact_store(out_dir)
         objective = Objective(spec, space, dataset, out_dir, view.trial_started, store)
         recycle = _Recycler(recycle_after)
-        callbacks = [recycle, lambda s, t: prune_artifacts(s, store), lambda s, t: write_run_reports(s, out_dir), lambda s, t: attach_figures(s), streak,
+        repeats = _RepeatStreak(REPEAT_STREAK_LIMIT)
+        callbacks = [recycle, repeats, lambda s, t: prune_artifacts(s, store), lambda s, t: write_run_reports(s, out_dir), lambda s, t: attach_figures(s), streak,
                      view.trial_finished,
                      lambda s, t: sweep_dead_local_trials(s), _stop_at_budget(spec.trials)]
         view.refresh(study)
-        while not streak.stopped and not recycle.due and in_time():
+        while not streak.stopped and not repeats.stopped and not recycle.due and in_time():
             work = _work_left(study, spec.trials)
             if work == "trials":
                 left = None if ends_at is None else max(1.0, ends_at - time.monotonic())
@@ -219,6 +224,11 @@ def run_study(
             else:
                 break
     write_run_reports(study, out_dir)
+    if repeats.stopped:
+        trained = len(budget_trials(study.get_trials(deepcopy=False)))
+        print(f"xsearch: stopping at {trained} of {spec.trials} trials: the sampler proposed {repeats.limit} "
+              "designs in a row that were already trained (the space is exhausted or the sampler has converged).",
+              file=sys.stderr, flush=True)
     if streak.stopped:
         raise StudyStopped(streak.message)
     if recycle.due and _work_left(study, spec.trials) and in_time():
@@ -235,8 +245,24 @@ def _work_left(study: optuna.Study, budget: int) -> str:
     return "running" if any(t.state == TrialState.RUNNING for t in trials) else ""
 
 
+class _RepeatStreak:
+    """An Optuna callback that stops this worker after ``limit`` repeats of trained designs in a row."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.count = 0
+        self.stopped = False
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self.count = self.count + 1 if is_repeat(trial) else 0
+        if self.count >= self.limit:
+            self.stopped = True
+            study.stop()
+
+
 class _Recycler:
-    """An Optuna callback that stops this process after ``limit`` trials of its own (``None``: never)."""
+    """An Optuna callback that stops this process after ``limit`` trials of its own (``None``: never);
+    repeats of trained designs, which hold no memory, do not count."""
 
     def __init__(self, limit: int | None) -> None:
         self.limit = limit
@@ -244,7 +270,7 @@ class _Recycler:
         self.due = False
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        self.ran += 1
+        self.ran += not is_repeat(trial)
         if self.limit is not None and self.ran >= self.limit:
             self.due = True
             study.stop()
@@ -280,11 +306,13 @@ class _FailureStreak:
         self.message = ""
         host = worker_identity()["worker_host"]
         ours = [t for t in history if t.datetime_complete is not None and t.user_attrs.get("worker_host") == host
-                and t.user_attrs.get("failure_reason") != INTERRUPTED]
+                and t.user_attrs.get("failure_reason") != INTERRUPTED and not is_repeat(t)]
         for trial in sorted(ours, key=lambda t: t.datetime_complete):
             self._add(trial)
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if is_repeat(trial):  # ran nothing: leaves the streak as it is
+            return
         reason = self._add(trial)
         self.stopped = reason is not None and self.max_failures is not None and self.count >= self.max_failures
         if reason is None or not (self.stopped or self.count >= FAILURE_STREAK_WARNING):

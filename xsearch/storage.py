@@ -24,6 +24,8 @@ import sqlalchemy.exc
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
+from xsearch.duplicates import is_repeat
+
 INTERRUPTED = "interrupted"
 CRASH = "crash"  # killed its worker process MAX_RETRY times in a row
 UNCLAIMED_GRACE_S = 300.0
@@ -143,11 +145,11 @@ def retried_from(trial: FrozenTrial) -> int | None:
 
 def budget_trials(trials: list[FrozenTrial]) -> list[FrozenTrial]:
     """The trials that count towards ``--trials``: finished or running, except failed trials that
-    were retried (their retry counts) and surplus trials that never ran."""
+    were retried (their retry counts), surplus trials that never ran and repeats of a trained design."""
     retried = {retried_from(t) for t in trials} - {None}
     counted = []
     for trial in trials:
-        if trial.user_attrs.get("surplus") or trial.state in (TrialState.WAITING, TrialState.PRUNED):
+        if trial.user_attrs.get("surplus") or is_repeat(trial) or trial.state in (TrialState.WAITING, TrialState.PRUNED):
             continue
         if trial.state == TrialState.FAIL and (trial.number in retried or trial.user_attrs.get("failure_reason") == INTERRUPTED):
             continue

@@ -12,6 +12,7 @@ import pandas as pd
 
 from dashboards.figures import hypervolume_history, pareto_projections, segment_spectrum
 from xsearch.atomic import write_atomic
+from xsearch.duplicates import is_repeat
 from xsearch.pareto import pareto_front, trials_frame
 from xsearch.reports import front_table_text
 
@@ -64,9 +65,11 @@ def front_frame(study: optuna.Study) -> pd.DataFrame:
 
 
 def report_summary(study: optuna.Study) -> str:
-    """Study name, trials by state, failure reasons with counts, and the front as a text table."""
+    """Study name, trials by state (and repeats of trained designs), failure reasons with counts (of
+    the trials that ran), and the front as a text table."""
     trials = study.get_trials(deepcopy=False)
-    reasons = Counter(str(t.user_attrs["failure_reason"]) for t in trials if "failure_reason" in t.user_attrs)
+    reasons = Counter(str(t.user_attrs["failure_reason"]) for t in trials
+                      if "failure_reason" in t.user_attrs and not is_repeat(t))
     failures = ", ".join(f"{reason} {count}" for reason, count in reasons.most_common()) or "none"
     return "\n".join([f"study {study.study_name!r}: {_state_counts(study)}", f"failure reasons: {failures}",
                       "Pareto front:", front_table_text(study)])
@@ -74,7 +77,10 @@ def report_summary(study: optuna.Study) -> str:
 
 def _state_counts(study: optuna.Study) -> str:
     """"N trials (COMPLETE a, FAIL b, ...)"."""
-    states = Counter(t.state.name for t in study.get_trials(deepcopy=False))
+    trials = study.get_trials(deepcopy=False)
+    states = Counter(t.state.name for t in trials)
     detail = ", ".join(f"{state} {count}" for state, count in sorted(states.items()))
-    return f"{sum(states.values())} trials" + (f" ({detail})" if detail else "")
+    repeats = sum(map(is_repeat, trials))
+    return (f"{sum(states.values())} trials" + (f" ({detail})" if detail else "")
+            + (f", {repeats} of them repeats of a trained design (not retrained)" if repeats else ""))
 
