@@ -65,3 +65,17 @@ def test_directions_and_unknown_objectives():
     x, y = np.zeros((2, 16, 16, 3)), np.zeros(2)
     with pytest.raises(ValueError, match="objectives must be"):
         make_objective(x, y, x, y, objectives=("speed",))
+
+
+def test_make_objective_does_not_train_a_design_twice(digits, tmp_path):
+    one_design = tmp_path / "one.toml"
+    one_design.write_text('[axes]\nmiddle_repeats = [0]\nwidth = [0.125]\nsegments = ["depthwise"]\n')
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    study.optimize(make_objective(*digits, space=one_design, epochs=1, batch_size=64), n_trials=3)
+
+    first, *repeats = study.trials
+    assert "duplicate_of" not in first.user_attrs
+    for repeat in repeats:
+        assert repeat.user_attrs["duplicate_of"] == 0 and repeat.values == first.values
+        assert repeat.user_attrs["macs"] == first.user_attrs["macs"]
+        assert repeat.duration < 0.2 * first.duration  # nothing built or trained

@@ -19,6 +19,7 @@ from xsearch.builder import build_model
 from xsearch.config import XceptionConfig
 from xsearch.costs import model_costs
 from xsearch.device import jit_compile_setting
+from xsearch.duplicates import DUPLICATE_ATTR
 from xsearch.latency import measure_latency
 from xsearch.space import SearchSpace
 
@@ -53,7 +54,9 @@ def make_objective(
 
     It returns one value per name in ``objectives`` (see `OBJECTIVES`): validation accuracy after
     the last epoch, parameters, forward FLOPs per image, latency in ms at batch 1. The config (JSON),
-    params, MACs, FLOPs and the returned metrics are recorded as user attributes of the trial.
+    params, MACs, FLOPs and the returned metrics are recorded as user attributes of the trial. A
+    design that this objective already trained is not trained again: the trial records the earlier
+    trial's results and its number as ``duplicate_of``.
     """
     _check_objectives(objectives)
     search_space = _space(space)
@@ -62,10 +65,22 @@ def make_objective(
         raise ValueError(f"x_train and x_val must be (N, H, W, C) images of one shape; "
                          f"received {x_train.shape} and {x_val.shape}.")
     num_classes = int(max(np.max(y_train), np.max(y_val))) + 1
+    trained: dict[str, tuple[int, dict[str, int | float]]] = {}  # design JSON -> its trial number and record
 
     def objective(trial: optuna.Trial) -> tuple[float, ...]:
         config = search_space.sample(trial)
         trial.set_user_attr("config", config.to_json())
+        if config.to_json() in trained:
+            number, record = trained[config.to_json()]
+            trial.set_user_attr(DUPLICATE_ATTR, number)
+        else:
+            record = _train(config)
+            trained[config.to_json()] = trial.number, record
+        for key, value in record.items():
+            trial.set_user_attr(key, value)
+        return tuple(float(record[name]) for name in objectives)
+
+    def _train(config: XceptionConfig) -> dict[str, int | float]:
         try:
             model = build_model(config, x_train.shape[1:], num_classes, bn_momentum=bn_momentum)
             record: dict[str, int | float] = dict(model_costs(model))
@@ -79,9 +94,7 @@ def make_objective(
         finally:
             keras.backend.clear_session()
             gc.collect()
-        for key, value in record.items():
-            trial.set_user_attr(key, value)
-        return tuple(float(record[name]) for name in objectives)
+        return record
 
     return objective
 
