@@ -127,6 +127,37 @@ def test_a_study_whose_creator_died_during_set_up_is_finished_by_the_next_worker
     assert [t.state for t in study.trials] == [WAITING] * len(SEEDS) and "xsearch_spec" in study.user_attrs
 
 
+def _first_proposals(spec, storage, count=4):
+    """The designs the sampler of a process that opens the study proposes first (asked, then failed)."""
+    study = open_study(spec, SearchSpace.from_toml(spec.space), storage, "test")
+    proposals = []
+    for _ in range(count):
+        trial = study.ask()
+        SearchSpace.from_toml(spec.space).sample(trial)
+        proposals.append(trial.params)
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    return proposals
+
+
+@pytest.mark.parametrize("sampler", ["random", "tpe"])
+def test_workers_sharing_a_study_do_not_propose_the_same_designs_in_lockstep(tmp_path, tiny_spec, monkeypatch, sampler):
+    spec = dataclasses.replace(tiny_spec, sampler=sampler, seed_trials=())
+    monkeypatch.setenv("XSEARCH_WORKERS", "2")
+    proposals = []
+    for pid in (1001, 1002):  # two workers of one supervisor open the study at once
+        monkeypatch.setattr(runner, "worker_identity", lambda pid=pid: {"worker_host": "gpu-box", "worker_pid": pid})
+        proposals.append(_first_proposals(spec, optuna.storages.InMemoryStorage()))
+    assert proposals[0] != proposals[1]
+
+
+def test_one_worker_is_reproducible_and_a_resumed_run_does_not_replay_its_proposals(tmp_path, tiny_spec):
+    spec = dataclasses.replace(tiny_spec, sampler="random", seed_trials=())
+    storage = open_storage(None, tmp_path / "a")
+    first = _first_proposals(spec, storage)
+    assert _first_proposals(spec, open_storage(None, tmp_path / "b")) == first  # same --seed, same designs
+    assert _first_proposals(spec, storage) != first  # reopened with 4 trials in it: new proposals
+
+
 def test_a_deadline_that_has_passed_starts_no_trial(tmp_path, tiny_spec):
     study = run_study(tiny_spec, tmp_path / "run", progress=False, deadline=time.time())
     assert [t.state for t in study.trials] == [WAITING]  # the seed, still waiting for the next run

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import sys
 import time
@@ -10,6 +11,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
@@ -35,23 +37,42 @@ from xsearch.storage import (
     worker_identity,
 )
 from xsearch.study_spec import StudySpec
+from xsearch.workers import worker_total
 
 FAILURE_STREAK_WARNING = 3
 REPEAT_STREAK_LIMIT = 25
 
 
-def make_sampler(spec: StudySpec, space: SearchSpace) -> optuna.samplers.BaseSampler:
-    """The study's sampler (each reads the hard constraints the objective sets on its trials)."""
+def make_sampler(spec: StudySpec, space: SearchSpace, seed: int | None = None) -> optuna.samplers.BaseSampler:
+    """The study's sampler, seeded with ``seed`` (default: ``spec.seed``); each sampler reads the
+    hard constraints the objective sets on its trials."""
+    seed = spec.seed if seed is None else seed
     if spec.sampler == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=spec.seed, population_size=max(8, min(50, spec.trials // 4)))
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(8, min(50, spec.trials // 4)))
     if spec.sampler == "gp":
-        return optuna.samplers.GPSampler(seed=spec.seed, n_startup_trials=8)
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=8)
     if spec.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=spec.seed)
+        return optuna.samplers.RandomSampler(seed=seed)
     if spec.sampler == "grid":
-        return optuna.samplers.GridSampler(_grid(space), seed=spec.seed)
-    return optuna.samplers.TPESampler(seed=spec.seed, multivariate=True, constant_liar=True,
+        return optuna.samplers.GridSampler(_grid(space), seed=seed)
+    return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True,
                                       n_startup_trials=min(10, max(4, spec.trials // 3)))
+
+
+def sampler_seed(seed: int, trials_so_far: int, shared: bool) -> int:
+    """The seed of this process's sampler: from ``--seed`` and the number of trials the study had
+    when this process opened it, so that a resumed run or a restarted worker does not replay the
+    proposals of the process before it. Where other workers share the study (``shared``: several
+    workers, or a database other machines may use), this worker's host and process id go in too:
+    samplers with one seed would propose the same designs in lockstep. One worker on the default
+    journal storage is reproducible: the same ``--seed`` proposes the same designs.
+    """
+    entropy = [seed, trials_so_far]
+    if shared:
+        identity = worker_identity()
+        host = hashlib.sha256(str(identity["worker_host"]).encode()).digest()
+        entropy += [int.from_bytes(host[:8], "big"), int(identity["worker_pid"])]
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
 
 
 SETUP_WAIT_S = 30.0
@@ -64,35 +85,37 @@ def open_study(spec: StudySpec, space: SearchSpace, storage: optuna.storages.Bas
     The creator records the spec, enqueues the ``seeds()`` trials and sets the metric names last: the
     names mark a finished set-up. A process that finds a study without names waits for them, and
     finishes the set-up itself when its creator died half-way. Reopening with other objectives is
-    an error.
+    an error. The study's sampler is seeded by `sampler_seed`.
     """
     directions = [objective.direction for objective in spec.objective_list]
     metrics = [objective.metric for objective in spec.objective_list]
-    sampler = make_sampler(spec, space)
-    study, created = _load_or_create(spec.name, storage, directions, sampler)
+    study, created = _load_or_create(spec.name, storage, directions)
     if not created:
         _check_objectives(study, metrics, directions, where)
-        if _wait_for_metric_names(study):
+        set_up = _wait_for_metric_names(study)
+        if set_up:
             _check_objectives(study, metrics, directions, where)
-            return study
-    _finish_setup(study, spec, metrics, seeds)
+    if created or not set_up:
+        _finish_setup(study, spec, metrics, seeds)
+    shared = worker_total() > 1 or isinstance(storage, optuna.storages.RDBStorage)
+    study.sampler = make_sampler(spec, space, sampler_seed(spec.seed, len(study.get_trials(deepcopy=False)), shared))
     return study
 
 
-def _load_or_create(name: str, storage: optuna.storages.BaseStorage, directions: list[str],
-                    sampler: optuna.samplers.BaseSampler) -> tuple[optuna.Study, bool]:
+def _load_or_create(name: str, storage: optuna.storages.BaseStorage,
+                    directions: list[str]) -> tuple[optuna.Study, bool]:
     """The study, and whether this process created it.
 
     Loading first keeps a journal file byte-for-byte unchanged when the study exists.
     """
     try:
-        return optuna.load_study(study_name=name, storage=storage, sampler=sampler), False
+        return optuna.load_study(study_name=name, storage=storage), False
     except KeyError:
         pass
     try:
-        return optuna.create_study(study_name=name, storage=storage, directions=directions, sampler=sampler), True
+        return optuna.create_study(study_name=name, storage=storage, directions=directions), True
     except optuna.exceptions.DuplicatedStudyError:  # another process created it first
-        return optuna.load_study(study_name=name, storage=storage, sampler=sampler), False
+        return optuna.load_study(study_name=name, storage=storage), False
 
 
 def _check_objectives(study: optuna.Study, metrics: list[str], directions: list[str], where: str) -> None:

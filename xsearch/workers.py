@@ -33,6 +33,7 @@ RECYCLE_AFTER = "XSEARCH_RECYCLE_AFTER"  # set by the supervisor only
 DEADLINE = "XSEARCH_DEADLINE"  # Unix time after which no trial starts (``--timeout``, set by the supervisor)
 TRIALS_PER_WORKER = "XSEARCH_TRIALS_PER_WORKER"  # the user's setting, read by the supervisor
 SUPERVISOR_PID = "XSEARCH_SUPERVISOR_PID"  # set by the supervisor: its workers die with it
+WORKERS = "XSEARCH_WORKERS"  # set by the supervisor: how many workers it runs
 DEFAULT_TRIALS_PER_WORKER = 20
 PR_SET_PDEATHSIG = 1
 WORKER_COMMAND = (sys.executable, "-m", "xsearch.cli", "run")
@@ -51,6 +52,11 @@ def recycle_after() -> int | None:
     """Trials this worker runs before it exits to be restarted (``None``: never)."""
     value = os.environ.get(RECYCLE_AFTER)
     return None if value is None else int(value)
+
+
+def worker_total() -> int:
+    """How many workers this process's supervisor runs (1 for a process that runs a study alone)."""
+    return int(os.environ.get(WORKERS, "1"))
 
 
 def deadline() -> float | None:
@@ -148,7 +154,7 @@ def run_workers(run_arguments: list[str], count: int, environment: dict[str, str
     starts alone (it sets the study up, e.g. probes the batch size) until ``ready()`` is true.
     Ctrl-C stops them all (exit status 130).
     """
-    environment = {**environment, SUPERVISED: "1"}
+    environment = {**environment, SUPERVISED: "1", WORKERS: str(count)}
     if recycle_every is not None:
         environment[RECYCLE_AFTER] = str(recycle_every)
     if stop_at is not None:
