@@ -276,6 +276,7 @@ def test_a_repeated_design_is_not_trained_again_and_an_exhausted_space_ends_the_
     front = pd.read_csv(tmp_path / "run" / "pareto.csv")["number"]
     assert set(front) <= {t.number for t in trained} and len(front) == len(set(front))
     assert f"{len(repeats)} of them repeats of a trained design" in report_summary(study)
+    assert runner.finished_count(study) == f"{len(trials)} trials finished ({len(repeats)} repeated a trained design: not retrained)"
     exported = export_trial(study, repeats[0].number, tmp_path / "repeat.keras", artifact_store(tmp_path / "run"))
     twin_number = repeats[0].user_attrs[DUPLICATE_ATTR]
     assert exported.weights == "trained"

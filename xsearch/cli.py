@@ -56,10 +56,9 @@ def _run(args: argparse.Namespace) -> int:
                               args.workers or "1")
     if status:
         return status
-    from xsearch.runner import summary
+    from xsearch.runner import finished_count, summary
 
-    finished = sum(trial.state.is_finished() for trial in study.trials)
-    print(f"study {spec.name!r}: {finished} trials finished, in {args.storage or out_dir / 'study.journal'}")
+    print(f"study {spec.name!r}: {finished_count(study)}, in {args.storage or out_dir / 'study.journal'}")
     print(f"reports: {out_dir / 'trials.csv'}, {out_dir / 'pareto.csv'}, {out_dir / 'pareto.html'}")
     print(summary(study))
     return 0

@@ -309,6 +309,13 @@ def _stop_at_budget(trials: int):
     return callback
 
 
+def finished_count(study: optuna.Study) -> str:
+    """"N trials finished", with how many of them repeated a trained design, for the end of a run."""
+    finished = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
+    repeats = sum(map(is_repeat, finished))
+    return f"{len(finished)} trials finished" + (f" ({repeats} repeated a trained design: not retrained)" if repeats else "")
+
+
 def summary(study: optuna.Study) -> str:
     """The front as a text table, for the end of a run."""
     return front_table_text(study)
