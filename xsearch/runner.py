@@ -90,12 +90,13 @@ def open_study(spec: StudySpec, space: SearchSpace, storage: optuna.storages.Bas
     directions = [objective.direction for objective in spec.objective_list]
     metrics = [objective.metric for objective in spec.objective_list]
     study, created = _load_or_create(spec.name, storage, directions)
+    set_up = False
     if not created:
         _check_objectives(study, metrics, directions, where)
         set_up = _wait_for_metric_names(study)
         if set_up:
             _check_objectives(study, metrics, directions, where)
-    if created or not set_up:
+    if not set_up:
         _finish_setup(study, spec, metrics, seeds)
     shared = worker_total() > 1 or isinstance(storage, optuna.storages.RDBStorage)
     study.sampler = make_sampler(spec, space, sampler_seed(spec.seed, len(study.get_trials(deepcopy=False)), shared))
