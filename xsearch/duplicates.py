@@ -1,11 +1,11 @@
 """Designs already trained: a trial that samples one again reuses its results instead of training.
 
-Samplers propose a design twice more often than one would guess on discrete spaces: in the
-shipped studies, 6-11 % of TPE's trials and 7-19 % of NSGA-II's repeat an earlier design
-(`benchmarks/duplicates.py`, on a synthetic objective). Such a trial ("repeat") copies the results of the earlier trial
-under the same study set-up and records its number as ``duplicate_of``. It trains nothing, does
-not count toward the study's ``trials``, and stays off the Pareto front, where the earlier trial
-stands for the design. The sampler still sees its values, as Optuna's FAQ recommends.
+On discrete spaces, samplers often propose a design that is already trained: in the shipped
+studies, 6-11 % of TPE's trials and 7-19 % of NSGA-II's (`benchmarks/duplicates.py`, on a
+synthetic objective). Such a trial (a "repeat") copies the results of the earlier trial under the
+same study set-up and records its number as ``duplicate_of``. It trains nothing, does not count
+toward the study's ``trials``, and stays off the Pareto front, where the earlier trial stands for
+the design. The sampler still sees its values, as Optuna's FAQ recommends.
 """
 
 from __future__ import annotations
