@@ -80,7 +80,7 @@ def test_ctrl_c_exits_130_and_the_interrupted_trial_is_retried_when_the_study_re
     (tmp_path / "w.toml").write_text(STUDY.replace("epochs = 1", "epochs = 30"))  # seconds between epoch 1 and the end
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     run = subprocess.Popen(_command(tmp_path), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                           start_new_session=True)
+                           start_new_session=True, preexec_fn=_as_in_a_terminal)
     try:
         deadline = time.time() + 300
         while time.time() < deadline and not _a_trial_between_epochs(tmp_path):
@@ -97,6 +97,11 @@ def test_ctrl_c_exits_130_and_the_interrupted_trial_is_retried_when_the_study_re
     retries = [t for t in trials if t.user_attrs.get("retry_of") == interrupted[0].number]
     assert len(retries) == 1 and retries[0].state == optuna.trial.TrialState.WAITING
     assert retries[0].system_attrs["fixed_params"] == interrupted[0].params  # Optuna's enqueued parameters
+
+
+def _as_in_a_terminal():
+    """Ctrl-C's default action, which a background job of a non-interactive shell (e.g. CI) ignores."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _a_trial_between_epochs(tmp_path):
