@@ -129,11 +129,12 @@ def test_a_study_whose_creator_died_during_set_up_is_finished_by_the_next_worker
 
 def _first_proposals(spec, storage, count=4):
     """The designs the sampler of a process that opens the study proposes first (asked, then failed)."""
-    study = open_study(spec, SearchSpace.from_toml(spec.space), storage, "test")
+    space = SearchSpace.from_toml(spec.space)
+    study = open_study(spec, space, storage, "test")
     proposals = []
     for _ in range(count):
         trial = study.ask()
-        SearchSpace.from_toml(spec.space).sample(trial)
+        space.sample(trial)
         proposals.append(trial.params)
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
     return proposals

@@ -69,13 +69,14 @@ def make_objective(
 
     def objective(trial: optuna.Trial) -> tuple[float, ...]:
         config = search_space.sample(trial)
-        trial.set_user_attr("config", config.to_json())
-        if config.to_json() in trained:
-            number, record = trained[config.to_json()]
+        design = config.to_json()
+        trial.set_user_attr("config", design)
+        if design in trained:
+            number, record = trained[design]
             trial.set_user_attr(DUPLICATE_ATTR, number)
         else:
             record = _train(config)
-            trained[config.to_json()] = trial.number, record
+            trained[design] = trial.number, record
         for key, value in record.items():
             trial.set_user_attr(key, value)
         return tuple(float(record[name]) for name in objectives)
