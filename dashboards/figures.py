@@ -21,6 +21,7 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from xsearch.duplicates import DUPLICATE_ATTR
+from xsearch.early_stop import STOPPED_ATTR
 from xsearch.pareto import is_feasible, trials_frame
 from xsearch.reports import pareto_figure
 from xsearch.study_spec import OBJECTIVES
@@ -87,16 +88,17 @@ def hypervolume_history(study: optuna.Study) -> go.Figure:
 
 
 def spectrum_frame(study: optuna.Study) -> pd.DataFrame:
-    """One row per feasible COMPLETE trial that trained its design (repeats are left out): number, its
-    six axes (``segments`` as a string) and metrics.
+    """One row per feasible COMPLETE trial that trained its design fully (repeats and trials stopped
+    early are left out): number, its six axes (``segments`` as a string) and metrics.
 
     The axes come from the ``config`` user attr, else from the trial's parameters; rows are sorted
     by `segment_order`, then trial number.
     """
     frame = trials_frame(study)
     frame = frame[frame["feasible"]]
-    if DUPLICATE_ATTR in frame:
-        frame = frame[frame[DUPLICATE_ATTR].isna()]
+    for partial in (DUPLICATE_ATTR, STOPPED_ATTR):
+        if partial in frame:
+            frame = frame[frame[partial].isna()]
     rows = [_design_row(row) for _, row in frame.iterrows()]
     columns = ["number", "segments", *COLOUR_AXES, *(metric for metric, _, _ in SPECTRUM_METRICS)]
     spectrum = pd.DataFrame(rows, columns=columns)

@@ -4,9 +4,13 @@ import json
 import math
 from pathlib import Path
 
+import optuna
 import pytest
+from optuna.distributions import CategoricalDistribution
+from optuna.trial import create_trial
 
-from benchmarks import duplicates, overhead, spectrum, throughput
+from benchmarks import duplicates, early_stop, overhead, spectrum, throughput
+from xsearch.duplicates import SETUP_ATTR
 
 
 def _run(module, args: list[str], tmp_path: Path) -> dict:
@@ -49,6 +53,43 @@ def test_duplicates(tmp_path):
             assert run["designs_trained"] == run["trials"] == row["trials"]  # the shipped spaces are not exhausted
             assert 0 <= run["repeats_in_budget"] <= run["asks"] - run["trials"]
             assert 0 < run["hypervolume_without_reuse"] <= run["hypervolume_with_reuse"] < 1  # a superset of designs
+
+
+def _curve_trial(study, segments, params, curve):
+    study.add_trial(create_trial(
+        params={"segments": segments}, distributions={"segments": CategoricalDistribution(["1", "4", "8"])},
+        values=[curve[-1], params, params / 1000],
+        user_attrs={SETUP_ATTR: "d", "feasible": True, "epochs_done": len(curve), "val_accuracy": curve[-1],
+                    "params": params, "latency_ms": params / 1000, "train_time_s": 30.0,
+                    "curves": {"val_accuracy": curve}},
+    ))
+
+
+def test_early_stop_replay_counts_stops_savings_and_front_losses():
+    study = optuna.create_study(directions=["maximize", "minimize", "minimize"])
+    _curve_trial(study, "1", 1000, [0.5, 0.8, 0.9])
+    _curve_trial(study, "4", 2000, [0.3, 0.5, 0.95])  # a late bloomer: on the front, stopped after epoch 1
+    _curve_trial(study, "8", 3000, [0.2, 0.3, 0.4])  # dominated all along
+    trials = early_stop.trained_trials(study)
+    metrics = ["val_accuracy", "params", "latency_ms"]
+
+    assert early_stop.replay(trials, metrics, 3, after_epochs=1, margin=0.05) == {1: 1, 2: 1}
+    assert early_stop.replay(trials, metrics, 3, after_epochs=2, margin=0.05) == {1: 2, 2: 2}
+    assert early_stop.replay(trials, metrics, 3, after_epochs=1, margin=0.35) == {2: 2}  # spares the late bloomer
+    late = early_stop.score(trials, metrics, ["maximize", "minimize", "minimize"], 3, {1: 1, 2: 1})
+    assert late["stopped"] == 2 and late["epochs_skipped"] == 4 and late["epochs_total"] == 9
+    assert late["train_time_skipped_fraction"] == pytest.approx(40 / 90)
+    assert late["front"] == 2 and late["front_lost"] == [1] and late["hypervolume_ratio"] < 1
+    safe = early_stop.score(trials, metrics, ["maximize", "minimize", "minimize"], 3, {2: 2})
+    assert safe["front_lost"] == [] and safe["hypervolume_ratio"] == pytest.approx(1.0)
+
+
+def test_early_stop_replay_of_a_finished_run(tiny_run, tmp_path):
+    report = _run(early_stop, ["--study", "tiny", "--out", str(tiny_run), "--after-epochs", "1", "2",
+                               "--margins", "0.5"], tmp_path)
+    assert [(row["after_epochs"], row["margin"]) for row in report["rows"]] == [(1, 0.5)]  # 2 is not < 2 epochs
+    row = report["rows"][0]
+    assert row["trials"] >= 2 and 0 <= row["stopped"] < row["trials"] and 0 < row["hypervolume_ratio"] <= 1 + 1e-9
 
 
 @pytest.mark.slow

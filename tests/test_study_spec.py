@@ -47,6 +47,11 @@ def test_objectives_map_to_metrics_and_directions():
         ("[data]\ntest_fraction = 0.9\n", "data.test_fraction must be in [0, 0.9)"),
         ("[training]\nbatch_size = \"max\"\n", "training.batch_size must be an integer > 0 or 'auto'; received 'max'"),
         ("trials = \n", "malformed TOML"),
+        ("[early_stop]\nafter = 2\n", "[early_stop]: unknown key 'after'. Valid keys: after_epochs, margin."),
+        ("[early_stop]\nafter_epochs = 10\n", "early_stop.after_epochs must be an integer in [1, training.epochs - 1 = 9]"),
+        ("[early_stop]\nmargin = 2\n", "early_stop.margin must be in (0, 1) (accuracy, as a fraction); received 2"),
+        ("objectives = [\"accuracy\", \"throughput\"]\n[early_stop]\n", "early_stop needs the accuracy objective"),
+        ("objectives = [\"params\", \"latency\"]\n[early_stop]\n", "objectives are ['params', 'latency']"),
     ],
 )
 def test_bad_study_files_name_file_key_and_valid_values(tmp_path, text, message):

@@ -28,6 +28,7 @@ from xsearch.builder import build_model
 from xsearch.config import XceptionConfig
 from xsearch.data import Dataset, load_dataset
 from xsearch.duplicates import DUPLICATE_ATTR, is_repeat
+from xsearch.early_stop import STOPPED_ATTR, STOPPED_BY_ATTR, is_stopped
 from xsearch.pareto import pick_trial
 from xsearch.study_spec import DataSpec, TrainingSpec
 from xsearch.training import train_and_evaluate, with_normalization
@@ -97,6 +98,9 @@ def export_trial(
     study.set_user_attr(EXPORTS_ATTR, [*study.user_attrs.get(EXPORTS_ATTR, []), entry])
     is_repeat_number = isinstance(trial, int) and trial != chosen.number
     repeat = f"trial {trial} repeats trial {chosen.number}'s design; " if is_repeat_number else ""
+    if is_stopped(chosen) and kind == "trained":
+        message += (f"; its training stopped early at epoch {chosen.user_attrs[STOPPED_ATTR]} (trial "
+                    f"{chosen.user_attrs.get(STOPPED_BY_ATTR)} dominated it): --retrain trains it fully")
     return ExportResult(out, card_path, digest, kind, f"{repeat}trial {chosen.number} -> {out}: {message}")
 
 
@@ -249,6 +253,8 @@ def _card(
         "versions": {"xsearch": _version("xsearch"), "keras": keras.__version__, "optuna": optuna.__version__},
         "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+    if is_stopped(trial):
+        card["stopped_early"] = {"at_epoch": attrs[STOPPED_ATTR], "dominated_by_trial": attrs.get(STOPPED_BY_ATTR)}
     if retrained is not None:
         card["retrained_metrics"] = retrained
     return card

@@ -16,6 +16,7 @@ from xsearch.costs import model_costs
 from xsearch.data import Dataset
 from xsearch.device import resolve_precision, runtime_info
 from xsearch.duplicates import SETUP_ATTR, repeated_results, setup_digest, trained_twin
+from xsearch.early_stop import StopDominated, cost_metrics
 from xsearch.failures import TrialFailure, failure_reason
 from xsearch.latency import measure_latency
 from xsearch.space import SearchSpace
@@ -42,7 +43,9 @@ class Objective:
     Every trial carries the constraint ``oom`` (1 when the design ran out of memory, else 0) next
     to the study's own, so that constraint-aware samplers stop proposing designs that do not fit.
     A trained model is kept as an Optuna artifact (see `xsearch.artifacts` for what is pruned).
-    A design already trained under the same set-up is not trained again (`xsearch.duplicates`).
+    A design already trained under the same set-up is not trained again (`xsearch.duplicates`), and
+    with the study's ``early_stop`` rule a design that a trained one dominates stops training
+    (`xsearch.early_stop`).
     Each epoch's weights are checkpointed in ``<run folder>/checkpoints`` until the trial ends, so
     that a retry of a trial whose worker died continues from its last epoch.
     """
@@ -148,6 +151,9 @@ class Objective:
         checkpoint = self.checkpoints / f"trial-{trial.number}.weights.h5"
         callbacks = [keras.callbacks.ModelCheckpoint(str(checkpoint), save_weights_only=True),
                      _EpochRecorder(trial), *self.callbacks(trial)]
+        if self.spec.early_stop is not None:
+            costs = {metric: float(record[metric]) for metric in cost_metrics(self.spec)}
+            callbacks.append(StopDominated(trial, self.spec.early_stop, costs, self.digest, self.spec.training.epochs))
         result = train_and_evaluate(model, self.dataset, self.spec.training, record["seed"], callbacks,
                                     initial_epoch=initial_epoch)
         record.update({k: v for k, v in vars(result).items() if v is not None})

@@ -1,7 +1,7 @@
 """Live progress of a study: trial k of N, the running trial's epoch and metrics, best and front size.
 
 Trials count as `xsearch.storage.budget_trials` counts them; repeats of a trained design
-(`xsearch.duplicates`) are shown apart.
+(`xsearch.duplicates`) and trials stopped early (`xsearch.early_stop`) are shown apart.
 
 Shown with rich on a terminal; silent otherwise (logs get the final table only).
 """
@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.live import Live
 
 from xsearch.duplicates import is_repeat
+from xsearch.early_stop import is_stopped
 from xsearch.pareto import pareto_front
 from xsearch.storage import budget_trials
 
@@ -28,7 +29,8 @@ class Progress:
         self.total = total_trials
         self.epochs = epochs
         self.enabled = sys.stdout.isatty() if enabled is None else enabled
-        self.state: dict[str, Any] = {"trial": None, "done": 0, "repeats": 0, "best": None, "front": 0, "epoch": None}
+        self.state: dict[str, Any] = {"trial": None, "done": 0, "repeats": 0, "stopped": 0, "best": None,
+                                      "front": 0, "epoch": None}
         self._live: Live | None = None
 
     def __enter__(self) -> Progress:
@@ -51,14 +53,15 @@ class Progress:
         self.refresh(study)
 
     def refresh(self, study: optuna.Study) -> None:
-        """Recount finished trials and repeats, best accuracy and front size from the storage."""
+        """Recount finished trials, repeats and early stops, best accuracy and front size from the storage."""
         trials = study.get_trials(deepcopy=False)
         accuracies = [t.user_attrs.get("val_accuracy", 0.0) for t in trials
                       if t.state == optuna.trial.TrialState.COMPLETE and t.user_attrs.get("feasible", True)]
         done = len([t for t in budget_trials(trials) if t.state.is_finished()])
         front = len(pareto_front(study)) if accuracies else 0
-        self.update(done=done, repeats=sum(map(is_repeat, trials)), best=max(accuracies, default=None),
-                    front=front, trial=None, epoch=None)
+        self.update(done=done, repeats=sum(map(is_repeat, trials)),
+                    stopped=sum(is_stopped(t) and not is_repeat(t) for t in trials),
+                    best=max(accuracies, default=None), front=front, trial=None, epoch=None)
 
     def update(self, **values: Any) -> None:
         self.state.update(values)
@@ -70,6 +73,8 @@ class Progress:
         parts = [f"trials {s['done']}/{self.total}"]
         if s["repeats"]:
             parts.append(f"{s['repeats']} repeated designs not retrained")
+        if s["stopped"]:
+            parts.append(f"{s['stopped']} stopped early (dominated)")
         if s["trial"] is not None:
             parts.append(f"running trial {s['trial']}")
             if s["epoch"] is not None:

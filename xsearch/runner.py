@@ -21,6 +21,7 @@ from xsearch.batch_size import AUTO, find_batch_size
 from xsearch.data import Dataset, load_dataset
 from xsearch.device import runtime_info
 from xsearch.duplicates import is_repeat
+from xsearch.early_stop import stopped_summary
 from xsearch.failures import StudyStopped, WorkerRecycle
 from xsearch.objective import Objective
 from xsearch.progress import Progress
@@ -314,7 +315,9 @@ def finished_count(study: optuna.Study) -> str:
     """"N trials finished", with how many of them repeated a trained design, for the end of a run."""
     finished = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
     repeats = sum(map(is_repeat, finished))
-    return f"{len(finished)} trials finished" + (f" ({repeats} repeated a trained design: not retrained)" if repeats else "")
+    stopped = stopped_summary(study)
+    return (f"{len(finished)} trials finished" + (f" ({repeats} repeated a trained design: not retrained)" if repeats else "")
+            + (f"; {stopped}" if stopped else ""))
 
 
 def summary(study: optuna.Study) -> str:

@@ -13,6 +13,7 @@ import pandas as pd
 from dashboards.figures import hypervolume_history, pareto_projections, segment_spectrum
 from xsearch.atomic import write_atomic
 from xsearch.duplicates import is_repeat
+from xsearch.early_stop import stopped_summary
 from xsearch.pareto import pareto_front, trials_frame
 from xsearch.reports import front_table_text
 
@@ -71,8 +72,9 @@ def report_summary(study: optuna.Study) -> str:
     reasons = Counter(str(t.user_attrs["failure_reason"]) for t in trials
                       if "failure_reason" in t.user_attrs and not is_repeat(t))
     failures = ", ".join(f"{reason} {count}" for reason, count in reasons.most_common()) or "none"
+    stopped = stopped_summary(study)
     return "\n".join([f"study {study.study_name!r}: {_state_counts(study)}", f"failure reasons: {failures}",
-                      "Pareto front:", front_table_text(study)])
+                      *([f"early stopping: {stopped}"] if stopped else []), "Pareto front:", front_table_text(study)])
 
 
 def _state_counts(study: optuna.Study) -> str:

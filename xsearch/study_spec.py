@@ -59,6 +59,14 @@ class TrainingSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class EarlyStopSpec:
+    """Stop a trial that an already trained design beats on every objective (`xsearch.early_stop`)."""
+
+    after_epochs: int = 3
+    margin: float = 0.02
+
+
+@dataclasses.dataclass(frozen=True)
 class StudySpec:
     name: str = "study"
     description: str = ""
@@ -77,6 +85,7 @@ class StudySpec:
     heartbeat_interval: int = 30
     weights: str | None = None
     precision: str = "auto"
+    early_stop: EarlyStopSpec | None = None
 
     def __post_init__(self) -> None:
         _check_choices("objectives", self.objectives, OBJECTIVES)
@@ -108,6 +117,20 @@ class StudySpec:
             raise ValueError(f"data.val_fraction must be in (0, 0.9); received {self.data.val_fraction!r}.")
         if not 0 <= self.data.test_fraction < 0.9:
             raise ValueError(f"data.test_fraction must be in [0, 0.9); received {self.data.test_fraction!r}.")
+        if self.early_stop is not None:
+            self._check_early_stop(self.early_stop)
+
+    def _check_early_stop(self, rule: EarlyStopSpec) -> None:
+        epochs = self.training.epochs
+        if not (isinstance(rule.after_epochs, int) and 1 <= rule.after_epochs < epochs):
+            raise ValueError(f"early_stop.after_epochs must be an integer in [1, training.epochs - 1 = {epochs - 1}]; "
+                             f"received {rule.after_epochs!r}.")
+        if not 0 < rule.margin < 1:
+            raise ValueError(f"early_stop.margin must be in (0, 1) (accuracy, as a fraction); received {rule.margin!r}.")
+        if "accuracy" not in self.objectives or "throughput" in self.objectives:
+            raise ValueError(f"early_stop needs the accuracy objective and costs known before training "
+                             f"(params, flops, latency; throughput is measured while training); "
+                             f"objectives are {list(self.objectives)}.")
 
     @property
     def objective_list(self) -> list[Objective]:
@@ -145,7 +168,7 @@ def _from_mapping(data: dict[str, Any], path: Path) -> StudySpec:
         if key not in top:
             raise unknown_keys_error(str(path), key, sorted(top))
         values[key] = value
-    for key, kind in (("data", DataSpec), ("training", TrainingSpec)):
+    for key, kind in (("data", DataSpec), ("training", TrainingSpec), ("early_stop", EarlyStopSpec)):
         if key in values:
             values[key] = _section(kind, key, values[key], path)
     for key in ("objectives", "seed_trials"):
