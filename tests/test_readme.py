@@ -9,3 +9,14 @@ def test_ci_runs_exactly_the_readme_test_command():
     ci = ROOT.joinpath(".ci", "run").read_text().splitlines()
     assert ci[-1] == test
     assert ".venv/bin/pip install -e '.[test]'" in setup.replace("-q ", "")
+
+
+def test_the_readme_study_file_example_is_a_valid_study(tmp_path):
+    from xsearch.study_spec import load_study_spec
+
+    blocks = ROOT.joinpath("README.md").read_text().split("```toml\n")[1:]
+    example = next(block.split("```", 1)[0] for block in blocks if block.startswith('description = "..."'))
+    path = tmp_path / "example.toml"
+    path.write_text(example)
+    spec = load_study_spec(path)
+    assert spec.constraints == {"max_params": 5_000_000} and spec.early_stop is not None
