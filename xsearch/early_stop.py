@@ -91,11 +91,12 @@ class StopDominated(keras.callbacks.Callback):
 
 
 def stopped_summary(study: optuna.Study) -> str:
-    """"N trials stopped early (dominated), E training epochs skipped", or "" when none was."""
+    """"N trials stopped early (...), E training epochs skipped", or "" when none was."""
     stopped = [t for t in study.get_trials(deepcopy=False) if is_stopped(t) and not is_repeat(t)]
     if not stopped:
         return ""
     epochs = json.loads(study.user_attrs.get("xsearch_spec", "{}")).get("training", {}).get("epochs")
     skipped = sum(epochs - int(t.user_attrs[STOPPED_ATTR]) for t in stopped) if epochs else None
-    return f"{len(stopped)} trials stopped early (a trained design dominated them)" + (
-        f", {skipped} training epochs skipped" if skipped is not None else "")
+    count = "1 trial stopped early (a trained design dominated it)" if len(stopped) == 1 else (
+        f"{len(stopped)} trials stopped early (trained designs dominated them)")
+    return count + (f", {skipped} training epoch{'s' * (skipped != 1)} skipped" if skipped is not None else "")
