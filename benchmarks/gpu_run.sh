@@ -5,8 +5,9 @@
 #   here:  bash benchmarks/gpu_wheels.sh
 #   there: device run, carry [".whl"], command: bash benchmarks/gpu_run.sh [steps...]
 # Steps (default all): throughput throughput64 spectrum study; THROUGHPUT_S, THROUGHPUT64_S, SPECTRUM_S and
-# STUDY_S cap them, STUDY_BATCH sets the study's batch (auto probes it). SMALL=1 runs CPU sizes (to check the script);
-# PYTHON picks the interpreter and SKIP_INSTALL=1 uses its packages as they are.
+# STUDY_S cap them, SPECTRUM_SEGMENTS picks the spectrum's points (in order; ratios are to the first, and a
+# capped run logs the points it measured), STUDY_BATCH sets the study's batch (auto probes it). SMALL=1 runs CPU
+# sizes (to check the script); PYTHON picks the interpreter and SKIP_INSTALL=1 uses its packages as they are.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -26,7 +27,7 @@ if [ "${SMALL:-0}" = 1 ]; then  # the study step runs quickstart: imagenet-small
     study=(--study quickstart --trials 2 --batch-size auto)
 else  # imagenet-small's space and schedule (2 epochs, not 10) at its batch on 40,000 random 64x64 images
     large=(--batch-size 128); small=(--image-size 64 --batch-size 256)
-    spectrum=(--image-size 64 --batch-size 256 --steps 10 --segments 1 2 4 8 16 depthwise
+    spectrum=(--image-size 64 --batch-size 256 --steps 10 --segments ${SPECTRUM_SEGMENTS:-1 2 4 8 16 depthwise}
               --precision mixed_bfloat16)
     study=(--study /tmp/imagenet-small-2-epochs.toml --data-dir /tmp/imagenet64 --trials 4 --timeout "${STUDY_S:-180}"
            --batch-size "${STUDY_BATCH:-256}")  # auto probes 8..1024: a compile (30-90 s on an H200) each
@@ -49,8 +50,9 @@ for step in "${steps[@]}"; do
             sed 's/^epochs = 10$/epochs = 2/' studies/imagenet-small.toml > /tmp/imagenet-small-2-epochs.toml
             "$PYTHON" -m benchmarks.synthetic_imagenet /tmp/imagenet64 --train-images 40000 --val-images 2000 || exit 1
         fi
-        timeout "$(( ${STUDY_S:-180} + 110 ))" "$PYTHON" -m xsearch.cli run "${study[@]}" --out /tmp/xsearch-gpu-run \
-            2>&1 | tee "$OUT/study.log"
+        # from outside the checkout, so that the installed xsearch (with its shipped spaces and studies) is imported
+        (cd /tmp && timeout "$(( ${STUDY_S:-180} + 110 ))" "$PYTHON" -m xsearch.cli run "${study[@]}" \
+            --out /tmp/xsearch-gpu-run) 2>&1 | tee "$OUT/study.log"
         cp /tmp/xsearch-gpu-run/trials.csv "$OUT/study-trials.csv" ;;
     *) echo "unknown step $step (throughput, throughput64, spectrum, study)"; exit 2 ;;
     esac

@@ -13,6 +13,7 @@ convolutions run at a lower fraction of the device's speed.
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 import keras
@@ -48,7 +49,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     points = []
     for segments in args.segments:
         config = XceptionConfig(middle_repeats=args.middle_repeats, width=args.width, segments=segments)
-        points.append(measure_point(config, args.image_size, args.batch_size, args.steps, args.precision))
+        point = measure_point(config, args.image_size, args.batch_size, args.steps, args.precision)
+        points.append(point)
+        print(f"segments={segments}: {point['params']:,} params, {point['macs'] / 1e6:,.0f} MMACs, "
+              f"latency {point['latency_ms']:.2f} ms, train {point['train_images_per_second']:,.0f} img/s",
+              file=sys.stderr, flush=True)  # a capped run keeps the points it measured
     first = points[0]
     for point in points:
         point["macs_ratio"] = point["macs"] / first["macs"]
