@@ -54,3 +54,12 @@ def test_a_training_set_smaller_than_the_batch_is_one_batch():
     model = _counting_model()
     result = train_and_evaluate(model, _dataset(train=20), SPEC, seed=0, workers=1)
     assert result.epochs == 2 and len(model.traced_batches) == 1 and model.traced_batches[0] in (None, 20)
+
+
+def test_the_model_takes_the_streams_uint8_pixels_and_normalises_them_itself():
+    core = build_model(SearchSpace.from_toml("tiny").decode(DESIGN), (16, 16, 3), 10)
+    model = with_normalization(core, np.full(3, 127.5), np.full(3, 64.0))
+    pixels = _dataset(train=8).x_train
+    expected = core.predict_on_batch((pixels.astype(np.float32) - 127.5) / 64.0)
+    np.testing.assert_allclose(model.predict_on_batch(pixels), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(model.predict_on_batch(pixels.astype(np.float32)), expected, rtol=1e-5, atol=1e-6)

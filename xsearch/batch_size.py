@@ -103,7 +103,7 @@ def training_rate(config: XceptionConfig, spec: StudySpec, dataset: Dataset) -> 
         core = build_model(config, (size, size, 3), dataset.num_classes, bn_momentum=training.bn_momentum)
         model = with_normalization(core, dataset.mean, dataset.std)
         compile_model(model, training, steps_per_epoch=100, num_classes=dataset.num_classes)
-        x = rng.integers(0, 256, (batch, size, size, 3)).astype("float32")
+        x = rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8)  # raw pixels, as a trial streams them
         y = rng.integers(0, dataset.num_classes, (batch,))
         for _ in range(2):  # compiles
             model.train_on_batch(x, y)

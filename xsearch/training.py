@@ -112,11 +112,10 @@ def train_and_evaluate(
     extra time is reported as ``compile_time_s``. A NaN/inf loss raises `TrialFailure("nan")`.
     ``initial_epoch`` > 0 continues a training whose weights were restored from a checkpoint.
     """
-    zeros, ones = np.zeros(3, np.float32), np.ones(3, np.float32)
     train_batch = min(spec.batch_size, len(dataset.y_train))
-    train = BatchStream(dataset.x_train, dataset.y_train, train_batch, zeros, ones, augment=spec.augment,
+    train = BatchStream(dataset.x_train, dataset.y_train, train_batch, augment=spec.augment,
                         shuffle=True, seed=seed, workers=workers, drop_remainder=True)
-    val = BatchStream(dataset.x_val, dataset.y_val, spec.batch_size, zeros, ones, workers=workers)
+    val = BatchStream(dataset.x_val, dataset.y_val, spec.batch_size, workers=workers)
     compile_model(model, spec, len(train), dataset.num_classes)
     _build_training_state(model, *train[0])
     timer = _EpochTimer()
@@ -133,7 +132,7 @@ def train_and_evaluate(
     compile_time, throughput = _speed(timer.durations, len(train) * train_batch)
     test_scores: dict[str, float] = {}
     if len(dataset.y_test):
-        test = BatchStream(dataset.x_test, dataset.y_test, spec.batch_size, zeros, ones, workers=workers)
+        test = BatchStream(dataset.x_test, dataset.y_test, spec.batch_size, workers=workers)
         test_scores = model.evaluate(test, verbose=0, return_dict=True)
     return TrainResult(
         curves=curves,

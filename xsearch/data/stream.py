@@ -1,4 +1,4 @@
-"""`BatchStream`: a Keras `PyDataset` that serves normalised, optionally shuffled and augmented batches."""
+"""`BatchStream`: a Keras `PyDataset` that serves uint8 image batches, optionally shuffled and augmented."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ from xsearch.data.augment import flip_crop
 
 
 class BatchStream(keras.utils.PyDataset):
-    """Batches (`(x - mean) / std` as float32, `y` as int32) of uint8 NHWC images, using numpy only.
+    """Batches of uint8 NHWC images (`x`, as stored) and int32 labels (`y`), using numpy only.
+
+    The model casts and normalises the pixels on the device (`xsearch.training.with_normalization`),
+    so the host neither converts them to float32 nor copies 4x the bytes to the device.
 
     With `shuffle`, each epoch has its own permutation; with `augment`, each image is randomly flipped
     and cropped (see `flip_crop`). Both are deterministic in (`seed`, epoch, batch index), so
@@ -21,8 +24,6 @@ class BatchStream(keras.utils.PyDataset):
         x: np.ndarray,
         y: np.ndarray,
         batch_size: int,
-        mean: np.ndarray,
-        std: np.ndarray,
         *,
         augment: bool = False,
         shuffle: bool = False,
@@ -40,8 +41,6 @@ class BatchStream(keras.utils.PyDataset):
         self.x = x
         self.y = np.asarray(y, np.int32)
         self.batch_size = batch_size
-        self.mean = np.asarray(mean, np.float32)
-        self.std = np.asarray(std, np.float32)
         self.augment = augment
         self.shuffle = shuffle
         self.seed = seed
@@ -62,10 +61,7 @@ class BatchStream(keras.utils.PyDataset):
             images = flip_crop(self.x, indices, np.random.default_rng([self.seed, self.epoch, index]))
         else:
             images = self.x[indices]
-        batch = images.astype(np.float32)
-        batch -= self.mean
-        batch /= self.std
-        return batch, self.y[indices]
+        return images, self.y[indices]
 
     def on_epoch_end(self) -> None:
         self.epoch += 1
