@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # On a lent H100/H200: issue 6's GPU measurements with the JAX backend, each step under its own time
-# limit (measured on an H200: throughput 248 s, spectrum about 60 s a point), outputs and logs under $OUT.
-# All four steps need more than one device call (10 minutes at most): name the steps of each call.
+# limit (measured on an H200: throughput 248 s, throughput64 about 190 s, spectrum about 190 s for its 6 points,
+# study 300 s for 3 trials), outputs and logs under $OUT.
+# All five steps need more than one device call (10 minutes at most): name the steps of each call.
 #   here:  bash benchmarks/gpu_wheels.sh
 #   there: device run, carry [".whl"], command: bash benchmarks/gpu_run.sh [steps...]
-# Steps (default all): throughput throughput64 spectrum study; THROUGHPUT_S, THROUGHPUT64_S, SPECTRUM_S and
-# STUDY_S cap them, SPECTRUM_SEGMENTS picks the spectrum's points (in order; ratios are to the first, and a
+# Steps (default all): overhead throughput throughput64 spectrum study; OVERHEAD_S, THROUGHPUT_S, THROUGHPUT64_S,
+# SPECTRUM_S and STUDY_S cap them, SPECTRUM_SEGMENTS picks the spectrum's points (in order; ratios are to the first, and a
 # capped run logs the points it measured), STUDY_BATCH sets the study's batch (auto probes it). SMALL=1 runs CPU
 # sizes (to check the script); PYTHON picks the interpreter and SKIP_INSTALL=1 uses its packages as they are.
 set -uo pipefail
@@ -23,9 +24,10 @@ fi
 "$PYTHON" -c "import jax, keras, optuna; print('jax', jax.__version__, jax.devices(), 'keras', keras.__version__, 'optuna', optuna.__version__)" \
     | tee -a "$OUT/device.txt"
 if [ "${SMALL:-0}" = 1 ]; then  # the study step runs quickstart: imagenet-small's designs crawl on a CPU
-    large=(--small); small=(--image-size 32 --batch-size 8 --steps 3); spectrum=(--small)
+    overhead=(); large=(--small); small=(--image-size 32 --batch-size 8 --steps 3); spectrum=(--small)
     study=(--study quickstart --trials 2 --batch-size auto)
 else  # imagenet-small's space and schedule (2 epochs, not 10) at its batch on 40,000 random 64x64 images
+    overhead=(--data-dir /tmp/imagenet64 --image-size 64 --width 1.0 --middle-repeats 8 --epochs 3 --batch-size 256)
     large=(--batch-size 128); small=(--image-size 64 --batch-size 256)
     spectrum=(--image-size 64 --batch-size 256 --steps 10 --segments ${SPECTRUM_SEGMENTS:-1 2 4 8 16 depthwise}
               --precision mixed_bfloat16)
@@ -33,9 +35,17 @@ else  # imagenet-small's space and schedule (2 epochs, not 10) at its batch on 4
            --batch-size "${STUDY_BATCH:-256}")  # auto probes 8..1024: a compile (30-90 s on an H200) each
 fi
 steps=("$@")
-[ ${#steps[@]} -eq 0 ] && steps=(throughput throughput64 spectrum study)
+[ ${#steps[@]} -eq 0 ] && steps=(overhead throughput throughput64 spectrum study)
+synthetic_imagenet() {  # the random 64x64 images that overhead and study train on
+    [ "${SMALL:-0}" = 1 ] || [ -f /tmp/imagenet64/val_data.npz ] \
+        || "$PYTHON" -m benchmarks.synthetic_imagenet /tmp/imagenet64 --train-images 40000 --val-images 2000
+}
 for step in "${steps[@]}"; do
     case $step in
+    overhead)  # the paper point at 64x64: an xsearch trial against a plain model.fit (digits with SMALL=1)
+        synthetic_imagenet || exit 1
+        timeout "${OVERHEAD_S:-330}" "$PYTHON" -m benchmarks.overhead "${overhead[@]}" --json "$OUT/overhead.json" \
+            2>&1 | tee "$OUT/overhead.log" ;;
     throughput)  # paper point at 299x299 (71x71 with SMALL=1)
         timeout "${THROUGHPUT_S:-300}" "$PYTHON" -m benchmarks.throughput "${large[@]}" --precision mixed_bfloat16 \
             --json "$OUT/throughput.json" 2>&1 | tee "$OUT/throughput.log" ;;
@@ -46,14 +56,12 @@ for step in "${steps[@]}"; do
         timeout "${SPECTRUM_S:-420}" "$PYTHON" -m benchmarks.spectrum "${spectrum[@]}" --json "$OUT/spectrum.json" \
             2>&1 | tee "$OUT/spectrum.log" ;;
     study)
-        if [ "${SMALL:-0}" != 1 ]; then
-            sed 's/^epochs = 10$/epochs = 2/' studies/imagenet-small.toml > /tmp/imagenet-small-2-epochs.toml
-            "$PYTHON" -m benchmarks.synthetic_imagenet /tmp/imagenet64 --train-images 40000 --val-images 2000 || exit 1
-        fi
+        sed 's/^epochs = 10$/epochs = 2/' studies/imagenet-small.toml > /tmp/imagenet-small-2-epochs.toml
+        synthetic_imagenet || exit 1
         # from outside the checkout, so that the installed xsearch (with its shipped spaces and studies) is imported
         (cd /tmp && timeout "$(( ${STUDY_S:-180} + 110 ))" "$PYTHON" -m xsearch.cli run "${study[@]}" \
             --out /tmp/xsearch-gpu-run) 2>&1 | tee "$OUT/study.log"
         cp /tmp/xsearch-gpu-run/trials.csv "$OUT/study-trials.csv" ;;
-    *) echo "unknown step $step (throughput, throughput64, spectrum, study)"; exit 2 ;;
+    *) echo "unknown step $step (overhead, throughput, throughput64, spectrum, study)"; exit 2 ;;
     esac
 done

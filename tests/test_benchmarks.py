@@ -10,6 +10,7 @@ from optuna.distributions import CategoricalDistribution
 from optuna.trial import create_trial
 
 from benchmarks import duplicates, early_stop, overhead, spectrum, throughput
+from benchmarks.synthetic_imagenet import write_imagenet_npz
 from xsearch.duplicates import SETUP_ATTR
 
 
@@ -25,9 +26,14 @@ def _positive(*values: float) -> bool:
     return all(isinstance(v, (int, float)) and v > 0 and math.isfinite(v) for v in values)
 
 
-def test_overhead(tmp_path):
-    report = _run(overhead, ["--image-size", "8", "--width", "0.125", "--middle-repeats", "0", "--epochs", "2",
-                             "--batch-size", "64", "--repeats", "1"], tmp_path)
+def test_overhead_on_imagenet_npz_files(tmp_path, monkeypatch):
+    monkeypatch.setenv("XSEARCH_CACHE_DIR", str(tmp_path / "cache"))
+    write_imagenet_npz(tmp_path / "npz", train_images=128, val_images=32, side=8, classes=4)
+    report = _run(overhead, ["--data-dir", str(tmp_path / "npz"), "--image-size", "8", "--width", "0.125",
+                             "--middle-repeats", "0", "--epochs", "2", "--batch-size", "32", "--repeats", "1",
+                             "--precision", "mixed_bfloat16"], tmp_path)
+    assert report["train_images"] == 128
+    assert report["precision"] == report["environment"]["precision"] == "mixed_bfloat16"  # both variants ran in it
     assert _positive(report["trial_train_time_s"], report["plain_fit_time_s"], report["overhead_ratio"],
                      report["trained_images_per_second"])
     assert [p["augment"] for p in report["pipeline"]] == [False, True]
