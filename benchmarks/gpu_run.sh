@@ -6,9 +6,10 @@
 #   here:  bash benchmarks/gpu_wheels.sh
 #   there: device run, carry [".whl"], command: bash benchmarks/gpu_run.sh [steps...]
 # Steps (default all): overhead throughput throughput64 spectrum study; OVERHEAD_S, THROUGHPUT_S, THROUGHPUT64_S,
-# SPECTRUM_S and STUDY_S cap them, SPECTRUM_SEGMENTS picks the spectrum's points (in order; ratios are to the first, and a
-# capped run logs the points it measured), STUDY_BATCH sets the study's batch (auto probes it). SMALL=1 runs CPU
-# sizes (to check the script); PYTHON picks the interpreter and SKIP_INSTALL=1 uses its packages as they are.
+# SPECTRUM_S and STUDY_S cap them, SPECTRUM_SEGMENTS picks the spectrum's points (in order; ratios are to the
+# first, and a capped run logs the points it measured), STUDY_BATCH sets the study's batch (auto probes it).
+# SMALL=1 runs CPU sizes (to check the script); PYTHON picks the interpreter and SKIP_INSTALL=1 uses its
+# packages as they are.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}

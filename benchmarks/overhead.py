@@ -8,9 +8,10 @@ Both variants train the same design (`build_model` + `with_normalization`, same 
 compile settings (`xsearch.training.compile_model`), precision, epochs, batch size and per-epoch
 validation on digits (or, with ``--data-dir``, downsampled-ImageNet npz files such as
 `benchmarks.synthetic_imagenet` writes), without augmentation: the trial through
-`train_and_evaluate` (a `BatchStream` over uint8 images), the baseline through `model.fit` on float32 numpy arrays. Each variant runs twice,
-alternately, and the best wall time of each counts. Also compares the images/s the input pipeline
-serves (`benchmarks.input_pipeline`) with the images/s the trial trains.
+`train_and_evaluate` (a `BatchStream` over uint8 images), the baseline through `model.fit` on
+float32 numpy arrays. Each variant runs twice, alternately, and the best wall time of each counts.
+Also compares the images/s one thread of the input pipeline serves (`benchmarks.input_pipeline`)
+with the images/s the trial trains.
 """
 
 from __future__ import annotations
