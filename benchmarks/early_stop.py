@@ -6,7 +6,7 @@ Usage: python -m benchmarks.early_stop --study NAME|PATH [--out DIR | --storage 
 The study must have trained its designs fully (no ``early_stop`` rule), so that each trial's
 learning curve is known to its end. The trials are replayed in the order they started: a trial is
 compared, after each epoch from ``after_epochs`` on, with the trials that had finished before it
-started and were not stopped themselves, exactly as `xsearch.early_stop.StopDominated` compares it
+started and were not stopped themselves, exactly as `xsearch.study.early_stop.StopDominated` compares it
 during a run. Per rule: the trials it stops, the training time it skips (each stopped trial's
 ``train_time_s`` pro rata to its epochs skipped), the fully trained Pareto front's trials it would
 have stopped ("front lost"), and the hypervolume of the front the run would have reported (stopped
@@ -28,10 +28,10 @@ from optuna.study._multi_objective import _is_pareto_front
 from optuna.trial import FrozenTrial, TrialState
 
 from benchmarks.throughput import environment, table, write_json
-from xsearch.dashboard import dashboard_storage, load_study, study_name_from
-from xsearch.duplicates import SETUP_ATTR, is_repeat
-from xsearch.early_stop import COST_OBJECTIVES, accuracy_at, dominating_trial, is_stopped
-from xsearch.study_spec import OBJECTIVES
+from dashboards.server import dashboard_storage, load_study, study_name_from
+from xsearch.study.repeats import SETUP_ATTR, is_repeat
+from xsearch.study.early_stop import COST_OBJECTIVES, accuracy_at, dominating_trial, is_stopped
+from xsearch.study.spec import OBJECTIVES
 
 ACCURACY = OBJECTIVES["accuracy"].metric
 COSTS = [OBJECTIVES[name].metric for name in COST_OBJECTIVES]

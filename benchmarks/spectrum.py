@@ -20,10 +20,10 @@ import keras
 
 from benchmarks.throughput import (NUM_CLASSES, PRECISIONS, environment, keras_steps, measure_alternately, table,
                                    write_json)
-from xsearch.builder import build_model
-from xsearch.config import XceptionConfig
-from xsearch.costs import model_costs
-from xsearch.latency import measure_latency
+from xsearch.model.builder import build_model
+from xsearch.model.config import XceptionConfig
+from xsearch.model.costs import model_costs
+from xsearch.model.latency import measure_latency
 
 
 

@@ -6,7 +6,7 @@ Usage: python -m benchmarks.throughput [--small] [--image-size 299] [--batch-siz
 Both Keras models run on the current Keras backend with the same batch, precision, optimizer (Adam)
 and compile settings; rates count the fastest timed step, and the first call of each step function
 (tracing and compilation) is reported as compile time and left out of the rates. Model FLOP
-utilisation (MFU) is the achieved FLOP/s (forward FLOPs per image from `xsearch.costs.model_costs`,
+utilisation (MFU) is the achieved FLOP/s (forward FLOPs per image from `xsearch.model.costs.model_costs`,
 x3 for a training image) over the matmul FLOP/s measured on the same device and precision. timm's ``legacy_xception`` (PyTorch,
 channels-last, autocast, ``torch.compile``) is added when torch and timm are importable.
 """
@@ -27,10 +27,10 @@ os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from xsearch.builder import MIN_INPUT_SIZE, build_model  # noqa: E402
-from xsearch.config import XceptionConfig  # noqa: E402
-from xsearch.costs import model_costs  # noqa: E402
-from xsearch.device import jit_compile_setting, on_accelerator, runtime_info  # noqa: E402
+from xsearch.model.builder import MIN_INPUT_SIZE, build_model  # noqa: E402
+from xsearch.model.config import XceptionConfig  # noqa: E402
+from xsearch.model.costs import model_costs  # noqa: E402
+from xsearch.model.device import jit_compile_setting, on_accelerator, runtime_info  # noqa: E402
 
 NUM_CLASSES = 1000
 KERAS_APPLICATIONS_MIN_SIZE = 71

@@ -10,7 +10,7 @@ os.environ["XSEARCH_CACHE_DIR"] = tempfile.mkdtemp(prefix="xsearch-test-cache-")
 
 import pytest  # noqa: E402
 
-from xsearch.study_spec import DataSpec, StudySpec, TrainingSpec  # noqa: E402
+from xsearch.study.spec import DataSpec, StudySpec, TrainingSpec  # noqa: E402
 
 POSTGRES = "postgresql://postgres@127.0.0.1:5432"
 
@@ -28,7 +28,7 @@ def tiny_spec() -> StudySpec:
 @pytest.fixture(scope="session")
 def tiny_run(tiny_spec, tmp_path_factory) -> Path:
     """The run folder of the finished tiny study, trained once per test session."""
-    from xsearch.runner import run_study
+    from xsearch.run.runner import run_study
 
     folder = tmp_path_factory.mktemp("tiny-run")
     run_study(tiny_spec, folder, progress=False)

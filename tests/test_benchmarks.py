@@ -9,9 +9,9 @@ import pytest
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import create_trial
 
-from benchmarks import duplicates, early_stop, overhead, spectrum, throughput
+from benchmarks import repeats, early_stop, overhead, spectrum, throughput
 from benchmarks.synthetic_imagenet import write_imagenet_npz
-from xsearch.duplicates import SETUP_ATTR
+from xsearch.study.repeats import SETUP_ATTR
 
 
 def _run(module, args: list[str], tmp_path: Path) -> dict:
@@ -51,8 +51,8 @@ def test_spectrum(tmp_path):
     assert report["points"][1]["macs_ratio"] < 1  # depthwise costs fewer MACs than regular convs
 
 
-def test_duplicates(tmp_path):
-    report = _run(duplicates, ["--studies", "quickstart", "cifar10", "--samplers", "tpe", "--seeds", "2"], tmp_path)
+def test_repeats(tmp_path):
+    report = _run(repeats, ["--studies", "quickstart", "cifar10", "--samplers", "tpe", "--seeds", "2"], tmp_path)
     assert [(row["study"], row["sampler"]) for row in report["rows"]] == [("quickstart", "tpe"), ("cifar10", "tpe")]
     for row in report["rows"]:
         for run in row["runs"]:

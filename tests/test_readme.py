@@ -12,7 +12,7 @@ def test_ci_runs_exactly_the_readme_test_command():
 
 
 def test_the_readme_study_file_example_is_a_valid_study(tmp_path):
-    from xsearch.study_spec import load_study_spec
+    from xsearch.study.spec import load_study_spec
 
     blocks = ROOT.joinpath("README.md").read_text().split("```toml\n")[1:]
     example = next(block.split("```", 1)[0] for block in blocks if block.startswith('description = "..."'))

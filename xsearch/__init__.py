@@ -11,12 +11,12 @@ from typing import Any
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out of the CLI
 
 _EXPORTS = {
-    "MIN_INPUT_SIZE": "xsearch.builder",
-    "build_model": "xsearch.builder",
-    "XceptionConfig": "xsearch.config",
-    "model_costs": "xsearch.costs",
-    "measure_latency": "xsearch.latency",
-    "SearchSpace": "xsearch.space",
+    "MIN_INPUT_SIZE": "xsearch.model.builder",
+    "build_model": "xsearch.model.builder",
+    "XceptionConfig": "xsearch.model.config",
+    "model_costs": "xsearch.model.costs",
+    "measure_latency": "xsearch.model.latency",
+    "SearchSpace": "xsearch.model.space",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -7,15 +7,15 @@ import os
 import sys
 from pathlib import Path
 
-from xsearch.failures import EXIT_RECYCLE, StudyStopped, WorkerRecycle
+from xsearch.study.failures import EXIT_RECYCLE, StudyStopped, WorkerRecycle
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130  # as a shell reports Ctrl-C
 
 
 def _describe(args: argparse.Namespace) -> None:
-    from xsearch.config import XceptionConfig
-    from xsearch.describe import describe
+    from xsearch.model.config import XceptionConfig
+    from xsearch.model.describe import describe
 
     if args.config:
         path = Path(args.config)
@@ -28,16 +28,16 @@ def _describe(args: argparse.Namespace) -> None:
 
 
 def _studies(args: argparse.Namespace) -> None:
-    from xsearch.resources import shipped_files
-    from xsearch.study_spec import load_study_spec
+    from xsearch.common.resources import shipped_files
+    from xsearch.study.spec import load_study_spec
 
     for name in sorted(shipped_files("studies")):
         print(f"{name:18s} {load_study_spec(name).description}")
 
 
 def _run(args: argparse.Namespace) -> int:
-    from xsearch.study_spec import load_study_spec
-    from xsearch.workers import deadline, die_with_supervisor, is_worker, recycle_after, supervise
+    from xsearch.study.spec import load_study_spec
+    from xsearch.run.workers import deadline, die_with_supervisor, is_worker, recycle_after, supervise
 
     spec = load_study_spec(args.study).override(
         trials=args.trials, timeout=args.timeout, seed=args.seed, data_dir=args.data_dir,
@@ -47,7 +47,7 @@ def _run(args: argparse.Namespace) -> int:
     out_dir = Path(args.out) if args.out else Path("runs") / spec.name
     if is_worker():  # started by a supervisor (which reports when all its workers are done), or by hand
         die_with_supervisor()
-        from xsearch.runner import run_study
+        from xsearch.run.runner import run_study
 
         run_study(spec, out_dir, storage=args.storage, recycle_after=recycle_after(), deadline=deadline())
         return 0
@@ -56,7 +56,7 @@ def _run(args: argparse.Namespace) -> int:
                               args.workers or "1")
     if status:
         return status
-    from xsearch.runner import finished_count, summary
+    from xsearch.run.runner import finished_count, summary
 
     print(f"study {spec.name!r}: {finished_count(study)}, in {args.storage or out_dir / 'study.journal'}")
     print(f"reports: {out_dir / 'trials.csv'}, {out_dir / 'pareto.csv'}, {out_dir / 'pareto.html'}")
@@ -65,15 +65,15 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _dashboard(args: argparse.Namespace) -> None:
-    from xsearch.dashboard import dashboard_storage, serve_dashboard, study_name_from
+    from dashboards.server import dashboard_storage, serve_dashboard, study_name_from
 
     storage = dashboard_storage(args.study, args.storage, args.out)
     serve_dashboard(storage, study_name_from(args.study), args.host, args.port)
 
 
 def _report(args: argparse.Namespace) -> None:
-    from xsearch.dashboard import dashboard_storage, load_study, study_name_from
-    from xsearch.study_report import report_summary, write_report
+    from dashboards.server import dashboard_storage, load_study, study_name_from
+    from xsearch.results.report import report_summary, write_report
 
     name = study_name_from(args.study)
     study = load_study(dashboard_storage(args.study, args.storage, args.out), name)
@@ -83,9 +83,9 @@ def _report(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
-    from xsearch.artifacts import artifact_store
-    from xsearch.dashboard import dashboard_storage, load_study, study_name_from
-    from xsearch.export import export_trial
+    from xsearch.study.artifacts import artifact_store
+    from dashboards.server import dashboard_storage, load_study, study_name_from
+    from xsearch.results.export import export_trial
 
     name = study_name_from(args.study)
     run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / name

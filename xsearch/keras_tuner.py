@@ -11,9 +11,9 @@ from __future__ import annotations
 import keras
 import keras_tuner
 
-from xsearch.builder import build_model
-from xsearch.device import jit_compile_setting
-from xsearch.space import SearchSpace
+from xsearch.model.builder import build_model
+from xsearch.model.device import jit_compile_setting
+from xsearch.model.space import SearchSpace
 
 
 class XceptionHyperModel(keras_tuner.HyperModel):

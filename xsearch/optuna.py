@@ -15,13 +15,13 @@ import keras
 import numpy as np
 import optuna
 
-from xsearch.builder import build_model
-from xsearch.config import XceptionConfig
-from xsearch.costs import model_costs
-from xsearch.device import jit_compile_setting
-from xsearch.duplicates import DUPLICATE_ATTR
-from xsearch.latency import measure_latency
-from xsearch.space import SearchSpace
+from xsearch.model.builder import build_model
+from xsearch.model.config import XceptionConfig
+from xsearch.model.costs import model_costs
+from xsearch.model.device import jit_compile_setting
+from xsearch.study.repeats import DUPLICATE_ATTR
+from xsearch.model.latency import measure_latency
+from xsearch.model.space import SearchSpace
 
 OBJECTIVES = {"accuracy": "maximize", "params": "minimize", "flops": "minimize", "latency": "minimize"}
 """What `make_objective` can return, with each one's direction for `optuna.create_study`."""

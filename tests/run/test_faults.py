@@ -1,0 +1,137 @@
+"""Trials that go wrong and bad input: recorded reasons, exit status 2, nothing changed."""
+
+import dataclasses
+from pathlib import Path
+
+import optuna
+import pytest
+
+import xsearch.study.objective
+from xsearch.cli import main
+from xsearch.study.failures import StudyStopped
+from xsearch.run.runner import run_study
+from xsearch.study.storage import open_storage
+from xsearch.study.spec import TrainingSpec
+
+COMPLETE, FAIL = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL
+
+
+def test_nan_loss_fails_the_trial_with_reason_nan(tmp_path, tiny_spec):
+    exploding = TrainingSpec(epochs=2, batch_size=32, optimizer="sgd", learning_rate=1e30, augment=False)
+    study = run_study(dataclasses.replace(tiny_spec, trials=2, training=exploding), tmp_path / "run", progress=False)
+    assert [t.state for t in study.trials] == [FAIL, FAIL]
+    assert {t.user_attrs["failure_reason"] for t in study.trials} == {"nan"}
+    table = (tmp_path / "run" / "trials.csv").read_text()
+    assert "nan" in table.split("\n")[1] and "failure_reason" in table.split("\n")[0]
+
+
+def test_out_of_memory_is_recorded_and_taught_to_the_sampler(tmp_path, tiny_spec, monkeypatch):
+    import tensorflow as tf
+
+    def out_of_memory(*args, **kwargs):
+        raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor with shape [4096,4096]")
+
+    monkeypatch.setattr(xsearch.study.objective, "train_and_evaluate", out_of_memory)
+    study = run_study(dataclasses.replace(tiny_spec, trials=2), tmp_path / "run", progress=False)
+    for trial in study.trials:
+        assert trial.state == COMPLETE  # told, so that the sampler learns the region is infeasible
+        assert trial.user_attrs["failure_reason"] == "oom" and trial.constraints["oom"] == 1.0
+        assert trial.user_attrs["params"] > 0 and "ResourceExhaustedError" in trial.user_attrs["error"]
+    assert study.best_trials == []
+
+
+def test_an_exception_fails_one_trial_and_the_study_goes_on(tmp_path, tiny_spec, monkeypatch):
+    real_build = xsearch.study.objective.build_model
+    calls = []
+
+    def flaky_build(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("simulated crash in the builder")
+        return real_build(*args, **kwargs)
+
+    monkeypatch.setattr(xsearch.study.objective, "build_model", flaky_build)
+    study = run_study(dataclasses.replace(tiny_spec, trials=3), tmp_path / "run", progress=False)
+    states = [t.state for t in study.trials]
+    assert states.count(FAIL) == 1 and states.count(COMPLETE) == 2
+    failed = study.trials[states.index(FAIL)]
+    assert failed.user_attrs["failure_reason"] == "error" and "simulated crash" in failed.user_attrs["error"]
+
+
+def test_repeated_failures_warn_loudly_and_stop_only_when_asked(tmp_path, tiny_spec, monkeypatch, capsys):
+    def broken(*args, **kwargs):
+        raise RuntimeError("driver gone")
+
+    monkeypatch.setattr(xsearch.study.objective, "build_model", broken)
+    study = run_study(dataclasses.replace(tiny_spec, trials=4), tmp_path / "a", progress=False)
+    assert len(study.trials) == 4  # not asked to stop: the study goes on
+    assert "3 trials in a row failed with reason 'error'" in capsys.readouterr().err
+    with pytest.raises(StudyStopped, match="2 trials in a row failed .*--max-failures 2 reached"):
+        run_study(dataclasses.replace(tiny_spec, trials=6, max_failures=2), tmp_path / "b", progress=False)
+    # a restarted (or recycled) worker goes on with the streak: one more failure makes 3
+    with pytest.raises(StudyStopped, match="3 trials in a row failed .*--max-failures 3 reached"):
+        run_study(dataclasses.replace(tiny_spec, trials=6, max_failures=3), tmp_path / "b", progress=False)
+    journal = tmp_path / "b" / "study.journal"
+    assert len(optuna.load_study(study_name="tiny", storage=open_storage(str(journal), journal.parent)).trials) == 3
+
+
+def _snapshot(folder: Path) -> dict:
+    if not folder.exists():
+        return {}
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+TINY = ('space = "tiny"\ntrials = 1\nseed_trials = []\n[data]\nsource = "digits"\nimage_size = 16\n'
+        'max_train = 200\n[training]\nepochs = 1\n')
+
+
+@pytest.mark.parametrize(
+    "case, files, arguments, message",
+    [
+        ("unknown study", {}, ["--study", "imagenet-smal"], "unknown study 'imagenet-smal'. Did you mean 'imagenet-small'?"),
+        ("malformed TOML", {"s.toml": "trials = \n"}, ["--study", "{tmp}/s.toml"], "s.toml: malformed TOML: Invalid value (at line 1"),
+        ("unknown key", {"s.toml": "trails = 3\n"}, ["--study", "{tmp}/s.toml"], "Did you mean 'trials'?"),
+        ("out of range", {"s.toml": TINY.replace("epochs = 1", "epochs = -1")}, ["--study", "{tmp}/s.toml"],
+         "training.epochs must be an integer > 0; received -1"),
+        ("no valid design", {"s.toml": TINY.replace('"tiny"', '"{tmp}/space.toml"'),
+                             "space.toml": "[axes]\nsegments = [0]\n"}, ["--study", "{tmp}/s.toml"],
+         "segments must be an integer >= 1"),
+        ("empty image folder", {"s.toml": TINY.replace('"digits"', '"folder"'), "images/train/cats/readme.txt": "x"},
+         ["--study", "{tmp}/s.toml", "--data-dir", "{tmp}/images"], "no images"),
+        ("unreachable storage", {"s.toml": TINY}, ["--study", "{tmp}/s.toml", "--storage",
+                                                   "postgresql://postgres:secret@127.0.0.1:1/none"],
+         "storage postgresql://postgres:***@127.0.0.1:1/none cannot be opened"),
+        ("bad workers", {"s.toml": TINY}, ["--study", "{tmp}/s.toml", "--workers", "many"],
+         "--workers must be a positive integer or 'auto'; received 'many'"),
+        ("bad batch size", {"s.toml": TINY}, ["--study", "{tmp}/s.toml", "--batch-size", "big"],
+         "training.batch_size must be an integer > 0 or 'auto'; received 'big'"),
+    ],
+)
+def test_bad_input_exits_2_with_one_message_and_changes_nothing(tmp_path, capsys, case, files, arguments, message):
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text.replace("{tmp}", str(tmp_path)))
+    out = tmp_path / "run"
+    before = _snapshot(out)
+    status = main(["run", *[a.replace("{tmp}", str(tmp_path)) for a in arguments], "--out", str(out)])
+    err = capsys.readouterr().err
+    assert status == 2, case
+    assert message.lower() in err.lower(), err
+    assert "Traceback" not in err and err.count("\n") == 1
+    assert _snapshot(out) == before
+
+
+def test_reopening_with_other_objectives_exits_2_and_keeps_the_study(tmp_path, capsys):
+    study_file = tmp_path / "s.toml"
+    study_file.write_text(TINY)
+    assert main(["run", "--study", str(study_file), "--out", str(tmp_path / "run")]) == 0
+    before = _snapshot(tmp_path / "run")
+    study_file.write_text(TINY.replace("trials = 1", 'trials = 1\nobjectives = ["accuracy", "flops"]'))
+    assert main(["run", "--study", str(study_file), "--out", str(tmp_path / "run")]) == 2
+    assert "was created with objectives" in capsys.readouterr().err
+    assert _snapshot(tmp_path / "run") == before
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    with pytest.raises(KeyError):
+        main(["--debug", "run", "--study", "nope"])

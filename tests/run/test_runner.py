@@ -1,0 +1,284 @@
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+
+from benchmarks.synthetic_imagenet import write_imagenet_npz
+from xsearch.run import runner
+from xsearch.study.artifacts import ARTIFACT_ATTR, artifact_store
+from xsearch.study.repeats import DUPLICATE_ATTR, is_repeat
+from xsearch.results.export import export_trial
+from xsearch.run.runner import open_study, run_study
+from xsearch.model.space import SearchSpace
+from xsearch.study.storage import budget_trials, open_storage
+from xsearch.results.report import report_summary
+from xsearch.study.spec import load_study_spec
+
+COMPLETE, WAITING = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.WAITING
+
+
+def _dominates(a, b, signs):
+    a, b = np.asarray(a) * signs, np.asarray(b) * signs
+    return bool(np.all(a <= b) and np.any(a < b))
+
+
+def test_run_records_trials_and_writes_a_correct_front(tmp_path, tiny_spec):
+    study = run_study(tiny_spec, tmp_path / "run", progress=False)
+    trials = study.get_trials(states=(COMPLETE,))
+    assert len(trials) == 3
+    assert study.metric_names == ["val_accuracy", "params", "latency_ms"]
+    first = trials[0]
+    assert first.user_attrs["seed_trial"] is True  # the paper point, projected into the space, first
+    assert json.loads(first.user_attrs["config"])["segments"] == "depthwise"
+    for trial in trials:
+        attrs = trial.user_attrs
+        for key in ("config", "params", "macs", "flops", "latency_ms", "latency_batch", "device", "backend",
+                    "precision", "throughput", "compile_time_s", "val_accuracy", "test_accuracy", "curves",
+                    "wall_time_s", "seed", "dataset"):
+            assert key in attrs, key
+        assert len(attrs["curves"]["val_accuracy"]) == 2
+        assert trial.values[0] == attrs["val_accuracy"] and trial.values[1] == attrs["params"]
+
+    table = pd.read_csv(tmp_path / "run" / "trials.csv")
+    assert len(table) == 3 and {"config", "params", "latency_ms", "pareto", "val_accuracy"} <= set(table.columns)
+    front = pd.read_csv(tmp_path / "run" / "pareto.csv")
+    signs = np.array([-1.0, 1.0, 1.0])
+    points = {t.number: t.values for t in trials}
+    brute = {n for n, v in points.items() if not any(_dominates(w, v, signs) for m, w in points.items() if m != n)}
+    assert set(front["number"]) == brute
+    assert (tmp_path / "run" / "pareto.html").stat().st_size > 100_000  # plotly inlined: opens offline
+
+
+def test_hard_constraints_skip_training(tmp_path, tiny_spec):
+    spec = dataclasses.replace(tiny_spec, trials=4, constraints={"max_params": 150_000},
+                               seed_trials=("paper", "regular", "segments-8"))
+    study = run_study(spec, tmp_path / "run", progress=False)
+    by_feasibility = {True: [], False: []}
+    for trial in study.trials:
+        by_feasibility.setdefault(trial.user_attrs["feasible"], []).append(trial)
+    assert json.loads(study.trials[0].user_attrs["config"])["segments"] == "depthwise"  # 134k: the only seed that fits
+    infeasible = by_feasibility[False]
+    assert all(t.user_attrs["failure_reason"] == "constraint" and "curves" not in t.user_attrs for t in infeasible)
+    assert all(t.constraints["max_params"] > 0 and t.constraints["oom"] == 0 for t in infeasible)
+    assert all(t.user_attrs["params"] <= 150_000 and "curves" in t.user_attrs for t in by_feasibility[True])
+    assert {t.number for t in study.best_trials}.isdisjoint({t.number for t in infeasible})
+
+
+def test_reopening_with_other_objectives_fails_and_changes_nothing(tmp_path, tiny_spec):
+    run_study(dataclasses.replace(tiny_spec, trials=1), tmp_path / "run", progress=False)
+    before = (tmp_path / "run" / "study.journal").read_bytes()
+    with pytest.raises(ValueError, match="was created with objectives .*'val_accuracy'.*not .*'flops'"):
+        run_study(dataclasses.replace(tiny_spec, objectives=("accuracy", "flops")), tmp_path / "run", progress=False)
+    assert (tmp_path / "run" / "study.journal").read_bytes() == before
+
+
+SEEDS = [{"middle_repeats": 1}, {"middle_repeats": 2}]
+
+
+class _Seeds:
+    """The seed trials, counting how many processes asked for them."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self):
+        self.calls += 1
+        return SEEDS
+
+
+def _open_at_once(tiny_spec, url, tmp_path, processes, seeds):
+    space = SearchSpace.from_toml(tiny_spec.space)
+    start = threading.Barrier(processes, timeout=60)
+
+    def one(i):
+        start.wait()  # new database: the tables and the study are created by whoever comes first
+        storage = open_storage(url, tmp_path / f"machine{i}")
+        return open_study(tiny_spec, space, storage, "test", seeds).study_name
+
+    with ThreadPoolExecutor(processes) as pool:
+        return list(pool.map(one, range(processes)))
+
+
+def test_workers_racing_to_create_a_study_on_postgresql_all_join_it(tmp_path, tiny_spec, postgres_url):
+    seeds = _Seeds()
+    assert _open_at_once(tiny_spec, postgres_url, tmp_path, 6, seeds) == ["tiny"] * 6
+    study = optuna.load_study(study_name="tiny", storage=open_storage(postgres_url, tmp_path))
+    assert study.metric_names == ["val_accuracy", "params", "latency_ms"]
+    assert seeds.calls == 1  # the creator alone builds and enqueues the seed trials
+    assert [t.state for t in study.trials] == [WAITING] * len(SEEDS)
+
+
+def test_a_study_whose_creator_died_during_set_up_is_finished_by_the_next_worker(tmp_path, tiny_spec, monkeypatch):
+    storage = open_storage(None, tmp_path)
+    optuna.create_study(study_name="tiny", storage=storage, directions=["maximize", "minimize", "minimize"])
+    monkeypatch.setattr(runner, "SETUP_WAIT_S", 1.0)
+    study = open_study(tiny_spec, SearchSpace.from_toml(tiny_spec.space), storage, "test", _Seeds())
+    assert study.metric_names == ["val_accuracy", "params", "latency_ms"]
+    assert [t.state for t in study.trials] == [WAITING] * len(SEEDS) and "xsearch_spec" in study.user_attrs
+
+
+def _first_proposals(spec, storage, count=4):
+    """The designs the sampler of a process that opens the study proposes first (asked, then failed)."""
+    space = SearchSpace.from_toml(spec.space)
+    study = open_study(spec, space, storage, "test")
+    proposals = []
+    for _ in range(count):
+        trial = study.ask()
+        space.sample(trial)
+        proposals.append(trial.params)
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    return proposals
+
+
+@pytest.mark.parametrize("sampler", ["random", "tpe"])
+def test_workers_sharing_a_study_do_not_propose_the_same_designs_in_lockstep(tmp_path, tiny_spec, monkeypatch, sampler):
+    spec = dataclasses.replace(tiny_spec, sampler=sampler, seed_trials=())
+    monkeypatch.setenv("XSEARCH_WORKERS", "2")
+    proposals = []
+    for pid in (1001, 1002):  # two workers of one supervisor open the study at once
+        monkeypatch.setattr(runner, "worker_identity", lambda pid=pid: {"worker_host": "gpu-box", "worker_pid": pid})
+        proposals.append(_first_proposals(spec, optuna.storages.InMemoryStorage()))
+    assert proposals[0] != proposals[1]
+
+
+def test_one_worker_is_reproducible_and_a_resumed_run_does_not_replay_its_proposals(tmp_path, tiny_spec):
+    spec = dataclasses.replace(tiny_spec, sampler="random", seed_trials=())
+    storage = open_storage(None, tmp_path / "a")
+    first = _first_proposals(spec, storage)
+    assert _first_proposals(spec, open_storage(None, tmp_path / "b")) == first  # same --seed, same designs
+    assert _first_proposals(spec, storage) != first  # reopened with 4 trials in it: new proposals
+
+
+def test_a_deadline_that_has_passed_starts_no_trial(tmp_path, tiny_spec):
+    study = run_study(tiny_spec, tmp_path / "run", progress=False, deadline=time.time())
+    assert [t.state for t in study.trials] == [WAITING]  # the seed, still waiting for the next run
+
+
+def test_imagenet_small_without_data_stops_before_doing_anything(tmp_path, monkeypatch):
+    monkeypatch.setenv("XSEARCH_DATA_DIR", str(tmp_path / "nowhere"))
+    monkeypatch.chdir(tmp_path)
+    from xsearch.cli import main
+
+    assert main(["run", "--study", "imagenet-small"]) == 2
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+def test_imagenet_small_runs_end_to_end_on_official_format(tmp_path):
+    write_imagenet_npz(tmp_path / "imagenet64", train_images=48, val_images=12, classes=3)
+    spec = load_study_spec("imagenet-small").override(trials=1, data_dir=tmp_path / "imagenet64")
+    small_budget = dataclasses.replace(spec.training, epochs=1, batch_size=16)
+    spec = dataclasses.replace(spec, training=small_budget, latency_batch=1, seed_trials=("paper",))
+    study = run_study(spec, tmp_path / "run", progress=False)
+    (trial,) = study.get_trials(states=(COMPLETE,))
+    assert trial.user_attrs["dataset"] == "imagenet-npz" and trial.user_attrs["image_size"] == 64
+    assert trial.user_attrs["params"] > 1_000_000  # a 1000-way head on the projected paper point
+
+
+def _completed(journal_path):
+    from xsearch.study.storage import open_storage
+
+    return optuna.load_study(study_name="tiny-resume", storage=open_storage(str(journal_path), journal_path.parent))
+
+
+def _gone_within(pid, seconds):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            state = open(f"/proc/{pid}/stat").read().split()[2]
+        except FileNotFoundError:
+            return True
+        if state == "Z":
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def _worker_of_a_running_trial_after_one_completes(db, timeout):
+    """The pid of the worker that runs a trial, once another trial has completed (None: timed out)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        time.sleep(0.5)
+        try:
+            trials = _completed(db).get_trials(deepcopy=False) if db.exists() else []
+        except KeyError:
+            continue
+        running = [t for t in trials if t.state == optuna.trial.TrialState.RUNNING and "worker_pid" in t.user_attrs]
+        if running and any(t.state == COMPLETE for t in trials):
+            return running[0].user_attrs["worker_pid"]
+    return None
+
+
+def test_resume_after_kill_loses_and_repeats_nothing(tmp_path):
+    study_file = tmp_path / "tiny-resume.toml"
+    study_file.write_text(
+        'space = "tiny"\ntrials = 4\nseed_trials = ["paper"]\n'
+        '[data]\nsource = "digits"\nimage_size = 16\nmax_train = 300\nval_fraction = 0.2\ntest_fraction = 0.2\n'
+        '[training]\nepochs = 2\nbatch_size = 32\naugment = false\n'
+    )
+    command = [sys.executable, "-m", "xsearch.cli", "run", "--study", str(study_file), "--out", str(tmp_path / "run")]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    db = tmp_path / "run" / "study.journal"
+    worker = _worker_of_a_running_trial_after_one_completes(db, timeout=300)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert worker is not None, "no trial was running after the first one completed"
+    assert _gone_within(worker, 10)  # the trial's worker dies with its supervisor
+    before = {t.number: t.params for t in _completed(db).get_trials(states=(COMPLETE,))}
+    assert len(before) >= 1
+
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    after = _completed(db)
+    complete = [t for t in after.get_trials(states=(COMPLETE,)) if not is_repeat(t)]
+    assert len(complete) == 4
+    assert {n: p for n, p in ((t.number, t.params) for t in complete) if n in before} == before  # nothing lost
+    interrupted = [t for t in after.trials if t.user_attrs.get("failure_reason") == "interrupted"]
+    assert len(interrupted) == 1  # the killed trial, retried with the same parameters
+    retry = [t for t in complete if t.user_attrs.get("retry_of") == interrupted[0].number]
+    assert len(retry) == 1 and retry[0].params == interrupted[0].params
+    assert "trial" in done.stdout and "val_acc" in done.stdout  # the front table at the end
+
+
+def test_a_repeated_design_is_not_trained_again_and_an_exhausted_space_ends_the_run(tmp_path, tiny_spec, monkeypatch,
+                                                                                    capsys):
+    space = tmp_path / "two-designs.toml"
+    space.write_text('[axes]\nmiddle_repeats = [0]\nwidth = [0.125]\ndepth_multiplier = [1]\nsegments = ["depthwise"]\n'
+                     'intermediate_activation = ["none"]\nresidual = [true, false]\n')
+    monkeypatch.setattr(runner, "REPEAT_STREAK_LIMIT", 3)
+    study = run_study(dataclasses.replace(tiny_spec, space=str(space), trials=3), tmp_path / "run", progress=False)
+
+    trials = study.get_trials()
+    trained = [t for t in trials if not is_repeat(t)]
+    repeats = [t for t in trials if is_repeat(t)]
+    assert all(t.state == COMPLETE for t in trials) and len(budget_trials(trials)) == 2
+    assert sorted(t.params["residual"] for t in trained) == [False, True]
+    assert len(repeats) >= 3 and all(is_repeat(t) for t in trials[-3:])  # the streak that ended the run
+    for repeat in repeats:
+        twin = trials[repeat.user_attrs[DUPLICATE_ATTR]]
+        assert twin in trained and repeat.params == twin.params and repeat.values == twin.values
+        assert repeat.constraints == twin.constraints
+        assert repeat.user_attrs["curves"] == twin.user_attrs["curves"] and ARTIFACT_ATTR not in repeat.user_attrs
+        assert repeat.user_attrs["wall_time_s"] < 0.2 * twin.user_attrs["wall_time_s"]  # nothing built or trained
+    assert "stopping at 2 of 3 trials: the sampler proposed 3 designs in a row that were already trained" \
+        in capsys.readouterr().err
+
+    front = pd.read_csv(tmp_path / "run" / "pareto.csv")["number"]
+    assert set(front) <= {t.number for t in trained} and len(front) == len(set(front))
+    assert f"{len(repeats)} of them repeats of a trained design" in report_summary(study)
+    assert runner.finished_count(study) == f"{len(trials)} trials finished ({len(repeats)} repeated a trained design: not retrained)"
+    exported = export_trial(study, repeats[0].number, tmp_path / "repeat.keras", artifact_store(tmp_path / "run"))
+    twin_number = repeats[0].user_attrs[DUPLICATE_ATTR]
+    assert exported.weights == "trained"
+    assert exported.message.startswith(f"trial {repeats[0].number} repeats trial {twin_number}'s design; ")

@@ -1,0 +1,186 @@
+"""Supervised workers: every `xsearch run` trains in a worker process, restarted when it crashes and
+recycled after its share of trials, so that memory does not grow."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import optuna
+import pytest
+
+from xsearch.run import workers
+from xsearch.cli import main
+from xsearch.study.repeats import is_repeat
+from xsearch.study.storage import open_storage
+from xsearch.run.workers import hide_accelerators, recycle_after, run_workers, worker_count
+
+# A stand-in for `xsearch run`: logs its environment, then does what its slot's MODE says.
+FAKE_WORKER = textwrap.dedent("""
+    import json, os, signal, sys, time
+    log, modes = sys.argv[1], json.loads(sys.argv[2])
+    slot = os.environ["CUDA_VISIBLE_DEVICES"]
+    with open(log, "a") as handle:
+        handle.write(json.dumps({"slot": slot, "time": time.time(), **{k: v for k, v in os.environ.items()
+                                 if k.startswith("XSEARCH_") or k == "JAX_PLATFORMS"}}) + "\\n")
+    mode = modes[slot]
+    if mode == "slow-setup":
+        time.sleep(1.5)
+        open(log + ".ready", "w").close()
+    elif mode == "crash":
+        os.kill(os.getpid(), signal.SIGKILL)
+    sys.exit({"recycle": 75, "bad-input": 2}.get(mode, 0))
+""")
+
+
+def _fake_workers(tmp_path, monkeypatch, modes):
+    """Arguments for `run_workers` that start fake workers, one mode per slot; and the log they write."""
+    script, log = tmp_path / "fake_worker.py", tmp_path / "log.jsonl"
+    script.write_text(FAKE_WORKER)
+    monkeypatch.setattr(workers, "WORKER_COMMAND", (sys.executable, str(script)))
+    return [str(log), json.dumps(modes)], log
+
+
+def _log(log):
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+STUDY = ('space = "tiny"\ntrials = 3\nseed_trials = []\nsampler = "random"\n[data]\nsource = "digits"\n'
+         'image_size = 16\nmax_train = 200\n[training]\nepochs = 1\nbatch_size = 32\naugment = false\n')
+
+
+def _command(tmp_path):
+    return [sys.executable, "-m", "xsearch.cli", "run", "--study", str(tmp_path / "w.toml"), "--out", str(tmp_path / "run")]
+
+
+def _study(tmp_path):
+    journal = tmp_path / "run" / "study.journal"
+    return optuna.load_study(study_name="w", storage=open_storage(str(journal), journal.parent))
+
+
+def test_supervised_worker_is_recycled_and_the_study_completes(tmp_path):
+    (tmp_path / "w.toml").write_text(STUDY)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "XSEARCH_TRIALS_PER_WORKER": "1"}
+    command = [*_command(tmp_path), "--batch-size", "auto"]  # probed by the first worker, not the supervisor
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)  # no --workers
+    assert done.returncode == 0, done.stderr[-2000:]
+    study = _study(tmp_path)
+    trials = study.get_trials()
+    trained = [t for t in trials if not is_repeat(t)]
+    assert {t.state for t in trials} == {optuna.trial.TrialState.COMPLETE} and len(trained) == 3
+    assert len({t.user_attrs["worker_pid"] for t in trained}) == 3  # a fresh process per trained trial
+    assert "crashed" not in done.stderr
+    probed = study.user_attrs["batch_size"]
+    assert probed in (8, 16) and {t.user_attrs["batch_size"] for t in trials} == {probed}
+
+
+def test_ctrl_c_exits_130_and_the_interrupted_trial_is_retried_when_the_study_resumes(tmp_path):
+    (tmp_path / "w.toml").write_text(STUDY.replace("epochs = 1", "epochs = 30"))  # seconds between epoch 1 and the end
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    run = subprocess.Popen(_command(tmp_path), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                           start_new_session=True, preexec_fn=_as_in_a_terminal)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and not _a_trial_between_epochs(tmp_path):
+            time.sleep(0.2)
+        os.killpg(run.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        error = run.communicate(timeout=120)[1]
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+    assert run.returncode == 130, error[-2000:]
+    trials = _study(tmp_path).trials
+    interrupted = [t for t in trials if t.user_attrs.get("failure_reason") == "interrupted"]
+    assert len(interrupted) == 1 and interrupted[0].state == optuna.trial.TrialState.FAIL
+    retries = [t for t in trials if t.user_attrs.get("retry_of") == interrupted[0].number]
+    assert len(retries) == 1 and retries[0].state == optuna.trial.TrialState.WAITING
+    assert retries[0].system_attrs["fixed_params"] == interrupted[0].params  # Optuna's enqueued parameters
+
+
+def _as_in_a_terminal():
+    """Ctrl-C's default action, which a background job of a non-interactive shell (e.g. CI) ignores."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _a_trial_between_epochs(tmp_path):
+    if not (tmp_path / "run" / "study.journal").exists():
+        return False
+    try:
+        trials = _study(tmp_path).get_trials(deepcopy=False)
+    except KeyError:
+        return False
+    return any(t.state == optuna.trial.TrialState.RUNNING and 1 <= t.user_attrs.get("epochs_done", 0) < 30
+               for t in trials)
+
+
+def test_worker_count(monkeypatch):
+    assert worker_count("3") == 3
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    assert worker_count("auto") == 2  # one per GPU
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert worker_count("auto") == max(1, (os.cpu_count() or 1) // workers.CPU_CORES_PER_WORKER)
+    with pytest.raises(ValueError, match="received '0'"):
+        worker_count("0")
+
+
+def test_workers_get_the_gpus_recycling_and_deadline_that_the_supervisor_keeps_off_itself(tmp_path, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    monkeypatch.setenv("JAX_PLATFORMS", "")  # both restored after the test
+    monkeypatch.delenv("JAX_PLATFORMS")
+    environment = hide_accelerators()
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "" and os.environ["JAX_PLATFORMS"] == "cpu"
+    arguments, log = _fake_workers(tmp_path, monkeypatch, {"0": "ok", "1": "ok"})
+    stop_at = time.time() + 600
+    assert run_workers(arguments, 2, environment, ["0", "1"], recycle_every=7, stop_at=stop_at) == 0
+    started = _log(log)
+    assert sorted(w["slot"] for w in started) == ["0", "1"]  # pinned to one GPU each
+    for worker in started:
+        assert worker["XSEARCH_SUPERVISED"] == "1" and worker["XSEARCH_RECYCLE_AFTER"] == "7"
+        assert float(worker["XSEARCH_DEADLINE"]) == stop_at and "JAX_PLATFORMS" not in worker
+
+
+def test_the_first_worker_sets_the_study_up_alone(tmp_path, monkeypatch):
+    arguments, log = _fake_workers(tmp_path, monkeypatch, {"0": "slow-setup", "1": "ok", "2": "ok"})
+    ready = tmp_path / "log.jsonl.ready"
+    assert run_workers(arguments, 3, dict(os.environ), ["0", "1", "2"], ready=ready.exists) == 0
+    first, *others = sorted(_log(log), key=lambda w: w["time"])
+    assert first["slot"] == "0" and len(others) == 2
+    assert all(w["time"] >= ready.stat().st_mtime for w in others)
+
+
+def test_a_failed_set_up_starts_no_other_worker(tmp_path, monkeypatch):
+    arguments, log = _fake_workers(tmp_path, monkeypatch, {"0": "bad-input", "1": "ok"})
+    assert run_workers(arguments, 2, dict(os.environ), ["0", "1"], ready=lambda: False) == 2
+    assert [w["slot"] for w in _log(log)] == ["0"]
+
+
+def test_recycled_workers_are_not_restarted_after_the_deadline(tmp_path, monkeypatch):
+    arguments, log = _fake_workers(tmp_path, monkeypatch, {"0": "recycle"})
+    started = time.time()
+    assert run_workers(arguments, 1, dict(os.environ), ["0"], stop_at=started + 2) == 0
+    assert 2 <= time.time() - started < 30 and len(_log(log)) >= 2  # recycled until the deadline, then done
+
+
+def test_a_crash_loop_is_given_up_after_max_crashes(tmp_path, monkeypatch, capsys):
+    arguments, log = _fake_workers(tmp_path, monkeypatch, {"0": "crash"})
+    assert run_workers(arguments, 1, dict(os.environ), ["0"]) == signal.SIGKILL
+    assert len(_log(log)) == workers.MAX_CRASHES + 1
+    assert "not restarting it" in capsys.readouterr().err
+
+
+def test_a_worker_started_by_hand_is_never_recycled(monkeypatch):
+    monkeypatch.setenv("XSEARCH_SUPERVISED", "1")
+    monkeypatch.delenv("XSEARCH_RECYCLE_AFTER", raising=False)
+    assert workers.is_worker() and recycle_after() is None
+
+
+def test_a_bad_trials_per_worker_setting_exits_2_before_anything_is_written(tmp_path, monkeypatch, capsys):
+    (tmp_path / "w.toml").write_text(STUDY)
+    monkeypatch.setenv("XSEARCH_TRIALS_PER_WORKER", "abc")
+    monkeypatch.delenv("XSEARCH_SUPERVISED", raising=False)
+    assert main(["run", "--study", str(tmp_path / "w.toml"), "--out", str(tmp_path / "run")]) == 2
+    assert "XSEARCH_TRIALS_PER_WORKER must be a positive integer; received 'abc'" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+    assert os.environ.get("JAX_PLATFORMS") != "cpu"  # the supervisor gave its environment back

@@ -1,0 +1,60 @@
+"""A trial that samples a design already trained reuses its results: found, copied, and left out of counts."""
+
+import dataclasses
+
+from optuna.distributions import CategoricalDistribution
+from optuna.trial import TrialState, create_trial
+
+from xsearch.study.repeats import (
+    DUPLICATE_ATTR,
+    SETUP_ATTR,
+    is_repeat,
+    repeated_results,
+    setup_digest,
+    trained_twin,
+)
+from xsearch.study.spec import StudySpec, TrainingSpec
+
+SPACE = {"segments": CategoricalDistribution(["1", "depthwise"])}
+
+
+def _trial(number, segments, digest="d", state=TrialState.COMPLETE, **attrs):
+    trial = create_trial(params={"segments": segments}, distributions=SPACE, state=state,
+                         values=[0.9, 100.0] if state == TrialState.COMPLETE else None,
+                         user_attrs={SETUP_ATTR: digest, **attrs})
+    trial.number = number
+    return trial
+
+
+def test_the_digest_follows_what_results_depend_on_but_not_the_data_folder():
+    spec = StudySpec()
+    assert setup_digest(spec) == setup_digest(dataclasses.replace(spec, trials=99, timeout=60.0, sampler="nsga2"))
+    assert setup_digest(spec) == setup_digest(spec.override(data_dir="/elsewhere"))
+    for other in (spec.override(batch_size=128), dataclasses.replace(spec, precision="float32"),
+                  dataclasses.replace(spec, training=TrainingSpec(epochs=11)),
+                  dataclasses.replace(spec, constraints={"max_params": 1e6}), dataclasses.replace(spec, latency_batch=8)):
+        assert setup_digest(other) != setup_digest(spec)
+
+
+def test_the_twin_is_the_earliest_completed_original_with_the_same_design_and_set_up():
+    trials = [
+        _trial(0, "1", state=TrialState.FAIL),
+        _trial(1, "1", digest="other"),
+        _trial(2, "1", **{DUPLICATE_ATTR: 5}),  # a repeat never stands for a design
+        _trial(3, "1"),
+        _trial(4, "1"),
+        _trial(5, "depthwise", state=TrialState.RUNNING),
+    ]
+    assert trained_twin(trials, {"segments": "1"}, "d").number == 3
+    assert trained_twin(trials, {"segments": "depthwise"}, "d") is None
+    assert trained_twin(trials, {"segments": "1"}, "new") is None
+
+
+def test_a_repeat_copies_the_results_but_not_the_attempt():
+    twin = _trial(3, "1", config="{}", val_accuracy=0.9, params=100, curves={"loss": [1.0]}, worker_host="h",
+                  worker_pid=1, model_artifact_id="a", model_sha256="s", wall_time_s=50.0, seed_trial=True,
+                  epochs_done=2, retry_of=1)
+    results = repeated_results(twin)
+    assert results == {SETUP_ATTR: "d", "config": "{}", "val_accuracy": 0.9, "params": 100,
+                       "curves": {"loss": [1.0]}, DUPLICATE_ATTR: 3}
+    assert is_repeat(_trial(9, "1", **results)) and not is_repeat(twin)

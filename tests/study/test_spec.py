@@ -1,0 +1,67 @@
+import pytest
+
+from xsearch.common.resources import shipped_files
+from xsearch.model.space import SearchSpace
+from xsearch.study.spec import StudySpec, load_study_spec
+
+
+def test_every_shipped_study_loads_with_its_space():
+    names = sorted(shipped_files("studies"))
+    assert {"quickstart", "imagenet-small", "cifar10", "paper-spectrum"} <= set(names)
+    for name in names:
+        spec = load_study_spec(name)
+        assert spec.name == name and spec.description
+        SearchSpace.from_toml(spec.space)
+
+
+def test_layering_command_line_over_file_over_defaults():
+    spec = load_study_spec("quickstart")
+    assert spec.data.source == "digits" and spec.training.bn_momentum == 0.9  # file
+    assert spec.training.weight_decay == StudySpec().training.weight_decay  # default
+    overridden = spec.override(trials=2, timeout=None, seed=7, data_dir="/data")
+    assert (overridden.trials, overridden.timeout, overridden.seed) == (2, spec.timeout, 7)
+    assert overridden.data.data_dir == "/data" and overridden.data.source == "digits"
+    assert spec.override(batch_size="128").training.batch_size == 128
+    assert spec.override(batch_size="auto").training.batch_size == "auto"
+
+
+def test_objectives_map_to_metrics_and_directions():
+    spec = StudySpec(objectives=("accuracy", "flops", "throughput"))
+    assert [(o.metric, o.direction) for o in spec.objective_list] == [
+        ("val_accuracy", "maximize"), ("flops", "minimize"), ("throughput", "maximize")]
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("trails = 3\n", "unknown key 'trails'. Did you mean 'trials'?"),
+        ("[training]\nepocs = 3\n", "unknown key 'epocs'. Did you mean 'epochs'?"),
+        ("objectives = [\"accuracy\", \"speed\"]\n", "objectives: unknown value 'speed'; valid: accuracy, params"),
+        ("sampler = \"cmaes\"\n", "sampler: unknown value 'cmaes'; valid: tpe, nsga2, gp, random, grid"),
+        ("[constraints]\nmax_param = 5\n", "constraints: unknown value 'max_param'"),
+        ("[constraints]\nmax_params = -5\n", "constraints.max_params must be a positive number"),
+        ("trials = 0\n", "trials must be an integer > 0; received 0"),
+        ("[training]\nepochs = \"ten\"\n", "training.epochs must be an integer; received 'ten'"),
+        ("[data]\nval_fraction = 0.95\n", "data.val_fraction must be in (0, 0.9)"),
+        ("[data]\nval_fraction = 0\n", "data.val_fraction must be in (0, 0.9); received 0"),
+        ("[data]\ntest_fraction = 0.9\n", "data.test_fraction must be in [0, 0.9)"),
+        ("[training]\nbatch_size = \"max\"\n", "training.batch_size must be an integer > 0 or 'auto'; received 'max'"),
+        ("trials = \n", "malformed TOML"),
+        ("[early_stop]\nafter = 2\n", "[early_stop]: unknown key 'after'. Valid keys: after_epochs, margin."),
+        ("[early_stop]\nafter_epochs = 10\n", "early_stop.after_epochs must be an integer in [1, training.epochs - 1 = 9]"),
+        ("[early_stop]\nmargin = 2\n", "early_stop.margin must be in (0, 1) (accuracy, as a fraction); received 2"),
+        ("objectives = [\"accuracy\", \"throughput\"]\n[early_stop]\n", "early_stop needs the accuracy objective"),
+        ("objectives = [\"params\", \"latency\"]\n[early_stop]\n", "objectives are ['params', 'latency']"),
+    ],
+)
+def test_bad_study_files_name_file_key_and_valid_values(tmp_path, text, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ValueError) as info:
+        load_study_spec(path)
+    assert str(path) in str(info.value) and message in str(info.value)
+
+
+def test_unknown_study_lists_known_ones():
+    with pytest.raises(KeyError, match="unknown study 'quikstart'. Did you mean 'quickstart'"):
+        load_study_spec("quikstart")

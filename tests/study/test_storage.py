@@ -1,0 +1,56 @@
+"""The local sweep of dead workers' trials on the journal storage."""
+
+import subprocess
+
+import optuna
+
+from xsearch.study import storage
+from xsearch.study.storage import open_storage, sweep_dead_local_trials, worker_identity
+
+RUNNING, FAIL, WAITING = (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.FAIL,
+                          optuna.trial.TrialState.WAITING)
+
+
+def _study(tmp_path):
+    return optuna.create_study(study_name="s", storage=open_storage(None, tmp_path))
+
+
+def test_a_trial_whose_worker_died_is_failed_and_retried_once(tmp_path):
+    study = _study(tmp_path)
+    trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    trial.set_user_attr("worker_host", worker_identity()["worker_host"])
+    trial.set_user_attr("worker_pid", dead.pid)
+    alive = study.ask()
+    for key, value in worker_identity().items():
+        alive.set_user_attr(key, value)
+    assert sweep_dead_local_trials(study) == 1 and sweep_dead_local_trials(study) == 0
+    states = [t.state for t in study.trials]
+    assert states == [FAIL, RUNNING, WAITING]
+    assert study.trials[2].user_attrs["retry_of"] == trial.number
+
+
+def test_a_trial_that_has_not_recorded_its_worker_yet_is_left_alone_for_a_while(tmp_path, monkeypatch):
+    study = _study(tmp_path)
+    study.ask()  # a worker between Optuna starting the trial and the objective recording its pid
+    assert sweep_dead_local_trials(study) == 0 and study.trials[0].state == RUNNING
+    monkeypatch.setattr(storage, "UNCLAIMED_GRACE_S", 0.0)  # long enough: its worker died while sampling
+    assert sweep_dead_local_trials(study) == 1 and study.trials[0].state == FAIL
+
+
+def test_a_design_that_keeps_killing_its_worker_is_failed_as_a_crash_after_max_retry_retries(tmp_path):
+    study = _study(tmp_path)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    study.enqueue_trial({"x": 0.5})
+    for _ in range(storage.MAX_RETRY + 1):  # the trial and each retry die with their worker
+        trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+        trial.set_user_attr("worker_host", worker_identity()["worker_host"])
+        trial.set_user_attr("worker_pid", dead.pid)
+        assert sweep_dead_local_trials(study) == 1
+    reasons = [t.user_attrs["failure_reason"] for t in study.trials]
+    assert reasons == ["interrupted"] * storage.MAX_RETRY + ["crash"]
+    assert [t.params for t in study.trials] == [{"x": 0.5}] * (storage.MAX_RETRY + 1)
+    assert all(t.state == FAIL for t in study.trials)  # no further retry is waiting
+    assert storage.budget_trials(study.trials) == [study.trials[-1]]  # the crash counts, once

@@ -1,0 +1,1 @@
+"""Foundation shared by every layer: atomic file writes and the TOML files that ship with xsearch."""

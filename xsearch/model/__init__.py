@@ -1,0 +1,1 @@
+"""The design space and its models: configs, search spaces, the Keras builder, costs and latency."""

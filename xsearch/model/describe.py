@@ -1,0 +1,38 @@
+"""A text description of one config: its architecture summary and costs."""
+
+from __future__ import annotations
+
+import io
+
+from xsearch.model.builder import build_model
+from xsearch.model.config import XceptionConfig
+from xsearch.model.costs import model_costs
+from xsearch.model.latency import measure_latency
+
+
+def describe(
+    config: XceptionConfig,
+    image_size: int = 299,
+    num_classes: int = 1000,
+    summary: bool = True,
+    latency_batch: int | None = None,
+) -> str:
+    """Keras summary (optional), params, MACs and FLOPs, and measured latency when a batch is given."""
+    model = build_model(config, (image_size, image_size, 3), num_classes)
+    out = io.StringIO()
+    if summary:
+        model.summary(print_fn=lambda line, **_: out.write(line + "\n"), line_length=110)
+    costs = model_costs(model)
+    out.write(f"config: {config.to_json()}\n")
+    out.write(f"input: {image_size}x{image_size}x3, classes: {num_classes}\n")
+    out.write(f"params: {costs['params']:,}\n")
+    out.write(f"MACs: {costs['macs']:,} ({costs['macs'] / 1e9:.3f} G)\n")
+    out.write(f"FLOPs: {costs['flops']:,} ({costs['flops'] / 1e9:.3f} G)\n")
+    if latency_batch:
+        result = measure_latency(model, batch_size=latency_batch)
+        out.write(
+            f"latency: {result['latency_ms']:.2f} ms median (p90 {result['latency_p90_ms']:.2f} ms) "
+            f"at batch {result['batch_size']} on {result['device']}, backend {result['backend']}, "
+            f"precision {result['precision']}\n"
+        )
+    return out.getvalue()

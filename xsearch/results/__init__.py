@@ -1,0 +1,1 @@
+"""What a study produced: the Pareto front, tables, figures, reports and exported models."""

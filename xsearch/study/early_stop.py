@@ -1,0 +1,102 @@
+"""Stopping a trial early when a design already trained beats it on every objective.
+
+A design's costs (params, FLOPs, latency) are measured before it trains. From epoch
+``after_epochs`` on, a training trial is compared after each epoch with the trials fully trained
+under the same set-up that cost no more on each cost objective of the study. When one of them (the
+"dominator") had a validation accuracy higher by at least ``margin`` at the same epoch *and* at the
+end of its training, the trial stops: it records the accuracy it reached, ``stopped_at_epoch`` and
+``stopped_by``. The dominator beats that record on accuracy and matches or beats it on every cost,
+so a stopped trial never stands on the Pareto front, and the sampler learns that the design is
+worse. The rule risks one thing: a design that would have caught up after the epoch it stopped at.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+
+import keras
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from xsearch.study.repeats import SETUP_ATTR, is_repeat
+from xsearch.study.spec import OBJECTIVES, EarlyStopSpec, StudySpec
+
+STOPPED_ATTR = "stopped_at_epoch"
+STOPPED_BY_ATTR = "stopped_by"
+COST_OBJECTIVES = ("params", "flops", "latency")
+"""Objectives known before training: the costs a dominator must match or beat."""
+
+
+def is_stopped(trial: FrozenTrial) -> bool:
+    """Whether the trial was stopped early (its accuracy is that of a partial training)."""
+    return trial.user_attrs.get(STOPPED_ATTR) is not None
+
+
+def cost_metrics(spec: StudySpec) -> list[str]:
+    """The user attrs of the study's cost objectives (e.g. ``params``, ``latency_ms``)."""
+    return [OBJECTIVES[name].metric for name in spec.objectives if name in COST_OBJECTIVES]
+
+
+def accuracy_at(trial: FrozenTrial, epoch: int) -> float | None:
+    """The trial's validation accuracy after ``epoch`` (1-based) epochs, or None when not recorded.
+
+    A trial that resumed from a checkpoint recorded the curve from ``resumed_from_epoch`` on.
+    """
+    curve = (trial.user_attrs.get("curves") or {}).get("val_accuracy") or []
+    index = epoch - 1 - int(trial.user_attrs.get("resumed_from_epoch", 0))
+    return float(curve[index]) if 0 <= index < len(curve) else None
+
+
+def dominating_trial(
+    trials: Iterable[FrozenTrial], costs: Mapping[str, float], accuracy: float, epoch: int, margin: float,
+    digest: str, epochs: int,
+) -> FrozenTrial | None:
+    """The first trial fully trained (``epochs``) under set-up ``digest`` that costs no more on each of
+    ``costs`` and was more accurate by ``margin`` both after ``epoch`` epochs and at its end; else None."""
+    bar = accuracy + margin
+    for trial in trials:
+        attrs = trial.user_attrs
+        if (trial.state != TrialState.COMPLETE or is_repeat(trial) or attrs.get(SETUP_ATTR) != digest
+                or not attrs.get("feasible") or attrs.get("epochs_done") != epochs):
+            continue
+        if any(float(attrs.get(metric, math.inf)) > cost for metric, cost in costs.items()):
+            continue
+        at_epoch = accuracy_at(trial, epoch)
+        if at_epoch is not None and at_epoch >= bar and float(attrs.get("val_accuracy", 0.0)) >= bar:
+            return trial
+    return None
+
+
+class StopDominated(keras.callbacks.Callback):
+    """Ends the trial's training after an epoch at which a trained design dominates it (module docstring)."""
+
+    def __init__(self, trial: optuna.Trial, rule: EarlyStopSpec, costs: Mapping[str, float], digest: str,
+                 epochs: int) -> None:
+        super().__init__()
+        self.trial, self.rule, self.costs, self.digest, self.epochs = trial, rule, dict(costs), digest, epochs
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        done = epoch + 1
+        accuracy = (logs or {}).get("val_accuracy")
+        if done < self.rule.after_epochs or done >= self.epochs or accuracy is None:
+            return
+        trials = self.trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        found = dominating_trial(trials, self.costs, float(accuracy), done, self.rule.margin, self.digest, self.epochs)
+        if found is not None:
+            self.trial.set_user_attr(STOPPED_ATTR, done)
+            self.trial.set_user_attr(STOPPED_BY_ATTR, found.number)
+            self.model.stop_training = True
+
+
+def stopped_summary(study: optuna.Study) -> str:
+    """"N trials stopped early (...), E training epochs skipped", or "" when none was."""
+    stopped = [t for t in study.get_trials(deepcopy=False) if is_stopped(t) and not is_repeat(t)]
+    if not stopped:
+        return ""
+    epochs = json.loads(study.user_attrs.get("xsearch_spec", "{}")).get("training", {}).get("epochs")
+    skipped = sum(epochs - int(t.user_attrs[STOPPED_ATTR]) for t in stopped) if epochs else None
+    count = "1 trial stopped early (a trained design dominated it)" if len(stopped) == 1 else (
+        f"{len(stopped)} trials stopped early (trained designs dominated them)")
+    return count + (f", {skipped} training epoch{'s' * (skipped != 1)} skipped" if skipped is not None else "")

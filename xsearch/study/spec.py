@@ -1,0 +1,208 @@
+"""Study files (`studies/*.toml`): what to search, on which data, with which budget and objectives.
+
+Values are layered "command line > study file > defaults": `load_study_spec` reads a file over the
+defaults of these dataclasses, and `StudySpec.override` applies the command line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from xsearch.common.resources import load_toml, resolve, unknown_keys_error
+
+
+@dataclasses.dataclass(frozen=True)
+class Objective:
+    """A study objective: the metric recorded on each trial and its direction."""
+
+    metric: str
+    direction: str
+
+
+OBJECTIVES = {
+    "accuracy": Objective("val_accuracy", "maximize"),
+    "params": Objective("params", "minimize"),
+    "latency": Objective("latency_ms", "minimize"),
+    "flops": Objective("flops", "minimize"),
+    "throughput": Objective("throughput", "maximize"),
+}
+CONSTRAINTS = {"max_params": "params", "max_flops": "flops", "max_latency_ms": "latency_ms"}
+SAMPLERS = ("tpe", "nsga2", "gp", "random", "grid")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("cosine", "constant")
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSpec:
+    source: str = "digits"
+    image_size: int = 32
+    data_dir: str | None = None
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    max_train: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingSpec:
+    epochs: int = 10
+    batch_size: int | str = 64  # or "auto" (xsearch.study.batch_size)
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    schedule: str = "cosine"
+    warmup_epochs: int = 0
+    augment: bool = True
+    bn_momentum: float = 0.9
+
+
+@dataclasses.dataclass(frozen=True)
+class EarlyStopSpec:
+    """Stop a trial that an already trained design beats on every objective (`xsearch.study.early_stop`)."""
+
+    after_epochs: int = 3
+    margin: float = 0.02
+
+
+@dataclasses.dataclass(frozen=True)
+class StudySpec:
+    name: str = "study"
+    description: str = ""
+    space: str = "xception-small"
+    data: DataSpec = DataSpec()
+    training: TrainingSpec = TrainingSpec()
+    objectives: tuple[str, ...] = ("accuracy", "params", "latency")
+    constraints: dict[str, float] = dataclasses.field(default_factory=dict)
+    sampler: str = "tpe"
+    seed_trials: tuple[Any, ...] = ("paper", "regular", "segments-4")
+    trials: int = 20
+    timeout: float | None = None
+    seed: int = 0
+    latency_batch: int = 1
+    max_failures: int | None = None
+    heartbeat_interval: int = 30
+    weights: str | None = None
+    precision: str = "auto"
+    early_stop: EarlyStopSpec | None = None
+
+    def __post_init__(self) -> None:
+        _check_choices("objectives", self.objectives, OBJECTIVES)
+        if len(set(self.objectives)) != len(self.objectives) or not self.objectives:
+            raise ValueError(f"objectives must be a non-empty list without repeats; received {list(self.objectives)}.")
+        _check_choices("constraints", tuple(self.constraints), CONSTRAINTS)
+        for key, bound in self.constraints.items():
+            if isinstance(bound, bool) or not isinstance(bound, (int, float)) or bound <= 0:
+                raise ValueError(f"constraints.{key} must be a positive number; received {bound!r}.")
+        _check_choices("sampler", (self.sampler,), SAMPLERS)
+        _check_choices("precision", (self.precision,), PRECISIONS)
+        _check_choices("training.optimizer", (self.training.optimizer,), OPTIMIZERS)
+        _check_choices("training.schedule", (self.training.schedule,), SCHEDULES)
+        _check_positive("trials", self.trials, integer=True)
+        _check_positive("latency_batch", self.latency_batch, integer=True)
+        _check_positive("heartbeat_interval", self.heartbeat_interval, integer=True)
+        if self.max_failures is not None:
+            _check_positive("max_failures", self.max_failures, integer=True)
+        _check_positive("training.epochs", self.training.epochs, integer=True)
+        if self.training.batch_size != "auto":
+            _check_positive("training.batch_size", self.training.batch_size, integer=True, alternative="'auto'")
+        _check_positive("training.learning_rate", self.training.learning_rate)
+        _check_positive("data.image_size", self.data.image_size, integer=True)
+        if self.timeout is not None:
+            _check_positive("timeout", self.timeout)
+        if not 0 < self.training.bn_momentum < 1:
+            raise ValueError(f"training.bn_momentum must be in (0, 1); received {self.training.bn_momentum!r}.")
+        if not 0 < self.data.val_fraction < 0.9:  # every trial is scored on the validation split
+            raise ValueError(f"data.val_fraction must be in (0, 0.9); received {self.data.val_fraction!r}.")
+        if not 0 <= self.data.test_fraction < 0.9:
+            raise ValueError(f"data.test_fraction must be in [0, 0.9); received {self.data.test_fraction!r}.")
+        if self.early_stop is not None:
+            self._check_early_stop(self.early_stop)
+
+    def _check_early_stop(self, rule: EarlyStopSpec) -> None:
+        epochs = self.training.epochs
+        if not (isinstance(rule.after_epochs, int) and 1 <= rule.after_epochs < epochs):
+            raise ValueError(f"early_stop.after_epochs must be an integer in [1, training.epochs - 1 = {epochs - 1}]; "
+                             f"received {rule.after_epochs!r}.")
+        if not 0 < rule.margin < 1:
+            raise ValueError(f"early_stop.margin must be in (0, 1) (accuracy, as a fraction); received {rule.margin!r}.")
+        if "accuracy" not in self.objectives or "throughput" in self.objectives:
+            raise ValueError(f"early_stop needs the accuracy objective and costs known before training "
+                             f"(params, flops, latency; throughput is measured while training); "
+                             f"objectives are {list(self.objectives)}.")
+
+    @property
+    def objective_list(self) -> list[Objective]:
+        return [OBJECTIVES[name] for name in self.objectives]
+
+    def override(self, **values: Any) -> StudySpec:
+        """A copy with command-line values (``None`` = not given) on top.
+
+        ``data_dir`` goes to data and ``batch_size`` (an integer or ``"auto"``) to training.
+        """
+        data_dir, batch_size = values.pop("data_dir", None), values.pop("batch_size", None)
+        spec = dataclasses.replace(self, **{k: v for k, v in values.items() if v is not None})
+        if data_dir is not None:
+            spec = dataclasses.replace(spec, data=dataclasses.replace(spec.data, data_dir=str(data_dir)))
+        if batch_size is not None:
+            batch = int(batch_size) if str(batch_size).isdigit() else batch_size
+            spec = dataclasses.replace(spec, training=dataclasses.replace(spec.training, batch_size=batch))
+        return spec
+
+
+def load_study_spec(name_or_path: str | Path) -> StudySpec:
+    """Read a shipped study by name or a study file by path; errors name the file and key."""
+    path = resolve("studies", name_or_path)
+    data = load_toml(path)
+    try:
+        return _from_mapping(data, path)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{path}: {error}") from None
+
+
+def _from_mapping(data: dict[str, Any], path: Path) -> StudySpec:
+    top = {field.name for field in dataclasses.fields(StudySpec)} - {"name"}
+    values: dict[str, Any] = {"name": path.stem}
+    for key, value in data.items():
+        if key not in top:
+            raise unknown_keys_error(str(path), key, sorted(top))
+        values[key] = value
+    for key, kind in (("data", DataSpec), ("training", TrainingSpec), ("early_stop", EarlyStopSpec)):
+        if key in values:
+            values[key] = _section(kind, key, values[key], path)
+    for key in ("objectives", "seed_trials"):
+        if key in values:
+            values[key] = tuple(values[key])
+    return StudySpec(**values)
+
+
+def _section(kind: type, key: str, table: Any, path: Path) -> Any:
+    if not isinstance(table, dict):
+        raise ValueError(f"[{key}] must be a table.")
+    fields = {field.name: field for field in dataclasses.fields(kind)}
+    for name, value in table.items():
+        if name not in fields:
+            raise unknown_keys_error(f"{path} [{key}]", name, sorted(fields))
+        default = fields[name].default
+        if (key, name) == ("training", "batch_size") and isinstance(value, str):
+            continue  # "auto", checked with the others in StudySpec
+        if default is not None and type(value) is not type(default) and not (
+            isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool)
+        ):
+            kind_name = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+            raise ValueError(f"{key}.{name} must be {kind_name[type(default)]}; received {value!r}.")
+    return kind(**table)
+
+
+def _check_choices(key: str, values: tuple[str, ...], valid: Any) -> None:
+    for value in values:
+        if value not in valid:
+            raise ValueError(f"{key}: unknown value {value!r}; valid: {', '.join(valid)}.")
+
+
+def _check_positive(key: str, value: Any, integer: bool = False, alternative: str = "") -> None:
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or value <= 0:
+        kind = "an integer" if integer else "a number"
+        raise ValueError(f"{key} must be {kind} > 0{' or ' + alternative if alternative else ''}; received {value!r}.")
