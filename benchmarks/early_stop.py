@@ -17,21 +17,20 @@ differ in a real run; the replay isolates the rule.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from typing import Any
 
 import numpy as np
 import optuna
 from optuna._hypervolume import compute_hypervolume
-from optuna.study._multi_objective import _is_pareto_front
 from optuna.trial import FrozenTrial, TrialState
 
 from benchmarks.throughput import environment, table, write_json
-from dashboards.server import dashboard_storage, load_study, study_name_from
-from xsearch.study.repeats import SETUP_ATTR, is_repeat
-from xsearch.study.early_stop import COST_OBJECTIVES, accuracy_at, dominating_trial, is_stopped
-from xsearch.study.spec import OBJECTIVES
+from xsearch.study.early_stop import COST_OBJECTIVES, accuracy_at, dominating_trial
+from xsearch.study.optuna_private import pareto_mask
+from xsearch.study.record import TrialAttr, is_repeat, is_stopped
+from xsearch.study.spec import OBJECTIVES, read_spec
+from xsearch.study.storage import load_study, run_storage, study_name_from
 
 ACCURACY = OBJECTIVES["accuracy"].metric
 COSTS = [OBJECTIVES[name].metric for name in COST_OBJECTIVES]
@@ -40,7 +39,7 @@ COSTS = [OBJECTIVES[name].metric for name in COST_OBJECTIVES]
 def trained_trials(study: optuna.Study) -> list[FrozenTrial]:
     """The feasible COMPLETE trials that trained their design fully, in the order they started."""
     trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-              if not is_repeat(t) and t.user_attrs.get("feasible") and t.user_attrs.get("curves")]
+              if not is_repeat(t) and t.user_attrs.get(TrialAttr.FEASIBLE) and t.user_attrs.get(TrialAttr.CURVES)]
     if any(map(is_stopped, trials)):
         raise ValueError(f"study {study.study_name!r} stopped trials early: replay a study trained without early_stop.")
     return sorted(trials, key=lambda t: t.datetime_start)
@@ -56,7 +55,7 @@ def replay(trials: list[FrozenTrial], metrics: list[str], epochs: int, after_epo
         for epoch in range(after_epochs, epochs):
             accuracy = accuracy_at(trial, epoch)
             if accuracy is not None and dominating_trial(references, costs, accuracy, epoch, margin,
-                                                         trial.user_attrs[SETUP_ATTR], epochs):
+                                                         trial.user_attrs[TrialAttr.SETUP_DIGEST], epochs):
                 stopped[trial.number] = epoch
                 break
     return stopped
@@ -79,9 +78,9 @@ def score(trials: list[FrozenTrial], metrics: list[str], directions: list[str], 
     low, high = both.min(axis=0), both.max(axis=0)
     scale = np.where(high > low, high - low, 1.0)
     reference = np.full(full.shape[1], 1.1)
-    front = {t.number for t, on in zip(trials, _is_pareto_front(full, assume_unique_lexsorted=False)) if on}
-    train_time = sum(float(t.user_attrs.get("train_time_s", 0.0)) for t in trials)
-    skipped = sum(float(t.user_attrs.get("train_time_s", 0.0)) * (epochs - stopped[t.number]) / epochs
+    front = {t.number for t, on in zip(trials, pareto_mask(full)) if on}
+    train_time = sum(float(t.user_attrs.get(TrialAttr.TRAIN_TIME_S, 0.0)) for t in trials)
+    skipped = sum(float(t.user_attrs.get(TrialAttr.TRAIN_TIME_S, 0.0)) * (epochs - stopped[t.number]) / epochs
                   for t in trials if t.number in stopped)
     return {
         "trials": len(trials), "stopped": len(stopped), "stopped_at": stopped,
@@ -97,14 +96,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = _parse(argv)
     name = study_name_from(args.study)
     try:
-        study = load_study(dashboard_storage(args.study, args.storage, args.out), name)
+        study = load_study(run_storage(args.study, args.storage, args.out), name)
         trials = trained_trials(study)
+        epochs = read_spec(study).training.epochs
     except ValueError as error:
         raise SystemExit(f"error: {error}") from None
-    spec = json.loads(study.user_attrs.get("xsearch_spec", "{}"))
-    if "training" not in spec:
-        raise SystemExit(f"study {name!r} was not made by xsearch run (no 'xsearch_spec' user attr).")
-    epochs = int(spec["training"]["epochs"])
     metrics, directions = list(study.metric_names), [d.name.lower() for d in study.directions]
     if ACCURACY not in metrics:
         raise SystemExit(f"study {name!r} has no accuracy objective ({metrics}): early stopping does not apply.")

@@ -25,9 +25,9 @@ import numpy as np
 
 from benchmarks.input_pipeline import served_images_per_second
 from benchmarks.throughput import environment, table, write_json
+from xsearch.data import Dataset, load_dataset
 from xsearch.model.builder import build_model
 from xsearch.model.config import XceptionConfig
-from xsearch.data import Dataset, load_dataset
 from xsearch.model.device import resolve_precision
 from xsearch.study.spec import PRECISIONS, TrainingSpec
 from xsearch.study.training import compile_model, train_and_evaluate, with_normalization

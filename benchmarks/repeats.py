@@ -3,7 +3,7 @@
 Usage: python -m benchmarks.repeats [--studies quickstart cifar10 imagenet-small] [--samplers tpe nsga2]
                                        [--seeds 20] [--json out.json]
 
-Each study's space and sampler (`xsearch.run.runner.make_sampler`, with the study's trial budget N) run
+Each study's space and sampler (`xsearch.study.sampler.make_sampler`, with the study's trial budget N) run
 on a synthetic objective: accuracy, parameters and latency made up from the design's axes, the same
 on every call for one design, and nothing is trained. Without reuse, every trial trains, so the
 repeats among the first N trials are trainings wasted. With reuse (xsearch, `xsearch.study.repeats`), a
@@ -28,10 +28,11 @@ import optuna
 from optuna._hypervolume import compute_hypervolume
 
 from benchmarks.throughput import environment, table, write_json
-from xsearch.study.batch_size import largest_design
 from xsearch.model.config import XceptionConfig
-from xsearch.run.runner import REPEAT_STREAK_LIMIT, make_sampler
 from xsearch.model.space import SearchSpace
+from xsearch.run.runner import REPEAT_STREAK_LIMIT
+from xsearch.study.batch_size import largest_design
+from xsearch.study.sampler import make_sampler
 from xsearch.study.spec import load_study_spec
 
 STUDIES = ("quickstart", "cifar10", "imagenet-small")
@@ -112,7 +113,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "hypervolume_with_reuse_mean": float(np.mean([r["hypervolume_with_reuse"] for r in runs])),
                 "runs": runs,
             })
-    report = {"benchmark": "duplicates", "environment": environment(), "optuna_version": optuna.__version__,
+    report = {"benchmark": "repeats", "environment": environment(), "optuna_version": optuna.__version__,
               "seconds": time.perf_counter() - started, "rows": rows}
     _print(report)
     write_json(args.json, report)

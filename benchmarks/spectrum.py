@@ -18,13 +18,19 @@ from typing import Any
 
 import keras
 
-from benchmarks.throughput import (NUM_CLASSES, PRECISIONS, environment, keras_steps, measure_alternately, table,
-                                   write_json)
+from benchmarks.throughput import (
+    NUM_CLASSES,
+    PRECISIONS,
+    environment,
+    keras_steps,
+    measure_alternately,
+    table,
+    write_json,
+)
 from xsearch.model.builder import build_model
 from xsearch.model.config import XceptionConfig
 from xsearch.model.costs import model_costs
 from xsearch.model.latency import measure_latency
-
 
 
 def measure_point(config: XceptionConfig, image_size: int, batch_size: int, steps: int,

@@ -1,18 +1,30 @@
-"""Shared test set-up: quiet TensorFlow, a private data cache, a tiny study and a fresh PostgreSQL database."""
+"""Shared test set-up: quiet TensorFlow, a private data cache, the tiny study, the digits and a fresh PostgreSQL
+database; and a check that keeps the fast tier fast: only tests marked slow may use the trained tiny study."""
 
 import os
 import tempfile
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ["XSEARCH_CACHE_DIR"] = tempfile.mkdtemp(prefix="xsearch-test-cache-")
 
 import pytest  # noqa: E402
 
+from tests.helpers import TINY_DATA, TINY_TRAINING  # noqa: E402
 from xsearch.study.spec import DataSpec, StudySpec, TrainingSpec  # noqa: E402
 
 POSTGRES = "postgresql://postgres@127.0.0.1:5432"
+SLOW_ONLY_FIXTURES = ("tiny_run",)  # they train: a test that uses one belongs to the slow tier
+
+
+def pytest_collection_modifyitems(config, items):
+    """Refuse to run when a test not marked slow uses a fixture that trains (`pytest -m "not slow"` must stay fast)."""
+    unmarked = [f"{item.nodeid} (uses {name})" for item in items for name in SLOW_ONLY_FIXTURES
+                if name in getattr(item, "fixturenames", ()) and item.get_closest_marker("slow") is None]
+    if unmarked:
+        raise pytest.UsageError("mark these tests @pytest.mark.slow: " + "; ".join(unmarked))
 
 
 @pytest.fixture(scope="session")
@@ -20,19 +32,32 @@ def tiny_spec() -> StudySpec:
     """A study whose trials take a few seconds on a CPU: tiny designs, 300 digits, 2 epochs."""
     return StudySpec(
         name="tiny", space="tiny", trials=3, seed=0, seed_trials=("paper",),
-        data=DataSpec(source="digits", image_size=16, max_train=300, val_fraction=0.2, test_fraction=0.2),
-        training=TrainingSpec(epochs=2, batch_size=32, learning_rate=3e-3, augment=False),
-    )
+        data=DataSpec(**TINY_DATA), training=TrainingSpec(**TINY_TRAINING, learning_rate=3e-3),
+    )  # the settings of `tests.helpers.tiny_study_toml`
 
 
 @pytest.fixture(scope="session")
 def tiny_run(tiny_spec, tmp_path_factory) -> Path:
-    """The run folder of the finished tiny study, trained once per test session."""
+    """The run folder of the finished tiny study, trained once per test session (for slow tests only)."""
     from xsearch.run.runner import run_study
 
     folder = tmp_path_factory.mktemp("tiny-run")
     run_study(tiny_spec, folder, progress=False)
     return folder
+
+
+@pytest.fixture(scope="session")
+def digits() -> SimpleNamespace:
+    """The digits at 16x16 for the plugins' own searches: the first 256 training images and the validation
+    images, normalised to float32, with their labels (``x_train, y_train, x_val, y_val``) and ``num_classes``."""
+    import numpy as np
+
+    from xsearch.data import load_dataset
+
+    data = load_dataset("digits", 16)
+    normalise = lambda x: ((x - data.mean) / data.std).astype(np.float32)  # noqa: E731
+    return SimpleNamespace(x_train=normalise(data.x_train[:256]), y_train=data.y_train[:256],
+                           x_val=normalise(data.x_val), y_val=data.y_val, num_classes=data.num_classes)
 
 
 @pytest.fixture

@@ -9,9 +9,9 @@ import pytest
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import create_trial
 
-from benchmarks import repeats, early_stop, overhead, spectrum, throughput
+from benchmarks import early_stop, overhead, repeats, spectrum, throughput
 from benchmarks.synthetic_imagenet import write_imagenet_npz
-from xsearch.study.repeats import SETUP_ATTR
+from xsearch.study.record import TrialAttr
 
 
 def _run(module, args: list[str], tmp_path: Path) -> dict:
@@ -26,6 +26,7 @@ def _positive(*values: float) -> bool:
     return all(isinstance(v, (int, float)) and v > 0 and math.isfinite(v) for v in values)
 
 
+@pytest.mark.slow
 def test_overhead_on_imagenet_npz_files(tmp_path, monkeypatch):
     monkeypatch.setenv("XSEARCH_CACHE_DIR", str(tmp_path / "cache"))
     write_imagenet_npz(tmp_path / "npz", train_images=128, val_images=32, side=8, classes=4)
@@ -41,6 +42,7 @@ def test_overhead_on_imagenet_npz_files(tmp_path, monkeypatch):
         assert _positive(row["served_images_per_second"], row["served_over_trained"])
 
 
+@pytest.mark.slow
 def test_spectrum(tmp_path):
     report = _run(spectrum, ["--image-size", "16", "--width", "0.125", "--middle-repeats", "0",
                              "--segments", "1", "depthwise", "--batch-size", "4", "--steps", "1"], tmp_path)
@@ -51,6 +53,7 @@ def test_spectrum(tmp_path):
     assert report["points"][1]["macs_ratio"] < 1  # depthwise costs fewer MACs than regular convs
 
 
+@pytest.mark.slow
 def test_repeats(tmp_path):
     report = _run(repeats, ["--studies", "quickstart", "cifar10", "--samplers", "tpe", "--seeds", "2"], tmp_path)
     assert [(row["study"], row["sampler"]) for row in report["rows"]] == [("quickstart", "tpe"), ("cifar10", "tpe")]
@@ -65,7 +68,7 @@ def _curve_trial(study, segments, params, curve):
     study.add_trial(create_trial(
         params={"segments": segments}, distributions={"segments": CategoricalDistribution(["1", "4", "8"])},
         values=[curve[-1], params, params / 1000],
-        user_attrs={SETUP_ATTR: "d", "feasible": True, "epochs_done": len(curve), "val_accuracy": curve[-1],
+        user_attrs={TrialAttr.SETUP_DIGEST: "d", "feasible": True, "epochs_done": len(curve), "val_accuracy": curve[-1],
                     "params": params, "latency_ms": params / 1000, "train_time_s": 30.0,
                     "curves": {"val_accuracy": curve}},
     ))
@@ -90,6 +93,7 @@ def test_early_stop_replay_counts_stops_savings_and_front_losses():
     assert safe["front_lost"] == [] and safe["hypervolume_ratio"] == pytest.approx(1.0)
 
 
+@pytest.mark.slow
 def test_early_stop_replay_of_a_finished_run(tiny_run, tmp_path):
     report = _run(early_stop, ["--study", "tiny", "--out", str(tiny_run), "--after-epochs", "1", "2",
                                "--margins", "0.5"], tmp_path)

@@ -2,9 +2,12 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from xsearch.cli import main
 
 
+@pytest.mark.slow
 def test_help_lists_commands():
     done = subprocess.run([sys.executable, "-m", "xsearch.cli", "--help"], capture_output=True, text=True)
     assert done.returncode == 0 and "describe" in done.stdout

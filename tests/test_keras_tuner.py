@@ -3,11 +3,9 @@
 from pathlib import Path
 
 import keras_tuner
-import numpy as np
 import pytest
 
 import xsearch
-from xsearch.data import load_dataset
 from xsearch.keras_tuner import XceptionHyperModel
 
 TINY_SPACE = """
@@ -20,13 +18,6 @@ residual = [true, false]
 """
 
 
-@pytest.fixture(scope="module")
-def digits():
-    data = load_dataset("digits", 16)
-    normalise = lambda x: ((x - data.mean) / data.std).astype(np.float32)  # noqa: E731
-    return data, normalise(data.x_train[:256]), normalise(data.x_val)
-
-
 def _tuner(kind: str, hypermodel: XceptionHyperModel, directory: Path) -> keras_tuner.Tuner:
     common = dict(objective="val_accuracy", directory=directory, project_name=kind, seed=0)
     if kind == "random":
@@ -37,14 +28,15 @@ def _tuner(kind: str, hypermodel: XceptionHyperModel, directory: Path) -> keras_
 
 
 @pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")  # get_best_models: no optimizer state
-@pytest.mark.parametrize("kind", ["random", "bayesian", pytest.param("hyperband", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("kind", ["random", "bayesian", "hyperband"])
+@pytest.mark.slow
 def test_tuner_searches_the_space(kind, digits, tmp_path):
-    data, x_train, x_val = digits
     space_file = tmp_path / "tiny.toml"
     space_file.write_text(TINY_SPACE)
     space = xsearch.SearchSpace.from_toml(space_file)
-    tuner = _tuner(kind, XceptionHyperModel((16, 16, 3), data.num_classes, space=space_file), tmp_path)
-    tuner.search(x_train, data.y_train[:256], validation_data=(x_val, data.y_val), epochs=1, batch_size=64, verbose=0)
+    tuner = _tuner(kind, XceptionHyperModel((16, 16, 3), digits.num_classes, space=space_file), tmp_path)
+    tuner.search(digits.x_train, digits.y_train, validation_data=(digits.x_val, digits.y_val), epochs=1, batch_size=64,
+                 verbose=0)
 
     trials = tuner.oracle.get_best_trials(num_trials=10)
     assert len(trials) >= 2  # Hyperband runs 3: two designs, then the better one for a second epoch
@@ -52,7 +44,7 @@ def test_tuner_searches_the_space(kind, digits, tmp_path):
         values = {k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")}
         assert space.contains(space.decode(values))
     best = tuner.get_best_models(1)[0]
-    assert best.predict(x_val[:5], verbose=0).shape == (5, data.num_classes)
+    assert best.predict(digits.x_val[:5], verbose=0).shape == (5, digits.num_classes)
 
 
 def test_hypermodel_takes_a_space_name():

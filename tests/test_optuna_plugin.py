@@ -7,7 +7,6 @@ import optuna
 import pytest
 
 import xsearch
-from xsearch.data import load_dataset
 from xsearch.optuna import directions, make_objective, suggest_config
 
 TINY_SPACE = """
@@ -19,13 +18,6 @@ residual = [true, false]
 """
 
 
-@pytest.fixture(scope="module")
-def digits():
-    data = load_dataset("digits", 16)
-    normalise = lambda x: ((x - data.mean) / data.std).astype(np.float32)  # noqa: E731
-    return normalise(data.x_train[:256]), data.y_train[:256], normalise(data.x_val), data.y_val
-
-
 @pytest.fixture
 def space_file(tmp_path):
     path = tmp_path / "tiny.toml"
@@ -33,8 +25,10 @@ def space_file(tmp_path):
     return path
 
 
+@pytest.mark.slow
 def test_make_objective_in_a_users_study(digits, space_file):
-    objective = make_objective(*digits, space=space_file, epochs=1, batch_size=64)
+    objective = make_objective(digits.x_train, digits.y_train, digits.x_val, digits.y_val, space=space_file, epochs=1,
+                               batch_size=64)
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=optuna.samplers.RandomSampler(0))
     study.optimize(objective, n_trials=2)
 
@@ -43,7 +37,7 @@ def test_make_objective_in_a_users_study(digits, space_file):
         assert trial.state == optuna.trial.TrialState.COMPLETE
         accuracy, params = trial.values
         assert 0.0 <= accuracy <= 1.0 and params == trial.user_attrs["params"] > 0
-        assert trial.user_attrs["accuracy"] == accuracy and trial.user_attrs["macs"] > 0
+        assert trial.user_attrs["val_accuracy"] == accuracy and trial.user_attrs["macs"] > 0
         config = xsearch.XceptionConfig(**json.loads(trial.user_attrs["config"]))
         assert config.width == 0.125 and config.segments in (1, "depthwise")
 
@@ -67,15 +61,18 @@ def test_directions_and_unknown_objectives():
         make_objective(x, y, x, y, objectives=("speed",))
 
 
+@pytest.mark.slow
 def test_make_objective_does_not_train_a_design_twice(digits, tmp_path):
     one_design = tmp_path / "one.toml"
     one_design.write_text('[axes]\nmiddle_repeats = [0]\nwidth = [0.125]\nsegments = ["depthwise"]\n')
     study = optuna.create_study(directions=["maximize", "minimize"])
-    study.optimize(make_objective(*digits, space=one_design, epochs=1, batch_size=64), n_trials=3)
+    objective = make_objective(digits.x_train, digits.y_train, digits.x_val, digits.y_val, space=one_design, epochs=1,
+                               batch_size=64)
+    study.optimize(objective, n_trials=3)
 
     first, *repeats = study.trials
-    assert "duplicate_of" not in first.user_attrs
+    assert "repeat_of" not in first.user_attrs
     for repeat in repeats:
-        assert repeat.user_attrs["duplicate_of"] == 0 and repeat.values == first.values
+        assert repeat.user_attrs["repeat_of"] == 0 and repeat.values == first.values
         assert repeat.user_attrs["macs"] == first.user_attrs["macs"]
         assert repeat.duration < 0.2 * first.duration  # nothing built or trained

@@ -7,6 +7,7 @@ import os
 import sys
 from pathlib import Path
 
+from xsearch.common.quiet import quiet_libraries
 from xsearch.study.failures import EXIT_RECYCLE, StudyStopped, WorkerRecycle
 
 EXIT_BAD_INPUT = 2
@@ -36,8 +37,8 @@ def _studies(args: argparse.Namespace) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from xsearch.run.workers import SUPERVISOR_PID, deadline, die_with_supervisor, is_worker, recycle_after, supervise
     from xsearch.study.spec import load_study_spec
-    from xsearch.run.workers import deadline, die_with_supervisor, is_worker, recycle_after, supervise
 
     spec = load_study_spec(args.study).override(
         trials=args.trials, timeout=args.timeout, seed=args.seed, data_dir=args.data_dir,
@@ -49,7 +50,8 @@ def _run(args: argparse.Namespace) -> int:
         die_with_supervisor()
         from xsearch.run.runner import run_study
 
-        run_study(spec, out_dir, storage=args.storage, recycle_after=recycle_after(), deadline=deadline())
+        shown = False if SUPERVISOR_PID in os.environ else None  # the supervisor shows the progress
+        run_study(spec, out_dir, storage=args.storage, progress=shown, recycle_after=recycle_after(), deadline=deadline())
         return 0
     passed = args.raw[args.raw.index("run") + 1:]
     status, study = supervise(spec, out_dir, args.storage, passed if "--out" in passed else [*passed, "--out", str(out_dir)],
@@ -65,31 +67,32 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _dashboard(args: argparse.Namespace) -> None:
-    from dashboards.server import dashboard_storage, serve_dashboard, study_name_from
+    from dashboards.server import serve_dashboard
+    from xsearch.study.storage import run_storage, study_name_from
 
-    storage = dashboard_storage(args.study, args.storage, args.out)
+    storage = run_storage(args.study, args.storage, args.out)
     serve_dashboard(storage, study_name_from(args.study), args.host, args.port)
 
 
 def _report(args: argparse.Namespace) -> None:
-    from dashboards.server import dashboard_storage, load_study, study_name_from
     from xsearch.results.report import report_summary, write_report
+    from xsearch.study.storage import load_study, run_storage, study_name_from
 
     name = study_name_from(args.study)
-    study = load_study(dashboard_storage(args.study, args.storage, args.out), name)
+    study = load_study(run_storage(args.study, args.storage, args.out), name)
     out_dir = Path(args.out) if args.out else Path("runs") / name
     print(report_summary(study))
     print(f"report: {write_report(study, out_dir, args.format)}")
 
 
 def _export(args: argparse.Namespace) -> None:
-    from xsearch.study.artifacts import artifact_store
-    from dashboards.server import dashboard_storage, load_study, study_name_from
     from xsearch.results.export import export_trial
+    from xsearch.study.artifacts import artifact_store
+    from xsearch.study.storage import load_study, run_storage, study_name_from
 
     name = study_name_from(args.study)
     run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / name
-    study = load_study(dashboard_storage(args.study, args.storage, run_dir), name)
+    study = load_study(run_storage(args.study, args.storage, run_dir), name)
     choice = args.trial if args.trial is not None else args.pick
     result = export_trial(study, choice, Path(args.out), artifact_store(run_dir), args.force, args.retrain,
                           weights=args.weights)
@@ -101,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="xsearch", description="Architecture search over the Xception design space."
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show the libraries' start-up and INFO logs (TensorFlow, absl, Optuna)")
     parser.add_argument("--backend", choices=("tensorflow", "jax"),
                         help="Keras backend (default: $KERAS_BACKEND, else tensorflow)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -177,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     args.raw = raw
     if args.backend:
         os.environ["KERAS_BACKEND"] = args.backend  # before anything imports keras
+    quiet_libraries(args.verbose)
     try:
         status = args.handler(args) or 0
     except (ValueError, KeyError, FileNotFoundError) as error:

@@ -7,7 +7,6 @@ Works with every KerasTuner tuner (``RandomSearch``, ``BayesianOptimization``, `
 
 from __future__ import annotations
 
-
 import keras
 import keras_tuner
 
@@ -33,7 +32,8 @@ class XceptionHyperModel(keras_tuner.HyperModel):
         name: str = "xception",
     ) -> None:
         super().__init__(name=name)
-        self.input_shape = tuple(input_shape)
+        height, width, channels = input_shape
+        self.input_shape = (height, width, channels)
         self.num_classes = num_classes
         self.space = space if isinstance(space, SearchSpace) else SearchSpace.from_toml(space)
         self.learning_rate = learning_rate

@@ -9,7 +9,8 @@
 from __future__ import annotations
 
 import gc
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import cast
 
 import keras
 import numpy as np
@@ -19,12 +20,13 @@ from xsearch.model.builder import build_model
 from xsearch.model.config import XceptionConfig
 from xsearch.model.costs import model_costs
 from xsearch.model.device import jit_compile_setting
-from xsearch.study.repeats import DUPLICATE_ATTR
 from xsearch.model.latency import measure_latency
 from xsearch.model.space import SearchSpace
+from xsearch.study.record import TrialAttr
+from xsearch.study.spec import OBJECTIVES
 
-OBJECTIVES = {"accuracy": "maximize", "params": "minimize", "flops": "minimize", "latency": "minimize"}
-"""What `make_objective` can return, with each one's direction for `optuna.create_study`."""
+SUPPORTED = ("accuracy", "params", "flops", "latency")
+"""What `make_objective` can return (their directions: `directions`)."""
 
 
 def suggest_config(trial: optuna.Trial, space: SearchSpace | str = "xception-small") -> XceptionConfig:
@@ -35,7 +37,7 @@ def suggest_config(trial: optuna.Trial, space: SearchSpace | str = "xception-sma
 def directions(objectives: Sequence[str]) -> list[str]:
     """The study directions matching ``objectives``, e.g. ``["maximize", "minimize"]``."""
     _check_objectives(objectives)
-    return [OBJECTIVES[name] for name in objectives]
+    return [OBJECTIVES[name].direction for name in objectives]
 
 
 def make_objective(
@@ -56,7 +58,7 @@ def make_objective(
     the last epoch, parameters, forward FLOPs per image, latency in ms at batch 1. The config (JSON),
     params, MACs, FLOPs and the returned metrics are recorded as user attributes of the trial. A
     design that this objective already trained is not trained again: the trial records the earlier
-    trial's results and its number as ``duplicate_of``.
+    trial's results and its number as ``repeat_of``.
     """
     _check_objectives(objectives)
     search_space = _space(space)
@@ -70,28 +72,28 @@ def make_objective(
     def objective(trial: optuna.Trial) -> tuple[float, ...]:
         config = search_space.sample(trial)
         design = config.to_json()
-        trial.set_user_attr("config", design)
+        trial.set_user_attr(TrialAttr.CONFIG, design)
         if design in trained:
             number, record = trained[design]
-            trial.set_user_attr(DUPLICATE_ATTR, number)
+            trial.set_user_attr(TrialAttr.REPEAT_OF, number)
         else:
             record = _train(config)
             trained[design] = trial.number, record
         for key, value in record.items():
             trial.set_user_attr(key, value)
-        return tuple(float(record[name]) for name in objectives)
+        return tuple(float(record[OBJECTIVES[name].metric]) for name in objectives)
 
     def _train(config: XceptionConfig) -> dict[str, int | float]:
         try:
             model = build_model(config, x_train.shape[1:], num_classes, bn_momentum=bn_momentum)
-            record: dict[str, int | float] = dict(model_costs(model))
+            record = cast(dict[str, int | float], dict(model_costs(model)))
             model.compile(keras.optimizers.Adam(learning_rate), keras.losses.SparseCategoricalCrossentropy(),
                           metrics=["accuracy"], jit_compile=jit_compile_setting())
             history = model.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=epochs,
                                 batch_size=batch_size, verbose=0)
-            record["accuracy"] = float(history.history["val_accuracy"][-1])
+            record[TrialAttr.VAL_ACCURACY] = float(history.history["val_accuracy"][-1])
             if "latency" in objectives:
-                record["latency"] = measure_latency(model)["latency_ms"]
+                record[TrialAttr.LATENCY_MS] = measure_latency(model)["latency_ms"]
         finally:
             keras.backend.clear_session()
             gc.collect()
@@ -105,7 +107,7 @@ def _space(space: SearchSpace | str) -> SearchSpace:
 
 
 def _check_objectives(objectives: Sequence[str]) -> None:
-    unknown = [name for name in objectives if name not in OBJECTIVES]
+    unknown = [name for name in objectives if name not in SUPPORTED]
     if unknown or not objectives:
-        raise ValueError(f"objectives must be a non-empty list of {', '.join(OBJECTIVES)}; "
+        raise ValueError(f"objectives must be a non-empty list of {', '.join(SUPPORTED)}; "
                          f"received {list(objectives)}.")

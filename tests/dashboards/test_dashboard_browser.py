@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from dashboards.server import dashboard_storage, load_study
+from xsearch.study.storage import load_study, run_storage
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -55,7 +55,7 @@ def _wait_for(url: str, server: subprocess.Popen, log: Path, seconds: float = 60
 @pytest.fixture
 def dashboard(require_browser, tiny_run, tmp_path):  # noqa: F811
     """The URL of the tiny study's page on a dashboard served by `serve_dashboard` in a subprocess."""
-    storage = dashboard_storage("tiny", out=tiny_run)
+    storage = run_storage("tiny", out=tiny_run)
     port = _free_port()
     code = f"from dashboards.server import serve_dashboard; serve_dashboard({storage!r}, 'tiny', port={port})"
     log = tmp_path / "dashboard.log"
@@ -69,6 +69,7 @@ def dashboard(require_browser, tiny_run, tmp_path):  # noqa: F811
         server.wait(timeout=10)
 
 
+@pytest.mark.slow
 def test_dashboard_shows_the_pareto_figure_in_chromium(dashboard):
     from playwright.sync_api import sync_playwright
 

@@ -103,12 +103,14 @@ def test_keras_fits_from_stream_with_worker_threads():
     assert len(history.history["loss"]) == 2 and stream.epoch >= 1
 
 
+@pytest.mark.slow
 def test_data_package_does_not_import_tensorflow_under_jax():
     code = "import sys, xsearch.data; assert 'tensorflow' not in sys.modules, 'tensorflow imported'"
     env = {**os.environ, "KERAS_BACKEND": "jax"}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=ROOT, capture_output=True)
 
 
+@pytest.mark.slow
 def test_input_pipeline_benchmark(tmp_path):
     spec = importlib.util.spec_from_file_location("input_pipeline", ROOT / "benchmarks" / "input_pipeline.py")
     module = importlib.util.module_from_spec(spec)

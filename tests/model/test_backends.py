@@ -40,6 +40,7 @@ def _run(backend: str) -> dict:
     return json.loads(line.removeprefix("RESULT"))
 
 
+@pytest.mark.slow
 def test_builds_trains_and_costs_the_same_on_jax_as_on_tensorflow():
     result = _run("jax")
     assert result["backend"] == "jax" and result["info"]["backend"] == "jax"

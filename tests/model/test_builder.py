@@ -18,6 +18,7 @@ def test_paper_point_parameter_counts():
     "input_shape, num_classes, include_top",
     [((71, 71, 3), 10, True), ((96, 80, 3), 7, True), ((150, 150, 3), 1000, False)],
 )
+@pytest.mark.slow
 def test_paper_point_is_keras_xception_weight_for_weight(input_shape, num_classes, include_top):
     ours = build_model(XceptionConfig.paper(), input_shape, num_classes, include_top)
     reference = _reference(input_shape=input_shape, classes=num_classes, include_top=include_top)
@@ -46,8 +47,9 @@ def _separable_params(model, prefix):
     )
 
 
-@pytest.mark.parametrize("width", [0.25, 0.5, 1.0])
-@pytest.mark.parametrize("depth_multiplier", [1, 2])
+@pytest.mark.parametrize("width", [0.25, pytest.param(0.5, marks=pytest.mark.slow),
+                                   pytest.param(1.0, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("depth_multiplier", [1, pytest.param(2, marks=pytest.mark.slow)])  # fast: 0.25 x 1
 def test_spectrum_parameter_count_of_each_separable_conv(width, depth_multiplier):
     """From 1 segment (regular conv) to depthwise: spatial = 9*C*dm*C/k, pointwise = C*dm*F."""
     for segments in (1, 2, 4, 8, 16, "depthwise"):
@@ -103,6 +105,7 @@ def test_too_small_input_and_bad_classes_are_refused():
         build_model(XceptionConfig.paper(), (32, 32, 3), 0)
 
 
+@pytest.mark.slow
 def test_training_step_on_default_backend():
     model = build_model(XceptionConfig(middle_repeats=1, width=0.25, segments=2, intermediate_activation="relu"),
                         (32, 32, 3), 4, bn_momentum=0.9)

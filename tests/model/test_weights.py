@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from xsearch import XceptionConfig, build_model
-from xsearch.study.training import with_normalization
 from xsearch.model.weights import IMAGENET_FILES, inherit_weights
+from xsearch.study.training import with_normalization
 
 SIZE = (71, 71, 3)  # the smallest input keras.applications.Xception accepts
 
@@ -22,6 +22,7 @@ def reference(tmp_path_factory):
     return model, path
 
 
+@pytest.mark.slow
 def test_the_paper_point_inherits_everything_and_computes_the_same(reference):
     keras_model, path = reference
     ours = build_model(XceptionConfig.paper(), SIZE, 10)
@@ -44,6 +45,7 @@ def _difference(ours, theirs, x):
     return float(np.abs(a - b).max() / np.abs(b).max())
 
 
+@pytest.mark.slow
 def test_a_variant_with_fewer_middle_modules_and_another_head_inherits_the_rest(reference):
     keras_model, path = reference
     core = build_model(XceptionConfig(middle_repeats=4), SIZE, 5)
@@ -58,7 +60,7 @@ def test_a_variant_with_fewer_middle_modules_and_another_head_inherits_the_rest(
     keras_head = keras_model.get_layer("predictions").count_params()
     assert report.params_inherited == keras_model.count_params() - middle - keras_head
     # the exit flow (our block9/block10 are Keras' block13/block14) and its unnamed shortcut conv inherit
-    shortcuts = [l for l in keras_model.layers if type(l) is keras.layers.Conv2D and "block" not in l.name]
+    shortcuts = [layer for layer in keras_model.layers if type(layer) is keras.layers.Conv2D and "block" not in layer.name]
     for ours, theirs in (("block10_sepconv2", keras_model.get_layer("block14_sepconv2")),
                          ("block9_shortcut", shortcuts[-1])):
         np.testing.assert_array_equal(core.get_layer(ours).get_weights()[0], theirs.get_weights()[0])

@@ -12,21 +12,22 @@ import numpy as np
 import optuna
 import pytest
 
+from tests.helpers import TINY_DATA, TINY_TRAINING
 from xsearch import XceptionConfig, build_model
-from xsearch.study.artifacts import ARTIFACT_ATTR, artifact_store, file_sha256, keep_trial_model
-from xsearch.model.costs import model_costs
 from xsearch.data import load_dataset
+from xsearch.model.costs import model_costs
 from xsearch.model.device import runtime_info
-from xsearch.results.export import EXPORTS_ATTR, export_trial, load_exported
+from xsearch.results.export import export_trial, load_exported
 from xsearch.results.pareto import PICKS, pick_trial
+from xsearch.study.artifacts import artifact_store, file_sha256, keep_trial_model
+from xsearch.study.record import StudyAttr, TrialAttr
 from xsearch.study.spec import DataSpec, StudySpec, TrainingSpec
 from xsearch.study.training import train_and_evaluate, with_normalization
 
 SPEC = StudySpec(
     name="tiny", space="tiny", trials=3, seed=0,
-    data=DataSpec(source="digits", image_size=16, max_train=300, val_fraction=0.2, test_fraction=0.2),
-    training=TrainingSpec(epochs=2, batch_size=32, learning_rate=3e-3, augment=False, bn_momentum=0.5),
-)  # val accuracy ~0.75-0.85
+    data=DataSpec(**TINY_DATA), training=TrainingSpec(**TINY_TRAINING, learning_rate=3e-3, bn_momentum=0.5),
+)  # the tiny study's settings; val accuracy ~0.75-0.85
 
 
 def _dataset():
@@ -76,9 +77,10 @@ def run(tmp_path_factory):
     return study, store, dataset, {"wide": wide, "narrow": narrow, "untrained": untrained}
 
 
+@pytest.mark.slow
 def test_each_pick_and_a_trial_number_export_the_trained_model_with_a_card(tmp_path, run):
     study, store, _, numbers = run
-    exports_before = len(study.user_attrs.get(EXPORTS_ATTR, []))
+    exports_before = len(study.user_attrs.get(StudyAttr.EXPORTS, []))
     for choice in (*PICKS, numbers["narrow"]):
         result = export_trial(study, choice, tmp_path / f"{choice}.keras", store)
         number = choice if isinstance(choice, int) else pick_trial(study, choice).number
@@ -92,10 +94,11 @@ def test_each_pick_and_a_trial_number_export_the_trained_model_with_a_card(tmp_p
         assert card["backend"] and card["device"] and card["image_size"] == 16 and card["versions"]["keras"]
     picked = {pick_trial(study, "params").number, pick_trial(study, "latency").number}
     assert picked == {numbers["narrow"], numbers["wide"]}
-    exports = study.user_attrs[EXPORTS_ATTR]
+    exports = study.user_attrs[StudyAttr.EXPORTS]
     assert len(exports) == exports_before + 5 and exports[-1]["sha256"] == result.sha256
 
 
+@pytest.mark.slow
 def test_an_existing_path_needs_force_and_the_suffix_must_be_keras(tmp_path, run):
     study, store, _, _ = run
     out = tmp_path / "model.keras"
@@ -124,6 +127,7 @@ print("RESULT" + json.dumps({"accuracy": accuracy}))
 """
 
 
+@pytest.mark.slow
 def test_the_export_loads_without_xsearch_and_reproduces_the_val_accuracy(tmp_path, run):
     study, store, dataset, _ = run
     result = export_trial(study, "accuracy", tmp_path / "best.keras", store)
@@ -140,6 +144,7 @@ def test_the_export_loads_without_xsearch_and_reproduces_the_val_accuracy(tmp_pa
     assert load_exported(result.path).count_params() == json.loads(result.card_path.read_text())["metrics"]["params"]
 
 
+@pytest.mark.slow
 def test_without_a_kept_model_the_export_is_the_architecture_only(tmp_path, run):
     study, store, _, numbers = run
     result = export_trial(study, numbers["untrained"], tmp_path / "arch.keras", store)
@@ -154,10 +159,11 @@ def test_without_a_kept_model_the_export_is_the_architecture_only(tmp_path, run)
     assert missing.weights == "none" and "missing from the artifact store" in missing.message
 
 
+@pytest.mark.slow
 def test_a_changed_artifact_or_export_is_refused(tmp_path, run):
     study, store, _, numbers = run
     copy = shutil.copytree(store._base_path, tmp_path / "artifacts")
-    artifact = copy / study.trials[numbers["wide"]].user_attrs[ARTIFACT_ATTR]
+    artifact = copy / study.trials[numbers["wide"]].user_attrs[TrialAttr.MODEL_ARTIFACT_ID]
     artifact.write_bytes(artifact.read_bytes() + b"\0")
     with pytest.raises(ValueError, match=f"trial {numbers['wide']} has sha256 .* but the trial recorded"):
         export_trial(study, numbers["wide"], tmp_path / "bad.keras", artifact_store(tmp_path))

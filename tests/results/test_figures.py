@@ -8,13 +8,20 @@ from optuna._hypervolume import compute_hypervolume
 from optuna_dashboard._custom_plot_data import SYSTEM_ATTR_PLOT_DATA, get_plotly_graph_objects
 
 import dashboards.server
+from dashboards.server import is_loopback, serve_dashboard
 from xsearch.results.figures import (
-    FIGURES, attach_figures, hypervolume_history, hypervolume_series, pareto_projections, reference_point,
-    segment_order, segment_spectrum, spectrum_frame,
+    FIGURES,
+    attach_figures,
+    hypervolume_history,
+    hypervolume_series,
+    pareto_projections,
+    reference_point,
+    segment_order,
+    segment_spectrum,
+    spectrum_frame,
 )
-from dashboards.server import dashboard_storage, is_loopback, load_study, serve_dashboard
-from xsearch.study.repeats import is_repeat
-from xsearch.results.pareto import is_feasible
+from xsearch.study.record import is_feasible, is_repeat
+from xsearch.study.storage import load_study, run_storage
 
 DIRECTIONS = ["maximize", "minimize", "minimize"]
 METRICS = ["val_accuracy", "params", "latency_ms"]
@@ -22,7 +29,7 @@ METRICS = ["val_accuracy", "params", "latency_ms"]
 
 @pytest.fixture
 def tiny_study(tiny_run) -> optuna.Study:
-    return load_study(dashboard_storage("tiny", out=tiny_run), "tiny")
+    return load_study(run_storage("tiny", out=tiny_run), "tiny")
 
 
 def _study(trials: int = 0) -> optuna.Study:
@@ -51,6 +58,7 @@ def _titles(study: optuna.Study) -> dict[str, str]:
     return {graph_id: json.loads(text)["layout"]["title"]["text"] for graph_id, text in graphs.items()}
 
 
+@pytest.mark.slow
 def test_figures_of_a_finished_study(tiny_study):
     front = {t.number for t in tiny_study.best_trials}
     pareto = pareto_projections(tiny_study)
@@ -67,6 +75,7 @@ def test_figures_of_a_finished_study(tiny_study):
     assert [button.label for button in spectrum.layout.updatemenus[0].buttons][0] == "colour: width"
 
 
+@pytest.mark.slow
 def test_hypervolume_is_optunas_and_never_decreases(tiny_study):
     numbers, volumes, reference = hypervolume_series(tiny_study)
     complete = tiny_study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
@@ -79,11 +88,12 @@ def test_hypervolume_is_optunas_and_never_decreases(tiny_study):
     assert list(hypervolume_history(tiny_study).data[0].y) == volumes
 
 
+@pytest.mark.slow
 def test_attaching_twice_keeps_one_copy_of_each_figure(tiny_run, tiny_study):
     attach_figures(tiny_study)
     keys = _plot_keys(tiny_study)
     attach_figures(tiny_study)
-    reread = load_study(dashboard_storage("tiny", out=tiny_run), "tiny")
+    reread = load_study(run_storage("tiny", out=tiny_run), "tiny")
     assert _plot_keys(reread) == keys
     titles = _titles(reread)
     assert set(titles) == set(FIGURES)
@@ -117,7 +127,7 @@ def test_the_spectrum_draws_a_repeated_design_once():
     study = _study(2)
     twin = study.trials[1]
     study.add_trial(optuna.trial.create_trial(values=twin.values, params=twin.params, distributions=twin.distributions,
-                                              user_attrs={**twin.user_attrs, "duplicate_of": 1}))
+                                              user_attrs={**twin.user_attrs, "repeat_of": 1}))
     assert list(spectrum_frame(study)["number"]) == [0, 1]
 
 
@@ -125,13 +135,14 @@ def test_segment_order():
     assert segment_order(["depthwise", "8", "1", "16", "2", "8"]) == ["1", "2", "8", "16", "depthwise"]
 
 
-def test_dashboard_storage_resolves_the_run_folder(tiny_run, tmp_path, monkeypatch):
-    storage = dashboard_storage("tiny", out=tiny_run)
+@pytest.mark.slow
+def test_run_storage_resolves_the_run_folder(tiny_run, tmp_path, monkeypatch):
+    storage = run_storage("tiny", out=tiny_run)
     assert str(tiny_run.resolve()) in storage
-    assert dashboard_storage("tiny", storage="postgresql://db/x") == "postgresql://db/x"
+    assert run_storage("tiny", storage="postgresql://db/x") == "postgresql://db/x"
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ValueError, match=r"'tiny' has no run folder storage: runs/tiny holds neither"):
-        dashboard_storage("studies/tiny.toml")
+        run_storage("studies/tiny.toml")
     with pytest.raises(ValueError, match=r"no study 'other' in .*; it holds: tiny"):
         load_study(storage, "other")
     with pytest.raises(ValueError, match="does not exist"):
@@ -139,10 +150,11 @@ def test_dashboard_storage_resolves_the_run_folder(tiny_run, tmp_path, monkeypat
 
 
 @pytest.mark.parametrize("host, warned", [("127.0.0.1", False), ("localhost", False), ("0.0.0.0", True)])
+@pytest.mark.slow
 def test_serve_dashboard_attaches_figures_and_warns_off_loopback(tiny_run, host, warned, monkeypatch, capsys):
     served = []
     monkeypatch.setattr(dashboards.server, "run_server", lambda storage, host, port: served.append((host, port)))
-    serve_dashboard(dashboard_storage("tiny", out=tiny_run), "tiny", host=host, port=8123)
+    serve_dashboard(run_storage("tiny", out=tiny_run), "tiny", host=host, port=8123)
     assert served == [(host, 8123)]
     assert ("no authentication" in capsys.readouterr().err) == warned
     assert is_loopback(host) != warned

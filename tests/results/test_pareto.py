@@ -13,7 +13,7 @@ from optuna.distributions import CategoricalDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from study_fakes import DIRECTIONS, DISTRIBUTIONS, METRICS
-
+from tests.helpers import brute_force_front
 from xsearch.results.pareto import (
     knee_trial,
     objective_names,
@@ -86,20 +86,6 @@ def random_study(n: int = 60, seed: int = 0) -> optuna.Study:
     add(study, None, state=TrialState.RUNNING)
     add(study, [0.99, 1.0, 0.1], constraints=[1.0, 0.0], failure_reason="constraint")
     return study
-
-
-def brute_force_front(study: optuna.Study) -> set[int]:
-    """Numbers of the non-dominated feasible COMPLETE trials, by an O(n^2) dominance check."""
-    signs = [-1.0 if d == optuna.study.StudyDirection.MAXIMIZE else 1.0 for d in study.directions]
-    feasible = [
-        t for t in study.trials if t.state == TrialState.COMPLETE and all(c <= 0 for c in t.constraints.values())
-    ]
-    losses = {t.number: [s * v for s, v in zip(signs, t.values)] for t in feasible}
-
-    def dominates(a: list[float], b: list[float]) -> bool:
-        return all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b))
-
-    return {i for i, a in losses.items() if not any(dominates(b, a) for b in losses.values())}
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -229,7 +215,7 @@ def test_a_repeat_stays_off_the_front_where_its_trained_twin_stands() -> None:
     study = make_study()
     add(study, [0.9, 100.0, 1.0])
     add(study, [0.5, 10.0, 0.5])
-    add(study, [0.9, 100.0, 1.0], duplicate_of=0)  # equal values: non-dominated, yet the same design
+    add(study, [0.9, 100.0, 1.0], repeat_of=0)  # equal values: non-dominated, yet the same design
     assert [t.number for t in pareto_front(study)] == [0, 1]
     assert list(trials_frame(study)["pareto"]) == [True, True, False]
     assert pick_trial(study, "accuracy").number == 0

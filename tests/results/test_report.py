@@ -4,18 +4,19 @@ import optuna
 import pandas as pd
 import pytest
 
-from dashboards.server import dashboard_storage, open_storage
-from xsearch.results.pareto import is_feasible
 from xsearch.results.report import FORMATS, report_summary, write_report
+from xsearch.study.record import is_feasible
+from xsearch.study.storage import open_storage, run_storage
 
 
 @pytest.fixture
 def stored(tiny_run) -> optuna.Study:  # noqa: F811
     """The finished tiny study, read back from its storage."""
-    return optuna.load_study(study_name="tiny", storage=open_storage(dashboard_storage("tiny", out=tiny_run)))
+    return optuna.load_study(study_name="tiny", storage=open_storage(run_storage("tiny", out=tiny_run), create=False))
 
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
+@pytest.mark.slow
 def test_tables_hold_every_trial_attribute_and_the_pareto_flag(stored, tmp_path, fmt):
     path = write_report(stored, tmp_path, fmt)
     assert path == tmp_path / f"report.{fmt}"
@@ -31,6 +32,7 @@ def test_tables_hold_every_trial_attribute_and_the_pareto_flag(stored, tmp_path,
     assert not list(tmp_path.glob(".*.tmp"))  # written atomically: no temp file left
 
 
+@pytest.mark.slow
 def test_html_is_one_offline_page_with_figures_and_front(stored, tmp_path):
     page = write_report(stored, tmp_path, "html").read_text()
     assert not re.search(r"<(script|link|img|iframe)[^>]*\b(src|href)=", page)  # nothing fetched from the network
@@ -41,12 +43,14 @@ def test_html_is_one_offline_page_with_figures_and_front(stored, tmp_path):
     assert [int(n) for n in front_rows] == [t.number for t in sorted(stored.best_trials, key=lambda t: (-t.values[0], t.number))]
 
 
+@pytest.mark.slow
 def test_bad_format_names_the_valid_ones(stored, tmp_path):
     with pytest.raises(ValueError, match="unknown report format 'xlsx'; choose one of csv, parquet, html"):
         write_report(stored, tmp_path, "xlsx")
     assert FORMATS == ("csv", "parquet", "html") and not list(tmp_path.iterdir())
 
 
+@pytest.mark.slow
 def test_summary(stored):
     text = report_summary(stored)
     assert text.splitlines()[:3] == ["study 'tiny': 3 trials (COMPLETE 3)", "failure reasons: none", "Pareto front:"]

@@ -12,10 +12,10 @@ from typing import Any
 import optuna
 import pandas as pd
 import pytest
-from optuna.study import StudyDirection
 from optuna.trial import TrialState
-from study_fakes import DIRECTIONS, DISTRIBUTIONS, METRICS
 
+from study_fakes import DIRECTIONS, DISTRIBUTIONS, METRICS
+from tests.helpers import brute_force_front
 from xsearch.results.run_reports import front_table_text, pareto_figure, write_run_reports
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -52,21 +52,6 @@ def random_study(n: int = 60, seed: int = 0) -> optuna.Study:
         add(study, values, constraints=[rng.choice([-1.0, 0.0, 0.5])], seed=i)
     add(study, None, state=TrialState.FAIL, failure_reason="oom", curves=json.dumps({"loss": [1.0]}))
     return study
-
-
-def brute_force_front(study: optuna.Study) -> set[int]:
-    """Numbers of the non-dominated feasible COMPLETE trials, by an O(n^2) dominance check."""
-    signs = [-1.0 if d == StudyDirection.MAXIMIZE else 1.0 for d in study.directions]
-    losses = {
-        t.number: [s * v for s, v in zip(signs, t.values)]
-        for t in study.trials
-        if t.state == TrialState.COMPLETE and all(c <= 0 for c in t.constraints.values())
-    }
-
-    def dominates(a: list[float], b: list[float]) -> bool:
-        return all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b))
-
-    return {i for i, a in losses.items() if not any(dominates(b, a) for b in losses.values())}
 
 
 def test_write_run_reports(tmp_path: Path) -> None:

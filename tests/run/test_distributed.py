@@ -9,16 +9,12 @@ import time
 import optuna
 import pytest
 
-from xsearch.study.repeats import is_repeat
+from tests.helpers import tiny_study_toml
+from xsearch.study.record import is_repeat
 from xsearch.study.storage import open_storage
 
 COMPLETE, RUNNING, FAIL = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING,
                            optuna.trial.TrialState.FAIL)
-STUDY = (
-    'space = "{space}"\ntrials = 12\nseed_trials = []\nsampler = "random"\nheartbeat_interval = 2\n'
-    '[data]\nsource = "digits"\nimage_size = 16\nmax_train = 300\nval_fraction = 0.2\ntest_fraction = 0.2\n'
-    '[training]\nepochs = 3\nbatch_size = 32\naugment = false\n'
-)
 SPACE = ('[axes]\nmiddle_repeats = [0]\nwidth = [0.125]\ndepth_multiplier = [1]\nsegments = [1, 8, "depthwise"]\n'
          'intermediate_activation = ["none", "relu", "elu"]\nresidual = [true, false]\n')  # 18 designs for 12 trials
 
@@ -28,7 +24,8 @@ def _study_file(tmp_path, name):
     space = tmp_path / "space.toml"
     space.write_text(SPACE)
     study_file = tmp_path / f"{name}.toml"
-    study_file.write_text(STUDY.format(space=space))
+    study_file.write_text(tiny_study_toml(space=str(space), trials=12, seed_trials=[], sampler="random",
+                                          heartbeat_interval=2, training={"epochs": 3}))
     return study_file
 
 

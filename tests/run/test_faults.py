@@ -7,15 +7,17 @@ import optuna
 import pytest
 
 import xsearch.study.objective
+from tests.helpers import tiny_study_toml
 from xsearch.cli import main
-from xsearch.study.failures import StudyStopped
 from xsearch.run.runner import run_study
-from xsearch.study.storage import open_storage
+from xsearch.study.failures import StudyStopped
 from xsearch.study.spec import TrainingSpec
+from xsearch.study.storage import open_storage
 
 COMPLETE, FAIL = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL
 
 
+@pytest.mark.slow
 def test_nan_loss_fails_the_trial_with_reason_nan(tmp_path, tiny_spec):
     exploding = TrainingSpec(epochs=2, batch_size=32, optimizer="sgd", learning_rate=1e30, augment=False)
     study = run_study(dataclasses.replace(tiny_spec, trials=2, training=exploding), tmp_path / "run", progress=False)
@@ -25,6 +27,7 @@ def test_nan_loss_fails_the_trial_with_reason_nan(tmp_path, tiny_spec):
     assert "nan" in table.split("\n")[1] and "failure_reason" in table.split("\n")[0]
 
 
+@pytest.mark.slow
 def test_out_of_memory_is_recorded_and_taught_to_the_sampler(tmp_path, tiny_spec, monkeypatch):
     import tensorflow as tf
 
@@ -40,6 +43,7 @@ def test_out_of_memory_is_recorded_and_taught_to_the_sampler(tmp_path, tiny_spec
     assert study.best_trials == []
 
 
+@pytest.mark.slow
 def test_an_exception_fails_one_trial_and_the_study_goes_on(tmp_path, tiny_spec, monkeypatch):
     real_build = xsearch.study.objective.build_model
     calls = []
@@ -58,6 +62,7 @@ def test_an_exception_fails_one_trial_and_the_study_goes_on(tmp_path, tiny_spec,
     assert failed.user_attrs["failure_reason"] == "error" and "simulated crash" in failed.user_attrs["error"]
 
 
+@pytest.mark.slow
 def test_repeated_failures_warn_loudly_and_stop_only_when_asked(tmp_path, tiny_spec, monkeypatch, capsys):
     def broken(*args, **kwargs):
         raise RuntimeError("driver gone")
@@ -81,8 +86,7 @@ def _snapshot(folder: Path) -> dict:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-TINY = ('space = "tiny"\ntrials = 1\nseed_trials = []\n[data]\nsource = "digits"\nimage_size = 16\n'
-        'max_train = 200\n[training]\nepochs = 1\n')
+TINY = tiny_study_toml(trials=1, seed_trials=[], data={"max_train": 200}, training={"epochs": 1})
 
 
 @pytest.mark.parametrize(
@@ -121,6 +125,7 @@ def test_bad_input_exits_2_with_one_message_and_changes_nothing(tmp_path, capsys
     assert _snapshot(out) == before
 
 
+@pytest.mark.slow
 def test_reopening_with_other_objectives_exits_2_and_keeps_the_study(tmp_path, capsys):
     study_file = tmp_path / "s.toml"
     study_file.write_text(TINY)

@@ -8,30 +8,30 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
 import optuna
 import pandas as pd
 import pytest
 
 from benchmarks.synthetic_imagenet import write_imagenet_npz
-from xsearch.run import runner
-from xsearch.study.artifacts import ARTIFACT_ATTR, artifact_store
-from xsearch.study.repeats import DUPLICATE_ATTR, is_repeat
-from xsearch.results.export import export_trial
-from xsearch.run.runner import open_study, run_study
+from tests.helpers import brute_force_front, tiny_study_toml
 from xsearch.model.space import SearchSpace
-from xsearch.study.storage import budget_trials, open_storage
+from xsearch.results.export import export_trial
 from xsearch.results.report import report_summary
+from xsearch.run import runner
+from xsearch.run.runner import run_study
+from xsearch.study import sampler as study_sampler
+from xsearch.study import setup
+from xsearch.study.artifacts import artifact_store
+from xsearch.study.record import TrialAttr, is_repeat
+from xsearch.study.retries import budget_trials
+from xsearch.study.setup import open_study
 from xsearch.study.spec import load_study_spec
+from xsearch.study.storage import open_storage
 
 COMPLETE, WAITING = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.WAITING
 
 
-def _dominates(a, b, signs):
-    a, b = np.asarray(a) * signs, np.asarray(b) * signs
-    return bool(np.all(a <= b) and np.any(a < b))
-
-
+@pytest.mark.slow
 def test_run_records_trials_and_writes_a_correct_front(tmp_path, tiny_spec):
     study = run_study(tiny_spec, tmp_path / "run", progress=False)
     trials = study.get_trials(states=(COMPLETE,))
@@ -52,13 +52,11 @@ def test_run_records_trials_and_writes_a_correct_front(tmp_path, tiny_spec):
     table = pd.read_csv(tmp_path / "run" / "trials.csv")
     assert len(table) == 3 and {"config", "params", "latency_ms", "pareto", "val_accuracy"} <= set(table.columns)
     front = pd.read_csv(tmp_path / "run" / "pareto.csv")
-    signs = np.array([-1.0, 1.0, 1.0])
-    points = {t.number: t.values for t in trials}
-    brute = {n for n, v in points.items() if not any(_dominates(w, v, signs) for m, w in points.items() if m != n)}
-    assert set(front["number"]) == brute
+    assert set(front["number"]) == brute_force_front(study)
     assert (tmp_path / "run" / "pareto.html").stat().st_size > 100_000  # plotly inlined: opens offline
 
 
+@pytest.mark.slow
 def test_hard_constraints_skip_training(tmp_path, tiny_spec):
     spec = dataclasses.replace(tiny_spec, trials=4, constraints={"max_params": 150_000},
                                seed_trials=("paper", "regular", "segments-8"))
@@ -74,6 +72,7 @@ def test_hard_constraints_skip_training(tmp_path, tiny_spec):
     assert {t.number for t in study.best_trials}.isdisjoint({t.number for t in infeasible})
 
 
+@pytest.mark.slow
 def test_reopening_with_other_objectives_fails_and_changes_nothing(tmp_path, tiny_spec):
     run_study(dataclasses.replace(tiny_spec, trials=1), tmp_path / "run", progress=False)
     before = (tmp_path / "run" / "study.journal").read_bytes()
@@ -121,16 +120,16 @@ def test_workers_racing_to_create_a_study_on_postgresql_all_join_it(tmp_path, ti
 def test_a_study_whose_creator_died_during_set_up_is_finished_by_the_next_worker(tmp_path, tiny_spec, monkeypatch):
     storage = open_storage(None, tmp_path)
     optuna.create_study(study_name="tiny", storage=storage, directions=["maximize", "minimize", "minimize"])
-    monkeypatch.setattr(runner, "SETUP_WAIT_S", 1.0)
+    monkeypatch.setattr(setup, "SETUP_WAIT_S", 1.0)
     study = open_study(tiny_spec, SearchSpace.from_toml(tiny_spec.space), storage, "test", _Seeds())
     assert study.metric_names == ["val_accuracy", "params", "latency_ms"]
     assert [t.state for t in study.trials] == [WAITING] * len(SEEDS) and "xsearch_spec" in study.user_attrs
 
 
-def _first_proposals(spec, storage, count=4):
+def _first_proposals(spec, storage, count=4, shared=False):
     """The designs the sampler of a process that opens the study proposes first (asked, then failed)."""
     space = SearchSpace.from_toml(spec.space)
-    study = open_study(spec, space, storage, "test")
+    study = open_study(spec, space, storage, "test", shared=shared)
     proposals = []
     for _ in range(count):
         trial = study.ask()
@@ -143,11 +142,10 @@ def _first_proposals(spec, storage, count=4):
 @pytest.mark.parametrize("sampler", ["random", "tpe"])
 def test_workers_sharing_a_study_do_not_propose_the_same_designs_in_lockstep(tmp_path, tiny_spec, monkeypatch, sampler):
     spec = dataclasses.replace(tiny_spec, sampler=sampler, seed_trials=())
-    monkeypatch.setenv("XSEARCH_WORKERS", "2")
     proposals = []
     for pid in (1001, 1002):  # two workers of one supervisor open the study at once
-        monkeypatch.setattr(runner, "worker_identity", lambda pid=pid: {"worker_host": "gpu-box", "worker_pid": pid})
-        proposals.append(_first_proposals(spec, optuna.storages.InMemoryStorage()))
+        monkeypatch.setattr(study_sampler, "worker_identity", lambda pid=pid: {"worker_host": "gpu-box", "worker_pid": pid})
+        proposals.append(_first_proposals(spec, optuna.storages.InMemoryStorage(), shared=True))
     assert proposals[0] != proposals[1]
 
 
@@ -219,13 +217,10 @@ def _worker_of_a_running_trial_after_one_completes(db, timeout):
     return None
 
 
+@pytest.mark.slow
 def test_resume_after_kill_loses_and_repeats_nothing(tmp_path):
     study_file = tmp_path / "tiny-resume.toml"
-    study_file.write_text(
-        'space = "tiny"\ntrials = 4\nseed_trials = ["paper"]\n'
-        '[data]\nsource = "digits"\nimage_size = 16\nmax_train = 300\nval_fraction = 0.2\ntest_fraction = 0.2\n'
-        '[training]\nepochs = 2\nbatch_size = 32\naugment = false\n'
-    )
+    study_file.write_text(tiny_study_toml(trials=4))
     command = [sys.executable, "-m", "xsearch.cli", "run", "--study", str(study_file), "--out", str(tmp_path / "run")]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -251,6 +246,7 @@ def test_resume_after_kill_loses_and_repeats_nothing(tmp_path):
     assert "trial" in done.stdout and "val_acc" in done.stdout  # the front table at the end
 
 
+@pytest.mark.slow
 def test_a_repeated_design_is_not_trained_again_and_an_exhausted_space_ends_the_run(tmp_path, tiny_spec, monkeypatch,
                                                                                     capsys):
     space = tmp_path / "two-designs.toml"
@@ -266,10 +262,10 @@ def test_a_repeated_design_is_not_trained_again_and_an_exhausted_space_ends_the_
     assert sorted(t.params["residual"] for t in trained) == [False, True]
     assert len(repeats) >= 3 and all(is_repeat(t) for t in trials[-3:])  # the streak that ended the run
     for repeat in repeats:
-        twin = trials[repeat.user_attrs[DUPLICATE_ATTR]]
+        twin = trials[repeat.user_attrs[TrialAttr.REPEAT_OF]]
         assert twin in trained and repeat.params == twin.params and repeat.values == twin.values
         assert repeat.constraints == twin.constraints
-        assert repeat.user_attrs["curves"] == twin.user_attrs["curves"] and ARTIFACT_ATTR not in repeat.user_attrs
+        assert repeat.user_attrs["curves"] == twin.user_attrs["curves"] and TrialAttr.MODEL_ARTIFACT_ID not in repeat.user_attrs
         assert repeat.user_attrs["wall_time_s"] < 0.2 * twin.user_attrs["wall_time_s"]  # nothing built or trained
     assert "stopping at 2 of 3 trials: the sampler proposed 3 designs in a row that were already trained" \
         in capsys.readouterr().err
@@ -279,6 +275,6 @@ def test_a_repeated_design_is_not_trained_again_and_an_exhausted_space_ends_the_
     assert f"{len(repeats)} of them repeats of a trained design" in report_summary(study)
     assert runner.finished_count(study) == f"{len(trials)} trials finished ({len(repeats)} repeated a trained design: not retrained)"
     exported = export_trial(study, repeats[0].number, tmp_path / "repeat.keras", artifact_store(tmp_path / "run"))
-    twin_number = repeats[0].user_attrs[DUPLICATE_ATTR]
+    twin_number = repeats[0].user_attrs[TrialAttr.REPEAT_OF]
     assert exported.weights == "trained"
     assert exported.message.startswith(f"trial {repeats[0].number} repeats trial {twin_number}'s design; ")

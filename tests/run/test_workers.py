@@ -12,11 +12,12 @@ import time
 import optuna
 import pytest
 
-from xsearch.run import workers
+from tests.helpers import tiny_study_toml
 from xsearch.cli import main
-from xsearch.study.repeats import is_repeat
-from xsearch.study.storage import open_storage
+from xsearch.run import workers
 from xsearch.run.workers import hide_accelerators, recycle_after, run_workers, worker_count
+from xsearch.study.record import is_repeat
+from xsearch.study.storage import open_storage
 
 # A stand-in for `xsearch run`: logs its environment, then does what its slot's MODE says.
 FAKE_WORKER = textwrap.dedent("""
@@ -47,8 +48,7 @@ def _fake_workers(tmp_path, monkeypatch, modes):
 def _log(log):
     return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
 
-STUDY = ('space = "tiny"\ntrials = 3\nseed_trials = []\nsampler = "random"\n[data]\nsource = "digits"\n'
-         'image_size = 16\nmax_train = 200\n[training]\nepochs = 1\nbatch_size = 32\naugment = false\n')
+STUDY = tiny_study_toml(trials=3, seed_trials=[], sampler="random", data={"max_train": 200}, training={"epochs": 1})
 
 
 def _command(tmp_path):
@@ -60,6 +60,7 @@ def _study(tmp_path):
     return optuna.load_study(study_name="w", storage=open_storage(str(journal), journal.parent))
 
 
+@pytest.mark.slow
 def test_supervised_worker_is_recycled_and_the_study_completes(tmp_path):
     (tmp_path / "w.toml").write_text(STUDY)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "XSEARCH_TRIALS_PER_WORKER": "1"}
@@ -76,6 +77,7 @@ def test_supervised_worker_is_recycled_and_the_study_completes(tmp_path):
     assert probed in (8, 16) and {t.user_attrs["batch_size"] for t in trials} == {probed}
 
 
+@pytest.mark.slow
 def test_ctrl_c_exits_130_and_the_interrupted_trial_is_retried_when_the_study_resumes(tmp_path):
     (tmp_path / "w.toml").write_text(STUDY.replace("epochs = 1", "epochs = 30"))  # seconds between epoch 1 and the end
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}

@@ -4,9 +4,8 @@ import optuna
 import pytest
 
 from xsearch import XceptionConfig, build_model
-from xsearch.study.artifacts import (
-    ARTIFACT_ATTR, PRUNED_ATTR, SHA256_ATTR, artifact_store, file_sha256, keep_trial_model, prune_artifacts,
-)
+from xsearch.study.artifacts import artifact_store, file_sha256, keep_trial_model, prune_artifacts
+from xsearch.study.record import StudyAttr, TrialAttr
 
 FAIL = optuna.trial.TrialState.FAIL
 
@@ -35,7 +34,7 @@ def _trial(study, store, model, values, state=None):
 
 
 def _stored(store, study, number):
-    return store._get_filepath(study.trials[number].user_attrs[ARTIFACT_ATTR]).is_file()
+    return store._get_filepath(study.trials[number].user_attrs[TrialAttr.MODEL_ARTIFACT_ID]).is_file()
 
 
 def test_keep_trial_model_uploads_the_file_and_records_id_and_sha256(tmp_path, study, tiny_model):
@@ -43,10 +42,10 @@ def test_keep_trial_model_uploads_the_file_and_records_id_and_sha256(tmp_path, s
     number = _trial(study, store, tiny_model, (0.5, 10, 1.0))
     attrs = study.trials[number].user_attrs
     (meta,) = optuna.artifacts.get_all_artifact_meta(study.trials[number], storage=study._storage)
-    assert meta.artifact_id == attrs[ARTIFACT_ATTR] and meta.filename == f"trial-{number}.keras"
+    assert meta.artifact_id == attrs[TrialAttr.MODEL_ARTIFACT_ID] and meta.filename == f"trial-{number}.keras"
     copy = tmp_path / "copy.keras"
-    optuna.artifacts.download_artifact(artifact_store=store, file_path=str(copy), artifact_id=attrs[ARTIFACT_ATTR])
-    assert file_sha256(copy) == attrs[SHA256_ATTR]
+    optuna.artifacts.download_artifact(artifact_store=store, file_path=str(copy), artifact_id=attrs[TrialAttr.MODEL_ARTIFACT_ID])
+    assert file_sha256(copy) == attrs[TrialAttr.MODEL_SHA256]
 
 
 def test_prune_keeps_the_front_and_the_top_k_and_never_touches_running_trials(tmp_path, study, tiny_model):
@@ -60,7 +59,7 @@ def test_prune_keeps_the_front_and_the_top_k_and_never_touches_running_trials(tm
     running = _trial(study, store, tiny_model, None)
 
     assert prune_artifacts(study, store, keep_top=2) == [third, worse, failed]
-    assert study.user_attrs[PRUNED_ATTR] == [third, worse, failed]
+    assert study.user_attrs[StudyAttr.PRUNED_MODELS] == [third, worse, failed]
     assert [n for n in (best, second, small, third, worse, failed, running) if _stored(store, study, n)] == [
         best, second, small, running]
     assert prune_artifacts(study, store, keep_top=2) == []  # nothing new to prune

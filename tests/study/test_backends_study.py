@@ -7,10 +7,10 @@ import sys
 import optuna
 import pytest
 
+from tests.helpers import tiny_study_toml
 from xsearch.study.storage import open_storage
 
-STUDY = ('space = "tiny"\ntrials = 2\nseed_trials = ["paper"]\n[data]\nsource = "digits"\nimage_size = 16\n'
-         'max_train = 200\n[training]\nepochs = 2\nbatch_size = 32\naugment = false\n')
+STUDY = tiny_study_toml(trials=2, data={"max_train": 200})
 CLI = "import sys, runpy; sys.argv = ['xsearch'] + sys.argv[1:]; runpy.run_module('xsearch.cli', run_name='__main__')"
 NO_TENSORFLOW = """
 import sys
@@ -23,6 +23,7 @@ sys.meta_path.insert(0, NoTensorFlow())
 
 
 @pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+@pytest.mark.slow
 def test_short_study_on_each_backend(tmp_path, backend):
     pytest.importorskip(backend)
     (tmp_path / "b.toml").write_text(STUDY)

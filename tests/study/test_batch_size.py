@@ -4,13 +4,14 @@ import dataclasses
 
 import pytest
 
-from xsearch.run import runner
-from xsearch.study.batch_size import BatchProbe, batch_limit, largest_design, probe_batch_size
 from xsearch.model.builder import build_model
 from xsearch.model.costs import model_costs
 from xsearch.model.device import runtime_info
-from xsearch.run.runner import prepare_study, run_study
 from xsearch.model.space import SearchSpace
+from xsearch.run.runner import run_study
+from xsearch.study import setup
+from xsearch.study.batch_size import BatchProbe, batch_limit, largest_design, probe_batch_size
+from xsearch.study.setup import prepare_study
 
 OOM = RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 1.2GiB")
 
@@ -51,6 +52,7 @@ def test_the_limit_leaves_eight_steps_an_epoch():
 
 
 @pytest.mark.parametrize("name", ["quickstart", "tiny"])
+@pytest.mark.slow
 def test_the_largest_design_has_the_most_weights_of_the_space(name):
     space = SearchSpace.from_toml(name)
     largest = largest_design(space)
@@ -62,6 +64,7 @@ def test_the_largest_design_has_the_most_weights_of_the_space(name):
     assert all(params(largest) >= params(space.decode(corner)) for corner in space.corners())
 
 
+@pytest.mark.slow
 def test_auto_batch_size_is_probed_once_and_used_by_every_trial(tmp_path, tiny_spec, monkeypatch):
     spec = dataclasses.replace(tiny_spec, trials=1, training=dataclasses.replace(tiny_spec.training, batch_size="auto"))
     study = run_study(spec, tmp_path / "run", progress=False)
@@ -79,7 +82,7 @@ def test_auto_batch_size_is_probed_once_and_used_by_every_trial(tmp_path, tiny_s
     def no_second_probe(*args):
         raise AssertionError("probed again")
 
-    monkeypatch.setattr(runner, "find_batch_size", no_second_probe)
+    monkeypatch.setattr(setup, "find_batch_size", no_second_probe)
     resumed = run_study(dataclasses.replace(spec, trials=2), tmp_path / "run", progress=False)
     assert [t.user_attrs["batch_size"] for t in resumed.trials] == [chosen] * 2
 
@@ -92,6 +95,6 @@ def test_a_machine_that_finishes_its_probe_second_keeps_the_first_ones_batch(tmp
         study.set_user_attr("batch_size", 24)  # the other machine's probe ends while ours runs
         return BatchProbe(batch_size=16, images_per_second={8: 100.0, 16: 150.0}, stopped_by="plateau")
 
-    monkeypatch.setattr(runner, "find_batch_size", slower_than_another_machine)
+    monkeypatch.setattr(setup, "find_batch_size", slower_than_another_machine)
     resolved = prepare_study(spec, tmp_path)[1]
     assert resolved.training.batch_size == 24 and study.user_attrs["batch_size"] == 24

@@ -9,16 +9,18 @@ import pytest
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState, create_trial
 
-from xsearch.study.artifacts import artifact_store
 from xsearch.model.config import XceptionConfig
-from xsearch.study.repeats import DUPLICATE_ATTR, SETUP_ATTR, setup_digest
-from xsearch.study.early_stop import STOPPED_ATTR, STOPPED_BY_ATTR, accuracy_at, dominating_trial, stopped_summary
-from xsearch.results.export import export_trial
-from xsearch.study.objective import Objective
-from xsearch.results.pareto import pareto_front
-from xsearch.run.runner import finished_count, load_spec_dataset
 from xsearch.model.space import SearchSpace
+from xsearch.results.export import export_trial
+from xsearch.results.pareto import pareto_front
 from xsearch.results.report import report_summary
+from xsearch.run.runner import finished_count
+from xsearch.study.artifacts import artifact_store
+from xsearch.study.early_stop import accuracy_at, dominating_trial, stopped_summary
+from xsearch.study.objective import StudyObjective
+from xsearch.study.record import TrialAttr
+from xsearch.study.repeats import setup_digest
+from xsearch.study.setup import load_spec_dataset
 from xsearch.study.spec import EarlyStopSpec
 
 SPACE = {"segments": CategoricalDistribution(["1", "4", "depthwise"])}
@@ -26,7 +28,7 @@ COSTS = {"params": 1000.0, "latency_ms": 2.0}
 
 
 def _trained(number, curve, digest="d", epochs_done=3, **attrs):
-    user_attrs = {SETUP_ATTR: digest, "feasible": True, "epochs_done": epochs_done, "params": 500,
+    user_attrs = {TrialAttr.SETUP_DIGEST: digest, "feasible": True, "epochs_done": epochs_done, "params": 500,
                   "latency_ms": 1.0, "curves": {"val_accuracy": curve}, "val_accuracy": curve[-1], **attrs}
     trial = create_trial(params={"segments": "1"}, distributions=SPACE, values=[curve[-1], 500, 1.0],
                          user_attrs=user_attrs)
@@ -61,7 +63,7 @@ def test_only_full_trainings_under_the_same_set_up_are_references():
     assert _dominator([_trained(0, [0.9, 0.9], epochs_done=2)]) is None  # stopped early or still training
     assert _dominator([_trained(0, [0.9, 0.9, 0.9], digest="other")]) is None
     assert _dominator([_trained(0, [0.9, 0.9, 0.9], feasible=False)]) is None
-    assert _dominator([_trained(0, [0.9, 0.9, 0.9], **{DUPLICATE_ATTR: 3})]) is None
+    assert _dominator([_trained(0, [0.9, 0.9, 0.9], **{TrialAttr.REPEAT_OF: 3})]) is None
     failed = create_trial(params={"segments": "1"}, distributions=SPACE, state=TrialState.FAIL,
                           user_attrs=_trained(0, [0.9, 0.9, 0.9]).user_attrs)
     assert _dominator([failed]) is None
@@ -90,21 +92,22 @@ def _study_with_reference(spec, reference_params: int) -> tuple[optuna.Study, Se
     study.add_trial(create_trial(
         params=space.encode(XceptionConfig(middle_repeats=0, width=0.125, segments=1)),
         distributions=space.distributions(), values=[1.0, reference_params, 1e-6],
-        user_attrs={SETUP_ATTR: setup_digest(spec), "feasible": True, "epochs_done": epochs, "val_accuracy": 1.0,
+        user_attrs={TrialAttr.SETUP_DIGEST: setup_digest(spec), "feasible": True, "epochs_done": epochs, "val_accuracy": 1.0,
                     "curves": {"val_accuracy": [1.0] * epochs}, "params": reference_params, "latency_ms": 1e-6},
     ))
     study.enqueue_trial(space.encode(XceptionConfig(middle_repeats=0, width=0.125, segments="depthwise")))
     return study, space
 
 
+@pytest.mark.slow
 def test_a_dominated_trial_stops_records_where_and_stays_off_the_front(early_spec, tmp_path):
     study, space = _study_with_reference(early_spec, reference_params=1)
     store = artifact_store(tmp_path)
-    study.optimize(Objective(early_spec, space, load_spec_dataset(early_spec), tmp_path, store=store), n_trials=1)
+    study.optimize(StudyObjective(early_spec, space, load_spec_dataset(early_spec), tmp_path, store=store), n_trials=1)
 
     stopped = study.trials[1]
     assert stopped.state == TrialState.COMPLETE
-    assert stopped.user_attrs[STOPPED_ATTR] == 1 and stopped.user_attrs[STOPPED_BY_ATTR] == 0
+    assert stopped.user_attrs[TrialAttr.STOPPED_AT_EPOCH] == 1 and stopped.user_attrs[TrialAttr.STOPPED_BY] == 0
     assert stopped.user_attrs["epochs"] == 1 and len(stopped.user_attrs["curves"]["loss"]) == 1
     assert stopped.values[0] == stopped.user_attrs["curves"]["val_accuracy"][0]  # the accuracy it reached
     assert [t.number for t in pareto_front(study)] == [0]
@@ -117,11 +120,12 @@ def test_a_dominated_trial_stops_records_where_and_stays_off_the_front(early_spe
     assert card["stopped_early"] == {"at_epoch": 1, "dominated_by_trial": 0}
 
 
+@pytest.mark.slow
 def test_a_trial_that_costs_less_than_every_trained_design_trains_fully(early_spec, tmp_path):
     study, space = _study_with_reference(early_spec, reference_params=10**9)
-    study.optimize(Objective(early_spec, space, load_spec_dataset(early_spec), tmp_path), n_trials=1)
+    study.optimize(StudyObjective(early_spec, space, load_spec_dataset(early_spec), tmp_path), n_trials=1)
 
     trained = study.trials[1]
-    assert STOPPED_ATTR not in trained.user_attrs and trained.user_attrs["epochs"] == 2
+    assert TrialAttr.STOPPED_AT_EPOCH not in trained.user_attrs and trained.user_attrs["epochs"] == 2
     assert stopped_summary(study) == ""
 

@@ -5,14 +5,8 @@ import dataclasses
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState, create_trial
 
-from xsearch.study.repeats import (
-    DUPLICATE_ATTR,
-    SETUP_ATTR,
-    is_repeat,
-    repeated_results,
-    setup_digest,
-    trained_twin,
-)
+from xsearch.study.record import TrialAttr, is_repeat
+from xsearch.study.repeats import repeated_results, setup_digest, trained_twin
 from xsearch.study.spec import StudySpec, TrainingSpec
 
 SPACE = {"segments": CategoricalDistribution(["1", "depthwise"])}
@@ -21,7 +15,7 @@ SPACE = {"segments": CategoricalDistribution(["1", "depthwise"])}
 def _trial(number, segments, digest="d", state=TrialState.COMPLETE, **attrs):
     trial = create_trial(params={"segments": segments}, distributions=SPACE, state=state,
                          values=[0.9, 100.0] if state == TrialState.COMPLETE else None,
-                         user_attrs={SETUP_ATTR: digest, **attrs})
+                         user_attrs={TrialAttr.SETUP_DIGEST: digest, **attrs})
     trial.number = number
     return trial
 
@@ -40,7 +34,7 @@ def test_the_twin_is_the_earliest_completed_original_with_the_same_design_and_se
     trials = [
         _trial(0, "1", state=TrialState.FAIL),
         _trial(1, "1", digest="other"),
-        _trial(2, "1", **{DUPLICATE_ATTR: 5}),  # a repeat never stands for a design
+        _trial(2, "1", **{TrialAttr.REPEAT_OF: 5}),  # a repeat never stands for a design
         _trial(3, "1"),
         _trial(4, "1"),
         _trial(5, "depthwise", state=TrialState.RUNNING),
@@ -55,6 +49,6 @@ def test_a_repeat_copies_the_results_but_not_the_attempt():
                   worker_pid=1, model_artifact_id="a", model_sha256="s", wall_time_s=50.0, seed_trial=True,
                   epochs_done=2, retry_of=1)
     results = repeated_results(twin)
-    assert results == {SETUP_ATTR: "d", "config": "{}", "val_accuracy": 0.9, "params": 100,
-                       "curves": {"loss": [1.0]}, DUPLICATE_ATTR: 3}
+    assert results == {TrialAttr.SETUP_DIGEST: "d", "config": "{}", "val_accuracy": 0.9, "params": 100,
+                       "curves": {"loss": [1.0]}, TrialAttr.REPEAT_OF: 3}
     assert is_repeat(_trial(9, "1", **results)) and not is_repeat(twin)

@@ -2,9 +2,10 @@
 
 import keras
 import numpy as np
+import pytest
 
-from xsearch.model.builder import build_model
 from xsearch.data import Dataset
+from xsearch.model.builder import build_model
 from xsearch.model.space import SearchSpace
 from xsearch.study.spec import TrainingSpec
 from xsearch.study.training import train_and_evaluate, with_normalization
@@ -41,6 +42,7 @@ def _counting_model() -> _CountingModel:
     return model
 
 
+@pytest.mark.slow
 def test_the_training_step_is_traced_once_with_full_batches_only():
     model = _counting_model()
     result = train_and_evaluate(model, _dataset(train=180), SPEC, seed=0, workers=1)
@@ -50,6 +52,7 @@ def test_the_training_step_is_traced_once_with_full_batches_only():
     assert len(model.traced_batches) == 1 and model.traced_batches[0] in (None, 32)
 
 
+@pytest.mark.slow
 def test_a_training_set_smaller_than_the_batch_is_one_batch():
     model = _counting_model()
     result = train_and_evaluate(model, _dataset(train=20), SPEC, seed=0, workers=1)

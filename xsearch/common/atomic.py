@@ -1,21 +1,34 @@
-"""Atomic file writes: a crash never leaves a half-written report or card."""
+"""Atomic file writes: a crash or a full disk never leaves a half-written file under the final name."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 
-def write_atomic(path: Path, data: bytes | str) -> None:
-    """Write ``data`` to a temp file beside ``path``, then rename it over ``path``."""
-    payload = data.encode("utf-8") if isinstance(data, str) else data
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+@contextlib.contextmanager
+def atomic_path(path: Path, suffix: str = ".tmp") -> Iterator[Path]:
+    """A path that does not exist yet, in a private folder beside ``path`` (its name ends in ``suffix``),
+    for the block to write; synced to disk and renamed over ``path`` when the block succeeds, deleted
+    when it fails."""
+    folder = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+    temporary = folder / f"{path.stem}{suffix}"
     try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(payload)
-        os.chmod(temp, 0o644)
-        os.replace(temp, path)
-    except BaseException:
-        os.unlink(temp)
-        raise
+        yield temporary
+        with open(temporary, "rb+") as written:
+            os.fsync(written.fileno())
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """Write ``data`` (text as UTF-8) to ``path`` through `atomic_path`."""
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    with atomic_path(path) as temporary:
+        temporary.write_bytes(payload)

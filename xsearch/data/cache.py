@@ -6,12 +6,12 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from xsearch.common.atomic import atomic_path
 from xsearch.data.dataset import Dataset
 
 CACHE_FORMAT = 1
@@ -34,23 +34,17 @@ def cache_file(root: Path, key: dict[str, Any]) -> Path:
 
 
 def write_cache(path: Path, dataset: Dataset) -> None:
-    """Writes `dataset` to `path` atomically (temporary file in the same folder, then os.replace)."""
+    """Writes `dataset` to `path` atomically (`xsearch.common.atomic.atomic_path`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {name: getattr(dataset, name) for name in ARRAY_FIELDS}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            np.savez(
-                file,
-                name=np.array(dataset.name),
-                num_classes=np.array(dataset.num_classes),
-                class_names=np.array(dataset.class_names, dtype=str),
-                **arrays,
-            )
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_path(path, suffix=".npz") as temporary:
+        np.savez(
+            temporary,
+            name=np.array(dataset.name),
+            num_classes=np.array(dataset.num_classes),
+            class_names=np.array(dataset.class_names, dtype=str),
+            **arrays,
+        )
 
 
 def read_cache(path: Path) -> Dataset:

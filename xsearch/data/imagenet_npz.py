@@ -46,11 +46,14 @@ def find_imagenet_dir(data_dir: Path | None, image_size: int) -> Path:
 
 def read_imagenet_npz(directory: Path, image_size: int) -> RawData:
     """Reads train_data_batch_1, 2, ... (up to the first missing one) and val_data; labels become 0-based."""
-    train_files = []
+    train_files: list[Path] = []
     while path := _find(directory, f"train_data_batch_{len(train_files) + 1}"):
         train_files.append(path)
+    val_file = _find(directory, "val_data")
+    if val_file is None:
+        raise FileNotFoundError(f"{directory}: no val_data file (val_data or val_data.npz) beside the train batches.")
     train = _read_batches(train_files, image_size)
-    val = _read_batches([_find(directory, "val_data")], image_size)
+    val = _read_batches([val_file], image_size)
     num_classes = int(max(train[1].max(), val[1].max())) + 1
     return RawData(train=train, val=val, class_names=[str(label) for label in range(1, num_classes + 1)])
 

@@ -41,4 +41,7 @@ def read_tfds(name: str, data_dir: Path | None, image_size: int) -> RawData:
         return np.stack([p[0] for p in pairs]), np.array([p[1] for p in pairs], np.int32)
 
     label = info.features[info.supervised_keys[1]]
-    return RawData(train=read("train"), val=read("validation"), test=read("test"), class_names=list(label.names))
+    train = read("train")
+    if train is None:
+        raise ValueError(f"tfds:{name}: the data set has no 'train' split.")
+    return RawData(train=train, val=read("validation"), test=read("test"), class_names=list(label.names))

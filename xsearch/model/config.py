@@ -5,9 +5,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
-Segments = Union[int, Literal["depthwise"]]
+Segments = int | Literal["depthwise"]
 ACTIVATIONS = ("none", "relu", "elu")
 
 

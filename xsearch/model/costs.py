@@ -48,7 +48,10 @@ def model_costs(model: keras.Model) -> ModelCosts:
 
 def _positions(shape: tuple[int | None, ...]) -> int:
     """Number of output positions per sample: every dimension but the batch and the channels."""
-    return math.prod(int(side) for side in shape[1:-1])
+    positions = 1
+    for side in shape[1:-1]:
+        positions *= int(side or 0)
+    return positions
 
 
 def _leaf_layers(model: keras.Model) -> list[keras.layers.Layer]:

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 import optuna
 
-from xsearch.model.config import XceptionConfig
 from xsearch.common.resources import load_toml, resolve, unknown_keys_error
+from xsearch.model.config import XceptionConfig
 
 if TYPE_CHECKING:
     import keras_tuner
@@ -40,7 +40,7 @@ class Choice:
     values: tuple[Any, ...]
 
 
-Axis = Union[Range, Choice]
+Axis = Range | Choice
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,7 +87,7 @@ class SearchSpace:
 
     def sample(self, trial: optuna.Trial) -> XceptionConfig:
         """Suggest one value per axis on an Optuna trial (define-by-run or ask/tell)."""
-        values = {}
+        values: dict[str, Any] = {}
         for axis, spec in self.axes.items():
             if isinstance(spec, Range) and _NUMERIC[axis] is int:
                 values[axis] = trial.suggest_int(axis, int(spec.low), int(spec.high), step=int(spec.step))

@@ -8,26 +8,26 @@ from __future__ import annotations
 
 import json
 import warnings
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 import optuna
 import pandas as pd
 import plotly.graph_objects as go
 from optuna.study import StudyDirection
-from optuna.visualization._hypervolume_history import _get_hypervolume_history_info
 from optuna_dashboard import save_plotly_graph_object
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-from xsearch.study.repeats import DUPLICATE_ATTR
-from xsearch.study.early_stop import STOPPED_ATTR
-from xsearch.results.pareto import is_feasible, trials_frame
+from xsearch.results.pareto import objective_names, trials_frame
 from xsearch.results.run_reports import pareto_figure
-from xsearch.study.spec import OBJECTIVES
+from xsearch.study.optuna_private import hypervolume_history as optuna_hypervolume_history
+from xsearch.study.record import TrialAttr, is_feasible
+from xsearch.study.spec import read_spec
 
-SPECTRUM_METRICS = (("val_accuracy", "val_accuracy", "linear"), ("params", "params", "log"),
-                    ("latency_ms", "latency (ms)", "linear"))
+SPECTRUM_METRICS = ((TrialAttr.VAL_ACCURACY, "val_accuracy", "linear"), (TrialAttr.PARAMS, "params", "log"),
+                    (TrialAttr.LATENCY_MS, "latency (ms)", "linear"))
 COLOUR_AXES = ("width", "middle_repeats", "intermediate_activation", "residual")
 REFERENCE_MARGIN = 0.1
 EMPTY_NOTE = "no completed trials yet"
@@ -67,8 +67,8 @@ def hypervolume_series(study: optuna.Study) -> tuple[list[int], list[float], lis
     reference = reference_point(study) if len(study.directions) > 1 else None
     if reference is None:
         return [], [], None
-    info = _get_hypervolume_history_info(study, np.asarray(reference, dtype=float))
-    return list(info.trial_numbers), [float(v) for v in info.values], reference
+    numbers, volumes = optuna_hypervolume_history(study, reference)
+    return numbers, volumes, reference
 
 
 def hypervolume_history(study: optuna.Study) -> go.Figure:
@@ -76,7 +76,7 @@ def hypervolume_history(study: optuna.Study) -> go.Figure:
     numbers, volumes, reference = hypervolume_series(study)
     figure = go.Figure(go.Scatter(x=numbers, y=volumes, mode="lines+markers", name="hypervolume",
                                   line=dict(color="darkorange", shape="hv")))
-    names = study.metric_names or [f"values_{i}" for i in range(len(study.directions))]
+    names = objective_names(study)
     subtitle = ", ".join(f"{n}={v:.4g}" for n, v in zip(names, reference)) if reference else ""
     figure.update_layout(
         title=f"xsearch: hypervolume history<br><sup>reference point: {subtitle or '-'}</sup>",
@@ -95,8 +95,8 @@ def spectrum_frame(study: optuna.Study) -> pd.DataFrame:
     by `segment_order`, then trial number.
     """
     frame = trials_frame(study)
-    frame = frame[frame["feasible"]]
-    for partial in (DUPLICATE_ATTR, STOPPED_ATTR):
+    frame = frame[frame[TrialAttr.FEASIBLE]]
+    for partial in (TrialAttr.REPEAT_OF, TrialAttr.STOPPED_AT_EPOCH):
         if partial in frame:
             frame = frame[frame[partial].isna()]
     rows = [_design_row(row) for _, row in frame.iterrows()]
@@ -156,20 +156,22 @@ def attach_figures(study: optuna.Study) -> None:
 
 
 def _ensure_metric_names(study: optuna.Study) -> None:
-    """Set the metric names from the ``xsearch_spec`` user attr when the study has none."""
-    spec = study.user_attrs.get("xsearch_spec")
-    if study.metric_names is not None or not isinstance(spec, str):
+    """Set the metric names from the study's recorded spec when the study has none."""
+    if study.metric_names is not None:
         return
-    names = [OBJECTIVES[name].metric for name in json.loads(spec).get("objectives", ()) if name in OBJECTIVES]
-    if len(names) == len(study.directions):
+    try:
+        metrics = [objective.metric for objective in read_spec(study).objective_list]
+    except ValueError:  # not made by xsearch run
+        return
+    if len(metrics) == len(study.directions):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.set_metric_names(names)
+            study.set_metric_names(metrics)
 
 
 def _design_row(row: pd.Series) -> dict[str, Any]:
     """A `spectrum_frame` row from a `trials_frame` row."""
-    config = row.get("config")
+    config = row.get(TrialAttr.CONFIG)
     design = json.loads(config) if isinstance(config, str) and config else {}
     axes = {axis: design.get(axis, row.get(f"param_{axis}")) for axis in ("segments", *COLOUR_AXES)}
     metrics = {metric: pd.to_numeric(row.get(metric), errors="coerce") for metric, _, _ in SPECTRUM_METRICS}

@@ -16,23 +16,18 @@ import numpy as np
 import optuna
 import pandas as pd
 from optuna.study import StudyDirection
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
-from xsearch.study.repeats import is_repeat
+from xsearch.study.record import TrialAttr, is_feasible, is_repeat
 
 PICKS = ("accuracy", "params", "latency", "knee")
-_PICK_METRICS = {"accuracy": "val_accuracy", "params": "params", "latency": "latency_ms"}
-_TAIL_COLUMNS = ("constraints", "feasible", "pareto", "datetime_start", "datetime_complete", "duration_s")
+_PICK_METRICS = {"accuracy": TrialAttr.VAL_ACCURACY, "params": TrialAttr.PARAMS, "latency": TrialAttr.LATENCY_MS}
+_TAIL_COLUMNS = ("constraints", TrialAttr.FEASIBLE, "pareto", "datetime_start", "datetime_complete", "duration_s")
 
 
 def objective_names(study: optuna.Study) -> list[str]:
     """The study's metric names, or ``values_0``, ``values_1``, ... when none were set."""
     return study.metric_names or [f"values_{i}" for i in range(len(study.directions))]
-
-
-def is_feasible(trial: FrozenTrial) -> bool:
-    """Whether the trial is COMPLETE and all its constraint values (if any) are <= 0."""
-    return trial.state == TrialState.COMPLETE and all(c <= 0 for c in trial.constraints.values())
 
 
 def pareto_front(study: optuna.Study) -> list[FrozenTrial]:
@@ -60,7 +55,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     reserved = {"number", "state", *names, *params, *_TAIL_COLUMNS}
     attrs = [a for a in dict.fromkeys(a for t in trials for a in t.user_attrs) if a not in reserved]
     frame = pd.DataFrame(rows, columns=["number", "state", *names, *params, *attrs, *_TAIL_COLUMNS])
-    return frame.astype({"number": int, "feasible": bool, "pareto": bool})
+    return frame.astype({"number": int, TrialAttr.FEASIBLE: bool, "pareto": bool})
 
 
 def knee_trial(study: optuna.Study) -> FrozenTrial | None:

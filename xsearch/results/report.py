@@ -10,15 +10,16 @@ from pathlib import Path
 import optuna
 import pandas as pd
 
-from xsearch.results.figures import hypervolume_history, pareto_projections, segment_spectrum
 from xsearch.common.atomic import write_atomic
-from xsearch.study.repeats import is_repeat
-from xsearch.study.early_stop import stopped_summary
+from xsearch.results.figures import hypervolume_history, pareto_projections, segment_spectrum
 from xsearch.results.pareto import pareto_front, trials_frame
 from xsearch.results.run_reports import front_table_text
+from xsearch.study.early_stop import stopped_summary
+from xsearch.study.record import TrialAttr, is_repeat
 
 FORMATS = ("csv", "parquet", "html")
-_FRONT_COLUMNS = ("number", "val_accuracy", "test_accuracy", "params", "macs", "flops", "latency_ms")
+_FRONT_COLUMNS = ("number", TrialAttr.VAL_ACCURACY, TrialAttr.TEST_ACCURACY, TrialAttr.PARAMS, TrialAttr.MACS,
+                  TrialAttr.FLOPS, TrialAttr.LATENCY_MS)
 
 
 def write_report(study: optuna.Study, out_dir: Path, fmt: str) -> Path:
@@ -69,8 +70,8 @@ def report_summary(study: optuna.Study) -> str:
     """Study name, trials by state (and repeats of trained designs), failure reasons with counts (of
     the trials that ran), and the front as a text table."""
     trials = study.get_trials(deepcopy=False)
-    reasons = Counter(str(t.user_attrs["failure_reason"]) for t in trials
-                      if "failure_reason" in t.user_attrs and not is_repeat(t))
+    reasons = Counter(str(t.user_attrs[TrialAttr.FAILURE_REASON]) for t in trials
+                      if TrialAttr.FAILURE_REASON in t.user_attrs and not is_repeat(t))
     failures = ", ".join(f"{reason} {count}" for reason, count in reasons.most_common()) or "none"
     stopped = stopped_summary(study)
     return "\n".join([f"study {study.study_name!r}: {_state_counts(study)}", f"failure reasons: {failures}",

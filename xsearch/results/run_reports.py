@@ -15,8 +15,9 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from xsearch.common.atomic import write_atomic
-from xsearch.results.pareto import pareto_front, trials_frame
 from xsearch.model.space import AXES
+from xsearch.results.pareto import pareto_front, trials_frame
+from xsearch.study.record import TrialAttr
 
 _ABBREVIATIONS = {
     "middle_repeats": "rep",
@@ -26,8 +27,9 @@ _ABBREVIATIONS = {
     "intermediate_activation": "act",
     "residual": "res",
 }
-_PANELS = (("params", "params", "log"), ("latency_ms", "latency (ms)", "linear"))
-_HOVER_METRICS = ("val_accuracy", "test_accuracy", "params", "macs", "latency_ms", "throughput")
+_PANELS = ((TrialAttr.PARAMS, "params", "log"), (TrialAttr.LATENCY_MS, "latency (ms)", "linear"))
+_HOVER_METRICS = (TrialAttr.VAL_ACCURACY, TrialAttr.TEST_ACCURACY, TrialAttr.PARAMS, TrialAttr.MACS,
+                  TrialAttr.LATENCY_MS, TrialAttr.THROUGHPUT)
 
 
 def write_run_reports(study: optuna.Study, out_dir: Path) -> dict[str, Path]:
@@ -58,15 +60,15 @@ def pareto_figure(study: optuna.Study) -> go.Figure:
     frame = trials_frame(study)
     figure = make_subplots(rows=1, cols=2, subplot_titles=[f"val_accuracy vs {title}" for _, title, _ in _PANELS])
     groups = {
-        "trials": frame[frame["feasible"] & ~frame["pareto"]],
-        "infeasible / failed": frame[~frame["feasible"]],
+        "trials": frame[frame[TrialAttr.FEASIBLE] & ~frame["pareto"]],
+        "infeasible / failed": frame[~frame[TrialAttr.FEASIBLE]],
         "Pareto front": frame[frame["pareto"]],
     }
     for col, (metric, title, axis_type) in enumerate(_PANELS, start=1):
         for name, rows in groups.items():
             figure.add_trace(_scatter(rows, metric, name, first_panel=col == 1), row=1, col=col)
         figure.update_xaxes(title_text=title, type=axis_type, row=1, col=col)
-        figure.update_yaxes(title_text="val_accuracy", tickformat=".1%", row=1, col=col)
+        figure.update_yaxes(title_text=TrialAttr.VAL_ACCURACY, tickformat=".1%", row=1, col=col)
     figure.update_layout(title=f"Study {study.study_name}: {len(frame)} trials", template="plotly_white", hovermode="closest")
     return figure
 
@@ -79,11 +81,11 @@ def front_table_text(study: optuna.Study) -> str:
     table = pd.DataFrame(
         {
             "trial": front["number"],
-            "val_acc": [_percent(v) for v in _column(front, "val_accuracy")],
-            "test_acc": [_percent(v) for v in _column(front, "test_accuracy")],
-            "params": [_si(v) for v in _column(front, "params")],
-            "MACs": [_si(v) for v in _column(front, "macs")],
-            "lat_ms": [_number(v, "{:.2f}") for v in _column(front, "latency_ms")],
+            "val_acc": [_percent(v) for v in _column(front, TrialAttr.VAL_ACCURACY)],
+            "test_acc": [_percent(v) for v in _column(front, TrialAttr.TEST_ACCURACY)],
+            "params": [_si(v) for v in _column(front, TrialAttr.PARAMS)],
+            "MACs": [_si(v) for v in _column(front, TrialAttr.MACS)],
+            "lat_ms": [_number(v, "{:.2f}") for v in _column(front, TrialAttr.LATENCY_MS)],
         }
     )
     axes = pd.DataFrame([_axes(row) for _, row in front.iterrows()]).rename(columns=_ABBREVIATIONS)
@@ -98,7 +100,7 @@ def _front_rows(study: optuna.Study, frame: pd.DataFrame) -> pd.DataFrame:
 
 def _scatter(rows: pd.DataFrame, metric: str, name: str, first_panel: bool) -> go.Scatter:
     """One trace of `pareto_figure`: the rows that have both ``metric`` and val_accuracy."""
-    x, y = _column(rows, metric), _column(rows, "val_accuracy")
+    x, y = _column(rows, metric), _column(rows, TrialAttr.VAL_ACCURACY)
     rows = rows[x.notna() & y.notna()].assign(_x=x, _y=y).sort_values("_x")
     styles: dict[str, dict[str, Any]] = {
         "trials": dict(mode="markers", marker=dict(color="lightgrey", size=7)),
@@ -133,7 +135,7 @@ def _hover(row: pd.Series) -> str:
 
 def _axes(row: pd.Series) -> dict[str, Any]:
     """The six axes of a trial: from its ``config`` user attr, else from its ``param_`` columns."""
-    config = row.get("config")
+    config = row.get(TrialAttr.CONFIG)
     parsed = json.loads(config) if isinstance(config, str) and config else {}
     values = {axis: parsed.get(axis, row.get(f"param_{axis}")) for axis in AXES}
     return {axis: "-" if pd.isna(value) else value for axis, value in values.items()}

@@ -13,16 +13,18 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 from xsearch.study.failures import EXIT_RECYCLE
 
 if TYPE_CHECKING:
     import optuna
 
+    from xsearch.run.progress import Progress
     from xsearch.study.spec import StudySpec
 
 CPU_CORES_PER_WORKER = 4
@@ -119,21 +121,24 @@ def supervise(spec: StudySpec, out_dir: Path, storage: str | None, run_arguments
     """Check and open the study, then run it in ``workers`` worker processes; (exit status, study).
 
     This process stays off the GPUs (`hide_accelerators`). With ``batch_size = "auto"`` the first
-    worker probes the batch size on its device before the others start.
+    worker probes the batch size on its device before the others start. This process alone shows
+    the study's progress (`Progress`), read from the storage while the workers run.
     """
     gpus = visible_gpus()
     environment = hide_accelerators()
     try:
         import keras
 
-        from xsearch.run.runner import prepare_study, study_is_set_up
+        from xsearch.run.progress import Progress
+        from xsearch.study.setup import prepare_study, study_is_set_up
 
         count = worker_count(workers)
         recycle_every = trials_per_worker(keras.config.backend())
         stop_at = None if spec.timeout is None else time.time() + spec.timeout
         study = prepare_study(spec, out_dir, storage, probe_batch_size=False)[0]  # checks everything first
-        status = run_workers(run_arguments, count, environment, gpus, recycle_every, stop_at,
-                             ready=lambda: study_is_set_up(study, spec))
+        with Progress(study, spec.trials, spec.training.epochs) as progress:
+            status = run_workers(run_arguments, count, environment, gpus, recycle_every, stop_at,
+                                 ready=lambda: study_is_set_up(study, spec), progress=progress)
         return status, study
     finally:
         os.environ.clear()
@@ -142,7 +147,7 @@ def supervise(spec: StudySpec, out_dir: Path, storage: str | None, run_arguments
 
 def run_workers(run_arguments: list[str], count: int, environment: dict[str, str], gpus: list[str],
                 recycle_every: int | None = None, stop_at: float | None = None,
-                ready: Callable[[], bool] | None = None) -> int:
+                ready: Callable[[], bool] | None = None, progress: Progress | None = None) -> int:
     """Run ``count`` `xsearch run` processes with ``run_arguments``; the worst exit status.
 
     With GPUs each worker is pinned to one (``CUDA_VISIBLE_DEVICES``). A worker that crashes (killed
@@ -152,7 +157,8 @@ def run_workers(run_arguments: list[str], count: int, environment: dict[str, str
     crashes. A worker that exits to be recycled (after ``recycle_every`` trials) is restarted at
     once. Nothing is restarted after ``stop_at`` (Unix time). With ``ready``, the first worker
     starts alone (it sets the study up, e.g. probes the batch size) until ``ready()`` is true.
-    Ctrl-C stops them all (exit status 130).
+    Ctrl-C stops them all (exit status 130). ``progress`` is polled while they run; when it draws
+    a live display, the workers' stderr is copied through this process, so that it prints above it.
     """
     environment = {**environment, SUPERVISED: "1", WORKERS: str(count)}
     if recycle_every is not None:
@@ -160,8 +166,10 @@ def run_workers(run_arguments: list[str], count: int, environment: dict[str, str
     if stop_at is not None:
         environment[DEADLINE] = repr(stop_at)
 
+    forwarders: list[threading.Thread] | None = [] if progress is not None and progress.live else None
+
     def start(index: int) -> subprocess.Popen:
-        return _start(run_arguments, environment, gpus[index % len(gpus)] if gpus else None)
+        return _start(run_arguments, environment, gpus[index % len(gpus)] if gpus else None, forwarders)
 
     processes: list[subprocess.Popen | None] = [start(0)] + [None] * (count - 1)
     waiting = list(range(1, count))
@@ -170,6 +178,8 @@ def run_workers(run_arguments: list[str], count: int, environment: dict[str, str
     try:
         while any(process is not None for process in processes) or waiting:
             time.sleep(0.5)
+            if progress is not None:
+                progress.poll()
             if waiting and (ready is None or processes[0] is None or ready()):
                 for index in waiting:
                     processes[index] = start(index)
@@ -205,13 +215,35 @@ def run_workers(run_arguments: list[str], count: int, environment: dict[str, str
         for process in running:
             process.wait()
         return 130
+    finally:
+        for thread in forwarders or ():
+            thread.join(timeout=5)  # the workers' last lines, e.g. why they stopped
 
 
-def _start(run_arguments: list[str], environment: dict[str, str], gpu: str | None) -> subprocess.Popen:
+def _start(run_arguments: list[str], environment: dict[str, str], gpu: str | None,
+           forwarders: list[threading.Thread] | None = None) -> subprocess.Popen:
+    """Start a worker; with ``forwarders``, its stderr is copied to this process's by a thread added there."""
     environment = {**environment, SUPERVISOR_PID: str(os.getpid())}
     if gpu is not None:
         environment["CUDA_VISIBLE_DEVICES"] = gpu
-    return subprocess.Popen([*WORKER_COMMAND, *run_arguments], env=environment)
+    process = subprocess.Popen([*WORKER_COMMAND, *run_arguments], env=environment, text=True, errors="replace",
+                               stderr=None if forwarders is None else subprocess.PIPE)
+    if forwarders is not None:
+        forwarders.append(threading.Thread(target=_copy_lines, args=(process.stderr,), daemon=True))
+        forwarders[-1].start()
+    return process
+
+
+_COPY_LOCK = threading.Lock()
+
+
+def _copy_lines(stream: TextIO) -> None:
+    """Copy a worker's stderr to this process's ``sys.stderr`` line by line (a live display prints them above it)."""
+    with stream:
+        for line in stream:
+            with _COPY_LOCK:
+                sys.stderr.write(line)
+                sys.stderr.flush()
 
 
 def die_with_supervisor() -> None:

@@ -10,23 +10,13 @@ from __future__ import annotations
 import hashlib
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import keras
 import optuna
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from optuna.artifacts.exceptions import ArtifactNotFound
-from optuna.trial import FrozenTrial
 
-from xsearch.results.pareto import is_feasible
-
-if TYPE_CHECKING:
-    from optuna.artifacts._protocol import ArtifactStore
-
-ARTIFACT_ATTR = "model_artifact_id"
-SHA256_ATTR = "model_sha256"
-PRUNED_ATTR = "pruned_models"
-"""Study user attr: numbers of the trials whose kept model `prune_artifacts` deleted."""
+from xsearch.study.record import StudyAttr, TrialAttr, is_feasible
 
 
 def artifact_store(run_dir: Path) -> FileSystemArtifactStore:
@@ -45,9 +35,7 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def keep_trial_model(
-    study: optuna.Study, trial: optuna.Trial | FrozenTrial, model: keras.Model, store: ArtifactStore
-) -> str:
+def keep_trial_model(study: optuna.Study, trial: optuna.Trial, model: keras.Model, store: FileSystemArtifactStore) -> str:
     """Save ``model`` as ``trial-<number>.keras``, upload it for the RUNNING ``trial``, return its id.
 
     The file is written in a private temporary folder (no partial file is ever visible) and
@@ -58,22 +46,18 @@ def keep_trial_model(
         path = Path(folder) / f"trial-{trial.number}.keras"
         model.save(path)
         digest = file_sha256(path)
-        artifact_id = upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=trial,
-                                      storage=study._storage)
-    for key, value in ((ARTIFACT_ATTR, artifact_id), (SHA256_ATTR, digest)):
-        if isinstance(trial, optuna.Trial):
-            trial.set_user_attr(key, value)
-        else:
-            study._storage.set_trial_user_attr(trial._trial_id, key, value)
+        artifact_id = upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=trial)
+    trial.set_user_attr(TrialAttr.MODEL_ARTIFACT_ID, artifact_id)
+    trial.set_user_attr(TrialAttr.MODEL_SHA256, digest)
     return artifact_id
 
 
 def pruned_trials(study: optuna.Study) -> set[int]:
     """Numbers of the trials whose kept model was deleted by `prune_artifacts`."""
-    return set(study.user_attrs.get(PRUNED_ATTR, []))
+    return set(study.user_attrs.get(StudyAttr.PRUNED_MODELS, []))
 
 
-def prune_artifacts(study: optuna.Study, store: ArtifactStore, keep_top: int = 5) -> list[int]:
+def prune_artifacts(study: optuna.Study, store: FileSystemArtifactStore, keep_top: int = 5) -> list[int]:
     """Delete the kept models of finished trials that can no longer be picked; return their numbers.
 
     Policy: keep the model of every trial on the Pareto front (`Study.best_trials`) and of the
@@ -85,21 +69,21 @@ def prune_artifacts(study: optuna.Study, store: ArtifactStore, keep_top: int = 5
     attr ``pruned_models``. Cost: one pass over the trials and the front; call it after each trial.
     """
     pruned = pruned_trials(study)
-    trials = [t for t in study.get_trials(deepcopy=False) if ARTIFACT_ATTR in t.user_attrs]
+    trials = [t for t in study.get_trials(deepcopy=False) if TrialAttr.MODEL_ARTIFACT_ID in t.user_attrs]
     candidates = [t for t in trials if t.state.is_finished() and t.number not in pruned]
     if not candidates:
         return []
     ranked = sorted((t for t in trials if is_feasible(t)),
-                    key=lambda t: (-float(t.user_attrs.get("val_accuracy", float("-inf"))), t.number))
+                    key=lambda t: (-float(t.user_attrs.get(TrialAttr.VAL_ACCURACY, float("-inf"))), t.number))
     keep = _front(study) | {t.number for t in ranked[:keep_top]}
     removed = [t for t in candidates if t.number not in keep]
     for trial in removed:
         try:
-            store.remove(trial.user_attrs[ARTIFACT_ATTR])
+            store.remove(trial.user_attrs[TrialAttr.MODEL_ARTIFACT_ID])
         except ArtifactNotFound:
             pass  # already gone: deleted by hand or by a run that stopped before recording it
     if removed:
-        study.set_user_attr(PRUNED_ATTR, sorted(pruned | {t.number for t in removed}))
+        study.set_user_attr(StudyAttr.PRUNED_MODELS, sorted(pruned | {t.number for t in removed}))
     return [t.number for t in removed]
 
 

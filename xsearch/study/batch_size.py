@@ -12,17 +12,19 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
+from typing import Any
 
 import keras
 import numpy as np
 
+from xsearch.data import Dataset
 from xsearch.model.builder import build_model
 from xsearch.model.config import XceptionConfig
-from xsearch.data import Dataset
 from xsearch.model.device import resolve_precision, runtime_info
-from xsearch.study.failures import failure_reason
 from xsearch.model.space import Choice, Range, SearchSpace
+from xsearch.study.failures import classify_failure
+from xsearch.study.record import FailureReason
 from xsearch.study.spec import StudySpec
 from xsearch.study.training import compile_model, with_normalization
 
@@ -59,7 +61,7 @@ def probe_batch_size(images_per_second: Callable[[int], float], limit: int) -> B
         try:
             rates[batch] = images_per_second(batch)
         except Exception as error:
-            if failure_reason(error) != "oom":
+            if classify_failure(error) != FailureReason.OOM:
                 raise
             if not rates:
                 raise ValueError(
@@ -78,11 +80,11 @@ def probe_batch_size(images_per_second: Callable[[int], float], limit: int) -> B
 
 def largest_design(space: SearchSpace) -> XceptionConfig:
     """The design of ``space`` with the most activations and weights: the one that needs most memory."""
-    def most(axis: str, order: Callable[[object], float]) -> object:
+    def most(axis: str, order: Callable[[Any], float]) -> Any:
         spec = space.axes[axis]
         return spec.high if isinstance(spec, Range) else max(spec.values, key=order)
 
-    values = {axis: most(axis, float) for axis in ("middle_repeats", "width", "depth_multiplier")}
+    values: dict[str, Any] = {axis: most(axis, float) for axis in ("middle_repeats", "width", "depth_multiplier")}
     segments = space.axes["segments"]
     assert isinstance(segments, Choice)
     values["segments"] = min(segments.values, key=lambda k: k if isinstance(k, int) else float("inf"))

@@ -12,26 +12,17 @@ worse. The rule risks one thing: a design that would have caught up after the ep
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping
 
-import keras
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from xsearch.study.repeats import SETUP_ATTR, is_repeat
-from xsearch.study.spec import OBJECTIVES, EarlyStopSpec, StudySpec
+from xsearch.study.record import TrialAttr, is_repeat, is_stopped
+from xsearch.study.spec import OBJECTIVES, StudySpec, read_spec
 
-STOPPED_ATTR = "stopped_at_epoch"
-STOPPED_BY_ATTR = "stopped_by"
 COST_OBJECTIVES = ("params", "flops", "latency")
 """Objectives known before training: the costs a dominator must match or beat."""
-
-
-def is_stopped(trial: FrozenTrial) -> bool:
-    """Whether the trial was stopped early (its accuracy is that of a partial training)."""
-    return trial.user_attrs.get(STOPPED_ATTR) is not None
 
 
 def cost_metrics(spec: StudySpec) -> list[str]:
@@ -44,8 +35,8 @@ def accuracy_at(trial: FrozenTrial, epoch: int) -> float | None:
 
     A trial that resumed from a checkpoint recorded the curve from ``resumed_from_epoch`` on.
     """
-    curve = (trial.user_attrs.get("curves") or {}).get("val_accuracy") or []
-    index = epoch - 1 - int(trial.user_attrs.get("resumed_from_epoch", 0))
+    curve = (trial.user_attrs.get(TrialAttr.CURVES) or {}).get(TrialAttr.VAL_ACCURACY) or []
+    index = epoch - 1 - int(trial.user_attrs.get(TrialAttr.RESUMED_FROM_EPOCH, 0))
     return float(curve[index]) if 0 <= index < len(curve) else None
 
 
@@ -58,36 +49,15 @@ def dominating_trial(
     bar = accuracy + margin
     for trial in trials:
         attrs = trial.user_attrs
-        if (trial.state != TrialState.COMPLETE or is_repeat(trial) or attrs.get(SETUP_ATTR) != digest
-                or not attrs.get("feasible") or attrs.get("epochs_done") != epochs):
+        if (trial.state != TrialState.COMPLETE or is_repeat(trial) or attrs.get(TrialAttr.SETUP_DIGEST) != digest
+                or not attrs.get(TrialAttr.FEASIBLE) or attrs.get(TrialAttr.EPOCHS_DONE) != epochs):
             continue
         if any(float(attrs.get(metric, math.inf)) > cost for metric, cost in costs.items()):
             continue
         at_epoch = accuracy_at(trial, epoch)
-        if at_epoch is not None and at_epoch >= bar and float(attrs.get("val_accuracy", 0.0)) >= bar:
+        if at_epoch is not None and at_epoch >= bar and float(attrs.get(TrialAttr.VAL_ACCURACY, 0.0)) >= bar:
             return trial
     return None
-
-
-class StopDominated(keras.callbacks.Callback):
-    """Ends the trial's training after an epoch at which a trained design dominates it (module docstring)."""
-
-    def __init__(self, trial: optuna.Trial, rule: EarlyStopSpec, costs: Mapping[str, float], digest: str,
-                 epochs: int) -> None:
-        super().__init__()
-        self.trial, self.rule, self.costs, self.digest, self.epochs = trial, rule, dict(costs), digest, epochs
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        done = epoch + 1
-        accuracy = (logs or {}).get("val_accuracy")
-        if done < self.rule.after_epochs or done >= self.epochs or accuracy is None:
-            return
-        trials = self.trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        found = dominating_trial(trials, self.costs, float(accuracy), done, self.rule.margin, self.digest, self.epochs)
-        if found is not None:
-            self.trial.set_user_attr(STOPPED_ATTR, done)
-            self.trial.set_user_attr(STOPPED_BY_ATTR, found.number)
-            self.model.stop_training = True
 
 
 def stopped_summary(study: optuna.Study) -> str:
@@ -95,8 +65,11 @@ def stopped_summary(study: optuna.Study) -> str:
     stopped = [t for t in study.get_trials(deepcopy=False) if is_stopped(t) and not is_repeat(t)]
     if not stopped:
         return ""
-    epochs = json.loads(study.user_attrs.get("xsearch_spec", "{}")).get("training", {}).get("epochs")
-    skipped = sum(epochs - int(t.user_attrs[STOPPED_ATTR]) for t in stopped) if epochs else None
     count = "1 trial stopped early (a trained design dominated it)" if len(stopped) == 1 else (
         f"{len(stopped)} trials stopped early (trained designs dominated them)")
-    return count + (f", {skipped} training epoch{'s' * (skipped != 1)} skipped" if skipped is not None else "")
+    try:
+        epochs = read_spec(study).training.epochs
+    except ValueError:  # not made by xsearch run: the budget is unknown
+        return count
+    skipped = sum(epochs - int(t.user_attrs[TrialAttr.STOPPED_AT_EPOCH]) for t in stopped)
+    return count + f", {skipped} training epoch{'s' * (skipped != 1)} skipped"

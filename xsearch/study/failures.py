@@ -1,19 +1,21 @@
-"""Why a trial failed, as a short tag recorded on the trial: ``nan``, ``oom`` or ``error``."""
+"""Why a trial failed (`classify_failure`), and the exceptions that stop a trial or a worker."""
 
 from __future__ import annotations
+
+from xsearch.study.record import FailureReason
 
 OOM_MARKERS = ("RESOURCE_EXHAUSTED", "out of memory", "OOM when allocating", "Failed to allocate")
 
 
 class TrialFailure(Exception):
-    """A trial that cannot produce a result; ``reason`` is a short tag (``nan``, ``oom``, ``error``)."""
+    """A trial that cannot produce a result, with its `FailureReason`."""
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: FailureReason, message: str) -> None:
         super().__init__(message)
         self.reason = reason
 
 
-def failure_reason(error: BaseException) -> str:
+def classify_failure(error: BaseException) -> FailureReason:
     """Classify an exception raised while building, measuring or training a model.
 
     Out-of-memory errors differ per backend (TensorFlow's ``ResourceExhaustedError``, XLA's
@@ -22,9 +24,9 @@ def failure_reason(error: BaseException) -> str:
     if isinstance(error, TrialFailure):
         return error.reason
     if isinstance(error, MemoryError) or type(error).__name__ == "ResourceExhaustedError":
-        return "oom"
+        return FailureReason.OOM
     text = str(error)
-    return "oom" if any(marker in text for marker in OOM_MARKERS) else "error"
+    return FailureReason.OOM if any(marker in text for marker in OOM_MARKERS) else FailureReason.ERROR
 
 
 class StudyStopped(RuntimeError):

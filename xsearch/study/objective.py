@@ -4,32 +4,36 @@ from __future__ import annotations
 
 import gc
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any
 
 import keras
 import optuna
+from optuna.artifacts import FileSystemArtifactStore
 
-from xsearch.study.artifacts import keep_trial_model
-from xsearch.model.builder import build_model
-from xsearch.model.costs import model_costs
 from xsearch.data import Dataset
+from xsearch.model.builder import build_model
+from xsearch.model.config import XceptionConfig
+from xsearch.model.costs import model_costs
 from xsearch.model.device import resolve_precision, runtime_info
-from xsearch.study.repeats import SETUP_ATTR, repeated_results, setup_digest, trained_twin
-from xsearch.study.early_stop import StopDominated, cost_metrics
-from xsearch.study.failures import TrialFailure, failure_reason
 from xsearch.model.latency import measure_latency
 from xsearch.model.space import SearchSpace
-from xsearch.study.storage import INTERRUPTED, budget_trials, retried_from, retry_interrupted, worker_identity
+from xsearch.model.weights import inherit_weights
+from xsearch.study.artifacts import keep_trial_model
+from xsearch.study.callbacks import StopDominated
+from xsearch.study.early_stop import cost_metrics
+from xsearch.study.failures import TrialFailure, classify_failure
+from xsearch.study.record import FailureReason, TrialAttr
+from xsearch.study.repeats import repeated_results, setup_digest, trained_twin
+from xsearch.study.retries import budget_trials, retried_from, retry_interrupted, worker_identity
 from xsearch.study.spec import CONSTRAINTS, StudySpec
 from xsearch.study.training import train_and_evaluate, with_normalization
-from xsearch.model.weights import inherit_weights
-
-if TYPE_CHECKING:
-    from optuna.artifacts._protocol import ArtifactStore
 
 CallbackFactory = Callable[[optuna.Trial], list[keras.callbacks.Callback]]
 OOM_CONSTRAINT = "oom"
+_UNTRAINED = {TrialAttr.VAL_ACCURACY: 0.0, TrialAttr.THROUGHPUT: 0.0}
+"""The accuracy and throughput objectives of a design that was not trained."""
 
 
 def constraint_violations(constraints: dict[str, float], record: dict[str, Any]) -> dict[str, float]:
@@ -37,7 +41,7 @@ def constraint_violations(constraints: dict[str, float], record: dict[str, Any])
     return {key: float(record[CONSTRAINTS[key]]) / bound - 1.0 for key, bound in sorted(constraints.items())}
 
 
-class Objective:
+class StudyObjective:
     """The callable given to `optuna.Study.optimize` for one study.
 
     Every trial carries the constraint ``oom`` (1 when the design ran out of memory, else 0) next
@@ -51,7 +55,7 @@ class Objective:
     """
 
     def __init__(self, spec: StudySpec, space: SearchSpace, dataset: Dataset, out_dir: Path,
-                 callbacks: CallbackFactory | None = None, store: ArtifactStore | None = None) -> None:
+                 callbacks: CallbackFactory | None = None, store: FileSystemArtifactStore | None = None) -> None:
         self.spec = spec
         self.store = store
         self.space = space
@@ -64,7 +68,7 @@ class Objective:
         try:
             return self._run(trial)
         except KeyboardInterrupt:  # Ctrl-C: not counted, and retried when the study resumes
-            trial.set_user_attr("failure_reason", INTERRUPTED)
+            trial.set_user_attr(TrialAttr.FAILURE_REASON, FailureReason.INTERRUPTED)
             retry_interrupted(trial.study, trial)
             raise
 
@@ -78,31 +82,32 @@ class Objective:
         if twin is not None:
             return self._repeat(trial, twin, started)
         keras.config.set_dtype_policy(resolve_precision(self.spec.precision))
-        record: dict[str, Any] = {"config": config.to_json(), "seed": self.spec.seed + trial.number,
-                                  "dataset": self.dataset.name, "image_size": self.spec.data.image_size,
-                                  "batch_size": self.spec.training.batch_size,
-                                  "num_classes": self.dataset.num_classes, "norm_mean": self.dataset.mean.tolist(),
-                                  "norm_std": self.dataset.std.tolist(), SETUP_ATTR: self.digest,
-                                  **runtime_info()}
+        record: dict[str, Any] = {
+            TrialAttr.CONFIG: config.to_json(), TrialAttr.SEED: self.spec.seed + trial.number,
+            TrialAttr.DATASET: self.dataset.name, TrialAttr.IMAGE_SIZE: self.spec.data.image_size,
+            TrialAttr.BATCH_SIZE: self.spec.training.batch_size, TrialAttr.NUM_CLASSES: self.dataset.num_classes,
+            TrialAttr.NORM_MEAN: self.dataset.mean.tolist(), TrialAttr.NORM_STD: self.dataset.std.tolist(),
+            TrialAttr.SETUP_DIGEST: self.digest, **runtime_info(),
+        }
         constraints = {key: 0.0 for key in (*sorted(self.spec.constraints), OOM_CONSTRAINT)}
-        keras.utils.set_random_seed(record["seed"])
+        keras.utils.set_random_seed(record[TrialAttr.SEED])
         try:
             constraints.update(self._cost(config, record))
-            record["feasible"] = all(value <= 0 for value in constraints.values())
-            if record["feasible"]:
+            record[TrialAttr.FEASIBLE] = all(value <= 0 for value in constraints.values())
+            if record[TrialAttr.FEASIBLE]:
                 self._train(trial, record)
             else:
-                record.update(failure_reason="constraint", val_accuracy=0.0, throughput=0.0)
+                record.update({TrialAttr.FAILURE_REASON: FailureReason.CONSTRAINT, **_UNTRAINED})
         except Exception as error:
-            reason = failure_reason(error)
-            record.update(failure_reason=reason, error=f"{type(error).__name__}: {error}"[:1000])
-            if reason != "oom" or "params" not in record:
+            reason = classify_failure(error)
+            record.update({TrialAttr.FAILURE_REASON: reason, TrialAttr.ERROR: f"{type(error).__name__}: {error}"[:1000]})
+            if reason != FailureReason.OOM or TrialAttr.PARAMS not in record:
                 raise TrialFailure(reason, str(error)) from error
             constraints[OOM_CONSTRAINT] = 1.0  # infeasible: teaches the sampler
-            record.update(feasible=False, val_accuracy=0.0, throughput=0.0,
-                          latency_ms=record.get("latency_ms", float("inf")))
+            record.update({TrialAttr.FEASIBLE: False, **_UNTRAINED,
+                           TrialAttr.LATENCY_MS: record.get(TrialAttr.LATENCY_MS, float("inf"))})
         finally:
-            record["wall_time_s"] = time.perf_counter() - started
+            record[TrialAttr.WALL_TIME_S] = time.perf_counter() - started
             for key, value in record.items():
                 trial.set_user_attr(key, value)
             for key, value in constraints.items():
@@ -117,18 +122,18 @@ class Objective:
             trial.set_user_attr(key, value)
         for key, value in twin.constraints.items():
             trial.set_constraint(key, value)
-        trial.set_user_attr("wall_time_s", time.perf_counter() - started)
+        trial.set_user_attr(TrialAttr.WALL_TIME_S, time.perf_counter() - started)
         return tuple(twin.values)
 
     def _check_budget(self, trial: optuna.Trial) -> None:
         """Several workers share one budget: a trial started beyond it is pruned unrun (``surplus``)."""
         ahead = [t for t in budget_trials(trial.study.get_trials(deepcopy=False)) if t.number < trial.number]
         if len(ahead) >= self.spec.trials:
-            trial.set_user_attr("surplus", True)
+            trial.set_user_attr(TrialAttr.SURPLUS, True)
             trial.study.stop()
             raise optuna.TrialPruned(f"the study already has its {self.spec.trials} trials")
 
-    def _cost(self, config: Any, record: dict[str, Any]) -> dict[str, float]:
+    def _cost(self, config: XceptionConfig, record: dict[str, Any]) -> dict[str, float]:
         """Build the model, record params/MACs/latency; the study's constraint values."""
         size = self.spec.data.image_size
         core = build_model(config, (size, size, 3), self.dataset.num_classes,
@@ -136,12 +141,13 @@ class Objective:
         record.update(model_costs(core))
         if self.spec.weights:
             inherited = inherit_weights(core, self.spec.weights)
-            record.update(weights_source=self.spec.weights, params_inherited=inherited.params_inherited,
-                          layers_inherited=inherited.layers_inherited)
+            record.update({TrialAttr.WEIGHTS_SOURCE: self.spec.weights,
+                           TrialAttr.PARAMS_INHERITED: inherited.params_inherited,
+                           TrialAttr.LAYERS_INHERITED: inherited.layers_inherited})
         self.model = with_normalization(core, self.dataset.mean, self.dataset.std)
         latency = measure_latency(self.model, batch_size=self.spec.latency_batch)
-        record.update(latency_ms=latency["latency_ms"], latency_p90_ms=latency["latency_p90_ms"],
-                      latency_batch=latency["batch_size"])
+        record.update({TrialAttr.LATENCY_MS: latency["latency_ms"], TrialAttr.LATENCY_P90_MS: latency["latency_p90_ms"],
+                       TrialAttr.LATENCY_BATCH: latency["batch_size"]})
         return constraint_violations(self.spec.constraints, record)
 
     def _train(self, trial: optuna.Trial, record: dict[str, Any]) -> None:
@@ -154,7 +160,7 @@ class Objective:
         if self.spec.early_stop is not None:
             costs = {metric: float(record[metric]) for metric in cost_metrics(self.spec)}
             callbacks.append(StopDominated(trial, self.spec.early_stop, costs, self.digest, self.spec.training.epochs))
-        result = train_and_evaluate(model, self.dataset, self.spec.training, record["seed"], callbacks,
+        result = train_and_evaluate(model, self.dataset, self.spec.training, record[TrialAttr.SEED], callbacks,
                                     initial_epoch=initial_epoch)
         record.update({k: v for k, v in vars(result).items() if v is not None})
         if self.store is not None:
@@ -163,25 +169,29 @@ class Objective:
 
     def _restore(self, trial: optuna.Trial, model: keras.Model, record: dict[str, Any]) -> int:
         """Load the last epoch checkpoint of the trial this one retries; the epoch to continue from."""
-        source = retried_from(trial.study._storage.get_trial(trial._trial_id))
+        source = retried_from(trial.study.get_trials(deepcopy=False)[trial.number])
         if source is None:
             return 0
         path = self.checkpoints / f"trial-{source}.weights.h5"
         dead = trial.study.get_trials(deepcopy=False)[source]
-        epochs_done = int(dead.user_attrs.get("epochs_done", 0))
+        epochs_done = int(dead.user_attrs.get(TrialAttr.EPOCHS_DONE, 0))
         if not path.exists() or not 0 < epochs_done < self.spec.training.epochs:
             return 0
         model.load_weights(str(path))
-        record["resumed_from_epoch"] = epochs_done
+        record[TrialAttr.RESUMED_FROM_EPOCH] = epochs_done
         return epochs_done
 
 
 class _EpochRecorder(keras.callbacks.Callback):
-    """Records the number of finished epochs on the trial (a retry continues from there)."""
+    """Records after each epoch the number of finished epochs (a retry continues from there) and the
+    epoch's loss and accuracy (``epoch_logs``, which the progress display reads from the storage)."""
 
     def __init__(self, trial: optuna.Trial) -> None:
         super().__init__()
         self.trial = trial
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        self.trial.set_user_attr("epochs_done", epoch + 1)
+        logs = logs or {}
+        self.trial.set_user_attr(TrialAttr.EPOCHS_DONE, epoch + 1)
+        self.trial.set_user_attr(TrialAttr.EPOCH_LOGS, {"epoch": epoch + 1, **{
+            key: float(logs[key]) for key in ("loss", "accuracy") if key in logs}})

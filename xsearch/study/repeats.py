@@ -1,9 +1,9 @@
 """Designs already trained: a trial that samples one again reuses its results instead of training.
 
 On discrete spaces, samplers often propose a design that is already trained: in the shipped
-studies, 6-11 % of TPE's trials and 7-19 % of NSGA-II's (`benchmarks/duplicates.py`, on a
+studies, 6-11 % of TPE's trials and 7-19 % of NSGA-II's (`benchmarks/repeats.py`, on a
 synthetic objective). Such a trial (a "repeat") copies the results of the earlier trial under the
-same study set-up and records its number as ``duplicate_of``. It trains nothing, does not count
+same study set-up and records its number as ``repeat_of``. It trains nothing, does not count
 toward the study's ``trials``, and stays off the Pareto front, where the earlier trial stands for
 the design. The sampler still sees its values, as Optuna's FAQ recommends.
 """
@@ -18,15 +18,8 @@ from typing import Any
 
 from optuna.trial import FrozenTrial, TrialState
 
+from xsearch.study.record import ATTEMPT_ATTRS, TrialAttr, is_repeat
 from xsearch.study.spec import StudySpec
-
-DUPLICATE_ATTR = "duplicate_of"
-SETUP_ATTR = "setup_digest"
-ATTEMPT_ATTRS = frozenset({
-    "worker_host", "worker_pid", "seed_trial", "retry_of", "surplus", "epochs_done", "resumed_from_epoch",
-    "wall_time_s", "model_artifact_id", "model_sha256", DUPLICATE_ATTR,
-})
-"""User attrs that describe one attempt (who ran it, what it kept), not the design's results."""
 
 
 def setup_digest(spec: StudySpec) -> str:
@@ -41,21 +34,16 @@ def setup_digest(spec: StudySpec) -> str:
     return hashlib.sha256(json.dumps(setup, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def is_repeat(trial: FrozenTrial) -> bool:
-    """Whether the trial reused an earlier trial's results (see the module docstring)."""
-    return trial.user_attrs.get(DUPLICATE_ATTR) is not None
-
-
 def trained_twin(trials: Iterable[FrozenTrial], params: Mapping[str, Any], digest: str) -> FrozenTrial | None:
     """The earliest COMPLETE trial (not itself a repeat) with these parameters and set-up digest."""
     for trial in trials:
         if (trial.state == TrialState.COMPLETE and not is_repeat(trial) and trial.params == dict(params)
-                and trial.user_attrs.get(SETUP_ATTR) == digest):
+                and trial.user_attrs.get(TrialAttr.SETUP_DIGEST) == digest):
             return trial
     return None
 
 
 def repeated_results(twin: FrozenTrial) -> dict[str, Any]:
-    """The user attrs a repeat of ``twin`` records: the twin's results and ``duplicate_of``."""
+    """The user attrs a repeat of ``twin`` records: the twin's results and ``repeat_of``."""
     results = {key: value for key, value in twin.user_attrs.items() if key not in ATTEMPT_ATTRS}
-    return {**results, DUPLICATE_ATTR: twin.number}
+    return {**results, TrialAttr.REPEAT_OF: twin.number}

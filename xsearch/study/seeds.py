@@ -4,13 +4,14 @@ and anchors such as a regular conv (`regular`) or `segments-4`, enqueued before 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, cast
 
 from xsearch.model.builder import build_model
 from xsearch.model.config import XceptionConfig
 from xsearch.model.costs import model_costs
 from xsearch.model.space import Choice, Range, SearchSpace
-from xsearch.study.spec import StudySpec
+from xsearch.study.spec import CONSTRAINTS, StudySpec
 
 _SHRINK_ORDER = ("middle_repeats", "width", "depth_multiplier")
 
@@ -39,8 +40,8 @@ def fit_constraints(
     limits = {key: spec.constraints[key] for key in ("max_params", "max_flops") if key in spec.constraints}
     size = spec.data.image_size
     while True:
-        costs = model_costs(build_model(config, (size, size, 3), num_classes))
-        if all(costs[key.removeprefix("max_")] <= bound for key, bound in limits.items()):
+        costs = cast(Mapping[str, int], model_costs(build_model(config, (size, size, 3), num_classes)))
+        if all(costs[CONSTRAINTS[key]] <= bound for key, bound in limits.items()):
             return config
         for axis in _SHRINK_ORDER:
             smaller = _step_down(getattr(config, axis), space.axes[axis])

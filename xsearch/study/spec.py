@@ -7,28 +7,32 @@ defaults of these dataclasses, and `StudySpec.override` applies the command line
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+import optuna
 
 from xsearch.common.resources import load_toml, resolve, unknown_keys_error
+from xsearch.study.record import StudyAttr, TrialAttr
 
 
 @dataclasses.dataclass(frozen=True)
-class Objective:
-    """A study objective: the metric recorded on each trial and its direction."""
+class ObjectiveSpec:
+    """A study objective: the trial attribute it reads (``metric``) and its direction."""
 
     metric: str
-    direction: str
+    direction: Literal["maximize", "minimize"]
 
 
 OBJECTIVES = {
-    "accuracy": Objective("val_accuracy", "maximize"),
-    "params": Objective("params", "minimize"),
-    "latency": Objective("latency_ms", "minimize"),
-    "flops": Objective("flops", "minimize"),
-    "throughput": Objective("throughput", "maximize"),
+    "accuracy": ObjectiveSpec(TrialAttr.VAL_ACCURACY, "maximize"),
+    "params": ObjectiveSpec(TrialAttr.PARAMS, "minimize"),
+    "latency": ObjectiveSpec(TrialAttr.LATENCY_MS, "minimize"),
+    "flops": ObjectiveSpec(TrialAttr.FLOPS, "minimize"),
+    "throughput": ObjectiveSpec(TrialAttr.THROUGHPUT, "maximize"),
 }
-CONSTRAINTS = {"max_params": "params", "max_flops": "flops", "max_latency_ms": "latency_ms"}
+CONSTRAINTS = {"max_params": TrialAttr.PARAMS, "max_flops": TrialAttr.FLOPS, "max_latency_ms": TrialAttr.LATENCY_MS}
 SAMPLERS = ("tpe", "nsga2", "gp", "random", "grid")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("cosine", "constant")
@@ -132,8 +136,24 @@ class StudySpec:
                              f"(params, flops, latency; throughput is measured while training); "
                              f"objectives are {list(self.objectives)}.")
 
+    def to_dict(self) -> dict[str, Any]:
+        """The spec as JSON-ready values (`from_dict` reads them back)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "study spec") -> StudySpec:
+        """A spec from `to_dict`'s values, checked as a study file is; errors name ``source``."""
+        values = dict(data)
+        name = str(values.pop("name", "study"))
+        if values.get("early_stop") is None:
+            values.pop("early_stop", None)
+        try:
+            return _from_mapping(values, source, name)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{source}: {error}") from None
+
     @property
-    def objective_list(self) -> list[Objective]:
+    def objective_list(self) -> list[ObjectiveSpec]:
         return [OBJECTIVES[name] for name in self.objectives]
 
     def override(self, **values: Any) -> StudySpec:
@@ -151,39 +171,53 @@ class StudySpec:
         return spec
 
 
+def write_spec(study: optuna.Study, spec: StudySpec) -> None:
+    """Record the spec the study runs with (`read_spec` reads it back)."""
+    study.set_user_attr(StudyAttr.SPEC, json.dumps(spec.to_dict()))
+
+
+def read_spec(study: optuna.Study) -> StudySpec:
+    """The `StudySpec` recorded on the study; ValueError when the study was not made by ``xsearch run``."""
+    text = study.user_attrs.get(StudyAttr.SPEC)
+    if not isinstance(text, str):
+        raise ValueError(f"study {study.study_name!r} has no {StudyAttr.SPEC!r} user attr: it was not made by "
+                         "xsearch run.")
+    return StudySpec.from_dict(json.loads(text), source=f"study {study.study_name!r}")
+
+
 def load_study_spec(name_or_path: str | Path) -> StudySpec:
     """Read a shipped study by name or a study file by path; errors name the file and key."""
     path = resolve("studies", name_or_path)
     data = load_toml(path)
     try:
-        return _from_mapping(data, path)
+        return _from_mapping(data, str(path), path.stem)
     except (TypeError, ValueError) as error:
         raise ValueError(f"{path}: {error}") from None
 
 
-def _from_mapping(data: dict[str, Any], path: Path) -> StudySpec:
+def _from_mapping(data: dict[str, Any], source: str, name: str) -> StudySpec:
     top = {field.name for field in dataclasses.fields(StudySpec)} - {"name"}
-    values: dict[str, Any] = {"name": path.stem}
+    values: dict[str, Any] = {"name": name}
     for key, value in data.items():
         if key not in top:
-            raise unknown_keys_error(str(path), key, sorted(top))
+            raise unknown_keys_error(source, key, sorted(top))
         values[key] = value
     for key, kind in (("data", DataSpec), ("training", TrainingSpec), ("early_stop", EarlyStopSpec)):
         if key in values:
-            values[key] = _section(kind, key, values[key], path)
+            values[key] = _section(kind, key, values[key], source)
     for key in ("objectives", "seed_trials"):
         if key in values:
             values[key] = tuple(values[key])
     return StudySpec(**values)
 
 
-def _section(kind: type, key: str, table: Any, path: Path) -> Any:
+def _section(kind: type, key: str, table: Any, source: str) -> Any:
     if not isinstance(table, dict):
         raise ValueError(f"[{key}] must be a table.")
     fields = {field.name: field for field in dataclasses.fields(kind)}
     for name, value in table.items():
         if name not in fields:
-            raise unknown_keys_error(f"{path} [{key}]", name, sorted(fields))
+            raise unknown_keys_error(f"{source} [{key}]", name, sorted(fields))
         default = fields[name].default
         if (key, name) == ("training", "batch_size") and isinstance(value, str):
             continue  # "auto", checked with the others in StudySpec

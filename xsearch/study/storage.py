@@ -2,19 +2,18 @@
 
 - Default: Optuna's journal storage in ``<run folder>/study.journal``. It needs no server and is
   safe for several worker processes on one machine (SQLite's "database is locked" is not).
-  A RUNNING trial whose worker process on this machine is gone is swept (failed and retried).
 - ``postgresql://...``, ``mysql+pymysql://...``, ``sqlite:///...``: Optuna's RDB storage with
   heartbeats, so that a trial whose worker died on any machine is failed by heartbeat and retried
-  with the same parameters by a live worker.
+  with the same parameters by a live worker (`xsearch.study.retries`).
+
+`open_storage` opens one for ``xsearch run`` (creating it) or for a viewer (`report`, `export`,
+`dashboard`: the file must exist); `run_storage` finds a study's storage in its run folder.
 """
 
 from __future__ import annotations
 
-import datetime
-import os
 import random
 import re
-import socket
 import time
 import warnings
 from pathlib import Path
@@ -22,35 +21,83 @@ from pathlib import Path
 import optuna
 import sqlalchemy.exc
 from optuna.storages import RetryHeartbeatStaleTrialCallback
-from optuna.trial import FrozenTrial, TrialState
+from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 
-from xsearch.study.repeats import is_repeat
+from xsearch.study.retries import MAX_RETRY
 
-INTERRUPTED = "interrupted"
-CRASH = "crash"  # killed its worker process MAX_RETRY times in a row
-UNCLAIMED_GRACE_S = 300.0
-MAX_RETRY = 3
+RUN_STORAGES = ("study.journal", "study.db")
+"""The storage files a run folder may hold, in the order they are looked for."""
 
 
-def open_storage(url: str | None, out_dir: Path, heartbeat_interval: int = 30) -> optuna.storages.BaseStorage:
-    """The study storage for ``url`` (``None``: the run folder's journal file)."""
+def open_storage(url: str | None, out_dir: Path | None = None, heartbeat_interval: int = 30,
+                 create: bool = True) -> optuna.storages.BaseStorage:
+    """The study storage for ``url``: a database URL, a ``.journal`` path, or ``None`` for the run
+    folder's journal ``<out_dir>/study.journal``.
+
+    With ``create=False`` (the viewers) a journal or ``sqlite:///`` file that does not exist is an
+    error (ValueError) rather than a new, empty storage.
+    """
     if url is None or url.endswith(".journal"):
-        path = out_dir / "study.journal" if url is None else Path(url.removeprefix("journal:"))
+        if url is not None:
+            path = Path(url.removeprefix("journal:"))
+        elif out_dir is not None:
+            path = out_dir / RUN_STORAGES[0]
+        else:
+            raise ValueError("open_storage needs a storage URL or a run folder.")
+        if not create and not path.is_file():
+            raise ValueError(f"storage {path} does not exist: it is not a file.")
         path.parent.mkdir(parents=True, exist_ok=True)
-        backend = optuna.storages.journal.JournalFileBackend(
-            str(path), lock_obj=optuna.storages.journal.JournalFileOpenLock(str(path))
-        )
-        return optuna.storages.JournalStorage(backend)
+        return optuna.storages.JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path))))
     if "://" not in url:
         raise ValueError(
             f"storage {url!r} is not a URL: use postgresql://user@host/db, mysql+pymysql://..., "
             "sqlite:///path.db, or a path ending in .journal."
         )
+    if not create and url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
+        raise ValueError(f"storage {url} does not exist: {url.removeprefix('sqlite:///')} is not a file.")
     try:
         return _rdb_storage(url, heartbeat_interval)
     except Exception as error:  # sqlalchemy raises several kinds for bad or unreachable URLs
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ValueError(f"storage {redact(url)} cannot be opened: {reason}") from None
+
+
+def study_name_from(study_name_or_path: str) -> str:
+    """The study's name: the file name without ``.toml`` for a study file, else the name itself."""
+    return Path(study_name_or_path).stem if study_name_or_path.endswith(".toml") else study_name_or_path
+
+
+def run_storage(study_name_or_path: str, storage: str | None = None, out: str | Path | None = None) -> str:
+    """``storage`` when given, else the storage in the run folder (``out``, default ``runs/<study>``).
+
+    Returns the ``study.journal`` path, or the ``sqlite:///`` URL of ``study.db``; raises
+    ValueError naming the folder when it holds neither.
+    """
+    if storage:
+        return storage
+    folder = Path(out) if out is not None else Path("runs") / study_name_from(study_name_or_path)
+    for file_name in RUN_STORAGES:
+        path = (folder / file_name).resolve()
+        if path.is_file():
+            return str(path) if path.suffix == ".journal" else f"sqlite:///{path}"
+    raise ValueError(
+        f"study {study_name_from(study_name_or_path)!r} has no run folder storage: {folder} holds neither "
+        f"{' nor '.join(RUN_STORAGES)}; run `xsearch run --study {study_name_or_path}` first, or pass "
+        "the run folder or the storage URL."
+    )
+
+
+def load_study(storage: str, name: str) -> optuna.Study:
+    """The study ``name`` in an existing ``storage`` (a URL or a ``.journal`` path), for the viewers.
+
+    Raises ValueError when a file storage does not exist or holds no study of that name.
+    """
+    backend = open_storage(storage, create=False)
+    try:
+        return optuna.load_study(study_name=name, storage=backend)
+    except KeyError:
+        names = optuna.get_all_study_names(backend)
+        raise ValueError(f"no study {name!r} in {storage}; it holds: {', '.join(names) or 'no study'}.") from None
 
 
 def _rdb_storage(url: str, heartbeat_interval: int, attempts: int = 5) -> optuna.storages.RDBStorage:
@@ -80,100 +127,3 @@ def _new_rdb_storage(url: str, heartbeat_interval: int) -> optuna.storages.RDBSt
 def redact(url: str) -> str:
     """The URL without its password."""
     return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
-
-
-def worker_identity() -> dict[str, object]:
-    """Host and process id, recorded on each trial so that a dead worker's trials can be found."""
-    return {"worker_host": socket.gethostname(), "worker_pid": os.getpid()}
-
-
-def sweep_dead_local_trials(study: optuna.Study) -> int:
-    """Fail and retry the RUNNING trials whose worker process on this host is gone (journal storage).
-
-    RDB storages do this by heartbeat instead (`optuna.storages.fail_stale_trials`).
-    """
-    if isinstance(study._storage, optuna.storages.RDBStorage):
-        optuna.storages.fail_stale_trials(study)
-        return 0
-    host = socket.gethostname()
-    swept = 0
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if trial.user_attrs.get("worker_host", host) != host or _alive(trial.user_attrs.get("worker_pid")):
-            continue
-        if "worker_pid" not in trial.user_attrs and _age_s(trial) < UNCLAIMED_GRACE_S:
-            continue  # just started: its worker is still sampling it and has not recorded its pid yet
-        retry = _retries(study, trial.number) < MAX_RETRY
-        try:  # a trial that killed its worker MAX_RETRY times in a row counts as a failure: a crash
-            study._storage.set_trial_user_attr(trial._trial_id, "failure_reason", INTERRUPTED if retry else CRASH)
-            study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue  # another worker swept it first
-        if retry:
-            _enqueue_retry(study, trial.number, trial.params)
-        swept += 1
-    return swept
-
-
-def retry_interrupted(study: optuna.Study, trial: optuna.Trial) -> None:
-    """Enqueue a retry of a trial stopped by Ctrl-C (unless it already is the last allowed retry)."""
-    if _retries(study, trial.number) < MAX_RETRY:
-        _enqueue_retry(study, trial.number, trial.params)
-
-
-def _enqueue_retry(study: optuna.Study, number: int, params: dict) -> None:
-    study.enqueue_trial(params, user_attrs={"retry_of": number}, skip_if_exists=False)
-
-
-def _retries(study: optuna.Study, number: int) -> int:
-    """How many retries in a row led to trial ``number``."""
-    trials = study.get_trials(deepcopy=False)
-    count, source = 0, retried_from(trials[number])
-    while source is not None:
-        count, source = count + 1, retried_from(trials[source])
-    return count
-
-
-def retried_from(trial: FrozenTrial) -> int | None:
-    """The number of the failed trial this one retries, if any (local sweep or heartbeat retry)."""
-    number = trial.user_attrs.get("retry_of")
-    if number is None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            number = RetryHeartbeatStaleTrialCallback.retried_trial_number(trial)
-    return None if number is None else int(number)
-
-
-def budget_trials(trials: list[FrozenTrial]) -> list[FrozenTrial]:
-    """The trials that count towards ``--trials``: finished or running, except failed trials that
-    were retried (their retry counts), surplus trials that never ran and repeats of a trained design."""
-    retried = {retried_from(t) for t in trials} - {None}
-    counted = []
-    for trial in trials:
-        if trial.user_attrs.get("surplus") or is_repeat(trial) or trial.state in (TrialState.WAITING, TrialState.PRUNED):
-            continue
-        if trial.state == TrialState.FAIL and (trial.number in retried or trial.user_attrs.get("failure_reason") == INTERRUPTED):
-            continue
-        counted.append(trial)
-    return counted
-
-
-def _age_s(trial: FrozenTrial) -> float:
-    started = trial.datetime_start
-    return float("inf") if started is None else (datetime.datetime.now() - started).total_seconds()
-
-
-def _alive(pid: object) -> bool:
-    """Whether process ``pid`` runs on this host (a zombie, killed but not yet reaped, is dead)."""
-    if not isinstance(pid, int):
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True

@@ -14,6 +14,7 @@ import numpy as np
 from xsearch.data import BatchStream, Dataset
 from xsearch.model.device import jit_compile_setting
 from xsearch.study.failures import TrialFailure
+from xsearch.study.record import FailureReason
 from xsearch.study.spec import TrainingSpec
 
 
@@ -109,13 +110,16 @@ def train_and_evaluate(
     Training batches are all full (each epoch reshuffles, so the images left over differ), so the
     training step is compiled once, not a second time for a smaller last batch.
     Throughput counts epochs after the first (which includes compilation); the first epoch's
-    extra time is reported as ``compile_time_s``. A NaN/inf loss raises `TrialFailure("nan")`.
+    extra time is reported as ``compile_time_s``. A NaN/inf loss raises `TrialFailure(FailureReason.NAN)`.
     ``initial_epoch`` > 0 continues a training whose weights were restored from a checkpoint.
     """
-    train_batch = min(spec.batch_size, len(dataset.y_train))
+    if not isinstance(spec.batch_size, int):
+        raise ValueError(f"training.batch_size {spec.batch_size!r} must be resolved to an integer before training.")
+    batch_size = spec.batch_size
+    train_batch = min(batch_size, len(dataset.y_train))
     train = BatchStream(dataset.x_train, dataset.y_train, train_batch, augment=spec.augment,
                         shuffle=True, seed=seed, workers=workers, drop_remainder=True)
-    val = BatchStream(dataset.x_val, dataset.y_val, spec.batch_size, workers=workers)
+    val = BatchStream(dataset.x_val, dataset.y_val, batch_size, workers=workers)
     compile_model(model, spec, len(train), dataset.num_classes)
     _build_training_state(model, *train[0])
     timer = _EpochTimer()
@@ -128,11 +132,11 @@ def train_and_evaluate(
     curves = {key: [float(v) for v in values] for key, values in history.history.items()}
     losses = curves.get("loss", [])
     if not losses or not all(math.isfinite(v) for v in losses):
-        raise TrialFailure("nan", f"the training loss became NaN/inf at epoch {len(losses)}")
+        raise TrialFailure(FailureReason.NAN, f"the training loss became NaN/inf at epoch {len(losses)}")
     compile_time, throughput = _speed(timer.durations, len(train) * train_batch)
     test_scores: dict[str, float] = {}
     if len(dataset.y_test):
-        test = BatchStream(dataset.x_test, dataset.y_test, spec.batch_size, workers=workers)
+        test = BatchStream(dataset.x_test, dataset.y_test, batch_size, workers=workers)
         test_scores = model.evaluate(test, verbose=0, return_dict=True)
     return TrainResult(
         curves=curves,

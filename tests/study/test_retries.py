@@ -4,8 +4,9 @@ import subprocess
 
 import optuna
 
-from xsearch.study import storage
-from xsearch.study.storage import open_storage, sweep_dead_local_trials, worker_identity
+from xsearch.study import retries
+from xsearch.study.retries import sweep_dead_local_trials, worker_identity
+from xsearch.study.storage import open_storage
 
 RUNNING, FAIL, WAITING = (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.FAIL,
                           optuna.trial.TrialState.WAITING)
@@ -35,7 +36,7 @@ def test_a_trial_that_has_not_recorded_its_worker_yet_is_left_alone_for_a_while(
     study = _study(tmp_path)
     study.ask()  # a worker between Optuna starting the trial and the objective recording its pid
     assert sweep_dead_local_trials(study) == 0 and study.trials[0].state == RUNNING
-    monkeypatch.setattr(storage, "UNCLAIMED_GRACE_S", 0.0)  # long enough: its worker died while sampling
+    monkeypatch.setattr(retries, "UNCLAIMED_GRACE_S", 0.0)  # long enough: its worker died while sampling
     assert sweep_dead_local_trials(study) == 1 and study.trials[0].state == FAIL
 
 
@@ -44,13 +45,13 @@ def test_a_design_that_keeps_killing_its_worker_is_failed_as_a_crash_after_max_r
     dead = subprocess.Popen(["true"])
     dead.wait()
     study.enqueue_trial({"x": 0.5})
-    for _ in range(storage.MAX_RETRY + 1):  # the trial and each retry die with their worker
+    for _ in range(retries.MAX_RETRY + 1):  # the trial and each retry die with their worker
         trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
         trial.set_user_attr("worker_host", worker_identity()["worker_host"])
         trial.set_user_attr("worker_pid", dead.pid)
         assert sweep_dead_local_trials(study) == 1
     reasons = [t.user_attrs["failure_reason"] for t in study.trials]
-    assert reasons == ["interrupted"] * storage.MAX_RETRY + ["crash"]
-    assert [t.params for t in study.trials] == [{"x": 0.5}] * (storage.MAX_RETRY + 1)
+    assert reasons == ["interrupted"] * retries.MAX_RETRY + ["crash"]
+    assert [t.params for t in study.trials] == [{"x": 0.5}] * (retries.MAX_RETRY + 1)
     assert all(t.state == FAIL for t in study.trials)  # no further retry is waiting
-    assert storage.budget_trials(study.trials) == [study.trials[-1]]  # the crash counts, once
+    assert retries.budget_trials(study.trials) == [study.trials[-1]]  # the crash counts, once

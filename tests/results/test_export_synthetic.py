@@ -1,0 +1,111 @@
+"""`export_trial` and `load_exported` on a synthetic study, without training: a kept model that was never
+trained stands for a trained one, so the file, the card, the sha256 checks and the refusals run in seconds
+(`test_export.py` does the same on trained models, in the slow tier)."""
+
+import dataclasses
+import json
+import shutil
+import warnings
+
+import numpy as np
+import optuna
+import pytest
+
+from tests.helpers import TINY_DATA, TINY_TRAINING
+from xsearch.model.builder import build_model
+from xsearch.model.config import XceptionConfig
+from xsearch.model.costs import model_costs
+from xsearch.model.device import runtime_info
+from xsearch.results.export import card_path_for, export_trial, load_exported
+from xsearch.study.artifacts import artifact_store, keep_trial_model
+from xsearch.study.record import StudyAttr, TrialAttr
+from xsearch.study.spec import DataSpec, StudySpec, TrainingSpec
+from xsearch.study.training import with_normalization
+
+SPEC = StudySpec(name="tiny", space="tiny", trials=2, seed=0, data=DataSpec(**TINY_DATA),
+                 training=TrainingSpec(**TINY_TRAINING, bn_momentum=0.5))
+MEAN, STD = [127.5, 120.0, 110.0], [64.0, 60.0, 50.0]
+
+
+def _add(study, store, config, values, keep):
+    """A COMPLETE trial recorded as `xsearch run` records one; its freshly initialised model kept when ``keep``."""
+    trial = study.ask()
+    core = build_model(config, (16, 16, 3), 10, bn_momentum=0.5)
+    attrs = {TrialAttr.CONFIG: config.to_json(), TrialAttr.SEED: trial.number, TrialAttr.IMAGE_SIZE: 16,
+             TrialAttr.NUM_CLASSES: 10, TrialAttr.NORM_MEAN: MEAN, TrialAttr.NORM_STD: STD,
+             TrialAttr.VAL_ACCURACY: values[0], TrialAttr.LATENCY_MS: values[2], **model_costs(core), **runtime_info()}
+    model = with_normalization(core, np.array(MEAN), np.array(STD))
+    if keep:
+        keep_trial_model(study, trial, model, store)
+    for key, value in attrs.items():
+        trial.set_user_attr(key, value)
+    study.tell(trial, [values[0], attrs["params"], values[2]])
+    return trial.number, model
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    """A study of two designs, the front: one whose model was kept, one that kept none."""
+    folder = tmp_path_factory.mktemp("synthetic-run")
+    study = optuna.create_study(study_name="tiny", storage=f"sqlite:///{folder / 'study.db'}",
+                                directions=["maximize", "minimize", "minimize"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(["val_accuracy", "params", "latency_ms"])
+    study.set_user_attr(StudyAttr.SPEC, json.dumps(dataclasses.asdict(SPEC), default=str))
+    store = artifact_store(folder)
+    kept, model = _add(study, store, XceptionConfig(middle_repeats=0, width=0.25), (0.9, 0, 2.0), keep=True)
+    bare, _ = _add(study, store, XceptionConfig(middle_repeats=0, width=0.125), (0.5, 0, 1.0), keep=False)
+    return study, store, model, {"kept": kept, "bare": bare}
+
+
+def test_a_kept_model_is_exported_with_its_weights_and_a_card(synthetic, tmp_path):
+    study, store, model, numbers = synthetic
+    result = export_trial(study, "accuracy", tmp_path / "best.keras", store)
+    trial = study.trials[numbers["kept"]]
+    card = json.loads(result.card_path.read_text())
+    assert result.weights == "trained" and result.card_path == card_path_for(result.path) == tmp_path / "best.card.json"
+    assert result.sha256 == card["sha256"] == trial.user_attrs[TrialAttr.MODEL_SHA256]
+    assert card["trial"] == numbers["kept"] and card["study"] == "tiny" and card["storage"].startswith("sqlite:///")
+    assert card["config"] == json.loads(trial.user_attrs[TrialAttr.CONFIG]) and card["image_size"] == 16
+    assert card["metrics"]["val_accuracy"] == 0.9 and card["training"]["bn_momentum"] == 0.5
+    pixels = np.random.default_rng(0).integers(0, 256, (4, 16, 16, 3)).astype(np.float32)
+    loaded = load_exported(result.path)
+    np.testing.assert_allclose(loaded.predict_on_batch(pixels), model.predict_on_batch(pixels), rtol=1e-5, atol=1e-6)
+    assert study.user_attrs[StudyAttr.EXPORTS][-1]["sha256"] == result.sha256
+
+
+def test_without_a_kept_model_the_export_is_the_architecture_with_the_recorded_normalization(synthetic, tmp_path):
+    study, store, _, numbers = synthetic
+    result = export_trial(study, numbers["bare"], tmp_path / "arch.keras", store)
+    assert result.weights == "none" and "kept no model" in result.message
+    card = json.loads(result.card_path.read_text())
+    assert card["weights"] == "none" and "these weights differ" in card["metrics_note"]
+    model = load_exported(result.path)
+    assert model.count_params() == card["metrics"]["params"]
+    assert model.output_shape == (None, 10)
+
+
+def test_refusals_an_existing_file_a_wrong_suffix_a_changed_export_or_artifact(synthetic, tmp_path):
+    study, store, _, numbers = synthetic
+    out = tmp_path / "model.keras"
+    export_trial(study, numbers["kept"], out, store)
+    with pytest.raises(ValueError, match="already exists.*--force"):
+        export_trial(study, numbers["kept"], out, store)
+    assert export_trial(study, numbers["kept"], out, store, force=True).path == out
+    with pytest.raises(ValueError, match=r"model\.h5: the export must be a \.keras file"):
+        export_trial(study, numbers["kept"], tmp_path / "model.h5", store)
+    with pytest.raises(ValueError, match="has no trial 7"):
+        export_trial(study, 7, tmp_path / "none.keras", store)
+
+    with open(out, "ab") as handle:
+        handle.write(b"\0")
+    with pytest.raises(ValueError, match="does not match .* in .*model.card.json"):
+        load_exported(out)
+
+    copy = shutil.copytree(store._base_path, tmp_path / "copy" / "artifacts")
+    artifact = copy / study.trials[numbers["kept"]].user_attrs[TrialAttr.MODEL_ARTIFACT_ID]
+    artifact.write_bytes(artifact.read_bytes() + b"\0")
+    with pytest.raises(ValueError, match=f"trial {numbers['kept']} has sha256 .* but the trial recorded"):
+        export_trial(study, numbers["kept"], tmp_path / "bad.keras", artifact_store(tmp_path / "copy"))
+    assert not (tmp_path / "bad.keras").exists() and not list(tmp_path.glob(".bad.*"))

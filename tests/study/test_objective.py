@@ -1,0 +1,164 @@
+"""`StudyObjective` on an in-memory study with the training faked: what a trial records, when it is not trained
+(constraints, repeats, the budget), how failures are told, and early stopping through the Keras callbacks.
+
+The fake `train_and_evaluate` runs the objective's callbacks as Keras would after each epoch, so the epoch
+record and `StopDominated` run for real; `tests/run/test_faults.py` and `tests/study/test_early_stop.py`
+train for real (slow tier)."""
+
+import dataclasses
+import json
+import warnings
+
+import keras
+import numpy as np
+import optuna
+import pytest
+from optuna.trial import TrialState, create_trial
+
+import xsearch.study.objective
+from xsearch.data import Dataset
+from xsearch.model.config import XceptionConfig
+from xsearch.model.space import SearchSpace
+from xsearch.study.callbacks import StopDominated
+from xsearch.study.failures import TrialFailure
+from xsearch.study.objective import StudyObjective, constraint_violations
+from xsearch.study.record import StudyAttr, TrialAttr
+from xsearch.study.repeats import setup_digest
+from xsearch.study.spec import EarlyStopSpec
+from xsearch.study.training import TrainResult
+
+CURVE = [0.3, 0.6]
+
+
+def _dataset() -> Dataset:
+    rng = np.random.default_rng(0)
+    images = lambda n: rng.integers(0, 256, (n, 16, 16, 3), dtype=np.uint8)  # noqa: E731
+    labels = lambda n: rng.integers(0, 10, n).astype(np.int32)  # noqa: E731
+    return Dataset(name="random", x_train=images(40), y_train=labels(40), x_val=images(10), y_val=labels(10),
+                   x_test=images(10), y_test=labels(10), num_classes=10, mean=np.full(3, 127.5, np.float32),
+                   std=np.full(3, 64.0, np.float32), class_names=[str(c) for c in range(10)])
+
+
+class FakeTraining:
+    """Stands for `train_and_evaluate`: runs the callbacks' epoch ends with the logs of ``CURVE``, or raises ``error``."""
+
+    def __init__(self, error: Exception | None = None) -> None:
+        self.error = error
+        self.calls: list[dict] = []
+
+    def __call__(self, model, dataset, training, seed, callbacks=(), initial_epoch=0):
+        self.calls.append({"input_shape": model.input_shape, "seed": seed, "epochs": training.epochs})
+        if self.error is not None:
+            raise self.error
+        model.stop_training = False
+        curve = []
+        for epoch in range(initial_epoch, training.epochs):
+            curve.append(CURVE[epoch])
+            logs = {"loss": 1.0 - CURVE[epoch], "accuracy": CURVE[epoch], "val_accuracy": CURVE[epoch]}
+            for callback in callbacks:
+                if not isinstance(callback, keras.callbacks.ModelCheckpoint):
+                    callback.set_model(model)
+                    callback.on_epoch_end(epoch, logs)
+            if model.stop_training:
+                break
+        return TrainResult(curves={"val_accuracy": curve}, val_accuracy=curve[-1], val_top5=None, test_accuracy=0.5,
+                           test_top5=None, throughput=100.0, compile_time_s=0.1, train_time_s=0.2, epochs=len(curve))
+
+
+@pytest.fixture
+def spec(tiny_spec):
+    return dataclasses.replace(tiny_spec, seed_trials=(), trials=5, latency_batch=2)
+
+
+def _study(spec) -> optuna.Study:
+    study = optuna.create_study(directions=[o.direction for o in spec.objective_list],
+                                sampler=optuna.samplers.RandomSampler(seed=0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names([o.metric for o in spec.objective_list])
+    return study
+
+
+def _optimize(spec, study, tmp_path, monkeypatch, training, n_trials=1, catch=()):
+    monkeypatch.setattr(xsearch.study.objective, "train_and_evaluate", training)
+    objective = StudyObjective(spec, SearchSpace.from_toml(spec.space), _dataset(), tmp_path)
+    study.optimize(objective, n_trials=n_trials, catch=catch)
+    return study
+
+
+def test_a_feasible_design_is_costed_trained_and_recorded(spec, tmp_path, monkeypatch):
+    training = FakeTraining()
+    (trial,) = _optimize(spec, _study(spec), tmp_path, monkeypatch, training).trials
+    attrs = trial.user_attrs
+    assert trial.state == TrialState.COMPLETE and training.calls == [{"input_shape": (None, 16, 16, 3), "seed": 0,
+                                                                       "epochs": 2}]
+    assert trial.values == [0.6, attrs[TrialAttr.PARAMS], attrs[TrialAttr.LATENCY_MS]]
+    assert attrs[TrialAttr.PARAMS] > 0 and attrs[TrialAttr.MACS] > 0 and attrs[TrialAttr.LATENCY_MS] > 0
+    assert attrs[TrialAttr.FEASIBLE] is True and trial.constraints == {"oom": 0.0}
+    assert attrs[TrialAttr.EPOCHS_DONE] == 2 and attrs[TrialAttr.EPOCH_LOGS] == {"epoch": 2, "loss": 0.4, "accuracy": 0.6}
+    assert attrs[TrialAttr.NORM_MEAN] == [127.5] * 3 and attrs[TrialAttr.SETUP_DIGEST] == setup_digest(spec)
+    assert json.loads(attrs[TrialAttr.CONFIG])["width"] == 0.125 and attrs[TrialAttr.CURVES] == {"val_accuracy": CURVE}
+    assert not list((tmp_path / "checkpoints").iterdir())  # the epoch checkpoint is gone with the trial
+
+
+def test_a_design_over_a_hard_constraint_is_not_trained(spec, tmp_path, monkeypatch):
+    spec = dataclasses.replace(spec, constraints={"max_params": 10})
+    training = FakeTraining(error=AssertionError("trained despite the constraint"))
+    (trial,) = _optimize(spec, _study(spec), tmp_path, monkeypatch, training).trials
+    assert trial.state == TrialState.COMPLETE and training.calls == []
+    assert trial.user_attrs[TrialAttr.FAILURE_REASON] == "constraint" and trial.user_attrs[TrialAttr.FEASIBLE] is False
+    assert trial.constraints["max_params"] == trial.user_attrs[TrialAttr.PARAMS] / 10 - 1 > 0
+    assert trial.values[0] == 0.0
+    assert constraint_violations({"max_params": 100.0}, {"params": 50}) == {"max_params": -0.5}
+
+
+def test_out_of_memory_is_an_infeasible_design_and_other_errors_fail_the_trial(spec, tmp_path, monkeypatch):
+    oom = FakeTraining(error=RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 1.2GiB"))
+    (trial,) = _optimize(spec, _study(spec), tmp_path, monkeypatch, oom).trials
+    assert trial.state == TrialState.COMPLETE and trial.constraints["oom"] == 1.0 and trial.values[0] == 0.0
+    assert trial.user_attrs[TrialAttr.FAILURE_REASON] == "oom" and "RESOURCE_EXHAUSTED" in trial.user_attrs[TrialAttr.ERROR]
+
+    broken = FakeTraining(error=ValueError("the driver is gone"))
+    (failed,) = _optimize(spec, _study(spec), tmp_path, monkeypatch, broken, catch=(TrialFailure,)).trials
+    assert failed.state == TrialState.FAIL and failed.user_attrs[TrialAttr.FAILURE_REASON] == "error"
+    assert failed.user_attrs[TrialAttr.ERROR] == "ValueError: the driver is gone"
+
+
+def test_a_repeated_design_reuses_its_results_and_the_budget_prunes_a_surplus_trial(spec, tmp_path, monkeypatch):
+    space = SearchSpace.from_toml(spec.space)
+    study = _study(spec)
+    design = space.encode(XceptionConfig(middle_repeats=0, width=0.125, segments=8))
+    for _ in range(2):
+        study.enqueue_trial(design)
+    training = FakeTraining()
+    first, repeat = _optimize(spec, study, tmp_path, monkeypatch, training, n_trials=2).trials
+    assert len(training.calls) == 1 and repeat.user_attrs[TrialAttr.REPEAT_OF] == first.number
+    assert repeat.values == first.values and repeat.constraints == first.constraints
+
+    _optimize(dataclasses.replace(spec, trials=1), study, tmp_path, monkeypatch, training, n_trials=1)
+    surplus = study.trials[-1]  # the budget of 1 is spent: the repeat does not count, the trained design does
+    assert surplus.state == TrialState.PRUNED and surplus.user_attrs[TrialAttr.SURPLUS] is True
+    assert len(training.calls) == 1
+
+
+def test_a_dominated_trial_stops_after_the_rule_epoch(spec, tmp_path, monkeypatch):
+    spec = dataclasses.replace(spec, early_stop=EarlyStopSpec(after_epochs=1, margin=0.05))
+    space = SearchSpace.from_toml(spec.space)
+    study = _study(spec)
+    study.set_user_attr(StudyAttr.SPEC, json.dumps(dataclasses.asdict(spec), default=str))
+    study.add_trial(create_trial(  # fully trained, cheaper and better after every epoch: it dominates
+        params=space.encode(XceptionConfig(middle_repeats=0, width=0.125, segments=1)),
+        distributions=space.distributions(), values=[1.0, 1, 1e-6],
+        user_attrs={TrialAttr.SETUP_DIGEST: setup_digest(spec), TrialAttr.FEASIBLE: True, TrialAttr.EPOCHS_DONE: 2,
+                    TrialAttr.VAL_ACCURACY: 1.0, TrialAttr.CURVES: {"val_accuracy": [1.0, 1.0]}, TrialAttr.PARAMS: 1,
+                    TrialAttr.LATENCY_MS: 1e-6}))
+    study.enqueue_trial(space.encode(XceptionConfig(middle_repeats=0, width=0.125, segments="depthwise")))
+    _optimize(spec, study, tmp_path, monkeypatch, FakeTraining())
+    stopped = study.trials[1]
+    assert stopped.user_attrs[TrialAttr.STOPPED_AT_EPOCH] == 1 and stopped.user_attrs[TrialAttr.STOPPED_BY] == 0
+    assert stopped.user_attrs[TrialAttr.EPOCHS] == 1 and stopped.values[0] == CURVE[0]
+
+    callback = StopDominated(study.ask(), spec.early_stop, {"params": 10**9}, setup_digest(spec), epochs=2)
+    callback.set_model(keras.Sequential())
+    callback.on_epoch_end(1, {"val_accuracy": 0.1})  # the last epoch: nothing to stop
+    assert not getattr(callback.model, "stop_training", False)

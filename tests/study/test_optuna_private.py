@@ -1,0 +1,41 @@
+"""Each private Optuna API that xsearch relies on still behaves as xsearch expects (fails loudly if not)."""
+
+import numpy as np
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from xsearch.study.optuna_private import fail_running_trial, hypervolume_history, pareto_mask, storage_description
+from xsearch.study.storage import open_storage
+
+
+def test_a_running_trial_of_another_process_is_failed_with_its_reason(tmp_path):
+    study = optuna.create_study(storage=open_storage(None, tmp_path))
+    study.ask()  # as another worker would
+    (running,) = study.get_trials(states=(TrialState.RUNNING,))
+    fail_running_trial(study, running, {"failure_reason": "interrupted"})
+    (trial,) = study.get_trials()
+    assert trial.state == TrialState.FAIL and trial.user_attrs == {"failure_reason": "interrupted"}
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+        fail_running_trial(study, running, {})
+
+
+def test_a_cards_storage_names_the_database_or_the_storage_kind(tmp_path):
+    journal = optuna.create_study(storage=open_storage(None, tmp_path))
+    database = optuna.create_study(storage=open_storage(f"sqlite:///{tmp_path / 'x.db'}"))
+    assert storage_description(database) == f"sqlite:///{tmp_path / 'x.db'}"
+    assert storage_description(journal) == "JournalFileBackend"
+
+
+def test_the_hypervolume_history_is_optunas_for_minimised_and_maximised_objectives():
+    study = optuna.create_study(directions=["minimize", "maximize"])
+    study.add_trial(optuna.create_trial(values=[1.0, -1.0]))  # the box [1,2] x [1,2] once negated
+    study.add_trial(optuna.create_trial(values=[3.0, 0.0]))  # beyond the reference point: adds nothing
+    study.add_trial(optuna.create_trial(values=[0.5, -1.5]))  # adds [0.5,2] x [1.5,2] less the overlap
+    numbers, volumes = hypervolume_history(study, [2.0, -2.0])
+    assert numbers == [0, 1, 2] and volumes == pytest.approx([1.0, 1.0, 1.25])
+
+
+def test_the_pareto_mask_keeps_the_points_nothing_dominates():
+    losses = np.array([[1.0, 2.0], [2.0, 1.0], [2.0, 2.0], [1.0, 2.0], [0.5, 3.0]])
+    assert pareto_mask(losses).tolist() == [True, True, False, True, True]

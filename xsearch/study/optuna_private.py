@@ -1,0 +1,55 @@
+"""The private Optuna APIs xsearch cannot do without, all in this module.
+
+- A study's storage (``Study._storage``) and a frozen trial's id (``FrozenTrial._trial_id``): to
+  fail a RUNNING trial whose worker process died and record why. Optuna's public API finishes
+  only a trial this process holds (`optuna.Trial`), and `Study.tell` records no reason.
+- The URL of a study's database, for a model card.
+- The hypervolume history of a study, as `optuna.visualization.plot_hypervolume_history` computes it,
+  and the Pareto front of an array of losses, as `Study.best_trials` computes it.
+
+`tests/study/test_optuna_private.py` exercises each on the installed Optuna, so a release that
+changes one fails loudly there; ``pyproject.toml`` bounds optuna to the versions tested.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import optuna
+import sqlalchemy.engine
+from optuna.study._multi_objective import _is_pareto_front
+from optuna.trial import FrozenTrial, TrialState
+from optuna.visualization._hypervolume_history import _get_hypervolume_history_info
+
+
+def fail_running_trial(study: optuna.Study, trial: FrozenTrial, attrs: Mapping[str, Any]) -> None:
+    """Record ``attrs`` on a RUNNING trial of another process, then mark it FAIL.
+
+    Raises `optuna.exceptions.UpdateFinishedTrialError` when the trial has finished meanwhile.
+    """
+    storage, trial_id = study._storage, trial._trial_id
+    for key, value in attrs.items():
+        storage.set_trial_user_attr(trial_id, key, value)
+    storage.set_trial_state_values(trial_id, TrialState.FAIL)
+
+
+def storage_description(study: optuna.Study) -> str:
+    """The study's database URL with the password hidden, or the storage's class name for other storages."""
+    storage = getattr(study._storage, "_backend", study._storage)
+    url = getattr(storage, "url", None)
+    if url is None:
+        return type(storage).__name__
+    return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+
+
+def hypervolume_history(study: optuna.Study, reference_point: list[float]) -> tuple[list[int], list[float]]:
+    """Trial numbers of the COMPLETE trials, and the hypervolume of the feasible front after each."""
+    info = _get_hypervolume_history_info(study, np.asarray(reference_point, dtype=float))
+    return list(info.trial_numbers), [float(value) for value in info.values]
+
+
+def pareto_mask(losses: np.ndarray) -> np.ndarray:
+    """Which rows of ``losses`` (one row a point, every objective minimised) no other row dominates."""
+    return _is_pareto_front(np.asarray(losses, dtype=float), assume_unique_lexsorted=False)

@@ -1,0 +1,125 @@
+"""Trials of dead or interrupted workers: failed, retried with the same parameters, counted once.
+
+A RUNNING trial whose worker process on this machine is gone is swept by `sweep_dead_local_trials`
+(RDB storages also by heartbeat, for any machine). A retry carries ``retry_of``; a design that
+killed its worker on every one of `MAX_RETRY` retries fails as ``crash``. `budget_trials` counts
+the trials toward ``--trials``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import socket
+import warnings
+from typing import Any
+
+import optuna
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.trial import FrozenTrial, TrialState
+
+from xsearch.study.optuna_private import fail_running_trial
+from xsearch.study.record import FailureReason, TrialAttr, failure_reason, is_repeat
+
+UNCLAIMED_GRACE_S = 300.0
+MAX_RETRY = 3
+
+
+def worker_identity() -> dict[str, Any]:
+    """Host and process id, recorded on each trial so that a dead worker's trials can be found."""
+    return {TrialAttr.WORKER_HOST: socket.gethostname(), TrialAttr.WORKER_PID: os.getpid()}
+
+
+def sweep_dead_local_trials(study: optuna.Study) -> int:
+    """Fail and retry the RUNNING trials whose worker process on this host is gone; their number.
+
+    On an RDB storage, trials whose heartbeat stopped (any machine) are failed and retried by
+    Optuna's `fail_stale_trials` first; a dead worker of this host is found at once either way.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    host = socket.gethostname()
+    swept = 0
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        attrs = trial.user_attrs
+        if attrs.get(TrialAttr.WORKER_HOST, host) != host or _alive(attrs.get(TrialAttr.WORKER_PID)):
+            continue
+        if TrialAttr.WORKER_PID not in attrs and _age_s(trial) < UNCLAIMED_GRACE_S:
+            continue  # just started: its worker is still sampling it and has not recorded its pid yet
+        retry = _retries(study, trial.number) < MAX_RETRY
+        try:  # a trial that killed its worker MAX_RETRY times in a row counts as a failure: a crash
+            reason = FailureReason.INTERRUPTED if retry else FailureReason.CRASH
+            fail_running_trial(study, trial, {TrialAttr.FAILURE_REASON: reason})
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # another worker swept it first
+        if retry:
+            _enqueue_retry(study, trial.number, trial.params)
+        swept += 1
+    return swept
+
+
+def retry_interrupted(study: optuna.Study, trial: optuna.Trial) -> None:
+    """Enqueue a retry of a trial stopped by Ctrl-C (unless it already is the last allowed retry)."""
+    if _retries(study, trial.number) < MAX_RETRY:
+        _enqueue_retry(study, trial.number, trial.params)
+
+
+def _enqueue_retry(study: optuna.Study, number: int, params: dict[str, Any]) -> None:
+    study.enqueue_trial(params, user_attrs={TrialAttr.RETRY_OF: number}, skip_if_exists=False)
+
+
+def _retries(study: optuna.Study, number: int) -> int:
+    """How many retries in a row led to trial ``number``."""
+    trials = study.get_trials(deepcopy=False)
+    count, source = 0, retried_from(trials[number])
+    while source is not None:
+        count, source = count + 1, retried_from(trials[source])
+    return count
+
+
+def retried_from(trial: FrozenTrial) -> int | None:
+    """The number of the failed trial this one retries, if any (local sweep or heartbeat retry)."""
+    number = trial.user_attrs.get(TrialAttr.RETRY_OF)
+    if number is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            number = RetryHeartbeatStaleTrialCallback.retried_trial_number(trial)
+    return None if number is None else int(number)
+
+
+def budget_trials(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    """The trials that count towards ``--trials``: finished or running, except failed trials that
+    were retried (their retry counts), surplus trials that never ran and repeats of a trained design."""
+    retried = {retried_from(t) for t in trials} - {None}
+    counted = []
+    for trial in trials:
+        if trial.user_attrs.get(TrialAttr.SURPLUS) or is_repeat(trial) or trial.state in (TrialState.WAITING, TrialState.PRUNED):
+            continue
+        if trial.state == TrialState.FAIL and (trial.number in retried
+                                               or failure_reason(trial) == FailureReason.INTERRUPTED):
+            continue
+        counted.append(trial)
+    return counted
+
+
+def _age_s(trial: FrozenTrial) -> float:
+    started = trial.datetime_start
+    return float("inf") if started is None else (datetime.datetime.now() - started).total_seconds()
+
+
+def _alive(pid: object) -> bool:
+    """Whether process ``pid`` runs on this host (a zombie, killed but not yet reaped, is dead)."""
+    if not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True

@@ -1,0 +1,161 @@
+"""Setting a study up: check the space and data, open the storage, create or join the study, probe the batch.
+
+Exactly one of many racing processes creates a study: it records the spec, enqueues the seed
+trials and names the metrics last (the names mark a finished set-up).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import optuna
+
+from xsearch.data import Dataset, load_dataset
+from xsearch.model.device import runtime_info
+from xsearch.model.space import SearchSpace
+from xsearch.study.batch_size import AUTO, find_batch_size
+from xsearch.study.record import StudyAttr, TrialAttr
+from xsearch.study.retries import sweep_dead_local_trials
+from xsearch.study.sampler import make_sampler, sampler_seed
+from xsearch.study.seeds import seed_configs
+from xsearch.study.spec import StudySpec, write_spec
+from xsearch.study.storage import open_storage, redact
+
+SETUP_WAIT_S = 30.0
+
+
+def open_study(spec: StudySpec, space: SearchSpace, storage: optuna.storages.BaseStorage, where: str,
+               seeds: Callable[[], list[dict[str, Any]]] = list, shared: bool = False) -> optuna.Study:
+    """Create the study (exactly one of many racing processes does) or reopen it.
+
+    The creator records the spec, enqueues the ``seeds()`` trials and sets the metric names last: the
+    names mark a finished set-up. A process that finds a study without names waits for them, and
+    finishes the set-up itself when its creator died half-way. Reopening with other objectives is
+    an error. The study's sampler is seeded by `sampler_seed` (``shared``: other workers of this
+    machine share the study).
+    """
+    directions = [objective.direction for objective in spec.objective_list]
+    metrics = [objective.metric for objective in spec.objective_list]
+    study, created = _load_or_create(spec.name, storage, directions)
+    set_up = False
+    if not created:
+        _check_objectives(study, metrics, directions, where)
+        set_up = _wait_for_metric_names(study)
+        if set_up:
+            _check_objectives(study, metrics, directions, where)
+    if not set_up:
+        _finish_setup(study, spec, metrics, seeds)
+    shared = shared or isinstance(storage, optuna.storages.RDBStorage)
+    study.sampler = make_sampler(spec, space, sampler_seed(spec.seed, len(study.get_trials(deepcopy=False)), shared))
+    return study
+
+
+def _load_or_create(name: str, storage: optuna.storages.BaseStorage,
+                    directions: list[Literal["maximize", "minimize"]]) -> tuple[optuna.Study, bool]:
+    """The study, and whether this process created it.
+
+    Loading first keeps a journal file byte-for-byte unchanged when the study exists.
+    """
+    try:
+        return optuna.load_study(study_name=name, storage=storage), False
+    except KeyError:
+        pass
+    try:
+        return optuna.create_study(study_name=name, storage=storage, directions=directions), True
+    except optuna.exceptions.DuplicatedStudyError:  # another process created it first
+        return optuna.load_study(study_name=name, storage=storage), False
+
+
+def _check_objectives(study: optuna.Study, metrics: list[str], directions: Sequence[str], where: str) -> None:
+    old_directions = [d.name.lower() for d in study.directions]
+    old_metrics = list(study.metric_names or metrics)  # no names yet: only directions can differ
+    if old_metrics != metrics or old_directions != directions:
+        raise ValueError(
+            f"study {study.study_name!r} in {where} was created with objectives "
+            f"{list(zip(old_metrics, old_directions))}, not {list(zip(metrics, directions))}: use another "
+            "--out folder or --storage, or the study's original objectives."
+        )
+
+
+def _wait_for_metric_names(study: optuna.Study) -> bool:
+    """Whether the study's creator finished its set-up within ``SETUP_WAIT_S``."""
+    deadline = time.monotonic() + SETUP_WAIT_S
+    while study.metric_names is None:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)  # ``metric_names`` reads the storage each time
+    return True
+
+
+def _finish_setup(study: optuna.Study, spec: StudySpec, metrics: list[str],
+                  seeds: Callable[[], list[dict[str, Any]]]) -> None:
+    write_spec(study, spec)
+    if not study.trials:
+        for params in seeds():
+            study.enqueue_trial(params, user_attrs={TrialAttr.SEED_TRIAL: True}, skip_if_exists=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(metrics)
+
+
+def load_spec_dataset(spec: StudySpec) -> Dataset:
+    """The study's data, from the uint8 cache after the first time."""
+    return load_dataset(
+        spec.data.source, spec.data.image_size, data_dir=spec.data.data_dir, seed=spec.seed,
+        val_fraction=spec.data.val_fraction, test_fraction=spec.data.test_fraction,
+        max_train=spec.data.max_train,
+    )
+
+
+def prepare_study(spec: StudySpec, out_dir: Path, storage_url: str | None = None, dataset: Dataset | None = None,
+                  probe_batch_size: bool = True, shared: bool = False,
+                  ) -> tuple[optuna.Study, StudySpec, SearchSpace, Dataset]:
+    """Check the space and the data, open the study, sweep dead trials and enqueue the seeds.
+
+    Nothing is written before the space, the data and the storage are known to be good. Where
+    the study file says ``batch_size = "auto"``, the returned spec has the study's batch size,
+    probed on this device by the first process that needs it (`probe_batch_size`). ``shared``:
+    other worker processes of this machine run the study too (see `open_study`).
+    """
+    space = SearchSpace.from_toml(spec.space)
+    dataset = dataset or load_spec_dataset(spec)
+    storage = open_storage(storage_url, out_dir, spec.heartbeat_interval)
+    seeds = lambda: [space.encode(config) for config in seed_configs(spec, space, dataset.num_classes)]  # noqa: E731
+    study = open_study(spec, space, storage, redact(storage_url) if storage_url else str(out_dir), seeds, shared)
+    sweep_dead_local_trials(study)
+    if probe_batch_size:
+        spec = _with_study_batch_size(study, spec, space, dataset)
+    return study, spec, space, dataset
+
+
+def study_is_set_up(study: optuna.Study, spec: StudySpec) -> bool:
+    """Whether trials can start: the study has its batch size, where the spec says ``"auto"``."""
+    return spec.training.batch_size != AUTO or StudyAttr.BATCH_SIZE in study.user_attrs
+
+
+def _with_study_batch_size(study: optuna.Study, spec: StudySpec, space: SearchSpace, dataset: Dataset) -> StudySpec:
+    """``batch_size = "auto"``: the batch probed when the study started, the same for every trial.
+
+    Machines that probe at the same time keep the batch of the first to record one.
+    """
+    if spec.training.batch_size != AUTO:
+        return spec
+    chosen = study.user_attrs.get(StudyAttr.BATCH_SIZE)
+    if chosen is None:
+        probe = find_batch_size(spec, space, dataset)
+        chosen = study.user_attrs.get(StudyAttr.BATCH_SIZE)  # another machine may have finished first
+        if chosen is None:
+            study.set_user_attr(StudyAttr.BATCH_SIZE_PROBE, {
+                "device": runtime_info()["device"], "stopped_by": probe.stopped_by,
+                "images_per_second": {str(batch): rate for batch, rate in probe.images_per_second.items()},
+            })
+            study.set_user_attr(StudyAttr.BATCH_SIZE, probe.batch_size)
+            chosen = probe.batch_size
+    return dataclasses.replace(spec, training=dataclasses.replace(spec.training, batch_size=int(chosen)))
+
+
