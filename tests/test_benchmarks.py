@@ -5,11 +5,12 @@ import math
 from pathlib import Path
 
 import optuna
+import pandas as pd
 import pytest
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import create_trial
 
-from benchmarks import early_stop, overhead, repeats, spectrum, throughput
+from benchmarks import early_stop, overhead, repeats, spectrum, throughput, xception_bench
 from benchmarks.synthetic_imagenet import write_imagenet_npz
 from xsearch.study.record import TrialAttr
 
@@ -123,3 +124,41 @@ def test_throughput_below_keras_applications_minimum_compares_without_it(tmp_pat
     models = {row["model"] for row in report["rows"]}
     assert "xsearch" in models and "keras.applications" not in models
     assert any("keras.applications" in note and "71x71" in note for note in report["notes"])
+
+
+def _bench_run(folder, seed, accuracies):
+    """A finished bench study of three designs in ``folder``, their final accuracies given."""
+    import dataclasses
+
+    from xsearch.model.config import XceptionConfig
+    from xsearch.study.spec import load_study_spec, write_spec
+    from xsearch.study.storage import open_storage
+
+    spec = dataclasses.replace(load_study_spec(xception_bench.STUDY), seed=seed)
+    study = optuna.create_study(study_name=spec.name, storage=open_storage(None, folder),
+                                directions=["maximize", "minimize", "minimize"])
+    write_spec(study, spec)
+    for segments, accuracy in zip((1, 4, "depthwise"), accuracies):
+        curve = [accuracy / 2] * (spec.training.epochs - 1) + [accuracy]
+        attrs = {TrialAttr.CONFIG: XceptionConfig(middle_repeats=0, width=0.125, segments=segments).to_json(),
+                 TrialAttr.CURVES: {TrialAttr.VAL_ACCURACY: curve}, TrialAttr.EPOCH_TIMES_S: [2.0] + [1.0] * 5,
+                 TrialAttr.PARAMS: 1000, TrialAttr.MACS: 5000, TrialAttr.FLOPS: 10000, TrialAttr.LATENCY_MS: 1.5,
+                 TrialAttr.LATENCY_P90_MS: 1.7, TrialAttr.TEST_ACCURACY: accuracy - 0.01}
+        study.add_trial(optuna.trial.create_trial(values=[accuracy, 1000, 1.5], user_attrs=attrs))
+
+
+def test_the_bench_table_has_one_row_per_design_and_seed_and_measures_spread_against_noise(tmp_path):
+    _bench_run(tmp_path / "seed-0", 0, [0.50, 0.70, 0.90])
+    _bench_run(tmp_path / "seed-1", 1, [0.52, 0.72, 0.92])
+    frame = xception_bench.table(tmp_path)
+    assert len(frame) == 6 and list(frame["seed"]) == [0, 1, 0, 1, 0, 1]
+    assert list(frame["segments"][::2]) == ["1", "4", "depthwise"]
+    assert list(frame.filter(like="epoch_s_").iloc[0]) == [2.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+    assert frame.loc[0, "val_acc_6"] == 0.50 and frame.loc[0, "val_acc_1"] == 0.25
+    report = xception_bench.noise(frame)
+    assert report["designs"] == 3 and report["seeds_per_design"] == 2
+    assert report["median_seed_std"] == pytest.approx(0.02 / 2**0.5)  # each design: two seeds 0.02 apart
+    assert report["spread_std"] == pytest.approx(0.2) and report["spread_over_noise"] == pytest.approx(0.2 / (0.02 / 2**0.5))
+    xception_bench.write_table(frame, tmp_path / "bench.csv", xception_bench.STUDY)
+    assert len(pd.read_csv(tmp_path / "bench.csv")) == 6
+    assert json.loads((tmp_path / "bench.json").read_text())["seeds"] == [0, 1]

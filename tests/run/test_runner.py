@@ -22,6 +22,7 @@ from xsearch.run.runner import run_study
 from xsearch.study import sampler as study_sampler
 from xsearch.study import setup
 from xsearch.study.artifacts import artifact_store
+from xsearch.study.failures import WorkerRecycle
 from xsearch.study.record import TrialAttr, is_repeat
 from xsearch.study.retries import budget_trials
 from xsearch.study.setup import open_study
@@ -278,3 +279,18 @@ def test_a_repeated_design_is_not_trained_again_and_an_exhausted_space_ends_the_
     twin_number = repeats[0].user_attrs[TrialAttr.REPEAT_OF]
     assert exported.weights == "trained"
     assert exported.message.startswith(f"trial {repeats[0].number} repeats trial {twin_number}'s design; ")
+
+
+@pytest.mark.slow
+def test_a_grid_study_trains_every_design_exactly_once_across_recycled_workers(tmp_path, tiny_spec):
+    spec = dataclasses.replace(tiny_spec, sampler="grid", seed_trials=("paper",), trials=100)
+    while True:  # a worker recycled every 4 trials, restarted as its supervisor would
+        try:
+            study = run_study(spec, tmp_path / "run", progress=False, recycle_after=4)
+            break
+        except WorkerRecycle:
+            continue
+    trials = study.get_trials(deepcopy=False)
+    designs = [t.user_attrs[TrialAttr.CONFIG] for t in trials]
+    assert len(trials) == 12 and not any(map(is_repeat, trials))  # the tiny space has 12 designs
+    assert len(set(designs)) == 12 and all(t.state == COMPLETE for t in trials)

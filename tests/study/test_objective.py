@@ -62,7 +62,8 @@ class FakeTraining:
             if model.stop_training:
                 break
         return TrainResult(curves={"val_accuracy": curve}, val_accuracy=curve[-1], val_top5=None, test_accuracy=0.5,
-                           test_top5=None, throughput=100.0, compile_time_s=0.1, train_time_s=0.2, epochs=len(curve))
+                           test_top5=None, throughput=100.0, compile_time_s=0.1, train_time_s=0.2, epochs=len(curve),
+                           epoch_times_s=[0.1] * len(curve))
 
 
 @pytest.fixture

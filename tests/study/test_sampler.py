@@ -8,26 +8,44 @@ import pytest
 from xsearch.model.space import SearchSpace
 from xsearch.study import sampler
 from xsearch.study.record import TrialAttr
-from xsearch.study.sampler import make_sampler, sampler_seed
+from xsearch.study.sampler import grid_points, make_sampler, sampler_seed
+from xsearch.study.setup import prepare_study
 
 
 @pytest.mark.parametrize("name, kind", [("tpe", optuna.samplers.TPESampler), ("nsga2", optuna.samplers.NSGAIISampler),
                                         ("gp", optuna.samplers.GPSampler), ("random", optuna.samplers.RandomSampler),
-                                        ("grid", optuna.samplers.GridSampler)])
+                                        ("grid", optuna.samplers.RandomSampler)])  # a grid study's points are queued
 def test_each_sampler_name_makes_that_sampler(tiny_spec, name, kind):
     space = SearchSpace.from_toml(tiny_spec.space)
     assert isinstance(make_sampler(dataclasses.replace(tiny_spec, sampler=name), space), kind)
 
 
-def test_the_grid_sampler_visits_every_design_once(tmp_path, tiny_spec):
+def _space(tmp_path):
     path = tmp_path / "space.toml"
-    path.write_text('[axes]\nmiddle_repeats = { low = 0, high = 2, step = 1 }\nwidth = [0.125]\ndepth_multiplier = [1]\n'
-                    'segments = [1, "depthwise"]\nintermediate_activation = ["none"]\nresidual = [true]\n')
-    space = SearchSpace.from_toml(path)
-    study = optuna.create_study(sampler=make_sampler(dataclasses.replace(tiny_spec, sampler="grid"), space))
-    designs = []
-    study.optimize(lambda trial: designs.append(space.sample(trial)) or 0.0, n_trials=10)  # stops when exhausted
-    assert len(designs) == len(set(designs)) == 6 and {d.middle_repeats for d in designs} == {0, 1, 2}
+    path.write_text('[axes]\nmiddle_repeats = { low = 0, high = 2, step = 1 }\nwidth = { low = 0.125, high = 0.25, step = 0.125 }\n'
+                    'depth_multiplier = [1]\nsegments = [1, "depthwise"]\nintermediate_activation = ["none"]\nresidual = [true]\n')
+    return path
+
+
+def test_the_grid_points_are_every_design_once_in_a_seeded_order(tmp_path):
+    space = SearchSpace.from_toml(_space(tmp_path))
+    points = grid_points(space, seed=0)
+    designs = [space.decode(point) for point in points]
+    assert len(designs) == len(set(designs)) == 12 and {d.width for d in designs} == {0.125, 0.25}
+    assert all(space.contains(design) for design in designs) and all(point == space.encode(space.decode(point))
+                                                                     for point in points)
+    assert grid_points(space, seed=0) == points and grid_points(space, seed=1) != points
+
+
+def test_a_grid_study_queues_every_point_once_after_its_seeds_and_caps_its_trials(tmp_path, tiny_spec):
+    spec = dataclasses.replace(tiny_spec, sampler="grid", space=str(_space(tmp_path)), seed_trials=("regular",),
+                               trials=50)
+    study, resolved, space, _ = prepare_study(spec, tmp_path / "run", probe_batch_size=False)
+    assert resolved.trials == 12 and len(study.trials) == 12  # the seed is a grid point: queued once
+    asked = [study.ask() for _ in range(12)]  # what the workers take, in order
+    designs = [space.sample(trial) for trial in asked]
+    assert asked[0].user_attrs == {TrialAttr.SEED_TRIAL: True} and designs[0].segments == 1
+    assert set(designs) == {space.decode(point) for point in grid_points(space, spec.seed)}
 
 
 def test_a_worker_seed_follows_the_study_and_with_shared_workers_the_process(monkeypatch):

@@ -64,6 +64,7 @@ class TrialAttr:
     COMPILE_TIME_S: Final = "compile_time_s"
     TRAIN_TIME_S: Final = "train_time_s"
     EPOCHS: Final = "epochs"
+    EPOCH_TIMES_S: Final = "epoch_times_s"
     WALL_TIME_S: Final = "wall_time_s"
     EPOCHS_DONE: Final = "epochs_done"
     EPOCH_LOGS: Final = "epoch_logs"
@@ -119,6 +120,7 @@ class TrialRecord(TypedDict, total=False):
     compile_time_s: float
     train_time_s: float
     epochs: int
+    epoch_times_s: list[float]  # training seconds of each epoch run here (the first includes compilation)
     wall_time_s: float  # the whole trial: build, cost, train, save
     epochs_done: int  # written after every epoch: a retry continues from there
     epoch_logs: dict[str, float]  # the last finished epoch: epoch, loss, accuracy (the progress display)

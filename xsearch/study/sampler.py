@@ -1,8 +1,16 @@
-"""The study's Optuna sampler, and the seed each worker's sampler gets."""
+"""The study's Optuna sampler, the seed each worker's sampler gets, and the points of a grid study.
+
+A grid study (``sampler = "grid"``) trains every point of its space exactly once: the creator
+enqueues all points (`grid_points`), and workers take them from the queue, as they take retries.
+Optuna's `GridSampler` assigns grid points by trial number, so retries, seed trials and pruned
+trials, which use numbers too, left points untrained and trained others twice.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import itertools
+from typing import Any
 
 import numpy as np
 import optuna
@@ -21,10 +29,8 @@ def make_sampler(spec: StudySpec, space: SearchSpace, seed: int | None = None) -
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(8, min(50, spec.trials // 4)))
     if spec.sampler == "gp":
         return optuna.samplers.GPSampler(seed=seed, n_startup_trials=8)
-    if spec.sampler == "random":
+    if spec.sampler in ("random", "grid"):  # a grid study's trials come from its queue (`grid_points`)
         return optuna.samplers.RandomSampler(seed=seed)
-    if spec.sampler == "grid":
-        return optuna.samplers.GridSampler(_grid(space), seed=seed)
     return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True,
                                       n_startup_trials=min(10, max(4, spec.trials // 3)))
 
@@ -45,14 +51,21 @@ def sampler_seed(seed: int, trials_so_far: int, shared: bool) -> int:
     return int(np.random.SeedSequence(entropy).generate_state(1)[0])
 
 
-def _grid(space: SearchSpace) -> dict[str, list]:
-    grid: dict[str, list] = {}
-    for axis, spec in space.axes.items():
-        if isinstance(spec, Range):
-            count = int(round((spec.high - spec.low) / spec.step)) + 1
-            grid[axis] = [spec.low + i * spec.step for i in range(count)]
-        else:
-            distribution = space.distributions()[axis]
-            assert isinstance(distribution, optuna.distributions.CategoricalDistribution)
-            grid[axis] = list(distribution.choices)
-    return grid
+def grid_points(space: SearchSpace, seed: int) -> list[dict[str, Any]]:
+    """Every point of ``space`` as trial parameters, in an order shuffled by ``seed`` (a study stopped
+    early has then trained a uniform sample of its space)."""
+    axes = list(space.axes)
+    values = [_axis_values(space, axis) for axis in axes]
+    points = [dict(zip(axes, combination)) for combination in itertools.product(*values)]
+    order = np.random.default_rng(seed).permutation(len(points))
+    return [points[index] for index in order]
+
+
+def _axis_values(space: SearchSpace, axis: str) -> list[Any]:
+    spec = space.axes[axis]
+    if isinstance(spec, Range):
+        count = int(round((spec.high - spec.low) / spec.step)) + 1
+        return [type(spec.low)(round(spec.low + i * spec.step, 10)) for i in range(count)]
+    distribution = space.distributions()[axis]
+    assert isinstance(distribution, optuna.distributions.CategoricalDistribution)
+    return list(distribution.choices)

@@ -21,7 +21,7 @@ from xsearch.model.space import SearchSpace
 from xsearch.study.batch_size import AUTO, find_batch_size
 from xsearch.study.record import StudyAttr, TrialAttr
 from xsearch.study.retries import sweep_dead_local_trials
-from xsearch.study.sampler import make_sampler, sampler_seed
+from xsearch.study.sampler import grid_points, make_sampler, sampler_seed
 from xsearch.study.seeds import seed_configs
 from xsearch.study.spec import StudySpec, write_spec
 from xsearch.study.storage import open_storage, redact
@@ -30,14 +30,15 @@ SETUP_WAIT_S = 30.0
 
 
 def open_study(spec: StudySpec, space: SearchSpace, storage: optuna.storages.BaseStorage, where: str,
-               seeds: Callable[[], list[dict[str, Any]]] = list, shared: bool = False) -> optuna.Study:
+               seeds: Callable[[], list[dict[str, Any]]] = list, shared: bool = False,
+               grid: Sequence[dict[str, Any]] = ()) -> optuna.Study:
     """Create the study (exactly one of many racing processes does) or reopen it.
 
-    The creator records the spec, enqueues the ``seeds()`` trials and sets the metric names last: the
-    names mark a finished set-up. A process that finds a study without names waits for them, and
-    finishes the set-up itself when its creator died half-way. Reopening with other objectives is
-    an error. The study's sampler is seeded by `sampler_seed` (``shared``: other workers of this
-    machine share the study).
+    The creator records the spec, enqueues the ``seeds()`` trials, then the ``grid`` points that are
+    not seeds, and sets the metric names last: the names mark a finished set-up. A process that
+    finds a study without names waits for them, and finishes the set-up itself when its creator
+    died half-way. Reopening with other objectives is an error. The study's sampler is seeded by
+    `sampler_seed` (``shared``: other workers of this machine share the study).
     """
     directions = [objective.direction for objective in spec.objective_list]
     metrics = [objective.metric for objective in spec.objective_list]
@@ -49,7 +50,7 @@ def open_study(spec: StudySpec, space: SearchSpace, storage: optuna.storages.Bas
         if set_up:
             _check_objectives(study, metrics, directions, where)
     if not set_up:
-        _finish_setup(study, spec, metrics, seeds)
+        _finish_setup(study, spec, metrics, seeds, grid)
     shared = shared or isinstance(storage, optuna.storages.RDBStorage)
     study.sampler = make_sampler(spec, space, sampler_seed(spec.seed, len(study.get_trials(deepcopy=False)), shared))
     return study
@@ -93,11 +94,15 @@ def _wait_for_metric_names(study: optuna.Study) -> bool:
 
 
 def _finish_setup(study: optuna.Study, spec: StudySpec, metrics: list[str],
-                  seeds: Callable[[], list[dict[str, Any]]]) -> None:
+                  seeds: Callable[[], list[dict[str, Any]]], grid: Sequence[dict[str, Any]]) -> None:
     write_spec(study, spec)
-    if not study.trials:
-        for params in seeds():
-            study.enqueue_trial(params, user_attrs={TrialAttr.SEED_TRIAL: True}, skip_if_exists=True)
+    resumed = bool(study.trials)  # its creator died half-way: enqueue only what is missing
+    seed_params = seeds()
+    for params in seed_params:
+        study.enqueue_trial(params, user_attrs={TrialAttr.SEED_TRIAL: True}, skip_if_exists=True)
+    for params in grid:
+        if params not in seed_params:
+            study.enqueue_trial(params, skip_if_exists=resumed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names(metrics)
@@ -117,16 +122,22 @@ def prepare_study(spec: StudySpec, out_dir: Path, storage_url: str | None = None
                   ) -> tuple[optuna.Study, StudySpec, SearchSpace, Dataset]:
     """Check the space and the data, open the study, sweep dead trials and enqueue the seeds.
 
-    Nothing is written before the space, the data and the storage are known to be good. Where
-    the study file says ``batch_size = "auto"``, the returned spec has the study's batch size,
+    Nothing is written before the space, the data and the storage are known to be good. A grid
+    study enqueues every point of its space after the seed trials, and its ``trials`` is at most
+    the number of points. Where the study file says ``batch_size = "auto"``, the returned spec has
+    the study's batch size,
     probed on this device by the first process that needs it (`probe_batch_size`). ``shared``:
     other worker processes of this machine run the study too (see `open_study`).
     """
     space = SearchSpace.from_toml(spec.space)
     dataset = dataset or load_spec_dataset(spec)
+    grid = grid_points(space, spec.seed) if spec.sampler == "grid" else []
+    if grid and spec.trials > len(grid):
+        spec = dataclasses.replace(spec, trials=len(grid))  # a grid study ends when every point is trained
     storage = open_storage(storage_url, out_dir, spec.heartbeat_interval)
+
     seeds = lambda: [space.encode(config) for config in seed_configs(spec, space, dataset.num_classes)]  # noqa: E731
-    study = open_study(spec, space, storage, redact(storage_url) if storage_url else str(out_dir), seeds, shared)
+    study = open_study(spec, space, storage, redact(storage_url) if storage_url else str(out_dir), seeds, shared, grid)
     sweep_dead_local_trials(study)
     if probe_batch_size:
         spec = _with_study_batch_size(study, spec, space, dataset)

@@ -29,6 +29,7 @@ class TrainResult:
     compile_time_s: float
     train_time_s: float
     epochs: int
+    epoch_times_s: list[float]  # training time of each epoch (the first includes compilation), validation excluded
 
 
 def with_normalization(core: keras.Model, mean: Any, std: Any) -> keras.Model:
@@ -148,6 +149,7 @@ def train_and_evaluate(
         compile_time_s=compile_time,
         train_time_s=train_time,
         epochs=len(losses),
+        epoch_times_s=timer.durations,
     )
 
 

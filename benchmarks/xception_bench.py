@@ -1,0 +1,141 @@
+"""Xception-Bench: every design of the ``xception-bench`` space trained once per seed, as a table.
+
+::
+
+    python -m benchmarks.xception_bench build --seeds 0 1 2    # resumable: re-run to continue
+    python -m benchmarks.xception_bench table                   # -> benchmarks/xception_bench.csv (+ .json)
+    python -m benchmarks.xception_bench noise                   # spread of accuracy across designs vs seeds
+
+``build`` runs the shipped ``xception-bench`` study (a grid: each design exactly once) with
+``xsearch run`` once per seed, in ``runs/xception-bench/seed-<S>``; a stopped build resumes where it
+stopped. ``table`` reads those studies into one row per design and seed: the six axes, params,
+MACs, FLOPs, latency (median and p90 of timed forward passes), the validation accuracy after each
+epoch, the test accuracy, and the training seconds of each epoch. ``noise`` compares the spread of
+final accuracy across designs with its seed-to-seed noise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pandas as pd
+from optuna.trial import TrialState
+
+from benchmarks.throughput import environment
+from xsearch.common.atomic import write_atomic
+from xsearch.model.space import AXES
+from xsearch.study.record import FailureReason, TrialAttr, failure_reason, is_repeat
+from xsearch.study.spec import load_study_spec, read_spec
+from xsearch.study.storage import load_study, run_storage
+
+STUDY = "xception-bench"
+RUNS = Path("runs") / STUDY
+TABLE = Path(__file__).with_name("xception_bench.csv")
+_COSTS = (TrialAttr.PARAMS, TrialAttr.MACS, TrialAttr.FLOPS, TrialAttr.LATENCY_MS, TrialAttr.LATENCY_P90_MS)
+
+
+def build(seeds: list[int], runs: Path, study: str = STUDY) -> int:
+    """Run (or resume) the bench study once per seed; the worst exit status."""
+    worst = 0
+    for seed in seeds:
+        command = [sys.executable, "-m", "xsearch.cli", "run", "--study", study, "--seed", str(seed),
+                   "--out", str(runs / f"seed-{seed}")]
+        print(f"xception-bench: seed {seed}: {' '.join(command[1:])}", flush=True)
+        worst = max(worst, subprocess.run(command, check=False).returncode)
+    return worst
+
+
+def rows(study: optuna.Study) -> list[dict[str, Any]]:
+    """One row per design the study trained (or failed to train), with its costs, curves and seed."""
+    epochs = read_spec(study).training.epochs
+    seed = read_spec(study).seed
+    table = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
+        attrs = trial.user_attrs
+        if is_repeat(trial) or TrialAttr.CONFIG not in attrs or failure_reason(trial) == FailureReason.INTERRUPTED:
+            continue
+        curve = (attrs.get(TrialAttr.CURVES) or {}).get(TrialAttr.VAL_ACCURACY, [])
+        times = attrs.get(TrialAttr.EPOCH_TIMES_S) or []
+        row: dict[str, Any] = {**json.loads(attrs[TrialAttr.CONFIG]), "seed": seed, "trial": trial.number}
+        row.update({key: attrs.get(key, math.nan) for key in _COSTS})
+        row.update({f"val_acc_{e}": _at(curve, e) for e in range(1, epochs + 1)})
+        row[TrialAttr.TEST_ACCURACY] = attrs.get(TrialAttr.TEST_ACCURACY, math.nan)
+        row.update({f"epoch_s_{e}": _at(times, e) for e in range(1, epochs + 1)})
+        row[TrialAttr.FAILURE_REASON] = failure_reason(trial) or ""
+        table.append(row)
+    return table
+
+
+def table(runs: Path, study: str = STUDY) -> pd.DataFrame:
+    """The bench table from every ``seed-*`` run folder under ``runs``, sorted by design and seed."""
+    frames = []
+    for folder in sorted(runs.glob("seed-*")):
+        frames.append(pd.DataFrame(rows(load_study(run_storage(study, out=folder), study))))
+    if not frames:
+        raise SystemExit(f"error: no seed-* run folder under {runs}: run `python -m benchmarks.xception_bench build`.")
+    frame = pd.concat(frames, ignore_index=True)
+    frame["segments"] = frame["segments"].astype(str)
+    return frame.sort_values([*AXES, "seed"], kind="stable").reset_index(drop=True)
+
+
+def noise(frame: pd.DataFrame) -> dict[str, Any]:
+    """Spread of final validation accuracy across designs (std of the designs' seed means) against the
+    seed-to-seed noise (median over designs of the std across seeds); needs 2+ seeds per design."""
+    final = frame.filter(like="val_acc_").ffill(axis=1).iloc[:, -1]
+    by_design = final.groupby([frame[axis] for axis in AXES])
+    means, stds, counts = by_design.mean(), by_design.std(ddof=1), by_design.count()
+    seeded = stds[counts >= 2]
+    median_noise = float(seeded.median()) if len(seeded) else math.nan
+    spread = float(means.std(ddof=1))
+    return {"designs": int(len(means)), "seeds_per_design": int(counts.min()), "rows": int(len(frame)),
+            "accuracy_min": float(means.min()), "accuracy_max": float(means.max()), "spread_std": spread,
+            "median_seed_std": median_noise,
+            "spread_over_noise": spread / median_noise if median_noise > 0 else math.nan}
+
+
+def write_table(frame: pd.DataFrame, path: Path, study: str) -> None:
+    """The table as CSV and, beside it, the machine, versions, date and study it was made with."""
+    write_atomic(path, frame.to_csv(index=False, float_format="%.6g"))
+    spec = load_study_spec(study)
+    meta = {"study": study, "spec": spec.to_dict(), "environment": environment(), "machine": platform.machine(),
+            "processor": platform.processor(), "made_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "rows": len(frame), "seeds": sorted(int(s) for s in frame["seed"].unique())}
+    write_atomic(path.with_suffix(".json"), json.dumps(meta, indent=2, default=str) + "\n")
+
+
+def _at(values: list[float], epoch: int) -> float:
+    return float(values[epoch - 1]) if len(values) >= epoch else math.nan
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.xception_bench", description=__doc__.split("\n")[0])
+    parser.add_argument("command", choices=("build", "table", "noise"))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="build: the seeds to run")
+    parser.add_argument("--runs", type=Path, default=RUNS, help=f"the run folders (default {RUNS})")
+    parser.add_argument("--study", default=STUDY, help="the bench study (default xception-bench)")
+    parser.add_argument("--table", type=Path, default=TABLE, help=f"the table (default {TABLE})")
+    args = parser.parse_args(argv)
+    if args.command == "build":
+        return build(args.seeds, args.runs, args.study)
+    if args.command == "table":
+        frame = table(args.runs, args.study)
+        write_table(frame, args.table, args.study)
+        print(f"{len(frame)} rows -> {args.table}")
+        return 0
+    report = noise(pd.read_csv(args.table))
+    print("\n".join(f"{key:18s} {value:.4g}" if isinstance(value, float) else f"{key:18s} {value}"
+                    for key, value in report.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
