@@ -135,7 +135,7 @@ def supervise(spec: StudySpec, out_dir: Path, storage: str | None, run_arguments
         count = worker_count(workers)
         recycle_every = trials_per_worker(keras.config.backend())
         stop_at = None if spec.timeout is None else time.time() + spec.timeout
-        study = prepare_study(spec, out_dir, storage, probe_batch_size=False)[0]  # checks everything first
+        study, spec = prepare_study(spec, out_dir, storage, probe_batch_size=False)[:2]  # checks everything first
         with Progress(study, spec.trials, spec.training.epochs) as progress:
             status = run_workers(run_arguments, count, environment, gpus, recycle_every, stop_at,
                                  ready=lambda: study_is_set_up(study, spec), progress=progress)
