@@ -30,7 +30,6 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
-from benchmarks.throughput import environment
 from xsearch.common.atomic import write_atomic
 from xsearch.model.space import AXES
 from xsearch.study.record import FailureReason, TrialAttr, failure_reason, is_repeat
@@ -104,6 +103,7 @@ def noise(frame: pd.DataFrame) -> dict[str, Any]:
 
 def write_table(frame: pd.DataFrame, path: Path, study: str) -> None:
     """The table as CSV and, beside it, the machine, versions, date and study it was made with."""
+    from benchmarks.throughput import environment  # loads the backend: only where the table is written
     write_atomic(path, frame.to_csv(index=False, float_format="%.6g"))
     spec = load_study_spec(study)
     meta = {"study": study, "spec": spec.to_dict(), "environment": environment(), "machine": platform.machine(),
