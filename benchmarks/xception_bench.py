@@ -3,14 +3,18 @@
 ::
 
     python -m benchmarks.xception_bench build --seeds 0 1 2    # resumable: re-run to continue
+    python -m benchmarks.xception_bench fill --seeds 0          # only the designs the table lacks for a seed
     python -m benchmarks.xception_bench table                   # -> benchmarks/xception_bench.csv (+ .json)
     python -m benchmarks.xception_bench noise                   # spread of accuracy across designs vs seeds
 
 ``build`` runs the shipped ``xception-bench`` study (a grid: each design exactly once) with
 ``xsearch run`` once per seed, in ``runs/xception-bench/seed-<S>``; a stopped build resumes where it
-stopped. ``table`` reads those studies into one row per design and seed: the six axes, params,
+stopped. ``fill`` trains, for each seed, only the designs of the space that the committed table lacks
+for it (its run folder was lost), as the seed trials of a study like the bench study, in
+``runs/xception-bench/seed-<S>-fill``. ``table`` reads those studies into one row per design and seed: the six axes, params,
 MACs, FLOPs, latency (median and p90 of timed forward passes), the validation accuracy after each
-epoch, the test accuracy, and the training seconds of each epoch. ``noise`` compares the spread of
+epoch, the test accuracy, and the training seconds of each epoch; rows of the committed table whose
+design and seed no run folder has are kept. ``noise`` compares the spread of
 final accuracy across designs with its seed-to-seed noise.
 """
 
@@ -21,6 +25,7 @@ import datetime
 import json
 import math
 import platform
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -31,8 +36,11 @@ import pandas as pd
 from optuna.trial import TrialState
 
 from xsearch.common.atomic import write_atomic
-from xsearch.model.space import AXES
+from xsearch.common.resources import resolve
+from xsearch.model.config import XceptionConfig
+from xsearch.model.space import AXES, SearchSpace
 from xsearch.study.record import FailureReason, TrialAttr, failure_reason, is_repeat
+from xsearch.study.sampler import grid_points
 from xsearch.study.spec import load_study_spec, read_spec
 from xsearch.study.storage import load_study, run_storage
 
@@ -51,6 +59,41 @@ def build(seeds: list[int], runs: Path, study: str = STUDY) -> int:
         print(f"xception-bench: seed {seed}: {' '.join(command[1:])}", flush=True)
         worst = max(worst, subprocess.run(command, check=False).returncode)
     return worst
+
+
+def fill(seeds: list[int], runs: Path, table_path: Path, study: str = STUDY) -> int:
+    """Train, per seed, the designs of the bench space that ``table_path`` lacks for that seed; the worst exit status."""
+    path = resolve("studies", study)
+    space = SearchSpace.from_toml(load_study_spec(path).space)
+    existing = pd.read_csv(table_path) if table_path.exists() else pd.DataFrame(columns=[*AXES, "seed"])
+    worst = 0
+    for seed in seeds:
+        have = {design_key(row) for _, row in existing[existing["seed"] == seed].iterrows()}
+        missing = [space.decode(p) for p in grid_points(space, seed) if space.decode(p).to_json() not in have]
+        if not missing:
+            print(f"xception-bench: seed {seed}: the table has every design", flush=True)
+            continue
+        folder = runs / f"seed-{seed}-fill"
+        folder.mkdir(parents=True, exist_ok=True)
+        seeds_toml = ", ".join("{" + ", ".join(f"{k} = {json.dumps(v)}" for k, v in json.loads(c.to_json()).items()) + "}"
+                               for c in missing)
+        text = re.sub(r"(?m)^(sampler|seed_trials|trials) = .*$", "", path.read_text())
+        (folder / path.name).write_text(f'sampler = "random"\nseed_trials = [{seeds_toml}]\ntrials = {len(missing)}\n{text}')
+        command = [sys.executable, "-m", "xsearch.cli", "run", "--study", str(folder / path.name), "--seed", str(seed),
+                   "--out", str(folder)]
+        print(f"xception-bench: seed {seed}: {len(missing)} designs missing: {' '.join(command[1:])}", flush=True)
+        worst = max(worst, subprocess.run(command, check=False).returncode)
+    return worst
+
+
+def design_key(row: pd.Series) -> str:
+    """A table row's design as its `XceptionConfig` JSON (the key of a design across seeds and runs)."""
+    values = {axis: row[axis] for axis in AXES}
+    segments = str(values["segments"])
+    values.update(segments=int(segments) if segments.isdigit() else segments, residual=str(values["residual"]).lower() == "true",
+                  middle_repeats=int(values["middle_repeats"]), depth_multiplier=int(values["depth_multiplier"]),
+                  width=float(values["width"]))
+    return XceptionConfig(**values).to_json()
 
 
 def rows(study: optuna.Study) -> list[dict[str, Any]]:
@@ -74,14 +117,19 @@ def rows(study: optuna.Study) -> list[dict[str, Any]]:
     return table
 
 
-def table(runs: Path, study: str = STUDY) -> pd.DataFrame:
-    """The bench table from every ``seed-*`` run folder under ``runs``, sorted by design and seed."""
+def table(runs: Path, study: str = STUDY, existing: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The bench table from every ``seed-*`` run folder under ``runs``, plus the rows of ``existing`` whose
+    design and seed no folder has, sorted by design and seed."""
     frames = []
     for folder in sorted(runs.glob("seed-*")):
         frames.append(pd.DataFrame(rows(load_study(run_storage(study, out=folder), study))))
     if not frames:
         raise SystemExit(f"error: no seed-* run folder under {runs}: run `python -m benchmarks.xception_bench build`.")
     frame = pd.concat(frames, ignore_index=True)
+    if existing is not None and len(existing):
+        ran = {(design_key(row), int(row["seed"])) for _, row in frame.iterrows()}
+        kept = existing[[(design_key(row), int(row["seed"])) not in ran for _, row in existing.iterrows()]]
+        frame = pd.concat([frame, kept], ignore_index=True)
     frame["segments"] = frame["segments"].astype(str)
     return frame.sort_values([*AXES, "seed"], kind="stable").reset_index(drop=True)
 
@@ -118,16 +166,18 @@ def _at(values: list[float], epoch: int) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.xception_bench", description=__doc__.split("\n")[0])
-    parser.add_argument("command", choices=("build", "table", "noise"))
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="build: the seeds to run")
+    parser.add_argument("command", choices=("build", "fill", "table", "noise"))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="build, fill: the seeds to run")
     parser.add_argument("--runs", type=Path, default=RUNS, help=f"the run folders (default {RUNS})")
     parser.add_argument("--study", default=STUDY, help="the bench study (default xception-bench)")
     parser.add_argument("--table", type=Path, default=TABLE, help=f"the table (default {TABLE})")
     args = parser.parse_args(argv)
     if args.command == "build":
         return build(args.seeds, args.runs, args.study)
+    if args.command == "fill":
+        return fill(args.seeds, args.runs, args.table, args.study)
     if args.command == "table":
-        frame = table(args.runs, args.study)
+        frame = table(args.runs, args.study, pd.read_csv(args.table) if args.table.exists() else None)
         write_table(frame, args.table, args.study)
         print(f"{len(frame)} rows -> {args.table}")
         return 0

@@ -162,3 +162,35 @@ def test_the_bench_table_has_one_row_per_design_and_seed_and_measures_spread_aga
     xception_bench.write_table(frame, tmp_path / "bench.csv", xception_bench.STUDY)
     assert len(pd.read_csv(tmp_path / "bench.csv")) == 6
     assert json.loads((tmp_path / "bench.json").read_text())["seeds"] == [0, 1]
+
+
+def test_the_bench_table_keeps_committed_rows_no_run_folder_has(tmp_path):
+    _bench_run(tmp_path / "seed-1", 1, [0.52, 0.72, 0.92])
+    committed = xception_bench.table(tmp_path)
+    committed["seed"] = 0  # as if seed 0's run folder were gone
+    committed.loc[0, "val_acc_6"] = 0.11
+    frame = xception_bench.table(tmp_path, existing=pd.concat([committed, xception_bench.table(tmp_path)]))
+    assert len(frame) == 6 and sorted(frame["seed"]) == [0, 0, 0, 1, 1, 1]
+    assert 0.11 in set(frame["val_acc_6"]) and 0.52 in set(frame["val_acc_6"])  # the run's row wins for seed 1
+
+
+def test_fill_trains_only_the_designs_the_table_lacks_for_a_seed(tmp_path, monkeypatch):
+    import subprocess
+
+    from xsearch.model.space import SearchSpace
+    from xsearch.study.sampler import grid_points
+    from xsearch.study.spec import load_study_spec
+
+    space = SearchSpace.from_toml(load_study_spec(xception_bench.STUDY).space)
+    points = grid_points(space, 0)
+    rows = [{**point, "seed": 0} for point in points[2:]]  # two designs missing for seed 0
+    pd.DataFrame(rows).to_csv(tmp_path / "table.csv", index=False)
+    commands = []
+    monkeypatch.setattr(subprocess, "run", lambda command, check: commands.append(command) or subprocess.CompletedProcess(command, 0))
+    assert xception_bench.fill([0, 1], tmp_path / "runs", tmp_path / "table.csv") == 0
+    assert [c[c.index("--seed") + 1] for c in commands] == ["0", "1"]
+    spec = load_study_spec(tmp_path / "runs" / "seed-0-fill" / "xception-bench.toml")
+    assert spec.name == "xception-bench" and spec.trials == 2 and spec.sampler == "random"
+    assert [space.encode(space.decode({**point})) for point in points[:2]] == [
+        space.encode(type(space.decode(points[0]))(**seed)) for seed in spec.seed_trials]
+    assert load_study_spec(tmp_path / "runs" / "seed-1-fill" / "xception-bench.toml").trials == 120  # no row for seed 1

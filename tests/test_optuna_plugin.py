@@ -7,7 +7,7 @@ import optuna
 import pytest
 
 import xsearch
-from xsearch.optuna import directions, make_objective, suggest_config
+from xsearch.optuna import SuccessiveHalving, directions, make_objective, suggest_config
 
 TINY_SPACE = """
 [axes]
@@ -76,3 +76,41 @@ def test_make_objective_does_not_train_a_design_twice(digits, tmp_path):
         assert repeat.user_attrs["repeat_of"] == 0 and repeat.values == first.values
         assert repeat.user_attrs["macs"] == first.user_attrs["macs"]
         assert repeat.duration < 0.2 * first.duration  # nothing built or trained
+
+
+def test_successive_halving_in_a_users_own_training_stops_a_trial_that_ranks_low():
+    import keras
+    from optuna.distributions import FloatDistribution
+
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    for accuracy in (0.9, 0.8, 0.7):  # cheaper, and better at the rung (epoch 1)
+        study.add_trial(optuna.trial.create_trial(
+            params={"x": 0.0}, distributions={"x": FloatDistribution(0, 1)}, values=[accuracy, 100],
+            user_attrs={"params": 100, "rung_accuracy": {"1": accuracy}, "setup_digest": ""}))
+    trial = study.ask()
+    asha = SuccessiveHalving(trial, {"params": 500}, epochs=3)
+    asha.set_model(keras.Sequential())
+    asha.on_epoch_end(0, {"val_accuracy": 0.5})
+    assert asha.stopped_at == 1 and asha.model.stop_training
+    assert trial.user_attrs["stopped_at_epoch"] == 1 and trial.user_attrs["rung_accuracy"] == {"1": 0.5}
+    trial.set_constraint("stopped", float(asha.stopped_at is not None))
+    study.tell(trial, [0.5, 500])
+    assert study.trials[-1] not in study.best_trials
+
+    with pytest.raises(ValueError, match=r"min_epochs must be an integer in \[1, epochs - 1 = 2\]; received 3"):
+        SuccessiveHalving(study.ask(), {"params": 1}, epochs=3, min_epochs=3)
+    with pytest.raises(ValueError, match="reduction_factor must be an integer >= 2; received 1"):
+        SuccessiveHalving(study.ask(), {"params": 1}, epochs=3, reduction_factor=1)
+
+
+@pytest.mark.slow
+def test_make_objective_with_successive_halving_keeps_stopped_trials_off_the_front(digits, space_file):
+    objective = make_objective(digits.x_train, digits.y_train, digits.x_val, digits.y_val, space=space_file, epochs=2,
+                               batch_size=64, asha=True)
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=optuna.samplers.RandomSampler(0))
+    study.optimize(objective, n_trials=4)
+    for trial in study.trials:
+        stopped = "stopped_at_epoch" in trial.user_attrs
+        assert trial.constraints == {"stopped": float(stopped)}
+        assert "repeat_of" in trial.user_attrs or trial.user_attrs["rung_accuracy"].keys() == {"1"}
+    assert all("stopped_at_epoch" not in trial.user_attrs for trial in study.best_trials) and study.best_trials

@@ -1,9 +1,11 @@
-"""Optuna plugin: `suggest_config` for your own objectives, `make_objective` for a ready-made one.
+"""Optuna plugin: `suggest_config` for your own objectives, `make_objective` for a ready-made one, and
+`SuccessiveHalving`, multi-objective early stopping for your own Keras training (Optuna's pruners do
+not work in multi-objective studies).
 
 ::
 
     study = optuna.create_study(directions=["maximize", "minimize"])
-    study.optimize(make_objective(x_train, y_train, x_val, y_val), n_trials=20)
+    study.optimize(make_objective(x_train, y_train, x_val, y_val, asha=True), n_trials=20)
 """
 
 from __future__ import annotations
@@ -22,8 +24,11 @@ from xsearch.model.costs import model_costs
 from xsearch.model.device import jit_compile_setting
 from xsearch.model.latency import measure_latency
 from xsearch.model.space import SearchSpace
+from xsearch.study import callbacks
+from xsearch.study.early_stop import COST_OBJECTIVES
+from xsearch.study.objective import STOPPED_CONSTRAINT
 from xsearch.study.record import TrialAttr
-from xsearch.study.spec import OBJECTIVES
+from xsearch.study.spec import OBJECTIVES, AshaSpec
 
 SUPPORTED = ("accuracy", "params", "flops", "latency")
 """What `make_objective` can return (their directions: `directions`)."""
@@ -51,6 +56,7 @@ def make_objective(
     objectives: Sequence[str] = ("accuracy", "params"),
     learning_rate: float = 1e-3,
     bn_momentum: float = 0.9,
+    asha: bool = False,
 ) -> Callable[[optuna.Trial], tuple[float, ...]]:
     """An objective that builds a sampled design, fits it on the (normalised) arrays and scores it.
 
@@ -58,7 +64,8 @@ def make_objective(
     the last epoch, parameters, forward FLOPs per image, latency in ms at batch 1. The config (JSON),
     params, MACs, FLOPs and the returned metrics are recorded as user attributes of the trial. A
     design that this objective already trained is not trained again: the trial records the earlier
-    trial's results and its number as ``repeat_of``.
+    trial's results and its number as ``repeat_of``. With ``asha``, `SuccessiveHalving` (its default
+    rungs) stops designs that rank low at a rung on accuracy and the cost objectives.
     """
     _check_objectives(objectives)
     search_space = _space(space)
@@ -77,29 +84,59 @@ def make_objective(
             number, record = trained[design]
             trial.set_user_attr(TrialAttr.REPEAT_OF, number)
         else:
-            record = _train(config)
+            record = _train(config, trial)
             trained[design] = trial.number, record
         for key, value in record.items():
             trial.set_user_attr(key, value)
+        if asha:
+            trial.set_constraint(STOPPED_CONSTRAINT, float(TrialAttr.STOPPED_AT_EPOCH in record))
         return tuple(float(record[OBJECTIVES[name].metric]) for name in objectives)
 
-    def _train(config: XceptionConfig) -> dict[str, int | float]:
+    def _train(config: XceptionConfig, trial: optuna.Trial) -> dict[str, int | float]:
         try:
             model = build_model(config, x_train.shape[1:], num_classes, bn_momentum=bn_momentum)
             record = cast(dict[str, int | float], dict(model_costs(model)))
+            if "latency" in objectives:
+                record[TrialAttr.LATENCY_MS] = measure_latency(model)["latency_ms"]
+            costs = {OBJECTIVES[name].metric: record[OBJECTIVES[name].metric] for name in objectives if name in COST_OBJECTIVES}
+            rule = [SuccessiveHalving(trial, costs, epochs)] if asha else []
             model.compile(keras.optimizers.Adam(learning_rate), keras.losses.SparseCategoricalCrossentropy(),
                           metrics=["accuracy"], jit_compile=jit_compile_setting())
             history = model.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=epochs,
-                                batch_size=batch_size, verbose=0)
+                                batch_size=batch_size, verbose=0, callbacks=rule)
             record[TrialAttr.VAL_ACCURACY] = float(history.history["val_accuracy"][-1])
-            if "latency" in objectives:
-                record[TrialAttr.LATENCY_MS] = measure_latency(model)["latency_ms"]
+            if rule and rule[0].stopped_at is not None:
+                record[TrialAttr.STOPPED_AT_EPOCH] = rule[0].stopped_at
         finally:
             keras.backend.clear_session()
             gc.collect()
         return record
 
     return objective
+
+
+class SuccessiveHalving(callbacks.SuccessiveHalving):
+    """Multi-objective successive halving (`xsearch.study.asha`) for your own Keras training in an Optuna study.
+
+    At each rung epoch (``min_epochs * reduction_factor**k`` before ``epochs``), the trial is ranked
+    by Pareto rank and crowding on its validation accuracy there and its ``costs`` (user-attr names
+    and values, e.g. ``{"params": model.count_params()}``, lower is better) against every other trial
+    of the study that reached the rung; outside the top ``1 / reduction_factor`` it stops training.
+    A stopped trial records ``stopped_at_epoch``. Set the constraint ``stopped`` after ``fit`` so that
+    it never stands on ``study.best_trials``::
+
+        asha = SuccessiveHalving(trial, {"params": model.count_params()}, epochs=10)
+        model.fit(x, y, validation_data=(x_val, y_val), epochs=10, callbacks=[asha])
+        trial.set_constraint("stopped", float(asha.stopped_at is not None))
+    """
+
+    def __init__(self, trial: optuna.Trial, costs: dict[str, float], epochs: int, min_epochs: int = 1,
+                 reduction_factor: int = 3) -> None:
+        if not (isinstance(min_epochs, int) and 1 <= min_epochs < epochs):
+            raise ValueError(f"min_epochs must be an integer in [1, epochs - 1 = {epochs - 1}]; received {min_epochs!r}.")
+        if not (isinstance(reduction_factor, int) and reduction_factor >= 2):
+            raise ValueError(f"reduction_factor must be an integer >= 2; received {reduction_factor!r}.")
+        super().__init__(trial, AshaSpec(min_epochs, reduction_factor), costs, digest="", epochs=epochs)
 
 
 def _space(space: SearchSpace | str) -> SearchSpace:

@@ -6,7 +6,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-import xsearch.study.objective
+import xsearch.study.trainer
 from tests.helpers import tiny_study_toml
 from xsearch.cli import main
 from xsearch.run.runner import run_study
@@ -34,7 +34,7 @@ def test_out_of_memory_is_recorded_and_taught_to_the_sampler(tmp_path, tiny_spec
     def out_of_memory(*args, **kwargs):
         raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor with shape [4096,4096]")
 
-    monkeypatch.setattr(xsearch.study.objective, "train_and_evaluate", out_of_memory)
+    monkeypatch.setattr(xsearch.study.trainer, "train_and_evaluate", out_of_memory)
     study = run_study(dataclasses.replace(tiny_spec, trials=2), tmp_path / "run", progress=False)
     for trial in study.trials:
         assert trial.state == COMPLETE  # told, so that the sampler learns the region is infeasible
@@ -45,7 +45,7 @@ def test_out_of_memory_is_recorded_and_taught_to_the_sampler(tmp_path, tiny_spec
 
 @pytest.mark.slow
 def test_an_exception_fails_one_trial_and_the_study_goes_on(tmp_path, tiny_spec, monkeypatch):
-    real_build = xsearch.study.objective.build_model
+    real_build = xsearch.study.trainer.build_model
     calls = []
 
     def flaky_build(*args, **kwargs):
@@ -54,7 +54,7 @@ def test_an_exception_fails_one_trial_and_the_study_goes_on(tmp_path, tiny_spec,
             raise RuntimeError("simulated crash in the builder")
         return real_build(*args, **kwargs)
 
-    monkeypatch.setattr(xsearch.study.objective, "build_model", flaky_build)
+    monkeypatch.setattr(xsearch.study.trainer, "build_model", flaky_build)
     study = run_study(dataclasses.replace(tiny_spec, trials=3), tmp_path / "run", progress=False)
     states = [t.state for t in study.trials]
     assert states.count(FAIL) == 1 and states.count(COMPLETE) == 2
@@ -67,7 +67,7 @@ def test_repeated_failures_warn_loudly_and_stop_only_when_asked(tmp_path, tiny_s
     def broken(*args, **kwargs):
         raise RuntimeError("driver gone")
 
-    monkeypatch.setattr(xsearch.study.objective, "build_model", broken)
+    monkeypatch.setattr(xsearch.study.trainer, "build_model", broken)
     study = run_study(dataclasses.replace(tiny_spec, trials=4), tmp_path / "a", progress=False)
     assert len(study.trials) == 4  # not asked to stop: the study goes on
     assert "3 trials in a row failed with reason 'error'" in capsys.readouterr().err

@@ -186,3 +186,19 @@ def test_a_bad_trials_per_worker_setting_exits_2_before_anything_is_written(tmp_
     assert "XSEARCH_TRIALS_PER_WORKER must be a positive integer; received 'abc'" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
     assert os.environ.get("JAX_PLATFORMS") != "cpu"  # the supervisor gave its environment back
+
+
+@pytest.mark.slow
+def test_two_workers_share_the_successive_halving_rungs_and_the_front_holds_only_fully_trained_trials(tmp_path):
+    text = tiny_study_toml(trials=8, seed_trials=[], sampler="random")
+    (tmp_path / "w.toml").write_text(text.replace("[data]", "[asha]\nmin_epochs = 1\nreduction_factor = 2\n[data]"))
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run([*_command(tmp_path), "--workers", "2"], env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    study = _study(tmp_path)
+    trained = [t for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)) if not is_repeat(t)]
+    assert len(trained) == 8 and len({t.user_attrs["worker_pid"] for t in trained}) >= 2
+    for trial in trained:  # every trial reached the one rung (epoch 1) and recorded its accuracy there
+        assert trial.user_attrs["rung_accuracy"].keys() == {"1"} and trial.constraints["stopped"] in (0.0, 1.0)
+        assert (trial.constraints["stopped"] == 1.0) == ("stopped_at_epoch" in trial.user_attrs)
+    assert study.best_trials and all(len(t.user_attrs["curves"]["val_accuracy"]) == 2 for t in study.best_trials)

@@ -22,6 +22,7 @@ from xsearch.study.record import TrialAttr
 from xsearch.study.repeats import setup_digest
 from xsearch.study.setup import load_spec_dataset
 from xsearch.study.spec import EarlyStopSpec
+from xsearch.study.trainer import KerasTrainer
 
 SPACE = {"segments": CategoricalDistribution(["1", "4", "depthwise"])}
 COSTS = {"params": 1000.0, "latency_ms": 2.0}
@@ -103,7 +104,8 @@ def _study_with_reference(spec, reference_params: int) -> tuple[optuna.Study, Se
 def test_a_dominated_trial_stops_records_where_and_stays_off_the_front(early_spec, tmp_path):
     study, space = _study_with_reference(early_spec, reference_params=1)
     store = artifact_store(tmp_path)
-    study.optimize(StudyObjective(early_spec, space, load_spec_dataset(early_spec), tmp_path, store=store), n_trials=1)
+    trainer = KerasTrainer(early_spec, load_spec_dataset(early_spec), tmp_path, store)
+    study.optimize(StudyObjective(early_spec, space, trainer), n_trials=1)
 
     stopped = study.trials[1]
     assert stopped.state == TrialState.COMPLETE
@@ -123,7 +125,7 @@ def test_a_dominated_trial_stops_records_where_and_stays_off_the_front(early_spe
 @pytest.mark.slow
 def test_a_trial_that_costs_less_than_every_trained_design_trains_fully(early_spec, tmp_path):
     study, space = _study_with_reference(early_spec, reference_params=10**9)
-    study.optimize(StudyObjective(early_spec, space, load_spec_dataset(early_spec), tmp_path), n_trials=1)
+    study.optimize(StudyObjective(early_spec, space, KerasTrainer(early_spec, load_spec_dataset(early_spec), tmp_path)), n_trials=1)
 
     trained = study.trials[1]
     assert TrialAttr.STOPPED_AT_EPOCH not in trained.user_attrs and trained.user_attrs["epochs"] == 2

@@ -15,7 +15,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState, create_trial
 
-import xsearch.study.objective
+import xsearch.study.trainer
 from xsearch.data import Dataset
 from xsearch.model.config import XceptionConfig
 from xsearch.model.space import SearchSpace
@@ -24,7 +24,8 @@ from xsearch.study.failures import TrialFailure
 from xsearch.study.objective import StudyObjective, constraint_violations
 from xsearch.study.record import StudyAttr, TrialAttr
 from xsearch.study.repeats import setup_digest
-from xsearch.study.spec import EarlyStopSpec
+from xsearch.study.spec import AshaSpec, EarlyStopSpec
+from xsearch.study.trainer import KerasTrainer
 from xsearch.study.training import TrainResult
 
 CURVE = [0.3, 0.6]
@@ -81,8 +82,8 @@ def _study(spec) -> optuna.Study:
 
 
 def _optimize(spec, study, tmp_path, monkeypatch, training, n_trials=1, catch=()):
-    monkeypatch.setattr(xsearch.study.objective, "train_and_evaluate", training)
-    objective = StudyObjective(spec, SearchSpace.from_toml(spec.space), _dataset(), tmp_path)
+    monkeypatch.setattr(xsearch.study.trainer, "train_and_evaluate", training)
+    objective = StudyObjective(spec, SearchSpace.from_toml(spec.space), KerasTrainer(spec, _dataset(), tmp_path))
     study.optimize(objective, n_trials=n_trials, catch=catch)
     return study
 
@@ -163,3 +164,27 @@ def test_a_dominated_trial_stops_after_the_rule_epoch(spec, tmp_path, monkeypatc
     callback.set_model(keras.Sequential())
     callback.on_epoch_end(1, {"val_accuracy": 0.1})  # the last epoch: nothing to stop
     assert not getattr(callback.model, "stop_training", False)
+
+
+def test_successive_halving_stops_a_design_that_ranks_low_at_a_rung_and_keeps_it_off_the_front(spec, tmp_path, monkeypatch):
+    spec = dataclasses.replace(spec, asha=AshaSpec(min_epochs=1, reduction_factor=2))  # 2 epochs: one rung, epoch 1
+    space = SearchSpace.from_toml(spec.space)
+    study = _study(spec)
+    for segments, accuracy in ((1, 0.9), (8, 0.8)):  # cheaper and better at the rung than the design below
+        study.add_trial(create_trial(
+            params=space.encode(XceptionConfig(middle_repeats=0, width=0.125, segments=segments)),
+            distributions=space.distributions(), values=[accuracy, 1, 1e-6],
+            user_attrs={TrialAttr.SETUP_DIGEST: setup_digest(spec), TrialAttr.PARAMS: 1, TrialAttr.LATENCY_MS: 1e-6,
+                        TrialAttr.RUNG_ACCURACY: {"1": accuracy}}))
+    study.enqueue_trial(space.encode(XceptionConfig(middle_repeats=0, width=0.125, segments="depthwise")))
+    _optimize(spec, study, tmp_path, monkeypatch, FakeTraining())
+    stopped = study.trials[2]
+    assert stopped.user_attrs[TrialAttr.RUNG_ACCURACY] == {"1": CURVE[0]}
+    assert stopped.user_attrs[TrialAttr.STOPPED_AT_EPOCH] == 1 and stopped.user_attrs[TrialAttr.STOP_RULE] == "asha"
+    assert stopped.constraints["stopped"] == 1.0 and stopped not in study.best_trials
+
+    alone = _study(spec)  # the first design at the rung is promoted: it trains to the end, feasible
+    _optimize(spec, alone, tmp_path, monkeypatch, FakeTraining())
+    (trained,) = alone.trials
+    assert TrialAttr.STOPPED_AT_EPOCH not in trained.user_attrs and trained.user_attrs[TrialAttr.EPOCHS] == 2
+    assert trained.constraints["stopped"] == 0.0 and trained.values[0] == CURVE[1]

@@ -5,7 +5,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from xsearch.study.optuna_private import fail_running_trial, hypervolume_history, pareto_mask, storage_description
+from xsearch.study.optuna_private import fail_running_trial, hypervolume, hypervolume_history, pareto_mask, storage_description
 from xsearch.study.storage import open_storage
 
 
@@ -39,3 +39,11 @@ def test_the_hypervolume_history_is_optunas_for_minimised_and_maximised_objectiv
 def test_the_pareto_mask_keeps_the_points_nothing_dominates():
     losses = np.array([[1.0, 2.0], [2.0, 1.0], [2.0, 2.0], [1.0, 2.0], [0.5, 3.0]])
     assert pareto_mask(losses).tolist() == [True, True, False, True, True]
+
+
+def test_the_hypervolume_of_losses_is_the_dominated_volume_up_to_the_reference():
+    reference = np.array([2.0, 2.0])
+    assert hypervolume(np.array([[1.0, 1.0]]), reference) == pytest.approx(1.0)
+    assert hypervolume(np.array([[0.0, 1.0], [1.0, 0.0]]), reference) == pytest.approx(3.0)
+    assert hypervolume(np.array([[3.0, 0.0]]), reference) == 0.0  # beyond the reference point
+    assert hypervolume(np.empty((0, 2)), reference) == 0.0

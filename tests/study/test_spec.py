@@ -2,7 +2,7 @@ import pytest
 
 from xsearch.common.resources import shipped_files
 from xsearch.model.space import SearchSpace
-from xsearch.study.spec import StudySpec, load_study_spec
+from xsearch.study.spec import AshaSpec, StudySpec, load_study_spec
 
 
 def test_every_shipped_study_loads_with_its_space():
@@ -52,6 +52,10 @@ def test_objectives_map_to_metrics_and_directions():
         ("[early_stop]\nmargin = 2\n", "early_stop.margin must be in (0, 1) (accuracy, as a fraction); received 2"),
         ("objectives = [\"accuracy\", \"throughput\"]\n[early_stop]\n", "early_stop needs the accuracy objective"),
         ("objectives = [\"params\", \"latency\"]\n[early_stop]\n", "objectives are ['params', 'latency']"),
+        ("[asha]\neta = 3\n", "[asha]: unknown key 'eta'. Valid keys: min_epochs, reduction_factor."),
+        ("[asha]\nmin_epochs = 10\n", "asha.min_epochs must be an integer in [1, training.epochs - 1 = 9]; received 10"),
+        ("[asha]\nreduction_factor = 1\n", "asha.reduction_factor must be an integer >= 2; received 1"),
+        ("objectives = [\"accuracy\", \"throughput\"]\n[asha]\n", "asha needs the accuracy objective"),
     ],
 )
 def test_bad_study_files_name_file_key_and_valid_values(tmp_path, text, message):
@@ -65,3 +69,11 @@ def test_bad_study_files_name_file_key_and_valid_values(tmp_path, text, message)
 def test_unknown_study_lists_known_ones():
     with pytest.raises(KeyError, match="unknown study 'quikstart'. Did you mean 'quickstart'"):
         load_study_spec("quikstart")
+
+
+def test_an_asha_section_is_read_and_round_trips_through_the_stored_spec(tmp_path):
+    path = tmp_path / "asha.toml"
+    path.write_text("[asha]\nmin_epochs = 2\nreduction_factor = 2\n")
+    spec = load_study_spec(path)
+    assert spec.asha == AshaSpec(min_epochs=2, reduction_factor=2) and spec.early_stop is None
+    assert StudySpec.from_dict(spec.to_dict()) == spec

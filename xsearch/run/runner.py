@@ -23,6 +23,7 @@ from xsearch.study.record import is_repeat
 from xsearch.study.retries import budget_trials, retried_from, sweep_dead_local_trials
 from xsearch.study.setup import prepare_study
 from xsearch.study.spec import StudySpec
+from xsearch.study.trainer import KerasTrainer
 
 REPEAT_STREAK_LIMIT = 25
 
@@ -53,7 +54,7 @@ def run_study(
     in_time = lambda: ends_at is None or time.monotonic() < ends_at  # noqa: E731
     with Progress(study, spec.trials, spec.training.epochs, enabled=progress) as view:
         store = artifact_store(out_dir)
-        objective = StudyObjective(spec, space, dataset, out_dir, view.trial_started, store)
+        objective = StudyObjective(spec, space, KerasTrainer(spec, dataset, out_dir, store), view.trial_started)
         recycle = Recycler(recycle_after)
         repeats = RepeatStreak(REPEAT_STREAK_LIMIT)
         callbacks = [recycle, repeats, lambda s, t: prune_artifacts(s, store), lambda s, t: write_run_reports(s, out_dir),

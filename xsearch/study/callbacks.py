@@ -8,27 +8,80 @@ import keras
 import optuna
 from optuna.trial import TrialState
 
+from xsearch.study.asha import promoted, rung_points, rungs
 from xsearch.study.early_stop import dominating_trial
 from xsearch.study.record import TrialAttr
-from xsearch.study.spec import EarlyStopSpec
+from xsearch.study.spec import AshaSpec, EarlyStopSpec
 
 
-class StopDominated(keras.callbacks.Callback):
-    """Ends the trial's training after an epoch at which a trained design dominates it (`xsearch.study.early_stop`)."""
+class _StoppingRule(keras.callbacks.Callback):
+    """Ends the trial's training after an epoch at which its rule says so, recording where and why."""
 
-    def __init__(self, trial: optuna.Trial, rule: EarlyStopSpec, costs: Mapping[str, float], digest: str,
-                 epochs: int) -> None:
+    rule_name = ""
+
+    def __init__(self, trial: optuna.Trial, costs: Mapping[str, float], digest: str, epochs: int) -> None:
         super().__init__()
-        self.trial, self.rule, self.costs, self.digest, self.epochs = trial, rule, dict(costs), digest, epochs
+        self.trial, self.costs, self.digest, self.epochs = trial, dict(costs), digest, epochs
+        self.stopped_at: int | None = None
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         done = epoch + 1
         accuracy = (logs or {}).get("val_accuracy")
-        if done < self.rule.after_epochs or done >= self.epochs or accuracy is None:
+        if done >= self.epochs or accuracy is None or getattr(self.model, "stop_training", False):
             return
-        trials = self.trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        found = dominating_trial(trials, self.costs, float(accuracy), done, self.rule.margin, self.digest, self.epochs)
-        if found is not None:
+        if self.stops(done, float(accuracy)):
+            self.stopped_at = done
             self.trial.set_user_attr(TrialAttr.STOPPED_AT_EPOCH, done)
-            self.trial.set_user_attr(TrialAttr.STOPPED_BY, found.number)
+            self.trial.set_user_attr(TrialAttr.STOP_RULE, self.rule_name)
             self.model.stop_training = True
+
+    def stops(self, epoch: int, accuracy: float) -> bool:
+        raise NotImplementedError
+
+
+class StopDominated(_StoppingRule):
+    """Stops a trial that a trained design dominates (`xsearch.study.early_stop`)."""
+
+    rule_name = "dominated"
+
+    def __init__(self, trial: optuna.Trial, rule: EarlyStopSpec, costs: Mapping[str, float], digest: str,
+                 epochs: int) -> None:
+        super().__init__(trial, costs, digest, epochs)
+        self.rule = rule
+
+    def stops(self, epoch: int, accuracy: float) -> bool:
+        if epoch < self.rule.after_epochs:
+            return False
+        trials = self.trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        found = dominating_trial(trials, self.costs, accuracy, epoch, self.rule.margin, self.digest, self.epochs)
+        if found is not None:
+            self.trial.set_user_attr(TrialAttr.STOPPED_BY, found.number)
+        return found is not None
+
+
+class SuccessiveHalving(_StoppingRule):
+    """Records the trial's accuracy at each rung and stops it where it is not promoted (`xsearch.study.asha`).
+
+    At each rung it records, besides the accuracy, the trial's set-up digest and costs, which trials
+    of other workers rank it by while it is still running.
+    """
+
+    rule_name = "asha"
+
+    def __init__(self, trial: optuna.Trial, rule: AshaSpec, costs: Mapping[str, float], digest: str,
+                 epochs: int) -> None:
+        super().__init__(trial, costs, digest, epochs)
+        self.rule = rule
+        self.rungs = set(rungs(epochs, rule.min_epochs, rule.reduction_factor))
+        self.reached: dict[str, float] = {}
+
+    def stops(self, epoch: int, accuracy: float) -> bool:
+        if epoch not in self.rungs:
+            return False
+        self.reached[str(epoch)] = accuracy
+        for key, value in {TrialAttr.SETUP_DIGEST: self.digest, **self.costs}.items():  # read by trials still running
+            self.trial.set_user_attr(key, value)
+        self.trial.set_user_attr(TrialAttr.RUNG_ACCURACY, dict(self.reached))
+        metrics = list(self.costs)
+        others = rung_points(self.trial.study.get_trials(deepcopy=False), epoch, metrics, self.digest, self.trial.number)
+        return not promoted([accuracy, *(self.costs[m] for m in metrics)], others, self.rule.reduction_factor)

@@ -5,7 +5,7 @@
   only a trial this process holds (`optuna.Trial`), and `Study.tell` records no reason.
 - The URL of a study's database, for a model card.
 - The hypervolume history of a study, as `optuna.visualization.plot_hypervolume_history` computes it,
-  and the Pareto front of an array of losses, as `Study.best_trials` computes it.
+  the hypervolume of an array of losses, and its Pareto front, as `Study.best_trials` computes it.
 
 `tests/study/test_optuna_private.py` exercises each on the installed Optuna, so a release that
 changes one fails loudly there; ``pyproject.toml`` bounds optuna to the versions tested.
@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import optuna
 import sqlalchemy.engine
+from optuna._hypervolume import compute_hypervolume
 from optuna.study._multi_objective import _is_pareto_front
 from optuna.trial import FrozenTrial, TrialState
 from optuna.visualization._hypervolume_history import _get_hypervolume_history_info
@@ -53,3 +54,11 @@ def hypervolume_history(study: optuna.Study, reference_point: list[float]) -> tu
 def pareto_mask(losses: np.ndarray) -> np.ndarray:
     """Which rows of ``losses`` (one row a point, every objective minimised) no other row dominates."""
     return _is_pareto_front(np.asarray(losses, dtype=float), assume_unique_lexsorted=False)
+
+
+def hypervolume(losses: np.ndarray, reference_point: np.ndarray) -> float:
+    """The hypervolume that the rows of ``losses`` (every objective minimised) dominate up to ``reference_point``;
+    rows beyond the reference point add nothing."""
+    points = np.asarray(losses, dtype=float)
+    points = points[np.all(points < reference_point, axis=1)]
+    return float(compute_hypervolume(points, np.asarray(reference_point, dtype=float))) if len(points) else 0.0

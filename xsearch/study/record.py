@@ -71,6 +71,8 @@ class TrialAttr:
     RESUMED_FROM_EPOCH: Final = "resumed_from_epoch"
     STOPPED_AT_EPOCH: Final = "stopped_at_epoch"
     STOPPED_BY: Final = "stopped_by"
+    STOP_RULE: Final = "stop_rule"
+    RUNG_ACCURACY: Final = "rung_accuracy"
     MODEL_ARTIFACT_ID: Final = "model_artifact_id"
     MODEL_SHA256: Final = "model_sha256"
     REPEAT_OF: Final = "repeat_of"
@@ -125,8 +127,10 @@ class TrialRecord(TypedDict, total=False):
     epochs_done: int  # written after every epoch: a retry continues from there
     epoch_logs: dict[str, float]  # the last finished epoch: epoch, loss, accuracy (the progress display)
     resumed_from_epoch: int  # a retry that continued from its predecessor's checkpoint
-    stopped_at_epoch: int  # stopped early (`xsearch.study.early_stop`) after this epoch
-    stopped_by: int  # ... because this trial dominated it
+    stopped_at_epoch: int  # stopped early after this epoch (`xsearch.study.early_stop`, `xsearch.study.asha`)
+    stopped_by: int  # ... because this trial dominated it (the ``dominated`` rule)
+    stop_rule: str  # the rule that stopped it: ``dominated`` or ``asha``
+    rung_accuracy: dict[str, float]  # validation accuracy at each successive-halving rung reached, by epoch
     model_artifact_id: str  # the kept trained model (`xsearch.study.artifacts`)
     model_sha256: str
     repeat_of: int  # repeated this trial's design: results copied, not trained

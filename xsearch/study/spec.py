@@ -7,6 +7,7 @@ defaults of these dataclasses, and `StudySpec.override` applies the command line
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 from pathlib import Path
 from typing import Any, Literal
@@ -71,6 +72,14 @@ class EarlyStopSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class AshaSpec:
+    """Asynchronous successive halving over epochs, promoting by Pareto rank (`xsearch.study.asha`)."""
+
+    min_epochs: int = 1
+    reduction_factor: int = 3
+
+
+@dataclasses.dataclass(frozen=True)
 class StudySpec:
     name: str = "study"
     description: str = ""
@@ -90,6 +99,7 @@ class StudySpec:
     weights: str | None = None
     precision: str = "auto"
     early_stop: EarlyStopSpec | None = None
+    asha: AshaSpec | None = None
 
     def __post_init__(self) -> None:
         _check_choices("objectives", self.objectives, OBJECTIVES)
@@ -100,6 +110,9 @@ class StudySpec:
             if isinstance(bound, bool) or not isinstance(bound, (int, float)) or bound <= 0:
                 raise ValueError(f"constraints.{key} must be a positive number; received {bound!r}.")
         _check_choices("sampler", (self.sampler,), SAMPLERS)
+        if self.sampler == "gp" and importlib.util.find_spec("torch") is None:
+            raise ValueError("sampler 'gp' needs PyTorch, which is not installed (pip install torch); "
+                             f"or choose another sampler: {', '.join(s for s in SAMPLERS if s != 'gp')}.")
         _check_choices("precision", (self.precision,), PRECISIONS)
         _check_choices("training.optimizer", (self.training.optimizer,), OPTIMIZERS)
         _check_choices("training.schedule", (self.training.schedule,), SCHEDULES)
@@ -123,6 +136,8 @@ class StudySpec:
             raise ValueError(f"data.test_fraction must be in [0, 0.9); received {self.data.test_fraction!r}.")
         if self.early_stop is not None:
             self._check_early_stop(self.early_stop)
+        if self.asha is not None:
+            self._check_asha(self.asha)
 
     def _check_early_stop(self, rule: EarlyStopSpec) -> None:
         epochs = self.training.epochs
@@ -131,8 +146,20 @@ class StudySpec:
                              f"received {rule.after_epochs!r}.")
         if not 0 < rule.margin < 1:
             raise ValueError(f"early_stop.margin must be in (0, 1) (accuracy, as a fraction); received {rule.margin!r}.")
+        self._check_stopping_objectives("early_stop")
+
+    def _check_asha(self, rule: AshaSpec) -> None:
+        epochs = self.training.epochs
+        if not (isinstance(rule.min_epochs, int) and 1 <= rule.min_epochs < epochs):
+            raise ValueError(f"asha.min_epochs must be an integer in [1, training.epochs - 1 = {epochs - 1}]; "
+                             f"received {rule.min_epochs!r}.")
+        if not (isinstance(rule.reduction_factor, int) and rule.reduction_factor >= 2):
+            raise ValueError(f"asha.reduction_factor must be an integer >= 2; received {rule.reduction_factor!r}.")
+        self._check_stopping_objectives("asha")
+
+    def _check_stopping_objectives(self, section: str) -> None:
         if "accuracy" not in self.objectives or "throughput" in self.objectives:
-            raise ValueError(f"early_stop needs the accuracy objective and costs known before training "
+            raise ValueError(f"{section} needs the accuracy objective and costs known before training "
                              f"(params, flops, latency; throughput is measured while training); "
                              f"objectives are {list(self.objectives)}.")
 
@@ -145,8 +172,9 @@ class StudySpec:
         """A spec from `to_dict`'s values, checked as a study file is; errors name ``source``."""
         values = dict(data)
         name = str(values.pop("name", "study"))
-        if values.get("early_stop") is None:
-            values.pop("early_stop", None)
+        for rule in ("early_stop", "asha"):
+            if values.get(rule) is None:
+                values.pop(rule, None)
         try:
             return _from_mapping(values, source, name)
         except (TypeError, ValueError) as error:
@@ -202,7 +230,7 @@ def _from_mapping(data: dict[str, Any], source: str, name: str) -> StudySpec:
         if key not in top:
             raise unknown_keys_error(source, key, sorted(top))
         values[key] = value
-    for key, kind in (("data", DataSpec), ("training", TrainingSpec), ("early_stop", EarlyStopSpec)):
+    for key, kind in (("data", DataSpec), ("training", TrainingSpec), ("early_stop", EarlyStopSpec), ("asha", AshaSpec)):
         if key in values:
             values[key] = _section(kind, key, values[key], source)
     for key in ("objectives", "seed_trials"):

@@ -1,0 +1,222 @@
+"""Search efficiency on Xception-Bench: how good a front each strategy finds for how much training.
+
+::
+
+    python -m benchmarks.search_efficiency run [--seeds 30] [--samplers random tpe nsga2 gp] [--rules full asha ...]
+    python -m benchmarks.search_efficiency report     # -> search_efficiency.csv/.html beside the table
+
+``run`` replays each strategy (a sampler with a stopping rule: ``full`` training, the ``dominated``
+early stop, ``asha``, or both) with each seed on the bench table (`benchmarks.replay`), until it has spent
+the exhaustive cost (every design trained fully once) or run ``--max-trials``; each finished replay is
+appended to a JSON-lines file, so a stopped run resumes. ``report`` scores the replays: the
+hypervolume of the designs each search fully trained, by their table means (seed-averaged), with
+every objective min-max scaled over the table's designs (accuracy negated) and the reference point
+1.1 in each, divided by the hypervolume of the table's true front; then per strategy the medians
+over seeds of that normalised hypervolume at 10 %, 25 % and 50 % of the exhaustive cost, and of the
+training time to reach 90 % and 95 % of it, each also as a ratio against random search with full
+training. The curves (median and inter-quartile band against training time) go to an HTML page.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import importlib.util
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+
+from benchmarks.replay import BenchTable, hypervolume_curve, losses, objective_metrics, replay
+from xsearch.common.atomic import write_atomic
+from xsearch.model.space import SearchSpace
+from xsearch.study.optuna_private import hypervolume
+from xsearch.study.sampler import grid_points
+from xsearch.study.spec import AshaSpec, EarlyStopSpec, StudySpec, load_study_spec
+
+HERE = Path(__file__).parent
+TABLE = HERE / "xception_bench.csv"
+RESULTS = HERE / "search_efficiency_runs.jsonl"
+SAMPLERS = ("random", "tpe", "nsga2", "gp")
+RULES: dict[str, dict[str, Any]] = {"full": {}, "dominated": {"early_stop": EarlyStopSpec()}, "asha": {"asha": AshaSpec()},
+                                     "asha+dominated": {"asha": AshaSpec(), "early_stop": EarlyStopSpec()}}
+BASELINE = "random/full"
+FRACTIONS = (0.1, 0.25, 0.5)
+LEVELS = (0.9, 0.95)
+REFERENCE = 1.1
+
+
+def strategy_spec(base: StudySpec, strategy: str) -> StudySpec:
+    """``base`` with the sampler and stopping rule that ``strategy`` ("sampler/rule") names, and the default seed trials."""
+    sampler, rule = strategy.split("/")
+    rules: dict[str, Any] = {"early_stop": None, "asha": None, **RULES[rule]}
+    return dataclasses.replace(base, sampler=sampler, seed_trials=StudySpec().seed_trials, **rules)
+
+
+class Scorer:
+    """Normalised hypervolume of sets of designs, by their table means."""
+
+    def __init__(self, table: BenchTable, spec: StudySpec) -> None:
+        metrics, self.directions = objective_metrics(spec)
+        self.truth = table.truth(metrics)
+        scaled = losses(self.truth, self.directions)
+        self.low, self.span = scaled.min(axis=0), np.where(np.ptp(scaled, axis=0) > 0, np.ptp(scaled, axis=0), 1.0)
+        self.best = self.raw(scaled)
+
+    def raw(self, design_losses: np.ndarray) -> float:
+        return hypervolume((design_losses - self.low) / self.span, np.full(design_losses.shape[1], REFERENCE))
+
+    def __call__(self, design_losses: np.ndarray) -> float:
+        return self.raw(design_losses) / self.best
+
+
+def table_digest(path: Path, base: StudySpec) -> str:
+    """What a replay's result depends on besides strategy and seed: the table and the bench spec."""
+    return hashlib.sha256(path.read_bytes() + json.dumps(base.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def run(table_path: Path, results: Path, strategies: list[str], seeds: list[int], max_trials: int, base: StudySpec) -> None:
+    """Replay every strategy with every seed not yet in ``results`` (appended one line per replay) on the
+    table of bench study ``base``."""
+    table = BenchTable.from_frame(pd.read_csv(table_path))
+    space = SearchSpace.from_toml(base.space)
+    points = grid_points(space, 0)
+    missing = [p for p in points if space.decode(p).to_json() not in table.designs]
+    if missing:
+        raise SystemExit(f"error: {table_path} lacks {len(missing)} of the {len(points)} designs of "
+                         f"space {base.space!r} (e.g. {space.decode(missing[0]).to_json()}): finish the table first.")
+    scorer, budget, digest = Scorer(table, base), table.full_cost(), table_digest(table_path, base)
+    done = {(r["strategy"], r["seed"]) for r in read_results(results) if r["digest"] == digest}
+    todo = [(s, seed) for s in strategies for seed in seeds if (s, seed) not in done]
+    print(f"{len(table.designs)} designs, exhaustive cost {budget:.0f} s; {len(todo)} replays to run, {len(done)} done",
+          flush=True)
+    for index, (strategy, seed) in enumerate(todo, 1):
+        started = time.perf_counter()
+        trace = replay(strategy_spec(base, strategy), space, table, seed, budget, max_trials)
+        curve = hypervolume_curve(trace, scorer.truth, scorer.directions, scorer)
+        line = {"digest": digest, "strategy": strategy, "seed": seed, "budget_s": budget, "trials": trace.trials,
+                "stopped": trace.stopped, "seconds": [round(s, 3) for s in trace.seconds], "hv": [round(h, 6) for h in curve]}
+        with results.open("a") as handle:
+            handle.write(json.dumps(line) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        print(f"[{index}/{len(todo)}] {strategy} seed {seed}: {trace.trials} trials, {trace.stopped} stopped, "
+              f"final HV {curve[-1] if curve else 0:.3f} ({time.perf_counter() - started:.1f} s)", flush=True)
+
+
+def read_results(path: Path) -> list[dict[str, Any]]:
+    """The replays recorded in ``path`` (a torn last line, from a killed run, is skipped)."""
+    if not path.exists():
+        return []
+    found = []
+    for line in path.read_text().splitlines():
+        try:
+            found.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return found
+
+
+def hv_at(seconds: list[float], hv: list[float], at: float) -> float:
+    """The normalised hypervolume after the last trial that ended within ``at`` seconds."""
+    index = int(np.searchsorted(np.asarray(seconds), at, side="right")) - 1
+    return float(hv[index]) if index >= 0 else 0.0
+
+
+def time_to(seconds: list[float], hv: list[float], level: float) -> float:
+    """The training seconds spent when the normalised hypervolume first reached ``level`` (inf: never)."""
+    for spent, value in zip(seconds, hv):
+        if value >= level - 1e-9:
+            return float(spent)
+    return float("inf")
+
+
+def summarize(replays: list[dict[str, Any]]) -> pd.DataFrame:
+    """Per strategy, medians over seeds of the scores, as fractions of the exhaustive cost, and ratios to the baseline."""
+    rows = []
+    for r in replays:
+        budget = r["budget_s"]
+        row: dict[str, Any] = {"strategy": r["strategy"], "seed": r["seed"], "trials": r["trials"], "stopped": r["stopped"]}
+        row.update({f"hv_at_{int(f * 100)}pct": hv_at(r["seconds"], r["hv"], f * budget) for f in FRACTIONS})
+        row.update({f"time_to_{int(level * 100)}pct": time_to(r["seconds"], r["hv"], level) / budget for level in LEVELS})
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    table = frame.groupby("strategy").agg(seeds=("seed", "count"), **{
+        column: (column, "median") for column in frame.columns if column not in ("strategy", "seed")})
+    if BASELINE in table.index:
+        for level in LEVELS:
+            column = f"time_to_{int(level * 100)}pct"
+            table[f"{column}_vs_random"] = table[column] / table.loc[BASELINE, column]
+        for fraction in FRACTIONS:
+            column = f"hv_at_{int(fraction * 100)}pct"
+            table[f"{column}_vs_random"] = table[column] / table.loc[BASELINE, column]
+    return table.sort_values("time_to_95pct")
+
+
+def curves_html(replays: list[dict[str, Any]]) -> str:
+    """Median and inter-quartile band of normalised hypervolume against training time, per strategy."""
+    import plotly.graph_objects as go
+
+    grid = np.linspace(0, 1, 201)
+    figure = go.Figure()
+    for strategy in sorted({r["strategy"] for r in replays}):
+        runs = [r for r in replays if r["strategy"] == strategy]
+        values = np.array([[hv_at(r["seconds"], r["hv"], g * r["budget_s"]) for g in grid] for r in runs])
+        low, median, high = np.percentile(values, [25, 50, 75], axis=0)
+        figure.add_scatter(x=np.r_[grid, grid[::-1]], y=np.r_[high, low[::-1]], fill="toself", opacity=0.15,
+                           line={"width": 0}, legendgroup=strategy, showlegend=False, hoverinfo="skip")
+        figure.add_scatter(x=grid, y=median, mode="lines", name=f"{strategy} ({len(runs)} seeds)", legendgroup=strategy)
+    figure.update_layout(title="Xception-Bench replay: normalised hypervolume against training time (median, IQR)",
+                         xaxis_title="training time / exhaustive cost", yaxis_title="hypervolume / true front's",
+                         yaxis_range=[0, 1.02])
+    return figure.to_html(include_plotlyjs="cdn")
+
+
+def report(results: Path, csv_path: Path, html_path: Path) -> pd.DataFrame:
+    """Write the summary table and the curves of the replays recorded in ``results`` (latest table digest only)."""
+    replays = read_results(results)
+    if not replays:
+        raise SystemExit(f"error: no replay in {results}: run `python -m benchmarks.search_efficiency run` first.")
+    digest = replays[-1]["digest"]
+    replays = [r for r in replays if r["digest"] == digest]
+    table = summarize(replays)
+    write_atomic(csv_path, table.to_csv(float_format="%.4g"))
+    write_atomic(html_path, curves_html(replays))
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.search_efficiency", description=__doc__.split("\n")[0])
+    parser.add_argument("command", choices=("run", "report"))
+    parser.add_argument("--table", type=Path, default=TABLE, help=f"the bench table (default {TABLE.name})")
+    parser.add_argument("--results", type=Path, default=RESULTS, help=f"the replays, one JSON line each (default {RESULTS.name})")
+    parser.add_argument("--seeds", type=int, default=30, help="seeds 0..N-1 per strategy (default 30)")
+    parser.add_argument("--samplers", nargs="+", default=None, choices=SAMPLERS,
+                        help="default: all (gp only where PyTorch is installed)")
+    parser.add_argument("--rules", nargs="+", default=list(RULES), choices=list(RULES))
+    parser.add_argument("--study", default="xception-bench", help="the bench study the table was made with")
+    parser.add_argument("--max-trials", type=int, default=1000, help="a replay's trial limit (default 1000)")
+    args = parser.parse_args(argv)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    if args.command == "run":
+        samplers = args.samplers or [s for s in SAMPLERS if s != "gp" or importlib.util.find_spec("torch") is not None]
+        if args.samplers is None and "gp" not in samplers:
+            print("gp: left out (Optuna's GP sampler needs PyTorch, which is not installed)", flush=True)
+        strategies = [f"{sampler}/{rule}" for sampler in samplers for rule in args.rules]
+        run(args.table, args.results, strategies, list(range(args.seeds)), args.max_trials, load_study_spec(args.study))
+        return 0
+    table = report(args.results, args.results.with_name("search_efficiency.csv"), args.results.with_name("search_efficiency.html"))
+    with pd.option_context("display.width", 200, "display.max_columns", 30):
+        print(table.round(3).to_string())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""Where a trial's design is costed and trained: the `Trainer` seam and its Keras implementation.
+
+`xsearch.study.objective.StudyObjective` runs the search logic of a trial (sampling, repeats,
+constraints, stopping rules, records) and asks a `Trainer` for the two things that need a model:
+the design's costs, and its training. `KerasTrainer` builds and trains the model; the replay
+benchmark (`benchmarks/search_efficiency.py`) answers from a table of trained designs instead.
+"""
+
+from __future__ import annotations
+
+import gc
+from pathlib import Path
+from typing import Any, Protocol
+
+import keras
+import optuna
+from optuna.artifacts import FileSystemArtifactStore
+
+from xsearch.data import Dataset
+from xsearch.model.builder import build_model
+from xsearch.model.config import XceptionConfig
+from xsearch.model.costs import model_costs
+from xsearch.model.device import resolve_precision, runtime_info
+from xsearch.model.latency import measure_latency
+from xsearch.model.weights import inherit_weights
+from xsearch.study.artifacts import keep_trial_model
+from xsearch.study.record import TrialAttr
+from xsearch.study.retries import retried_from
+from xsearch.study.spec import StudySpec
+from xsearch.study.training import TrainResult, train_and_evaluate, with_normalization
+
+
+class Trainer(Protocol):
+    """Costs and trains the designs of one study's trials, one trial at a time."""
+
+    def trial_record(self) -> dict[str, Any]:
+        """What every trial records about the data and the runtime (`TrialAttr` keys)."""
+
+    def cost(self, config: XceptionConfig, seed: int) -> dict[str, Any]:
+        """The design's costs before training: params, MACs, FLOPs, latency (`TrialAttr` keys)."""
+
+    def train(self, trial: optuna.Trial, record: dict[str, Any], callbacks: list[keras.callbacks.Callback]) -> TrainResult:
+        """Train the design last costed, calling ``callbacks`` as Keras' `fit` does; add to ``record``
+        what the training started from (e.g. ``resumed_from_epoch``)."""
+
+    def release(self) -> None:
+        """Free what the trial held."""
+
+
+class KerasTrainer:
+    """Builds each design as a Keras model, times it, and trains it on ``dataset``.
+
+    Each epoch's weights are checkpointed in ``<out_dir>/checkpoints`` until the trial ends, so that
+    a retry of a trial whose worker died continues from its last epoch. With a ``store``, the
+    trained model is kept as an Optuna artifact (`xsearch.study.artifacts`).
+    """
+
+    def __init__(self, spec: StudySpec, dataset: Dataset, out_dir: Path, store: FileSystemArtifactStore | None = None) -> None:
+        self.spec, self.dataset, self.store = spec, dataset, store
+        self.checkpoints = out_dir / "checkpoints"
+        self.model: keras.Model | None = None
+
+    def trial_record(self) -> dict[str, Any]:
+        return {TrialAttr.DATASET: self.dataset.name, TrialAttr.NUM_CLASSES: self.dataset.num_classes,
+                TrialAttr.NORM_MEAN: self.dataset.mean.tolist(), TrialAttr.NORM_STD: self.dataset.std.tolist(),
+                **runtime_info()}
+
+    def cost(self, config: XceptionConfig, seed: int) -> dict[str, Any]:
+        keras.config.set_dtype_policy(resolve_precision(self.spec.precision))
+        keras.utils.set_random_seed(seed)
+        size = self.spec.data.image_size
+        core = build_model(config, (size, size, 3), self.dataset.num_classes, bn_momentum=self.spec.training.bn_momentum)
+        record: dict[str, Any] = dict(model_costs(core))
+        if self.spec.weights:
+            inherited = inherit_weights(core, self.spec.weights)
+            record.update({TrialAttr.WEIGHTS_SOURCE: self.spec.weights, TrialAttr.PARAMS_INHERITED: inherited.params_inherited,
+                           TrialAttr.LAYERS_INHERITED: inherited.layers_inherited})
+        self.model = with_normalization(core, self.dataset.mean, self.dataset.std)
+        latency = measure_latency(self.model, batch_size=self.spec.latency_batch)
+        record.update({TrialAttr.LATENCY_MS: latency["latency_ms"], TrialAttr.LATENCY_P90_MS: latency["latency_p90_ms"],
+                       TrialAttr.LATENCY_BATCH: latency["batch_size"]})
+        return record
+
+    def train(self, trial: optuna.Trial, record: dict[str, Any], callbacks: list[keras.callbacks.Callback]) -> TrainResult:
+        model, self.model = self.model, None
+        if model is None:
+            raise RuntimeError("KerasTrainer.train called before cost: there is no model to train.")
+        self.checkpoints.mkdir(parents=True, exist_ok=True)
+        initial_epoch = self._restore(trial, model, record)
+        checkpoint = self.checkpoints / f"trial-{trial.number}.weights.h5"
+        result = train_and_evaluate(
+            model, self.dataset, self.spec.training, record[TrialAttr.SEED],
+            [keras.callbacks.ModelCheckpoint(str(checkpoint), save_weights_only=True), *callbacks], initial_epoch=initial_epoch)
+        if self.store is not None:
+            keep_trial_model(trial.study, trial, model, self.store)
+        checkpoint.unlink(missing_ok=True)
+        return result
+
+    def release(self) -> None:
+        self.model = None
+        keras.backend.clear_session()
+        gc.collect()
+
+    def _restore(self, trial: optuna.Trial, model: keras.Model, record: dict[str, Any]) -> int:
+        """Load the last epoch checkpoint of the trial this one retries; the epoch to continue from."""
+        source = retried_from(trial.study.get_trials(deepcopy=False)[trial.number])
+        if source is None:
+            return 0
+        path = self.checkpoints / f"trial-{source}.weights.h5"
+        dead = trial.study.get_trials(deepcopy=False)[source]
+        epochs_done = int(dead.user_attrs.get(TrialAttr.EPOCHS_DONE, 0))
+        if not path.exists() or not 0 < epochs_done < self.spec.training.epochs:
+            return 0
+        model.load_weights(str(path))
+        record[TrialAttr.RESUMED_FROM_EPOCH] = epochs_done
+        return epochs_done
