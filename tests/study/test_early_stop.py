@@ -16,7 +16,7 @@ from xsearch.results.pareto import pareto_front
 from xsearch.results.report import report_summary
 from xsearch.run.runner import finished_count
 from xsearch.study.artifacts import artifact_store
-from xsearch.study.early_stop import accuracy_at, dominating_trial, stopped_summary
+from xsearch.study.early_stop import accuracy_at, dominating_trial, stop_reason, stopped_summary
 from xsearch.study.objective import StudyObjective
 from xsearch.study.record import TrialAttr
 from xsearch.study.repeats import setup_digest
@@ -131,3 +131,17 @@ def test_a_trial_that_costs_less_than_every_trained_design_trains_fully(early_sp
     assert TrialAttr.STOPPED_AT_EPOCH not in trained.user_attrs and trained.user_attrs["epochs"] == 2
     assert stopped_summary(study) == ""
 
+
+
+def test_the_stop_summary_and_reason_name_the_rule_that_stopped_each_trial():
+    study = optuna.create_study(directions=["maximize", "minimize", "minimize"])
+    study.add_trial(_trained(0, [0.5], stopped_at_epoch=1, stopped_by=7, stop_rule="dominated"))
+    assert stopped_summary(study) == "1 trial stopped early (a trained design dominated it)"  # no spec: no epoch count
+    assert stop_reason(study.trials[0]) == "trial 7 dominated it"
+    study.add_trial(_trained(1, [0.4], stopped_at_epoch=1, stop_rule="asha"))
+    assert stop_reason(study.trials[1]) == "it ranked low at a successive-halving rung"
+    assert stopped_summary(study) == "2 trials stopped early (1 dominated, 1 ranked low at successive-halving rungs)"
+    asha_only = optuna.create_study(directions=["maximize", "minimize", "minimize"])
+    for number in (0, 1):
+        asha_only.add_trial(_trained(number, [0.4], stopped_at_epoch=1, stop_rule="asha"))
+    assert stopped_summary(asha_only) == "2 trials stopped early (they ranked low at successive-halving rungs)"

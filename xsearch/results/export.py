@@ -28,6 +28,7 @@ from xsearch.model.config import XceptionConfig
 from xsearch.model.weights import inherit_weights
 from xsearch.results.pareto import pick_trial
 from xsearch.study.artifacts import file_sha256, pruned_trials
+from xsearch.study.early_stop import stop_reason, stop_rule
 from xsearch.study.optuna_private import storage_description
 from xsearch.study.record import StudyAttr, TrialAttr, is_stopped, repeat_of
 from xsearch.study.setup import load_spec_dataset
@@ -91,8 +92,8 @@ def export_trial(
     is_repeat_number = isinstance(trial, int) and trial != chosen.number
     repeat = f"trial {trial} repeats trial {chosen.number}'s design; " if is_repeat_number else ""
     if is_stopped(chosen) and kind == "trained":
-        message += (f"; its training stopped early at epoch {chosen.user_attrs[TrialAttr.STOPPED_AT_EPOCH]} (trial "
-                    f"{chosen.user_attrs.get(TrialAttr.STOPPED_BY)} dominated it): --retrain trains it fully")
+        message += (f"; its training stopped early at epoch {chosen.user_attrs[TrialAttr.STOPPED_AT_EPOCH]} "
+                    f"({stop_reason(chosen)}): --retrain trains it fully")
     return ExportResult(out, card_path, digest, kind, f"{repeat}trial {chosen.number} -> {out}: {message}")
 
 
@@ -230,7 +231,7 @@ def _card(
         "exported_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
     if is_stopped(trial):
-        card["stopped_early"] = {"at_epoch": attrs[TrialAttr.STOPPED_AT_EPOCH],
+        card["stopped_early"] = {"at_epoch": attrs[TrialAttr.STOPPED_AT_EPOCH], "rule": stop_rule(trial),
                                  "dominated_by_trial": attrs.get(TrialAttr.STOPPED_BY)}
     if retrained is not None:
         card["retrained_metrics"] = retrained

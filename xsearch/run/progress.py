@@ -26,6 +26,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 
 from xsearch.results.pareto import pareto_front
+from xsearch.study.early_stop import stop_rule
 from xsearch.study.record import TrialAttr, failure_reason, is_feasible, is_repeat, is_stopped, repeat_of
 from xsearch.study.retries import budget_trials
 
@@ -45,6 +46,7 @@ class Snapshot:
     front: int
     repeats: int
     stopped: int
+    stop_rules: list[str]  # the rules that stopped them: dominated, asha
 
 
 class Progress:
@@ -153,7 +155,7 @@ class Progress:
         if s.repeats:
             parts.append(f"{s.repeats} repeated designs not retrained")
         if s.stopped:
-            parts.append(f"{s.stopped} stopped early (dominated)")
+            parts.append(f"{s.stopped} stopped early ({', '.join(s.stop_rules)})")
         return Group(table, "  ".join(parts))
 
     def _read(self, trials: list[FrozenTrial], finished: int) -> Snapshot:
@@ -168,7 +170,8 @@ class Progress:
         return Snapshot(time=self.clock(), done=done, work=work, running=running,
                         best=max(accuracies, default=None), front=self._front[1],
                         repeats=sum(map(is_repeat, trials)),
-                        stopped=sum(is_stopped(t) and not is_repeat(t) for t in trials))
+                        stopped=sum(is_stopped(t) and not is_repeat(t) for t in trials),
+                        stop_rules=sorted({stop_rule(t) for t in trials if is_stopped(t) and not is_repeat(t)}))
 
 
 def trial_line(trial: FrozenTrial) -> str:

@@ -60,13 +60,32 @@ def dominating_trial(
     return None
 
 
+def stop_rule(trial: FrozenTrial) -> str:
+    """The rule that stopped the trial: ``dominated`` (this module) or ``asha`` (`xsearch.study.asha`)."""
+    return str(trial.user_attrs.get(TrialAttr.STOP_RULE, "dominated"))
+
+
+def stop_reason(trial: FrozenTrial) -> str:
+    """Why the trial stopped early, in words, e.g. "trial 3 dominated it"."""
+    if stop_rule(trial) == "asha":
+        return "it ranked low at a successive-halving rung"
+    return f"trial {trial.user_attrs.get(TrialAttr.STOPPED_BY)} dominated it"
+
+
 def stopped_summary(study: optuna.Study) -> str:
-    """"N trials stopped early (...), E training epochs skipped", or "" when none was."""
+    """"N trials stopped early (why), E training epochs skipped", or "" when none was."""
     stopped = [t for t in study.get_trials(deepcopy=False) if is_stopped(t) and not is_repeat(t)]
     if not stopped:
         return ""
-    count = "1 trial stopped early (a trained design dominated it)" if len(stopped) == 1 else (
-        f"{len(stopped)} trials stopped early (trained designs dominated them)")
+    dominated = sum(stop_rule(t) == "dominated" for t in stopped)
+    one = len(stopped) == 1
+    if dominated == len(stopped):
+        why = "a trained design dominated it" if one else "trained designs dominated them"
+    elif dominated == 0:
+        why = "it ranked low at a successive-halving rung" if one else "they ranked low at successive-halving rungs"
+    else:
+        why = f"{dominated} dominated, {len(stopped) - dominated} ranked low at successive-halving rungs"
+    count = f"{len(stopped)} trial{'s' * (not one)} stopped early ({why})"
     try:
         epochs = read_spec(study).training.epochs
     except ValueError:  # not made by xsearch run: the budget is unknown
