@@ -152,15 +152,14 @@ def replay(spec: StudySpec, space: SearchSpace, table: BenchTable, seed: int, bu
     return trace
 
 
-def hypervolume_curve(trace: Trace, truth: pd.DataFrame, directions: list[str],
-                      hypervolume: Callable[[np.ndarray], float]) -> list[float]:
-    """The hypervolume of the designs fully trained so far after each trial (by their ``truth`` values)."""
+def hypervolume_curve(trace: Trace, score: Callable[[list[str]], float]) -> list[float]:
+    """``score`` (e.g. a normalised hypervolume) of the designs fully trained so far, after each trial."""
     found: list[str] = []
     curve, current = [], 0.0
     for key in trace.found:
         if key and key not in found:
             found.append(key)
-            current = hypervolume(losses(truth.loc[found], directions))
+            current = score(found)
         curve.append(current)
     return curve
 

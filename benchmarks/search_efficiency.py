@@ -13,8 +13,9 @@ hypervolume of the designs each search fully trained, by their table means (seed
 every objective min-max scaled over the table's designs (accuracy negated) and the reference point
 1.1 in each, divided by the hypervolume of the table's true front; then per strategy the medians
 over seeds of that normalised hypervolume at 10 %, 25 % and 50 % of the exhaustive cost, and of the
-training time to reach 90 % and 95 % of it, each also as a ratio against random search with full
-training. The curves (median and inter-quartile band against training time) go to an HTML page.
+training time to reach 90 %, 95 % and 99 % of it (a small space saturates fast), each also as a ratio
+against random search with full training. The curves (median and inter-quartile band against
+training time) go to an HTML page.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import pandas as pd
 from benchmarks.replay import BenchTable, hypervolume_curve, losses, objective_metrics, replay
 from xsearch.common.atomic import write_atomic
 from xsearch.model.space import SearchSpace
-from xsearch.study.optuna_private import hypervolume
+from xsearch.study.optuna_private import hypervolume, pareto_mask
 from xsearch.study.sampler import grid_points
 from xsearch.study.spec import AshaSpec, EarlyStopSpec, StudySpec, load_study_spec
 
@@ -49,7 +50,7 @@ RULES: dict[str, dict[str, Any]] = {"full": {}, "dominated": {"early_stop": Earl
                                      "asha+dominated": {"asha": AshaSpec(), "early_stop": EarlyStopSpec()}}
 BASELINE = "random/full"
 FRACTIONS = (0.1, 0.25, 0.5)
-LEVELS = (0.9, 0.95)
+LEVELS = (0.9, 0.95, 0.99)
 REFERENCE = 1.1
 
 
@@ -61,20 +62,32 @@ def strategy_spec(base: StudySpec, strategy: str) -> StudySpec:
 
 
 class Scorer:
-    """Normalised hypervolume of sets of designs, by their table means."""
+    """The hypervolume of a set of designs (by their table means) over that of the table's true front.
 
-    def __init__(self, table: BenchTable, spec: StudySpec) -> None:
-        metrics, self.directions = objective_metrics(spec)
-        self.truth = table.truth(metrics)
-        scaled = losses(self.truth, self.directions)
-        self.low, self.span = scaled.min(axis=0), np.where(np.ptp(scaled, axis=0) > 0, np.ptp(scaled, axis=0), 1.0)
-        self.best = self.raw(scaled)
+    Every objective is min-max scaled over the table's designs (accuracy negated), after a log10 of
+    the costs with ``log_costs``; the reference point is `REFERENCE` in each.
+    """
 
-    def raw(self, design_losses: np.ndarray) -> float:
-        return hypervolume((design_losses - self.low) / self.span, np.full(design_losses.shape[1], REFERENCE))
+    def __init__(self, table: BenchTable, spec: StudySpec, log_costs: bool = False) -> None:
+        metrics, directions = objective_metrics(spec)
+        truth = table.truth(metrics)
+        if log_costs:
+            costs = [m for m, d in zip(metrics, directions) if d == "minimize"]
+            truth[costs] = np.log10(truth[costs].clip(lower=1e-12))
+        self.losses = pd.DataFrame(losses(truth, directions), index=truth.index)
+        low, high = self.losses.min(), self.losses.max()
+        self.losses = (self.losses - low) / (high - low).where(high > low, 1.0)
+        self.best = self._volume(list(self.losses.index))
 
-    def __call__(self, design_losses: np.ndarray) -> float:
-        return self.raw(design_losses) / self.best
+    def _volume(self, keys: list[str]) -> float:
+        return hypervolume(self.losses.loc[keys].to_numpy(), np.full(self.losses.shape[1], REFERENCE))
+
+    def __call__(self, keys: list[str]) -> float:
+        return self._volume(keys) / self.best
+
+    def front(self) -> list[str]:
+        """The designs of the table's true front."""
+        return list(self.losses.index[pareto_mask(self.losses.to_numpy())])
 
 
 def table_digest(path: Path, base: StudySpec) -> str:
@@ -92,7 +105,8 @@ def run(table_path: Path, results: Path, strategies: list[str], seeds: list[int]
     if missing:
         raise SystemExit(f"error: {table_path} lacks {len(missing)} of the {len(points)} designs of "
                          f"space {base.space!r} (e.g. {space.decode(missing[0]).to_json()}): finish the table first.")
-    scorer, budget, digest = Scorer(table, base), table.full_cost(), table_digest(table_path, base)
+    scorers = {"hv": Scorer(table, base), "hv_log": Scorer(table, base, log_costs=True)}
+    budget, digest = table.full_cost(), table_digest(table_path, base)
     done = {(r["strategy"], r["seed"]) for r in read_results(results) if r["digest"] == digest}
     todo = [(s, seed) for s in strategies for seed in seeds if (s, seed) not in done]
     print(f"{len(table.designs)} designs, exhaustive cost {budget:.0f} s; {len(todo)} replays to run, {len(done)} done",
@@ -100,15 +114,16 @@ def run(table_path: Path, results: Path, strategies: list[str], seeds: list[int]
     for index, (strategy, seed) in enumerate(todo, 1):
         started = time.perf_counter()
         trace = replay(strategy_spec(base, strategy), space, table, seed, budget, max_trials)
-        curve = hypervolume_curve(trace, scorer.truth, scorer.directions, scorer)
+        curves = {name: hypervolume_curve(trace, scorer) for name, scorer in scorers.items()}
         line = {"digest": digest, "strategy": strategy, "seed": seed, "budget_s": budget, "trials": trace.trials,
-                "stopped": trace.stopped, "seconds": [round(s, 3) for s in trace.seconds], "hv": [round(h, 6) for h in curve]}
+                "stopped": trace.stopped, "seconds": [round(s, 3) for s in trace.seconds],
+                **{name: [round(h, 6) for h in curve] for name, curve in curves.items()}}
         with results.open("a") as handle:
             handle.write(json.dumps(line) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
         print(f"[{index}/{len(todo)}] {strategy} seed {seed}: {trace.trials} trials, {trace.stopped} stopped, "
-              f"final HV {curve[-1] if curve else 0:.3f} ({time.perf_counter() - started:.1f} s)", flush=True)
+              f"final HV {curves['hv'][-1] if trace.trials else 0:.3f} ({time.perf_counter() - started:.1f} s)", flush=True)
 
 
 def read_results(path: Path) -> list[dict[str, Any]]:
@@ -138,14 +153,15 @@ def time_to(seconds: list[float], hv: list[float], level: float) -> float:
     return float("inf")
 
 
-def summarize(replays: list[dict[str, Any]]) -> pd.DataFrame:
-    """Per strategy, medians over seeds of the scores, as fractions of the exhaustive cost, and ratios to the baseline."""
+def summarize(replays: list[dict[str, Any]], curve: str = "hv") -> pd.DataFrame:
+    """Per strategy, medians over seeds of the scores of ``curve`` (``hv``, or ``hv_log`` for log-scaled costs),
+    times as fractions of the exhaustive cost, and ratios to the baseline."""
     rows = []
     for r in replays:
         budget = r["budget_s"]
         row: dict[str, Any] = {"strategy": r["strategy"], "seed": r["seed"], "trials": r["trials"], "stopped": r["stopped"]}
-        row.update({f"hv_at_{int(f * 100)}pct": hv_at(r["seconds"], r["hv"], f * budget) for f in FRACTIONS})
-        row.update({f"time_to_{int(level * 100)}pct": time_to(r["seconds"], r["hv"], level) / budget for level in LEVELS})
+        row.update({f"hv_at_{int(f * 100)}pct": hv_at(r["seconds"], r[curve], f * budget) for f in FRACTIONS})
+        row.update({f"time_to_{int(level * 100)}pct": time_to(r["seconds"], r[curve], level) / budget for level in LEVELS})
         rows.append(row)
     frame = pd.DataFrame(rows)
     table = frame.groupby("strategy").agg(seeds=("seed", "count"), **{
@@ -161,26 +177,33 @@ def summarize(replays: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def curves_html(replays: list[dict[str, Any]]) -> str:
-    """Median and inter-quartile band of normalised hypervolume against training time, per strategy."""
+    """Median and inter-quartile band of normalised hypervolume against training time, per strategy: costs
+    scaled linearly, then log-scaled."""
+    return "\n".join(_curves_figure(replays, curve, title) for curve, title in (
+        ("hv", "costs min-max scaled"), ("hv_log", "log10 of the costs, min-max scaled")))
+
+
+def _curves_figure(replays: list[dict[str, Any]], curve: str, title: str) -> str:
     import plotly.graph_objects as go
 
     grid = np.linspace(0, 1, 201)
     figure = go.Figure()
     for strategy in sorted({r["strategy"] for r in replays}):
         runs = [r for r in replays if r["strategy"] == strategy]
-        values = np.array([[hv_at(r["seconds"], r["hv"], g * r["budget_s"]) for g in grid] for r in runs])
+        values = np.array([[hv_at(r["seconds"], r[curve], g * r["budget_s"]) for g in grid] for r in runs])
         low, median, high = np.percentile(values, [25, 50, 75], axis=0)
         figure.add_scatter(x=np.r_[grid, grid[::-1]], y=np.r_[high, low[::-1]], fill="toself", opacity=0.15,
                            line={"width": 0}, legendgroup=strategy, showlegend=False, hoverinfo="skip")
         figure.add_scatter(x=grid, y=median, mode="lines", name=f"{strategy} ({len(runs)} seeds)", legendgroup=strategy)
-    figure.update_layout(title="Xception-Bench replay: normalised hypervolume against training time (median, IQR)",
+    figure.update_layout(title=f"Xception-Bench replay: normalised hypervolume ({title}) against training time (median, IQR)",
                          xaxis_title="training time / exhaustive cost", yaxis_title="hypervolume / true front's",
                          yaxis_range=[0, 1.02])
-    return figure.to_html(include_plotlyjs="cdn")
+    return figure.to_html(include_plotlyjs="cdn", full_html=False)
 
 
 def report(results: Path, csv_path: Path, html_path: Path) -> pd.DataFrame:
-    """Write the summary table and the curves of the replays recorded in ``results`` (latest table digest only)."""
+    """Write the summary tables (``csv_path``, and ``<stem>_log.csv`` with log-scaled costs) and the curves of the
+    replays recorded in ``results`` (latest table digest only); the linear table."""
     replays = read_results(results)
     if not replays:
         raise SystemExit(f"error: no replay in {results}: run `python -m benchmarks.search_efficiency run` first.")
@@ -188,7 +211,8 @@ def report(results: Path, csv_path: Path, html_path: Path) -> pd.DataFrame:
     replays = [r for r in replays if r["digest"] == digest]
     table = summarize(replays)
     write_atomic(csv_path, table.to_csv(float_format="%.4g"))
-    write_atomic(html_path, curves_html(replays))
+    write_atomic(csv_path.with_name(f"{csv_path.stem}_log.csv"), summarize(replays, "hv_log").to_csv(float_format="%.4g"))
+    write_atomic(html_path, f"<html><head><meta charset='utf-8'></head><body>{curves_html(replays)}</body></html>")
     return table
 
 

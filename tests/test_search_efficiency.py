@@ -14,11 +14,10 @@ import pandas as pd
 import pytest
 
 from benchmarks import search_efficiency
-from benchmarks.replay import BenchTable, hypervolume_curve, losses, replay
+from benchmarks.replay import BenchTable, hypervolume_curve, replay
 from benchmarks.search_efficiency import Scorer, hv_at, read_results, strategy_spec, summarize, time_to
 from benchmarks.xception_bench import design_key
 from xsearch.model.space import SearchSpace
-from xsearch.study.optuna_private import pareto_mask
 from xsearch.study.sampler import grid_points
 from xsearch.study.spec import DataSpec, StudySpec, TrainingSpec
 
@@ -59,11 +58,11 @@ def test_the_table_is_read_by_design_with_its_seeds_and_exhaustive_cost(table):
 
 def test_a_search_that_is_given_the_true_front_reaches_hypervolume_one(table):
     scorer = Scorer(table, BASE)
-    front = list(scorer.truth.index[pareto_mask(losses(scorer.truth, scorer.directions))])
-    assert 1 < len(front) < 12
+    front = scorer.front()
+    assert 1 < len(front) < 12 and scorer(front) == pytest.approx(1.0) and scorer(front[:1]) < 1.0
     oracle = dataclasses.replace(BASE, sampler="random", seed_trials=tuple(json.loads(key) for key in front))
     trace = replay(oracle, SPACE, table, seed=0, budget_s=len(front) * 8.0, max_trials=50)
-    curve = hypervolume_curve(trace, scorer.truth, scorer.directions, scorer)
+    curve = hypervolume_curve(trace, scorer)
     assert curve[len(front) - 1] == pytest.approx(1.0)  # the front designs, queued first, are the whole front
     assert trace.seconds[:len(front)] == [8.0 * (i + 1) for i in range(len(front))]  # charged the table's seconds
 
@@ -81,7 +80,7 @@ def test_scores_read_the_curve_at_budget_fractions_and_the_time_to_each_level():
     assert hv_at(seconds, hv, 5.0) == 0.0 and hv_at(seconds, hv, 20.0) == 0.9 and hv_at(seconds, hv, 100.0) == 0.96
     assert time_to(seconds, hv, 0.9) == 20.0 and time_to(seconds, hv, 0.95) == 40.0 and math.isinf(time_to(seconds, hv, 0.99))
     replays = [{"strategy": s, "seed": k, "trials": 3, "stopped": 0, "budget_s": 100.0, "seconds": [x * f for x in seconds],
-                "hv": hv} for s, f in (("random/full", 1.0), ("tpe/asha", 0.5)) for k in range(3)]
+                "hv": hv, "hv_log": hv} for s, f in (("random/full", 1.0), ("tpe/asha", 0.5)) for k in range(3)]
     table = summarize(replays)
     assert table.loc["tpe/asha", "time_to_95pct_vs_random"] == pytest.approx(0.5)
     assert table.loc["random/full", "time_to_90pct"] == pytest.approx(0.2)
@@ -99,9 +98,15 @@ def test_run_and_report_resume_and_write_the_table_and_curves(tmp_path, monkeypa
     assert len(read_results(results)) == 4  # nothing replayed twice, the torn line skipped
     summary = search_efficiency.report(results, tmp_path / "s.csv", tmp_path / "s.html")
     assert summary.loc["random/full", "time_to_95pct_vs_random"] == 1.0
-    assert "plotly" in (tmp_path / "s.html").read_text() and (tmp_path / "s.csv").exists()
+    assert (tmp_path / "s.html").read_text().count("plotly-graph-div") >= 2 and (tmp_path / "s_log.csv").exists()
 
     _table().iloc[2:].to_csv(path, index=False)  # a design missing: refused before any replay
     with pytest.raises(SystemExit, match="lacks 1 of the 12 designs"):
         search_efficiency.run(path, results, ["random/full"], [5], max_trials=40, base=BASE)
 
+
+
+def test_log_scaled_costs_keep_the_true_front_and_its_hypervolume_normalises_to_one(table):
+    linear, log = Scorer(table, BASE), Scorer(table, BASE, log_costs=True)
+    assert set(linear.front()) == set(log.front())  # a monotone transform keeps the front
+    assert log(log.front()) == pytest.approx(1.0)
