@@ -5,10 +5,11 @@
     python -m benchmarks.search_efficiency run [--seeds 30] [--samplers random tpe nsga2 gp] [--rules full asha ...]
     python -m benchmarks.search_efficiency report     # -> search_efficiency.csv/.html beside the table
 
-``run`` replays each strategy (a sampler with a stopping rule: ``full`` training, the ``dominated``
-early stop, ``asha``, or both) with each seed on the bench table (`benchmarks.replay`), until it has spent
-the exhaustive cost (every design trained fully once) or run ``--max-trials``; each finished replay is
-appended to a JSON-lines file, so a stopped run resumes. ``report`` scores the replays: the
+``run`` replays each strategy (a sampler with a stopping rule of `RULES`: ``full`` training, the
+``dominated`` early stop, successive halving (``asha``, the ``[asha]`` defaults, and variants), or
+both) with each seed on the bench table (`benchmarks.replay`), until it has spent the exhaustive cost
+(every design trained fully once) or run ``--max-trials``; each finished replay is appended to a
+JSON-lines file, so a stopped run resumes. ``report`` scores the replays: the
 hypervolume of the designs each search fully trained, by their table means (seed-averaged), with
 every objective min-max scaled over the table's designs (accuracy negated) and the reference point
 1.1 in each, divided by the hypervolume of the table's true front; then per strategy the medians
@@ -46,8 +47,13 @@ HERE = Path(__file__).parent
 TABLE = HERE / "xception_bench.csv"
 RESULTS = HERE / "search_efficiency_runs.jsonl"
 SAMPLERS = ("random", "tpe", "nsga2", "gp")
-RULES: dict[str, dict[str, Any]] = {"full": {}, "dominated": {"early_stop": EarlyStopSpec()}, "asha": {"asha": AshaSpec()},
-                                     "asha+dominated": {"asha": AshaSpec(), "early_stop": EarlyStopSpec()}}
+RULES: dict[str, dict[str, Any]] = {
+    "full": {}, "dominated": {"early_stop": EarlyStopSpec()},
+    "asha": {"asha": AshaSpec(min_epochs=1, reduction_factor=2)},  # the [asha] defaults: rungs 1, 2, 4, keep half
+    "asha-third": {"asha": AshaSpec(min_epochs=1, reduction_factor=3)},  # rungs 1, 3, keep a third
+    "asha-from-2": {"asha": AshaSpec(min_epochs=2, reduction_factor=3)},  # one rung, epoch 2
+    "asha-third+dominated": {"asha": AshaSpec(min_epochs=1, reduction_factor=3), "early_stop": EarlyStopSpec()},
+}
 BASELINE = "random/full"
 FRACTIONS = (0.1, 0.25, 0.5)
 LEVELS = (0.9, 0.95, 0.99)

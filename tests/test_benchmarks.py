@@ -194,3 +194,24 @@ def test_fill_trains_only_the_designs_the_table_lacks_for_a_seed(tmp_path, monke
     assert [space.encode(space.decode({**point})) for point in points[:2]] == [
         space.encode(type(space.decode(points[0]))(**seed)) for seed in spec.seed_trials]
     assert load_study_spec(tmp_path / "runs" / "seed-1-fill" / "xception-bench.toml").trials == 120  # no row for seed 1
+
+
+def test_compare_runs_counts_training_and_scores_both_fronts_on_common_scales():
+    from benchmarks import compare_runs
+
+    def study(points):
+        made = optuna.create_study(directions=["maximize", "minimize"])
+        for accuracy, params, epochs in points:
+            attrs = {TrialAttr.EPOCH_TIMES_S: [2.0] * epochs}
+            if epochs < 3:
+                attrs[TrialAttr.STOPPED_AT_EPOCH] = epochs
+            made.add_trial(create_trial(values=[accuracy, params], user_attrs=attrs,
+                                        constraints={"stopped": float(epochs < 3)}))  # a stopped trial is infeasible
+        return made
+
+    old = compare_runs.summary(study([(0.9, 100, 3), (0.8, 50, 3)]))
+    new = compare_runs.summary(study([(0.9, 100, 3), (0.95, 40, 1)]))
+    assert (old["trials"], old["stopped"], old["epochs"], old["train_s"]) == (2, 0, 6, 12.0)
+    assert (new["stopped"], new["epochs"], new["front"]) == (1, 4, [[0.9, 100.0]])  # the stopped trial is off the front
+    old_volume, new_volume = compare_runs.front_hypervolumes([old, new], study([]).directions)
+    assert old_volume > new_volume > 0

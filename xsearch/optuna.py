@@ -131,7 +131,7 @@ class SuccessiveHalving(callbacks.SuccessiveHalving):
     """
 
     def __init__(self, trial: optuna.Trial, costs: dict[str, float], epochs: int, min_epochs: int = 1,
-                 reduction_factor: int = 3) -> None:
+                 reduction_factor: int = 2) -> None:
         if not (isinstance(min_epochs, int) and 1 <= min_epochs < epochs):
             raise ValueError(f"min_epochs must be an integer in [1, epochs - 1 = {epochs - 1}]; received {min_epochs!r}.")
         if not (isinstance(reduction_factor, int) and reduction_factor >= 2):

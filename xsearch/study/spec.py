@@ -76,7 +76,7 @@ class AshaSpec:
     """Asynchronous successive halving over epochs, promoting by Pareto rank (`xsearch.study.asha`)."""
 
     min_epochs: int = 1
-    reduction_factor: int = 3
+    reduction_factor: int = 2  # keep half at each rung: the best of those replayed (benchmarks/RESULTS.md)
 
 
 @dataclasses.dataclass(frozen=True)
