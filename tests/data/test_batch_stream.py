@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from xsearch.data import BatchStream
-from xsearch.data.dataset import channel_stats
+from xsearch.data.dataset import ChannelStats
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -42,9 +42,12 @@ def test_batches_shapes_dtypes_and_length():
         BatchStream(x, y[:-1], 16)
 
 
-def test_channel_stats_are_the_pixel_mean_and_std():
-    x, _ = images()
-    mean, std = channel_stats(x)
+def test_channel_stats_are_the_pixel_mean_and_std_whatever_the_blocks():
+    x, _ = images(count=300)
+    stats = ChannelStats()
+    for block in (x[:7], x[7:200], x[200:]):
+        stats.add(block)
+    mean, std = stats.result()
     np.testing.assert_allclose(mean, x.reshape(-1, 3).mean(0), rtol=1e-5)
     np.testing.assert_allclose(std, x.reshape(-1, 3).std(0), rtol=1e-4)
 

@@ -52,52 +52,6 @@ def test_folder_loads_classes_labels_and_splits(tmp_path):
     assert ds.mean.dtype == np.float32 and ds.mean.shape == (3,)
 
 
-def test_folder_uses_val_and_test_folders(tmp_path):
-    root = make_folder(tmp_path / "images")
-    make_folder(root, "val", classes=["dog"], count=2)
-    ds = load_dataset("folder", 8, data_dir=root, cache_dir=tmp_path / "cache", test_fraction=0.25)
-    assert list(ds.y_val) == [1, 1]
-    assert (len(ds.y_train), len(ds.y_test)) == (9, 3)
-    make_folder(root, "test", classes=["fox"], count=1)
-    ds = load_dataset("folder", 8, data_dir=root, cache_dir=tmp_path / "cache2", test_fraction=0.25)
-    assert (len(ds.y_train), list(ds.y_test)) == (12, [2])
-
-
-def test_folder_val_class_must_exist_in_train(tmp_path):
-    root = make_folder(tmp_path / "images", classes=["cat", "dog"])
-    make_folder(root, "val", classes=["fox"], count=1)
-    with pytest.raises(ValueError, match=r"val has class folders that train/ lacks: \['fox'\]"):
-        load_dataset("folder", 8, data_dir=root, cache_dir=tmp_path / "cache")
-
-
-def test_folder_reports_corrupt_files(tmp_path):
-    root = make_folder(tmp_path / "images")
-    (root / "train" / "cat" / "broken.jpg").write_bytes(b"not a jpeg")
-    (root / "train" / "dog" / "cut.png").write_bytes((root / "train" / "dog" / "1.PNG").read_bytes()[:40])
-    with pytest.raises(ValueError, match="2 image file") as error:
-        load_dataset("folder", 8, data_dir=root, cache_dir=tmp_path / "cache")
-    assert "broken.jpg" in str(error.value) and "cut.png" in str(error.value)
-
-
-def test_folder_structure_errors(tmp_path):
-    cache = tmp_path / "cache"
-    with pytest.raises(FileNotFoundError, match="missing"):
-        load_dataset("folder", 8, data_dir=tmp_path / "missing", cache_dir=cache)
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(FileNotFoundError, match="no train/ folder"):
-        load_dataset("folder", 8, data_dir=tmp_path / "empty", cache_dir=cache)
-    (tmp_path / "empty" / "train").mkdir()
-    with pytest.raises(ValueError, match="no class folders"):
-        load_dataset("folder", 8, data_dir=tmp_path / "empty", cache_dir=cache)
-    root = make_folder(tmp_path / "images")
-    (root / "train" / "owl").mkdir()
-    (root / "train" / "owl" / "notes.txt").write_text("no images here")
-    with pytest.raises(ValueError, match=r"owl has no images"):
-        load_dataset("folder", 8, data_dir=root, cache_dir=cache)
-    with pytest.raises(ValueError, match="needs data_dir"):
-        load_dataset("folder", 8, cache_dir=cache)
-
-
 @pytest.mark.parametrize("image_size", [8, 16])
 def test_imagenet_npz_channel_planar_to_nhwc(tmp_path, image_size):
     data = tmp_path / "imagenet8"
@@ -209,7 +163,7 @@ def test_tfds_missing_says_how_to_install(tmp_path, monkeypatch):
 
 
 def test_unknown_source_lists_sources(tmp_path):
-    with pytest.raises(ValueError, match="valid sources are digits, folder, imagenet-npz") as error:
+    with pytest.raises(ValueError, match="valid sources are digits, folder, arrays, imagenet-npz") as error:
         load_dataset("mnist", 32, cache_dir=tmp_path)
     assert all(source in str(error.value) for source in SOURCES)
 

@@ -1,9 +1,10 @@
 """The parts `load_dataset` is made of, one at a time: image helpers, each source's reader (TFDS through a
-fake `tensorflow_datasets`), the split carving, the cache files and the batch stream's argument checks."""
+fake `tensorflow_datasets`), the split assignment, the cache folders, the progress bar and the batch stream's
+argument checks."""
 
 from __future__ import annotations
 
-import dataclasses
+import io
 import sys
 import types
 from types import SimpleNamespace
@@ -11,14 +12,17 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from PIL import Image
+from rich.console import Console
 
-from xsearch.data.cache import cache_file, cache_root, read_cache, write_cache
-from xsearch.data.dataset import RawData
+from xsearch.data.build import write_splits
+from xsearch.data.cache import cache_folder, cache_root
+from xsearch.data.dataset import SPLITS, Block, RawData, SourceSplit
 from xsearch.data.digits import read_digits
 from xsearch.data.imagenet_npz import find_imagenet_dir, official_side
 from xsearch.data.images import decode_image, resize_images, to_rgb
 from xsearch.data.loader import SOURCES, load_dataset
-from xsearch.data.splits import make_dataset
+from xsearch.data.progress import progress_bar
+from xsearch.data.splits import plan_splits
 from xsearch.data.stream import BatchStream
 from xsearch.data.tfds import read_tfds
 
@@ -39,42 +43,69 @@ def test_image_helpers_resize_make_rgb_and_decode(tmp_path):
 
 def test_digits_reader_gives_all_1797_digits_as_one_rgb_train_pool():
     raw = read_digits(8)
-    x, y = raw.train
+    x, y = decoded(raw.train), raw.train.labels
     assert x.shape == (1797, 8, 8, 3) and x.dtype == np.uint8 and x.max() == 255
     assert y.dtype == np.int32 and sorted(set(y.tolist())) == list(range(10))
     assert raw.val is None and raw.test is None and raw.class_names == [str(d) for d in range(10)]
 
 
-def _numbered(count: int, classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """``count`` 1x1 images whose pixel is their index (mod 256 in each channel), labels cycling through classes."""
-    index = np.arange(count)
-    images = np.stack([index % 256, index // 256, np.zeros_like(index)], -1).astype(np.uint8).reshape(count, 1, 1, 3)
-    return images, (index % classes).astype(np.int32)
-
-
-def _ids(x: np.ndarray) -> list[int]:
-    return sorted(int(p[0, 0, 0]) + 256 * int(p[0, 0, 1]) for p in x)
+def decoded(split: SourceSplit) -> np.ndarray:
+    """All the images of a source split, its blocks concatenated."""
+    return np.concatenate([block.images for block in split.blocks()])
 
 
 def test_splits_carve_test_then_val_off_train_stratified_and_subsample_train():
-    raw = RawData(train=_numbered(100, 5), class_names=list("abcde"))
-    ds = make_dataset(raw, name="n", seed=0, val_fraction=0.2, test_fraction=0.1, max_train=None)
-    assert (len(ds.y_train), len(ds.y_val), len(ds.y_test)) == (70, 20, 10)
-    assert sorted(_ids(ds.x_train) + _ids(ds.x_val) + _ids(ds.x_test)) == list(range(100))  # disjoint, complete
-    assert np.bincount(ds.y_val).tolist() == [4] * 5 and ds.num_classes == 5 and ds.class_names == list("abcde")
-    small = make_dataset(raw, name="n", seed=0, val_fraction=0.2, test_fraction=0.1, max_train=35)
-    assert len(small.y_train) == 35 and set(_ids(small.x_train)) <= set(_ids(ds.x_train))
-    np.testing.assert_array_equal(small.x_val, ds.x_val)
-    assert small.mean.shape == (3,) and small.mean.dtype == np.float32
+    labels = (np.arange(100) % 5).astype(np.int32)
+    plan = plan_splits({"train": labels}, seed=0, val_fraction=0.2, test_fraction=0.1, max_train=None)
+    assert list(plan) == list(SPLITS) and all(source == "train" for source, _ in plan.values())
+    members = {split: indices for split, (_, indices) in plan.items()}
+    assert [len(members[s]) for s in SPLITS] == [70, 20, 10]
+    assert sorted(np.concatenate(list(members.values())).tolist()) == list(range(100))  # disjoint, complete
+    assert np.bincount(labels[members["val"]]).tolist() == [4] * 5  # stratified
+    assert not np.array_equal(members["train"], np.sort(members["train"]))  # in train_test_split's order
+    again = plan_splits({"train": labels}, seed=0, val_fraction=0.2, test_fraction=0.1, max_train=None)
+    other = plan_splits({"train": labels}, seed=1, val_fraction=0.2, test_fraction=0.1, max_train=None)
+    assert all(np.array_equal(plan[s][1], again[s][1]) for s in SPLITS)
+    assert not np.array_equal(plan["val"][1], other["val"][1])
 
-    given = RawData(train=_numbered(50, 5), val=_numbered(7, 5), class_names=list("abcde"))
-    kept = make_dataset(given, name="n", seed=0, val_fraction=0.2, test_fraction=0.0, max_train=None)
-    assert len(kept.y_val) == 7 and len(kept.y_test) == 0 and len(kept.y_train) == 50
+    small = plan_splits({"train": labels}, seed=0, val_fraction=0.2, test_fraction=0.1, max_train=35)
+    assert len(small["train"][1]) == 35 and set(small["train"][1]) <= set(members["train"])
+    assert np.array_equal(small["val"][1], members["val"]) and set(labels[small["train"][1]]) == set(range(5))
+
+    given = plan_splits({"train": labels[:50], "val": labels[:7]}, seed=0, val_fraction=0.2, test_fraction=0.0,
+                        max_train=None)
+    assert given["train"][1].tolist() == list(range(50)) and given["val"] == ("val", given["val"][1])
+    assert given["val"][1].tolist() == list(range(7)) and len(given["test"][1]) == 0
     with pytest.raises(ValueError, match="Cannot carve 60 images off the 50 left"):
-        make_dataset(raw, name="n", seed=0, val_fraction=0.6, test_fraction=0.5, max_train=None)
+        plan_splits({"train": labels}, seed=0, val_fraction=0.6, test_fraction=0.5, max_train=None)
 
 
-def test_cache_root_and_file_names_and_a_write_read_round_trip(tmp_path, monkeypatch):
+def test_write_splits_puts_each_image_in_its_place_and_leaves_out_unreadable_ones(tmp_path):
+    x = np.arange(10, dtype=np.uint8).reshape(10, 1, 1, 1).repeat(2, axis=1).repeat(2, axis=2).repeat(3, axis=3)
+
+    def blocks():
+        yield Block(x[:4], unreadable=(1,))
+        yield Block(x[4:])
+
+    raw = RawData(train=SourceSplit(np.arange(10, dtype=np.int32) % 2, blocks, [f"f{i}" for i in range(10)]),
+                  class_names=["a", "b"], val=SourceSplit.from_arrays(x[:2], np.array([1, 0]), 2))
+    plan = {"train": ("train", np.array([8, 1, 0, 6, 7, 4])), "val": ("val", np.array([1, 0])),
+            "test": ("train", np.array([9, 2, 3]))}
+    written = write_splits(raw, plan, tmp_path, 2, "decoding")
+    assert written.counts == {"train": 5, "val": 2, "test": 3} and written.unreadable == ["f1"] and written.files == 12
+    assert np.load(tmp_path / "x_train.npy")[:, 0, 0, 0].tolist() == [8, 0, 6, 7, 4]  # in the plan's order, f1 left out
+    assert np.load(tmp_path / "y_train.npy").tolist() == [0, 0, 0, 1, 0]
+    assert np.load(tmp_path / "x_val.npy")[:, 1, 1, 2].tolist() == [1, 0] and np.load(tmp_path / "y_val.npy").tolist() == [0, 1]
+    assert np.load(tmp_path / "y_test.npy").tolist() == [1, 0, 1]
+    assert written.mean.tolist() == [5.0] * 3
+    raw = RawData(train=SourceSplit(np.zeros(3, np.int32), blocks), class_names=["a"])
+    (tmp_path / "again").mkdir()
+    with pytest.raises(ValueError, match="gave more images than its 3 labels"):
+        write_splits(raw, {"train": ("train", np.arange(3)), "val": ("train", np.arange(0)), "test": ("train", np.arange(0))},
+                     tmp_path / "again", 2, "decoding")
+
+
+def test_cache_root_and_folder_names(tmp_path, monkeypatch):
     monkeypatch.setenv("XSEARCH_CACHE_DIR", str(tmp_path / "env"))
     assert cache_root(tmp_path / "given") == tmp_path / "given" and cache_root(None) == tmp_path / "env"
     monkeypatch.delenv("XSEARCH_CACHE_DIR")
@@ -82,22 +113,19 @@ def test_cache_root_and_file_names_and_a_write_read_round_trip(tmp_path, monkeyp
     assert cache_root(None) == tmp_path / "home" / ".cache" / "xsearch" / "data"
 
     key = {"source": "tfds:imagenet_resized/64x64", "image_size": 64, "seed": 0}
-    path = cache_file(tmp_path, key)
-    assert path.parent == tmp_path and path.name.startswith("tfds-imagenet-resized-64x64-64px-") and path.suffix == ".npz"
-    assert cache_file(tmp_path, {**key, "seed": 1}) != path and cache_file(tmp_path, dict(key)) == path
+    folder = cache_folder(tmp_path, key)
+    assert folder.parent == tmp_path and folder.name.startswith("tfds-imagenet-resized-64x64-64px-")
+    assert cache_folder(tmp_path, {**key, "seed": 1}) != folder and cache_folder(tmp_path, dict(key)) == folder
 
-    raw = RawData(train=_numbered(40, 4), class_names=["w", "x", "y", "z"])
-    dataset = make_dataset(raw, name="numbered", seed=0, val_fraction=0.25, test_fraction=0.25, max_train=None)
-    write_cache(tmp_path / "sub" / "d.npz", dataset)
-    assert [p.name for p in (tmp_path / "sub").iterdir()] == ["d.npz"]  # no temporary file left
-    again = read_cache(tmp_path / "sub" / "d.npz")
-    for field in dataclasses.fields(dataset):
-        a, b = getattr(dataset, field.name), getattr(again, field.name)
-        if isinstance(a, np.ndarray):
-            assert a.dtype == b.dtype
-            np.testing.assert_array_equal(a, b)
-        else:
-            assert a == b and type(a) is type(b)
+
+def test_progress_bar_draws_on_a_console_and_is_silent_off_a_terminal(capsys):
+    with progress_bar(10, "decoding") as advance:  # pytest's stderr is not a terminal
+        advance(10)
+    assert capsys.readouterr().err == ""
+    drawn = io.StringIO()
+    with progress_bar(10, "decoding digits", Console(file=drawn, force_terminal=True, width=100)) as advance:
+        advance(4)
+    assert "decoding digits" in drawn.getvalue() and "4/10" in drawn.getvalue()
 
 
 def test_imagenet_official_side_and_data_folder_lookup(tmp_path, monkeypatch):
@@ -114,18 +142,23 @@ def test_imagenet_official_side_and_data_folder_lookup(tmp_path, monkeypatch):
 
 
 def _fake_tfds(splits: dict, names: list[str], calls: list) -> types.ModuleType:
-    """A `tensorflow_datasets` stand-in that serves ``splits`` (lists of (image, label) pairs)."""
+    """A `tensorflow_datasets` stand-in that serves ``splits`` (lists of (image, label) pairs); with a
+    ``SkipDecoding`` decoder for the image it serves encoded bytes instead of the image."""
     module = types.ModuleType("tensorflow_datasets")
 
-    def load(name, data_dir, download, as_supervised, with_info):
-        calls.append({"name": name, "data_dir": data_dir, "download": download, "as_supervised": as_supervised})
+    def load(name, data_dir, download, as_supervised, with_info, decoders):
+        calls.append({"name": name, "data_dir": data_dir, "download": download, "as_supervised": as_supervised,
+                      "decoders": decoders})
         if name == "missing":
             raise RuntimeError("Dataset missing not found in data_dir")
         info = SimpleNamespace(supervised_keys=("image", "label"), features={"label": SimpleNamespace(names=names)})
+        if decoders == {"image": "skip"}:
+            return {split: [(b"encoded", label) for _, label in pairs] for split, pairs in splits.items()}, info
         return splits, info
 
     module.load = load
     module.as_numpy = lambda split: iter(split)
+    module.decode = SimpleNamespace(SkipDecoding=lambda: "skip")
     return module
 
 
@@ -136,9 +169,12 @@ def test_tfds_reader_takes_train_and_test_splits_resized_to_rgb(tmp_path, monkey
     monkeypatch.setitem(sys.modules, "tensorflow_datasets", _fake_tfds({"train": pairs(20), "test": pairs(6)},
                                                                        ["cat", "dog"], calls))
     raw = read_tfds("pets", tmp_path, 8)
-    assert calls == [{"name": "pets", "data_dir": tmp_path, "download": False, "as_supervised": True}]
-    assert raw.train[0].shape == (20, 8, 8, 3) and raw.train[0].dtype == np.uint8 and raw.train[1].dtype == np.int32
-    assert raw.val is None and raw.test[0].shape == (6, 8, 8, 3) and raw.class_names == ["cat", "dog"]
+    expected = {"name": "pets", "data_dir": tmp_path, "download": False, "as_supervised": True}
+    assert calls == [{**expected, "decoders": None}, {**expected, "decoders": {"image": "skip"}}]  # labels: no decoding
+    train = decoded(raw.train)
+    assert train.shape == (20, 8, 8, 3) and train.dtype == np.uint8 and raw.train.labels.dtype == np.int32
+    assert raw.train.labels.tolist() == [i % 2 for i in range(20)]
+    assert raw.val is None and decoded(raw.test).shape == (6, 8, 8, 3) and raw.class_names == ["cat", "dog"]
     with pytest.raises(ValueError, match="Prepare it first, e.g. `tfds build missing"):
         read_tfds("missing", tmp_path, 8)
 

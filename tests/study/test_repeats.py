@@ -52,3 +52,12 @@ def test_a_repeat_copies_the_results_but_not_the_attempt():
     assert results == {TrialAttr.SETUP_DIGEST: "d", "config": "{}", "val_accuracy": 0.9, "params": 100,
                        "curves": {"loss": [1.0]}, TrialAttr.REPEAT_OF: 3}
     assert is_repeat(_trial(9, "1", **results)) and not is_repeat(twin)
+
+
+def test_data_keys_that_change_no_result_leave_the_digest_as_it_was():
+    spec = StudySpec()
+    assert setup_digest(dataclasses.replace(spec, data=dataclasses.replace(spec.data, max_bad_fraction=0.2))) == setup_digest(spec)
+    assert setup_digest(dataclasses.replace(spec, data=dataclasses.replace(spec.data, layout="NCHW"))) == setup_digest(spec)
+    arrays = dataclasses.replace(spec, data=dataclasses.replace(spec.data, source="arrays"))
+    assert setup_digest(dataclasses.replace(arrays, data=dataclasses.replace(arrays.data, layout="NCHW"))) != setup_digest(arrays)
+    assert setup_digest(spec) == "97156f3f5021b2d1"  # the default study's digest before these keys existed

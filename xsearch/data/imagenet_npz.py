@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from xsearch.data.dataset import RawData, Split
+from xsearch.data.dataset import BLOCK_ROWS, Block, RawData, SourceSplit
 from xsearch.data.images import resize_images
+from xsearch.data.npy import ArraySource, array_blocks, array_shape, npz_keys, read_array
 
 OFFICIAL_SIDES = (8, 16, 32, 64)
 DOWNLOAD_PAGE = "https://image-net.org/download-images.php (Downsampled ImageNet)"
@@ -45,16 +47,20 @@ def find_imagenet_dir(data_dir: Path | None, image_size: int) -> Path:
 
 
 def read_imagenet_npz(directory: Path, image_size: int) -> RawData:
-    """Reads train_data_batch_1, 2, ... (up to the first missing one) and val_data; labels become 0-based."""
+    """Reads train_data_batch_1, 2, ... (up to the first missing one) and val_data; labels become 0-based.
+
+    Labels and array headers are read and checked here; the images are streamed from the files a block at
+    a time when the splits' blocks are read.
+    """
     train_files: list[Path] = []
     while path := _find(directory, f"train_data_batch_{len(train_files) + 1}"):
         train_files.append(path)
     val_file = _find(directory, "val_data")
     if val_file is None:
         raise FileNotFoundError(f"{directory}: no val_data file (val_data or val_data.npz) beside the train batches.")
-    train = _read_batches(train_files, image_size)
-    val = _read_batches([val_file], image_size)
-    num_classes = int(max(train[1].max(), val[1].max())) + 1
+    train = _batches(train_files, image_size)
+    val = _batches([val_file], image_size)
+    num_classes = int(max(train.labels.max(initial=0), val.labels.max(initial=0))) + 1
     return RawData(train=train, val=val, class_names=[str(label) for label in range(1, num_classes + 1)])
 
 
@@ -62,37 +68,48 @@ def _find(directory: Path, stem: str) -> Path | None:
     return next((p for p in (directory / f"{stem}.npz", directory / stem) if p.is_file()), None)
 
 
-def _read_batches(paths: list[Path], image_size: int) -> Split:
-    """Concatenates npz batches into a preallocated NHWC array (reading labels first to size it)."""
-    labels = [_load(path, "labels").astype(np.int32) - 1 for path in paths]
-    images = np.empty((sum(map(len, labels)), image_size, image_size, 3), np.uint8)
-    start = 0
+def _batches(paths: list[Path], image_size: int) -> SourceSplit:
+    """The images of npz batches, in order, with their 0-based labels."""
+    labels = [_labels(path) for path in paths]
     for path, batch_labels in zip(paths, labels):
-        if batch_labels.size and batch_labels.min() < 0:
-            raise ValueError(f"{path}: labels must be 1-based (1..1000); found {batch_labels.min() + 1}.")
-        images[start : start + len(batch_labels)] = resize_images(_planar_to_nhwc(path), image_size)
-        start += len(batch_labels)
-    return images, np.concatenate(labels)
+        _check_data(path, len(batch_labels))
+
+    def blocks() -> Iterator[Block]:
+        for path in paths:
+            for planar in array_blocks((path, "data"), BLOCK_ROWS):
+                yield Block(resize_images(_planar_to_nhwc(planar), image_size))
+
+    return SourceSplit(np.concatenate(labels), blocks)
 
 
-def _planar_to_nhwc(path: Path) -> np.ndarray:
-    """`data` (N, 3*S*S) with R, G then B planes, as uint8 (N, S, S, 3)."""
-    data = _load(path, "data")
-    side = int(round((data.shape[-1] / 3) ** 0.5)) if data.ndim == 2 else 0
-    if data.dtype != np.uint8 or side == 0 or 3 * side * side != data.shape[-1]:
+def _labels(path: Path) -> np.ndarray:
+    labels = read_array(_array(path, "labels")).astype(np.int32) - 1
+    if labels.ndim != 1:
+        raise ValueError(f"{path}: 'labels' must be one label a row, shape (N,); found {labels.shape}.")
+    if labels.size and labels.min() < 0:
+        raise ValueError(f"{path}: labels must be 1-based (1..1000); found {labels.min() + 1}.")
+    return labels
+
+
+def _check_data(path: Path, count: int) -> None:
+    """`data` must be uint8 (count, 3*S*S), R, G then B planes."""
+    shape, dtype = array_shape(_array(path, "data"))
+    side = int(round((shape[-1] / 3) ** 0.5)) if len(shape) == 2 else 0
+    if dtype != np.uint8 or side == 0 or 3 * side * side != shape[-1] or shape[0] != count:
         raise ValueError(
-            f"{path}: 'data' must be uint8 of shape (N, 3*S*S) (e.g. S=32 or 64); "
-            f"found {data.dtype} {data.shape}."
+            f"{path}: 'data' must be uint8 of shape (N, 3*S*S) (e.g. S=32 or 64), one row per label ({count}); "
+            f"found {dtype} {shape}."
         )
-    return data.reshape(-1, 3, side, side).transpose(0, 2, 3, 1)
 
 
-def _load(path: Path, key: str) -> np.ndarray:
-    try:
-        batch = np.load(path)
-    except (OSError, ValueError) as err:
-        raise ValueError(f"{path} is not an npz file (official Downsampled ImageNet format): {err}") from err
-    if not isinstance(batch, np.lib.npyio.NpzFile) or key not in batch.files:
-        raise ValueError(f"{path} has no {key!r} array; expected an npz file with 'data' and 'labels'.")
-    with batch:
-        return batch[key]
+def _planar_to_nhwc(data: np.ndarray) -> np.ndarray:
+    """Rows (N, 3*S*S) with R, G then B planes, as uint8 (N, S, S, 3)."""
+    side = int(round((data.shape[-1] / 3) ** 0.5))
+    return np.ascontiguousarray(data.reshape(-1, 3, side, side).transpose(0, 2, 3, 1))
+
+
+def _array(path: Path, key: str) -> ArraySource:
+    if key not in npz_keys(path):
+        raise ValueError(f"{path} has no {key!r} array; expected an npz file with 'data' and 'labels' "
+                         "(official Downsampled ImageNet format).")
+    return path, key

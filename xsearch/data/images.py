@@ -7,11 +7,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
+"""What Pillow raises for a file it cannot decode (not an image, truncated, corrupt, too large)."""
+
 
 def decode_image(path: Path, size: int) -> np.ndarray:
-    """Decodes an image file to RGB uint8 (size, size, 3), bilinear-resized (aspect ratio not kept)."""
-    with Image.open(path) as image:
-        image.draft("RGB", (size, size))
+    """Decodes an image file (any mode: grey, CMYK, palette, RGBA, ...) to RGB uint8 (size, size, 3),
+    bilinear-resized (aspect ratio not kept; transparency dropped)."""
+    with Image.open(path) as file:
+        file.draft("RGB", (size, size))
+        image = file.convert("RGBA") if file.mode == "P" else file  # palette transparency: no warning through RGBA
         return np.asarray(image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR))
 
 

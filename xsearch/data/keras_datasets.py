@@ -5,10 +5,8 @@ from __future__ import annotations
 import os
 
 import keras
-import numpy as np
 
-from xsearch.data.dataset import RawData
-from xsearch.data.images import resize_images
+from xsearch.data.dataset import RawData, SourceSplit
 
 CIFAR10_CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
@@ -46,7 +44,7 @@ def read_cifar(source: str, image_size: int) -> RawData:
             "$KERAS_HOME replaces ~/.keras); put it there or run once with network access."
         ) from err
     return RawData(
-        train=(resize_images(x_train, image_size), y_train.reshape(-1).astype(np.int32)),
-        test=(resize_images(x_test, image_size), y_test.reshape(-1).astype(np.int32)),
+        train=SourceSplit.from_arrays(x_train, y_train, image_size),
+        test=SourceSplit.from_arrays(x_test, y_test, image_size),
         class_names=list(class_names),
     )

@@ -1,4 +1,8 @@
-"""Turns a source's `RawData` into a `Dataset`: carves missing val/test splits off train and subsamples train."""
+"""Which images of a source make each split, in which order: missing val/test splits carved off train, train
+subsampled.
+
+Only labels are needed, so the splits of a data set of any size are decided before its images are decoded.
+"""
 
 from __future__ import annotations
 
@@ -7,63 +11,51 @@ import math
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from xsearch.data.dataset import Dataset, RawData, Split, channel_stats
+from xsearch.data.dataset import SPLITS
+
+Plan = dict[str, tuple[str, np.ndarray]]
+"""For each of `SPLITS`: the source split its images come from and their indices there, in the split's order."""
 
 
-def make_dataset(
-    raw: RawData,
+def plan_splits(
+    labels: dict[str, np.ndarray],
     *,
-    name: str,
     seed: int,
     val_fraction: float,
     test_fraction: float,
     max_train: int | None,
-) -> Dataset:
-    """Carves test then val (fractions of the whole train pool) off train when the source lacks them.
+) -> Plan:
+    """The images of each split, from the labels of the source's splits (by name; "train" required).
 
-    Splits are stratified by class when feasible and deterministic in `seed`; `max_train` then keeps
-    that many training images (stratified too), leaving val and test unchanged.
+    A source's own val/test images stay there, in order. Otherwise test, then val (fractions of the whole
+    train pool) are carved off train, stratified by class when feasible and deterministic in `seed`;
+    `max_train` then keeps that many training images (stratified too), leaving val and test unchanged.
+    Carved splits are in the order scikit-learn's `train_test_split` gives.
     """
-    train = raw.train
-    pool = len(train[1])
-    test = raw.test
-    if test is None:
-        train, test = _take(train, math.ceil(test_fraction * pool), seed)
-    val = raw.val
-    if val is None:
-        train, val = _take(train, math.ceil(val_fraction * pool), seed)
-    if max_train is not None and max_train < len(train[1]):
-        _, train = _take(train, max_train, seed)
-    mean, std = channel_stats(train[0])
-    return Dataset(
-        name=name,
-        x_train=train[0],
-        y_train=train[1],
-        x_val=val[0],
-        y_val=val[1],
-        x_test=test[0],
-        y_test=test[1],
-        num_classes=len(raw.class_names),
-        class_names=list(raw.class_names),
-        mean=mean,
-        std=std,
-    )
+    train = labels["train"]
+    plan: Plan = {name: (name, np.arange(len(y))) for name, y in labels.items()}
+    rest = np.arange(len(train))
+    for split, fraction in (("test", test_fraction), ("val", val_fraction)):
+        if split not in labels:
+            rest, taken = _take(rest, train, math.ceil(fraction * len(train)), seed)
+            plan[split] = ("train", taken)
+    if max_train is not None and max_train < len(rest):
+        rest = _take(rest, train, max_train, seed)[1]
+    plan["train"] = ("train", rest)
+    return {split: plan[split] for split in SPLITS}
 
 
-def _take(split: Split, count: int, seed: int) -> tuple[Split, Split]:
-    """Splits `count` images off `split` (stratified when feasible); returns (rest, taken)."""
-    x, y = split
+def _take(indices: np.ndarray, labels: np.ndarray, count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Splits `count` of `indices` off (stratified by their labels when feasible); returns (rest, taken)."""
     if count <= 0:
-        return split, (x[:0], y[:0])
-    if count >= len(y):
+        return indices, indices[:0]
+    if count >= len(indices):
         raise ValueError(
-            f"Cannot carve {count} images off the {len(y)} left for training; "
-            "lower val_fraction/test_fraction."
+            f"Cannot carve {count} images off the {len(indices)} left for training; lower val_fraction/test_fraction."
         )
-    rest, taken = train_test_split(
-        np.arange(len(y)), test_size=count, random_state=seed, stratify=_stratify(y, count)
-    )
-    return (x[rest], y[rest]), (x[taken], y[taken])
+    y = labels[indices]
+    rest, taken = train_test_split(indices, test_size=count, random_state=seed, stratify=_stratify(y, count))
+    return rest, taken
 
 
 def _stratify(y: np.ndarray, count: int) -> np.ndarray | None:

@@ -222,6 +222,7 @@ def _card(
         "dataset": attrs.get(TrialAttr.DATASET, spec.data.source),
         "image_size": attrs.get(TrialAttr.IMAGE_SIZE, spec.data.image_size),
         "num_classes": attrs.get(TrialAttr.NUM_CLASSES),
+        "data": study.user_attrs.get(StudyAttr.DATA),  # images per split and class, source, cache key, files left out
         "training": dataclasses.asdict(_training_spec(study, trial)),  # "auto" resolved to the trial's batch
         "seed": attrs.get(TrialAttr.SEED),
         "study": study.study_name,

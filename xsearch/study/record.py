@@ -149,6 +149,7 @@ class StudyAttr:
     BATCH_SIZE_PROBE: Final = "batch_size_probe"
     PRUNED_MODELS: Final = "pruned_models"
     EXPORTS: Final = "exports"
+    DATA: Final = "data"
 
 
 class StudyRecord(TypedDict, total=False):
@@ -159,6 +160,7 @@ class StudyRecord(TypedDict, total=False):
     batch_size_probe: dict[str, Any]  # the probe's device, stop reason and images/s per batch
     pruned_models: list[int]  # trials whose kept model was deleted
     exports: list[dict[str, Any]]  # one entry per `xsearch export`
+    data: dict[str, Any]  # what it trains on (`xsearch.data.Dataset.summary`): images per split and class, files left out
 
 
 ATTEMPT_ATTRS: Final = frozenset({

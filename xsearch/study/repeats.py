@@ -26,12 +26,22 @@ def setup_digest(spec: StudySpec) -> str:
     """A digest of what a trial's results depend on besides its design: data, training, precision,
     latency batch, constraints and initial weights (not the data's folder, which differs by machine)."""
     setup = {
-        "data": {**dataclasses.asdict(spec.data), "data_dir": None},
+        "data": _data_setup(spec),
         "training": dataclasses.asdict(spec.training),
         "precision": spec.precision, "latency_batch": spec.latency_batch,
         "constraints": dict(sorted(spec.constraints.items())), "weights": spec.weights,
     }
     return hashlib.sha256(json.dumps(setup, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _data_setup(spec: StudySpec) -> dict[str, Any]:
+    """The data keys a trial's results depend on: not the folder (it differs by machine), not the share of
+    unreadable files tolerated, and the array layout only for the ``arrays`` source (which reads it)."""
+    data = {**dataclasses.asdict(spec.data), "data_dir": None}
+    del data["max_bad_fraction"]
+    if spec.data.source != "arrays":
+        del data["layout"]
+    return data
 
 
 def trained_twin(trials: Iterable[FrozenTrial], params: Mapping[str, Any], digest: str) -> FrozenTrial | None:

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import optuna
 
+from xsearch.common.atomic import write_atomic
 from xsearch.data import Dataset, load_dataset
 from xsearch.model.device import runtime_info
 from xsearch.model.space import SearchSpace
@@ -27,6 +28,7 @@ from xsearch.study.spec import StudySpec, write_spec
 from xsearch.study.storage import open_storage, redact
 
 SETUP_WAIT_S = 30.0
+UNREADABLE_LIST = "unreadable_images.txt"  # in the run folder: the image files the data set left out
 
 
 def open_study(spec: StudySpec, space: SearchSpace, storage: optuna.storages.BaseStorage, where: str,
@@ -113,8 +115,21 @@ def load_spec_dataset(spec: StudySpec) -> Dataset:
     return load_dataset(
         spec.data.source, spec.data.image_size, data_dir=spec.data.data_dir, seed=spec.seed,
         val_fraction=spec.data.val_fraction, test_fraction=spec.data.test_fraction,
-        max_train=spec.data.max_train,
+        max_train=spec.data.max_train, max_bad_fraction=spec.data.max_bad_fraction, layout=spec.data.layout,
     )
+
+
+def record_data(study: optuna.Study, dataset: Dataset, out_dir: Path) -> None:
+    """Record what the study trains on (`Dataset.summary`) on the study when it differs, and list the image files
+    left out as unreadable in the run folder (`UNREADABLE_LIST`)."""
+    summary = dataset.summary()
+    if study.user_attrs.get(StudyAttr.DATA) != summary:
+        study.set_user_attr(StudyAttr.DATA, summary)
+    listing = out_dir / UNREADABLE_LIST
+    text = "".join(f"{path}\n" for path in dataset.unreadable)
+    if text and not (listing.is_file() and listing.read_text() == text):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_atomic(listing, text)
 
 
 def prepare_study(spec: StudySpec, out_dir: Path, storage_url: str | None = None, dataset: Dataset | None = None,
@@ -139,6 +154,7 @@ def prepare_study(spec: StudySpec, out_dir: Path, storage_url: str | None = None
     seeds = lambda: [space.encode(config) for config in seed_configs(spec, space, dataset.num_classes)]  # noqa: E731
     study = open_study(spec, space, storage, redact(storage_url) if storage_url else str(out_dir), seeds, shared, grid)
     sweep_dead_local_trials(study)
+    record_data(study, dataset, out_dir)
     if probe_batch_size:
         spec = _with_study_batch_size(study, spec, space, dataset)
     return study, spec, space, dataset

@@ -48,6 +48,8 @@ class DataSpec:
     val_fraction: float = 0.1
     test_fraction: float = 0.1
     max_train: int | None = None
+    max_bad_fraction: float = 0.05  # unreadable image files left out; more is an error (`xsearch.data.load_dataset`)
+    layout: str = "NHWC"  # the "arrays" source's images: "NHWC" or "NCHW"
 
 
 @dataclasses.dataclass(frozen=True)
