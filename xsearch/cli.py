@@ -85,6 +85,24 @@ def _report(args: argparse.Namespace) -> None:
     print(f"report: {write_report(study, out_dir, args.format)}")
 
 
+def _analyze(args: argparse.Namespace) -> None:
+    from xsearch.results.analyze import designs_frame, read_table, write_analysis
+
+    if args.table:
+        if args.storage or args.out:
+            raise ValueError("--storage and --out locate a study; a --table is analysed on its own.")
+        table = Path(args.table)
+        html = Path(args.html) if args.html else None
+        print(write_analysis(read_table(table), f"xsearch analysis: {table.name}", html))
+        return
+    from xsearch.study.storage import load_study, run_storage, study_name_from
+
+    name = study_name_from(args.study)
+    study = load_study(run_storage(args.study, args.storage, args.out), name)
+    html = Path(args.html) if args.html else (Path(args.out) if args.out else Path("runs") / name) / "analysis.html"
+    print(write_analysis(designs_frame(study), f"xsearch analysis: {name}", html))
+
+
 def _export(args: argparse.Namespace) -> None:
     from xsearch.results.export import export_trial
     from xsearch.study.artifacts import artifact_store
@@ -173,6 +191,16 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", metavar="DIR", help="the study's run folder (default: runs/<study>)")
     report.add_argument("--format", choices=("csv", "parquet", "html"), default="html")
     report.set_defaults(handler=_report)
+
+    analyze = commands.add_parser("analyze", help="design-space analysis: error EDFs per axis, the paper's questions")
+    analysed = analyze.add_mutually_exclusive_group(required=True)
+    analysed.add_argument("--study", metavar="NAME|PATH", help="a study's trained designs")
+    analysed.add_argument("--table", metavar="CSV", help="a bench table instead (e.g. benchmarks/xception_bench.csv)")
+    analyze.add_argument("--storage", metavar="URL", help="the study's storage (default: its run folder)")
+    analyze.add_argument("--out", metavar="DIR", help="the study's run folder (default: runs/<study>)")
+    analyze.add_argument("--html", metavar="PATH",
+                         help="write the analysis as one HTML page (default for a study: <run folder>/analysis.html)")
+    analyze.set_defaults(handler=_analyze)
     return parser
 
 

@@ -11,11 +11,12 @@ import optuna
 import pandas as pd
 
 from xsearch.common.atomic import write_atomic
+from xsearch.results.analyze import MIN_DESIGNS, analysis_section, designs_frame
 from xsearch.results.figures import hypervolume_history, pareto_projections, segment_spectrum
 from xsearch.results.pareto import pareto_front, trials_frame
 from xsearch.results.run_reports import front_table_text
 from xsearch.study.early_stop import stopped_summary
-from xsearch.study.record import TrialAttr, is_repeat
+from xsearch.study.record import StudyAttr, TrialAttr, is_repeat
 
 FORMATS = ("csv", "parquet", "html")
 _FRONT_COLUMNS = ("number", TrialAttr.VAL_ACCURACY, TrialAttr.TEST_ACCURACY, TrialAttr.PARAMS, TrialAttr.MACS,
@@ -27,7 +28,7 @@ def write_report(study: optuna.Study, out_dir: Path, fmt: str) -> Path:
 
     csv and parquet hold `trials_frame` (every recorded attribute, the Pareto flag); html is one
     self-contained page (plotly.js inlined) with the Pareto projections, the hypervolume history,
-    the segment spectrum and the front table.
+    the segment spectrum, the front table and the design-space analysis (`xsearch.results.analyze`).
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown report format {fmt!r}; choose one of {', '.join(FORMATS)}.")
@@ -47,14 +48,17 @@ def write_report(study: optuna.Study, out_dir: Path, fmt: str) -> Path:
 
 
 def report_html(study: optuna.Study) -> str:
-    """The html report: a title, the trial counts, three figures (plotly.js inlined once), the front table."""
+    """The html report: a title, the trial counts, three figures (plotly.js inlined once), the front table, and
+    the design-space analysis (or why it is skipped: fewer than `MIN_DESIGNS` trained designs)."""
     figures = [pareto_projections(study), hypervolume_history(study), segment_spectrum(study)]
     divs = [f.to_html(full_html=False, include_plotlyjs=i == 0) for i, f in enumerate(figures)]
     title = html.escape(f"xsearch report: {study.study_name}")
     return "\n".join([
         "<!DOCTYPE html>", '<html><head><meta charset="utf-8">', f"<title>{title}</title></head><body>",
-        f"<h1>{title}</h1>", f"<p>{html.escape(_state_counts(study))}</p>", *divs,
-        "<h2>Pareto front</h2>", front_frame(study).to_html(index=False, na_rep="-"), "</body></html>",
+        f"<h1>{title}</h1>", f"<p>{html.escape(_state_counts(study))}</p>",
+        *(f"<p>{html.escape(line)}</p>" for line in _data_line(study)), *divs,
+        "<h2>Pareto front</h2>", front_frame(study).to_html(index=False, na_rep="-"),
+        analysis_section(designs_frame(study), include_plotlyjs=False, min_designs=MIN_DESIGNS), "</body></html>",
     ])
 
 
@@ -68,14 +72,15 @@ def front_frame(study: optuna.Study) -> pd.DataFrame:
 
 def report_summary(study: optuna.Study) -> str:
     """Study name, trials by state (and repeats of trained designs), failure reasons with counts (of
-    the trials that ran), and the front as a text table."""
+    the trials that ran), the front as a text table, and the data the study trains on."""
     trials = study.get_trials(deepcopy=False)
     reasons = Counter(str(t.user_attrs[TrialAttr.FAILURE_REASON]) for t in trials
                       if TrialAttr.FAILURE_REASON in t.user_attrs and not is_repeat(t))
     failures = ", ".join(f"{reason} {count}" for reason, count in reasons.most_common()) or "none"
     stopped = stopped_summary(study)
     return "\n".join([f"study {study.study_name!r}: {_state_counts(study)}", f"failure reasons: {failures}",
-                      *([f"early stopping: {stopped}"] if stopped else []), "Pareto front:", front_table_text(study)])
+                      *([f"early stopping: {stopped}"] if stopped else []), "Pareto front:", front_table_text(study),
+                      *_data_line(study)])
 
 
 def _state_counts(study: optuna.Study) -> str:
@@ -87,3 +92,16 @@ def _state_counts(study: optuna.Study) -> str:
     return (f"{sum(states.values())} trials" + (f" ({detail})" if detail else "")
             + (f", {repeats} of them repeats of a trained design (not retrained)" if repeats else ""))
 
+
+def _data_line(study: optuna.Study) -> list[str]:
+    """"data: <name> SxS, train a, val b, test c images, k classes; ..." from the study's data record (none: [])."""
+    data = study.user_attrs.get(StudyAttr.DATA)
+    if not data:
+        return []
+    images = ", ".join(f"{split} {count:,}" for split, count in data["images"].items())
+    size = data["image_size"]
+    left_out = [f"{data[key]:,} {what} left out" for key, what in (("unreadable_files", "unreadable files"),
+                                                                       ("ignored_files", "files that are not images"))
+                if data.get(key)]
+    return ["; ".join([f"data: {data['name']} {size}x{size}, {images} images, {len(data['class_names'])} classes",
+                       *left_out, f"cache {data['cache_key']}"])]
