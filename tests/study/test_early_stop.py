@@ -119,7 +119,7 @@ def test_a_dominated_trial_stops_records_where_and_stays_off_the_front(early_spe
     exported = export_trial(study, 1, tmp_path / "stopped.keras", store)
     assert "stopped early at epoch 1 (trial 0 dominated it): --retrain trains it fully" in exported.message
     card = json.loads(exported.card_path.read_text())
-    assert card["stopped_early"] == {"at_epoch": 1, "dominated_by_trial": 0}
+    assert card["stopped_early"] == {"at_epoch": 1, "rule": "dominated", "dominated_by_trial": 0}
 
 
 @pytest.mark.slow

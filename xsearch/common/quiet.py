@@ -8,7 +8,14 @@ xsearch's own messages are never hidden.
 
 from __future__ import annotations
 
+import contextlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
 import os
+import sys
+from collections.abc import Iterator, Sequence
+from types import ModuleType
 
 VERBOSE = "XSEARCH_VERBOSE"  # "1": the libraries' logs are shown (``xsearch --verbose``)
 
@@ -19,14 +26,59 @@ def quiet_libraries(verbose: bool = False) -> bool:
     ``TF_CPP_MIN_LOG_LEVEL`` (read by TensorFlow and jaxlib when imported): 3 keeps only fatal C++
     logs. Level 2 would still print absl's "log messages before absl::InitializeLog()" line and
     errors such as "failed call to cuInit" from a process that sees no GPU (the supervisor of ``xsearch
-    run`` hides them from itself); errors that matter reach Python as exceptions.
+    run`` hides them from itself); errors that matter reach Python as exceptions. TensorFlow 2.21
+    prints its start-up lines (oneDNN, absl) whatever the level, so its import, whenever it comes,
+    runs with the process's standard error sent to /dev/null (`_QuietTensorFlowImport`).
     """
     if verbose or os.environ.get(VERBOSE) == "1":
         os.environ[VERBOSE] = "1"
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"  # importing `xsearch` sets 2 for library use
         return True
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    if "tensorflow" not in sys.modules and not any(isinstance(f, _QuietTensorFlowImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _QuietTensorFlowImport())
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     return False
+
+
+class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
+    """Finds ``tensorflow`` as usual, but executes it with file descriptor 2 on /dev/null (once)."""
+
+    def find_spec(self, name: str, path: Sequence[str] | None = None,
+                  target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
+        if name != "tensorflow":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _SilentLoader(spec.loader)
+        return spec
+
+
+class _SilentLoader(importlib.abc.Loader):
+    def __init__(self, loader: importlib.abc.Loader) -> None:
+        self.loader = loader
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        with _stderr_to_devnull():
+            self.loader.exec_module(module)
+
+
+@contextlib.contextmanager
+def _stderr_to_devnull() -> Iterator[None]:
+    """The process's file descriptor 2 (C++ libraries write there directly) on /dev/null; Python's own
+    exceptions still propagate, and print after it is restored."""
+    sys.stderr.flush()
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
