@@ -7,7 +7,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import warnings
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -47,3 +50,16 @@ def brute_force_front(study: optuna.Study) -> set[int]:
         return all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b))
 
     return {i for i, a in losses.items() if not any(dominates(b, a) for b in losses.values())}
+
+
+def xsearch_study(name: str, database: Path, spec: Any) -> optuna.Study:
+    """An SQLite study shaped as ``xsearch run`` makes it: its three objectives, metric names and ``spec``."""
+    from xsearch.study.record import StudyAttr
+
+    study = optuna.create_study(study_name=name, storage=f"sqlite:///{database}",
+                                directions=["maximize", "minimize", "minimize"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(["val_accuracy", "params", "latency_ms"])
+    study.set_user_attr(StudyAttr.SPEC, json.dumps(dataclasses.asdict(spec), default=str))
+    return study

@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import warnings
 
 import numpy as np
 import optuna
 from PIL import Image
 
+from tests.helpers import xsearch_study
 from xsearch.data import load_dataset
 from xsearch.model.builder import build_model
 from xsearch.model.config import XceptionConfig
@@ -56,12 +55,7 @@ def test_the_data_is_recorded_on_the_study_in_the_run_folder_and_in_the_report(t
 def test_the_card_of_an_export_holds_the_image_counts(tmp_path):
     dataset = load_dataset("digits", 8, cache_dir=tmp_path / "cache", max_train=200)
     spec = StudySpec(name="digits", space="tiny", data=DataSpec(image_size=8, max_train=200))
-    study = optuna.create_study(study_name="digits", storage=f"sqlite:///{tmp_path / 'study.db'}",
-                                directions=["maximize", "minimize", "minimize"])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study.set_metric_names(["val_accuracy", "params", "latency_ms"])
-    study.set_user_attr(StudyAttr.SPEC, json.dumps(dataclasses.asdict(spec), default=str))
+    study = xsearch_study("digits", tmp_path / "study.db", spec)
     record_data(study, dataset, tmp_path)
     assert not (tmp_path / UNREADABLE_LIST).exists()  # nothing left out, nothing listed
     config = XceptionConfig(middle_repeats=0, width=0.125)

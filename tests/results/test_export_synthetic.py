@@ -2,16 +2,13 @@
 trained stands for a trained one, so the file, the card, the sha256 checks and the refusals run in seconds
 (`test_export.py` does the same on trained models, in the slow tier)."""
 
-import dataclasses
 import json
 import shutil
-import warnings
 
 import numpy as np
-import optuna
 import pytest
 
-from tests.helpers import TINY_DATA, TINY_TRAINING
+from tests.helpers import TINY_DATA, TINY_TRAINING, xsearch_study
 from xsearch.model.builder import build_model
 from xsearch.model.config import XceptionConfig
 from xsearch.model.costs import model_costs
@@ -47,12 +44,7 @@ def _add(study, store, config, values, keep):
 def synthetic(tmp_path_factory):
     """A study of two designs, the front: one whose model was kept, one that kept none."""
     folder = tmp_path_factory.mktemp("synthetic-run")
-    study = optuna.create_study(study_name="tiny", storage=f"sqlite:///{folder / 'study.db'}",
-                                directions=["maximize", "minimize", "minimize"])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        study.set_metric_names(["val_accuracy", "params", "latency_ms"])
-    study.set_user_attr(StudyAttr.SPEC, json.dumps(dataclasses.asdict(SPEC), default=str))
+    study = xsearch_study("tiny", folder / "study.db", SPEC)
     store = artifact_store(folder)
     kept, model = _add(study, store, XceptionConfig(middle_repeats=0, width=0.25), (0.9, 0, 2.0), keep=True)
     bare, _ = _add(study, store, XceptionConfig(middle_repeats=0, width=0.125), (0.5, 0, 1.0), keep=False)
