@@ -5,7 +5,8 @@ design and seed, as `benchmarks.xception_bench` writes it) instead of building a
 trial of design d draws one of d's seeds at random and gets that row's costs; its training calls
 the trial's Keras callbacks (the epoch recorder, the ``early_stop`` and ``asha`` rules) after each
 epoch with the row's validation accuracy, stops where they stop it, and is charged the row's
-training seconds of the epochs it ran. Everything else is the real code path of ``xsearch run``:
+training seconds of the epochs it ran. A trial that continues a stopped one (same design and
+trial seed) continues the same row from the epoch where it stopped. Everything else is the real code path of ``xsearch run``:
 `open_study` with the study's seed trials and sampler, `StudyObjective` (repeats, constraints,
 budget, stopping rules) and the runner's repeat-streak stop.
 """
@@ -79,6 +80,7 @@ class TableTrainer:
     def __init__(self, table: BenchTable, rng: np.random.Generator) -> None:
         self.table, self.rng = table, rng
         self.row: pd.Series | None = None
+        self.drawn: dict[tuple[str, int], int] = {}  # (design, trial seed) -> the row drawn for it
 
     def trial_record(self) -> dict[str, Any]:
         return {TrialAttr.DATASET: "bench table (replay)", TrialAttr.NUM_CLASSES: NUM_CLASSES}
@@ -87,7 +89,8 @@ class TableTrainer:
         rows = self.table.designs.get(config.to_json())
         if rows is None:
             raise ValueError(f"design {config.to_json()} is not in the bench table: the replay's space must be the table's.")
-        self.row = rows.iloc[int(self.rng.integers(len(rows)))]
+        drawn = self.drawn.setdefault((config.to_json(), seed), int(self.rng.integers(len(rows))))
+        self.row = rows.iloc[drawn]
         return {key: _number(self.row[key]) for key in (TrialAttr.PARAMS, TrialAttr.MACS, TrialAttr.FLOPS,
                                                         TrialAttr.LATENCY_MS, TrialAttr.LATENCY_P90_MS)}
 
@@ -96,15 +99,19 @@ class TableTrainer:
         assert row is not None, "cost() comes first"
         for callback in callbacks:
             callback.set_model(model)
+        start = 0
+        if TrialAttr.CONTINUES in record:
+            start = int(trial.study.get_trials(deepcopy=False)[record[TrialAttr.CONTINUES]].user_attrs[TrialAttr.EPOCHS_DONE])
+            record[TrialAttr.RESUMED_FROM_EPOCH] = start
         accuracy, seconds = [], []
-        for epoch in range(self.table.epochs):
+        for epoch in range(start, self.table.epochs):
             accuracy.append(float(row[f"val_acc_{epoch + 1}"]))
             seconds.append(float(row[f"epoch_s_{epoch + 1}"]))
             for callback in callbacks:
                 callback.on_epoch_end(epoch, {"val_accuracy": accuracy[-1]})
             if model.stop_training:
                 break
-        full = len(accuracy) == self.table.epochs
+        full = start + len(accuracy) == self.table.epochs
         return TrainResult(curves={TrialAttr.VAL_ACCURACY: accuracy}, val_accuracy=accuracy[-1], val_top5=None,
                            test_accuracy=float(row[TrialAttr.TEST_ACCURACY]) if full else None, test_top5=None,
                            throughput=0.0, compile_time_s=0.0, train_time_s=sum(seconds), epochs=len(accuracy),

@@ -4,12 +4,16 @@
 
     python -m benchmarks.search_efficiency run [--seeds 30] [--samplers random tpe nsga2 gp] [--rules full asha ...]
     python -m benchmarks.search_efficiency report     # -> search_efficiency.csv/.html beside the table
+    python -m benchmarks.search_efficiency run --steady-first-epoch --results benchmarks/search_efficiency_steady_runs.jsonl
 
 ``run`` replays each strategy (a sampler with a stopping rule of `RULES`: ``full`` training, the
 ``dominated`` early stop, successive halving (``asha``, the ``[asha]`` defaults, and variants), or
 both) with each seed on the bench table (`benchmarks.replay`), until it has spent the exhaustive cost
 (every design trained fully once) or run ``--max-trials``; each finished replay is appended to a
-JSON-lines file, so a stopped run resumes. ``report`` scores the replays: the
+JSON-lines file, so a stopped run resumes. With ``--steady-first-epoch`` each first epoch is charged
+as a steady one (on this CPU table, compilation makes the first epoch about half of a design's
+training, which caps what stopping after it can save; on long GPU trials it is negligible).
+``report`` scores the replays: the
 hypervolume of the designs each search fully trained, by their table means (seed-averaged), with
 every objective min-max scaled over the table's designs (accuracy negated) and the reference point
 1.1 in each, divided by the hypervolume of the table's true front; then per strategy the medians
@@ -49,10 +53,13 @@ RESULTS = HERE / "search_efficiency_runs.jsonl"
 SAMPLERS = ("random", "tpe", "nsga2", "gp")
 RULES: dict[str, dict[str, Any]] = {
     "full": {}, "dominated": {"early_stop": EarlyStopSpec()},
-    "asha": {"asha": AshaSpec(min_epochs=1, reduction_factor=2)},  # the [asha] defaults: rungs 1, 2, 4, keep half
-    "asha-third": {"asha": AshaSpec(min_epochs=1, reduction_factor=3)},  # rungs 1, 3, keep a third
-    "asha-from-2": {"asha": AshaSpec(min_epochs=2, reduction_factor=3)},  # one rung, epoch 2
-    "asha-third+dominated": {"asha": AshaSpec(min_epochs=1, reduction_factor=3), "early_stop": EarlyStopSpec()},
+    "asha": {"asha": AshaSpec(min_epochs=1, reduction_factor=2)},  # the [asha] defaults: rungs 1, 2, 4, keep half, continue
+    "asha-third": {"asha": AshaSpec(min_epochs=1, reduction_factor=3)},  # rungs 1, 3, keep a third, continue
+    "asha-stop": {"asha": AshaSpec(min_epochs=1, reduction_factor=2, continue_stopped=False)},  # a stopped design stays stopped
+    "asha-third-stop": {"asha": AshaSpec(min_epochs=1, reduction_factor=3, continue_stopped=False)},
+    "asha-from-2-stop": {"asha": AshaSpec(min_epochs=2, reduction_factor=3, continue_stopped=False)},  # one rung, epoch 2
+    "asha-third-stop+dominated": {"asha": AshaSpec(min_epochs=1, reduction_factor=3, continue_stopped=False),
+                                  "early_stop": EarlyStopSpec()},
 }
 BASELINE = "random/full"
 FRACTIONS = (0.1, 0.25, 0.5)
@@ -96,15 +103,25 @@ class Scorer:
         return list(self.losses.index[pareto_mask(self.losses.to_numpy())])
 
 
-def table_digest(path: Path, base: StudySpec) -> str:
-    """What a replay's result depends on besides strategy and seed: the table and the bench spec."""
-    return hashlib.sha256(path.read_bytes() + json.dumps(base.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+def table_digest(path: Path, base: StudySpec, steady_first_epoch: bool = False) -> str:
+    """What a replay's result depends on besides strategy and seed: the table, how it is charged, the bench spec."""
+    charged = b"steady-first-epoch" if steady_first_epoch else b""
+    return hashlib.sha256(path.read_bytes() + charged + json.dumps(base.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
 
 
-def run(table_path: Path, results: Path, strategies: list[str], seeds: list[int], max_trials: int, base: StudySpec) -> None:
+def without_compilation(frame: pd.DataFrame) -> pd.DataFrame:
+    """The table with each row's first epoch charged as its steady epochs (the median of the later ones):
+    what the replay charges where compilation is negligible next to an epoch, as on long GPU trials."""
+    seconds = frame.filter(regex=r"^epoch_s_\d+$")
+    return frame.assign(epoch_s_1=seconds.iloc[:, 1:].median(axis=1))
+
+
+def run(table_path: Path, results: Path, strategies: list[str], seeds: list[int], max_trials: int, base: StudySpec,
+        steady_first_epoch: bool = False) -> None:
     """Replay every strategy with every seed not yet in ``results`` (appended one line per replay) on the
-    table of bench study ``base``."""
-    table = BenchTable.from_frame(pd.read_csv(table_path))
+    table of bench study ``base`` (its first epochs charged as steady ones with ``steady_first_epoch``)."""
+    frame = pd.read_csv(table_path)
+    table = BenchTable.from_frame(without_compilation(frame) if steady_first_epoch else frame)
     space = SearchSpace.from_toml(base.space)
     points = grid_points(space, 0)
     missing = [p for p in points if space.decode(p).to_json() not in table.designs]
@@ -112,7 +129,7 @@ def run(table_path: Path, results: Path, strategies: list[str], seeds: list[int]
         raise SystemExit(f"error: {table_path} lacks {len(missing)} of the {len(points)} designs of "
                          f"space {base.space!r} (e.g. {space.decode(missing[0]).to_json()}): finish the table first.")
     scorers = {"hv": Scorer(table, base), "hv_log": Scorer(table, base, log_costs=True)}
-    budget, digest = table.full_cost(), table_digest(table_path, base)
+    budget, digest = table.full_cost(), table_digest(table_path, base, steady_first_epoch)
     done = {(r["strategy"], r["seed"]) for r in read_results(results) if r["digest"] == digest}
     todo = [(s, seed) for s in strategies for seed in seeds if (s, seed) not in done]
     print(f"{len(table.designs)} designs, exhaustive cost {budget:.0f} s; {len(todo)} replays to run, {len(done)} done",
@@ -233,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rules", nargs="+", default=list(RULES), choices=list(RULES))
     parser.add_argument("--study", default="xception-bench", help="the bench study the table was made with")
     parser.add_argument("--max-trials", type=int, default=1000, help="a replay's trial limit (default 1000)")
+    parser.add_argument("--steady-first-epoch", action="store_true",
+                        help="charge each first epoch as a steady one, without its compilation (use its own --results)")
     args = parser.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     if args.command == "run":
@@ -240,9 +259,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.samplers is None and "gp" not in samplers:
             print("gp: left out (Optuna's GP sampler needs PyTorch, which is not installed)", flush=True)
         strategies = [f"{sampler}/{rule}" for sampler in samplers for rule in args.rules]
-        run(args.table, args.results, strategies, list(range(args.seeds)), args.max_trials, load_study_spec(args.study))
+        run(args.table, args.results, strategies, list(range(args.seeds)), args.max_trials, load_study_spec(args.study),
+            args.steady_first_epoch)
         return 0
-    table = report(args.results, args.results.with_name("search_efficiency.csv"), args.results.with_name("search_efficiency.html"))
+    stem = args.results.stem.removesuffix("_runs")  # search_efficiency_runs.jsonl -> search_efficiency.csv, .html
+    table = report(args.results, args.results.with_name(f"{stem}.csv"), args.results.with_name(f"{stem}.html"))
     with pd.option_context("display.width", 200, "display.max_columns", 30):
         print(table.round(3).to_string())
     return 0

@@ -68,11 +68,26 @@ def test_a_search_that_is_given_the_true_front_reaches_hypervolume_one(table):
 
 
 def test_a_replay_charges_the_epochs_run_and_never_counts_a_stopped_design_as_found(table):
-    trace = replay(strategy_spec(BASE, "random/asha"), SPACE, table, seed=3, budget_s=1e9, max_trials=60)
+    trace = replay(strategy_spec(BASE, "random/asha-stop"), SPACE, table, seed=3, budget_s=1e9, max_trials=60)
     steps = np.diff([0.0, *trace.seconds])
     assert trace.stopped > 0 and set(np.round(steps, 6)) <= {0.0, 5.0, 6.0, 8.0}  # stopped at rung 1 or 2, full, repeats
     assert sum(1 for key in trace.found if key) == sum(steps == 8.0)
     assert trace.trials <= 60 and trace.seconds == sorted(trace.seconds)
+
+
+def test_continuing_stopped_designs_charges_no_epoch_twice_and_completes_the_front(table):
+    scorer = Scorer(table, BASE)
+    for seed in range(3):
+        trace = replay(strategy_spec(BASE, "random/asha"), SPACE, table, seed=seed, budget_s=1e9, max_trials=200)
+        assert trace.stopped > 0 and hypervolume_curve(trace, scorer)[-1] == pytest.approx(1.0)
+        assert trace.seconds[-1] <= table.full_cost() + 1e-9  # each design's epochs charged once, at most
+        assert len({key for key in trace.found if key}) == 12  # in the end every design stands trained fully
+
+
+def test_a_steady_first_epoch_charges_the_median_of_the_later_epochs_and_is_replayed_apart():
+    steady = BenchTable.from_frame(search_efficiency.without_compilation(_table()))
+    assert steady.full_cost() == pytest.approx(12 * 4.0)  # 1 s an epoch, the 4 s of compilation gone
+    assert steady.truth(["val_accuracy"]).equals(BenchTable.from_frame(_table()).truth(["val_accuracy"]))
 
 
 def test_scores_read_the_curve_at_budget_fractions_and_the_time_to_each_level():

@@ -22,7 +22,7 @@ from xsearch.model.space import SearchSpace
 from xsearch.study.callbacks import StopDominated
 from xsearch.study.failures import TrialFailure
 from xsearch.study.objective import StudyObjective, constraint_violations
-from xsearch.study.record import StudyAttr, TrialAttr
+from xsearch.study.record import StudyAttr, TrialAttr, is_feasible
 from xsearch.study.repeats import setup_digest
 from xsearch.study.spec import AshaSpec, EarlyStopSpec
 from xsearch.study.trainer import KerasTrainer
@@ -43,12 +43,14 @@ def _dataset() -> Dataset:
 class FakeTraining:
     """Stands for `train_and_evaluate`: runs the callbacks' epoch ends with the logs of ``CURVE``, or raises ``error``."""
 
-    def __init__(self, error: Exception | None = None) -> None:
-        self.error = error
+    def __init__(self, error: Exception | None = None, checkpoints: bool = False) -> None:
+        self.error, self.checkpoints = error, checkpoints
         self.calls: list[dict] = []
+        self.initial_epochs: list[int] = []
 
     def __call__(self, model, dataset, training, seed, callbacks=(), initial_epoch=0):
         self.calls.append({"input_shape": model.input_shape, "seed": seed, "epochs": training.epochs})
+        self.initial_epochs.append(initial_epoch)
         if self.error is not None:
             raise self.error
         model.stop_training = False
@@ -57,7 +59,7 @@ class FakeTraining:
             curve.append(CURVE[epoch])
             logs = {"loss": 1.0 - CURVE[epoch], "accuracy": CURVE[epoch], "val_accuracy": CURVE[epoch]}
             for callback in callbacks:
-                if not isinstance(callback, keras.callbacks.ModelCheckpoint):
+                if self.checkpoints or not isinstance(callback, keras.callbacks.ModelCheckpoint):
                     callback.set_model(model)
                     callback.on_epoch_end(epoch, logs)
             if model.stop_training:
@@ -188,3 +190,56 @@ def test_successive_halving_stops_a_design_that_ranks_low_at_a_rung_and_keeps_it
     (trained,) = alone.trials
     assert TrialAttr.STOPPED_AT_EPOCH not in trained.user_attrs and trained.user_attrs[TrialAttr.EPOCHS] == 2
     assert trained.constraints["stopped"] == 0.0 and trained.values[0] == CURVE[1]
+
+
+def test_a_stopped_design_continues_from_its_checkpoint_when_proposed_again_or_promoted_on_a_repeat(spec, tmp_path,
+                                                                                                      monkeypatch):
+    spec = dataclasses.replace(spec, asha=AshaSpec(min_epochs=1, reduction_factor=2, continue_stopped=True))
+    space = SearchSpace.from_toml(spec.space)
+    study = _study(spec)
+    cheap = space.encode(XceptionConfig(middle_repeats=0, width=0.125, segments=1))
+    for params, accuracy in ((cheap, 0.9), (space.encode(XceptionConfig(middle_repeats=0, width=0.125, segments=8)), 0.8)):
+        study.add_trial(create_trial(
+            params=params, distributions=space.distributions(), values=[accuracy, 1, 1e-6],
+            user_attrs={TrialAttr.SETUP_DIGEST: setup_digest(spec), TrialAttr.PARAMS: 1, TrialAttr.LATENCY_MS: 1e-6,
+                        TrialAttr.RUNG_ACCURACY: {"1": accuracy}}))
+    design = space.encode(XceptionConfig(middle_repeats=0, width=0.125, segments="depthwise"))
+    study.enqueue_trial(design)
+    training = FakeTraining(checkpoints=True)
+    _optimize(spec, study, tmp_path, monkeypatch, training)
+    stopped = study.trials[2]
+    assert stopped.user_attrs[TrialAttr.STOPPED_AT_EPOCH] == 1
+    assert (tmp_path / "checkpoints" / "trial-2.weights.h5").exists()  # kept: the design may continue
+
+    study.enqueue_trial(cheap)  # a repeat of a fully trained design: it queues the stopped design to continue
+    _optimize(spec, study, tmp_path, monkeypatch, training, n_trials=2)
+    repeat, continued = study.trials[3:]
+    assert repeat.user_attrs[TrialAttr.REPEAT_OF] == 0 and continued.params == design
+    attrs = continued.user_attrs
+    assert attrs[TrialAttr.CONTINUES] == 2 and training.initial_epochs == [0, 1]  # from the stopped epoch
+    assert attrs[TrialAttr.SEED] == stopped.user_attrs[TrialAttr.SEED] and training.calls[-1]["seed"] == attrs[TrialAttr.SEED]
+    assert attrs[TrialAttr.CURVES] == {"val_accuracy": CURVE} and attrs[TrialAttr.EPOCHS] == 2
+    assert attrs[TrialAttr.EPOCH_TIMES_S] == [0.1]  # charged the epoch it ran
+    assert TrialAttr.STOPPED_AT_EPOCH not in attrs and continued.constraints["stopped"] == 0.0
+    assert is_feasible(continued) and not is_feasible(stopped)  # the continuation may stand on the front
+    assert not list((tmp_path / "checkpoints").iterdir())  # both checkpoints gone
+
+    study.enqueue_trial(design)  # the design now stands fully trained: a repeat of the continuation
+    _optimize(spec, study, tmp_path, monkeypatch, training)
+    assert study.trials[5].user_attrs[TrialAttr.REPEAT_OF] == 4 and len(training.initial_epochs) == 2
+
+
+def test_without_continue_stopped_a_stopped_design_is_repeated_and_its_checkpoint_removed(spec, tmp_path, monkeypatch):
+    spec = dataclasses.replace(spec, asha=AshaSpec(min_epochs=1, reduction_factor=2, continue_stopped=False))
+    space = SearchSpace.from_toml(spec.space)
+    study = _study(spec)
+    study.add_trial(create_trial(
+        params=space.encode(XceptionConfig(middle_repeats=0, width=0.125, segments=1)), distributions=space.distributions(),
+        values=[0.9, 1, 1e-6], user_attrs={TrialAttr.SETUP_DIGEST: setup_digest(spec), TrialAttr.PARAMS: 1,
+                                           TrialAttr.LATENCY_MS: 1e-6, TrialAttr.RUNG_ACCURACY: {"1": 0.9}}))
+    design = space.encode(XceptionConfig(middle_repeats=0, width=0.125, segments="depthwise"))
+    study.enqueue_trial(design)
+    study.enqueue_trial(design)
+    _optimize(spec, study, tmp_path, monkeypatch, FakeTraining(checkpoints=True), n_trials=2)
+    assert study.trials[1].user_attrs[TrialAttr.STOPPED_AT_EPOCH] == 1 and study.trials[2].user_attrs[TrialAttr.REPEAT_OF] == 1
+    assert not list((tmp_path / "checkpoints").iterdir()) and len(study.trials) == 3

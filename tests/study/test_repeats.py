@@ -44,10 +44,16 @@ def test_the_twin_is_the_earliest_completed_original_with_the_same_design_and_se
     assert trained_twin(trials, {"segments": "1"}, "new") is None
 
 
+def test_a_design_trained_fully_stands_before_its_stopped_trials_and_the_furthest_stopped_before_the_others():
+    stopped = lambda number, epoch: _trial(number, "1", **{TrialAttr.STOPPED_AT_EPOCH: epoch})  # noqa: E731
+    assert trained_twin([stopped(0, 1), stopped(1, 2), stopped(2, 2)], {"segments": "1"}, "d").number == 1
+    assert trained_twin([stopped(0, 1), stopped(1, 2), _trial(2, "1"), _trial(3, "1")], {"segments": "1"}, "d").number == 2
+
+
 def test_a_repeat_copies_the_results_but_not_the_attempt():
     twin = _trial(3, "1", config="{}", val_accuracy=0.9, params=100, curves={"loss": [1.0]}, worker_host="h",
                   worker_pid=1, model_artifact_id="a", model_sha256="s", wall_time_s=50.0, seed_trial=True,
-                  epochs_done=2, retry_of=1)
+                  epochs_done=2, retry_of=1, continues=0)
     results = repeated_results(twin)
     assert results == {TrialAttr.SETUP_DIGEST: "d", "config": "{}", "val_accuracy": 0.9, "params": 100,
                        "curves": {"loss": [1.0]}, TrialAttr.REPEAT_OF: 3}

@@ -52,7 +52,7 @@ def test_objectives_map_to_metrics_and_directions():
         ("[early_stop]\nmargin = 2\n", "early_stop.margin must be in (0, 1) (accuracy, as a fraction); received 2"),
         ("objectives = [\"accuracy\", \"throughput\"]\n[early_stop]\n", "early_stop needs the accuracy objective"),
         ("objectives = [\"params\", \"latency\"]\n[early_stop]\n", "objectives are ['params', 'latency']"),
-        ("[asha]\neta = 3\n", "[asha]: unknown key 'eta'. Valid keys: min_epochs, reduction_factor."),
+        ("[asha]\neta = 3\n", "[asha]: unknown key 'eta'. Valid keys: continue_stopped, min_epochs, reduction_factor."),
         ("[asha]\nmin_epochs = 10\n", "asha.min_epochs must be an integer in [1, training.epochs - 1 = 9]; received 10"),
         ("[asha]\nreduction_factor = 1\n", "asha.reduction_factor must be an integer >= 2; received 1"),
         ("objectives = [\"accuracy\", \"throughput\"]\n[asha]\n", "asha needs the accuracy objective"),

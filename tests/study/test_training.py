@@ -66,3 +66,12 @@ def test_the_model_takes_the_streams_uint8_pixels_and_normalises_them_itself():
     expected = core.predict_on_batch((pixels.astype(np.float32) - 127.5) / 64.0)
     np.testing.assert_allclose(model.predict_on_batch(pixels), expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(model.predict_on_batch(pixels.astype(np.float32)), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_a_continued_training_continues_the_learning_rate_schedule():
+    spec = TrainingSpec(epochs=3, batch_size=32, learning_rate=3e-3, schedule="cosine", warmup_epochs=0, augment=False)
+    model = _counting_model()
+    result = train_and_evaluate(model, _dataset(train=64), spec, seed=0, workers=1, initial_epoch=2)
+    assert result.epochs == 1 and int(model.optimizer.iterations) == 3 * 2  # 2 steps a epoch, from step 4 on
+    assert float(model.optimizer.learning_rate) < 3e-3 * 0.1  # at the end of the cosine, not its start

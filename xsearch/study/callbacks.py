@@ -8,7 +8,7 @@ import keras
 import optuna
 from optuna.trial import TrialState
 
-from xsearch.study.asha import promoted, rung_points, rungs
+from xsearch.study.asha import RULE_NAME, promoted, rung_points, rungs
 from xsearch.study.early_stop import dominating_trial
 from xsearch.study.record import TrialAttr
 from xsearch.study.spec import AshaSpec, EarlyStopSpec
@@ -66,7 +66,7 @@ class SuccessiveHalving(_StoppingRule):
     of other workers rank it by while it is still running.
     """
 
-    rule_name = "asha"
+    rule_name = RULE_NAME
 
     def __init__(self, trial: optuna.Trial, rule: AshaSpec, costs: Mapping[str, float], digest: str,
                  epochs: int) -> None:

@@ -10,6 +10,7 @@ import keras
 import optuna
 
 from xsearch.model.space import SearchSpace
+from xsearch.study.asha import continuable, next_promotion
 from xsearch.study.callbacks import StopDominated, SuccessiveHalving
 from xsearch.study.early_stop import cost_metrics
 from xsearch.study.failures import TrialFailure, classify_failure
@@ -40,7 +41,9 @@ class StudyObjective:
     With the study's ``early_stop`` rule a design that a trained one dominates stops training
     (`xsearch.study.early_stop`), and with its ``asha`` rule a design that ranks low at a rung
     (`xsearch.study.asha`); such a study's trials carry the constraint ``stopped`` too (1 for a
-    stopped trial), so that a partly trained design never stands on the front.
+    stopped trial), so that a partly trained design never stands on the front. With the rule's
+    ``continue_stopped``, a trial of a design that the rule stopped continues that training instead of
+    repeating it, and a repeat queues the best stopped trial to continue (`xsearch.study.asha.next_promotion`).
     The ``trainer`` costs and trains the designs (`xsearch.study.trainer.KerasTrainer`).
     """
 
@@ -65,14 +68,18 @@ class StudyObjective:
         self._check_budget(trial)
         started = time.perf_counter()
         config = self.space.sample(trial)
-        twin = trained_twin(trial.study.get_trials(deepcopy=False), trial.params, self.digest)
-        if twin is not None:
+        trials = trial.study.get_trials(deepcopy=False)
+        twin = trained_twin(trials, trial.params, self.digest)
+        if twin is not None and not continuable(twin, trials, self.spec.asha):
             return self._repeat(trial, twin, started)
         record: dict[str, Any] = {
             TrialAttr.CONFIG: config.to_json(), TrialAttr.SEED: self.spec.seed + trial.number,
             TrialAttr.IMAGE_SIZE: self.spec.data.image_size, TrialAttr.BATCH_SIZE: self.spec.training.batch_size,
             TrialAttr.SETUP_DIGEST: self.digest, **self.trainer.trial_record(),
         }
+        if twin is not None:  # continues the stopped twin: recorded at once, so that no other worker does too
+            trial.set_user_attr(TrialAttr.CONTINUES, twin.number)
+            record.update({TrialAttr.CONTINUES: twin.number, TrialAttr.SEED: twin.user_attrs[TrialAttr.SEED]})
         stopping = self.spec.early_stop is not None or self.spec.asha is not None
         constraints = {key: 0.0 for key in (*sorted(self.spec.constraints), OOM_CONSTRAINT, *[STOPPED_CONSTRAINT] * stopping)}
         try:
@@ -82,6 +89,8 @@ class StudyObjective:
             if record[TrialAttr.FEASIBLE]:
                 result = self.trainer.train(trial, record, self._training_callbacks(trial, record))
                 record.update({k: v for k, v in vars(result).items() if v is not None})
+                if twin is not None:
+                    _join_curves(record, twin)
                 if stopping and trial.user_attrs.get(TrialAttr.STOPPED_AT_EPOCH) is not None:
                     constraints[STOPPED_CONSTRAINT] = 1.0
             else:
@@ -121,7 +130,15 @@ class StudyObjective:
         for key, value in twin.constraints.items():
             trial.set_constraint(key, value)
         trial.set_user_attr(TrialAttr.WALL_TIME_S, time.perf_counter() - started)
+        if self.spec.asha is not None and self.spec.asha.continue_stopped:
+            self._promote(trial.study)
         return tuple(twin.values)
+
+    def _promote(self, study: optuna.Study) -> None:
+        """Queue the stopped trial that ranks best at its rung to be continued by the next trial."""
+        chosen = next_promotion(study.get_trials(deepcopy=False), cost_metrics(self.spec), self.digest)
+        if chosen is not None:
+            study.enqueue_trial(chosen.params, skip_if_exists=False)
 
     def _check_budget(self, trial: optuna.Trial) -> None:
         """Several workers share one budget: a trial started beyond it is pruned unrun (``surplus``)."""
@@ -130,6 +147,18 @@ class StudyObjective:
             trial.set_user_attr(TrialAttr.SURPLUS, True)
             trial.study.stop()
             raise optuna.TrialPruned(f"the study already has its {self.spec.trials} trials")
+
+
+def _join_curves(record: dict[str, Any], twin: optuna.trial.FrozenTrial) -> None:
+    """Make a continuation's curves and epoch count start from the first epoch: the stopped ``twin``'s,
+    then its own (unless it could not restore the twin's weights and trained from the start)."""
+    start = record.get(TrialAttr.RESUMED_FROM_EPOCH)
+    if start is None or start != twin.user_attrs.get(TrialAttr.STOPPED_AT_EPOCH):
+        return
+    del record[TrialAttr.RESUMED_FROM_EPOCH]
+    before = twin.user_attrs.get(TrialAttr.CURVES) or {}
+    record[TrialAttr.CURVES] = {key: [*before.get(key, [])[:start], *values] for key, values in record[TrialAttr.CURVES].items()}
+    record[TrialAttr.EPOCHS] = start + int(record[TrialAttr.EPOCHS])
 
 
 class _EpochRecorder(keras.callbacks.Callback):

@@ -73,6 +73,7 @@ class TrialAttr:
     STOPPED_BY: Final = "stopped_by"
     STOP_RULE: Final = "stop_rule"
     RUNG_ACCURACY: Final = "rung_accuracy"
+    CONTINUES: Final = "continues"
     MODEL_ARTIFACT_ID: Final = "model_artifact_id"
     MODEL_SHA256: Final = "model_sha256"
     REPEAT_OF: Final = "repeat_of"
@@ -131,6 +132,7 @@ class TrialRecord(TypedDict, total=False):
     stopped_by: int  # ... because this trial dominated it (the ``dominated`` rule)
     stop_rule: str  # the rule that stopped it: ``dominated`` or ``asha``
     rung_accuracy: dict[str, float]  # validation accuracy at each successive-halving rung reached, by epoch
+    continues: int  # continued the training of this stopped trial (its design, seed and weights) from where it stopped
     model_artifact_id: str  # the kept trained model (`xsearch.study.artifacts`)
     model_sha256: str
     repeat_of: int  # repeated this trial's design: results copied, not trained
@@ -166,7 +168,7 @@ class StudyRecord(TypedDict, total=False):
 ATTEMPT_ATTRS: Final = frozenset({
     TrialAttr.WORKER_HOST, TrialAttr.WORKER_PID, TrialAttr.SEED_TRIAL, TrialAttr.RETRY_OF, TrialAttr.SURPLUS,
     TrialAttr.EPOCHS_DONE, TrialAttr.EPOCH_LOGS, TrialAttr.RESUMED_FROM_EPOCH, TrialAttr.WALL_TIME_S, TrialAttr.MODEL_ARTIFACT_ID,
-    TrialAttr.MODEL_SHA256, TrialAttr.REPEAT_OF,
+    TrialAttr.MODEL_SHA256, TrialAttr.REPEAT_OF, TrialAttr.CONTINUES,
 })
 """Attrs that describe one attempt (who ran it, what it kept), not the design's results."""
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from optuna.trial import FrozenTrial, TrialState
 
-from xsearch.study.record import ATTEMPT_ATTRS, TrialAttr, is_repeat
+from xsearch.study.record import ATTEMPT_ATTRS, TrialAttr, is_repeat, is_stopped
 from xsearch.study.spec import StudySpec
 
 
@@ -45,12 +45,14 @@ def _data_setup(spec: StudySpec) -> dict[str, Any]:
 
 
 def trained_twin(trials: Iterable[FrozenTrial], params: Mapping[str, Any], digest: str) -> FrozenTrial | None:
-    """The earliest COMPLETE trial (not itself a repeat) with these parameters and set-up digest."""
-    for trial in trials:
-        if (trial.state == TrialState.COMPLETE and not is_repeat(trial) and trial.params == dict(params)
-                and trial.user_attrs.get(TrialAttr.SETUP_DIGEST) == digest):
-            return trial
-    return None
+    """The trial that stands for this design under set-up ``digest``: of the COMPLETE trials (not repeats)
+    with these parameters, the earliest trained fully, else the one stopped after the most epochs."""
+    matches = [trial for trial in trials if trial.state == TrialState.COMPLETE and not is_repeat(trial)
+               and trial.params == dict(params) and trial.user_attrs.get(TrialAttr.SETUP_DIGEST) == digest]
+    full = [trial for trial in matches if not is_stopped(trial)]
+    if full:
+        return full[0]
+    return max(matches, key=lambda trial: int(trial.user_attrs[TrialAttr.STOPPED_AT_EPOCH]), default=None)
 
 
 def repeated_results(twin: FrozenTrial) -> dict[str, Any]:

@@ -79,6 +79,7 @@ class AshaSpec:
 
     min_epochs: int = 1
     reduction_factor: int = 2  # keep half at each rung: the best of those replayed (benchmarks/RESULTS.md)
+    continue_stopped: bool = True  # a stopped design proposed again, or promoted on a repeat, continues
 
 
 @dataclasses.dataclass(frozen=True)

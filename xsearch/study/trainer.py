@@ -51,8 +51,10 @@ class KerasTrainer:
     """Builds each design as a Keras model, times it, and trains it on ``dataset``.
 
     Each epoch's weights are checkpointed in ``<out_dir>/checkpoints`` until the trial ends, so that
-    a retry of a trial whose worker died continues from its last epoch. With a ``store``, the
-    trained model is kept as an Optuna artifact (`xsearch.study.artifacts`).
+    a retry of a trial whose worker died continues from its last epoch; a trial that a stopping rule
+    stopped keeps its checkpoint when the study continues stopped trials (``[asha] continue_stopped``),
+    until a trial continuing it ends. With a ``store``, the trained model is kept as an Optuna
+    artifact (`xsearch.study.artifacts`).
     """
 
     def __init__(self, spec: StudySpec, dataset: Dataset, out_dir: Path, store: FileSystemArtifactStore | None = None) -> None:
@@ -87,13 +89,17 @@ class KerasTrainer:
             raise RuntimeError("KerasTrainer.train called before cost: there is no model to train.")
         self.checkpoints.mkdir(parents=True, exist_ok=True)
         initial_epoch = self._restore(trial, model, record)
-        checkpoint = self.checkpoints / f"trial-{trial.number}.weights.h5"
+        checkpoint = self._checkpoint(trial.number)
         result = train_and_evaluate(
             model, self.dataset, self.spec.training, record[TrialAttr.SEED],
             [keras.callbacks.ModelCheckpoint(str(checkpoint), save_weights_only=True), *callbacks], initial_epoch=initial_epoch)
         if self.store is not None:
             keep_trial_model(trial.study, trial, model, self.store)
-        checkpoint.unlink(missing_ok=True)
+        rule = self.spec.asha
+        if not (rule is not None and rule.continue_stopped and initial_epoch + result.epochs < self.spec.training.epochs):
+            checkpoint.unlink(missing_ok=True)
+        if TrialAttr.CONTINUES in record:
+            self._checkpoint(record[TrialAttr.CONTINUES]).unlink(missing_ok=True)
         return result
 
     def release(self) -> None:
@@ -101,16 +107,19 @@ class KerasTrainer:
         keras.backend.clear_session()
         gc.collect()
 
+    def _checkpoint(self, number: int) -> Path:
+        return self.checkpoints / f"trial-{number}.weights.h5"
+
     def _restore(self, trial: optuna.Trial, model: keras.Model, record: dict[str, Any]) -> int:
-        """Load the last epoch checkpoint of the trial this one retries; the epoch to continue from."""
-        source = retried_from(trial.study.get_trials(deepcopy=False)[trial.number])
-        if source is None:
+        """Load the furthest checkpoint of the trial this one retries and of the stopped trial it
+        continues (``record``'s ``continues``); the epoch to continue from (0: none found)."""
+        trials = trial.study.get_trials(deepcopy=False)
+        sources = [retried_from(trials[trial.number]), record.get(TrialAttr.CONTINUES)]
+        found = [(int(trials[n].user_attrs.get(TrialAttr.EPOCHS_DONE, 0)), n) for n in sources if n is not None]
+        usable = [(done, n) for done, n in found if 0 < done < self.spec.training.epochs and self._checkpoint(n).exists()]
+        if not usable:
             return 0
-        path = self.checkpoints / f"trial-{source}.weights.h5"
-        dead = trial.study.get_trials(deepcopy=False)[source]
-        epochs_done = int(dead.user_attrs.get(TrialAttr.EPOCHS_DONE, 0))
-        if not path.exists() or not 0 < epochs_done < self.spec.training.epochs:
-            return 0
-        model.load_weights(str(path))
+        epochs_done, source = max(usable)
+        model.load_weights(str(self._checkpoint(source)))
         record[TrialAttr.RESUMED_FROM_EPOCH] = epochs_done
         return epochs_done

@@ -112,7 +112,8 @@ def train_and_evaluate(
     training step is compiled once, not a second time for a smaller last batch.
     Throughput counts epochs after the first (which includes compilation); the first epoch's
     extra time is reported as ``compile_time_s``. A NaN/inf loss raises `TrialFailure(FailureReason.NAN)`.
-    ``initial_epoch`` > 0 continues a training whose weights were restored from a checkpoint.
+    ``initial_epoch`` > 0 continues a training whose weights were restored from a checkpoint, from the
+    same point of the learning-rate schedule (the optimizer's moments start afresh).
     """
     if not isinstance(spec.batch_size, int):
         raise ValueError(f"training.batch_size {spec.batch_size!r} must be resolved to an integer before training.")
@@ -123,6 +124,7 @@ def train_and_evaluate(
     val = BatchStream(dataset.x_val, dataset.y_val, batch_size, workers=workers)
     compile_model(model, spec, len(train), dataset.num_classes)
     _build_training_state(model, *train[0])
+    model.optimizer.iterations.assign(initial_epoch * len(train))  # a continued training continues its schedule
     timer = _EpochTimer()
     started = time.perf_counter()
     history = model.fit(
