@@ -127,6 +127,8 @@ def test_a_trial_line_names_its_state_and_reason():
     study = _study()
     _add(study, TrialState.COMPLETE, accuracy=0.0, params=12_000_000, **{TrialAttr.FAILURE_REASON: "constraint"})
     assert trial_line(study.trials[0]) == "trial 0  COMPLETE (constraint)  val acc 0.0000  params 12.00M  12.0 s"
+    _add(study, accuracy=0.5, **{TrialAttr.CONTINUES: 0, TrialAttr.STOPPED_AT_EPOCH: 2})
+    assert trial_line(study.trials[1]).startswith("trial 1  COMPLETE (continues 0, stopped at epoch 2)  val acc 0.5000")
 
 
 FAKE_WORKER = textwrap.dedent("""

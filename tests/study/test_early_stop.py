@@ -145,3 +145,8 @@ def test_the_stop_summary_and_reason_name_the_rule_that_stopped_each_trial():
     for number in (0, 1):
         asha_only.add_trial(_trained(number, [0.4], stopped_at_epoch=1, stop_rule="asha"))
     assert stopped_summary(asha_only) == "2 trials stopped early (they ranked low at successive-halving rungs)"
+    asha_only.add_trial(_trained(2, [0.4, 0.9], continues=0))  # continued trial 0 to the end
+    assert stopped_summary(asha_only) == ("1 stopped trial continued later; "
+                                          "1 trial stopped early (it ranked low at a successive-halving rung)")
+    asha_only.add_trial(_trained(3, [0.4, 0.9], continues=1))
+    assert stopped_summary(asha_only) == "2 stopped trials continued later; no design left stopped"

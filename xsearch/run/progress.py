@@ -179,6 +179,7 @@ def trial_line(trial: FrozenTrial) -> str:
     attrs = trial.user_attrs
     notes = [note for note in (failure_reason(trial),
                                None if repeat_of(trial) is None else f"repeat of {repeat_of(trial)}",
+                               None if TrialAttr.CONTINUES not in attrs else f"continues {attrs[TrialAttr.CONTINUES]}",
                                None if not is_stopped(trial) else f"stopped at epoch {attrs[TrialAttr.STOPPED_AT_EPOCH]}")
              if note]
     parts = [f"trial {trial.number}", trial.state.name + (f" ({', '.join(notes)})" if notes else "")]

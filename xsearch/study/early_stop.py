@@ -73,10 +73,17 @@ def stop_reason(trial: FrozenTrial) -> str:
 
 
 def stopped_summary(study: optuna.Study) -> str:
-    """"N trials stopped early (why), E training epochs skipped", or "" when none was."""
-    stopped = [t for t in study.get_trials(deepcopy=False) if is_stopped(t) and not is_repeat(t)]
+    """"N trials stopped early (why), E training epochs skipped", after "K stopped trials continued later; "
+    when a later trial continued some (``[asha] continue_stopped``), or "" when none was stopped."""
+    trials = study.get_trials(deepcopy=False)
+    continued = {t.user_attrs[TrialAttr.CONTINUES] for t in trials
+                 if TrialAttr.CONTINUES in t.user_attrs and t.state == TrialState.COMPLETE}
+    every = [t for t in trials if is_stopped(t) and not is_repeat(t)]
+    stopped = [t for t in every if t.number not in continued]
+    later = len(every) - len(stopped)
+    prefix = f"{later} stopped trial{'s' * (later != 1)} continued later; " if later else ""
     if not stopped:
-        return ""
+        return prefix + "no design left stopped" if later else ""
     dominated = sum(stop_rule(t) == "dominated" for t in stopped)
     one = len(stopped) == 1
     if dominated == len(stopped):
@@ -85,7 +92,7 @@ def stopped_summary(study: optuna.Study) -> str:
         why = "it ranked low at a successive-halving rung" if one else "they ranked low at successive-halving rungs"
     else:
         why = f"{dominated} dominated, {len(stopped) - dominated} ranked low at successive-halving rungs"
-    count = f"{len(stopped)} trial{'s' * (not one)} stopped early ({why})"
+    count = prefix + f"{len(stopped)} trial{'s' * (not one)} stopped early ({why})"
     try:
         epochs = read_spec(study).training.epochs
     except ValueError:  # not made by xsearch run: the budget is unknown
