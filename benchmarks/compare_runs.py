@@ -1,6 +1,6 @@
 """Two finished runs of one study side by side: training spent and the fronts found.
 
-Usage: python -m benchmarks.compare_runs --study NAME OLD_DIR NEW_DIR
+Usage: python -m benchmarks.compare_runs --study NAME [--new-study NAME] OLD_DIR NEW_DIR
 
 Per run: trials, trials stopped early, epochs trained (independent of the machine's load), training
 seconds (the sum of each trial's epoch times), and its front (`xsearch.results.pareto.pareto_front`).
@@ -46,10 +46,12 @@ def front_hypervolumes(runs: list[dict[str, Any]], directions: list[StudyDirecti
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.compare_runs", description=__doc__.split("\n")[0])
-    parser.add_argument("--study", required=True, help="the study's name in both run folders")
+    parser.add_argument("--study", required=True, help="the study's name in both run folders (in the first with --new-study)")
+    parser.add_argument("--new-study", help="the study's name in the second run folder, where it differs")
     parser.add_argument("runs", type=Path, nargs=2, metavar="DIR")
     args = parser.parse_args(argv)
-    studies = [load_study(run_storage(args.study, out=folder), args.study) for folder in args.runs]
+    names = [args.study, args.new_study or args.study]
+    studies = [load_study(run_storage(name, out=folder), name) for name, folder in zip(names, args.runs)]
     runs = [summary(study) for study in studies]
     for folder, run, volume in zip(args.runs, runs, front_hypervolumes(runs, studies[0].directions)):
         front = ", ".join("(" + ", ".join(f"{v:.4g}" for v in values) + ")" for values in run["front"])
