@@ -85,6 +85,12 @@ def _report(args: argparse.Namespace) -> None:
     print(f"report: {write_report(study, out_dir, args.format)}")
 
 
+def _repair(args: argparse.Namespace) -> None:
+    from xsearch.study.storage import repair_storage, run_storage
+
+    print(repair_storage(args.storage or run_storage(args.study, out=args.out)))
+
+
 def _analyze(args: argparse.Namespace) -> None:
     from xsearch.results.analyze import designs_frame, read_table, write_analysis
 
@@ -191,6 +197,13 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", metavar="DIR", help="the study's run folder (default: runs/<study>)")
     report.add_argument("--format", choices=("csv", "parquet", "html"), default="html")
     report.set_defaults(handler=_report)
+
+    repair = commands.add_parser("repair", help="repair a damaged study journal, keeping a copy of it")
+    repaired = repair.add_mutually_exclusive_group(required=True)
+    repaired.add_argument("--study", metavar="NAME|PATH", help="the study whose run folder holds the journal")
+    repaired.add_argument("--storage", metavar="PATH.journal", help="the journal file itself")
+    repair.add_argument("--out", metavar="DIR", help="the study's run folder (default: runs/<study>)")
+    repair.set_defaults(handler=_repair)
 
     analyze = commands.add_parser("analyze", help="design-space analysis: error EDFs per axis, the paper's questions")
     analysed = analyze.add_mutually_exclusive_group(required=True)

@@ -23,6 +23,7 @@ import sqlalchemy.exc
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 
+from xsearch.study.journal import check_journal, repair
 from xsearch.study.retries import MAX_RETRY
 
 RUN_STORAGES = ("study.journal", "study.db")
@@ -35,7 +36,8 @@ def open_storage(url: str | None, out_dir: Path | None = None, heartbeat_interva
     folder's journal ``<out_dir>/study.journal``.
 
     With ``create=False`` (the viewers) a journal or ``sqlite:///`` file that does not exist is an
-    error (ValueError) rather than a new, empty storage.
+    error (ValueError) rather than a new, empty storage. A damaged journal is an error, except a torn
+    last line, which ``xsearch run`` (``create=True``) repairs first (`xsearch.study.journal`).
     """
     if url is None or url.endswith(".journal"):
         if url is not None:
@@ -46,6 +48,8 @@ def open_storage(url: str | None, out_dir: Path | None = None, heartbeat_interva
             raise ValueError("open_storage needs a storage URL or a run folder.")
         if not create and not path.is_file():
             raise ValueError(f"storage {path} does not exist: it is not a file.")
+        if path.is_file():
+            check_journal(path, repair=create)
         path.parent.mkdir(parents=True, exist_ok=True)
         return optuna.storages.JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path))))
     if "://" not in url:
@@ -98,6 +102,17 @@ def load_study(storage: str, name: str) -> optuna.Study:
     except KeyError:
         names = optuna.get_all_study_names(backend)
         raise ValueError(f"no study {name!r} in {storage}; it holds: {', '.join(names) or 'no study'}.") from None
+
+
+def repair_storage(storage: str) -> str:
+    """``xsearch repair``: repair the journal file ``storage`` (`xsearch.study.journal.repair`); what was done."""
+    path = Path(storage.removeprefix("journal:"))
+    if path.suffix != ".journal":
+        raise ValueError(f"storage {redact(storage)} is not a journal file: only a .journal file can be repaired "
+                         "(a database is repaired by its server).")
+    if not path.is_file():
+        raise ValueError(f"storage {path} does not exist: it is not a file.")
+    return repair(path)
 
 
 def _rdb_storage(url: str, heartbeat_interval: int, attempts: int = 5) -> optuna.storages.RDBStorage:
