@@ -11,7 +11,7 @@ from xsearch.model.builder import build_model
 from xsearch.model.config import XceptionConfig
 from xsearch.model.costs import model_costs
 from xsearch.model.space import Choice, Range, SearchSpace
-from xsearch.study.spec import CONSTRAINTS, StudySpec
+from xsearch.study.spec import CONSTRAINTS, StudySpec, seed_config
 
 _SHRINK_ORDER = ("middle_repeats", "width", "depth_multiplier")
 
@@ -20,7 +20,7 @@ def seed_configs(spec: StudySpec, space: SearchSpace, num_classes: int) -> list[
     """The study's seed trials as configs inside ``space``, without duplicates."""
     configs: list[XceptionConfig] = []
     for seed in spec.seed_trials:
-        config = fit_constraints(project(_seed_config(seed), space), space, spec, num_classes)
+        config = fit_constraints(project(seed_config(seed), space), space, spec, num_classes)
         if config is not None and config not in configs:
             configs.append(config)
     return configs
@@ -50,21 +50,6 @@ def fit_constraints(
                 break
         else:
             return None
-
-
-def _seed_config(seed: Any) -> XceptionConfig:
-    paper = XceptionConfig.paper()
-    if isinstance(seed, dict):
-        return dataclasses.replace(paper, **seed)
-    if seed == "paper":
-        return paper
-    if seed == "regular":
-        return dataclasses.replace(paper, segments=1)
-    if isinstance(seed, str) and seed.startswith("segments-") and seed.removeprefix("segments-").isdigit():
-        return dataclasses.replace(paper, segments=int(seed.removeprefix("segments-")))
-    raise ValueError(
-        f"seed_trials: unknown seed {seed!r}; valid: 'paper', 'regular', 'segments-K' or a table of axis values."
-    )
 
 
 def _nearest(value: Any, spec: Range | Choice) -> Any:

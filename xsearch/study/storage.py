@@ -36,7 +36,8 @@ def open_storage(url: str | None, out_dir: Path | None = None, heartbeat_interva
     folder's journal ``<out_dir>/study.journal``.
 
     With ``create=False`` (the viewers) a journal or ``sqlite:///`` file that does not exist is an
-    error (ValueError) rather than a new, empty storage. A damaged journal is an error, except a torn
+    error (ValueError) rather than a new, empty storage, and so is a database without Optuna's tables
+    (a viewer creates none). A damaged journal is an error, except a torn
     last line, which ``xsearch run`` (``create=True``) repairs first (`xsearch.study.journal`).
     """
     if url is None or url.endswith(".journal"):
@@ -60,7 +61,12 @@ def open_storage(url: str | None, out_dir: Path | None = None, heartbeat_interva
     if not create and url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
         raise ValueError(f"storage {url} does not exist: {url.removeprefix('sqlite:///')} is not a file.")
     try:
-        return _rdb_storage(url, heartbeat_interval)
+        if not create and not _has_optuna_tables(url):
+            raise LookupError
+        return _rdb_storage(url, heartbeat_interval, create)
+    except LookupError:
+        raise ValueError(f"storage {redact(url)} holds no study: its database has no Optuna tables (nothing was run "
+                         "there); check the URL, or run `xsearch run --study NAME --storage URL` first.") from None
     except Exception as error:  # sqlalchemy raises several kinds for bad or unreachable URLs
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ValueError(f"storage {redact(url)} cannot be opened: {reason}") from None
@@ -115,27 +121,37 @@ def repair_storage(storage: str) -> str:
     return repair(path)
 
 
-def _rdb_storage(url: str, heartbeat_interval: int, attempts: int = 5) -> optuna.storages.RDBStorage:
-    """Optuna's RDB storage with heartbeats.
+def _has_optuna_tables(url: str) -> bool:
+    """Whether the database at ``url`` holds Optuna's tables (read without writing)."""
+    engine = sqlalchemy.create_engine(url)
+    try:
+        return sqlalchemy.inspect(engine).has_table("studies")
+    finally:
+        engine.dispose()
+
+
+def _rdb_storage(url: str, heartbeat_interval: int, create: bool = True, attempts: int = 5) -> optuna.storages.RDBStorage:
+    """Optuna's RDB storage with heartbeats; its tables are made only when ``create``.
 
     Machines that start at once on a new database race to create its tables; the losers get a
     duplicate-table or duplicate-type error and try again, when the tables are there.
     """
     for _ in range(attempts - 1):
         try:
-            return _new_rdb_storage(url, heartbeat_interval)
+            return _new_rdb_storage(url, heartbeat_interval, create)
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
             time.sleep(0.2 + random.random())
-    return _new_rdb_storage(url, heartbeat_interval)
+    return _new_rdb_storage(url, heartbeat_interval, create)
 
 
-def _new_rdb_storage(url: str, heartbeat_interval: int) -> optuna.storages.RDBStorage:
+def _new_rdb_storage(url: str, heartbeat_interval: int, create: bool) -> optuna.storages.RDBStorage:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return optuna.storages.RDBStorage(
             url, heartbeat_interval=heartbeat_interval, grace_period=3 * heartbeat_interval,
             heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
             engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None,
+            skip_table_creation=not create,
         )
 
 
