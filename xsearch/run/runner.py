@@ -19,7 +19,7 @@ from xsearch.study.artifacts import artifact_store, prune_artifacts
 from xsearch.study.early_stop import stopped_summary
 from xsearch.study.failures import StudyStopped, WorkerRecycle
 from xsearch.study.objective import StudyObjective
-from xsearch.study.record import is_repeat
+from xsearch.study.record import FailureReason, failure_reason, is_repeat
 from xsearch.study.retries import budget_trials, retried_from, sweep_dead_local_trials
 from xsearch.study.setup import prepare_study
 from xsearch.study.spec import StudySpec
@@ -93,12 +93,18 @@ def _work_left(study: optuna.Study, budget: int) -> str:
 
 
 def finished_count(study: optuna.Study) -> str:
-    """"N trials finished", with how many of them repeated a trained design, for the end of a run."""
-    finished = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
+    """"N trials finished", with how many of them repeated a trained design, for the end of a run.
+
+    Interrupted trials (retried) and surplus trials (never run) do not count, as toward ``--trials``.
+    """
+    trials = study.get_trials(deepcopy=False)
+    counted = {t.number for t in budget_trials(trials)}
+    finished = [t for t in trials if t.state.is_finished() and (t.number in counted or is_repeat(t))]
     repeats = sum(map(is_repeat, finished))
+    interrupted = sum(failure_reason(t) == FailureReason.INTERRUPTED for t in trials)
     stopped = stopped_summary(study)
     return (f"{len(finished)} trials finished" + (f" ({repeats} repeated a trained design: not retrained)" if repeats else "")
-            + (f"; {stopped}" if stopped else ""))
+            + (f"; {interrupted} interrupted and retried" if interrupted else "") + (f"; {stopped}" if stopped else ""))
 
 
 def summary(study: optuna.Study) -> str:
