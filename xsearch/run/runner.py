@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import sys
 import time
 from pathlib import Path
@@ -12,7 +14,7 @@ from optuna.trial import TrialState
 from xsearch.data import Dataset
 from xsearch.results.figures import attach_figures
 from xsearch.results.run_reports import front_table_text, write_run_reports
-from xsearch.run.callbacks import FailureStreak, Recycler, RepeatStreak, stop_at_budget
+from xsearch.run.callbacks import FailureStreak, Recycler, RepeatStreak, no_space, stop_at_budget, stop_when_disk_full
 from xsearch.run.progress import Progress
 from xsearch.run.workers import worker_total
 from xsearch.study.artifacts import artifact_store, prune_artifacts
@@ -59,12 +61,17 @@ def run_study(
         repeats = RepeatStreak(REPEAT_STREAK_LIMIT)
         callbacks = [recycle, repeats, lambda s, t: prune_artifacts(s, store), lambda s, t: write_run_reports(s, out_dir),
                      lambda s, t: attach_figures(s), streak, view.trial_finished, lambda s, t: sweep_dead_local_trials(s),
-                     stop_at_budget(spec.trials)]
+                     stop_at_budget(spec.trials), stop_when_disk_full(out_dir)]
         while not streak.stopped and not repeats.stopped and not recycle.due and in_time():
             work = _work_left(study, spec.trials)
             if work == "trials":
                 left = None if ends_at is None else max(1.0, ends_at - time.monotonic())
-                study.optimize(objective, timeout=left, catch=(Exception,), gc_after_trial=True, callbacks=callbacks)
+                try:
+                    study.optimize(objective, timeout=left, catch=(Exception,), gc_after_trial=True, callbacks=callbacks)
+                except Exception as error:  # e.g. Optuna's "Should not reach" after a journal write failed
+                    if no_space(error):
+                        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(out_dir)) from None
+                    raise
             elif work == "running":
                 time.sleep(min(5, spec.heartbeat_interval))  # other workers' trials: wait, sweep if they die
                 sweep_dead_local_trials(study)

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import optuna
 
-from xsearch.common.atomic import write_atomic
+from xsearch.common.atomic import check_writable, write_atomic
 from xsearch.data import Dataset, load_dataset
 from xsearch.model.device import runtime_info
 from xsearch.model.space import SearchSpace
@@ -153,6 +153,7 @@ def prepare_study(spec: StudySpec, out_dir: Path, storage_url: str | None = None
     probed on this device by the first process that needs it (`probe_batch_size`). ``shared``:
     other worker processes of this machine run the study too (see `open_study`).
     """
+    check_writable(out_dir / "trials.csv")
     space = SearchSpace.from_toml(spec.space)
     if spec.weights:
         check_weights(spec.weights)

@@ -108,6 +108,14 @@ class StudySpec:
     asha: AshaSpec | None = None
 
     def __post_init__(self) -> None:
+        if not isinstance(self.space, str) or not self.space:
+            raise ValueError(f"space must be the name of a search space (e.g. \"xception-small\") or the path of its .toml "
+                             f"file; received {self.space!r}.")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
+            raise ValueError(f"seed must be an integer in [0, 2**32 - 1]; received {self.seed!r}.")
+        for key in ("description", "weights"):
+            if not isinstance(getattr(self, key), str) and getattr(self, key) is not None:
+                raise ValueError(f"{key} must be a string; received {getattr(self, key)!r}.")
         _check_choices("objectives", self.objectives, OBJECTIVES)
         if len(set(self.objectives)) != len(self.objectives) or not self.objectives:
             raise ValueError(f"objectives must be a non-empty list without repeats; received {list(self.objectives)}.")
