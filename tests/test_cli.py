@@ -34,3 +34,5 @@ def test_describe_bad_config_exits_2_with_message(tmp_path, capsys):
     assert "segments must be an integer >= 1" in capsys.readouterr().err
     assert main(["describe", "--config", str(tmp_path / "missing.json")]) == 2
     assert "no such config file" in capsys.readouterr().err
+    assert main(["describe", "--paper", "--latency-batch", "0"]) == 2
+    assert "--latency-batch must be an integer >= 1; received 0" in capsys.readouterr().err

@@ -137,6 +137,21 @@ TINY = tiny_study_toml(trials=1, seed_trials=[], data={"max_train": 200}, traini
          "none.h5: no such weights file"),
         ("weights not HDF5", {"s.toml": TINY, "fake.h5": "not weights"}, ["--study", "{tmp}/s.toml", "--weights", "{tmp}/fake.h5"],
          "fake.h5: not an HDF5 weights file"),
+        ("space not a name", {"s.toml": TINY.replace('space = "tiny"', "space = 5")}, ["--study", "{tmp}/s.toml"],
+         "s.toml: space must be the name of a search space"),
+        ("seed not a number", {"s.toml": TINY.replace("trials = 1", 'trials = 1\nseed = "abc"')}, ["--study", "{tmp}/s.toml"],
+         "s.toml: seed must be an integer in [0, 2**32 - 1]; received 'abc'"),
+        ("no design meets max_params", {"s.toml": TINY.replace("trials = 1", "trials = 1\nconstraints = { max_params = 10 }")},
+         ["--study", "{tmp}/s.toml"], "constraints.max_params = 10: no design of space 'tiny' meets it: the smallest"),
+        ("data dir for digits", {"s.toml": TINY}, ["--study", "{tmp}/s.toml", "--data-dir", "{tmp}"],
+         "source 'digits' reads no folder"),
+        ("data dir a file", {"s.toml": TINY.replace('"digits"', '"folder"')},
+         ["--study", "{tmp}/s.toml", "--data-dir", "{tmp}/s.toml"],
+         "s.toml is a file, not a folder"),
+        ("unknown storage scheme", {"s.toml": TINY}, ["--study", "{tmp}/s.toml", "--storage", "redis://localhost/0"],
+         "storage redis://localhost/0: unknown scheme 'redis': use postgresql://"),
+        ("out is a file", {"s.toml": TINY, "run": "a file"}, ["--study", "{tmp}/s.toml", "--out", "{tmp}/run/inside"],
+         "run is a file, not a folder; choose another --out"),
     ],
 )
 def test_bad_input_exits_2_with_one_message_and_changes_nothing(tmp_path, capsys, case, files, arguments, message):
@@ -145,7 +160,7 @@ def test_bad_input_exits_2_with_one_message_and_changes_nothing(tmp_path, capsys
         (tmp_path / name).write_text(text.replace("{tmp}", str(tmp_path)))
     out = tmp_path / "run"
     before = _snapshot(out)
-    status = main(["run", *[a.replace("{tmp}", str(tmp_path)) for a in arguments], "--out", str(out)])
+    status = main(["run", "--out", str(out), *[a.replace("{tmp}", str(tmp_path)) for a in arguments]])
     err = capsys.readouterr().err
     assert status == 2, case
     assert message.lower() in err.lower(), err
@@ -163,6 +178,13 @@ def test_reopening_with_other_objectives_exits_2_and_keeps_the_study(tmp_path, c
     assert main(["run", "--study", str(study_file), "--out", str(tmp_path / "run")]) == 2
     assert "was created with objectives" in capsys.readouterr().err
     assert _snapshot(tmp_path / "run") == before
+
+
+def test_a_binary_study_file_exits_2_naming_it(tmp_path, capsys):
+    (tmp_path / "s.toml").write_bytes(b"trials = 3\n\xf0\x28\x8c\x28\n")
+    assert main(["run", "--study", str(tmp_path / "s.toml"), "--out", str(tmp_path / "run")]) == 2
+    assert "s.toml: not a TOML text file: byte 11 is not UTF-8 text" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
 
 
 def test_debug_shows_the_traceback(tmp_path):

@@ -26,6 +26,45 @@ def seed_configs(spec: StudySpec, space: SearchSpace, num_classes: int) -> list[
     return configs
 
 
+def check_constraints_reachable(spec: StudySpec, space: SearchSpace, num_classes: int) -> None:
+    """Raise ValueError when no design of ``space`` meets the study's parameter or FLOP constraint: its
+    `smallest_design` breaks it (every trial would be infeasible). Latency is measured, so not checked here."""
+    limits = {key: spec.constraints[key] for key in ("max_params", "max_flops") if key in spec.constraints}
+    if not limits:
+        return
+    smallest = smallest_design(space)
+    size = spec.data.image_size
+    costs = cast(Mapping[str, int], model_costs(build_model(smallest, (size, size, 3), num_classes)))
+    for key, bound in limits.items():
+        cost = costs[CONSTRAINTS[key]]
+        if cost > bound:
+            raise ValueError(
+                f"constraints.{key} = {bound:g}: no design of space {spec.space!r} meets it: the smallest, {smallest.to_json()}, "
+                f"has {cost:,} {CONSTRAINTS[key]} at {size}x{size} with {num_classes} classes; raise {key} to at least {cost:,} "
+                "or choose a smaller space or image size."
+            )
+
+
+def smallest_design(space: SearchSpace) -> XceptionConfig:
+    """The design of ``space`` with the fewest parameters and FLOPs: fewest repeats, narrowest, lowest depth
+    multiplier, depthwise convs (else the most segments) and no residual connections, where the space allows."""
+    values: dict[str, Any] = {}
+    for axis, spec in space.axes.items():
+        if isinstance(spec, Range):
+            values[axis] = _nearest(spec.low, spec)
+        elif axis == "segments" and "depthwise" in spec.values:
+            values[axis] = "depthwise"
+        elif axis == "segments":
+            values[axis] = max(spec.values)
+        elif axis == "residual":
+            values[axis] = False if False in spec.values else spec.values[0]
+        elif all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in spec.values):
+            values[axis] = min(spec.values)
+        else:
+            values[axis] = spec.values[0]
+    return XceptionConfig(**values)
+
+
 def project(config: XceptionConfig, space: SearchSpace) -> XceptionConfig:
     """The config in ``space`` nearest to ``config``, axis by axis."""
     values = config.to_dict()

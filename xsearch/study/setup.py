@@ -26,7 +26,7 @@ from xsearch.study.batch_size import AUTO, find_batch_size
 from xsearch.study.record import StudyAttr, TrialAttr
 from xsearch.study.retries import sweep_dead_local_trials
 from xsearch.study.sampler import grid_points, make_sampler, sampler_seed
-from xsearch.study.seeds import seed_configs
+from xsearch.study.seeds import check_constraints_reachable, seed_configs
 from xsearch.study.spec import StudySpec, write_spec
 from xsearch.study.storage import open_storage, redact
 
@@ -158,6 +158,7 @@ def prepare_study(spec: StudySpec, out_dir: Path, storage_url: str | None = None
     if spec.weights:
         check_weights(spec.weights)
     dataset = dataset or load_spec_dataset(spec)
+    check_constraints_reachable(spec, space, dataset.num_classes)
     grid = grid_points(space, spec.seed) if spec.sampler == "grid" else []
     if grid and spec.trials > len(grid):
         spec = dataclasses.replace(spec, trials=len(grid))  # a grid study ends when every point is trained

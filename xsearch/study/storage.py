@@ -26,6 +26,7 @@ from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 from xsearch.study.journal import check_journal, repair
 from xsearch.study.retries import MAX_RETRY
 
+STORAGE_KINDS = "postgresql://user@host/db, mysql+pymysql://user@host/db, sqlite:///path.db, or a path ending in .journal"
 RUN_STORAGES = ("study.journal", "study.db")
 """The storage files a run folder may hold, in the order they are looked for."""
 
@@ -54,10 +55,10 @@ def open_storage(url: str | None, out_dir: Path | None = None, heartbeat_interva
         path.parent.mkdir(parents=True, exist_ok=True)
         return optuna.storages.JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path))))
     if "://" not in url:
-        raise ValueError(
-            f"storage {url!r} is not a URL: use postgresql://user@host/db, mysql+pymysql://..., "
-            "sqlite:///path.db, or a path ending in .journal."
-        )
+        raise ValueError(f"storage {url!r} is not a URL: use {STORAGE_KINDS}.")
+    scheme = url.split("://", 1)[0]
+    if scheme.split("+", 1)[0] not in ("postgresql", "mysql", "sqlite"):
+        raise ValueError(f"storage {redact(url)}: unknown scheme {scheme!r}: use {STORAGE_KINDS}.")
     if not create and url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
         raise ValueError(f"storage {url} does not exist: {url.removeprefix('sqlite:///')} is not a file.")
     try:
