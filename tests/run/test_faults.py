@@ -1,6 +1,9 @@
 """Trials that go wrong and bad input: recorded reasons, exit status 2, nothing changed."""
 
 import dataclasses
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import optuna
@@ -190,3 +193,40 @@ def test_a_binary_study_file_exits_2_naming_it(tmp_path, capsys):
 def test_debug_shows_the_traceback(tmp_path):
     with pytest.raises(KeyError):
         main(["--debug", "run", "--study", "nope"])
+
+
+def _run_cli(*arguments: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run([sys.executable, "-m", "xsearch.cli", *arguments], env=env, capture_output=True, text=True,
+                          timeout=600)
+
+
+@pytest.mark.slow
+def test_a_torn_journal_is_repaired_on_resume_and_every_finished_trial_is_kept(tmp_path):
+    (tmp_path / "s.toml").write_text(TINY.replace("trials = 1", "trials = 2").replace("seed_trials = []", 'sampler = "random"'))
+    run = ["run", "--study", str(tmp_path / "s.toml"), "--out", str(tmp_path / "run")]
+    assert _run_cli(*run).returncode == 0
+    journal = tmp_path / "run" / "study.journal"
+    journal.write_bytes(journal.read_bytes()[:-40])  # a write cut short: the last line is torn
+    damaged = journal.read_bytes()
+
+    resumed = _run_cli(*run, "--trials", "3")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    backup, = (tmp_path / "run").glob("study.journal.damaged-*")
+    assert backup.read_bytes() == damaged
+    assert f"repaired {journal}: line" in resumed.stderr and f"the damaged file is kept as {backup}" in resumed.stderr
+    report = _run_cli("report", "--study", "s", "--out", str(tmp_path / "run"), "--format", "csv")
+    assert report.returncode == 0 and "study 's': 3 trials (COMPLETE 3)" in report.stdout
+    assert journal.read_bytes().startswith(damaged[:damaged.rfind(b"\n") + 1])  # every complete record kept as it was
+
+
+@pytest.mark.slow
+def test_a_full_disk_ends_the_run_with_exit_2_and_a_readable_study(tmp_path, tmpfs):
+    (tmp_path / "s.toml").write_text(TINY)
+    full = tmpfs(64)
+    done = _run_cli("run", "--study", str(tmp_path / "s.toml"), "--out", str(full / "run"))
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert f"xsearch: error: no space left on {full / 'run'}: free some space" in done.stderr
+    assert "crashed" not in done.stderr and "Should not reach" not in done.stderr
+    report = _run_cli("report", "--study", "s", "--storage", str(full / "run" / "study.journal"), "--out", str(tmp_path))
+    assert report.returncode == 0, report.stderr
