@@ -133,7 +133,7 @@ TINY = tiny_study_toml(trials=1, seed_trials=[], data={"max_train": 200}, traini
         ("negative weight decay", {"s.toml": TINY.replace("epochs = 1", "epochs = 1\nweight_decay = -5.0")},
          ["--study", "{tmp}/s.toml"], "training.weight_decay must be a number >= 0; received -5.0"),
         ("warm-up beyond training", {"s.toml": TINY.replace("epochs = 1", "epochs = 2\nwarmup_epochs = 3")},
-         ["--study", "{tmp}/s.toml"], "training.warmup_epochs must be an integer in [0, training.epochs - 1 = 1]; received 3"),
+         ["--study", "{tmp}/s.toml"], "training.warmup_epochs must be an integer in [0, training.epochs = 2]; received 3"),
         ("timeout nan", {"s.toml": TINY}, ["--study", "{tmp}/s.toml", "--timeout", "nan"],
          "--timeout nan: timeout must be a number > 0; received nan"),
         ("missing weights", {"s.toml": TINY}, ["--study", "{tmp}/s.toml", "--weights", "{tmp}/none.h5"],

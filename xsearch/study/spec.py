@@ -136,8 +136,7 @@ class StudySpec:
         if self.max_failures is not None:
             _check_positive("max_failures", self.max_failures, integer=True)
         _check_range("training.epochs", self.training.epochs, 1, MAX_EPOCHS)
-        _check_range("training.warmup_epochs", self.training.warmup_epochs, 0, self.training.epochs - 1,
-                     "training.epochs - 1")
+        _check_range("training.warmup_epochs", self.training.warmup_epochs, 0, self.training.epochs, "training.epochs")
         if self.training.batch_size != "auto":
             _check_positive("training.batch_size", self.training.batch_size, integer=True, alternative="'auto'")
         _check_positive("training.learning_rate", self.training.learning_rate)
