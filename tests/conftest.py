@@ -75,3 +75,33 @@ def postgres_url():
     yield f"{POSTGRES}/{name}"
     admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     admin.close()
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """A factory of small tmpfs mounts (``tmpfs(size_kib, read_only=False, files={name: bytes})``), unmounted after
+    the test: a full disk or a read-only file system. Needs root; skipped elsewhere, never under ``CI=true``."""
+    import subprocess
+
+    mounted = []
+
+    def mount(size_kib: int, read_only: bool = False, files: dict | None = None) -> Path:
+        folder = tmp_path / f"tmpfs{len(mounted)}"
+        folder.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kib}k", "tmpfs", str(folder)],
+                              capture_output=True, text=True)
+        if done.returncode:
+            if os.environ.get("CI") == "true":
+                raise RuntimeError(f"cannot mount a tmpfs: {done.stderr.strip()}")
+            pytest.skip(f"a full disk or read-only file system needs a tmpfs mount, which needs root ({done.stderr.strip()})")
+        mounted.append(folder)
+        for name, data in (files or {}).items():
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_bytes(data)
+        if read_only:
+            subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)
+        return folder
+
+    yield mount
+    for folder in mounted:
+        subprocess.run(["umount", "-l", str(folder)], check=False)

@@ -2,8 +2,10 @@ import json
 import subprocess
 import sys
 
+import optuna
 import pytest
 
+from tests.helpers import tiny_study_toml
 from xsearch.cli import main
 
 
@@ -34,3 +36,27 @@ def test_describe_bad_config_exits_2_with_message(tmp_path, capsys):
     assert "segments must be an integer >= 1" in capsys.readouterr().err
     assert main(["describe", "--config", str(tmp_path / "missing.json")]) == 2
     assert "no such config file" in capsys.readouterr().err
+    assert main(["describe", "--paper", "--latency-batch", "0"]) == 2
+    assert "--latency-batch must be an integer >= 1; received 0" in capsys.readouterr().err
+
+
+def test_a_read_only_file_system_exits_2_naming_the_path_and_changes_nothing(tmp_path, tmpfs, capsys):
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(tmp_path / "study.journal")))
+    study = optuna.create_study(study_name="s", storage=storage)
+    study.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=1)
+    read_only = tmpfs(256, read_only=True, files={"run/study.journal": (tmp_path / "study.journal").read_bytes()})
+    journal = read_only / "run" / "study.journal"
+    study_file = tmp_path / "s.toml"
+    study_file.write_text(tiny_study_toml(trials=1, seed_trials=[]))
+    for command, message in [
+        (["report", "--study", "s", "--out", str(read_only / "run")], f"report.html: {read_only / 'run'} cannot be written"),
+        (["export", "--study", "s", "--storage", str(journal), "--trial", "0", "--out", str(read_only / "m.keras")],
+         f"m.keras: {read_only} cannot be written (a read-only file system"),
+        (["run", "--study", str(study_file), "--out", str(read_only / "new")], f"{read_only} cannot be written"),
+        (["run", "--study", str(study_file), "--out", str(tmp_path / "s.toml" / "run")], "s.toml is a file, not a folder"),
+    ]:
+        assert main(command) == 2, command
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err and err.count("\n") == 1, err
+    assert journal.read_bytes() == (tmp_path / "study.journal").read_bytes()
+    assert sorted(p.name for p in read_only.rglob("*")) == ["run", "study.journal"]

@@ -11,7 +11,7 @@ from typing import Any
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out of the CLI
 
 _EXPORTS = {
-    "MIN_INPUT_SIZE": "xsearch.model.builder",
+    "MIN_INPUT_SIZE": "xsearch.model.config",
     "build_model": "xsearch.model.builder",
     "XceptionConfig": "xsearch.model.config",
     "model_costs": "xsearch.model.costs",

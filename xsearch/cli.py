@@ -3,15 +3,36 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 from pathlib import Path
 
 from xsearch.common.quiet import quiet_libraries
+from xsearch.run.workers import is_worker
 from xsearch.study.failures import EXIT_RECYCLE, StudyStopped, WorkerRecycle
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130  # as a shell reports Ctrl-C
+
+
+_FILE_SYSTEM_ERRORS = {
+    errno.EROFS: "{path}: the file system is read-only; choose a writable path (e.g. --out).",
+    errno.EACCES: "{path}: permission denied; choose a path you may write (e.g. --out).",
+    errno.EPERM: "{path}: permission denied; choose a path you may write (e.g. --out).",
+    errno.ENOSPC: "no space left on {path}: free some space there or choose another path (e.g. --out).",
+    errno.EDQUOT: "disk quota exceeded on {path}: free some space there or choose another path (e.g. --out).",
+    errno.EEXIST: "{path} is a file where a folder must go; choose another path (e.g. --out) or move the file.",
+    errno.ENOTDIR: "{path}: a file is where a folder must go; choose another path (e.g. --out) or move the file.",
+    errno.EISDIR: "{path} is a folder where a file must go; choose another path or remove the folder.",
+}
+"""Why a file system refuses a write, and what to do: exit status 2 (bad input) rather than a traceback."""
+
+
+def file_system_message(error: OSError) -> str:
+    """One line for a write the file system refused: the path, why, and what to do."""
+    assert error.errno is not None
+    return _FILE_SYSTEM_ERRORS[error.errno].format(path=error.filename or "the output folder")
 
 
 def _describe(args: argparse.Namespace) -> None:
@@ -81,8 +102,15 @@ def _report(args: argparse.Namespace) -> None:
     name = study_name_from(args.study)
     study = load_study(run_storage(args.study, args.storage, args.out), name)
     out_dir = Path(args.out) if args.out else Path("runs") / name
+    written = write_report(study, out_dir, args.format)
     print(report_summary(study))
-    print(f"report: {write_report(study, out_dir, args.format)}")
+    print(f"report: {written}")
+
+
+def _repair(args: argparse.Namespace) -> None:
+    from xsearch.study.storage import repair_storage, run_storage
+
+    print(repair_storage(args.storage or run_storage(args.study, out=args.out)))
 
 
 def _analyze(args: argparse.Namespace) -> None:
@@ -192,6 +220,13 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--format", choices=("csv", "parquet", "html"), default="html")
     report.set_defaults(handler=_report)
 
+    repair = commands.add_parser("repair", help="repair a damaged study journal, keeping a copy of it")
+    repaired = repair.add_mutually_exclusive_group(required=True)
+    repaired.add_argument("--study", metavar="NAME|PATH", help="the study whose run folder holds the journal")
+    repaired.add_argument("--storage", metavar="PATH.journal", help="the journal file itself")
+    repair.add_argument("--out", metavar="DIR", help="the study's run folder (default: runs/<study>)")
+    repair.set_defaults(handler=_repair)
+
     analyze = commands.add_parser("analyze", help="design-space analysis: error EDFs per axis, the paper's questions")
     analysed = analyze.add_mutually_exclusive_group(required=True)
     analysed.add_argument("--study", metavar="NAME|PATH", help="a study's trained designs")
@@ -218,6 +253,13 @@ def main(argv: list[str] | None = None) -> int:
             raise
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"xsearch: error: {message}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except OSError as error:
+        if args.debug or error.errno not in _FILE_SYSTEM_ERRORS:
+            raise
+        print(f"xsearch: error: {file_system_message(error)}", file=sys.stderr, flush=True)
+        if is_worker():  # a worker: its backend may crash in its teardown after a failed write
+            os._exit(EXIT_BAD_INPUT)  # (h5py, a segfault), which its supervisor would restart as a crash
         return EXIT_BAD_INPUT
     except StudyStopped as error:
         print(f"xsearch: stopped: {error}", file=sys.stderr)

@@ -1,18 +1,18 @@
 """`serve_dashboard` on a synthetic study in a run folder's journal, with optuna-dashboard's server faked: the
-figures attached, the study's address, the warning off loopback; and how the viewers find and open a run's storage
-(`test_dashboard_browser.py` opens the real dashboard on a trained study, in the slow tier)."""
+storage left as it was, the study's address, the warning off loopback, a port in use; and how the viewers find
+and open a run's storage (`test_dashboard_browser.py` opens the real dashboard on a trained study, in the slow tier)."""
 
 import json
+import socket
 import warnings
 
 import optuna
 import pytest
-from optuna_dashboard._custom_plot_data import get_plotly_graph_objects
 
 import dashboards
 import dashboards.server
 from dashboards.server import is_loopback, serve_dashboard
-from xsearch.results.figures import FIGURES
+from xsearch.cli import main
 from xsearch.study.storage import load_study, open_storage, run_storage
 
 DISTRIBUTIONS = {"segments": optuna.distributions.CategoricalDistribution(["4", "depthwise"])}
@@ -37,22 +37,36 @@ def _run_folder(folder):
 
 
 @pytest.mark.parametrize("host, warned", [("127.0.0.1", False), ("localhost", False), ("0.0.0.0", True)])
-def test_serve_dashboard_attaches_figures_and_warns_off_loopback(tmp_path, monkeypatch, capsys, host, warned):
+def test_serve_dashboard_writes_nothing_and_warns_off_loopback(tmp_path, monkeypatch, capsys, host, warned):
     storage = run_storage("tiny", out=_run_folder(tmp_path / "run"))
+    journal = (tmp_path / "run" / "study.journal").read_bytes()
     served = []
     monkeypatch.setattr(dashboards.server, "run_server",
                         lambda backend, host, port: served.append((backend, host, port)))
-    serve_dashboard(storage, "tiny", host=host, port=8123)
+    serve_dashboard(storage, "tiny", host=host, port=_free_port())
 
     (backend, served_host, port), = served
-    assert (served_host, port) == (host, 8123) and optuna.get_all_study_names(backend) == ["tiny"]
+    assert served_host == host and optuna.get_all_study_names(backend) == ["tiny"]
     study_id = backend.get_study_id_from_name("tiny")
     err = capsys.readouterr().err
-    assert f"http://{host}:8123/dashboard/studies/{study_id}" in err
+    assert f"http://{host}:{port}/dashboard/studies/{study_id}" in err
     assert ("no authentication" in err) == warned and is_loopback(host) != warned
-    graphs = get_plotly_graph_objects(open_storage(storage, create=False).get_study_system_attrs(study_id))
-    assert set(graphs) == set(FIGURES)  # attached to the stored study, where the dashboard reads them
+    assert (tmp_path / "run" / "study.journal").read_bytes() == journal  # the runner attaches the figures
     assert dashboards.serve_dashboard is serve_dashboard and dashboards.is_loopback is is_loopback
+
+
+def test_a_port_in_use_exits_2_before_the_study_is_read(tmp_path, capsys):
+    _run_folder(tmp_path / "run")
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        assert main(["dashboard", "--study", "tiny", "--out", str(tmp_path / "run"), "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert f"127.0.0.1:{port} is in use: pass another --port" in err and "Traceback" not in err
+
+
+def _free_port() -> int:
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        return probe.getsockname()[1]
 
 
 def test_loopback_hosts():

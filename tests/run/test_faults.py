@@ -1,6 +1,9 @@
 """Trials that go wrong and bad input: recorded reasons, exit status 2, nothing changed."""
 
 import dataclasses
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import optuna
@@ -96,7 +99,7 @@ TINY = tiny_study_toml(trials=1, seed_trials=[], data={"max_train": 200}, traini
         ("malformed TOML", {"s.toml": "trials = \n"}, ["--study", "{tmp}/s.toml"], "s.toml: malformed TOML: Invalid value (at line 1"),
         ("unknown key", {"s.toml": "trails = 3\n"}, ["--study", "{tmp}/s.toml"], "Did you mean 'trials'?"),
         ("out of range", {"s.toml": TINY.replace("epochs = 1", "epochs = -1")}, ["--study", "{tmp}/s.toml"],
-         "training.epochs must be an integer > 0; received -1"),
+         "training.epochs must be an integer in [1, 10000]; received -1"),
         ("no valid design", {"s.toml": TINY.replace('"tiny"', '"{tmp}/space.toml"'),
                              "space.toml": "[axes]\nsegments = [0]\n"}, ["--study", "{tmp}/s.toml"],
          "segments must be an integer >= 1"),
@@ -108,7 +111,50 @@ TINY = tiny_study_toml(trials=1, seed_trials=[], data={"max_train": 200}, traini
         ("bad workers", {"s.toml": TINY}, ["--study", "{tmp}/s.toml", "--workers", "many"],
          "--workers must be a positive integer or 'auto'; received 'many'"),
         ("bad batch size", {"s.toml": TINY}, ["--study", "{tmp}/s.toml", "--batch-size", "big"],
-         "training.batch_size must be an integer > 0 or 'auto'; received 'big'"),
+         "--batch-size big: training.batch_size must be an integer > 0 or 'auto'; received 'big'"),
+        ("unknown seed trial", {"s.toml": TINY.replace("seed_trials = []", 'seed_trials = ["nope"]')},
+         ["--study", "{tmp}/s.toml"], "s.toml: seed_trials: unknown seed 'nope'; valid: 'paper', 'regular', 'segments-K'"),
+        ("seed table key", {"s.toml": TINY.replace("seed_trials = []", "seed_trials = [{depth=3}]")},
+         ["--study", "{tmp}/s.toml"], "seed_trials: table {'depth': 3}: unknown key(s) depth; valid keys are middle_repeats"),
+        ("seed table value", {"s.toml": TINY.replace("seed_trials = []", "seed_trials = [{width=9.0}]")},
+         ["--study", "{tmp}/s.toml"], "seed_trials: table {'width': 9.0}: XceptionConfig.width must be a number in (0, 4]"),
+        ("seeds not a list", {"s.toml": TINY.replace("seed_trials = []", 'seed_trials = "paper"')},
+         ["--study", "{tmp}/s.toml"], "seed_trials must be a list, e.g. seed_trials = ["),
+        ("objectives not a list", {"s.toml": TINY.replace("trials = 1", 'trials = 1\nobjectives = "accuracy"')},
+         ["--study", "{tmp}/s.toml"], "objectives must be a list, e.g. objectives = [\"accuracy\""),
+        ("constraints not a table", {"s.toml": TINY.replace("trials = 1", "trials = 1\nconstraints = [1, 2]")},
+         ["--study", "{tmp}/s.toml"], "constraints must be a table, e.g. constraints = { max_params = 5e6 }"),
+        ("image too small", {"s.toml": TINY.replace("image_size = 16", "image_size = 3")}, ["--study", "{tmp}/s.toml"],
+         "s.toml: data.image_size must be an integer in [7, 1024]; received 3"),
+        ("image too large", {"s.toml": TINY.replace("image_size = 16", "image_size = 100000")}, ["--study", "{tmp}/s.toml"],
+         "data.image_size must be an integer in [7, 1024]; received 100000"),
+        ("absurd epochs", {"s.toml": TINY.replace("epochs = 1", "epochs = 1000000000")}, ["--study", "{tmp}/s.toml"],
+         "training.epochs must be an integer in [1, 10000]; received 1000000000"),
+        ("negative weight decay", {"s.toml": TINY.replace("epochs = 1", "epochs = 1\nweight_decay = -5.0")},
+         ["--study", "{tmp}/s.toml"], "training.weight_decay must be a number >= 0; received -5.0"),
+        ("warm-up beyond training", {"s.toml": TINY.replace("epochs = 1", "epochs = 2\nwarmup_epochs = 3")},
+         ["--study", "{tmp}/s.toml"], "training.warmup_epochs must be an integer in [0, training.epochs = 2]; received 3"),
+        ("timeout nan", {"s.toml": TINY}, ["--study", "{tmp}/s.toml", "--timeout", "nan"],
+         "--timeout nan: timeout must be a number > 0; received nan"),
+        ("missing weights", {"s.toml": TINY}, ["--study", "{tmp}/s.toml", "--weights", "{tmp}/none.h5"],
+         "none.h5: no such weights file"),
+        ("weights not HDF5", {"s.toml": TINY, "fake.h5": "not weights"}, ["--study", "{tmp}/s.toml", "--weights", "{tmp}/fake.h5"],
+         "fake.h5: not an HDF5 weights file"),
+        ("space not a name", {"s.toml": TINY.replace('space = "tiny"', "space = 5")}, ["--study", "{tmp}/s.toml"],
+         "s.toml: space must be the name of a search space"),
+        ("seed not a number", {"s.toml": TINY.replace("trials = 1", 'trials = 1\nseed = "abc"')}, ["--study", "{tmp}/s.toml"],
+         "s.toml: seed must be an integer in [0, 2**32 - 1]; received 'abc'"),
+        ("no design meets max_params", {"s.toml": TINY.replace("trials = 1", "trials = 1\nconstraints = { max_params = 10 }")},
+         ["--study", "{tmp}/s.toml"], "constraints.max_params = 10: no design of space 'tiny' meets it: the smallest"),
+        ("data dir for digits", {"s.toml": TINY}, ["--study", "{tmp}/s.toml", "--data-dir", "{tmp}"],
+         "source 'digits' reads no folder"),
+        ("data dir a file", {"s.toml": TINY.replace('"digits"', '"folder"')},
+         ["--study", "{tmp}/s.toml", "--data-dir", "{tmp}/s.toml"],
+         "s.toml is a file, not a folder"),
+        ("unknown storage scheme", {"s.toml": TINY}, ["--study", "{tmp}/s.toml", "--storage", "redis://localhost/0"],
+         "storage redis://localhost/0: unknown scheme 'redis': use postgresql://"),
+        ("out is a file", {"s.toml": TINY, "run": "a file"}, ["--study", "{tmp}/s.toml", "--out", "{tmp}/run/inside"],
+         "run is a file, not a folder; choose another --out"),
     ],
 )
 def test_bad_input_exits_2_with_one_message_and_changes_nothing(tmp_path, capsys, case, files, arguments, message):
@@ -117,7 +163,7 @@ def test_bad_input_exits_2_with_one_message_and_changes_nothing(tmp_path, capsys
         (tmp_path / name).write_text(text.replace("{tmp}", str(tmp_path)))
     out = tmp_path / "run"
     before = _snapshot(out)
-    status = main(["run", *[a.replace("{tmp}", str(tmp_path)) for a in arguments], "--out", str(out)])
+    status = main(["run", "--out", str(out), *[a.replace("{tmp}", str(tmp_path)) for a in arguments]])
     err = capsys.readouterr().err
     assert status == 2, case
     assert message.lower() in err.lower(), err
@@ -137,6 +183,50 @@ def test_reopening_with_other_objectives_exits_2_and_keeps_the_study(tmp_path, c
     assert _snapshot(tmp_path / "run") == before
 
 
+def test_a_binary_study_file_exits_2_naming_it(tmp_path, capsys):
+    (tmp_path / "s.toml").write_bytes(b"trials = 3\n\xf0\x28\x8c\x28\n")
+    assert main(["run", "--study", str(tmp_path / "s.toml"), "--out", str(tmp_path / "run")]) == 2
+    assert "s.toml: not a TOML text file: byte 11 is not UTF-8 text" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 def test_debug_shows_the_traceback(tmp_path):
     with pytest.raises(KeyError):
         main(["--debug", "run", "--study", "nope"])
+
+
+def _run_cli(*arguments: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run([sys.executable, "-m", "xsearch.cli", *arguments], env=env, capture_output=True, text=True,
+                          timeout=600)
+
+
+@pytest.mark.slow
+def test_a_torn_journal_is_repaired_on_resume_and_every_finished_trial_is_kept(tmp_path):
+    (tmp_path / "s.toml").write_text(TINY.replace("trials = 1", "trials = 2").replace("seed_trials = []", 'sampler = "random"'))
+    run = ["run", "--study", str(tmp_path / "s.toml"), "--out", str(tmp_path / "run")]
+    assert _run_cli(*run).returncode == 0
+    journal = tmp_path / "run" / "study.journal"
+    journal.write_bytes(journal.read_bytes()[:-40])  # a write cut short: the last line is torn
+    damaged = journal.read_bytes()
+
+    resumed = _run_cli(*run, "--trials", "3")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    backup, = (tmp_path / "run").glob("study.journal.damaged-*")
+    assert backup.read_bytes() == damaged
+    assert f"repaired {journal}: line" in resumed.stderr and f"the damaged file is kept as {backup}" in resumed.stderr
+    report = _run_cli("report", "--study", "s", "--out", str(tmp_path / "run"), "--format", "csv")
+    assert report.returncode == 0 and "study 's': 3 trials (COMPLETE 3)" in report.stdout
+    assert journal.read_bytes().startswith(damaged[:damaged.rfind(b"\n") + 1])  # every complete record kept as it was
+
+
+@pytest.mark.slow
+def test_a_full_disk_ends_the_run_with_exit_2_and_a_readable_study(tmp_path, tmpfs):
+    (tmp_path / "s.toml").write_text(TINY)
+    full = tmpfs(64)
+    done = _run_cli("run", "--study", str(tmp_path / "s.toml"), "--out", str(full / "run"))
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert f"xsearch: error: no space left on {full / 'run'}: free some space" in done.stderr
+    assert "crashed" not in done.stderr and "Should not reach" not in done.stderr
+    report = _run_cli("report", "--study", "s", "--storage", str(full / "run" / "study.journal"), "--out", str(tmp_path))
+    assert report.returncode == 0, report.stderr

@@ -101,12 +101,41 @@ def test_ctrl_c_exits_130_and_the_interrupted_trial_is_retried_when_the_study_re
     assert retries[0].system_attrs["fixed_params"] == interrupted[0].params  # Optuna's enqueued parameters
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "killed"])
+def test_an_interrupted_trial_is_retried_before_the_queued_seed_trials_and_the_study_ends_at_its_total(tmp_path, stop):
+    seeded = tiny_study_toml(trials=2, seed_trials=["paper", "regular", "segments-8"], sampler="random",
+                             data={"max_train": 200}, training={"epochs": 30})
+    (tmp_path / "w.toml").write_text(seeded)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    run = subprocess.Popen(_command(tmp_path), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                           start_new_session=True, preexec_fn=_as_in_a_terminal)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and not _a_trial_between_epochs(tmp_path, number=1):
+            time.sleep(0.2)
+        os.killpg(run.pid, stop) if stop == signal.SIGINT else run.kill()  # Ctrl-C, or the supervisor killed
+        run.communicate(timeout=120)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+    done = subprocess.run(_command(tmp_path), env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "study 'w': 2 trials finished; 1 interrupted and retried" in done.stdout
+    trials = _study(tmp_path).trials
+    assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "COMPLETE", "WAITING"]  # the third seed still queued
+    interrupted, retry = trials[1], trials[2]
+    assert interrupted.user_attrs["failure_reason"] == "interrupted" and retry.user_attrs["retry_of"] == 1
+    assert retry.params == interrupted.params and retry.user_attrs["resumed_from_epoch"] >= 1
+    assert "surplus" not in retry.user_attrs
+
+
 def _as_in_a_terminal():
     """Ctrl-C's default action, which a background job of a non-interactive shell (e.g. CI) ignores."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def _a_trial_between_epochs(tmp_path):
+def _a_trial_between_epochs(tmp_path, number=None):
     if not (tmp_path / "run" / "study.journal").exists():
         return False
     try:
@@ -114,7 +143,7 @@ def _a_trial_between_epochs(tmp_path):
     except KeyError:
         return False
     return any(t.state == optuna.trial.TrialState.RUNNING and 1 <= t.user_attrs.get("epochs_done", 0) < 30
-               for t in trials)
+               and number in (None, t.number) for t in trials)
 
 
 def test_worker_count(monkeypatch):

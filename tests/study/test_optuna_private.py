@@ -5,7 +5,15 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from xsearch.study.optuna_private import fail_running_trial, hypervolume, hypervolume_history, pareto_mask, storage_description
+from xsearch.study.optuna_private import (
+    enqueued_params,
+    fail_running_trial,
+    hypervolume,
+    hypervolume_history,
+    pareto_mask,
+    replace_enqueued,
+    storage_description,
+)
 from xsearch.study.storage import open_storage
 
 
@@ -47,3 +55,16 @@ def test_the_hypervolume_of_losses_is_the_dominated_volume_up_to_the_reference()
     assert hypervolume(np.array([[0.0, 1.0], [1.0, 0.0]]), reference) == pytest.approx(3.0)
     assert hypervolume(np.array([[3.0, 0.0]]), reference) == 0.0  # beyond the reference point
     assert hypervolume(np.empty((0, 2)), reference) == 0.0
+
+
+@pytest.mark.parametrize("database", [False, True], ids=["journal", "sqlite"])
+def test_a_waiting_trial_is_replaced_until_it_runs(tmp_path, database):
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'x.db'}" if database else open_storage(None, tmp_path))
+    study.enqueue_trial({"x": 0.1}, user_attrs={"seed_trial": True})
+    waiting = study.trials[0]
+    assert enqueued_params(waiting) == {"x": 0.1}
+    assert replace_enqueued(study, waiting, {"x": 0.7}, {"retry_of": 5})
+    trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    assert trial.params == {"x": 0.7} and trial.user_attrs == {"seed_trial": None, "retry_of": 5}
+    assert not replace_enqueued(study, waiting, {"x": 0.2}, {})  # running now: left alone
+    assert study.trials[0].params == {"x": 0.7}

@@ -55,3 +55,25 @@ def test_a_design_that_keeps_killing_its_worker_is_failed_as_a_crash_after_max_r
     assert [t.params for t in study.trials] == [{"x": 0.5}] * (retries.MAX_RETRY + 1)
     assert all(t.state == FAIL for t in study.trials)  # no further retry is waiting
     assert retries.budget_trials(study.trials) == [study.trials[-1]]  # the crash counts, once
+
+
+def test_a_retry_runs_before_the_queued_seed_trials_and_the_budget_ends_at_its_total(tmp_path):
+    study = _study(tmp_path)
+    x = {"x": optuna.distributions.FloatDistribution(0, 1)}
+    for value in (0.1, 0.2, 0.3):
+        study.enqueue_trial({"x": value}, user_attrs={"seed_trial": True})
+    study.tell(study.ask(x), 0.0)  # trial 0: the first seed trains
+    interrupted = study.ask(x)  # trial 1, the second seed: its worker dies
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    interrupted.set_user_attr("worker_host", worker_identity()["worker_host"])
+    interrupted.set_user_attr("worker_pid", dead.pid)
+    assert sweep_dead_local_trials(study) == 1
+
+    retry = study.ask(x)  # the next trial to run is the retry, in the third seed's place
+    assert retry.number == 2 and retry.params == {"x": 0.2}
+    assert retry.user_attrs == {"retry_of": 1, "seed_trial": None}
+    study.tell(retry, 0.0)
+    assert len(retries.budget_trials(study.trials)) == 2  # the study of 2 trials is complete: 0 and the retry
+    requeued = study.ask(x)  # the third seed, behind it
+    assert requeued.number == 3 and requeued.params == {"x": 0.3} and requeued.user_attrs == {"seed_trial": True}

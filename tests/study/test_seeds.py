@@ -9,7 +9,7 @@ from xsearch.model.builder import build_model
 from xsearch.model.config import XceptionConfig
 from xsearch.model.costs import model_costs
 from xsearch.model.space import SearchSpace
-from xsearch.study.seeds import fit_constraints, project, seed_configs
+from xsearch.study.seeds import check_constraints_reachable, fit_constraints, project, seed_configs, smallest_design
 from xsearch.study.spec import DataSpec, StudySpec
 
 SPACE = ('[axes]\nmiddle_repeats = { low = 0, high = 1, step = 1 }\nwidth = [0.125, 0.25]\ndepth_multiplier = [1, 2]\n'
@@ -56,3 +56,18 @@ def test_constraints_shrink_repeats_then_width_then_drop_the_seed(space):
     spec = dataclasses.replace(spec, constraints={"max_params": 10})
     assert fit_constraints(paper, space, spec, 10) is None
     assert seed_configs(dataclasses.replace(spec, seed_trials=("paper",)), space, 10) == []
+
+
+def test_no_design_meeting_the_constraints_is_refused_with_the_smallest_designs_cost(space, tmp_path):
+    smallest = smallest_design(space)
+    assert smallest == XceptionConfig(middle_repeats=0, width=0.125, depth_multiplier=1, segments="depthwise")
+    designs = [XceptionConfig(middle_repeats=r, width=w, depth_multiplier=d, segments=s)
+               for r in (0, 1) for w in (0.125, 0.25) for d in (1, 2) for s in (1, 4, "depthwise")]
+    assert _params(smallest) == min(map(_params, designs))
+    spec = StudySpec(space=str(tmp_path / "space.toml"), data=DataSpec(**TINY_DATA),
+                     constraints={"max_params": _params(smallest)})
+    check_constraints_reachable(spec, space, 10)  # the smallest design meets it exactly
+    spec = dataclasses.replace(spec, constraints={"max_params": _params(smallest) - 1, "max_latency_ms": 0.001})
+    with pytest.raises(ValueError, match=rf"constraints.max_params = {_params(smallest) - 1}: no design of space .* meets it: "
+                                         rf"the smallest, .* has {_params(smallest):,} params at 16x16 with 10 classes"):
+        check_constraints_reachable(spec, space, 10)

@@ -45,6 +45,8 @@ def load_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(handle)
     except tomllib.TOMLDecodeError as error:
         raise ValueError(f"{path}: malformed TOML: {error}.") from None
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: not a TOML text file: byte {error.start} is not UTF-8 text.") from None
 
 
 def unknown_keys_error(source: str, unknown: str, valid: list[str]) -> ValueError:

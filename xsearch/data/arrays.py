@@ -48,7 +48,8 @@ def _find_arrays(data_dir: Path) -> dict[str, ArraySource]:
         found = {name: (data_dir / f"{name}.npy", None) for name in names if (data_dir / f"{name}.npy").is_file()}
         where, listed = f"folder {data_dir}", f"found {', '.join(sorted(found)) or 'no such .npy files'}"
     else:
-        raise FileNotFoundError(f"Source 'arrays': {data_dir} does not exist; pass a folder of x_train.npy, y_train.npy "
+        what = "is not a .npz file" if data_dir.exists() else "does not exist"
+        raise FileNotFoundError(f"Source 'arrays': {data_dir} {what}; pass a folder of x_train.npy, y_train.npy "
                                 "(and optionally x_val/y_val, x_test/y_test) or one .npz file with those arrays.")
     if "x_train" not in found or "y_train" not in found:
         raise ValueError(f"Source 'arrays': {where} needs x_train and y_train (optionally x_val/y_val, x_test/y_test, "

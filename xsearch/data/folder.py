@@ -49,7 +49,8 @@ def split_folders(root: Path) -> dict[str, Path]:
     """The folder of each split `root` has: {"train": root} for ``ROOT/<class>/``, else train/ and the
     val/ (validation/, valid/) and test/ beside it. Any other folder beside train/ is an error."""
     if not root.is_dir():
-        raise FileNotFoundError(f"Image folder {root} does not exist; pass the folder that holds the images as {LAYOUTS}.")
+        what = "is a file, not a folder" if root.exists() else "does not exist"
+        raise FileNotFoundError(f"Image folder {root} {what}; pass the folder that holds the images as {LAYOUTS}.")
     folders = {p.name.lower(): p for p in sorted(root.iterdir()) if p.is_dir() and not _hidden(p.name)}
     named = [name for name in folders if name in SPLIT_FOLDERS]
     if "train" not in folders:

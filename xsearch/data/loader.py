@@ -113,6 +113,10 @@ def _source_reader(
     source: str, data_dir: Path | None, image_size: int, layout: str
 ) -> tuple[str, Callable[[], RawData], Path | None]:
     """The dataset name, a reader of `source`'s images, and the data directory it reads from."""
+    if source in ("digits", "cifar10", "cifar100") and data_dir is not None:
+        raise ValueError(f"data_dir (--data-dir) {data_dir}: source {source!r} reads no folder (it comes with "
+                         f"{'scikit-learn' if source == 'digits' else 'Keras, which caches it'}); drop data_dir, or use a "
+                         f"source that reads one: folder, arrays, imagenet-npz or {TFDS_PREFIX}NAME.")
     if source == "digits":
         return source, functools.partial(read_digits, image_size), None
     if source in ("folder", "arrays"):

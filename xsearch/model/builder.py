@@ -9,10 +9,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from xsearch.model.config import XceptionConfig
-
-MIN_INPUT_SIZE = 7
-"""Smallest image side the stem accepts: two unpadded 3x3 convs (the first with stride 2)."""
+from xsearch.model.config import MIN_INPUT_SIZE, XceptionConfig
 
 _ENTRY_FLOW = ((2, 128), (3, 256), (4, 728))
 _MIDDLE_CHANNELS = 728

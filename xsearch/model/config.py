@@ -9,6 +9,8 @@ from typing import Any, Literal
 
 Segments = int | Literal["depthwise"]
 ACTIVATIONS = ("none", "relu", "elu")
+MIN_INPUT_SIZE = 7
+"""Smallest image side the stem accepts: two unpadded 3x3 convs (the first with stride 2)."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,6 +18,10 @@ def describe(
     latency_batch: int | None = None,
 ) -> str:
     """Keras summary (optional), params, MACs and FLOPs, and measured latency when a batch is given."""
+    batch = 1 if latency_batch is None else latency_batch
+    for name, value in (("image size", image_size), ("classes", num_classes), ("latency batch", batch)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"--{name.replace(' ', '-')} must be an integer >= 1; received {value!r}.")
     model = build_model(config, (image_size, image_size, 3), num_classes)
     out = io.StringIO()
     if summary:
@@ -28,7 +32,7 @@ def describe(
     out.write(f"params: {costs['params']:,}\n")
     out.write(f"MACs: {costs['macs']:,} ({costs['macs'] / 1e9:.3f} G)\n")
     out.write(f"FLOPs: {costs['flops']:,} ({costs['flops'] / 1e9:.3f} G)\n")
-    if latency_batch:
+    if latency_batch is not None:
         result = measure_latency(model, batch_size=latency_batch)
         out.write(
             f"latency: {result['latency_ms']:.2f} ms median (p90 {result['latency_p90_ms']:.2f} ms) "

@@ -57,7 +57,7 @@ def inherit_weights(model: keras.Model, source: str) -> InheritReport:
     their weights.
     """
     core = _find_core(model)
-    reference = _imagenet_reference() if source == "imagenet" else _file_reference(Path(source))
+    reference = _reference(source)
     inherited = weights = params = 0
     for ref_layer, name in _name_map(reference, core):
         try:
@@ -81,6 +81,11 @@ def inherit_weights(model: keras.Model, source: str) -> InheritReport:
     )
 
 
+def check_weights(source: str) -> None:
+    """Raise FileNotFoundError or ValueError, naming the file, unless `inherit_weights` can read ``source``."""
+    _reference(source)
+
+
 def keras_models_dir() -> Path:
     """Where Keras caches downloaded weights: ``$KERAS_HOME/models``, else ``~/.keras/models``."""
     return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras").expanduser() / "models"
@@ -92,6 +97,10 @@ def _find_core(model: keras.Model) -> keras.Model:
         if any(layer.name == "block1_conv1" for layer in candidate.layers):
             return candidate
     raise ValueError(f"model {model.name!r} is not an xsearch Xception: it has no layer 'block1_conv1'.")
+
+
+def _reference(source: str) -> keras.Model:
+    return _imagenet_reference() if source == "imagenet" else _file_reference(Path(source))
 
 
 def _imagenet_reference() -> keras.Model:
@@ -134,8 +143,12 @@ def _file_reference(path: Path) -> keras.Model:
 def _head_classes(path: Path) -> int | None:
     """The class count of the file's Dense head (Xception's only 2-D weight), or None without one."""
     shapes: list[tuple[int, ...]] = []
-    with h5py.File(path, "r") as handle:
-        handle.visititems(lambda _, item: shapes.append(item.shape) if isinstance(item, h5py.Dataset) else None)
+    try:
+        with h5py.File(path, "r") as handle:
+            handle.visititems(lambda _, item: shapes.append(item.shape) if isinstance(item, h5py.Dataset) else None)
+    except OSError as error:
+        raise ValueError(f"{path}: not an HDF5 weights file ({error}): give 'imagenet' or a "
+                         ".h5/.weights.h5 file saved from a keras.applications.Xception.") from None
     heads = [shape for shape in shapes if len(shape) == 2]
     return int(heads[0][1]) if heads else None
 

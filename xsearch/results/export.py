@@ -21,7 +21,7 @@ from optuna.artifacts import FileSystemArtifactStore, download_artifact
 from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.trial import FrozenTrial, TrialState
 
-from xsearch.common.atomic import atomic_path, write_atomic
+from xsearch.common.atomic import atomic_path, check_writable, write_atomic
 from xsearch.data import Dataset
 from xsearch.model.builder import build_model
 from xsearch.model.config import XceptionConfig
@@ -115,8 +115,11 @@ def load_exported(path: Path) -> keras.Model:
 def _check_out(out: Path, force: bool) -> None:
     if out.suffix != ".keras":
         raise ValueError(f"{out}: the export must be a .keras file, e.g. {out.with_suffix('.keras')}.")
+    if out.is_dir():
+        raise ValueError(f"{out} is a folder: give the path of a file to write, e.g. {out / 'model.keras'}.")
     if out.exists() and not force:
         raise ValueError(f"{out} already exists; pass --force (force=True) to overwrite it.")
+    check_writable(out)
 
 
 def _resolve(study: optuna.Study, trial: int | str) -> FrozenTrial:

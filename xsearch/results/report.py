@@ -10,7 +10,7 @@ from pathlib import Path
 import optuna
 import pandas as pd
 
-from xsearch.common.atomic import write_atomic
+from xsearch.common.atomic import check_writable, write_atomic
 from xsearch.results.analyze import MIN_DESIGNS, analysis_section, designs_frame
 from xsearch.results.figures import hypervolume_history, pareto_projections, segment_spectrum
 from xsearch.results.pareto import pareto_front, trials_frame
@@ -32,9 +32,9 @@ def write_report(study: optuna.Study, out_dir: Path, fmt: str) -> Path:
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown report format {fmt!r}; choose one of {', '.join(FORMATS)}.")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"report.{fmt}"
+    path = Path(out_dir) / f"report.{fmt}"
+    check_writable(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "csv":
         data = trials_frame(study).to_csv(index=False).encode()
     elif fmt == "parquet":

@@ -1,10 +1,13 @@
-"""Optuna callbacks that end a worker's run: budget reached, failures or repeats in a row, recycling due."""
+"""Optuna callbacks that end a worker's run: budget reached, failures or repeats in a row, recycling due, a full disk."""
 
 from __future__ import annotations
 
 import datetime
+import errno
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import optuna
 from optuna.trial import FrozenTrial
@@ -100,4 +103,23 @@ class FailureStreak:
         self.reason = reason
         return reason
 
+
+def no_space(error: BaseException | None) -> bool:
+    """Whether ``error``, or an error it was raised from or while handling, is a full disk (ENOSPC)."""
+    while error is not None:
+        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def stop_when_disk_full(out_dir: Path):
+    """An Optuna callback that ends the run with OSError(ENOSPC) naming ``out_dir`` when a trial failed because the
+    disk is full: every further trial would fail the same way, each taking one of the study's trials."""
+
+    def callback(study: optuna.Study, trial: FrozenTrial) -> None:
+        if os.strerror(errno.ENOSPC) in str(trial.user_attrs.get(TrialAttr.ERROR, "")):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(out_dir))
+
+    return callback
 

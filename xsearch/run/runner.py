@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import sys
 import time
 from pathlib import Path
@@ -12,14 +14,14 @@ from optuna.trial import TrialState
 from xsearch.data import Dataset
 from xsearch.results.figures import attach_figures
 from xsearch.results.run_reports import front_table_text, write_run_reports
-from xsearch.run.callbacks import FailureStreak, Recycler, RepeatStreak, stop_at_budget
+from xsearch.run.callbacks import FailureStreak, Recycler, RepeatStreak, no_space, stop_at_budget, stop_when_disk_full
 from xsearch.run.progress import Progress
 from xsearch.run.workers import worker_total
 from xsearch.study.artifacts import artifact_store, prune_artifacts
 from xsearch.study.early_stop import stopped_summary
 from xsearch.study.failures import StudyStopped, WorkerRecycle
 from xsearch.study.objective import StudyObjective
-from xsearch.study.record import is_repeat
+from xsearch.study.record import FailureReason, failure_reason, is_repeat
 from xsearch.study.retries import budget_trials, retried_from, sweep_dead_local_trials
 from xsearch.study.setup import prepare_study
 from xsearch.study.spec import StudySpec
@@ -59,12 +61,17 @@ def run_study(
         repeats = RepeatStreak(REPEAT_STREAK_LIMIT)
         callbacks = [recycle, repeats, lambda s, t: prune_artifacts(s, store), lambda s, t: write_run_reports(s, out_dir),
                      lambda s, t: attach_figures(s), streak, view.trial_finished, lambda s, t: sweep_dead_local_trials(s),
-                     stop_at_budget(spec.trials)]
+                     stop_at_budget(spec.trials), stop_when_disk_full(out_dir)]
         while not streak.stopped and not repeats.stopped and not recycle.due and in_time():
             work = _work_left(study, spec.trials)
             if work == "trials":
                 left = None if ends_at is None else max(1.0, ends_at - time.monotonic())
-                study.optimize(objective, timeout=left, catch=(Exception,), gc_after_trial=True, callbacks=callbacks)
+                try:
+                    study.optimize(objective, timeout=left, catch=(Exception,), gc_after_trial=True, callbacks=callbacks)
+                except Exception as error:  # e.g. Optuna's "Should not reach" after a journal write failed
+                    if no_space(error):
+                        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(out_dir)) from None
+                    raise
             elif work == "running":
                 time.sleep(min(5, spec.heartbeat_interval))  # other workers' trials: wait, sweep if they die
                 sweep_dead_local_trials(study)
@@ -93,12 +100,18 @@ def _work_left(study: optuna.Study, budget: int) -> str:
 
 
 def finished_count(study: optuna.Study) -> str:
-    """"N trials finished", with how many of them repeated a trained design, for the end of a run."""
-    finished = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
+    """"N trials finished", with how many of them repeated a trained design, for the end of a run.
+
+    Interrupted trials (retried) and surplus trials (never run) do not count, as toward ``--trials``.
+    """
+    trials = study.get_trials(deepcopy=False)
+    counted = {t.number for t in budget_trials(trials)}
+    finished = [t for t in trials if t.state.is_finished() and (t.number in counted or is_repeat(t))]
     repeats = sum(map(is_repeat, finished))
+    interrupted = sum(failure_reason(t) == FailureReason.INTERRUPTED for t in trials)
     stopped = stopped_summary(study)
     return (f"{len(finished)} trials finished" + (f" ({repeats} repeated a trained design: not retrained)" if repeats else "")
-            + (f"; {stopped}" if stopped else ""))
+            + (f"; {interrupted} interrupted and retried" if interrupted else "") + (f"; {stopped}" if stopped else ""))
 
 
 def summary(study: optuna.Study) -> str:

@@ -3,6 +3,9 @@
 - A study's storage (``Study._storage``) and a frozen trial's id (``FrozenTrial._trial_id``): to
   fail a RUNNING trial whose worker process died and record why. Optuna's public API finishes
   only a trial this process holds (`optuna.Trial`), and `Study.tell` records no reason.
+- What a WAITING trial was enqueued to run (``fixed_params``, the system attr `Study.enqueue_trial` writes),
+  and replacing it, so that the retry of an interrupted trial runs before queued seed trials: Optuna
+  runs WAITING trials in the order of their numbers, and offers no way to reorder them.
 - The URL of a study's database, for a model card.
 - The hypervolume history of a study, as `optuna.visualization.plot_hypervolume_history` computes it,
   the hypervolume of an array of losses, and its Pareto front, as `Study.best_trials` computes it.
@@ -34,6 +37,23 @@ def fail_running_trial(study: optuna.Study, trial: FrozenTrial, attrs: Mapping[s
     for key, value in attrs.items():
         storage.set_trial_user_attr(trial_id, key, value)
     storage.set_trial_state_values(trial_id, TrialState.FAIL)
+
+
+def enqueued_params(trial: FrozenTrial) -> dict[str, Any]:
+    """The parameters a WAITING trial was enqueued with (`optuna.Study.enqueue_trial`)."""
+    return dict(trial.system_attrs.get("fixed_params", trial.params))
+
+
+def replace_enqueued(study: optuna.Study, trial: FrozenTrial, params: dict[str, Any], user_attrs: Mapping[str, Any]) -> bool:
+    """Make the WAITING ``trial`` run ``params`` with ``user_attrs`` (its own user attrs set to None) instead of what
+    it was enqueued with; False, changing nothing, when it is no longer WAITING."""
+    storage, trial_id = study._storage, trial._trial_id
+    if storage.get_trial(trial_id).state != TrialState.WAITING:
+        return False
+    storage.set_trial_system_attr(trial_id, "fixed_params", params)
+    for key, value in {**dict.fromkeys(trial.user_attrs), **user_attrs}.items():
+        storage.set_trial_user_attr(trial_id, key, value)
+    return True
 
 
 def storage_description(study: optuna.Study) -> str:

@@ -1,7 +1,8 @@
 """Trials of dead or interrupted workers: failed, retried with the same parameters, counted once.
 
 A RUNNING trial whose worker process on this machine is gone is swept by `sweep_dead_local_trials`
-(RDB storages also by heartbeat, for any machine). A retry carries ``retry_of``; a design that
+(RDB storages also by heartbeat, for any machine). A retry carries ``retry_of`` and runs before the
+queued seed trials; a design that
 killed its worker on every one of `MAX_RETRY` retries fails as ``crash``. `budget_trials` counts
 the trials toward ``--trials``.
 """
@@ -18,7 +19,7 @@ import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
-from xsearch.study.optuna_private import fail_running_trial
+from xsearch.study.optuna_private import enqueued_params, fail_running_trial, replace_enqueued
 from xsearch.study.record import FailureReason, TrialAttr, failure_reason, is_repeat
 
 UNCLAIMED_GRACE_S = 300.0
@@ -66,7 +67,19 @@ def retry_interrupted(study: optuna.Study, trial: optuna.Trial) -> None:
 
 
 def _enqueue_retry(study: optuna.Study, number: int, params: dict[str, Any]) -> None:
-    study.enqueue_trial(params, user_attrs={TrialAttr.RETRY_OF: number}, skip_if_exists=False)
+    """Enqueue a retry of trial ``number`` ahead of the queued trials that are not retries (seed trials, grid
+    points): it takes the place of the first of them, which is enqueued again at the end of the queue.
+
+    So the retry runs next, and is never pruned as surplus because a queued trial ahead of it used the budget.
+    """
+    retry = {TrialAttr.RETRY_OF: number}
+    queued = [t for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)) if retried_from(t) is None]
+    if queued:
+        first = queued[0]
+        study.enqueue_trial(enqueued_params(first), user_attrs=first.user_attrs, skip_if_exists=False)
+        if replace_enqueued(study, first, params, retry):
+            return
+    study.enqueue_trial(params, user_attrs=retry, skip_if_exists=False)
 
 
 def _retries(study: optuna.Study, number: int) -> int:

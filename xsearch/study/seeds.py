@@ -11,7 +11,7 @@ from xsearch.model.builder import build_model
 from xsearch.model.config import XceptionConfig
 from xsearch.model.costs import model_costs
 from xsearch.model.space import Choice, Range, SearchSpace
-from xsearch.study.spec import CONSTRAINTS, StudySpec
+from xsearch.study.spec import CONSTRAINTS, StudySpec, seed_config
 
 _SHRINK_ORDER = ("middle_repeats", "width", "depth_multiplier")
 
@@ -20,10 +20,49 @@ def seed_configs(spec: StudySpec, space: SearchSpace, num_classes: int) -> list[
     """The study's seed trials as configs inside ``space``, without duplicates."""
     configs: list[XceptionConfig] = []
     for seed in spec.seed_trials:
-        config = fit_constraints(project(_seed_config(seed), space), space, spec, num_classes)
+        config = fit_constraints(project(seed_config(seed), space), space, spec, num_classes)
         if config is not None and config not in configs:
             configs.append(config)
     return configs
+
+
+def check_constraints_reachable(spec: StudySpec, space: SearchSpace, num_classes: int) -> None:
+    """Raise ValueError when no design of ``space`` meets the study's parameter or FLOP constraint: its
+    `smallest_design` breaks it (every trial would be infeasible). Latency is measured, so not checked here."""
+    limits = {key: spec.constraints[key] for key in ("max_params", "max_flops") if key in spec.constraints}
+    if not limits:
+        return
+    smallest = smallest_design(space)
+    size = spec.data.image_size
+    costs = cast(Mapping[str, int], model_costs(build_model(smallest, (size, size, 3), num_classes)))
+    for key, bound in limits.items():
+        cost = costs[CONSTRAINTS[key]]
+        if cost > bound:
+            raise ValueError(
+                f"constraints.{key} = {bound:g}: no design of space {spec.space!r} meets it: the smallest, {smallest.to_json()}, "
+                f"has {cost:,} {CONSTRAINTS[key]} at {size}x{size} with {num_classes} classes; raise {key} to at least {cost:,} "
+                "or choose a smaller space or image size."
+            )
+
+
+def smallest_design(space: SearchSpace) -> XceptionConfig:
+    """The design of ``space`` with the fewest parameters and FLOPs: fewest repeats, narrowest, lowest depth
+    multiplier, depthwise convs (else the most segments) and no residual connections, where the space allows."""
+    values: dict[str, Any] = {}
+    for axis, spec in space.axes.items():
+        if isinstance(spec, Range):
+            values[axis] = _nearest(spec.low, spec)
+        elif axis == "segments" and "depthwise" in spec.values:
+            values[axis] = "depthwise"
+        elif axis == "segments":
+            values[axis] = max(spec.values)
+        elif axis == "residual":
+            values[axis] = False if False in spec.values else spec.values[0]
+        elif all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in spec.values):
+            values[axis] = min(spec.values)
+        else:
+            values[axis] = spec.values[0]
+    return XceptionConfig(**values)
 
 
 def project(config: XceptionConfig, space: SearchSpace) -> XceptionConfig:
@@ -50,21 +89,6 @@ def fit_constraints(
                 break
         else:
             return None
-
-
-def _seed_config(seed: Any) -> XceptionConfig:
-    paper = XceptionConfig.paper()
-    if isinstance(seed, dict):
-        return dataclasses.replace(paper, **seed)
-    if seed == "paper":
-        return paper
-    if seed == "regular":
-        return dataclasses.replace(paper, segments=1)
-    if isinstance(seed, str) and seed.startswith("segments-") and seed.removeprefix("segments-").isdigit():
-        return dataclasses.replace(paper, segments=int(seed.removeprefix("segments-")))
-    raise ValueError(
-        f"seed_trials: unknown seed {seed!r}; valid: 'paper', 'regular', 'segments-K' or a table of axis values."
-    )
 
 
 def _nearest(value: Any, spec: Range | Choice) -> Any:

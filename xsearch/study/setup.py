@@ -7,6 +7,8 @@ trials and names the metrics last (the names mark a finished set-up).
 from __future__ import annotations
 
 import dataclasses
+import functools
+import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -15,15 +17,16 @@ from typing import Any, Literal
 
 import optuna
 
-from xsearch.common.atomic import write_atomic
+from xsearch.common.atomic import check_writable, write_atomic
 from xsearch.data import Dataset, load_dataset
 from xsearch.model.device import runtime_info
 from xsearch.model.space import SearchSpace
+from xsearch.model.weights import check_weights
 from xsearch.study.batch_size import AUTO, find_batch_size
 from xsearch.study.record import StudyAttr, TrialAttr
 from xsearch.study.retries import sweep_dead_local_trials
 from xsearch.study.sampler import grid_points, make_sampler, sampler_seed
-from xsearch.study.seeds import seed_configs
+from xsearch.study.seeds import check_constraints_reachable, seed_configs
 from xsearch.study.spec import StudySpec, write_spec
 from xsearch.study.storage import open_storage, redact
 
@@ -44,11 +47,12 @@ def open_study(spec: StudySpec, space: SearchSpace, storage: optuna.storages.Bas
     """
     directions = [objective.direction for objective in spec.objective_list]
     metrics = [objective.metric for objective in spec.objective_list]
-    study, created = _load_or_create(spec.name, storage, directions)
+    seeds = functools.cache(seeds)
+    study, created = _load_or_create(spec.name, storage, directions, seeds)
     set_up = False
     if not created:
         _check_objectives(study, metrics, directions, where)
-        set_up = _wait_for_metric_names(study)
+        set_up = _wait_for_metric_names(study, where)
         if set_up:
             _check_objectives(study, metrics, directions, where)
     if not set_up:
@@ -58,9 +62,9 @@ def open_study(spec: StudySpec, space: SearchSpace, storage: optuna.storages.Bas
     return study
 
 
-def _load_or_create(name: str, storage: optuna.storages.BaseStorage,
-                    directions: list[Literal["maximize", "minimize"]]) -> tuple[optuna.Study, bool]:
-    """The study, and whether this process created it.
+def _load_or_create(name: str, storage: optuna.storages.BaseStorage, directions: list[Literal["maximize", "minimize"]],
+                    before_create: Callable[[], object]) -> tuple[optuna.Study, bool]:
+    """The study, and whether this process created it; ``before_create()`` runs (and may raise) before a study is created.
 
     Loading first keeps a journal file byte-for-byte unchanged when the study exists.
     """
@@ -68,6 +72,7 @@ def _load_or_create(name: str, storage: optuna.storages.BaseStorage,
         return optuna.load_study(study_name=name, storage=storage), False
     except KeyError:
         pass
+    before_create()
     try:
         return optuna.create_study(study_name=name, storage=storage, directions=directions), True
     except optuna.exceptions.DuplicatedStudyError:  # another process created it first
@@ -85,9 +90,12 @@ def _check_objectives(study: optuna.Study, metrics: list[str], directions: Seque
         )
 
 
-def _wait_for_metric_names(study: optuna.Study) -> bool:
-    """Whether the study's creator finished its set-up within ``SETUP_WAIT_S``."""
+def _wait_for_metric_names(study: optuna.Study, where: str) -> bool:
+    """Whether the study's creator finished its set-up within ``SETUP_WAIT_S`` (said on stderr when it has not yet)."""
     deadline = time.monotonic() + SETUP_WAIT_S
+    if study.metric_names is None:
+        print(f"xsearch: study {study.study_name!r} in {where} is not set up yet: waiting up to {SETUP_WAIT_S:.0f} s for "
+              "the process that created it, then finishing its set-up here.", file=sys.stderr, flush=True)
     while study.metric_names is None:
         if time.monotonic() > deadline:
             return False
@@ -137,15 +145,20 @@ def prepare_study(spec: StudySpec, out_dir: Path, storage_url: str | None = None
                   ) -> tuple[optuna.Study, StudySpec, SearchSpace, Dataset]:
     """Check the space and the data, open the study, sweep dead trials and enqueue the seeds.
 
-    Nothing is written before the space, the data and the storage are known to be good. A grid
+    Nothing is written before the space, the weights (``--weights``), the data, the storage and the
+    seed trials are known to be good. A grid
     study enqueues every point of its space after the seed trials, and its ``trials`` is at most
     the number of points. Where the study file says ``batch_size = "auto"``, the returned spec has
     the study's batch size,
     probed on this device by the first process that needs it (`probe_batch_size`). ``shared``:
     other worker processes of this machine run the study too (see `open_study`).
     """
+    check_writable(out_dir / "trials.csv")
     space = SearchSpace.from_toml(spec.space)
+    if spec.weights:
+        check_weights(spec.weights)
     dataset = dataset or load_spec_dataset(spec)
+    check_constraints_reachable(spec, space, dataset.num_classes)
     grid = grid_points(space, spec.seed) if spec.sampler == "grid" else []
     if grid and spec.trials > len(grid):
         spec = dataclasses.replace(spec, trials=len(grid))  # a grid study ends when every point is trained

@@ -9,12 +9,14 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
+import math
 from pathlib import Path
 from typing import Any, Literal
 
 import optuna
 
 from xsearch.common.resources import load_toml, resolve, unknown_keys_error
+from xsearch.model.config import MIN_INPUT_SIZE, XceptionConfig
 from xsearch.study.record import StudyAttr, TrialAttr
 
 
@@ -38,6 +40,8 @@ SAMPLERS = ("tpe", "nsga2", "gp", "random", "grid")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("cosine", "constant")
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+MAX_EPOCHS = 10_000
+MAX_IMAGE_SIZE = 1024  # 299 in the paper; a side beyond this is a typo, and its data cache would not fit in memory
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,6 +109,14 @@ class StudySpec:
     asha: AshaSpec | None = None
 
     def __post_init__(self) -> None:
+        if not isinstance(self.space, str) or not self.space:
+            raise ValueError(f"space must be the name of a search space (e.g. \"xception-small\") or the path of its .toml "
+                             f"file; received {self.space!r}.")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
+            raise ValueError(f"seed must be an integer in [0, 2**32 - 1]; received {self.seed!r}.")
+        for key in ("description", "weights"):
+            if not isinstance(getattr(self, key), str) and getattr(self, key) is not None:
+                raise ValueError(f"{key} must be a string; received {getattr(self, key)!r}.")
         _check_choices("objectives", self.objectives, OBJECTIVES)
         if len(set(self.objectives)) != len(self.objectives) or not self.objectives:
             raise ValueError(f"objectives must be a non-empty list without repeats; received {list(self.objectives)}.")
@@ -124,11 +136,18 @@ class StudySpec:
         _check_positive("heartbeat_interval", self.heartbeat_interval, integer=True)
         if self.max_failures is not None:
             _check_positive("max_failures", self.max_failures, integer=True)
-        _check_positive("training.epochs", self.training.epochs, integer=True)
+        _check_range("training.epochs", self.training.epochs, 1, MAX_EPOCHS)
+        _check_range("training.warmup_epochs", self.training.warmup_epochs, 0, self.training.epochs, "training.epochs")
         if self.training.batch_size != "auto":
             _check_positive("training.batch_size", self.training.batch_size, integer=True, alternative="'auto'")
         _check_positive("training.learning_rate", self.training.learning_rate)
-        _check_positive("data.image_size", self.data.image_size, integer=True)
+        if not (isinstance(self.training.weight_decay, (int, float)) and 0 <= self.training.weight_decay < math.inf):
+            raise ValueError(f"training.weight_decay must be a number >= 0; received {self.training.weight_decay!r}.")
+        _check_range("data.image_size", self.data.image_size, MIN_INPUT_SIZE, MAX_IMAGE_SIZE)
+        if self.data.max_train is not None:
+            _check_positive("data.max_train", self.data.max_train, integer=True)
+        for seed in self.seed_trials:
+            seed_config(seed)
         if self.timeout is not None:
             _check_positive("timeout", self.timeout)
         if not 0 < self.training.bn_momentum < 1:
@@ -188,17 +207,24 @@ class StudySpec:
         return [OBJECTIVES[name] for name in self.objectives]
 
     def override(self, **values: Any) -> StudySpec:
-        """A copy with command-line values (``None`` = not given) on top.
+        """A copy with command-line values (``None`` = not given) on top; an error names the flag.
 
         ``data_dir`` goes to data and ``batch_size`` (an integer or ``"auto"``) to training.
         """
-        data_dir, batch_size = values.pop("data_dir", None), values.pop("batch_size", None)
-        spec = dataclasses.replace(self, **{k: v for k, v in values.items() if v is not None})
-        if data_dir is not None:
-            spec = dataclasses.replace(spec, data=dataclasses.replace(spec.data, data_dir=str(data_dir)))
-        if batch_size is not None:
-            batch = int(batch_size) if str(batch_size).isdigit() else batch_size
-            spec = dataclasses.replace(spec, training=dataclasses.replace(spec.training, batch_size=batch))
+        spec = self
+        for key, value in values.items():
+            if value is None:
+                continue
+            try:
+                if key == "data_dir":
+                    spec = dataclasses.replace(spec, data=dataclasses.replace(spec.data, data_dir=str(value)))
+                elif key == "batch_size":
+                    batch = int(value) if str(value).isdigit() else value
+                    spec = dataclasses.replace(spec, training=dataclasses.replace(spec.training, batch_size=batch))
+                else:
+                    spec = dataclasses.replace(spec, **{key: value})
+            except ValueError as error:
+                raise ValueError(f"--{key.replace('_', '-')} {value}: {error}") from None
         return spec
 
 
@@ -238,7 +264,13 @@ def _from_mapping(data: dict[str, Any], source: str, name: str) -> StudySpec:
             values[key] = _section(kind, key, values[key], source)
     for key in ("objectives", "seed_trials"):
         if key in values:
+            if not isinstance(values[key], list):
+                raise ValueError(f"{key} must be a list, e.g. {key} = {json.dumps(list(getattr(StudySpec, key)))}; "
+                                 f"received {values[key]!r}.")
             values[key] = tuple(values[key])
+    if "constraints" in values and not isinstance(values["constraints"], dict):
+        raise ValueError(f"constraints must be a table, e.g. constraints = {{ max_params = 5e6 }} (keys: "
+                         f"{', '.join(CONSTRAINTS)}); received {values['constraints']!r}.")
     return StudySpec(**values)
 
 
@@ -266,8 +298,40 @@ def _check_choices(key: str, values: tuple[str, ...], valid: Any) -> None:
             raise ValueError(f"{key}: unknown value {value!r}; valid: {', '.join(valid)}.")
 
 
+def seed_config(seed: Any) -> XceptionConfig:
+    """A seed trial of ``seed_trials``, before it is projected into the space (`xsearch.study.seeds`):
+    ``"paper"``, ``"regular"`` (the paper with regular convs), ``"segments-K"``, or a table of axis
+    values over the paper point."""
+    paper = XceptionConfig.paper()
+    if isinstance(seed, dict):
+        source = f"seed_trials: table {seed!r}"
+        try:
+            return XceptionConfig.from_dict({**paper.to_dict(), **seed}, source=source)
+        except ValueError as error:
+            raise ValueError(str(error) if str(error).startswith(source) else f"{source}: {error}") from None
+    if seed == "paper":
+        return paper
+    if seed == "regular":
+        return dataclasses.replace(paper, segments=1)
+    if isinstance(seed, str) and seed.startswith("segments-") and seed.removeprefix("segments-").isdigit():
+        segments = int(seed.removeprefix("segments-"))
+        if segments >= 1:
+            return dataclasses.replace(paper, segments=segments)
+    raise ValueError(
+        f"seed_trials: unknown seed {seed!r}; valid: 'paper', 'regular', 'segments-K' (K >= 1) or a table of axis values "
+        f"such as {{ middle_repeats = 2, width = 0.5 }} (axes: {', '.join(paper.to_dict())})."
+    )
+
+
+def _check_range(key: str, value: Any, low: int, high: int, high_name: str = "") -> None:
+    """An integer in [low, high]; ``high_name`` says where the upper bound comes from."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        bound = f"{high_name} = {high}" if high_name else str(high)
+        raise ValueError(f"{key} must be an integer in [{low}, {bound}]; received {value!r}.")
+
+
 def _check_positive(key: str, value: Any, integer: bool = False, alternative: str = "") -> None:
     kinds = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds) or value <= 0:
+    if isinstance(value, bool) or not isinstance(value, kinds) or not 0 < value < math.inf:
         kind = "an integer" if integer else "a number"
         raise ValueError(f"{key} must be {kind} > 0{' or ' + alternative if alternative else ''}; received {value!r}.")

@@ -23,8 +23,10 @@ import sqlalchemy.exc
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 
+from xsearch.study.journal import check_journal, repair
 from xsearch.study.retries import MAX_RETRY
 
+STORAGE_KINDS = "postgresql://user@host/db, mysql+pymysql://user@host/db, sqlite:///path.db, or a path ending in .journal"
 RUN_STORAGES = ("study.journal", "study.db")
 """The storage files a run folder may hold, in the order they are looked for."""
 
@@ -35,7 +37,9 @@ def open_storage(url: str | None, out_dir: Path | None = None, heartbeat_interva
     folder's journal ``<out_dir>/study.journal``.
 
     With ``create=False`` (the viewers) a journal or ``sqlite:///`` file that does not exist is an
-    error (ValueError) rather than a new, empty storage.
+    error (ValueError) rather than a new, empty storage, and so is a database without Optuna's tables
+    (a viewer creates none). A damaged journal is an error, except a torn
+    last line, which ``xsearch run`` (``create=True``) repairs first (`xsearch.study.journal`).
     """
     if url is None or url.endswith(".journal"):
         if url is not None:
@@ -46,17 +50,24 @@ def open_storage(url: str | None, out_dir: Path | None = None, heartbeat_interva
             raise ValueError("open_storage needs a storage URL or a run folder.")
         if not create and not path.is_file():
             raise ValueError(f"storage {path} does not exist: it is not a file.")
+        if path.is_file():
+            check_journal(path, repair=create)
         path.parent.mkdir(parents=True, exist_ok=True)
         return optuna.storages.JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path))))
     if "://" not in url:
-        raise ValueError(
-            f"storage {url!r} is not a URL: use postgresql://user@host/db, mysql+pymysql://..., "
-            "sqlite:///path.db, or a path ending in .journal."
-        )
+        raise ValueError(f"storage {url!r} is not a URL: use {STORAGE_KINDS}.")
+    scheme = url.split("://", 1)[0]
+    if scheme.split("+", 1)[0] not in ("postgresql", "mysql", "sqlite"):
+        raise ValueError(f"storage {redact(url)}: unknown scheme {scheme!r}: use {STORAGE_KINDS}.")
     if not create and url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
         raise ValueError(f"storage {url} does not exist: {url.removeprefix('sqlite:///')} is not a file.")
     try:
-        return _rdb_storage(url, heartbeat_interval)
+        if not create and not _has_optuna_tables(url):
+            raise LookupError
+        return _rdb_storage(url, heartbeat_interval, create)
+    except LookupError:
+        raise ValueError(f"storage {redact(url)} holds no study: its database has no Optuna tables (nothing was run "
+                         "there); check the URL, or run `xsearch run --study NAME --storage URL` first.") from None
     except Exception as error:  # sqlalchemy raises several kinds for bad or unreachable URLs
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ValueError(f"storage {redact(url)} cannot be opened: {reason}") from None
@@ -100,27 +111,48 @@ def load_study(storage: str, name: str) -> optuna.Study:
         raise ValueError(f"no study {name!r} in {storage}; it holds: {', '.join(names) or 'no study'}.") from None
 
 
-def _rdb_storage(url: str, heartbeat_interval: int, attempts: int = 5) -> optuna.storages.RDBStorage:
-    """Optuna's RDB storage with heartbeats.
+def repair_storage(storage: str) -> str:
+    """``xsearch repair``: repair the journal file ``storage`` (`xsearch.study.journal.repair`); what was done."""
+    path = Path(storage.removeprefix("journal:"))
+    if path.suffix != ".journal":
+        raise ValueError(f"storage {redact(storage)} is not a journal file: only a .journal file can be repaired "
+                         "(a database is repaired by its server).")
+    if not path.is_file():
+        raise ValueError(f"storage {path} does not exist: it is not a file.")
+    return repair(path)
+
+
+def _has_optuna_tables(url: str) -> bool:
+    """Whether the database at ``url`` holds Optuna's tables (read without writing)."""
+    engine = sqlalchemy.create_engine(url)
+    try:
+        return sqlalchemy.inspect(engine).has_table("studies")
+    finally:
+        engine.dispose()
+
+
+def _rdb_storage(url: str, heartbeat_interval: int, create: bool = True, attempts: int = 5) -> optuna.storages.RDBStorage:
+    """Optuna's RDB storage with heartbeats; its tables are made only when ``create``.
 
     Machines that start at once on a new database race to create its tables; the losers get a
     duplicate-table or duplicate-type error and try again, when the tables are there.
     """
     for _ in range(attempts - 1):
         try:
-            return _new_rdb_storage(url, heartbeat_interval)
+            return _new_rdb_storage(url, heartbeat_interval, create)
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
             time.sleep(0.2 + random.random())
-    return _new_rdb_storage(url, heartbeat_interval)
+    return _new_rdb_storage(url, heartbeat_interval, create)
 
 
-def _new_rdb_storage(url: str, heartbeat_interval: int) -> optuna.storages.RDBStorage:
+def _new_rdb_storage(url: str, heartbeat_interval: int, create: bool) -> optuna.storages.RDBStorage:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return optuna.storages.RDBStorage(
             url, heartbeat_interval=heartbeat_interval, grace_period=3 * heartbeat_interval,
             heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
             engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None,
+            skip_table_creation=not create,
         )
 
 
