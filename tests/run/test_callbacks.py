@@ -56,10 +56,13 @@ def test_recycler_counts_trained_trials_only():
 
 def test_the_budget_counts_neither_repeats_nor_surplus_trials():
     trials = [_trial(0), _trial(1, repeat_of=0), _trial(2, surplus=True, state=TrialState.PRUNED)]
-    study, callback = FakeStudy(trials), stop_at_budget(2)
+    study, callback = FakeStudy(trials), stop_at_budget(2, digest="now")
     callback(study, trials[-1])
     assert study.stops == 0
-    study.trials.append(_trial(3, reason="error"))  # a failure that was not retried counts
+    study.trials.append(_trial(3, reason="error", setup_digest="before"))  # failed under another set-up: not counted
+    callback(study, study.trials[-1])
+    assert study.stops == 0
+    study.trials.append(_trial(4, reason="error", setup_digest="now"))  # a failure that was not retried counts
     callback(study, study.trials[-1])
     assert study.stops == 1
 

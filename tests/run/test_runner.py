@@ -114,8 +114,8 @@ def test_workers_racing_to_create_a_study_on_postgresql_all_join_it(tmp_path, ti
     assert _open_at_once(tiny_spec, postgres_url, tmp_path, 6, seeds) == ["tiny"] * 6
     study = optuna.load_study(study_name="tiny", storage=open_storage(postgres_url, tmp_path))
     assert study.metric_names == ["val_accuracy", "params", "latency_ms"]
-    assert seeds.calls == 1  # the creator alone builds and enqueues the seed trials
-    assert [t.state for t in study.trials] == [WAITING] * len(SEEDS)
+    assert 1 <= seeds.calls <= 6  # every process that found no study checked the seeds before creating it
+    assert [t.state for t in study.trials] == [WAITING] * len(SEEDS)  # the creator alone enqueued them
 
 
 def test_a_study_whose_creator_died_during_set_up_is_finished_by_the_next_worker(tmp_path, tiny_spec, monkeypatch):

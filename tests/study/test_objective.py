@@ -145,6 +145,19 @@ def test_a_repeated_design_reuses_its_results_and_the_budget_prunes_a_surplus_tr
     assert len(training.calls) == 1
 
 
+def test_trials_that_failed_under_another_set_up_leave_the_budget_to_the_corrected_run(spec, tmp_path, monkeypatch):
+    study = _study(spec)
+    for _ in range(2):  # e.g. a run whose every trial failed on a bad flag
+        study.add_trial(create_trial(state=TrialState.FAIL, user_attrs={TrialAttr.FAILURE_REASON: "error",
+                                                                         TrialAttr.SETUP_DIGEST: "another set-up"}))
+    _optimize(dataclasses.replace(spec, trials=2), study, tmp_path, monkeypatch, FakeTraining(), n_trials=1)
+    assert study.trials[-1].state == TrialState.COMPLETE  # not pruned as surplus
+    study.add_trial(create_trial(state=TrialState.FAIL, user_attrs={TrialAttr.FAILURE_REASON: "error",
+                                                                     TrialAttr.SETUP_DIGEST: setup_digest(spec)}))
+    _optimize(dataclasses.replace(spec, trials=2), study, tmp_path, monkeypatch, FakeTraining(), n_trials=1)
+    assert study.trials[-1].user_attrs.get(TrialAttr.SURPLUS) is True  # a failure of this set-up counts
+
+
 def test_a_dominated_trial_stops_after_the_rule_epoch(spec, tmp_path, monkeypatch):
     spec = dataclasses.replace(spec, early_stop=EarlyStopSpec(after_epochs=1, margin=0.05))
     space = SearchSpace.from_toml(spec.space)

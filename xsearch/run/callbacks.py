@@ -49,11 +49,11 @@ class Recycler:
             study.stop()
 
 
-def stop_at_budget(trials: int):
-    """An Optuna callback that stops this worker once the study has its ``trials``."""
+def stop_at_budget(trials: int, digest: str):
+    """An Optuna callback that stops this worker once the study has its ``trials`` (of set-up ``digest``)."""
 
     def callback(study: optuna.Study, trial: FrozenTrial) -> None:
-        if len(budget_trials(study.get_trials(deepcopy=False))) >= trials:
+        if len(budget_trials(study.get_trials(deepcopy=False), digest)) >= trials:
             study.stop()
 
     return callback

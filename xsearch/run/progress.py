@@ -57,8 +57,9 @@ class Progress:
     """
 
     def __init__(self, study: optuna.Study, total_trials: int, epochs: int, enabled: bool | None = None,
-                 console: Console | None = None, clock: Callable[[], float] = time.monotonic) -> None:
-        self.study = study
+                 console: Console | None = None, clock: Callable[[], float] = time.monotonic,
+                 digest: str | None = None) -> None:
+        self.study, self.digest = study, digest
         self.total = total_trials
         self.epochs = epochs
         self.console = console or Console()
@@ -159,7 +160,7 @@ class Progress:
         return Group(table, "  ".join(parts))
 
     def _read(self, trials: list[FrozenTrial], finished: int) -> Snapshot:
-        done = sum(t.state.is_finished() for t in budget_trials(trials))
+        done = sum(t.state.is_finished() for t in budget_trials(trials, self.digest))
         running = tuple((t.number, dict(t.user_attrs.get(TrialAttr.EPOCH_LOGS, {})))
                         for t in trials if t.state == TrialState.RUNNING and not t.user_attrs.get(TrialAttr.SURPLUS))
         accuracies = [t.user_attrs[TrialAttr.VAL_ACCURACY] for t in trials

@@ -22,6 +22,7 @@ from xsearch.study.early_stop import stopped_summary
 from xsearch.study.failures import StudyStopped, WorkerRecycle
 from xsearch.study.objective import StudyObjective
 from xsearch.study.record import FailureReason, failure_reason, is_repeat
+from xsearch.study.repeats import setup_digest
 from xsearch.study.retries import budget_trials, retried_from, sweep_dead_local_trials
 from xsearch.study.setup import prepare_study
 from xsearch.study.spec import StudySpec
@@ -54,16 +55,17 @@ def run_study(
               if seconds is not None]
     ends_at = time.monotonic() + min(limits) if limits else None
     in_time = lambda: ends_at is None or time.monotonic() < ends_at  # noqa: E731
-    with Progress(study, spec.trials, spec.training.epochs, enabled=progress) as view:
+    digest = setup_digest(spec)
+    with Progress(study, spec.trials, spec.training.epochs, enabled=progress, digest=digest) as view:
         store = artifact_store(out_dir)
         objective = StudyObjective(spec, space, KerasTrainer(spec, dataset, out_dir, store), view.trial_started)
         recycle = Recycler(recycle_after)
         repeats = RepeatStreak(REPEAT_STREAK_LIMIT)
         callbacks = [recycle, repeats, lambda s, t: prune_artifacts(s, store), lambda s, t: write_run_reports(s, out_dir),
                      lambda s, t: attach_figures(s), streak, view.trial_finished, lambda s, t: sweep_dead_local_trials(s),
-                     stop_at_budget(spec.trials), stop_when_disk_full(out_dir)]
+                     stop_at_budget(spec.trials, digest), stop_when_disk_full(out_dir)]
         while not streak.stopped and not repeats.stopped and not recycle.due and in_time():
-            work = _work_left(study, spec.trials)
+            work = _work_left(study, spec.trials, digest)
             if work == "trials":
                 left = None if ends_at is None else max(1.0, ends_at - time.monotonic())
                 try:
@@ -79,33 +81,33 @@ def run_study(
                 break
     write_run_reports(study, out_dir)
     if repeats.stopped:
-        trained = len(budget_trials(study.get_trials(deepcopy=False)))
+        trained = len(budget_trials(study.get_trials(deepcopy=False), digest))
         print(f"xsearch: stopping at {trained} of {spec.trials} trials: the sampler proposed {repeats.limit} "
               "designs in a row that were already trained (the space is exhausted or the sampler has converged).",
               file=sys.stderr, flush=True)
     if streak.stopped:
         raise StudyStopped(streak.message)
-    if recycle.due and _work_left(study, spec.trials) and in_time():
+    if recycle.due and _work_left(study, spec.trials, digest) and in_time():
         raise WorkerRecycle(f"recycling this worker after {recycle.ran} trials")
     return study
 
 
-def _work_left(study: optuna.Study, budget: int) -> str:
+def _work_left(study: optuna.Study, budget: int, digest: str) -> str:
     """``"trials"`` to run (new or retries), other workers' trials ``"running"``, or ``""``: done."""
     trials = study.get_trials(deepcopy=False)
-    if len(budget_trials(trials)) < budget or any(
+    if len(budget_trials(trials, digest)) < budget or any(
             t.state == TrialState.WAITING and retried_from(t) is not None for t in trials):
         return "trials"
     return "running" if any(t.state == TrialState.RUNNING for t in trials) else ""
 
 
-def finished_count(study: optuna.Study) -> str:
+def finished_count(study: optuna.Study, digest: str | None = None) -> str:
     """"N trials finished", with how many of them repeated a trained design, for the end of a run.
 
     Interrupted trials (retried) and surplus trials (never run) do not count, as toward ``--trials``.
     """
     trials = study.get_trials(deepcopy=False)
-    counted = {t.number for t in budget_trials(trials)}
+    counted = {t.number for t in budget_trials(trials, digest)}
     finished = [t for t in trials if t.state.is_finished() and (t.number in counted or is_repeat(t))]
     repeats = sum(map(is_repeat, finished))
     interrupted = sum(failure_reason(t) == FailureReason.INTERRUPTED for t in trials)

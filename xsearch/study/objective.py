@@ -142,7 +142,7 @@ class StudyObjective:
 
     def _check_budget(self, trial: optuna.Trial) -> None:
         """Several workers share one budget: a trial started beyond it is pruned unrun (``surplus``)."""
-        ahead = [t for t in budget_trials(trial.study.get_trials(deepcopy=False)) if t.number < trial.number]
+        ahead = [t for t in budget_trials(trial.study.get_trials(deepcopy=False), self.digest) if t.number < trial.number]
         if len(ahead) >= self.spec.trials:
             trial.set_user_attr(TrialAttr.SURPLUS, True)
             trial.study.stop()

@@ -101,16 +101,20 @@ def retried_from(trial: FrozenTrial) -> int | None:
     return None if number is None else int(number)
 
 
-def budget_trials(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+def budget_trials(trials: list[FrozenTrial], digest: str | None = None) -> list[FrozenTrial]:
     """The trials that count towards ``--trials``: finished or running, except failed trials that
-    were retried (their retry counts), surplus trials that never ran and repeats of a trained design."""
+    were retried (their retry counts), surplus trials that never ran, repeats of a trained design and,
+    given the set-up ``digest`` of this run, failed trials of another set-up (a run whose set-up
+    failed every trial, e.g. a bad flag, leaves the corrected run its whole budget)."""
     retried = {retried_from(t) for t in trials} - {None}
     counted = []
     for trial in trials:
         if trial.user_attrs.get(TrialAttr.SURPLUS) or is_repeat(trial) or trial.state in (TrialState.WAITING, TrialState.PRUNED):
             continue
         if trial.state == TrialState.FAIL and (trial.number in retried
-                                               or failure_reason(trial) == FailureReason.INTERRUPTED):
+                                               or failure_reason(trial) == FailureReason.INTERRUPTED
+                                               or digest is not None
+                                               and trial.user_attrs.get(TrialAttr.SETUP_DIGEST, digest) != digest):
             continue
         counted.append(trial)
     return counted
