@@ -227,7 +227,13 @@ def test_two_workers_share_the_successive_halving_rungs_and_the_front_holds_only
     study = _study(tmp_path)
     trained = [t for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)) if not is_repeat(t)]
     assert len(trained) == 8 and len({t.user_attrs["worker_pid"] for t in trained}) >= 2
-    for trial in trained:  # every trial reached the one rung (epoch 1) and recorded its accuracy there
+    numbers = {t.number: t for t in trained}
+    for trial in trained:  # every trial reached the one rung (epoch 1) and recorded its accuracy there,
+        if "continues" in trial.user_attrs:  # or continued a trial stopped there (a repeat promoted it)
+            stopped = numbers[trial.user_attrs["continues"]]
+            assert stopped.user_attrs["stopped_at_epoch"] == 1 and trial.constraints["stopped"] == 0.0
+            assert trial.user_attrs["curves"]["val_accuracy"][:1] == stopped.user_attrs["curves"]["val_accuracy"]
+            continue
         assert trial.user_attrs["rung_accuracy"].keys() == {"1"} and trial.constraints["stopped"] in (0.0, 1.0)
         assert (trial.constraints["stopped"] == 1.0) == ("stopped_at_epoch" in trial.user_attrs)
     assert study.best_trials and all(len(t.user_attrs["curves"]["val_accuracy"]) == 2 for t in study.best_trials)
