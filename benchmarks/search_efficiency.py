@@ -5,6 +5,8 @@
     python -m benchmarks.search_efficiency run [--seeds 30] [--samplers random tpe nsga2 gp] [--rules full asha ...]
     python -m benchmarks.search_efficiency report     # -> search_efficiency.csv/.html beside the table
     python -m benchmarks.search_efficiency run --steady-first-epoch --results benchmarks/search_efficiency_steady_runs.jsonl
+    python -m benchmarks.search_efficiency run --samplers gp --results benchmarks/search_efficiency_gp_runs.jsonl
+    python -m benchmarks.search_efficiency report --also benchmarks/search_efficiency_gp_runs.jsonl
 
 ``run`` replays each strategy (a sampler with a stopping rule of `RULES`: ``full`` training, the
 ``dominated`` early stop, successive halving (``asha``, the ``[asha]`` defaults, and variants), or
@@ -224,13 +226,14 @@ def _curves_figure(replays: list[dict[str, Any]], curve: str, title: str) -> str
     return figure.to_html(include_plotlyjs="cdn", full_html=False)
 
 
-def report(results: Path, csv_path: Path, html_path: Path) -> pd.DataFrame:
+def report(results: Path, csv_path: Path, html_path: Path, also: tuple[Path, ...] = ()) -> pd.DataFrame:
     """Write the summary tables (``csv_path``, and ``<stem>_log.csv`` with log-scaled costs) and the curves of the
-    replays recorded in ``results`` (latest table digest only); the linear table."""
-    replays = read_results(results)
+    replays recorded in ``results`` and the files ``also`` (latest table digest of ``results`` only); the linear table."""
+    own = read_results(results)
+    replays = [*own, *(r for path in also for r in read_results(path))]
     if not replays:
         raise SystemExit(f"error: no replay in {results}: run `python -m benchmarks.search_efficiency run` first.")
-    digest = replays[-1]["digest"]
+    digest = (own or replays)[-1]["digest"]
     replays = [r for r in replays if r["digest"] == digest]
     table = summarize(replays)
     write_atomic(csv_path, table.to_csv(float_format="%.4g"))
@@ -252,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-trials", type=int, default=1000, help="a replay's trial limit (default 1000)")
     parser.add_argument("--steady-first-epoch", action="store_true",
                         help="charge each first epoch as a steady one, without its compilation (use its own --results)")
+    parser.add_argument("--also", type=Path, nargs="+", default=[], metavar="PATH",
+                        help="report: more replay files to include (e.g. the GP replays, which are kept in the repository)")
     args = parser.parse_args(argv)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     if args.command == "run":
@@ -263,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
             args.steady_first_epoch)
         return 0
     stem = args.results.stem.removesuffix("_runs")  # search_efficiency_runs.jsonl -> search_efficiency.csv, .html
-    table = report(args.results, args.results.with_name(f"{stem}.csv"), args.results.with_name(f"{stem}.html"))
+    table = report(args.results, args.results.with_name(f"{stem}.csv"), args.results.with_name(f"{stem}.html"), tuple(args.also))
     with pd.option_context("display.width", 200, "display.max_columns", 30):
         print(table.round(3).to_string())
     return 0

@@ -114,6 +114,10 @@ def test_run_and_report_resume_and_write_the_table_and_curves(tmp_path, monkeypa
     summary = search_efficiency.report(results, tmp_path / "s.csv", tmp_path / "s.html")
     assert summary.loc["random/full", "time_to_95pct_vs_random"] == 1.0
     assert (tmp_path / "s.html").read_text().count("plotly-graph-div") >= 2 and (tmp_path / "s_log.csv").exists()
+    more = tmp_path / "more.jsonl"  # replays kept apart (e.g. the slow GP ones) join the report
+    search_efficiency.run(path, more, ["random/asha"], [0], max_trials=40, base=BASE)
+    both = search_efficiency.report(results, tmp_path / "s.csv", tmp_path / "s.html", also=(more,))
+    assert set(both.index) == {"random/full", "tpe/dominated", "random/asha"} and both.loc["random/asha", "seeds"] == 1
 
     _table().iloc[2:].to_csv(path, index=False)  # a design missing: refused before any replay
     with pytest.raises(SystemExit, match="lacks 1 of the 12 designs"):
