@@ -19,6 +19,7 @@ from xsearch.common.atomic import write_atomic
 from xsearch.data import Dataset, load_dataset
 from xsearch.model.device import runtime_info
 from xsearch.model.space import SearchSpace
+from xsearch.model.weights import weights_file
 from xsearch.study.batch_size import AUTO, find_batch_size
 from xsearch.study.record import StudyAttr, TrialAttr
 from xsearch.study.retries import sweep_dead_local_trials
@@ -137,7 +138,8 @@ def prepare_study(spec: StudySpec, out_dir: Path, storage_url: str | None = None
                   ) -> tuple[optuna.Study, StudySpec, SearchSpace, Dataset]:
     """Check the space and the data, open the study, sweep dead trials and enqueue the seeds.
 
-    Nothing is written before the space, the data and the storage are known to be good. A grid
+    Nothing is written before the space, the initial weights (a ``[transfer]`` schedule needs some), the data
+    and the storage are known to be good. A grid
     study enqueues every point of its space after the seed trials, and its ``trials`` is at most
     the number of points. Where the study file says ``batch_size = "auto"``, the returned spec has
     the study's batch size,
@@ -145,6 +147,9 @@ def prepare_study(spec: StudySpec, out_dir: Path, storage_url: str | None = None
     other worker processes of this machine run the study too (see `open_study`).
     """
     space = SearchSpace.from_toml(spec.space)
+    spec.check_transfer_weights()
+    if spec.weights:
+        weights_file(spec.weights)  # ImageNet's in the Keras cache (or downloaded), or the file given
     dataset = dataset or load_spec_dataset(spec)
     grid = grid_points(space, spec.seed) if spec.sampler == "grid" else []
     if grid and spec.trials > len(grid):
