@@ -1,5 +1,7 @@
 """Transfer learning: `[transfer]` freezes the inherited layers for the first epochs, then fine-tunes all."""
 
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -164,3 +166,45 @@ def test_imagenet_weights_missing_offline_exit_2_before_any_write_naming_the_pat
     assert str(tmp_path / "keras-home" / "models" / IMAGENET_FILES[True]) in error and not out.exists()
     assert main(["run", "--study", str(path), "--out", str(out), "--weights", str(tmp_path / "none.weights.h5")]) == 2
     assert "none.weights.h5: no such weights file" in capsys.readouterr().err and not out.exists()
+
+
+@pytest.mark.slow
+def test_the_readme_walkthrough_runs_offline_on_a_folder_with_a_weights_file(tmp_path, capsys):
+    """`cats-vs-dogs` as the README runs it, with a Keras Xception weights file for ImageNet's and a tiny budget."""
+    from PIL import Image
+
+    from xsearch.common.resources import shipped_files
+    from xsearch.study.storage import load_study, run_storage
+
+    rng = np.random.default_rng(0)
+    for label, channel in (("cat", 0), ("dog", 2)):
+        (tmp_path / "PetImages" / label).mkdir(parents=True)
+        for index in range(12):
+            pixels = rng.integers(0, 120, (24, 24, 3), dtype=np.uint8)
+            pixels[..., channel] += 120
+            Image.fromarray(pixels).save(tmp_path / "PetImages" / label / f"{index}.jpg")
+    weights = tmp_path / "xception-notop.weights.h5"
+    keras.applications.Xception(weights=None, include_top=False, input_shape=(71, 71, 3)).save_weights(weights)
+
+    text = shipped_files("studies")["cats-vs-dogs"].read_text()
+    for old, new in (("trials = 12", "trials = 1"), ("latency_batch = 32", "latency_batch = 1"),
+                     ("image_size = 150", "image_size = 16"), ("epochs = 8", "epochs = 2"),
+                     ("batch_size = 32", "batch_size = 8"), ("frozen_epochs = 3", "frozen_epochs = 1")):
+        assert old in text
+        text = text.replace(old, new)
+    study_file = tmp_path / "cats-vs-dogs.toml"
+    study_file.write_text(text)
+    run = tmp_path / "runs" / "cats-vs-dogs"
+    assert main(["run", "--study", str(study_file), "--data-dir", str(tmp_path / "PetImages"),
+                 "--weights", str(weights), "--out", str(run)]) == 0
+    trial = load_study(run_storage("cats-vs-dogs", out=run), "cats-vs-dogs").trials[0]
+    attrs = trial.user_attrs
+    assert attrs["frozen_epochs"] == 1 and attrs["epochs"] == 2 and len(attrs["curves"]["val_accuracy"]) == 2
+    assert attrs["frozen_params"] == attrs["params_inherited"] == attrs["params"] - 2049 * 2  # all but the new head
+
+    assert main(["report", "--study", "cats-vs-dogs", "--out", str(run)]) == 0
+    out = tmp_path / "cats-vs-dogs.keras"
+    assert main(["export", "--study", "cats-vs-dogs", "--run-dir", str(run), "--pick", "accuracy", "--out", str(out)]) == 0
+    card = json.loads(out.with_name("cats-vs-dogs.card.json").read_text())
+    assert card["transfer"]["frozen_epochs"] == 1 and card["transfer"]["frozen_params"] == attrs["frozen_params"]
+    assert card["weights"] == "trained" and card["num_classes"] == 2

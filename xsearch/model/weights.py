@@ -84,6 +84,12 @@ def inherit_weights(model: keras.Model, source: str) -> InheritReport:
     )
 
 
+def inherited_layers(model: keras.Model, report: InheritReport) -> list[keras.layers.Layer]:
+    """The layers of ``model`` (or of the Xception in its `with_normalization` wrapper) that ``report`` filled."""
+    core = _find_core(model)
+    return [core.get_layer(name) for name in report.layers]
+
+
 def keras_models_dir() -> Path:
     """Where Keras caches downloaded weights: ``$KERAS_HOME/models``, else ``~/.keras/models``."""
     return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras").expanduser() / "models"

@@ -22,7 +22,7 @@ from xsearch.model.config import XceptionConfig
 from xsearch.model.costs import model_costs
 from xsearch.model.device import resolve_precision, runtime_info
 from xsearch.model.latency import measure_latency
-from xsearch.model.weights import inherit_weights
+from xsearch.model.weights import inherit_weights, inherited_layers
 from xsearch.study.artifacts import keep_trial_model
 from xsearch.study.record import TrialAttr
 from xsearch.study.retries import retried_from
@@ -79,7 +79,7 @@ class KerasTrainer:
         self.inherited = []
         if self.spec.weights:
             inherited = inherit_weights(core, self.spec.weights)
-            self.inherited = [core.get_layer(name) for name in inherited.layers]
+            self.inherited = inherited_layers(core, inherited)
             record.update({TrialAttr.WEIGHTS_SOURCE: self.spec.weights, TrialAttr.PARAMS_INHERITED: inherited.params_inherited,
                            TrialAttr.LAYERS_INHERITED: inherited.layers_inherited})
         self.model = with_normalization(core, self.dataset.mean, self.dataset.std)
