@@ -101,6 +101,30 @@ def test_a_resumed_training_continues_in_the_phase_of_its_epoch(initial_epoch, e
     assert result.epochs == len(expected) == len(result.curves["loss"]) and result.frozen_epochs == 2
 
 
+@pytest.mark.slow
+def test_a_retry_restored_from_a_frozen_phase_checkpoint_keeps_the_inherited_weights_frozen(tmp_path):
+    class DieAfterFirst(keras.callbacks.Callback):  # the worker dies after the first epoch's checkpoint
+        def on_epoch_end(self, epoch, logs=None):
+            self.model.stop_training = True
+
+    spec = TrainingSpec(epochs=3, batch_size=32, learning_rate=1e-2, schedule="constant", augment=False)
+    checkpoint = str(tmp_path / "trial-0.weights.h5")
+    model, inherited, _ = _model()
+    original = _weights(inherited)
+    train_and_evaluate(model, _dataset(), spec, seed=0, workers=1, transfer=TransferSpec(frozen_epochs=2), inherited=inherited,
+                       callbacks=[keras.callbacks.ModelCheckpoint(checkpoint, save_weights_only=True), DieAfterFirst()])
+
+    retry, inherited, head = _model()  # the retry builds and inherits again, then restores the checkpoint
+    retry.load_weights(checkpoint)
+    watch = _Watch(inherited, head)
+    result = train_and_evaluate(retry, _dataset(), spec, seed=0, workers=1, initial_epoch=1, callbacks=[watch],
+                                transfer=TransferSpec(frozen_epochs=2), inherited=inherited)
+    count = len(original)
+    assert [trainable for _, trainable, _, _ in watch.epochs] == [False, True] and result.epochs == 2
+    assert not any(_changed(original, watch.weights[0][:count]))  # frozen through both attempts
+    assert all(_changed(original, watch.weights[1][:count]))
+
+
 def test_a_stopping_rule_in_the_frozen_phase_ends_the_training():
     class StopAfterFirst(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
