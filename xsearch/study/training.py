@@ -137,8 +137,8 @@ def train_and_evaluate(
 
     Training batches are all full (each epoch reshuffles, so the images left over differ), so the
     training step is compiled once, not a second time for a smaller last batch.
-    Throughput counts epochs after the first (which includes compilation); the first epoch's
-    extra time is reported as ``compile_time_s``. A NaN/inf loss raises `TrialFailure(FailureReason.NAN)`.
+    Throughput counts epochs after the first (which includes compilation; with ``transfer``, the first of
+    each phase); their extra time is reported as ``compile_time_s``. A NaN/inf loss raises `TrialFailure(FailureReason.NAN)`.
     ``initial_epoch`` > 0 continues a training whose weights were restored from a checkpoint, from the
     same point of the learning-rate schedule (the optimizer's moments start afresh).
 
