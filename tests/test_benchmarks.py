@@ -215,3 +215,19 @@ def test_compare_runs_counts_training_and_scores_both_fronts_on_common_scales():
     assert (new["stopped"], new["epochs"], new["front"]) == (1, 4, [[0.9, 100.0]])  # the stopped trial is off the front
     old_volume, new_volume = compare_runs.front_hypervolumes([old, new], study([]).directions)
     assert old_volume > new_volume > 0
+
+
+def test_transfer_tasks_split_the_digits_by_class_and_relabel_from_zero():
+    import numpy as np
+
+    from benchmarks.transfer import digits_task
+    from xsearch.data import Dataset
+
+    y = np.arange(100) % 10
+    x = np.arange(100, dtype=np.uint8).reshape(100, 1, 1, 1).repeat(3, axis=3)
+    data = Dataset(name="digits", x_train=x, y_train=y, x_val=x[:20], y_val=y[:20], x_test=x[20:30], y_test=y[20:30],
+                   num_classes=10, class_names=[str(c) for c in range(10)], mean=np.zeros(3), std=np.ones(3))
+    task = digits_task(data, range(5, 10), 12, seed=0)
+    assert task.num_classes == 5 and len(task.y_train) == 12 and set(task.y_train) <= set(range(5))
+    assert np.array_equal(task.x_train[:, 0, 0, 0] % 10, task.y_train + 5)  # the images of digits 5-9, relabelled
+    assert len(task.y_val) == 15 and len(task.y_test) == 0  # validation: the validation and test images of 5-9

@@ -48,7 +48,7 @@ class FakeTraining:
         self.calls: list[dict] = []
         self.initial_epochs: list[int] = []
 
-    def __call__(self, model, dataset, training, seed, callbacks=(), initial_epoch=0):
+    def __call__(self, model, dataset, training, seed, callbacks=(), initial_epoch=0, transfer=None, inherited=()):
         self.calls.append({"input_shape": model.input_shape, "seed": seed, "epochs": training.epochs})
         self.initial_epochs.append(initial_epoch)
         if self.error is not None:

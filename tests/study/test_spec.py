@@ -7,7 +7,7 @@ from xsearch.study.spec import AshaSpec, StudySpec, load_study_spec
 
 def test_every_shipped_study_loads_with_its_space():
     names = sorted(shipped_files("studies"))
-    assert {"quickstart", "imagenet-small", "cifar10", "paper-spectrum"} <= set(names)
+    assert {"quickstart", "imagenet-small", "cifar10", "paper-spectrum", "cats-vs-dogs"} <= set(names)
     for name in names:
         spec = load_study_spec(name)
         assert spec.name == name and spec.description

@@ -30,9 +30,10 @@ _ENTRY_SHORTCUT_BLOCKS = (2, 3, 4)
 
 @dataclasses.dataclass(frozen=True)
 class InheritReport:
-    """What `inherit_weights` copied: layers (with weights), weight tensors and scalars."""
+    """What `inherit_weights` copied: layers (with weights), weight tensors and scalars; ``layers`` names them."""
 
     source: str
+    layers: tuple[str, ...]
     layers_inherited: int
     layers_total: int
     weights_inherited: int
@@ -57,8 +58,9 @@ def inherit_weights(model: keras.Model, source: str) -> InheritReport:
     their weights.
     """
     core = _find_core(model)
-    reference = _reference(source)
-    inherited = weights = params = 0
+    reference = _file_reference(weights_file(source))
+    inherited: list[str] = []
+    weights = params = 0
     for ref_layer, name in _name_map(reference, core):
         try:
             layer = core.get_layer(name)
@@ -68,12 +70,13 @@ def inherit_weights(model: keras.Model, source: str) -> InheritReport:
         if [tuple(w.shape) for w in layer.weights] != [v.shape for v in values]:
             continue
         layer.set_weights(values)
-        inherited += 1
+        inherited.append(layer.name)
         weights += len(values)
         params += sum(int(v.size) for v in values)
     return InheritReport(
         source=source,
-        layers_inherited=inherited,
+        layers=tuple(inherited),
+        layers_inherited=len(inherited),
         layers_total=sum(1 for layer in core.layers if layer.weights),
         weights_inherited=weights,
         params_inherited=params,
@@ -83,7 +86,13 @@ def inherit_weights(model: keras.Model, source: str) -> InheritReport:
 
 def check_weights(source: str) -> None:
     """Raise FileNotFoundError or ValueError, naming the file, unless `inherit_weights` can read ``source``."""
-    _reference(source)
+    _file_reference(weights_file(source))
+
+
+def inherited_layers(model: keras.Model, report: InheritReport) -> list[keras.layers.Layer]:
+    """The layers of ``model`` (or of the Xception in its `with_normalization` wrapper) that ``report`` filled."""
+    core = _find_core(model)
+    return [core.get_layer(name) for name in report.layers]
 
 
 def keras_models_dir() -> Path:
@@ -99,16 +108,20 @@ def _find_core(model: keras.Model) -> keras.Model:
     raise ValueError(f"model {model.name!r} is not an xsearch Xception: it has no layer 'block1_conv1'.")
 
 
-def _reference(source: str) -> keras.Model:
-    return _imagenet_reference() if source == "imagenet" else _file_reference(Path(source))
-
-
-def _imagenet_reference() -> keras.Model:
-    """Keras' Xception with ImageNet weights from the Keras cache, downloading the full file if needed."""
+def weights_file(source: str) -> Path:
+    """The file ``source`` names: for ``"imagenet"`` the one in the Keras cache, downloaded there when
+    missing; FileNotFoundError (naming where to put it) or ValueError when there is no usable file."""
+    if source != "imagenet":
+        path = Path(source)
+        if not path.name.endswith(".h5"):
+            raise ValueError(f"{path}: weights must be a .h5 or .weights.h5 file of a keras.applications.Xception.")
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such weights file (give 'imagenet' or a .h5/.weights.h5 path).")
+        return path
     folder = keras_models_dir()
     for include_top in (True, False):
         if (folder / IMAGENET_FILES[include_top]).is_file():
-            return _file_reference(folder / IMAGENET_FILES[include_top])
+            return folder / IMAGENET_FILES[include_top]
     name = IMAGENET_FILES[True]
     try:
         path = keras.utils.get_file(name, _IMAGENET_URL + name, cache_dir=str(folder.parent),
@@ -120,15 +133,11 @@ def _imagenet_reference() -> keras.Model:
             "online, run python -c \"import keras; keras.applications.Xception(weights='imagenet')\" "
             f"and copy the file from ~/.keras/models, or download {_IMAGENET_URL + name}."
         ) from None
-    return _file_reference(Path(path))
+    return Path(path)
 
 
 def _file_reference(path: Path) -> keras.Model:
     """A `keras.applications.Xception` holding the weights of ``path`` (its head read from the file)."""
-    if not path.name.endswith(".h5"):
-        raise ValueError(f"{path}: weights must be a .h5 or .weights.h5 file of a keras.applications.Xception.")
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such weights file (give 'imagenet' or a .h5/.weights.h5 path).")
     classes = _head_classes(path)
     reference = keras.applications.Xception(
         weights=None, include_top=classes is not None, classes=classes or 1000, input_shape=(71, 71, 3)

@@ -25,7 +25,7 @@ from xsearch.common.atomic import atomic_path, check_writable, write_atomic
 from xsearch.data import Dataset
 from xsearch.model.builder import build_model
 from xsearch.model.config import XceptionConfig
-from xsearch.model.weights import inherit_weights
+from xsearch.model.weights import inherit_weights, inherited_layers
 from xsearch.results.pareto import pick_trial
 from xsearch.study.artifacts import file_sha256, pruned_trials
 from xsearch.study.early_stop import stop_reason, stop_rule
@@ -71,8 +71,9 @@ def export_trial(
 
     Weights: the trial's kept model (``store``) when it is there, its sha256 checked against the
     trial's ``model_sha256`` (a mismatch raises ValueError); with ``retrain`` a new training with
-    the study's data and budget, from ``weights`` (``imagenet`` or a path) when given; else none
-    (the architecture only, freshly initialised). Files
+    the study's data and budget, from ``weights`` (``imagenet`` or a path) when given (a study with a
+    ``[transfer]`` schedule retrains with it, from its own weights unless ``weights`` is given); else none
+    (the architecture only, freshly initialised). A study's ``[transfer]`` schedule is on the card. Files
     are written to a temporary name and renamed, so ``out`` is never partial. Raises ValueError for
     an ``out`` without the ``.keras`` suffix, or one that exists unless ``force``.
     """
@@ -145,9 +146,11 @@ def _write_model(
     if retrain:
         dataset = load_spec_dataset(read_spec(study))
         model = _rebuild(study, trial, dataset.mean, dataset.std, dataset.num_classes)
-        if weights:
-            inherit_weights(model, weights)
-        result = train_and_evaluate(model, dataset, _training_spec(study, trial), int(trial.user_attrs.get(TrialAttr.SEED, 0)))
+        spec = read_spec(study)
+        weights = weights or (spec.weights if spec.transfer is not None else None)  # the schedule needs them
+        inherited = inherited_layers(model, inherit_weights(model, weights)) if weights else []
+        result = train_and_evaluate(model, dataset, _training_spec(study, trial), int(trial.user_attrs.get(TrialAttr.SEED, 0)),
+                                    transfer=spec.transfer, inherited=inherited)
         model.save(path)
         metrics = {TrialAttr.VAL_ACCURACY: result.val_accuracy, TrialAttr.TEST_ACCURACY: result.test_accuracy}
         return "retrained", f"retrained: val_accuracy {result.val_accuracy:.4f}", metrics
@@ -237,6 +240,10 @@ def _card(
     if is_stopped(trial):
         card["stopped_early"] = {"at_epoch": attrs[TrialAttr.STOPPED_AT_EPOCH], "rule": stop_rule(trial),
                                  "dominated_by_trial": attrs.get(TrialAttr.STOPPED_BY)}
+    if spec.transfer is not None:
+        card["transfer"] = {**dataclasses.asdict(spec.transfer), "weights": attrs.get(TrialAttr.WEIGHTS_SOURCE),
+                            **{key: attrs.get(key) for key in (TrialAttr.PARAMS_INHERITED, TrialAttr.FROZEN_PARAMS,
+                                                               TrialAttr.FROZEN_EPOCHS)}}
     if retrained is not None:
         card["retrained_metrics"] = retrained
     return card

@@ -49,6 +49,8 @@ class TrialAttr:
     WEIGHTS_SOURCE: Final = "weights_source"
     PARAMS_INHERITED: Final = "params_inherited"
     LAYERS_INHERITED: Final = "layers_inherited"
+    FROZEN_PARAMS: Final = "frozen_params"
+    FROZEN_EPOCHS: Final = "frozen_epochs"
     LATENCY_MS: Final = "latency_ms"
     LATENCY_P90_MS: Final = "latency_p90_ms"
     LATENCY_BATCH: Final = "latency_batch"
@@ -108,6 +110,8 @@ class TrialRecord(TypedDict, total=False):
     weights_source: str  # initial weights (``--weights``) and what was inherited from them
     params_inherited: int
     layers_inherited: int
+    frozen_params: int  # with a ``[transfer]`` schedule: the inherited parameters frozen at first ...
+    frozen_epochs: int  # ... and the epochs of the training (from its first) that ran with them frozen
     latency_ms: float  # median and p90 of timed forward passes at ``latency_batch``
     latency_p90_ms: float
     latency_batch: int

@@ -24,13 +24,15 @@ from xsearch.study.spec import StudySpec
 
 def setup_digest(spec: StudySpec) -> str:
     """A digest of what a trial's results depend on besides its design: data, training, precision,
-    latency batch, constraints and initial weights (not the data's folder, which differs by machine)."""
+    latency batch, constraints, initial weights and transfer schedule (not the data's folder, which differs by machine)."""
     setup = {
         "data": _data_setup(spec),
         "training": dataclasses.asdict(spec.training),
         "precision": spec.precision, "latency_batch": spec.latency_batch,
         "constraints": dict(sorted(spec.constraints.items())), "weights": spec.weights,
     }
+    if spec.transfer is not None:  # only then: the digests of studies without one stay as they were
+        setup["transfer"] = dataclasses.asdict(spec.transfer)
     return hashlib.sha256(json.dumps(setup, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -145,8 +145,8 @@ def prepare_study(spec: StudySpec, out_dir: Path, storage_url: str | None = None
                   ) -> tuple[optuna.Study, StudySpec, SearchSpace, Dataset]:
     """Check the space and the data, open the study, sweep dead trials and enqueue the seeds.
 
-    Nothing is written before the space, the weights (``--weights``), the data, the storage and the
-    seed trials are known to be good. A grid
+    Nothing is written before the space, the weights (``--weights``; a ``[transfer]`` schedule needs
+    some), the data, the storage and the seed trials are known to be good. A grid
     study enqueues every point of its space after the seed trials, and its ``trials`` is at most
     the number of points. Where the study file says ``batch_size = "auto"``, the returned spec has
     the study's batch size,
@@ -155,8 +155,9 @@ def prepare_study(spec: StudySpec, out_dir: Path, storage_url: str | None = None
     """
     check_writable(out_dir / "trials.csv")
     space = SearchSpace.from_toml(spec.space)
+    spec.check_transfer_weights()
     if spec.weights:
-        check_weights(spec.weights)
+        check_weights(spec.weights)  # ImageNet's in the Keras cache (or downloaded), or the file given
     dataset = dataset or load_spec_dataset(spec)
     check_constraints_reachable(spec, space, dataset.num_classes)
     grid = grid_points(space, spec.seed) if spec.sampler == "grid" else []

@@ -87,6 +87,14 @@ class AshaSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class TransferSpec:
+    """Transfer learning from ``weights``: the inherited layers frozen first, then all fine-tuned (`xsearch.study.training`)."""
+
+    frozen_epochs: int = 2  # epochs in which only the layers that inherited nothing train (< training.epochs)
+    fine_tune_learning_rate: float = 1e-4  # every layer trains at this rate after the frozen epochs
+
+
+@dataclasses.dataclass(frozen=True)
 class StudySpec:
     name: str = "study"
     description: str = ""
@@ -107,6 +115,7 @@ class StudySpec:
     precision: str = "auto"
     early_stop: EarlyStopSpec | None = None
     asha: AshaSpec | None = None
+    transfer: TransferSpec | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.space, str) or not self.space:
@@ -160,6 +169,8 @@ class StudySpec:
             self._check_early_stop(self.early_stop)
         if self.asha is not None:
             self._check_asha(self.asha)
+        if self.transfer is not None:
+            self._check_transfer(self.transfer)
 
     def _check_early_stop(self, rule: EarlyStopSpec) -> None:
         epochs = self.training.epochs
@@ -179,6 +190,20 @@ class StudySpec:
             raise ValueError(f"asha.reduction_factor must be an integer >= 2; received {rule.reduction_factor!r}.")
         self._check_stopping_objectives("asha")
 
+    def _check_transfer(self, transfer: TransferSpec) -> None:
+        epochs = self.training.epochs
+        if not (isinstance(transfer.frozen_epochs, int) and 1 <= transfer.frozen_epochs < epochs):
+            raise ValueError(f"transfer.frozen_epochs must be an integer in [1, training.epochs - 1 = {epochs - 1}] "
+                             f"(some epochs must fine-tune); received {transfer.frozen_epochs!r}.")
+        _check_positive("transfer.fine_tune_learning_rate", transfer.fine_tune_learning_rate)
+
+    def check_transfer_weights(self) -> None:
+        """A ``[transfer]`` schedule needs ``weights`` to transfer (checked once the command line is applied)."""
+        if self.transfer is not None and not self.weights:
+            raise ValueError("the study has a [transfer] schedule but no weights to transfer: set weights = "
+                             "\"imagenet\" or a .h5/.weights.h5 path in the study file (or --weights), "
+                             "or remove the [transfer] table.")
+
     def _check_stopping_objectives(self, section: str) -> None:
         if "accuracy" not in self.objectives or "throughput" in self.objectives:
             raise ValueError(f"{section} needs the accuracy objective and costs known before training "
@@ -194,7 +219,7 @@ class StudySpec:
         """A spec from `to_dict`'s values, checked as a study file is; errors name ``source``."""
         values = dict(data)
         name = str(values.pop("name", "study"))
-        for rule in ("early_stop", "asha"):
+        for rule in ("early_stop", "asha", "transfer"):
             if values.get(rule) is None:
                 values.pop(rule, None)
         try:
@@ -259,7 +284,8 @@ def _from_mapping(data: dict[str, Any], source: str, name: str) -> StudySpec:
         if key not in top:
             raise unknown_keys_error(source, key, sorted(top))
         values[key] = value
-    for key, kind in (("data", DataSpec), ("training", TrainingSpec), ("early_stop", EarlyStopSpec), ("asha", AshaSpec)):
+    for key, kind in (("data", DataSpec), ("training", TrainingSpec), ("early_stop", EarlyStopSpec), ("asha", AshaSpec),
+                      ("transfer", TransferSpec)):
         if key in values:
             values[key] = _section(kind, key, values[key], source)
     for key in ("objectives", "seed_trials"):

@@ -22,7 +22,7 @@ from xsearch.model.config import XceptionConfig
 from xsearch.model.costs import model_costs
 from xsearch.model.device import resolve_precision, runtime_info
 from xsearch.model.latency import measure_latency
-from xsearch.model.weights import inherit_weights
+from xsearch.model.weights import inherit_weights, inherited_layers
 from xsearch.study.artifacts import keep_trial_model
 from xsearch.study.record import TrialAttr
 from xsearch.study.retries import retried_from
@@ -53,14 +53,17 @@ class KerasTrainer:
     Each epoch's weights are checkpointed in ``<out_dir>/checkpoints`` until the trial ends, so that
     a retry of a trial whose worker died continues from its last epoch; a trial that a stopping rule
     stopped keeps its checkpoint when the study continues stopped trials (``[asha] continue_stopped``),
-    until a trial continuing it ends. With a ``store``, the trained model is kept as an Optuna
-    artifact (`xsearch.study.artifacts`).
+    until a trial continuing it ends. With the study's ``weights``, each design inherits what matches
+    (`xsearch.model.weights`), and with its ``[transfer]`` schedule those layers are frozen first (a retry
+    resumes in the phase of its checkpoint). With a ``store``, the trained model is kept as an Optuna artifact
+    (`xsearch.study.artifacts`).
     """
 
     def __init__(self, spec: StudySpec, dataset: Dataset, out_dir: Path, store: FileSystemArtifactStore | None = None) -> None:
         self.spec, self.dataset, self.store = spec, dataset, store
         self.checkpoints = out_dir / "checkpoints"
         self.model: keras.Model | None = None
+        self.inherited: list[keras.layers.Layer] = []  # the layers of `model` that inherited weights
 
     def trial_record(self) -> dict[str, Any]:
         return {TrialAttr.DATASET: self.dataset.name, TrialAttr.NUM_CLASSES: self.dataset.num_classes,
@@ -73,8 +76,10 @@ class KerasTrainer:
         size = self.spec.data.image_size
         core = build_model(config, (size, size, 3), self.dataset.num_classes, bn_momentum=self.spec.training.bn_momentum)
         record: dict[str, Any] = dict(model_costs(core))
+        self.inherited = []
         if self.spec.weights:
             inherited = inherit_weights(core, self.spec.weights)
+            self.inherited = inherited_layers(core, inherited)
             record.update({TrialAttr.WEIGHTS_SOURCE: self.spec.weights, TrialAttr.PARAMS_INHERITED: inherited.params_inherited,
                            TrialAttr.LAYERS_INHERITED: inherited.layers_inherited})
         self.model = with_normalization(core, self.dataset.mean, self.dataset.std)
@@ -92,7 +97,8 @@ class KerasTrainer:
         checkpoint = self._checkpoint(trial.number)
         result = train_and_evaluate(
             model, self.dataset, self.spec.training, record[TrialAttr.SEED],
-            [keras.callbacks.ModelCheckpoint(str(checkpoint), save_weights_only=True), *callbacks], initial_epoch=initial_epoch)
+            [keras.callbacks.ModelCheckpoint(str(checkpoint), save_weights_only=True), *callbacks], initial_epoch=initial_epoch,
+            transfer=self.spec.transfer, inherited=self.inherited)
         if self.store is not None:
             keep_trial_model(trial.study, trial, model, self.store)
         rule = self.spec.asha
@@ -103,7 +109,7 @@ class KerasTrainer:
         return result
 
     def release(self) -> None:
-        self.model = None
+        self.model, self.inherited = None, []
         keras.backend.clear_session()
         gc.collect()
 

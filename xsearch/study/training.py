@@ -6,6 +6,7 @@ import dataclasses
 import math
 import statistics
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import keras
@@ -15,7 +16,7 @@ from xsearch.data import BatchStream, Dataset
 from xsearch.model.device import jit_compile_setting
 from xsearch.study.failures import TrialFailure
 from xsearch.study.record import FailureReason
-from xsearch.study.spec import TrainingSpec
+from xsearch.study.spec import TrainingSpec, TransferSpec
 
 
 @dataclasses.dataclass
@@ -29,7 +30,30 @@ class TrainResult:
     compile_time_s: float
     train_time_s: float
     epochs: int
-    epoch_times_s: list[float]  # training time of each epoch (the first includes compilation), validation excluded
+    epoch_times_s: list[float]  # training time of each epoch (the first of each phase includes compilation), validation excluded
+    frozen_params: int | None = None  # with a transfer schedule: the parameters of the frozen layers ...
+    frozen_epochs: int | None = None  # ... and the epochs of the training (from its first) that ran with them frozen
+
+
+@dataclasses.dataclass(frozen=True)
+class _Phase:
+    """Epochs ``[start, end)`` of a training, compiled once with ``spec`` (its ``epochs`` = the phase's)."""
+
+    start: int
+    end: int
+    spec: TrainingSpec
+    frozen: bool
+
+
+def _phases(spec: TrainingSpec, transfer: TransferSpec | None) -> list[_Phase]:
+    """One phase, or with ``transfer`` two: the frozen epochs at the spec's rate (and warm-up), then the
+    rest at the fine-tune rate. Each phase has its own schedule: a cosine decays over the phase."""
+    if transfer is None:
+        return [_Phase(0, spec.epochs, spec, frozen=False)]
+    cut = transfer.frozen_epochs
+    fine_tune = dataclasses.replace(spec, epochs=spec.epochs - cut, learning_rate=transfer.fine_tune_learning_rate,
+                                    warmup_epochs=0)
+    return [_Phase(0, cut, dataclasses.replace(spec, epochs=cut), frozen=True), _Phase(cut, spec.epochs, fine_tune, frozen=False)]
 
 
 def with_normalization(core: keras.Model, mean: Any, std: Any) -> keras.Model:
@@ -78,8 +102,9 @@ class _StopOnNonFiniteLoss(keras.callbacks.Callback):
 class _EpochTimer(keras.callbacks.Callback):
     """Training time of each epoch, up to the start of its validation pass."""
 
-    def on_train_begin(self, logs: dict | None = None) -> None:
-        self.durations: list[float] = []
+    def __init__(self) -> None:
+        super().__init__()
+        self.durations: list[float] = []  # over every `fit` of a training (its phases)
         self._start: float | None = None
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
@@ -105,15 +130,24 @@ def train_and_evaluate(
     callbacks: list[keras.callbacks.Callback] = (),  # type: ignore[assignment]
     workers: int = 2,
     initial_epoch: int = 0,
+    transfer: TransferSpec | None = None,
+    inherited: Sequence[keras.layers.Layer] = (),
 ) -> TrainResult:
     """Fit ``model`` (raw-pixel input) on the train split, validating after each epoch, then test it.
 
     Training batches are all full (each epoch reshuffles, so the images left over differ), so the
     training step is compiled once, not a second time for a smaller last batch.
-    Throughput counts epochs after the first (which includes compilation); the first epoch's
-    extra time is reported as ``compile_time_s``. A NaN/inf loss raises `TrialFailure(FailureReason.NAN)`.
+    Throughput counts epochs after the first (which includes compilation; with ``transfer``, the first of
+    each phase); their extra time is reported as ``compile_time_s``. A NaN/inf loss raises `TrialFailure(FailureReason.NAN)`.
     ``initial_epoch`` > 0 continues a training whose weights were restored from a checkpoint, from the
     same point of the learning-rate schedule (the optimizer's moments start afresh).
+
+    With ``transfer``, the ``inherited`` layers are frozen (``trainable = False``; BatchNormalization
+    then runs in inference mode) for the first ``transfer.frozen_epochs``, and everything trains at
+    ``transfer.fine_tune_learning_rate`` after them (`_phases`; the model is compiled again, and the
+    first epoch of each phase carries a compilation). Callbacks see one training: epochs numbered on,
+    and a callback that stops the training stops it for good. A continued training resumes in the
+    phase of ``initial_epoch``.
     """
     if not isinstance(spec.batch_size, int):
         raise ValueError(f"training.batch_size {spec.batch_size!r} must be resolved to an integer before training.")
@@ -122,21 +156,33 @@ def train_and_evaluate(
     train = BatchStream(dataset.x_train, dataset.y_train, train_batch, augment=spec.augment,
                         shuffle=True, seed=seed, workers=workers, drop_remainder=True)
     val = BatchStream(dataset.x_val, dataset.y_val, batch_size, workers=workers)
-    compile_model(model, spec, len(train), dataset.num_classes)
-    _build_training_state(model, *train[0])
-    model.optimizer.iterations.assign(initial_epoch * len(train))  # a continued training continues its schedule
     timer = _EpochTimer()
+    curves: dict[str, list[float]] = {}
+    compiled: list[int] = []  # the epochs (indices into timer.durations) that compiled a training step
     started = time.perf_counter()
-    history = model.fit(
-        train, validation_data=val, epochs=spec.epochs, initial_epoch=initial_epoch, verbose=0,
-        callbacks=[_StopOnNonFiniteLoss(), timer, *callbacks],
-    )
+    for phase in _phases(spec, transfer):
+        if initial_epoch >= phase.end:
+            continue
+        for layer in inherited:
+            layer.trainable = not phase.frozen
+        compile_model(model, phase.spec, len(train), dataset.num_classes)
+        _build_training_state(model, *train[0])
+        first = max(initial_epoch, phase.start)
+        model.optimizer.iterations.assign((first - phase.start) * len(train))  # a continued training continues its schedule
+        compiled.append(len(timer.durations))
+        history = model.fit(
+            train, validation_data=val, epochs=phase.end, initial_epoch=first, verbose=0,
+            callbacks=[_StopOnNonFiniteLoss(), timer, *callbacks],
+        )
+        for key, values in history.history.items():
+            curves.setdefault(key, []).extend(float(v) for v in values)
+        if model.stop_training:  # a stopping rule, or a NaN/inf loss
+            break
     train_time = time.perf_counter() - started
-    curves = {key: [float(v) for v in values] for key, values in history.history.items()}
     losses = curves.get("loss", [])
     if not losses or not all(math.isfinite(v) for v in losses):
         raise TrialFailure(FailureReason.NAN, f"the training loss became NaN/inf at epoch {len(losses)}")
-    compile_time, throughput = _speed(timer.durations, len(train) * train_batch)
+    compile_time, throughput = _speed(timer.durations, len(train) * train_batch, compiled)
     test_scores: dict[str, float] = {}
     if len(dataset.y_test):
         test = BatchStream(dataset.x_test, dataset.y_test, batch_size, workers=workers)
@@ -152,6 +198,8 @@ def train_and_evaluate(
         train_time_s=train_time,
         epochs=len(losses),
         epoch_times_s=timer.durations,
+        frozen_params=None if transfer is None else sum(layer.count_params() for layer in inherited),
+        frozen_epochs=None if transfer is None else min(transfer.frozen_epochs, initial_epoch + len(losses)),
     )
 
 
@@ -168,12 +216,13 @@ def _build_training_state(model: keras.Model, x: np.ndarray, y: np.ndarray) -> N
     model.compute_metrics(x[:1], y[:1], predictions, sample_weight=None)
 
 
-def _speed(durations: list[float], images_per_epoch: int) -> tuple[float, float]:
-    """(compile time, training images/s) from epoch durations; the first epoch carries compilation."""
-    if len(durations) == 1:
-        return 0.0, images_per_epoch / durations[0]
-    steady = statistics.median(durations[1:])
-    return max(0.0, durations[0] - steady), images_per_epoch / steady
+def _speed(durations: list[float], images_per_epoch: int, compiled: Sequence[int] = (0,)) -> tuple[float, float]:
+    """(compile time, training images/s) from epoch durations; the ``compiled`` epochs carry a compilation."""
+    steady_epochs = [d for i, d in enumerate(durations) if i not in compiled]
+    if not steady_epochs:
+        return 0.0, images_per_epoch / statistics.median(durations)
+    steady = statistics.median(steady_epochs)
+    return sum(max(0.0, durations[i] - steady) for i in compiled if i < len(durations)), images_per_epoch / steady
 
 
 def _maybe(value: Any) -> float | None:
