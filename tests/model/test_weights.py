@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from xsearch import XceptionConfig, build_model
-from xsearch.model.weights import IMAGENET_FILES, inherit_weights
+from xsearch.model.weights import IMAGENET_FILES, inherit_weights, input_normalization
 from xsearch.study.training import with_normalization
 
 SIZE = (71, 71, 3)  # the smallest input keras.applications.Xception accepts
@@ -85,3 +85,10 @@ def test_a_missing_or_foreign_weights_file_is_refused(tmp_path):
         inherit_weights(model, str(tmp_path / "nowhere.weights.h5"))
     with pytest.raises(ValueError, match=r"model\.keras: weights must be a \.h5"):
         inherit_weights(model, str(tmp_path / "model.keras"))
+
+
+def test_imagenet_weights_get_the_preprocessing_they_were_trained_with_other_weights_the_data_sets():
+    mean, std = np.array([10.0, 20.0, 30.0]), np.array([1.0, 2.0, 3.0])
+    assert input_normalization("imagenet", mean, std) == ([127.5] * 3, [127.5] * 3)  # pixels to [-1, 1]
+    assert input_normalization("pretrained.weights.h5", mean, std) == ([10.0, 20.0, 30.0], [1.0, 2.0, 3.0])
+    assert input_normalization(None, mean, std) == ([10.0, 20.0, 30.0], [1.0, 2.0, 3.0])

@@ -256,3 +256,10 @@ def test_without_continue_stopped_a_stopped_design_is_repeated_and_its_checkpoin
     _optimize(spec, study, tmp_path, monkeypatch, FakeTraining(checkpoints=True), n_trials=2)
     assert study.trials[1].user_attrs[TrialAttr.STOPPED_AT_EPOCH] == 1 and study.trials[2].user_attrs[TrialAttr.REPEAT_OF] == 1
     assert not list((tmp_path / "checkpoints").iterdir()) and len(study.trials) == 3
+
+
+def test_a_study_on_imagenet_weights_records_and_builds_their_input_scaling(spec, tmp_path):
+    trainer = KerasTrainer(dataclasses.replace(spec, weights="imagenet"), _dataset(), tmp_path)
+    record = trainer.trial_record()
+    assert record[TrialAttr.NORM_MEAN] == [127.5] * 3 and record[TrialAttr.NORM_STD] == [127.5] * 3
+    assert KerasTrainer(spec, _dataset(), tmp_path).trial_record()[TrialAttr.NORM_STD] == [64.0] * 3

@@ -14,6 +14,7 @@ import dataclasses
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 import h5py
 import keras
@@ -82,6 +83,14 @@ def inherit_weights(model: keras.Model, source: str) -> InheritReport:
         params_inherited=params,
         params_total=core.count_params(),
     )
+
+
+def input_normalization(source: str | None, mean: Any, std: Any) -> tuple[list[float], list[float]]:
+    """The per-channel (mean, std) a model's input layer subtracts and divides by: Keras' Xception
+    preprocessing (pixels to [-1, 1]) for ImageNet weights, which were trained on it; else the data set's."""
+    if source == "imagenet":
+        return [127.5] * 3, [127.5] * 3
+    return [float(v) for v in mean], [float(v) for v in std]
 
 
 def check_weights(source: str) -> None:

@@ -22,7 +22,7 @@ from xsearch.model.config import XceptionConfig
 from xsearch.model.costs import model_costs
 from xsearch.model.device import resolve_precision, runtime_info
 from xsearch.model.latency import measure_latency
-from xsearch.model.weights import inherit_weights, inherited_layers
+from xsearch.model.weights import inherit_weights, inherited_layers, input_normalization
 from xsearch.study.artifacts import keep_trial_model
 from xsearch.study.record import TrialAttr
 from xsearch.study.retries import retried_from
@@ -64,10 +64,11 @@ class KerasTrainer:
         self.checkpoints = out_dir / "checkpoints"
         self.model: keras.Model | None = None
         self.inherited: list[keras.layers.Layer] = []  # the layers of `model` that inherited weights
+        self.mean, self.std = input_normalization(spec.weights, dataset.mean, dataset.std)
 
     def trial_record(self) -> dict[str, Any]:
         return {TrialAttr.DATASET: self.dataset.name, TrialAttr.NUM_CLASSES: self.dataset.num_classes,
-                TrialAttr.NORM_MEAN: self.dataset.mean.tolist(), TrialAttr.NORM_STD: self.dataset.std.tolist(),
+                TrialAttr.NORM_MEAN: self.mean, TrialAttr.NORM_STD: self.std,
                 **runtime_info()}
 
     def cost(self, config: XceptionConfig, seed: int) -> dict[str, Any]:
@@ -82,7 +83,7 @@ class KerasTrainer:
             self.inherited = inherited_layers(core, inherited)
             record.update({TrialAttr.WEIGHTS_SOURCE: self.spec.weights, TrialAttr.PARAMS_INHERITED: inherited.params_inherited,
                            TrialAttr.LAYERS_INHERITED: inherited.layers_inherited})
-        self.model = with_normalization(core, self.dataset.mean, self.dataset.std)
+        self.model = with_normalization(core, self.mean, self.std)
         latency = measure_latency(self.model, batch_size=self.spec.latency_batch)
         record.update({TrialAttr.LATENCY_MS: latency["latency_ms"], TrialAttr.LATENCY_P90_MS: latency["latency_p90_ms"],
                        TrialAttr.LATENCY_BATCH: latency["batch_size"]})
