@@ -105,6 +105,21 @@ def test_a_feasible_design_is_costed_trained_and_recorded(spec, tmp_path, monkey
     assert not list((tmp_path / "checkpoints").iterdir())  # the epoch checkpoint is gone with the trial
 
 
+def test_every_trial_records_the_precision_it_trains_in(spec, tmp_path, monkeypatch):
+    """On a GPU, ``auto`` trains in mixed_bfloat16; the record once said float32, the policy each trial's release reset."""
+    policies: list[str] = []
+
+    def training(model, *args, **kwargs):
+        policies.append(model.layers[-1].dtype_policy.name)
+        return FakeTraining()(model, *args, **kwargs)
+
+    spec = dataclasses.replace(spec, precision="mixed_bfloat16")
+    study = _optimize(spec, _study(spec), tmp_path, monkeypatch, training, n_trials=2)
+    assert policies == ["mixed_bfloat16"] * 2
+    assert [trial.user_attrs[TrialAttr.PRECISION] for trial in study.trials] == ["mixed_bfloat16"] * 2
+    keras.config.set_dtype_policy("float32")
+
+
 def test_a_design_over_a_hard_constraint_is_not_trained(spec, tmp_path, monkeypatch):
     spec = dataclasses.replace(spec, constraints={"max_params": 10})
     training = FakeTraining(error=AssertionError("trained despite the constraint"))

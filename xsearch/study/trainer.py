@@ -69,7 +69,7 @@ class KerasTrainer:
     def trial_record(self) -> dict[str, Any]:
         return {TrialAttr.DATASET: self.dataset.name, TrialAttr.NUM_CLASSES: self.dataset.num_classes,
                 TrialAttr.NORM_MEAN: self.mean, TrialAttr.NORM_STD: self.std,
-                **runtime_info()}
+                **runtime_info(), TrialAttr.PRECISION: resolve_precision(self.spec.precision)}  # what `cost` builds in
 
     def cost(self, config: XceptionConfig, seed: int) -> dict[str, Any]:
         keras.config.set_dtype_policy(resolve_precision(self.spec.precision))
