@@ -24,7 +24,7 @@ from xsearch.study.failures import TrialFailure
 from xsearch.study.objective import StudyObjective, constraint_violations
 from xsearch.study.record import StudyAttr, TrialAttr, is_feasible
 from xsearch.study.repeats import setup_digest
-from xsearch.study.spec import AshaSpec, EarlyStopSpec
+from xsearch.study.spec import AshaSpec, EarlyStopSpec, LatencySpec
 from xsearch.study.trainer import KerasTrainer
 from xsearch.study.training import TrainResult
 
@@ -118,6 +118,47 @@ def test_every_trial_records_the_precision_it_trains_in(spec, tmp_path, monkeypa
     assert policies == ["mixed_bfloat16"] * 2
     assert [trial.user_attrs[TrialAttr.PRECISION] for trial in study.trials] == ["mixed_bfloat16"] * 2
     keras.config.set_dtype_policy("float32")
+
+
+def _targets(monkeypatch, onnx_error: str | None = None) -> list[tuple]:
+    """`measure_targets` answering 2.5 ms on LiteRT and 4 ms (or ``onnx_error``) on ONNX Runtime; returns its calls."""
+    calls: list[tuple] = []
+
+    def measure(model, targets, settings):
+        calls.append((targets, settings.threads, settings.batch_size))
+        results = {"litert-cpu": {"median_ms": 2.5}, "onnxruntime-cpu": {"error": onnx_error} if onnx_error else {"median_ms": 4.0}}
+        return {target: results[target] for target in targets}
+
+    monkeypatch.setattr(xsearch.study.trainer, "measure_targets", measure)
+    return calls
+
+
+def test_a_trial_is_scored_on_its_latency_targets(spec, tmp_path, monkeypatch):
+    spec = dataclasses.replace(spec, objectives=("accuracy", "latency@litert-cpu"), latency=LatencySpec(targets=("onnxruntime-cpu",),
+                                                                                                      threads=2))
+    calls = _targets(monkeypatch)
+    (trial,) = _optimize(spec, _study(spec), tmp_path, monkeypatch, FakeTraining()).trials
+    assert calls == [(("litert-cpu", "onnxruntime-cpu"), 2, 2)]
+    assert trial.values == [0.6, 2.5] and trial.user_attrs["latency_ms@onnxruntime-cpu"] == 4.0
+    assert trial.user_attrs[TrialAttr.LATENCY_TARGETS]["litert-cpu"] == {"median_ms": 2.5}
+    assert trial.constraints == {"oom": 0.0, "runtime": 0.0} and trial.user_attrs[TrialAttr.LATENCY_OVERHEAD_MS] > 0
+
+
+def test_a_design_that_a_scored_target_cannot_run_is_infeasible_and_not_trained(spec, tmp_path, monkeypatch):
+    spec = dataclasses.replace(spec, objectives=("accuracy", "latency@onnxruntime-cpu"))
+    _targets(monkeypatch, onnx_error="onnx: ValueError: an op the exporter cannot write")
+    training = FakeTraining(error=AssertionError("trained a design its target cannot run"))
+    (trial,) = _optimize(spec, _study(spec), tmp_path, monkeypatch, training).trials
+    assert trial.state == TrialState.COMPLETE and training.calls == [] and trial.constraints["runtime"] == 1.0
+    assert trial.user_attrs[TrialAttr.FAILURE_REASON] == "constraint" and trial.values[1] == float("inf")
+    assert "cannot write" in trial.user_attrs[TrialAttr.LATENCY_TARGETS]["onnxruntime-cpu"]["error"]
+
+
+def test_a_recorded_only_target_that_fails_leaves_the_design_feasible(spec, tmp_path, monkeypatch):
+    spec = dataclasses.replace(spec, latency=LatencySpec(targets=("onnxruntime-cpu",)))
+    _targets(monkeypatch, onnx_error="onnx: it failed")
+    (trial,) = _optimize(spec, _study(spec), tmp_path, monkeypatch, FakeTraining()).trials
+    assert trial.user_attrs[TrialAttr.FEASIBLE] is True and trial.constraints == {"oom": 0.0}
 
 
 def test_a_design_over_a_hard_constraint_is_not_trained(spec, tmp_path, monkeypatch):

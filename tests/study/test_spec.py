@@ -2,7 +2,7 @@ import pytest
 
 from xsearch.common.resources import shipped_files
 from xsearch.model.space import SearchSpace
-from xsearch.study.spec import AshaSpec, StudySpec, load_study_spec
+from xsearch.study.spec import AshaSpec, LatencySpec, StudySpec, load_study_spec
 
 
 def test_every_shipped_study_loads_with_its_space():
@@ -56,6 +56,15 @@ def test_objectives_map_to_metrics_and_directions():
         ("[asha]\nmin_epochs = 10\n", "asha.min_epochs must be an integer in [1, training.epochs - 1 = 9]; received 10"),
         ("[asha]\nreduction_factor = 1\n", "asha.reduction_factor must be an integer >= 2; received 1"),
         ("objectives = [\"accuracy\", \"throughput\"]\n[asha]\n", "asha needs the accuracy objective"),
+        ("objectives = [\"accuracy\", \"latency@gpu\"]\n", "objectives: unknown latency target 'gpu' in 'latency@gpu'"),
+        ("[constraints]\n\"max_latency_ms@phone\" = 5\n", "constraints: unknown latency target 'phone' in 'max_latency_ms@phone'"),
+        ("[latency]\ntargets = [\"tpu\"]\n", "latency.targets: unknown latency target 'tpu'; valid targets: "
+                                             "train-device, cpu, litert-cpu, onnxruntime-cpu, remote"),
+        ("[latency]\ntargets = \"cpu\"\n", "latency.targets must be a list; received 'cpu'"),
+        ("[latency]\nthreads = 0\n", "latency.threads must be an integer > 0; received 0"),
+        ("[latency]\nremote_format = \"savedmodel\"\n", "latency.remote_format: unknown value 'savedmodel'; valid: tflite, onnx"),
+        ("objectives = [\"accuracy\", \"latency@remote\"]\n", "the latency target 'remote' needs [latency] remote_url"),
+        ("[latency]\nremote_url = \"127.0.0.1:8765\"\n", "latency.remote_url must be an http:// or https:// URL"),
     ],
 )
 def test_bad_study_files_name_file_key_and_valid_values(tmp_path, text, message):
@@ -77,3 +86,22 @@ def test_an_asha_section_is_read_and_round_trips_through_the_stored_spec(tmp_pat
     spec = load_study_spec(path)
     assert spec.asha == AshaSpec(min_epochs=2, reduction_factor=2) and spec.early_stop is None
     assert StudySpec.from_dict(spec.to_dict()) == spec
+
+
+def test_latency_targets_come_from_objectives_constraints_and_the_latency_table(tmp_path):
+    path = tmp_path / "targets.toml"
+    path.write_text('objectives = ["accuracy", "params", "latency", "latency@litert-cpu"]\n'
+                    '[constraints]\n"max_latency_ms@onnxruntime-cpu" = 5.0\n'
+                    '[latency]\ntargets = ["cpu", "litert-cpu", "train-device"]\nthreads = 2\n')
+    spec = load_study_spec(path)
+    assert spec.latency == LatencySpec(targets=("cpu", "litert-cpu", "train-device"), threads=2)
+    assert spec.scored_latency_targets == ("litert-cpu", "onnxruntime-cpu")
+    assert spec.latency_targets == ("litert-cpu", "onnxruntime-cpu", "cpu")
+    assert [(o.metric, o.direction) for o in spec.objective_list][2:] == [
+        ("latency_ms", "minimize"), ("latency_ms@litert-cpu", "minimize")]
+    assert StudySpec.from_dict(spec.to_dict()) == spec
+
+
+def test_a_study_without_a_latency_table_stores_its_spec_as_before():
+    assert "latency" not in StudySpec().to_dict() and StudySpec().latency_targets == ()
+    assert "latency" in StudySpec(latency=LatencySpec()).to_dict()

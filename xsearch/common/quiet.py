@@ -3,19 +3,22 @@
 `quiet_libraries` runs first thing in the command line, before a backend is imported. ``xsearch
 --verbose`` shows them; the choice reaches the worker processes of ``xsearch run`` in the
 environment (``XSEARCH_VERBOSE``), as ``--backend`` does. Python exceptions, Optuna's warnings and
-xsearch's own messages are never hidden.
+xsearch's own messages are never hidden; only h5py's ignored errors while it releases a file that a full disk refused
+are (`quiet_failed_h5_release`), the write's own error is not.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import importlib.abc
 import importlib.machinery
 import importlib.util
 import os
 import sys
+import warnings
 from collections.abc import Iterator, Sequence
-from types import ModuleType
+from types import ModuleType, TracebackType
 
 VERBOSE = "XSEARCH_VERBOSE"  # "1": the libraries' logs are shown (``xsearch --verbose``)
 
@@ -35,6 +38,7 @@ def quiet_libraries(verbose: bool = False) -> bool:
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"  # importing `xsearch` sets 2 for library use
         return True
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    warnings.filterwarnings("ignore", message="In the future `np.object`", category=FutureWarning)  # Keras' ONNX exporter
     if "tensorflow" not in sys.modules and not any(isinstance(f, _QuietTensorFlowImport) for f in sys.meta_path):
         sys.meta_path.insert(0, _QuietTensorFlowImport())
     import optuna
@@ -82,3 +86,39 @@ def _stderr_to_devnull() -> Iterator[None]:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(null)
+
+
+@contextlib.contextmanager
+def quiet_failed_h5_release() -> Iterator[None]:
+    """While it runs, h5py's "Exception ignored in: 'h5py._objects.ObjectID.__dealloc__'" tracebacks of a file that the
+    file system refused for want of space are dropped (unless verbose); everything else is shown as usual.
+
+    Once a write to an HDF5 file has failed that way, h5py fails again to release each of the file's objects while the
+    save goes on, and Cython prints every failure, to `sys.excepthook` and then to `sys.unraisablehook`; the save's
+    own OSError still propagates, and ends a run with one message.
+    """
+    if os.environ.get(VERBOSE) == "1":
+        yield
+        return
+    unraisablehook, excepthook = sys.unraisablehook, sys.excepthook
+
+    def unraisable(event: sys.UnraisableHookArgs) -> None:
+        if not _failed_h5_release(event.exc_value):
+            unraisablehook(event)
+
+    def uncaught(kind: type[BaseException], error: BaseException, traceback: TracebackType | None) -> None:
+        if not _failed_h5_release(error):
+            excepthook(kind, error, traceback)
+
+    sys.unraisablehook, sys.excepthook = unraisable, uncaught
+    try:
+        yield
+    finally:
+        sys.unraisablehook, sys.excepthook = unraisablehook, excepthook
+
+
+def _failed_h5_release(error: BaseException | None) -> bool:
+    """Whether ``error`` is h5py failing to release an object of a file whose write found no space (ENOSPC, EDQUOT)."""
+    text = str(error)
+    return (isinstance(error, RuntimeError) and text.startswith("Can't decrement id ref count")
+            and any(f"errno = {number}," in text for number in (errno.ENOSPC, errno.EDQUOT)))

@@ -19,15 +19,16 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from xsearch.study.record import TrialAttr, is_repeat, is_stopped
-from xsearch.study.spec import OBJECTIVES, StudySpec, read_spec
+from xsearch.study.spec import TARGET_OBJECTIVE, StudySpec, objective_spec, read_spec
 
 COST_OBJECTIVES = ("params", "flops", "latency")
-"""Objectives known before training: the costs a dominator must match or beat."""
+"""Objectives known before training: the costs a dominator must match or beat (and latency on any target)."""
 
 
 def cost_metrics(spec: StudySpec) -> list[str]:
-    """The user attrs of the study's cost objectives (e.g. ``params``, ``latency_ms``)."""
-    return [OBJECTIVES[name].metric for name in spec.objectives if name in COST_OBJECTIVES]
+    """The user attrs of the study's cost objectives (e.g. ``params``, ``latency_ms``, ``latency_ms@litert-cpu``)."""
+    return [objective_spec(name).metric for name in spec.objectives
+            if name in COST_OBJECTIVES or name.startswith(TARGET_OBJECTIVE)]
 
 
 def accuracy_at(trial: FrozenTrial, epoch: int) -> float | None:

@@ -17,19 +17,20 @@ from xsearch.study.failures import TrialFailure, classify_failure
 from xsearch.study.record import FailureReason, TrialAttr
 from xsearch.study.repeats import repeated_results, setup_digest, trained_twin
 from xsearch.study.retries import budget_trials, retry_interrupted, worker_identity
-from xsearch.study.spec import CONSTRAINTS, StudySpec
+from xsearch.study.spec import StudySpec, constraint_metric
 from xsearch.study.trainer import Trainer
 
 CallbackFactory = Callable[[optuna.Trial], list[keras.callbacks.Callback]]
 OOM_CONSTRAINT = "oom"
 STOPPED_CONSTRAINT = "stopped"
+RUNTIME_CONSTRAINT = "runtime"  # 1 when a scored latency target could not run the design (`StudySpec.scored_latency_targets`)
 _UNTRAINED = {TrialAttr.VAL_ACCURACY: 0.0, TrialAttr.THROUGHPUT: 0.0}
 """The accuracy and throughput objectives of a design that was not trained."""
 
 
 def constraint_violations(constraints: dict[str, float], record: dict[str, Any]) -> dict[str, float]:
     """One value per hard constraint, relative to its bound: <= 0 when satisfied."""
-    return {key: float(record[CONSTRAINTS[key]]) / bound - 1.0 for key, bound in sorted(constraints.items())}
+    return {key: float(record[constraint_metric(key)]) / bound - 1.0 for key, bound in sorted(constraints.items())}
 
 
 class StudyObjective:
@@ -81,10 +82,14 @@ class StudyObjective:
             trial.set_user_attr(TrialAttr.CONTINUES, twin.number)
             record.update({TrialAttr.CONTINUES: twin.number, TrialAttr.SEED: twin.user_attrs[TrialAttr.SEED]})
         stopping = self.spec.early_stop is not None or self.spec.asha is not None
-        constraints = {key: 0.0 for key in (*sorted(self.spec.constraints), OOM_CONSTRAINT, *[STOPPED_CONSTRAINT] * stopping)}
+        targets = bool(self.spec.scored_latency_targets)
+        constraints = {key: 0.0 for key in (*sorted(self.spec.constraints), OOM_CONSTRAINT, *[STOPPED_CONSTRAINT] * stopping,
+                                            *[RUNTIME_CONSTRAINT] * targets)}
         try:
             record.update(self.trainer.cost(config, record[TrialAttr.SEED]))
             constraints.update(constraint_violations(self.spec.constraints, record))
+            if targets and any("error" in record[TrialAttr.LATENCY_TARGETS][t] for t in self.spec.scored_latency_targets):
+                constraints[RUNTIME_CONSTRAINT] = 1.0
             record[TrialAttr.FEASIBLE] = all(value <= 0 for value in constraints.values())
             if record[TrialAttr.FEASIBLE]:
                 result = self.trainer.train(trial, record, self._training_callbacks(trial, record))

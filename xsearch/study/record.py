@@ -54,6 +54,9 @@ class TrialAttr:
     LATENCY_MS: Final = "latency_ms"
     LATENCY_P90_MS: Final = "latency_p90_ms"
     LATENCY_BATCH: Final = "latency_batch"
+    LATENCY_CV: Final = "latency_cv"
+    LATENCY_OVERHEAD_MS: Final = "latency_overhead_ms"
+    LATENCY_TARGETS: Final = "latency_targets"
     FEASIBLE: Final = "feasible"
     FAILURE_REASON: Final = "failure_reason"
     ERROR: Final = "error"
@@ -115,6 +118,9 @@ class TrialRecord(TypedDict, total=False):
     latency_ms: float  # median and p90 of timed forward passes at ``latency_batch``
     latency_p90_ms: float
     latency_batch: int
+    latency_cv: float  # their standard deviation over mean: the figure's noise
+    latency_overhead_ms: float  # the same call path on an identity model (`xsearch.model.latency`)
+    latency_targets: dict[str, dict[str, Any]]  # per `[latency]` target: runtime, version, threads, batch, figures or error
     feasible: bool  # every hard constraint holds
     failure_reason: FailureReason
     error: str  # the exception that failed it, shortened
@@ -175,6 +181,12 @@ ATTEMPT_ATTRS: Final = frozenset({
     TrialAttr.MODEL_SHA256, TrialAttr.REPEAT_OF, TrialAttr.CONTINUES,
 })
 """Attrs that describe one attempt (who ran it, what it kept), not the design's results."""
+
+
+def target_latency_attr(target: str) -> str:
+    """The attr holding the median latency on a `[latency]` target, e.g. ``latency_ms@litert-cpu``
+    (``latency_ms`` itself for ``train-device``, the device that trains the trial)."""
+    return TrialAttr.LATENCY_MS if target == "train-device" else f"{TrialAttr.LATENCY_MS}@{target}"
 
 
 def repeat_of(trial: FrozenTrial) -> int | None:

@@ -24,7 +24,7 @@ from xsearch.study.spec import StudySpec
 
 def setup_digest(spec: StudySpec) -> str:
     """A digest of what a trial's results depend on besides its design: data, training, precision,
-    latency batch, constraints, initial weights and transfer schedule (not the data's folder, which differs by machine)."""
+    latency batch and targets, constraints, initial weights and transfer schedule (not the data's folder, which differs by machine)."""
     setup = {
         "data": _data_setup(spec),
         "training": dataclasses.asdict(spec.training),
@@ -33,6 +33,8 @@ def setup_digest(spec: StudySpec) -> str:
     }
     if spec.transfer is not None:  # only then: the digests of studies without one stay as they were
         setup["transfer"] = dataclasses.asdict(spec.transfer)
+    if spec.latency is not None:  # the same: what a repeat copies depends on the targets measured
+        setup["latency"] = dataclasses.asdict(spec.latency)
     return hashlib.sha256(json.dumps(setup, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -17,7 +17,8 @@ import optuna
 
 from xsearch.common.resources import load_toml, resolve, unknown_keys_error
 from xsearch.model.config import MIN_INPUT_SIZE, XceptionConfig
-from xsearch.study.record import StudyAttr, TrialAttr
+from xsearch.model.latency_targets import REMOTE_FORMATS, TARGETS, TRAIN_DEVICE
+from xsearch.study.record import StudyAttr, TrialAttr, target_latency_attr
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +37,25 @@ OBJECTIVES = {
     "throughput": ObjectiveSpec(TrialAttr.THROUGHPUT, "maximize"),
 }
 CONSTRAINTS = {"max_params": TrialAttr.PARAMS, "max_flops": TrialAttr.FLOPS, "max_latency_ms": TrialAttr.LATENCY_MS}
+TARGET_OBJECTIVE, TARGET_CONSTRAINT = "latency@", "max_latency_ms@"  # + a `[latency]` target: "latency@litert-cpu"
+
+
+def objective_spec(name: str) -> ObjectiveSpec:
+    """The objective of that name: one of `OBJECTIVES`, or ``latency@TARGET`` (minimised latency on a target)."""
+    if name.startswith(TARGET_OBJECTIVE):
+        return ObjectiveSpec(target_latency_attr(name.removeprefix(TARGET_OBJECTIVE)), "minimize")
+    return OBJECTIVES[name]
+
+
+def constraint_metric(key: str) -> str:
+    """The attr a constraint bounds: one of `CONSTRAINTS`, or ``max_latency_ms@TARGET``."""
+    if key.startswith(TARGET_CONSTRAINT):
+        return target_latency_attr(key.removeprefix(TARGET_CONSTRAINT))
+    return CONSTRAINTS[key]
+
+
+def _target_of(name: str, prefix: str) -> str | None:
+    return name.removeprefix(prefix) if name.startswith(prefix) else None
 SAMPLERS = ("tpe", "nsga2", "gp", "random", "grid")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("cosine", "constant")
@@ -95,6 +115,18 @@ class TransferSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class LatencySpec:
+    """Where latency is measured besides the training device (`xsearch.model.latency_targets`), and how."""
+
+    targets: tuple[str, ...] = ()  # recorded on every trial, besides those the objectives and constraints name
+    threads: int = 1  # CPU threads of the CPU targets (and asked of a remote server)
+    repeats: int = 30  # timed calls per target, after 10 warm-up calls
+    remote_url: str | None = None  # the `xsearch latency-server` of the ``remote`` target
+    remote_format: str = "tflite"  # what the remote target runs: tflite or onnx
+    remote_token_env: str = "XSEARCH_LATENCY_TOKEN"  # the environment variable holding the server's token
+
+
+@dataclasses.dataclass(frozen=True)
 class StudySpec:
     name: str = "study"
     description: str = ""
@@ -116,6 +148,7 @@ class StudySpec:
     early_stop: EarlyStopSpec | None = None
     asha: AshaSpec | None = None
     transfer: TransferSpec | None = None
+    latency: LatencySpec | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.space, str) or not self.space:
@@ -126,10 +159,13 @@ class StudySpec:
         for key in ("description", "weights"):
             if not isinstance(getattr(self, key), str) and getattr(self, key) is not None:
                 raise ValueError(f"{key} must be a string; received {getattr(self, key)!r}.")
-        _check_choices("objectives", self.objectives, OBJECTIVES)
+        _check_choices("objectives", tuple(o for o in self.objectives if _target_of(o, TARGET_OBJECTIVE) is None),
+                       [*OBJECTIVES, *(TARGET_OBJECTIVE + t for t in TARGETS)])
         if len(set(self.objectives)) != len(self.objectives) or not self.objectives:
             raise ValueError(f"objectives must be a non-empty list without repeats; received {list(self.objectives)}.")
-        _check_choices("constraints", tuple(self.constraints), CONSTRAINTS)
+        _check_choices("constraints", tuple(k for k in self.constraints if _target_of(k, TARGET_CONSTRAINT) is None),
+                       [*CONSTRAINTS, *(TARGET_CONSTRAINT + t for t in TARGETS)])
+        self._check_latency(self.latency or LatencySpec())
         for key, bound in self.constraints.items():
             if isinstance(bound, bool) or not isinstance(bound, (int, float)) or bound <= 0:
                 raise ValueError(f"constraints.{key} must be a positive number; received {bound!r}.")
@@ -172,6 +208,42 @@ class StudySpec:
         if self.transfer is not None:
             self._check_transfer(self.transfer)
 
+    @property
+    def scored_latency_targets(self) -> tuple[str, ...]:
+        """The targets besides the training device that an objective or a constraint names: a design that cannot be
+        timed on one of them is infeasible."""
+        named = [_target_of(o, TARGET_OBJECTIVE) for o in self.objectives]
+        named += [_target_of(k, TARGET_CONSTRAINT) for k in self.constraints]
+        return tuple(dict.fromkeys(t for t in named if t is not None and t != TRAIN_DEVICE))
+
+    @property
+    def latency_targets(self) -> tuple[str, ...]:
+        """Every target measured besides the training device: the scored ones, then those ``[latency] targets``
+        adds (recorded only)."""
+        extra = [t for t in (self.latency or LatencySpec()).targets if t != TRAIN_DEVICE]
+        return tuple(dict.fromkeys([*self.scored_latency_targets, *extra]))
+
+    def _check_latency(self, latency: LatencySpec) -> None:
+        if not isinstance(latency.targets, (tuple, list)):
+            raise ValueError(f"latency.targets must be a list of targets; received {latency.targets!r}.")
+        for source, prefix, names in (("objectives", TARGET_OBJECTIVE, self.objectives),
+                                      ("constraints", TARGET_CONSTRAINT, tuple(self.constraints)),
+                                      ("latency.targets", "", tuple(latency.targets))):
+            targets = tuple(t for t in (_target_of(n, prefix) for n in names) if t is not None)
+            for target in targets:
+                if target not in TARGETS:
+                    where = f" in {prefix + target!r}" if prefix else ""
+                    raise ValueError(f"{source}: unknown latency target {target!r}{where}; valid targets: {', '.join(TARGETS)}.")
+        _check_positive("latency.threads", latency.threads, integer=True)
+        _check_positive("latency.repeats", latency.repeats, integer=True)
+        _check_choices("latency.remote_format", (latency.remote_format,), REMOTE_FORMATS)
+        if "remote" in self.latency_targets and not latency.remote_url:
+            raise ValueError("the latency target 'remote' needs [latency] remote_url, the URL of an `xsearch latency-server` "
+                             "(e.g. remote_url = \"http://127.0.0.1:8765\").")
+        if latency.remote_url is not None and not (isinstance(latency.remote_url, str)
+                                                   and latency.remote_url.startswith(("http://", "https://"))):
+            raise ValueError(f"latency.remote_url must be an http:// or https:// URL; received {latency.remote_url!r}.")
+
     def _check_early_stop(self, rule: EarlyStopSpec) -> None:
         epochs = self.training.epochs
         if not (isinstance(rule.after_epochs, int) and 1 <= rule.after_epochs < epochs):
@@ -211,15 +283,19 @@ class StudySpec:
                              f"objectives are {list(self.objectives)}.")
 
     def to_dict(self) -> dict[str, Any]:
-        """The spec as JSON-ready values (`from_dict` reads them back)."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+        """The spec as JSON-ready values (`from_dict` reads them back); without ``latency`` when there is no
+        ``[latency]`` table, so that the specs and digests of studies without one stay as they were."""
+        values = json.loads(json.dumps(dataclasses.asdict(self)))
+        if self.latency is None:
+            del values["latency"]
+        return values
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "study spec") -> StudySpec:
         """A spec from `to_dict`'s values, checked as a study file is; errors name ``source``."""
         values = dict(data)
         name = str(values.pop("name", "study"))
-        for rule in ("early_stop", "asha", "transfer"):
+        for rule in ("early_stop", "asha", "transfer", "latency"):
             if values.get(rule) is None:
                 values.pop(rule, None)
         try:
@@ -229,7 +305,7 @@ class StudySpec:
 
     @property
     def objective_list(self) -> list[ObjectiveSpec]:
-        return [OBJECTIVES[name] for name in self.objectives]
+        return [objective_spec(name) for name in self.objectives]
 
     def override(self, **values: Any) -> StudySpec:
         """A copy with command-line values (``None`` = not given) on top; an error names the flag.
@@ -285,7 +361,7 @@ def _from_mapping(data: dict[str, Any], source: str, name: str) -> StudySpec:
             raise unknown_keys_error(source, key, sorted(top))
         values[key] = value
     for key, kind in (("data", DataSpec), ("training", TrainingSpec), ("early_stop", EarlyStopSpec), ("asha", AshaSpec),
-                      ("transfer", TransferSpec)):
+                      ("transfer", TransferSpec), ("latency", LatencySpec)):
         if key in values:
             values[key] = _section(kind, key, values[key], source)
     for key in ("objectives", "seed_trials"):
@@ -310,10 +386,13 @@ def _section(kind: type, key: str, table: Any, source: str) -> Any:
         default = fields[name].default
         if (key, name) == ("training", "batch_size") and isinstance(value, str):
             continue  # "auto", checked with the others in StudySpec
+        if isinstance(default, tuple) and isinstance(value, list):
+            table = {**table, name: tuple(value)}
+            continue
         if default is not None and type(value) is not type(default) and not (
             isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool)
         ):
-            kind_name = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+            kind_name = {int: "an integer", float: "a number", bool: "true or false", str: "a string", tuple: "a list"}
             raise ValueError(f"{key}.{name} must be {kind_name[type(default)]}; received {value!r}.")
     return kind(**table)
 

@@ -9,6 +9,8 @@ benchmark (`benchmarks/search_efficiency.py`) answers from a table of trained de
 from __future__ import annotations
 
 import gc
+import math
+import os
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -22,11 +24,13 @@ from xsearch.model.config import XceptionConfig
 from xsearch.model.costs import model_costs
 from xsearch.model.device import resolve_precision, runtime_info
 from xsearch.model.latency import measure_latency
+from xsearch.model.latency_targets import TargetSettings, measure_targets
 from xsearch.model.weights import inherit_weights, inherited_layers, input_normalization
 from xsearch.study.artifacts import keep_trial_model
-from xsearch.study.record import TrialAttr
+from xsearch.study.callbacks import Checkpoint
+from xsearch.study.record import TrialAttr, target_latency_attr
 from xsearch.study.retries import retried_from
-from xsearch.study.spec import StudySpec
+from xsearch.study.spec import LatencySpec, StudySpec
 from xsearch.study.training import TrainResult, train_and_evaluate, with_normalization
 
 
@@ -47,6 +51,22 @@ class Trainer(Protocol):
         """Free what the trial held."""
 
 
+def target_settings(spec: StudySpec) -> TargetSettings:
+    """How the study's `[latency]` targets time a design (the remote token read from its environment variable)."""
+    latency = spec.latency or LatencySpec()
+    return TargetSettings(batch_size=spec.latency_batch, threads=latency.threads, repeats=latency.repeats,
+                          remote_url=latency.remote_url, remote_format=latency.remote_format,
+                          remote_token=os.environ.get(latency.remote_token_env))
+
+
+def target_records(measured: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The trial record of measured targets: their details, and each median (inf where it failed) under its own key."""
+    record: dict[str, Any] = {TrialAttr.LATENCY_TARGETS: measured}
+    for target, result in measured.items():
+        record[target_latency_attr(target)] = float(result.get("median_ms", math.inf))
+    return record
+
+
 class KerasTrainer:
     """Builds each design as a Keras model, times it, and trains it on ``dataset``.
 
@@ -65,6 +85,7 @@ class KerasTrainer:
         self.model: keras.Model | None = None
         self.inherited: list[keras.layers.Layer] = []  # the layers of `model` that inherited weights
         self.mean, self.std = input_normalization(spec.weights, dataset.mean, dataset.std)
+        self.target_settings = target_settings(spec)
 
     def trial_record(self) -> dict[str, Any]:
         return {TrialAttr.DATASET: self.dataset.name, TrialAttr.NUM_CLASSES: self.dataset.num_classes,
@@ -86,7 +107,10 @@ class KerasTrainer:
         self.model = with_normalization(core, self.mean, self.std)
         latency = measure_latency(self.model, batch_size=self.spec.latency_batch)
         record.update({TrialAttr.LATENCY_MS: latency["latency_ms"], TrialAttr.LATENCY_P90_MS: latency["latency_p90_ms"],
-                       TrialAttr.LATENCY_BATCH: latency["batch_size"]})
+                       TrialAttr.LATENCY_BATCH: latency["batch_size"], TrialAttr.LATENCY_CV: latency["latency_cv"],
+                       TrialAttr.LATENCY_OVERHEAD_MS: latency["overhead_ms"]})
+        if self.spec.latency_targets:
+            record.update(target_records(measure_targets(self.model, self.spec.latency_targets, self.target_settings)))
         return record
 
     def train(self, trial: optuna.Trial, record: dict[str, Any], callbacks: list[keras.callbacks.Callback]) -> TrainResult:
@@ -98,7 +122,7 @@ class KerasTrainer:
         checkpoint = self._checkpoint(trial.number)
         result = train_and_evaluate(
             model, self.dataset, self.spec.training, record[TrialAttr.SEED],
-            [keras.callbacks.ModelCheckpoint(str(checkpoint), save_weights_only=True), *callbacks], initial_epoch=initial_epoch,
+            [Checkpoint(checkpoint), *callbacks], initial_epoch=initial_epoch,
             transfer=self.spec.transfer, inherited=self.inherited)
         if self.store is not None:
             keep_trial_model(trial.study, trial, model, self.store)

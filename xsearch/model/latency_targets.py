@@ -1,0 +1,153 @@
+"""Latency where the model will run: the host CPU, LiteRT (XNNPACK) and ONNX Runtime, or a remote latency server.
+
+``train-device`` is the in-process probe (`xsearch.model.latency`). The local CPU targets are timed in a child
+process with a stated thread count, so that a training worker's own threads and accelerator do not distort them:
+``cpu`` runs the Keras model there (its backend, on the CPU), ``litert-cpu`` and ``onnxruntime-cpu`` run the model
+converted by Keras' exporters (`xsearch.model.runtimes`). ``remote`` sends the converted model to
+``xsearch latency-server`` (`xsearch.model.latency_server`). A design that does not convert, or whose timing fails,
+records the reason instead of figures.
+
+Run as ``python -m xsearch.model.latency_targets`` it is that child: jobs as JSON on stdin, results on stdout.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Final
+
+import keras
+
+from xsearch.model.runtimes import ConversionError, convert, runtime_version, time_model_file
+
+TRAIN_DEVICE: Final = "train-device"
+TARGETS: Final = (TRAIN_DEVICE, "cpu", "litert-cpu", "onnxruntime-cpu", "remote")
+REMOTE_FORMATS: Final = ("tflite", "onnx")
+_LOCAL_FORMATS: Final = {"litert-cpu": "tflite", "onnxruntime-cpu": "onnx"}
+_CHILD_TIMEOUT_S: Final = 600.0
+
+
+@dataclasses.dataclass(frozen=True)
+class TargetSettings:
+    """How the targets time a design: batch, CPU threads, calls, and the remote server."""
+
+    batch_size: int = 1
+    threads: int = 1
+    warmup: int = 10
+    repeats: int = 30
+    remote_url: str | None = None
+    remote_format: str = "tflite"
+    remote_token: str | None = None
+
+
+def measure_targets(model: keras.Model, targets: tuple[str, ...], settings: TargetSettings) -> dict[str, dict[str, Any]]:
+    """Each target's latency of ``model`` (``train-device`` is not among them): figures, runtime, version, threads,
+    batch and conversion seconds, or ``error`` with the reason the design could not be timed there."""
+    unknown = [t for t in targets if t not in TARGETS or t == TRAIN_DEVICE]
+    if unknown:
+        raise ValueError(f"unknown latency targets {unknown}; valid: {', '.join(TARGETS[1:])}.")
+    results: dict[str, dict[str, Any]] = {}
+    jobs: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="xsearch-latency-") as folder:
+        for target in targets:
+            base = {"target": target, "threads": settings.threads, "batch_size": settings.batch_size}
+            fmt = "keras" if target == "cpu" else settings.remote_format if target == "remote" else _LOCAL_FORMATS[target]
+            path = Path(folder) / f"{target}.{fmt}"
+            try:
+                convert_s = _write(model, fmt, path)
+            except ConversionError as error:
+                results[target] = {**base, "error": str(error)}
+                continue
+            if target == "remote":
+                results[target] = {**base, **_remote(path, fmt, settings), "convert_s": convert_s}
+            else:
+                results[target] = {**base, "convert_s": convert_s}
+                jobs.append({"target": target, "path": str(path), "format": fmt})
+        for target, timed in _time_in_child(jobs, settings).items():
+            results[target].update(timed)
+    return {target: results[target] for target in targets}
+
+
+def _write(model: keras.Model, fmt: str, path: Path) -> float | None:
+    """The model file a target times; conversion seconds (``None`` for the Keras file, which is not a conversion)."""
+    if fmt == "keras":
+        model.save(path)
+        return None
+    return convert(model, fmt, path)
+
+
+def _remote(path: Path, fmt: str, settings: TargetSettings) -> dict[str, Any]:
+    from xsearch.model.latency_server import RemoteLatencyError, measure_remote
+
+    if settings.remote_url is None:
+        raise ValueError("the remote latency target needs [latency] remote_url.")
+    try:
+        return measure_remote(settings.remote_url, path, fmt, settings.batch_size, settings.threads, settings.repeats,
+                              settings.remote_token)
+    except RemoteLatencyError as error:
+        return {"error": str(error)}
+
+
+def _time_in_child(jobs: list[dict[str, Any]], settings: TargetSettings) -> dict[str, dict[str, Any]]:
+    """Time the jobs' files in one child process on the CPU with ``settings.threads`` threads."""
+    if not jobs:
+        return {}
+    threads = str(settings.threads)
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "3",
+           "OMP_NUM_THREADS": threads, "TF_NUM_INTRAOP_THREADS": threads, "TF_NUM_INTEROP_THREADS": "1",
+           "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} --xla_cpu_multi_thread_eigen={str(settings.threads > 1).lower()}"}
+    request = json.dumps({"jobs": jobs, "settings": dataclasses.asdict(settings)})
+    try:
+        done = subprocess.run([sys.executable, "-m", "xsearch.model.latency_targets"], input=request, env=env,
+                              capture_output=True, text=True, timeout=_CHILD_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        return {job["target"]: {"error": f"timing took over {_CHILD_TIMEOUT_S:.0f} s"} for job in jobs}
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        reason = (done.stderr.strip().splitlines() or ["no output"])[-1][:300]
+        return {job["target"]: {"error": f"the timing process failed (exit {done.returncode}): {reason}"} for job in jobs}
+    timed: dict[str, dict[str, Any]] = json.loads(lines[-1])
+    return timed
+
+
+def _child_time(job: dict[str, Any], settings: TargetSettings) -> dict[str, Any]:
+    """In the child: one job's timing, or its error."""
+    path, fmt = Path(job["path"]), job["format"]
+    try:
+        if fmt == "keras":
+            return _time_keras(path, settings)
+        stats = time_model_file(path, fmt, settings.threads, settings.batch_size, settings.warmup, settings.repeats)
+        return {"runtime": {"tflite": "litert", "onnx": "onnxruntime"}[fmt], "runtime_version": runtime_version(fmt),
+                **stats.to_dict()}
+    except Exception as error:  # the design's failure in that runtime, recorded as its reason
+        return {"error": f"{type(error).__name__}: {error}"[:500]}
+
+
+def _time_keras(path: Path, settings: TargetSettings) -> dict[str, Any]:
+    from xsearch.model.latency import measure_latency
+
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(settings.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    latency = measure_latency(keras.saving.load_model(path), settings.batch_size, settings.warmup, settings.repeats)
+    return {"runtime": f"keras/{latency['backend']}", "runtime_version": keras.__version__,
+            "median_ms": latency["latency_ms"], "p90_ms": latency["latency_p90_ms"], "cv": latency["latency_cv"],
+            "repeats": latency["repeats"], "overhead_ms": latency["overhead_ms"]}
+
+
+def _child_main() -> None:
+    request = json.loads(sys.stdin.read())
+    settings = TargetSettings(**request["settings"])
+    results = {job["target"]: _child_time(job, settings) for job in request["jobs"]}
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    _child_main()
