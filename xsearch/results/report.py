@@ -13,6 +13,7 @@ import pandas as pd
 from xsearch.common.atomic import check_writable, write_atomic
 from xsearch.results.analyze import MIN_DESIGNS, analysis_section, designs_frame
 from xsearch.results.figures import hypervolume_history, pareto_projections, segment_spectrum
+from xsearch.results.latency import latency_frame, latency_summary
 from xsearch.results.pareto import pareto_front, trials_frame
 from xsearch.results.run_reports import front_table_text
 from xsearch.study.early_stop import stopped_summary
@@ -58,6 +59,7 @@ def report_html(study: optuna.Study) -> str:
         f"<h1>{title}</h1>", f"<p>{html.escape(_state_counts(study))}</p>",
         *(f"<p>{html.escape(line)}</p>" for line in _data_line(study)), *divs,
         "<h2>Pareto front</h2>", front_frame(study).to_html(index=False, na_rep="-"),
+        "<h2>Latency: noise and rank correlations per device</h2>", latency_frame(study).to_html(index=False, na_rep="-"),
         analysis_section(designs_frame(study), include_plotlyjs=False, min_designs=MIN_DESIGNS), "</body></html>",
     ])
 
@@ -72,7 +74,8 @@ def front_frame(study: optuna.Study) -> pd.DataFrame:
 
 def report_summary(study: optuna.Study) -> str:
     """Study name, trials by state (and repeats of trained designs), failure reasons with counts (of
-    the trials that ran), the front as a text table, and the data the study trains on."""
+    the trials that ran), the front as a text table, latency noise and rank correlations per device, and the data
+    the study trains on."""
     trials = study.get_trials(deepcopy=False)
     reasons = Counter(str(t.user_attrs[TrialAttr.FAILURE_REASON]) for t in trials
                       if TrialAttr.FAILURE_REASON in t.user_attrs and not is_repeat(t))
@@ -80,7 +83,7 @@ def report_summary(study: optuna.Study) -> str:
     stopped = stopped_summary(study)
     return "\n".join([f"study {study.study_name!r}: {_state_counts(study)}", f"failure reasons: {failures}",
                       *([f"early stopping: {stopped}"] if stopped else []), "Pareto front:", front_table_text(study),
-                      *_data_line(study)])
+                      *latency_summary(study), *_data_line(study)])
 
 
 def _state_counts(study: optuna.Study) -> str:
