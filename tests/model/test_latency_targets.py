@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import xsearch.model.latency_targets as latency_targets
+import xsearch.model.runtimes as runtimes
 from xsearch.model.builder import build_model
 from xsearch.model.config import XceptionConfig
 from xsearch.model.latency_targets import TargetSettings, measure_targets
@@ -35,7 +36,7 @@ def test_a_design_that_does_not_convert_records_the_reason(model, monkeypatch):
     def convert(model, fmt, path):
         raise ConversionError(f"{fmt}: ValueError: an op the exporter cannot write")
 
-    monkeypatch.setattr(latency_targets, "convert", convert)
+    monkeypatch.setattr(runtimes, "convert", convert)
     measured = measure_targets(model, ("onnxruntime-cpu",), TargetSettings(warmup=1, repeats=3))
     assert measured == {"onnxruntime-cpu": {"target": "onnxruntime-cpu", "threads": 1, "batch_size": 1,
                                             "error": "onnx: ValueError: an op the exporter cannot write"}}

@@ -19,11 +19,10 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-import keras
-
-from xsearch.model.runtimes import ConversionError, convert, runtime_version, time_model_file
+if TYPE_CHECKING:  # the target names are read by study files' checks, which load no backend
+    import keras
 
 TRAIN_DEVICE: Final = "train-device"
 TARGETS: Final = (TRAIN_DEVICE, "cpu", "litert-cpu", "onnxruntime-cpu", "remote")
@@ -48,6 +47,8 @@ class TargetSettings:
 def measure_targets(model: keras.Model, targets: tuple[str, ...], settings: TargetSettings) -> dict[str, dict[str, Any]]:
     """Each target's latency of ``model`` (``train-device`` is not among them): figures, runtime, version, threads,
     batch and conversion seconds, or ``error`` with the reason the design could not be timed there."""
+    from xsearch.model.runtimes import ConversionError
+
     unknown = [t for t in targets if t not in TARGETS or t == TRAIN_DEVICE]
     if unknown:
         raise ValueError(f"unknown latency targets {unknown}; valid: {', '.join(TARGETS[1:])}.")
@@ -75,6 +76,8 @@ def measure_targets(model: keras.Model, targets: tuple[str, ...], settings: Targ
 
 def _write(model: keras.Model, fmt: str, path: Path) -> float | None:
     """The model file a target times; conversion seconds (``None`` for the Keras file, which is not a conversion)."""
+    from xsearch.model.runtimes import convert
+
     if fmt == "keras":
         model.save(path)
         return None
@@ -117,6 +120,8 @@ def _time_in_child(jobs: list[dict[str, Any]], settings: TargetSettings) -> dict
 
 def _child_time(job: dict[str, Any], settings: TargetSettings) -> dict[str, Any]:
     """In the child: one job's timing, or its error."""
+    from xsearch.model.runtimes import runtime_version, time_model_file
+
     path, fmt = Path(job["path"]), job["format"]
     try:
         if fmt == "keras":
@@ -129,6 +134,8 @@ def _child_time(job: dict[str, Any], settings: TargetSettings) -> dict[str, Any]
 
 
 def _time_keras(path: Path, settings: TargetSettings) -> dict[str, Any]:
+    import keras
+
     from xsearch.model.latency import measure_latency
 
     if keras.backend.backend() == "tensorflow":
