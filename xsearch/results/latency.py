@@ -2,7 +2,8 @@
 
 For the training device and every `[latency]` target: the designs timed there, the median coefficient of
 variation of their timings, and Spearman's rank correlation of their latency with MACs and with the training
-device's latency (1: the same order; lower: the target ranks designs differently).
+device's latency (1: the same order; lower: the target ranks designs differently), and how much the front's
+latencies moved when the run timed them again at its end.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ import pandas as pd
 from optuna.trial import TrialState
 
 from xsearch.model.latency_targets import TRAIN_DEVICE
-from xsearch.study.record import TrialAttr, is_repeat
+from xsearch.study.record import StudyAttr, TrialAttr, is_repeat
 
-COLUMNS = ("target", "runtime", "designs", "median_ms", "median_cv", "spearman_macs", "spearman_train_device")
+COLUMNS = ("target", "runtime", "designs", "median_ms", "median_cv", "spearman_macs", "spearman_train_device", "front_drift")
 
 
 def latency_frame(study: optuna.Study) -> pd.DataFrame:
@@ -27,7 +28,9 @@ def latency_frame(study: optuna.Study) -> pd.DataFrame:
         return pd.DataFrame(columns=list(COLUMNS))
     designs = pd.DataFrame(rows)
     targets = list(dict.fromkeys(k.split("@", 1)[1] for row in rows for k in row if k.startswith("ms@")))  # training device first
-    return pd.DataFrame([_target_row(designs, target) for target in targets], columns=list(COLUMNS))
+    drift = _front_drift(study)
+    return pd.DataFrame([{**_target_row(designs, target), "front_drift": drift.get(target, float("nan"))} for target in targets],
+                        columns=list(COLUMNS))
 
 
 def latency_summary(study: optuna.Study) -> list[str]:
@@ -37,9 +40,25 @@ def latency_summary(study: optuna.Study) -> list[str]:
         correlation = (f", rank correlation with MACs {row.spearman_macs:.2f}" if pd.notna(row.spearman_macs) else "")
         versus = (f", with {TRAIN_DEVICE} {row.spearman_train_device:.2f}"
                   if row.target != TRAIN_DEVICE and pd.notna(row.spearman_train_device) else "")
+        drift = f", front re-timed within {row.front_drift:.1%} (median)" if pd.notna(row.front_drift) else ""
         lines.append(f"latency on {row.target} ({row.runtime}): {row.designs} designs, median {row.median_ms:.3g} ms, "
-                     f"noise (median cv) {row.median_cv:.1%}{correlation}{versus}")
+                     f"noise (median cv) {row.median_cv:.1%}{correlation}{versus}{drift}")
     return lines
+
+
+def _front_drift(study: optuna.Study) -> dict[str, float]:
+    """Per device, the median relative change of the front's latencies re-timed at the end of the run
+    (`xsearch.run.remeasure`): ``|again / first - 1|``."""
+    remeasured = study.user_attrs.get(StudyAttr.LATENCY_REMEASURED) or {}
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    changes: dict[str, list[float]] = {}
+    for number, again in remeasured.items():
+        first = trials[int(number)].user_attrs if int(number) in trials else {}
+        for attr, ms in again.items():
+            target = attr.split("@", 1)[1] if "@" in attr else TRAIN_DEVICE
+            if isinstance(first.get(attr), (int, float)) and 0 < first[attr] < float("inf"):
+                changes.setdefault(target, []).append(abs(ms / first[attr] - 1.0))
+    return {target: float(pd.Series(values).median()) for target, values in changes.items()}
 
 
 def _design_row(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from xsearch.results.figures import attach_figures
 from xsearch.results.run_reports import front_table_text, write_run_reports
 from xsearch.run.callbacks import FailureStreak, Recycler, RepeatStreak, no_space, stop_at_budget, stop_when_disk_full
 from xsearch.run.progress import Progress
+from xsearch.run.remeasure import remeasure_front
 from xsearch.run.workers import worker_total
 from xsearch.study.artifacts import artifact_store, prune_artifacts
 from xsearch.study.early_stop import stopped_summary
@@ -46,7 +47,8 @@ def run_study(
     `WorkerRecycle`, so that its supervisor restarts it with fresh memory. ``deadline`` (Unix
     time, set by a supervisor) ends the run like ``spec.timeout`` does, whichever comes first.
     Repeats of a trained design do not count (`xsearch.study.repeats`); after ``REPEAT_STREAK_LIMIT``
-    of them in a row the space is exhausted or the sampler has converged, and the run ends.
+    of them in a row the space is exhausted or the sampler has converged, and the run ends. A run that completes
+    its trials times the front's designs again (`xsearch.run.remeasure`).
     """
     study, spec, space, dataset = prepare_study(spec, out_dir, storage, dataset, shared=worker_total() > 1)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -78,6 +80,7 @@ def run_study(
                 time.sleep(min(5, spec.heartbeat_interval))  # other workers' trials: wait, sweep if they die
                 sweep_dead_local_trials(study)
             else:
+                remeasure_front(study, spec, objective.trainer)
                 break
     write_run_reports(study, out_dir)
     if repeats.stopped:

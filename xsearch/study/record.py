@@ -162,6 +162,7 @@ class StudyAttr:
     PRUNED_MODELS: Final = "pruned_models"
     EXPORTS: Final = "exports"
     DATA: Final = "data"
+    LATENCY_REMEASURED: Final = "latency_remeasured"
 
 
 class StudyRecord(TypedDict, total=False):
@@ -173,6 +174,7 @@ class StudyRecord(TypedDict, total=False):
     pruned_models: list[int]  # trials whose kept model was deleted
     exports: list[dict[str, Any]]  # one entry per `xsearch export`
     data: dict[str, Any]  # what it trains on (`xsearch.data.Dataset.summary`): images per split and class, files left out
+    latency_remeasured: dict[str, dict[str, float]]  # per front trial number: its latencies timed again at the end of the run
 
 
 ATTEMPT_ATTRS: Final = frozenset({
