@@ -16,6 +16,7 @@ import json, numpy as np, keras
 from xsearch import XceptionConfig, build_model
 from xsearch.model.costs import model_costs
 from xsearch.model.device import runtime_info
+from xsearch.model.latency import measure_latency
 results = {"backend": keras.backend.backend(), "losses": [], "info": runtime_info()}
 for config in (XceptionConfig(middle_repeats=1, width=0.25),
                XceptionConfig(middle_repeats=1, width=0.25, segments=4, intermediate_activation="elu", residual=False)):
@@ -25,6 +26,7 @@ for config in (XceptionConfig(middle_repeats=1, width=0.25),
     assert model.predict_on_batch(x).shape == (8, 5)
     results["losses"].append(float(model.train_on_batch(x, np.arange(8) % 5)))
     results.setdefault("macs", []).append(model_costs(model)["macs"])
+    results.setdefault("latency", []).append(measure_latency(model, batch_size=2, warmup=1, repeats=3))
 paper = build_model(XceptionConfig.paper())
 results["paper_params"] = paper.count_params()
 print("RESULT" + json.dumps(results))
@@ -53,3 +55,5 @@ def test_builds_trains_and_costs_the_same_on_jax_as_on_tensorflow():
     ]
     assert result["macs"] == tensorflow_macs  # analytic, backend-independent
     assert result["paper_params"] == 22_910_480
+    for latency in result["latency"]:  # the probe's compiled forward pass, jitted by JAX
+        assert latency["backend"] == "jax" and 0 < latency["overhead_ms"] and 0 < latency["latency_ms"] <= latency["latency_p90_ms"]

@@ -35,7 +35,8 @@ def describe(
     if latency_batch is not None:
         result = measure_latency(model, batch_size=latency_batch)
         out.write(
-            f"latency: {result['latency_ms']:.2f} ms median (p90 {result['latency_p90_ms']:.2f} ms) "
+            f"latency: {result['latency_ms']:.2f} ms median (p90 {result['latency_p90_ms']:.2f} ms, cv "
+            f"{result['latency_cv']:.0%}; the call path alone {result['overhead_ms']:.2f} ms) "
             f"at batch {result['batch_size']} on {result['device']}, backend {result['backend']}, "
             f"precision {result['precision']}\n"
         )
