@@ -52,3 +52,12 @@ def test_a_failing_timing_process_is_recorded_per_target(model, monkeypatch):
 def test_unknown_targets_are_refused(model):
     with pytest.raises(ValueError, match="unknown latency targets \\['gpu'\\]; valid: cpu, litert-cpu"):
         measure_targets(model, ("gpu",), TargetSettings())
+
+
+def test_a_target_whose_runtime_is_missing_is_refused_before_any_trial(monkeypatch):
+    real = latency_targets.importlib.util.find_spec
+    monkeypatch.setattr(latency_targets.importlib.util, "find_spec", lambda name: None if name == "onnxruntime" else real(name))
+    latency_targets.check_target_runtimes(("cpu", "litert-cpu"))
+    with pytest.raises(ValueError, match="'onnxruntime-cpu' needs onnxruntime, which is not installed here: pip install "
+                                         "'xsearch\\[runtimes\\]'"):
+        latency_targets.check_target_runtimes(("litert-cpu", "onnxruntime-cpu"))

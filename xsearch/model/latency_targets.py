@@ -13,6 +13,7 @@ Run as ``python -m xsearch.model.latency_targets`` it is that child: jobs as JSO
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import os
 import subprocess
@@ -29,6 +30,24 @@ TARGETS: Final = (TRAIN_DEVICE, "cpu", "litert-cpu", "onnxruntime-cpu", "remote"
 REMOTE_FORMATS: Final = ("tflite", "onnx")
 _LOCAL_FORMATS: Final = {"litert-cpu": "tflite", "onnxruntime-cpu": "onnx"}
 _CHILD_TIMEOUT_S: Final = 600.0
+
+
+_NEEDS: Final = {"litert-cpu": ("ai_edge_litert",), "onnxruntime-cpu": ("onnxruntime", "tf2onnx", "onnx"),
+                 "remote": ()}  # the exporters need TensorFlow too (Keras converts through it on every backend)
+
+
+def check_target_runtimes(targets: tuple[str, ...], remote_format: str = "tflite") -> None:
+    """Raise ValueError naming a target whose runtime or exporter is not installed here (before any trial runs)."""
+    for target in targets:
+        needs = list(_NEEDS.get(target, ()))
+        if target in _LOCAL_FORMATS or target == "remote":
+            needs.append("tensorflow")
+        if target == "remote" and remote_format == "onnx":
+            needs += ["tf2onnx", "onnx"]
+        missing = [module for module in needs if importlib.util.find_spec(module) is None]
+        if missing:
+            raise ValueError(f"the latency target {target!r} needs {', '.join(missing)}, which is not installed here: "
+                             "pip install 'xsearch[runtimes]' (and tensorflow where Keras runs on another backend).")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,6 +20,7 @@ import optuna
 from xsearch.common.atomic import check_writable, write_atomic
 from xsearch.data import Dataset, load_dataset
 from xsearch.model.device import runtime_info
+from xsearch.model.latency_targets import check_target_runtimes
 from xsearch.model.space import SearchSpace
 from xsearch.model.weights import check_weights
 from xsearch.study.batch_size import AUTO, find_batch_size
@@ -27,7 +28,7 @@ from xsearch.study.record import StudyAttr, TrialAttr
 from xsearch.study.retries import sweep_dead_local_trials
 from xsearch.study.sampler import grid_points, make_sampler, sampler_seed
 from xsearch.study.seeds import check_constraints_reachable, seed_configs
-from xsearch.study.spec import StudySpec, write_spec
+from xsearch.study.spec import LatencySpec, StudySpec, write_spec
 from xsearch.study.storage import open_storage, redact
 
 SETUP_WAIT_S = 30.0
@@ -145,8 +146,8 @@ def prepare_study(spec: StudySpec, out_dir: Path, storage_url: str | None = None
                   ) -> tuple[optuna.Study, StudySpec, SearchSpace, Dataset]:
     """Check the space and the data, open the study, sweep dead trials and enqueue the seeds.
 
-    Nothing is written before the space, the weights (``--weights``; a ``[transfer]`` schedule needs
-    some), the data, the storage and the seed trials are known to be good. A grid
+    Nothing is written before the space, the latency targets' runtimes, the weights (``--weights``; a ``[transfer]``
+    schedule needs some), the data, the storage and the seed trials are known to be good. A grid
     study enqueues every point of its space after the seed trials, and its ``trials`` is at most
     the number of points. Where the study file says ``batch_size = "auto"``, the returned spec has
     the study's batch size,
@@ -156,6 +157,7 @@ def prepare_study(spec: StudySpec, out_dir: Path, storage_url: str | None = None
     check_writable(out_dir / "trials.csv")
     space = SearchSpace.from_toml(spec.space)
     spec.check_transfer_weights()
+    check_target_runtimes(spec.latency_targets, (spec.latency or LatencySpec()).remote_format)
     if spec.weights:
         check_weights(spec.weights)  # ImageNet's in the Keras cache (or downloaded), or the file given
     dataset = dataset or load_spec_dataset(spec)
