@@ -7,10 +7,14 @@ import errno
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from xsearch.common.quiet import quiet_libraries
 from xsearch.run.workers import is_worker
 from xsearch.study.failures import EXIT_RECYCLE, StudyStopped, WorkerRecycle
+
+if TYPE_CHECKING:
+    from xsearch.study.spec import StudySpec
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130  # as a shell reports Ctrl-C
@@ -58,10 +62,24 @@ def _studies(args: argparse.Namespace) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from xsearch.run.workers import SUPERVISOR_PID, deadline, die_with_supervisor, is_worker, recycle_after, supervise
+    """Load the study file, then run it; a ValueError raised after loading starts with the file's path too."""
+    from xsearch.common.resources import resolve
     from xsearch.study.spec import load_study_spec
 
-    spec = load_study_spec(args.study).override(
+    spec = load_study_spec(args.study)
+    try:
+        return _run_spec(args, spec)
+    except ValueError as error:
+        path = str(resolve("studies", args.study))
+        if str(error).startswith(path):
+            raise
+        raise ValueError(f"{path}: {error}") from error
+
+
+def _run_spec(args: argparse.Namespace, spec: StudySpec) -> int:
+    from xsearch.run.workers import SUPERVISOR_PID, deadline, die_with_supervisor, is_worker, recycle_after, supervise
+
+    spec = spec.override(
         trials=args.trials, timeout=args.timeout, seed=args.seed, data_dir=args.data_dir,
         max_failures=args.max_failures, weights=args.weights, precision=args.precision,
         batch_size=args.batch_size,
@@ -113,6 +131,16 @@ def _repair(args: argparse.Namespace) -> None:
     print(repair_storage(args.storage or run_storage(args.study, out=args.out)))
 
 
+def _latency_server(args: argparse.Namespace) -> None:
+    from xsearch.model.latency_server import TOKEN_ENV, serve
+
+    variable = args.token_env or TOKEN_ENV
+    token = os.environ.get(variable)
+    if args.token_env and token is None:
+        raise ValueError(f"--token-env {variable}: no such environment variable; export it with the token first.")
+    serve(args.host, args.port, token)
+
+
 def _analyze(args: argparse.Namespace) -> None:
     from xsearch.results.analyze import designs_frame, read_table, write_analysis
 
@@ -141,7 +169,7 @@ def _export(args: argparse.Namespace) -> None:
     study = load_study(run_storage(args.study, args.storage, run_dir), name)
     choice = args.trial if args.trial is not None else args.pick
     result = export_trial(study, choice, Path(args.out), artifact_store(run_dir), args.force, args.retrain,
-                          weights=args.weights)
+                          weights=args.weights, fmt=args.format)
     print(result.message)
 
 
@@ -191,13 +219,17 @@ def build_parser() -> argparse.ArgumentParser:
                      help="stop a worker after K consecutive failures of one kind on this machine (default: never)")
     run.set_defaults(handler=_run)
 
-    export = commands.add_parser("export", help="write a design of a study as a .keras model and a model card")
+    export = commands.add_parser("export", help="write a design of a study as a model file (.keras, SavedModel, "
+                                 ".tflite, .onnx) and a model card")
     export.add_argument("--study", required=True, metavar="NAME|PATH")
     chosen = export.add_mutually_exclusive_group(required=True)
     chosen.add_argument("--trial", type=int, metavar="N", help="the trial number")
     chosen.add_argument("--pick", choices=("accuracy", "params", "latency", "knee"), help="a design on the front")
-    export.add_argument("--out", required=True, metavar="FILE.keras", help="where to write the model")
-    export.add_argument("--force", action="store_true", help="overwrite an existing file")
+    export.add_argument("--out", required=True, metavar="PATH",
+                        help="where to write the model: FILE.keras, FILE.tflite, FILE.onnx, or a FOLDER for savedmodel")
+    export.add_argument("--format", choices=("keras", "savedmodel", "tflite", "onnx"), default="keras",
+                        help="keras (default); or a deployment format, converted and checked in its runtime")
+    export.add_argument("--force", action="store_true", help="overwrite an existing file (or SavedModel folder)")
     export.add_argument("--retrain", action="store_true", help="retrain when the trial kept no weights")
     export.add_argument("--weights", metavar="imagenet|PATH", help="with --retrain: start from these weights")
     export.add_argument("--storage", metavar="URL", help="the study's storage (default: its run folder)")
@@ -236,6 +268,15 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--html", metavar="PATH",
                          help="write the analysis as one HTML page (default for a study: <run folder>/analysis.html)")
     analyze.set_defaults(handler=_analyze)
+
+    latency_server = commands.add_parser("latency-server", help="time uploaded model files on this machine for remote studies")
+    latency_server.add_argument("--host", default="127.0.0.1",
+                                help="address to bind (default 127.0.0.1; any other address needs a token)")
+    latency_server.add_argument("--port", type=int, default=8765)
+    latency_server.add_argument("--token-env", metavar="VAR",
+                                help="environment variable holding the token that clients must send "
+                                     "(default: XSEARCH_LATENCY_TOKEN if set)")
+    latency_server.set_defaults(handler=_latency_server)
     return parser
 
 

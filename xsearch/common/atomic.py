@@ -27,6 +27,30 @@ def atomic_path(path: Path, suffix: str = ".tmp") -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def atomic_folder(path: Path) -> Iterator[Path]:
+    """A folder path that does not exist yet, in a private folder beside ``path``, for the block to create and fill;
+    its files synced to disk and the folder renamed to ``path`` when the block succeeds (an existing ``path`` is moved
+    aside first and deleted after, or put back if the rename fails), deleted when the block fails."""
+    private = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+    temporary, aside = private / path.name, private / f"{path.name}.replaced"
+    try:
+        yield temporary
+        for written in (file for file in temporary.rglob("*") if file.is_file()):
+            with open(written, "rb+") as handle:
+                os.fsync(handle.fileno())
+        if path.exists():
+            os.replace(path, aside)
+        try:
+            os.replace(temporary, path)
+        except OSError:
+            if aside.exists():
+                os.replace(aside, path)
+            raise
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+
+
 def write_atomic(path: Path, data: bytes | str) -> None:
     """Write ``data`` (text as UTF-8) to ``path`` through `atomic_path`."""
     payload = data.encode("utf-8") if isinstance(data, str) else data

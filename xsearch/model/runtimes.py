@@ -14,10 +14,12 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-import keras
 import numpy as np
+
+if TYPE_CHECKING:  # keras only where a model is converted: a latency server runs the files with numpy and the runtime
+    import keras
 
 FORMATS: Final = ("savedmodel", "tflite", "onnx")
 SUFFIXES: Final = {"savedmodel": "", "tflite": ".tflite", "onnx": ".onnx"}  # a SavedModel is a folder
@@ -83,6 +85,8 @@ def for_runtimes(model: keras.Model) -> keras.Model:
     extra graph inputs; `Rescaling` computes the same ``(x - mean) / std`` from constants in the graph. Other models are
     returned as they are. The core is shared, not copied.
     """
+    import keras
+
     layers = model.layers
     if len(layers) != 3 or not isinstance(layers[1], keras.layers.Normalization):
         return model
