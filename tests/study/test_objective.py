@@ -319,3 +319,33 @@ def test_a_study_on_imagenet_weights_records_and_builds_their_input_scaling(spec
     record = trainer.trial_record()
     assert record[TrialAttr.NORM_MEAN] == [127.5] * 3 and record[TrialAttr.NORM_STD] == [127.5] * 3
     assert KerasTrainer(spec, _dataset(), tmp_path).trial_record()[TrialAttr.NORM_STD] == [64.0] * 3
+
+
+@pytest.fixture
+def latency_server():
+    """An `xsearch latency-server` on 127.0.0.1 (a free port) with a token, in a background thread."""
+    import threading
+
+    from xsearch.model.latency_server import make_server
+
+    server = make_server("127.0.0.1", 0, token="right-token", quiet=True)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("token", ["right-token", "wrong-token"])
+def test_a_study_scored_on_a_remote_latency_server(spec, tmp_path, monkeypatch, latency_server, token):
+    monkeypatch.setenv("XSEARCH_TEST_LATENCY_TOKEN", token)
+    spec = dataclasses.replace(spec, objectives=("accuracy", "latency@remote"), latency=LatencySpec(
+        remote_url=latency_server.url, remote_token_env="XSEARCH_TEST_LATENCY_TOKEN", repeats=5))
+    (trial,) = _optimize(spec, _study(spec), tmp_path, monkeypatch, FakeTraining()).trials
+    remote = trial.user_attrs[TrialAttr.LATENCY_TARGETS]["remote"]
+    if token == "right-token":
+        assert remote["url"] == latency_server.url and remote["repeats"] == 5 and remote["convert_s"] > 0
+        assert trial.values == [0.6, remote["median_ms"]] and 0 < remote["median_ms"] <= remote["p90_ms"]
+        assert trial.constraints["runtime"] == 0.0
+    else:
+        assert "token" in remote["error"] and latency_server.url in remote["error"]
+        assert trial.constraints["runtime"] == 1.0 and trial.user_attrs[TrialAttr.FAILURE_REASON] == "constraint"

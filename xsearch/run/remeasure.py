@@ -3,6 +3,8 @@ before its training, so the run checks that figure once more with the same probe
 
 from __future__ import annotations
 
+import math
+
 import optuna
 
 from xsearch.model.config import XceptionConfig
@@ -14,7 +16,8 @@ from xsearch.study.trainer import Trainer
 
 def remeasure_front(study: optuna.Study, spec: StudySpec, trainer: Trainer) -> dict[str, dict[str, float]]:
     """Time each front design not yet re-measured on the training device and the study's targets, and record
-    ``{trial number: {latency attr: ms}}`` as the study's `StudyAttr.LATENCY_REMEASURED` (the whole map)."""
+    ``{trial number: {latency attr: ms}}`` as the study's `StudyAttr.LATENCY_REMEASURED` (the whole map; a target that
+    could not time the design has no entry)."""
     remeasured: dict[str, dict[str, float]] = dict(study.user_attrs.get(StudyAttr.LATENCY_REMEASURED) or {})
     attrs = [TrialAttr.LATENCY_MS, *(target_latency_attr(t) for t in spec.latency_targets)]
     todo = [t for t in pareto_front(study) if str(t.number) not in remeasured and TrialAttr.CONFIG in t.user_attrs]
@@ -24,7 +27,7 @@ def remeasure_front(study: optuna.Study, spec: StudySpec, trainer: Trainer) -> d
             record = trainer.cost(config, int(trial.user_attrs.get(TrialAttr.SEED, 0)))
         finally:
             trainer.release()
-        remeasured[str(trial.number)] = {attr: float(record[attr]) for attr in attrs if attr in record}
+        remeasured[str(trial.number)] = {attr: float(record[attr]) for attr in attrs if math.isfinite(record.get(attr, math.inf))}
     if todo:
         study.set_user_attr(StudyAttr.LATENCY_REMEASURED, remeasured)
     return remeasured
