@@ -171,6 +171,26 @@ def test_bad_input_exits_2_with_one_message_and_changes_nothing(tmp_path, capsys
     assert _snapshot(out) == before
 
 
+@pytest.mark.parametrize("case, files, arguments, message", [
+    ("no design meets max_params", {"s.toml": TINY.replace("trials = 1", "trials = 1\nconstraints = { max_params = 10 }")}, [],
+     "constraints.max_params = 10: no design of space 'tiny' meets it: the smallest"),
+    ("empty image folder", {"s.toml": TINY.replace('"digits"', '"folder"'), "images/train/cats/readme.txt": "x"},
+     ["--data-dir", "{tmp}/images"], "no images"),
+    ("unknown storage scheme", {"s.toml": TINY}, ["--storage", "redis://localhost/0"], "unknown scheme 'redis'"),
+])
+def test_an_error_found_after_loading_the_study_file_starts_with_its_path(tmp_path, capsys, case, files, arguments, message):
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    study = tmp_path / "s.toml"
+    status = main(["run", "--study", str(study), "--out", str(tmp_path / "run"),
+                   *[a.replace("{tmp}", str(tmp_path)) for a in arguments]])
+    err = capsys.readouterr().err
+    assert status == 2, case
+    assert err.startswith(f"xsearch: error: {study}: ") and message in err and err.count(f"{study}:") == 1, err
+    assert "Traceback" not in err and err.count("\n") == 1
+
+
 @pytest.mark.slow
 def test_reopening_with_other_objectives_exits_2_and_keeps_the_study(tmp_path, capsys):
     study_file = tmp_path / "s.toml"
@@ -228,5 +248,7 @@ def test_a_full_disk_ends_the_run_with_exit_2_and_a_readable_study(tmp_path, tmp
     assert done.returncode == 2, done.stderr[-2000:]
     assert f"xsearch: error: no space left on {full / 'run'}: free some space" in done.stderr
     assert "crashed" not in done.stderr and "Should not reach" not in done.stderr
+    assert "Exception ignored" not in done.stderr and "Traceback" not in done.stderr  # h5py's release errors: dropped
+    assert done.stderr.strip().count("\n") == 0, done.stderr[-2000:]  # xsearch's message only
     report = _run_cli("report", "--study", "s", "--storage", str(full / "run" / "study.journal"), "--out", str(tmp_path))
     assert report.returncode == 0, report.stderr

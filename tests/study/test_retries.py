@@ -1,6 +1,8 @@
-"""The local sweep of dead workers' trials on the journal storage."""
+"""Dead workers' trials: the local sweep on the journal storage, and the heartbeat on PostgreSQL."""
 
 import subprocess
+import sys
+import time
 
 import optuna
 
@@ -77,3 +79,36 @@ def test_a_retry_runs_before_the_queued_seed_trials_and_the_budget_ends_at_its_t
     assert len(retries.budget_trials(study.trials)) == 2  # the study of 2 trials is complete: 0 and the retry
     requeued = study.ask(x)  # the third seed, behind it
     assert requeued.number == 3 and requeued.params == {"x": 0.3} and requeued.user_attrs == {"seed_trial": True}
+
+
+DEAD_WORKER = """
+import os, sys, time, optuna
+storage = optuna.storages.RDBStorage(sys.argv[1], heartbeat_interval=1, grace_period=3)
+study = optuna.load_study(study_name="s", storage=storage)
+# dies in its trial once Optuna's heartbeat thread (started with the trial, beating every second) has beaten
+study.optimize(lambda trial: (trial.suggest_float("x", 0, 1), time.sleep(2), os._exit(0)), n_trials=1)
+"""
+
+
+def test_a_heartbeat_retry_runs_before_the_queued_seed_trials_and_the_budget_ends_at_its_total(postgres_url, tmp_path):
+    study = optuna.create_study(study_name="s", storage=open_storage(postgres_url, tmp_path, heartbeat_interval=1))
+    for value in (0.1, 0.2, 0.3):
+        study.enqueue_trial({"x": value}, user_attrs={"seed_trial": True})
+    ran: list[float] = []
+
+    def objective(trial: optuna.Trial) -> float:
+        ran.append(trial.suggest_float("x", 0, 1))
+        return 0.0
+
+    study.optimize(objective, n_trials=1)  # trial 0: the first seed trains
+    subprocess.run([sys.executable, "-c", DEAD_WORKER, postgres_url], check=True, timeout=120)  # trial 1: the second seed
+    assert [t.state for t in study.get_trials()] == [optuna.trial.TrialState.COMPLETE, RUNNING, WAITING]
+    time.sleep(3.5)  # its heartbeat is stale after the grace period, 3 heartbeat intervals
+
+    budget = 3
+    study.optimize(objective, callbacks=[lambda s, t: s.stop() if len(retries.budget_trials(s.get_trials())) >= budget else None])
+    trials = study.get_trials()
+    assert ran == [0.1, 0.2, 0.3]  # the next worker ran the retry first, in the third seed's place
+    assert trials[1].state == FAIL and trials[2].params == {"x": 0.2} and trials[2].user_attrs["retry_of"] == 1
+    assert trials[3].params == {"x": 0.3} and trials[3].user_attrs == {"seed_trial": True}
+    assert len(retries.budget_trials(trials)) == budget and len(trials) == 4

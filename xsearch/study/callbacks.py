@@ -3,15 +3,35 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 import keras
 import optuna
 from optuna.trial import TrialState
 
+from xsearch.common.quiet import quiet_failed_h5_release
 from xsearch.study.asha import RULE_NAME, promoted, rung_points, rungs
 from xsearch.study.early_stop import dominating_trial
 from xsearch.study.record import TrialAttr
 from xsearch.study.spec import AshaSpec, EarlyStopSpec
+
+
+class Checkpoint(keras.callbacks.ModelCheckpoint):
+    """Saves the trial's weights to ``path`` after every epoch. A save that fails deletes its torn file (no retry
+    resumes from it), and on a full disk h5py's "Exception ignored" traceback for each object of the file, which it
+    can no longer release, is dropped (`quiet_failed_h5_release`): the save's OSError is what ends the run."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(str(path), save_weights_only=True)
+        self.path = path
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        try:
+            with quiet_failed_h5_release():
+                super().on_epoch_end(epoch, logs)
+        except OSError:
+            self.path.unlink(missing_ok=True)
+            raise
 
 
 class _StoppingRule(keras.callbacks.Callback):

@@ -1,9 +1,9 @@
 """Trials of dead or interrupted workers: failed, retried with the same parameters, counted once.
 
 A RUNNING trial whose worker process on this machine is gone is swept by `sweep_dead_local_trials`
-(RDB storages also by heartbeat, for any machine). A retry carries ``retry_of`` and runs before the
-queued seed trials; a design that
-killed its worker on every one of `MAX_RETRY` retries fails as ``crash``. `budget_trials` counts
+(RDB storages also by heartbeat, for any machine: Optuna fails the trial, then `retry_interrupted` retries it).
+A retry carries ``retry_of`` and runs before the queued seed trials; a design that
+killed its worker on every one of `MAX_RETRY` retries fails (as ``crash`` when swept here). `budget_trials` counts
 the trials toward ``--trials``.
 """
 
@@ -60,8 +60,9 @@ def sweep_dead_local_trials(study: optuna.Study) -> int:
     return swept
 
 
-def retry_interrupted(study: optuna.Study, trial: optuna.Trial) -> None:
-    """Enqueue a retry of a trial stopped by Ctrl-C (unless it already is the last allowed retry)."""
+def retry_interrupted(study: optuna.Study, trial: optuna.Trial | FrozenTrial) -> None:
+    """Enqueue a retry of a trial stopped by Ctrl-C, or failed by its stale heartbeat (the RDB storage's
+    ``heartbeat_stale_trial_callback``), unless it already is the last allowed retry."""
     if _retries(study, trial.number) < MAX_RETRY:
         _enqueue_retry(study, trial.number, trial.params)
 
@@ -92,7 +93,8 @@ def _retries(study: optuna.Study, number: int) -> int:
 
 
 def retried_from(trial: FrozenTrial) -> int | None:
-    """The number of the failed trial this one retries, if any (local sweep or heartbeat retry)."""
+    """The number of the failed trial this one retries, if any (``retry_of``, or Optuna's own heartbeat retry of a
+    study that an earlier xsearch ran)."""
     number = trial.user_attrs.get(TrialAttr.RETRY_OF)
     if number is None:
         with warnings.catch_warnings():

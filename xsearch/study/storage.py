@@ -20,11 +20,10 @@ from pathlib import Path
 
 import optuna
 import sqlalchemy.exc
-from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 
 from xsearch.study.journal import check_journal, repair
-from xsearch.study.retries import MAX_RETRY
+from xsearch.study.retries import retry_interrupted
 
 STORAGE_KINDS = "postgresql://user@host/db, mysql+pymysql://user@host/db, sqlite:///path.db, or a path ending in .journal"
 RUN_STORAGES = ("study.journal", "study.db")
@@ -150,7 +149,7 @@ def _new_rdb_storage(url: str, heartbeat_interval: int, create: bool) -> optuna.
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return optuna.storages.RDBStorage(
             url, heartbeat_interval=heartbeat_interval, grace_period=3 * heartbeat_interval,
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
+            heartbeat_stale_trial_callback=retry_interrupted,  # the retry runs before queued seed trials
             engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None,
             skip_table_creation=not create,
         )
