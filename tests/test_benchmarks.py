@@ -231,3 +231,15 @@ def test_transfer_tasks_split_the_digits_by_class_and_relabel_from_zero():
     assert task.num_classes == 5 and len(task.y_train) == 12 and set(task.y_train) <= set(range(5))
     assert np.array_equal(task.x_train[:, 0, 0, 0] % 10, task.y_train + 5)  # the images of digits 5-9, relabelled
     assert len(task.y_val) == 15 and len(task.y_test) == 0  # validation: the validation and test images of 5-9
+
+
+@pytest.mark.slow
+def test_latency_targets_noise_measures_each_design_on_each_target(monkeypatch):
+    from benchmarks import latency_targets
+    from xsearch.model.config import XceptionConfig
+
+    monkeypatch.setattr(latency_targets, "DESIGNS", {"tiny": XceptionConfig(middle_repeats=0, width=0.125)})
+    table = latency_targets.noise(repeats=2, image_size=16)
+    assert list(table["target"]) == ["train-device", "cpu", "litert-cpu", "onnxruntime-cpu"]
+    assert (table["median_ms"] > 0).all() and (table["p90_ms"] >= table["median_ms"]).all() and (table["cv"] >= 0).all()
+    assert table["overhead_ms"].notna().tolist() == [True, False, False, False]
