@@ -16,11 +16,13 @@ from study_fakes import DIRECTIONS, DISTRIBUTIONS, METRICS
 from tests.helpers import brute_force_front
 from xsearch.results.pareto import (
     knee_trial,
+    latency_metric,
     objective_names,
     pareto_front,
     pick_trial,
     trials_frame,
 )
+from xsearch.results.run_reports import front_table_text, pareto_figure
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
@@ -219,3 +221,16 @@ def test_a_repeat_stays_off_the_front_where_its_trained_twin_stands() -> None:
     assert [t.number for t in pareto_front(study)] == [0, 1]
     assert list(trials_frame(study)["pareto"]) == [True, True, False]
     assert pick_trial(study, "accuracy").number == 0
+
+
+def test_a_study_scored_on_a_latency_target_picks_and_shows_that_latency() -> None:
+    study = make_study(["val_accuracy", "latency_ms@litert-cpu"], ["maximize", "minimize"])
+    add(study, [0.9, 0.8], latency_ms=1.0)  # the fastest on the training device ...
+    add(study, [0.8, 0.1], latency_ms=9.0)  # ... but this one on the target the study is scored on
+    assert latency_metric(study) == "latency_ms@litert-cpu" and pick_trial(study, "latency").number == 1
+    table = front_table_text(study).splitlines()
+    assert table[0].split()[:7] == ["trial", "val_acc", "test_acc", "params", "MACs", "lat_ms", "ms@litert-cpu"]
+    assert table[2].split()[6] == "0.1"
+    figure = pareto_figure(study)
+    assert figure.layout.annotations[1].text == "val_accuracy vs latency (ms@litert-cpu)"
+    assert latency_metric(make_study()) == "latency_ms"

@@ -21,13 +21,19 @@ from optuna.trial import FrozenTrial
 from xsearch.study.record import TrialAttr, is_feasible, is_repeat
 
 PICKS = ("accuracy", "params", "latency", "knee")
-_PICK_METRICS = {"accuracy": TrialAttr.VAL_ACCURACY, "params": TrialAttr.PARAMS, "latency": TrialAttr.LATENCY_MS}
+_PICK_METRICS = {"accuracy": TrialAttr.VAL_ACCURACY, "params": TrialAttr.PARAMS}  # and latency: `latency_metric`
 _TAIL_COLUMNS = ("constraints", TrialAttr.FEASIBLE, "pareto", "datetime_start", "datetime_complete", "duration_s")
 
 
 def objective_names(study: optuna.Study) -> list[str]:
     """The study's metric names, or ``values_0``, ``values_1``, ... when none were set."""
     return study.metric_names or [f"values_{i}" for i in range(len(study.directions))]
+
+
+def latency_metric(study: optuna.Study) -> str:
+    """The latency the study optimises: its first ``latency_ms`` objective (``latency_ms@TARGET`` for a `[latency]`
+    target), else the training device's ``latency_ms``."""
+    return next((name for name in objective_names(study) if name.startswith(TrialAttr.LATENCY_MS)), TrialAttr.LATENCY_MS)
 
 
 def pareto_front(study: optuna.Study) -> list[FrozenTrial]:
@@ -87,7 +93,7 @@ def pick_trial(study: optuna.Study, pick: str) -> FrozenTrial:
         raise ValueError(f"cannot pick {pick!r}: the study has no completed feasible trial yet.")
     if pick == "knee":
         return _knee(front, study.directions)
-    metric = _PICK_METRICS[pick]
+    metric = latency_metric(study) if pick == "latency" else _PICK_METRICS[pick]
     names = objective_names(study)
     if metric in names:
         index = names.index(metric)

@@ -16,7 +16,7 @@ from plotly.subplots import make_subplots
 
 from xsearch.common.atomic import write_atomic
 from xsearch.model.space import AXES
-from xsearch.results.pareto import pareto_front, trials_frame
+from xsearch.results.pareto import latency_metric, pareto_front, trials_frame
 from xsearch.study.record import TrialAttr
 
 _ABBREVIATIONS = {
@@ -50,7 +50,7 @@ def write_run_reports(study: optuna.Study, out_dir: Path) -> dict[str, Path]:
 
 
 def pareto_figure(study: optuna.Study) -> go.Figure:
-    """Two panels: val_accuracy against params (log x) and against latency_ms.
+    """Two panels: val_accuracy against params (log x) and against the latency the study optimises (`latency_metric`).
 
     COMPLETE feasible trials are grey dots, the front is highlighted and joined by a step line
     (sorted by x), infeasible or failed trials that have both values are crosses. Metrics are the
@@ -58,13 +58,15 @@ def pareto_figure(study: optuna.Study) -> go.Figure:
     trial number, its six axes and its metrics.
     """
     frame = trials_frame(study)
-    figure = make_subplots(rows=1, cols=2, subplot_titles=[f"val_accuracy vs {title}" for _, title, _ in _PANELS])
+    latency = latency_metric(study)
+    panels = (_PANELS[0], (latency, f"latency (ms{latency.removeprefix(TrialAttr.LATENCY_MS)})", "linear"))
+    figure = make_subplots(rows=1, cols=2, subplot_titles=[f"val_accuracy vs {title}" for _, title, _ in panels])
     groups = {
         "trials": frame[frame[TrialAttr.FEASIBLE] & ~frame["pareto"]],
         "infeasible / failed": frame[~frame[TrialAttr.FEASIBLE]],
         "Pareto front": frame[frame["pareto"]],
     }
-    for col, (metric, title, axis_type) in enumerate(_PANELS, start=1):
+    for col, (metric, title, axis_type) in enumerate(panels, start=1):
         for name, rows in groups.items():
             figure.add_trace(_scatter(rows, metric, name, first_panel=col == 1), row=1, col=col)
         figure.update_xaxes(title_text=title, type=axis_type, row=1, col=col)
@@ -88,6 +90,9 @@ def front_table_text(study: optuna.Study) -> str:
             "lat_ms": [_number(v, "{:.2f}") for v in _column(front, TrialAttr.LATENCY_MS)],
         }
     )
+    latency = latency_metric(study)
+    if latency != TrialAttr.LATENCY_MS:  # the study optimises latency on a `[latency]` target: that column too
+        table[latency.replace(TrialAttr.LATENCY_MS, "ms")] = [_number(v, "{:.3g}") for v in _column(front, latency)]
     axes = pd.DataFrame([_axes(row) for _, row in front.iterrows()]).rename(columns=_ABBREVIATIONS)
     return pd.concat([table, axes], axis=1).to_string(index=False)
 
