@@ -3,23 +3,13 @@
 from __future__ import annotations
 
 import errno
-import ipaddress
 import socket
 import sys
 
 from optuna_dashboard import run_server
 
+from xsearch.common.network import is_loopback
 from xsearch.study.storage import load_study, open_storage
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` is ``localhost`` or a loopback address (only this machine can connect)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def serve_dashboard(storage: str, study_name: str, host: str = "127.0.0.1", port: int = 8080) -> None:

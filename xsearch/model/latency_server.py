@@ -21,7 +21,6 @@ from __future__ import annotations
 import hmac
 import importlib
 import importlib.metadata
-import ipaddress
 import json
 import os
 import socket
@@ -37,6 +36,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Final
 
+from xsearch.common.network import is_loopback
 from xsearch.model import runtimes
 
 DEFAULT_PORT: Final = 8765
@@ -59,16 +59,6 @@ class _HttpError(Exception):
     def __init__(self, status: HTTPStatus, message: str) -> None:
         super().__init__(message)
         self.status = status
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` is ``localhost`` or a loopback address (only this machine can connect)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def available_formats() -> dict[str, str]:
