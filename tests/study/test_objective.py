@@ -154,6 +154,15 @@ def test_a_design_that_a_scored_target_cannot_run_is_infeasible_and_not_trained(
     assert "cannot write" in trial.user_attrs[TrialAttr.LATENCY_TARGETS]["onnxruntime-cpu"]["error"]
 
 
+def test_a_latency_constraint_on_a_target_skips_training_the_designs_that_break_it(spec, tmp_path, monkeypatch):
+    spec = dataclasses.replace(spec, constraints={"max_latency_ms@litert-cpu": 2.0})  # the design measures 2.5 ms there
+    _targets(monkeypatch)
+    training = FakeTraining(error=AssertionError("trained a design over its target's latency bound"))
+    (trial,) = _optimize(spec, _study(spec), tmp_path, monkeypatch, training).trials
+    assert training.calls == [] and trial.user_attrs[TrialAttr.FAILURE_REASON] == "constraint"
+    assert trial.constraints["max_latency_ms@litert-cpu"] == pytest.approx(0.25) and trial.constraints["runtime"] == 0.0
+
+
 def test_a_recorded_only_target_that_fails_leaves_the_design_feasible(spec, tmp_path, monkeypatch):
     spec = dataclasses.replace(spec, latency=LatencySpec(targets=("onnxruntime-cpu",)))
     _targets(monkeypatch, onnx_error="onnx: it failed")
