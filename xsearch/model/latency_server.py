@@ -38,11 +38,11 @@ from typing import Any, Final
 
 from xsearch.common.network import is_loopback
 from xsearch.model import runtimes
+from xsearch.model.runtimes import REMOTE_FORMATS
 
 DEFAULT_PORT: Final = 8765
 DEFAULT_MAX_BYTES: Final = 512 * 1024 * 1024
 TOKEN_ENV: Final = "XSEARCH_LATENCY_TOKEN"
-REMOTE_FORMATS: Final = ("tflite", "onnx")  # a SavedModel is a folder: not uploaded
 _RUNTIME_MODULE: Final = {"tflite": "ai_edge_litert.interpreter", "onnx": "onnxruntime"}
 _LIMITS: Final = {"batch": (1, 1024), "warmup": (0, 1000), "repeats": (1, 10_000)}  # threads: 1 to the CPU count
 _DEFAULTS: Final = {"batch": 1, "threads": 1, "warmup": 10, "repeats": 50}

@@ -27,13 +27,12 @@ if TYPE_CHECKING:  # the target names are read by study files' checks, which loa
 
 TRAIN_DEVICE: Final = "train-device"
 TARGETS: Final = (TRAIN_DEVICE, "cpu", "litert-cpu", "onnxruntime-cpu", "remote")
-REMOTE_FORMATS: Final = ("tflite", "onnx")
 _LOCAL_FORMATS: Final = {"litert-cpu": "tflite", "onnxruntime-cpu": "onnx"}
 _CHILD_TIMEOUT_S: Final = 600.0
 
 
-_NEEDS: Final = {"litert-cpu": ("ai_edge_litert",), "onnxruntime-cpu": ("onnxruntime", "tf2onnx", "onnx"),
-                 "remote": ()}  # the exporters need TensorFlow too (Keras converts through it on every backend)
+_NEEDS: Final = {"litert-cpu": ("ai_edge_litert",), "onnxruntime-cpu": ("onnxruntime", "tf2onnx", "onnx")}
+"""What each local target imports; the exporters need TensorFlow too (Keras converts through it on every backend)."""
 
 
 def check_target_runtimes(targets: tuple[str, ...], remote_format: str = "tflite") -> None:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # keras only where a model is converted: a latency server run
     import keras
 
 FORMATS: Final = ("savedmodel", "tflite", "onnx")
+REMOTE_FORMATS: Final = ("tflite", "onnx")  # single files, which a latency server takes (a SavedModel is a folder)
 SUFFIXES: Final = {"savedmodel": "", "tflite": ".tflite", "onnx": ".onnx"}  # a SavedModel is a folder
 _EXPORT_FORMAT: Final = {"savedmodel": "tf_saved_model", "tflite": "litert", "onnx": "onnx"}
 _RUNTIME_PACKAGE: Final = {"savedmodel": "tensorflow", "tflite": "ai-edge-litert", "onnx": "onnxruntime"}

@@ -17,7 +17,8 @@ import optuna
 
 from xsearch.common.resources import load_toml, resolve, unknown_keys_error
 from xsearch.model.config import MIN_INPUT_SIZE, XceptionConfig
-from xsearch.model.latency_targets import REMOTE_FORMATS, TARGETS, TRAIN_DEVICE
+from xsearch.model.latency_targets import TARGETS, TRAIN_DEVICE
+from xsearch.model.runtimes import REMOTE_FORMATS
 from xsearch.study.record import StudyAttr, TrialAttr, target_latency_attr
 
 
