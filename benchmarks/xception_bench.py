@@ -4,17 +4,20 @@
 
     python -m benchmarks.xception_bench build --seeds 0 1 2    # resumable: re-run to continue
     python -m benchmarks.xception_bench fill --seeds 0          # only the designs the table lacks for a seed
+    python -m benchmarks.xception_bench fill --study xception-bench-fm --table benchmarks/xception_bench_fm.csv \\
+        --runs runs/xception-bench-fm --seeds 0 1 2 --chunk 4   # Xception-Bench-FM, a table written every 4 designs
     python -m benchmarks.xception_bench table                   # -> benchmarks/xception_bench.csv (+ .json)
     python -m benchmarks.xception_bench noise                   # spread of accuracy across designs vs seeds
 
 ``build`` runs the shipped ``xception-bench`` study (a grid: each design exactly once) with
 ``xsearch run`` once per seed, in ``runs/xception-bench/seed-<S>``; a stopped build resumes where it
-stopped. ``fill`` trains, for each seed, only the designs of the space that the committed table lacks
-for it (its run folder was lost), as the seed trials of a study like the bench study, in
-``runs/xception-bench/seed-<S>-fill``. ``table`` reads those studies into one row per design and seed: the six axes, params,
-MACs, FLOPs, latency (median and p90 of timed forward passes), the validation accuracy after each
-epoch, the test accuracy, and the training seconds of each epoch; rows of the committed table whose
-design and seed no run folder has are kept. ``noise`` compares the spread of
+stopped. ``fill`` trains, for each seed, only the designs of the space that neither the committed table
+nor a run folder has for it, as the seed trials of studies like the bench study, ``--chunk`` designs per
+seed at a time, writing the table after each round: it builds a table in pieces across sessions.
+``table`` reads those studies into one row per design and seed: the six axes, params, MACs, FLOPs,
+latency (median and p90 of timed forward passes), the validation accuracy after each epoch, the test
+accuracy, the training seconds of each epoch and the compile seconds within the first; rows of the
+committed table whose design and seed no run folder has are kept. ``noise`` compares the spread of
 final accuracy across designs with its seed-to-seed noise.
 """
 
@@ -24,6 +27,7 @@ import argparse
 import datetime
 import json
 import math
+import os
 import platform
 import re
 import subprocess
@@ -42,11 +46,12 @@ from xsearch.model.space import AXES, SearchSpace
 from xsearch.study.record import FailureReason, TrialAttr, failure_reason, is_repeat
 from xsearch.study.sampler import grid_points
 from xsearch.study.spec import load_study_spec, read_spec
-from xsearch.study.storage import load_study, run_storage
+from xsearch.study.storage import RUN_STORAGES, load_study, run_storage
 
 STUDY = "xception-bench"
 RUNS = Path("runs") / STUDY
 TABLE = Path(__file__).with_name("xception_bench.csv")
+COMPILE = "compile_s"  # the seconds of the first epoch that compiled the training step (in epoch_s_1 too)
 _COSTS = (TrialAttr.PARAMS, TrialAttr.MACS, TrialAttr.FLOPS, TrialAttr.LATENCY_MS, TrialAttr.LATENCY_P90_MS)
 
 
@@ -61,29 +66,68 @@ def build(seeds: list[int], runs: Path, study: str = STUDY) -> int:
     return worst
 
 
-def fill(seeds: list[int], runs: Path, table_path: Path, study: str = STUDY) -> int:
-    """Train, per seed, the designs of the bench space that ``table_path`` lacks for that seed; the worst exit status."""
+def fill(seeds: list[int], runs: Path, table_path: Path, study: str = STUDY, chunk: int | None = None) -> int:
+    """Train, per seed, the designs of the bench space that neither ``table_path`` nor a run folder under ``runs``
+    has for that seed; the worst exit status.
+
+    Designs go in one order for every seed (the grid's order for seed 0), ``chunk`` designs per seed at a time
+    (all when None), each chunk a study of its own in ``runs/seed-<S>-part-<K>``; after each round of chunks the
+    table is written. So a build stopped at any point (even mid-trial) resumes by running the same command, in
+    this session or a later one that has only the committed table, and a partial table has every seed of the
+    same designs.
+    """
     path = resolve("studies", study)
     space = SearchSpace.from_toml(load_study_spec(path).space)
-    existing = pd.read_csv(table_path) if table_path.exists() else pd.DataFrame(columns=[*AXES, "seed"])
+    order = [space.decode(p) for p in grid_points(space, 0)]
     worst = 0
-    for seed in seeds:
-        have = {design_key(row) for _, row in existing[existing["seed"] == seed].iterrows()}
-        missing = [space.decode(p) for p in grid_points(space, seed) if space.decode(p).to_json() not in have]
-        if not missing:
-            print(f"xception-bench: seed {seed}: the table has every design", flush=True)
-            continue
-        folder = runs / f"seed-{seed}-fill"
-        folder.mkdir(parents=True, exist_ok=True)
-        seeds_toml = ", ".join("{" + ", ".join(f"{k} = {json.dumps(v)}" for k, v in json.loads(c.to_json()).items()) + "}"
-                               for c in missing)
-        text = re.sub(r"(?m)^(sampler|seed_trials|trials) = .*$", "", path.read_text())
-        (folder / path.name).write_text(f'sampler = "random"\nseed_trials = [{seeds_toml}]\ntrials = {len(missing)}\n{text}')
-        command = [sys.executable, "-m", "xsearch.cli", "run", "--study", str(folder / path.name), "--seed", str(seed),
-                   "--out", str(folder)]
-        print(f"xception-bench: seed {seed}: {len(missing)} designs missing: {' '.join(command[1:])}", flush=True)
-        worst = max(worst, subprocess.run(command, check=False).returncode)
-    return worst
+    while True:
+        current = _current_table(runs, study, table_path)
+        missing = {seed: [c for c in order if c.to_json() not in _designs(current, seed)] for seed in seeds}
+        if not any(missing.values()):
+            print(f"xception-bench: {study}: the table has every design for seeds {seeds}", flush=True)
+            return worst
+        for seed in seeds:
+            todo = missing[seed][:chunk] if chunk else missing[seed]
+            if todo:
+                worst = max(worst, _train_designs(path, todo, seed, _next_part(runs, seed)))
+        frame = _current_table(runs, study, table_path)
+        write_table(frame, table_path, study)
+        print(f"xception-bench: {study}: {len(frame)} rows -> {table_path}", flush=True)
+        if len(frame) <= len(current):
+            print(f"xception-bench: {study}: a round of chunks added no row; stopping.", file=sys.stderr, flush=True)
+            return max(worst, 1)
+        if worst or not chunk:
+            return worst
+
+
+def _train_designs(path: Path, designs: list[XceptionConfig], seed: int, folder: Path) -> int:
+    """Train ``designs`` with the study file ``path`` and ``seed`` in ``folder`` (their seed trials, in order)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    seeds_toml = ", ".join("{" + ", ".join(f"{k} = {json.dumps(v)}" for k, v in json.loads(c.to_json()).items()) + "}"
+                           for c in designs)
+    text = re.sub(r"(?m)^(sampler|seed_trials|trials) = .*$", "", path.read_text())
+    (folder / path.name).write_text(f'sampler = "random"\nseed_trials = [{seeds_toml}]\ntrials = {len(designs)}\n{text}')
+    command = [sys.executable, "-m", "xsearch.cli", "run", "--study", str(folder / path.name), "--seed", str(seed),
+               "--out", str(folder)]
+    print(f"xception-bench: seed {seed}: {len(designs)} designs: {' '.join(command[1:])}", flush=True)
+    return subprocess.run(command, check=False).returncode
+
+
+def _current_table(runs: Path, study: str, table_path: Path) -> pd.DataFrame:
+    """The committed table merged with every run folder under ``runs`` (either may be missing)."""
+    existing = pd.read_csv(table_path) if table_path.exists() else None
+    if any(any((folder / name).is_file() for name in RUN_STORAGES) for folder in runs.glob("seed-*")):
+        return table(runs, study, existing)
+    return existing if existing is not None else pd.DataFrame(columns=[*AXES, "seed"])
+
+
+def _designs(frame: pd.DataFrame, seed: int) -> set[str]:
+    return {design_key(row) for _, row in frame[frame["seed"] == seed].iterrows()}
+
+
+def _next_part(runs: Path, seed: int) -> Path:
+    taken = {int(m.group(1)) for f in runs.glob(f"seed-{seed}-part-*") if (m := re.fullmatch(rf"seed-{seed}-part-(\d+)", f.name))}
+    return runs / f"seed-{seed}-part-{max(taken, default=-1) + 1}"
 
 
 def design_key(row: pd.Series) -> str:
@@ -112,6 +156,7 @@ def rows(study: optuna.Study) -> list[dict[str, Any]]:
         row.update({f"val_acc_{e}": _at(curve, e) for e in range(1, epochs + 1)})
         row[TrialAttr.TEST_ACCURACY] = attrs.get(TrialAttr.TEST_ACCURACY, math.nan)
         row.update({f"epoch_s_{e}": _at(times, e) for e in range(1, epochs + 1)})
+        row[COMPILE] = attrs.get(TrialAttr.COMPILE_TIME_S, math.nan)
         row[TrialAttr.FAILURE_REASON] = failure_reason(trial) or ""
         table.append(row)
     return table
@@ -122,6 +167,8 @@ def table(runs: Path, study: str = STUDY, existing: pd.DataFrame | None = None) 
     design and seed no folder has, sorted by design and seed."""
     frames = []
     for folder in sorted(runs.glob("seed-*")):
+        if not any((folder / name).is_file() for name in RUN_STORAGES):
+            continue  # a build killed before its study was created
         frames.append(pd.DataFrame(rows(load_study(run_storage(study, out=folder), study))))
     if not frames:
         raise SystemExit(f"error: no seed-* run folder under {runs}: run `python -m benchmarks.xception_bench build`.")
@@ -131,7 +178,15 @@ def table(runs: Path, study: str = STUDY, existing: pd.DataFrame | None = None) 
         kept = existing[[(design_key(row), int(row["seed"])) not in ran for _, row in existing.iterrows()]]
         frame = pd.concat([frame, kept], ignore_index=True)
     frame["segments"] = frame["segments"].astype(str)
+    frame[COMPILE] = frame[COMPILE].fillna(derived_compile_s(frame)) if COMPILE in frame else derived_compile_s(frame)
     return frame.sort_values([*AXES, "seed"], kind="stable").reset_index(drop=True)
+
+
+def derived_compile_s(frame: pd.DataFrame) -> pd.Series:
+    """Each row's compile seconds as a trial records them (`xsearch.study.training`): its first epoch's time less
+    the median of its later epochs, at least 0. For tables whose run folders are gone (the digits table)."""
+    times = frame.filter(regex=r"^epoch_s_\d+$")
+    return (times.iloc[:, 0] - times.iloc[:, 1:].median(axis=1)).clip(lower=0.0)
 
 
 def noise(frame: pd.DataFrame) -> dict[str, Any]:
@@ -155,7 +210,8 @@ def write_table(frame: pd.DataFrame, path: Path, study: str) -> None:
     write_atomic(path, frame.to_csv(index=False, float_format="%.6g"))
     spec = load_study_spec(study)
     meta = {"study": study, "spec": spec.to_dict(), "environment": environment(), "machine": platform.machine(),
-            "processor": platform.processor(), "made_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "processor": platform.processor(), "cpu_affinity": len(os.sched_getaffinity(0)),
+            "made_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "rows": len(frame), "seeds": sorted(int(s) for s in frame["seed"].unique())}
     write_atomic(path.with_suffix(".json"), json.dumps(meta, indent=2, default=str) + "\n")
 
@@ -171,11 +227,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=Path, default=RUNS, help=f"the run folders (default {RUNS})")
     parser.add_argument("--study", default=STUDY, help="the bench study (default xception-bench)")
     parser.add_argument("--table", type=Path, default=TABLE, help=f"the table (default {TABLE})")
+    parser.add_argument("--chunk", type=int, default=None, help="fill: designs per seed between writes of the table")
     args = parser.parse_args(argv)
     if args.command == "build":
         return build(args.seeds, args.runs, args.study)
     if args.command == "fill":
-        return fill(args.seeds, args.runs, args.table, args.study)
+        return fill(args.seeds, args.runs, args.table, args.study, args.chunk)
     if args.command == "table":
         frame = table(args.runs, args.study, pd.read_csv(args.table) if args.table.exists() else None)
         write_table(frame, args.table, args.study)

@@ -147,6 +147,25 @@ def _bench_run(folder, seed, accuracies):
         study.add_trial(optuna.trial.create_trial(values=[accuracy, 1000, 1.5], user_attrs=attrs))
 
 
+def _bench_designs(folder, seed, designs):
+    """A finished bench study in ``folder`` that trained ``designs``, each to 0.8 with 1.5 s of compilation."""
+    import dataclasses
+
+    from xsearch.study.spec import load_study_spec, write_spec
+    from xsearch.study.storage import open_storage
+
+    spec = dataclasses.replace(load_study_spec(xception_bench.STUDY), seed=seed)
+    study = optuna.create_study(study_name=spec.name, storage=open_storage(None, folder),
+                                directions=["maximize", "minimize", "minimize"])
+    write_spec(study, spec)
+    for design in designs:
+        attrs = {TrialAttr.CONFIG: design.to_json(), TrialAttr.CURVES: {TrialAttr.VAL_ACCURACY: [0.8] * 6},
+                 TrialAttr.EPOCH_TIMES_S: [2.5] + [1.0] * 5, TrialAttr.COMPILE_TIME_S: 1.5, TrialAttr.PARAMS: 1000,
+                 TrialAttr.MACS: 5000, TrialAttr.FLOPS: 10000, TrialAttr.LATENCY_MS: 1.5, TrialAttr.LATENCY_P90_MS: 1.7,
+                 TrialAttr.TEST_ACCURACY: 0.79}
+        study.add_trial(optuna.trial.create_trial(values=[0.8, 1000, 1.5], user_attrs=attrs))
+
+
 def test_the_bench_table_has_one_row_per_design_and_seed_and_measures_spread_against_noise(tmp_path):
     _bench_run(tmp_path / "seed-0", 0, [0.50, 0.70, 0.90])
     _bench_run(tmp_path / "seed-1", 1, [0.52, 0.72, 0.92])
@@ -155,6 +174,7 @@ def test_the_bench_table_has_one_row_per_design_and_seed_and_measures_spread_aga
     assert list(frame["segments"][::2]) == ["1", "4", "depthwise"]
     assert list(frame.filter(like="epoch_s_").iloc[0]) == [2.0, 1.0, 1.0, 1.0, 1.0, 1.0]
     assert frame.loc[0, "val_acc_6"] == 0.50 and frame.loc[0, "val_acc_1"] == 0.25
+    assert list(frame["compile_s"]) == [1.0] * 6  # no recorded compile time: the first epoch less the median of the rest
     report = xception_bench.noise(frame)
     assert report["designs"] == 3 and report["seeds_per_design"] == 2
     assert report["median_seed_std"] == pytest.approx(0.02 / 2**0.5)  # each design: two seeds 0.02 apart
@@ -187,13 +207,43 @@ def test_fill_trains_only_the_designs_the_table_lacks_for_a_seed(tmp_path, monke
     pd.DataFrame(rows).to_csv(tmp_path / "table.csv", index=False)
     commands = []
     monkeypatch.setattr(subprocess, "run", lambda command, check: commands.append(command) or subprocess.CompletedProcess(command, 0))
-    assert xception_bench.fill([0, 1], tmp_path / "runs", tmp_path / "table.csv") == 0
+    assert xception_bench.fill([0, 1], tmp_path / "runs", tmp_path / "table.csv") == 1  # the stub trains nothing
     assert [c[c.index("--seed") + 1] for c in commands] == ["0", "1"]
-    spec = load_study_spec(tmp_path / "runs" / "seed-0-fill" / "xception-bench.toml")
+    spec = load_study_spec(tmp_path / "runs" / "seed-0-part-0" / "xception-bench.toml")
     assert spec.name == "xception-bench" and spec.trials == 2 and spec.sampler == "random"
     assert [space.encode(space.decode({**point})) for point in points[:2]] == [
         space.encode(type(space.decode(points[0]))(**seed)) for seed in spec.seed_trials]
-    assert load_study_spec(tmp_path / "runs" / "seed-1-fill" / "xception-bench.toml").trials == 120  # no row for seed 1
+    assert load_study_spec(tmp_path / "runs" / "seed-1-part-0" / "xception-bench.toml").trials == 120  # no row for seed 1
+
+
+def test_fill_in_chunks_resumes_from_run_folders_in_one_order_for_every_seed(tmp_path, monkeypatch):
+    import subprocess
+
+    from xsearch.model.space import SearchSpace
+    from xsearch.study.sampler import grid_points
+    from xsearch.study.spec import load_study_spec
+
+    space = SearchSpace.from_toml(load_study_spec(xception_bench.STUDY).space)
+    order = [space.decode(p).to_json() for p in grid_points(space, 0)]
+    rows = [{**point, "seed": seed} for point in grid_points(space, 0)[3:] for seed in (0, 1)]
+    pd.DataFrame(rows).to_csv(tmp_path / "table.csv", index=False)
+    trained = []
+
+    def train(command, check):  # a finished study of the chunk's designs, as `xsearch run` leaves it
+        folder, seed = Path(command[command.index("--out") + 1]), int(command[command.index("--seed") + 1])
+        spec = load_study_spec(folder / "xception-bench.toml")
+        designs = [type(space.decode(grid_points(space, 0)[0]))(**{**json.loads(order[0]), **s}) for s in spec.seed_trials]
+        _bench_designs(folder, seed, designs)
+        trained.append((seed, [d.to_json() for d in designs]))
+        return subprocess.CompletedProcess(command, 0)
+
+    monkeypatch.setattr(subprocess, "run", train)
+    assert xception_bench.fill([0, 1], tmp_path / "runs", tmp_path / "table.csv", chunk=2) == 0
+    assert trained == [(0, order[:2]), (1, order[:2]), (0, order[2:3]), (1, order[2:3])]
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["seed-0-part-0", "seed-0-part-1", "seed-1-part-0",
+                                                                      "seed-1-part-1"]
+    table = pd.read_csv(tmp_path / "table.csv")
+    assert len(table) == 240 and table["compile_s"].notna().sum() == 6  # the trained rows carry their compile seconds
 
 
 def test_compare_runs_counts_training_and_scores_both_fronts_on_common_scales():

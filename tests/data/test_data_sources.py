@@ -164,7 +164,7 @@ def test_tfds_missing_says_how_to_install(tmp_path, monkeypatch):
 
 def test_unknown_source_lists_sources(tmp_path):
     with pytest.raises(ValueError, match="valid sources are digits, folder, arrays, imagenet-npz") as error:
-        load_dataset("mnist", 32, cache_dir=tmp_path)
+        load_dataset("emnist", 32, cache_dir=tmp_path)
     assert all(source in str(error.value) for source in SOURCES)
 
 

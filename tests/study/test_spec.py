@@ -2,7 +2,7 @@ import pytest
 
 from xsearch.common.resources import shipped_files
 from xsearch.model.space import SearchSpace
-from xsearch.study.spec import AshaSpec, LatencySpec, StudySpec, load_study_spec
+from xsearch.study.spec import AshaSpec, DataSpec, LatencySpec, StudySpec, load_study_spec
 
 
 def test_every_shipped_study_loads_with_its_space():
@@ -45,6 +45,8 @@ def test_objectives_map_to_metrics_and_directions():
         ("[data]\nval_fraction = 0.95\n", "data.val_fraction must be in (0, 0.9)"),
         ("[data]\nval_fraction = 0\n", "data.val_fraction must be in (0, 0.9); received 0"),
         ("[data]\ntest_fraction = 0.9\n", "data.test_fraction must be in [0, 0.9)"),
+        ("[data]\nsplit_seed = -1\n", "data.split_seed must be an integer in [0, 4294967295]; received -1"),
+        ("[data]\nsplit_seed = \"zero\"\n", "data.split_seed must be an integer in [0, 4294967295]; received 'zero'"),
         ("[training]\nbatch_size = \"max\"\n", "training.batch_size must be an integer > 0 or 'auto'; received 'max'"),
         ("trials = \n", "malformed TOML"),
         ("[early_stop]\nafter = 2\n", "[early_stop]: unknown key 'after'. Valid keys: after_epochs, margin."),
@@ -105,3 +107,12 @@ def test_latency_targets_come_from_objectives_constraints_and_the_latency_table(
 def test_a_study_without_a_latency_table_stores_its_spec_as_before():
     assert "latency" not in StudySpec().to_dict() and StudySpec().latency_targets == ()
     assert "latency" in StudySpec(latency=LatencySpec()).to_dict()
+
+
+def test_a_split_seed_fixes_the_splits_whatever_the_study_seed(tmp_path):
+    from xsearch.study.setup import load_spec_dataset
+
+    data = DataSpec(source="digits", image_size=8, val_fraction=0.2, test_fraction=0.2, split_seed=1)
+    fixed = [load_spec_dataset(StudySpec(seed=seed, data=data)).y_val for seed in (0, 7)]
+    free = [load_spec_dataset(StudySpec(seed=seed, data=DataSpec(source="digits", image_size=8))).y_val for seed in (0, 7)]
+    assert (fixed[0] == fixed[1]).all() and not (free[0] == free[1]).all()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import keras
 
@@ -31,16 +32,20 @@ CIFAR = {
 }
 
 
+def keras_datasets_dir() -> Path:
+    """The folder where `keras.datasets` loaders keep their downloads ($KERAS_HOME/datasets, else ~/.keras/datasets)."""
+    return Path(os.environ.get("KERAS_HOME", "~/.keras")).expanduser() / "datasets"
+
+
 def read_cifar(source: str, image_size: int) -> RawData:
     """CIFAR's official train and test splits (fine labels for cifar100), resized to image_size."""
     class_names, cached, archive = CIFAR[source]
     try:
         (x_train, y_train), (x_test, y_test) = getattr(keras.datasets, source).load_data()
     except Exception as err:  # Keras raises a bare Exception when the download fails.
-        keras_home = os.path.expanduser(os.environ.get("KERAS_HOME", os.path.join("~", ".keras")))
         raise ValueError(
             f"Could not load {source} with keras.datasets.{source}.load_data(): {err}. Offline, Keras reads "
-            f"the cached archive {os.path.join(keras_home, 'datasets', cached)} (a copy of {archive}; "
+            f"the cached archive {keras_datasets_dir() / cached} (a copy of {archive}; "
             "$KERAS_HOME replaces ~/.keras); put it there or run once with network access."
         ) from err
     return RawData(

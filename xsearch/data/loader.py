@@ -24,13 +24,14 @@ from xsearch.data.cache import (
 from xsearch.data.dataset import Dataset, RawData
 from xsearch.data.digits import read_digits
 from xsearch.data.folder import read_folder
+from xsearch.data.idx import IDX_DATASETS, read_idx_source
 from xsearch.data.imagenet_npz import find_imagenet_dir, read_imagenet_npz
 from xsearch.data.keras_datasets import read_cifar
 from xsearch.data.splits import Plan, plan_splits
 from xsearch.data.tfds import read_tfds
 
 TFDS_PREFIX = "tfds:"
-SOURCES = ("digits", "folder", "arrays", "imagenet-npz", "cifar10", "cifar100", f"{TFDS_PREFIX}<name>")
+SOURCES = ("digits", "folder", "arrays", "imagenet-npz", "fashion-mnist", "mnist", "cifar10", "cifar100", f"{TFDS_PREFIX}<name>")
 
 
 def load_dataset(
@@ -116,7 +117,7 @@ def _source_reader(
     if source in ("digits", "cifar10", "cifar100") and data_dir is not None:
         raise ValueError(f"data_dir (--data-dir) {data_dir}: source {source!r} reads no folder (it comes with "
                          f"{'scikit-learn' if source == 'digits' else 'Keras, which caches it'}); drop data_dir, or use a "
-                         f"source that reads one: folder, arrays, imagenet-npz or {TFDS_PREFIX}NAME.")
+                         f"source that reads one: folder, arrays, imagenet-npz, fashion-mnist, mnist or {TFDS_PREFIX}NAME.")
     if source == "digits":
         return source, functools.partial(read_digits, image_size), None
     if source in ("folder", "arrays"):
@@ -129,6 +130,8 @@ def _source_reader(
     if source == "imagenet-npz":
         found = find_imagenet_dir(data_dir, image_size)
         return source, functools.partial(read_imagenet_npz, found, image_size), found
+    if source in IDX_DATASETS:
+        return source, functools.partial(read_idx_source, source, data_dir, image_size), data_dir
     if source in ("cifar10", "cifar100"):
         return source, functools.partial(read_cifar, source, image_size), None
     if source.startswith(TFDS_PREFIX) and len(source) > len(TFDS_PREFIX):

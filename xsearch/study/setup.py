@@ -122,7 +122,8 @@ def _finish_setup(study: optuna.Study, spec: StudySpec, metrics: list[str],
 def load_spec_dataset(spec: StudySpec) -> Dataset:
     """The study's data, from the uint8 cache after the first time."""
     return load_dataset(
-        spec.data.source, spec.data.image_size, data_dir=spec.data.data_dir, seed=spec.seed,
+        spec.data.source, spec.data.image_size, data_dir=spec.data.data_dir,
+        seed=spec.seed if spec.data.split_seed is None else spec.data.split_seed,
         val_fraction=spec.data.val_fraction, test_fraction=spec.data.test_fraction,
         max_train=spec.data.max_train, max_bad_fraction=spec.data.max_bad_fraction, layout=spec.data.layout,
     )

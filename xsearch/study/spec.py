@@ -73,6 +73,7 @@ class DataSpec:
     val_fraction: float = 0.1
     test_fraction: float = 0.1
     max_train: int | None = None
+    split_seed: int | None = None  # carves val/test and subsamples train; None: the study's seed
     max_bad_fraction: float = 0.05  # unreadable image files left out; more is an error (`xsearch.data.load_dataset`)
     layout: str = "NHWC"  # the "arrays" source's images: "NHWC" or "NCHW"
 
@@ -192,6 +193,8 @@ class StudySpec:
         _check_range("data.image_size", self.data.image_size, MIN_INPUT_SIZE, MAX_IMAGE_SIZE)
         if self.data.max_train is not None:
             _check_positive("data.max_train", self.data.max_train, integer=True)
+        if self.data.split_seed is not None:
+            _check_range("data.split_seed", self.data.split_seed, 0, 2**32 - 1)
         for seed in self.seed_trials:
             seed_config(seed)
         if self.timeout is not None:
