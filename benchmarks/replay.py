@@ -6,7 +6,9 @@ trial of design d draws one of d's seeds at random and gets that row's costs; it
 the trial's Keras callbacks (the epoch recorder, the ``early_stop`` and ``asha`` rules) after each
 epoch with the row's validation accuracy, stops where they stop it, and is charged the row's
 training seconds of the epochs it ran. A trial that continues a stopped one (same design and
-trial seed) continues the same row from the epoch where it stopped. Everything else is the real code path of ``xsearch run``:
+trial seed) continues the same row from the epoch where it stopped, and is charged the row's
+compilation (``compile_s``) again on its first epoch, as a real continuation rebuilds its model.
+Everything else is the real code path of ``xsearch run``:
 `open_study` with the study's seed trials and sampler, `StudyObjective` (repeats, constraints,
 budget, stopping rules) and the runner's repeat-streak stop.
 """
@@ -24,7 +26,7 @@ import numpy as np
 import optuna
 import pandas as pd
 
-from benchmarks.xception_bench import design_key
+from benchmarks.xception_bench import COMPILE, derived_compile_s, design_key
 from xsearch.model.config import XceptionConfig
 from xsearch.model.space import SearchSpace
 from xsearch.run.callbacks import RepeatStreak
@@ -55,6 +57,8 @@ class BenchTable:
         reason = frame["failure_reason"] if "failure_reason" in frame else pd.Series(index=frame.index, dtype=object)
         failed = reason.notna() & (reason.astype(str) != "")
         trained = frame[~failed & frame[f"val_acc_{epochs}"].notna()]
+        trained = trained.assign(**{COMPILE: trained[COMPILE].fillna(derived_compile_s(trained))
+                                    if COMPILE in trained else derived_compile_s(trained)})
         keys = trained.apply(design_key, axis=1)
         return cls({key: rows.reset_index(drop=True) for key, rows in trained.groupby(keys, sort=True)}, epochs)
 
@@ -111,6 +115,8 @@ class TableTrainer:
                 callback.on_epoch_end(epoch, {"val_accuracy": accuracy[-1]})
             if model.stop_training:
                 break
+        if start and seconds:  # a continuation rebuilds its model and compiles its training step again
+            seconds[0] += float(row[COMPILE])
         full = start + len(accuracy) == self.table.epochs
         return TrainResult(curves={TrialAttr.VAL_ACCURACY: accuracy}, val_accuracy=accuracy[-1], val_top5=None,
                            test_accuracy=float(row[TrialAttr.TEST_ACCURACY]) if full else None, test_top5=None,
@@ -129,6 +135,7 @@ class Trace:
     found: list[str] = dataclasses.field(default_factory=list)  # the design each trial fully trained, or ""
     trials: int = 0
     stopped: int = 0
+    continued: int = 0  # trials that continued a stopped one (each charged a compilation again)
 
 
 def replay(spec: StudySpec, space: SearchSpace, table: BenchTable, seed: int, budget_s: float,
@@ -150,6 +157,7 @@ def replay(spec: StudySpec, space: SearchSpace, table: BenchTable, seed: int, bu
         full = trial.state == optuna.trial.TrialState.COMPLETE and attrs.get(TrialAttr.FEASIBLE) and not is_stopped(trial)
         trace.found.append(attrs[TrialAttr.CONFIG] if full and not is_repeat(trial) else "")
         trace.stopped += is_stopped(trial) and not is_repeat(trial)
+        trace.continued += TrialAttr.CONTINUES in attrs and not is_repeat(trial)
         if trace.seconds[-1] >= budget_s:
             study.stop()
 

@@ -43,6 +43,7 @@ import optuna
 import pandas as pd
 
 from benchmarks.replay import BenchTable, hypervolume_curve, losses, objective_metrics, replay
+from benchmarks.xception_bench import COMPILE, derived_compile_s
 from xsearch.common.atomic import write_atomic
 from xsearch.model.space import SearchSpace
 from xsearch.study.optuna_private import hypervolume, pareto_mask
@@ -107,15 +108,16 @@ class Scorer:
 
 def table_digest(path: Path, base: StudySpec, steady_first_epoch: bool = False) -> str:
     """What a replay's result depends on besides strategy and seed: the table, how it is charged, the bench spec."""
-    charged = b"steady-first-epoch" if steady_first_epoch else b""
+    charged = b"continuations-compile" + (b"steady-first-epoch" if steady_first_epoch else b"")
     return hashlib.sha256(path.read_bytes() + charged + json.dumps(base.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
 
 
 def without_compilation(frame: pd.DataFrame) -> pd.DataFrame:
-    """The table with each row's first epoch charged as its steady epochs (the median of the later ones):
-    what the replay charges where compilation is negligible next to an epoch, as on long GPU trials."""
-    seconds = frame.filter(regex=r"^epoch_s_\d+$")
-    return frame.assign(epoch_s_1=seconds.iloc[:, 1:].median(axis=1))
+    """The table charged as GPU trials are: each row's first epoch without its recorded compilation (``compile_s``;
+    the first epoch less the median of the later ones where the table lacks it), and no compilation to charge a
+    continuation; compilation is negligible next to a long GPU trial's epochs."""
+    compile_s = frame[COMPILE].fillna(derived_compile_s(frame)) if COMPILE in frame else derived_compile_s(frame)
+    return frame.assign(epoch_s_1=frame["epoch_s_1"] - compile_s, **{COMPILE: 0.0})
 
 
 def run(table_path: Path, results: Path, strategies: list[str], seeds: list[int], max_trials: int, base: StudySpec,
@@ -178,9 +180,31 @@ def time_to(seconds: list[float], hv: list[float], level: float) -> float:
     return float("inf")
 
 
-def summarize(replays: list[dict[str, Any]], curve: str = "hv") -> pd.DataFrame:
+def summarize(replays: list[dict[str, Any]], curve: str = "hv", resamples: int = 2000) -> pd.DataFrame:
     """Per strategy, medians over seeds of the scores of ``curve`` (``hv``, or ``hv_log`` for log-scaled costs),
-    times as fractions of the exhaustive cost, and ratios to the baseline."""
+    times as fractions of the exhaustive cost, and ratios to the baseline; each time and ratio with the 95 %
+    bootstrap interval of its median over seeds (``_lo``, ``_hi``: seeds resampled, per strategy independently)."""
+    frame = per_seed(replays, curve)
+    table = frame.groupby("strategy").agg(seeds=("seed", "count"), **{
+        column: (column, "median") for column in frame.columns if column not in ("strategy", "seed")})
+    medians = bootstrap_medians(frame, [f"time_to_{int(level * 100)}pct" for level in LEVELS], resamples)
+    for column, by_strategy in medians.items():
+        table[f"{column}_lo"], table[f"{column}_hi"] = _interval(by_strategy, table.index)
+    if BASELINE in table.index:
+        for level in LEVELS:
+            column = f"time_to_{int(level * 100)}pct"
+            table[f"{column}_vs_random"] = table[column] / table.loc[BASELINE, column]
+            ratios = {s: medians[column][s] / medians[column][BASELINE] for s in table.index}
+            table[f"{column}_vs_random_lo"], table[f"{column}_vs_random_hi"] = _interval(ratios, table.index)
+        for fraction in FRACTIONS:
+            column = f"hv_at_{int(fraction * 100)}pct"
+            table[f"{column}_vs_random"] = table[column] / table.loc[BASELINE, column]
+    return table.sort_values("time_to_95pct")
+
+
+def per_seed(replays: list[dict[str, Any]], curve: str = "hv") -> pd.DataFrame:
+    """One row per replay: its strategy, seed, trials, stopped trials, the hypervolume of ``curve`` at each of
+    `FRACTIONS` of the exhaustive cost and the time (as a fraction of it) to each of `LEVELS`."""
     rows = []
     for r in replays:
         budget = r["budget_s"]
@@ -188,17 +212,25 @@ def summarize(replays: list[dict[str, Any]], curve: str = "hv") -> pd.DataFrame:
         row.update({f"hv_at_{int(f * 100)}pct": hv_at(r["seconds"], r[curve], f * budget) for f in FRACTIONS})
         row.update({f"time_to_{int(level * 100)}pct": time_to(r["seconds"], r[curve], level) / budget for level in LEVELS})
         rows.append(row)
-    frame = pd.DataFrame(rows)
-    table = frame.groupby("strategy").agg(seeds=("seed", "count"), **{
-        column: (column, "median") for column in frame.columns if column not in ("strategy", "seed")})
-    if BASELINE in table.index:
-        for level in LEVELS:
-            column = f"time_to_{int(level * 100)}pct"
-            table[f"{column}_vs_random"] = table[column] / table.loc[BASELINE, column]
-        for fraction in FRACTIONS:
-            column = f"hv_at_{int(fraction * 100)}pct"
-            table[f"{column}_vs_random"] = table[column] / table.loc[BASELINE, column]
-    return table.sort_values("time_to_95pct")
+    return pd.DataFrame(rows)
+
+
+def bootstrap_medians(frame: pd.DataFrame, columns: list[str], resamples: int, seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
+    """For each column and strategy of a `per_seed` frame: the medians of ``resamples`` resamples of its seeds."""
+    rng = np.random.default_rng(seed)
+    found: dict[str, dict[str, np.ndarray]] = {column: {} for column in columns}
+    for strategy, rows in frame.groupby("strategy"):
+        picks = rng.integers(len(rows), size=(resamples, len(rows)))
+        for column in columns:
+            found[column][str(strategy)] = np.median(rows[column].to_numpy(dtype=float)[picks], axis=1)
+    return found
+
+
+def _interval(values: dict[str, np.ndarray], strategies: pd.Index) -> tuple[list[float], list[float]]:
+    """The 2.5th and 97.5th percentiles of each strategy's bootstrap values (inf where more than 2.5 % never arrive)."""
+    with np.errstate(invalid="ignore"):
+        bounds = [np.percentile(values[s], [2.5, 97.5], method="lower") for s in strategies]
+    return [float(b[0]) for b in bounds], [float(b[1]) for b in bounds]
 
 
 def curves_html(replays: list[dict[str, Any]]) -> str:

@@ -80,8 +80,12 @@ def test_continuing_stopped_designs_charges_no_epoch_twice_and_completes_the_fro
     for seed in range(3):
         trace = replay(strategy_spec(BASE, "random/asha"), SPACE, table, seed=seed, budget_s=1e9, max_trials=200)
         assert trace.stopped > 0 and hypervolume_curve(trace, scorer)[-1] == pytest.approx(1.0)
-        assert trace.seconds[-1] <= table.full_cost() + 1e-9  # each design's epochs charged once, at most
+        assert trace.continued > 0  # each design's epochs charged once at most, and each continuation compiles again
+        assert trace.seconds[-1] <= table.full_cost() + 4.0 * trace.continued + 1e-9
         assert len({key for key in trace.found if key}) == 12  # in the end every design stands trained fully
+    steady = BenchTable.from_frame(search_efficiency.without_compilation(_table()))
+    trace = replay(strategy_spec(BASE, "random/asha"), SPACE, steady, seed=0, budget_s=1e9, max_trials=200)
+    assert trace.continued > 0 and trace.seconds[-1] <= steady.full_cost() + 1e-9  # charged as on a GPU: no compilation
 
 
 def test_a_steady_first_epoch_charges_the_median_of_the_later_epochs_and_is_replayed_apart():
@@ -100,6 +104,22 @@ def test_scores_read_the_curve_at_budget_fractions_and_the_time_to_each_level():
     assert table.loc["tpe/asha", "time_to_95pct_vs_random"] == pytest.approx(0.5)
     assert table.loc["random/full", "time_to_90pct"] == pytest.approx(0.2)
     assert table.loc["tpe/asha", "hv_at_25pct"] == pytest.approx(0.96) and table.loc["random/full", "seeds"] == 3
+    assert table.loc["tpe/asha", "time_to_95pct_vs_random_lo"] == table.loc["tpe/asha", "time_to_95pct_vs_random_hi"] == 0.5
+
+
+def test_intervals_cover_the_median_and_widen_with_the_spread_of_seeds():
+    def replays(strategy, finish):  # reaches every level at ``finish`` of the budget
+        return [{"strategy": strategy, "seed": k, "trials": 1, "stopped": 0, "budget_s": 1.0, "seconds": [f],
+                 "hv": [1.0], "hv_log": [1.0]} for k, f in enumerate(finish)]
+
+    rng = np.random.default_rng(1)
+    table = summarize([*replays("random/full", rng.uniform(0.4, 0.6, 30)), *replays("tpe/full", rng.uniform(0.1, 0.5, 30))])
+    for strategy in table.index:
+        row = table.loc[strategy]
+        assert row["time_to_95pct_lo"] <= row["time_to_95pct"] <= row["time_to_95pct_hi"]
+    width = table["time_to_95pct_hi"] - table["time_to_95pct_lo"]
+    assert width["tpe/full"] > width["random/full"]
+    assert table.loc["tpe/full", "time_to_95pct_vs_random_hi"] < 1.0  # clearly ahead: the interval excludes 1
 
 
 def test_run_and_report_resume_and_write_the_table_and_curves(tmp_path, monkeypatch):
