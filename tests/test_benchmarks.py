@@ -176,12 +176,31 @@ def test_the_bench_table_has_one_row_per_design_and_seed_and_measures_spread_aga
     assert frame.loc[0, "val_acc_6"] == 0.50 and frame.loc[0, "val_acc_1"] == 0.25
     assert list(frame["compile_s"]) == [1.0] * 6  # no recorded compile time: the first epoch less the median of the rest
     report = xception_bench.noise(frame)
-    assert report["designs"] == 3 and report["seeds_per_design"] == 2
+    assert report["designs"] == 3 and report["seeds_per_design_min"] == 2
     assert report["median_seed_std"] == pytest.approx(0.02 / 2**0.5)  # each design: two seeds 0.02 apart
-    assert report["spread_std"] == pytest.approx(0.2) and report["spread_over_noise"] == pytest.approx(0.2 / (0.02 / 2**0.5))
+    assert report["pooled_seed_std"] == pytest.approx(0.02 / 2**0.5)
+    assert report["spread_std"] == pytest.approx(0.2) and report["spread_over_median_noise"] == pytest.approx(0.2 / (0.02 / 2**0.5))
+    assert report["spread_over_pooled_noise_lo"] <= report["spread_over_pooled_noise"] <= report["spread_over_pooled_noise_hi"]
+    assert report["spearman_epoch_1"] == pytest.approx(1.0)  # each curve is half its final value until the last epoch
     xception_bench.write_table(frame, tmp_path / "bench.csv", xception_bench.STUDY)
     assert len(pd.read_csv(tmp_path / "bench.csv")) == 6
     assert json.loads((tmp_path / "bench.json").read_text())["seeds"] == [0, 1]
+
+
+def test_noise_pools_the_seed_variance_and_leaves_out_failed_and_incomplete_rows():
+    rows = []
+    for design, (accuracies, first) in enumerate([((0.5, 0.6), 0.9), ((0.7, 0.7), 0.1), ((0.9, 0.9, 0.9), 0.5)]):
+        for seed, accuracy in enumerate(accuracies):
+            rows.append({"middle_repeats": 0, "width": 0.125 * (design + 1), "depth_multiplier": 1, "segments": "depthwise",
+                         "intermediate_activation": "none", "residual": True, "seed": seed, "val_acc_1": first,
+                         "val_acc_2": accuracy, "failure_reason": ""})
+    rows.append({**rows[0], "seed": 5, "val_acc_2": None})  # an incomplete row
+    rows.append({**rows[0], "seed": 6, "val_acc_2": 0.0, "failure_reason": "nan"})  # a failed one
+    report = xception_bench.noise(pd.DataFrame(rows))
+    assert report["rows"] == 7 and report["designs"] == 3 and report["seeds_per_design_max"] == 3
+    assert report["pooled_seed_std"] == pytest.approx((0.005 / 4) ** 0.5)  # variance 0.005 on 1 of 4 degrees of freedom
+    assert report["median_seed_std"] == pytest.approx(0.0)
+    assert report["spearman_epoch_1"] == pytest.approx(-0.5)
 
 
 def test_the_bench_table_keeps_committed_rows_no_run_folder_has(tmp_path):
