@@ -7,13 +7,15 @@
     python -m benchmarks.search_efficiency run --steady-first-epoch --results benchmarks/search_efficiency_steady_runs.jsonl
     python -m benchmarks.search_efficiency run --samplers gp --results benchmarks/search_efficiency_gp_runs.jsonl
     python -m benchmarks.search_efficiency report --also benchmarks/search_efficiency_gp_runs.jsonl
+    python -m benchmarks.search_efficiency rule --cell digits/cpu CPU.jsonl --cell digits/gpu GPU.jsonl ...
 
 ``run`` replays each strategy (a sampler with a stopping rule of `RULES`: ``full`` training, the
 ``dominated`` early stop, successive halving (``asha``, the ``[asha]`` defaults, and variants), or
 both) with each seed on the bench table (`benchmarks.replay`), until it has spent the exhaustive cost
 (every design trained fully once) or run ``--max-trials``; each finished replay is appended to a
-JSON-lines file, so a stopped run resumes. With ``--steady-first-epoch`` each first epoch is charged
-as a steady one (on this CPU table, compilation makes the first epoch about half of a design's
+JSON-lines file, so a stopped run resumes. With ``--steady-first-epoch`` the table is charged as
+GPU trials are: each row's recorded compilation (``compile_s``) taken off its first epoch and off
+continuations (on the digits table, compilation makes the first epoch about half of a design's
 training, which caps what stopping after it can save; on long GPU trials it is negligible).
 ``report`` scores the replays: the
 hypervolume of the designs each search fully trained, by their table means (seed-averaged), with
@@ -23,6 +25,10 @@ over seeds of that normalised hypervolume at 10 %, 25 % and 50 % of the exhausti
 training time to reach 90 %, 95 % and 99 % of it (a small space saturates fast), each also as a ratio
 against random search with full training. The curves (median and inter-quartile band against
 training time) go to an HTML page.
+``rule`` applies the pre-registered rule that picks the shipped defaults (benchmarks/RESULTS.md) to the
+replays of each cell (a table and how it is charged): per level, each strategy's median time on the
+log scale, its ratio to the lowest with a bootstrap interval, and whether it passes
+(-> ``results/defaults_rule.csv``).
 """
 
 from __future__ import annotations
@@ -53,6 +59,7 @@ from xsearch.study.spec import AshaSpec, EarlyStopSpec, StudySpec, load_study_sp
 HERE = Path(__file__).parent
 TABLE = HERE / "xception_bench.csv"
 RESULTS = HERE / "search_efficiency_runs.jsonl"
+RULE_CSV = HERE / "results" / "defaults_rule.csv"
 SAMPLERS = ("random", "tpe", "nsga2", "gp")
 RULES: dict[str, dict[str, Any]] = {
     "full": {}, "dominated": {"early_stop": EarlyStopSpec()},
@@ -153,6 +160,11 @@ def run(table_path: Path, results: Path, strategies: list[str], seeds: list[int]
               f"final HV {curves['hv'][-1] if trace.trials else 0:.3f} ({time.perf_counter() - started:.1f} s)", flush=True)
 
 
+def _latest(replays: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The replays of the latest table digest among ``replays``."""
+    return [r for r in replays if replays and r["digest"] == replays[-1]["digest"]]
+
+
 def read_results(path: Path) -> list[dict[str, Any]]:
     """The replays recorded in ``path`` (a torn last line, from a killed run, is skipped)."""
     if not path.exists():
@@ -233,6 +245,31 @@ def _interval(values: dict[str, np.ndarray], strategies: pd.Index) -> tuple[list
     return [float(b[0]) for b in bounds], [float(b[1]) for b in bounds]
 
 
+def rule_cells(cells: dict[str, list[dict[str, Any]]], levels: tuple[float, ...] = (0.95, 0.99),
+               resamples: int = 2000) -> pd.DataFrame:
+    """The pre-registered rule's cells (benchmarks/RESULTS.md, "The rule that picks the shipped defaults"): for each
+    cell (a table and a charge: its replays) and level, each strategy's median time to the level on the log scale,
+    its ratio to the lowest median with the ratio's 95 % bootstrap interval, and whether it passes: lowest, or an
+    interval that reaches 1 (a median that never arrives fails). One row per (cell, level, strategy)."""
+    rows = []
+    for cell, replays in cells.items():
+        frame = per_seed(replays, "hv_log")
+        for level in levels:
+            column = f"time_to_{int(level * 100)}pct"
+            medians = frame.groupby("strategy")[column].median()
+            best = str(medians.idxmin())
+            boot = bootstrap_medians(frame, [column], resamples)[column]
+            for strategy, median in medians.items():
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    ratios = boot[str(strategy)] / boot[best]
+                low, high = np.percentile(ratios, [2.5, 97.5], method="lower")
+                passes = bool(np.isfinite(median) and (strategy == best or low <= 1.0))
+                rows.append({"cell": cell, "level": level, "strategy": strategy, "seeds": int((frame["strategy"] == strategy).sum()),
+                             "median": float(median), "ratio_to_best": float(median / medians[best]),
+                             "ratio_lo": float(low), "ratio_hi": float(high), "passes": passes})
+    return pd.DataFrame(rows)
+
+
 def curves_html(replays: list[dict[str, Any]]) -> str:
     """Median and inter-quartile band of normalised hypervolume against training time, per strategy: costs
     scaled linearly, then log-scaled."""
@@ -276,7 +313,7 @@ def report(results: Path, csv_path: Path, html_path: Path, also: tuple[Path, ...
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.search_efficiency", description=__doc__.split("\n")[0])
-    parser.add_argument("command", choices=("run", "report"))
+    parser.add_argument("command", choices=("run", "report", "rule"))
     parser.add_argument("--table", type=Path, default=TABLE, help=f"the bench table (default {TABLE.name})")
     parser.add_argument("--results", type=Path, default=RESULTS, help=f"the replays, one JSON line each (default {RESULTS.name})")
     parser.add_argument("--seeds", type=int, default=30, help="seeds 0..N-1 per strategy (default 30)")
@@ -287,6 +324,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-trials", type=int, default=1000, help="a replay's trial limit (default 1000)")
     parser.add_argument("--steady-first-epoch", action="store_true",
                         help="charge each first epoch as a steady one, without its compilation (use its own --results)")
+    parser.add_argument("--cell", nargs=2, action="append", default=[], metavar=("NAME", "PATH"),
+                        help="rule: a cell of the rule (e.g. digits/cpu) and its replays; repeat per cell")
     parser.add_argument("--also", type=Path, nargs="+", default=[], metavar="PATH",
                         help="report: more replay files to include (e.g. the GP replays, which are kept in the repository)")
     args = parser.parse_args(argv)
@@ -298,6 +337,16 @@ def main(argv: list[str] | None = None) -> int:
         strategies = [f"{sampler}/{rule}" for sampler in samplers for rule in args.rules]
         run(args.table, args.results, strategies, list(range(args.seeds)), args.max_trials, load_study_spec(args.study),
             args.steady_first_epoch)
+        return 0
+    if args.command == "rule":
+        cells = {name: _latest(read_results(Path(path))) for name, path in args.cell}
+        verdicts = rule_cells(cells)
+        RULE_CSV.parent.mkdir(exist_ok=True)
+        write_atomic(RULE_CSV, verdicts.to_csv(index=False, float_format="%.4g"))
+        passed = verdicts.groupby("strategy")["passes"].agg(["sum", "count"]).sort_values("sum", ascending=False)
+        with pd.option_context("display.width", 200, "display.max_rows", 500):
+            print(verdicts.round(3).to_string(index=False))
+            print(passed.rename(columns={"sum": "cells passed", "count": "cells"}).to_string())
         return 0
     stem = args.results.stem.removesuffix("_runs")  # search_efficiency_runs.jsonl -> search_efficiency.csv, .html
     table = report(args.results, args.results.with_name(f"{stem}.csv"), args.results.with_name(f"{stem}.html"), tuple(args.also))

@@ -48,12 +48,14 @@ from xsearch.study.sampler import grid_points
 from xsearch.study.spec import StudySpec, load_study_spec
 
 RESULTS = HERE / "results" / "syne_tune_runs.jsonl"
-ALSO = (HERE / "search_efficiency_runs.jsonl", HERE / "search_efficiency_gp_runs.jsonl")
+ALSO = (HERE / "search_efficiency_runs.jsonl", HERE / "search_efficiency_gp_runs.jsonl", HERE / "results" / "digits_cpu_runs.jsonl")
 SCHEDULERS = ("moasha", "random", "more")
+REPORTED = ["seeds", "trials", "stopped",
+            *(f"time_to_{level}pct{end}" for level in (95, 99) for end in ("", "_lo", "_hi", "_vs_random"))]
 PREFIX = "syne-tune/"
 FIDELITY, ELAPSED = "epoch", "elapsed_time"
 ASHA = {"grace_period": 1, "reduction_factor": 2}  # xsearch's [asha] defaults: rungs 1, 2, 4, keep half
-EVOLUTION = {"population_size": 20, "sample_size": 5}  # a sixth of the 120-design space, parents from a quarter of it
+EVOLUTION = {"population_size": 20, "sample_size": 5}  # a sixth of the 120 designs; a parent: the best of 5 drawn from it
 DELAYS = ("delay_on_trial_result", "delay_complete_after_final_report", "delay_complete_after_stop", "delay_start",
           "delay_stop")  # the simulator's delays around each event, set to 0: only training is charged
 TUNER_SLEEP_S = 0.05  # simulated seconds per tuner poll: a worker stays idle at most this long between trials
@@ -284,8 +286,8 @@ def report(results: Path, also: list[Path]) -> dict[str, pd.DataFrame]:
         raise SystemExit(f"error: no run in {results}: run `python -m benchmarks.syne_tune_compare run` first.")
     digest = own[-1]["digest"]
     replays = [r for r in [*own, *(r for path in also for r in read_results(path))] if r["digest"] == digest]
-    columns = ["seeds", "trials", "stopped", "time_to_95pct", "time_to_99pct"]
-    return {curve: summarize(replays, curve)[columns] for curve in ("hv", "hv_log")}
+    tables = {curve: summarize(replays, curve) for curve in ("hv", "hv_log")}
+    return {curve: table[[c for c in REPORTED if c in table]] for curve, table in tables.items()}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -149,3 +149,17 @@ def test_log_scaled_costs_keep_the_true_front_and_its_hypervolume_normalises_to_
     linear, log = Scorer(table, BASE), Scorer(table, BASE, log_costs=True)
     assert set(linear.front()) == set(log.front())  # a monotone transform keeps the front
     assert log(log.front()) == pytest.approx(1.0)
+
+
+def test_the_rule_passes_the_fastest_and_whoever_is_within_the_interval_and_fails_who_never_arrives():
+    def replays(strategy, finish):
+        return [{"strategy": strategy, "seed": k, "trials": 1, "stopped": 0, "budget_s": 1.0, "seconds": [f],
+                 "hv": [1.0], "hv_log": [1.0 if math.isfinite(f) else 0.0]} for k, f in enumerate(finish)]
+
+    rng = np.random.default_rng(2)
+    cell = [*replays("tpe/asha", rng.uniform(0.10, 0.30, 30)), *replays("nsga2/asha", rng.uniform(0.11, 0.31, 30)),
+            *replays("random/full", rng.uniform(0.6, 0.8, 30)), *replays("gp/full", [math.inf] * 20 + [0.05] * 10)]
+    verdicts = search_efficiency.rule_cells({"t/cpu": cell}).set_index(["level", "strategy"])
+    assert set(verdicts.loc[0.95].index[verdicts.loc[0.95, "passes"]]) == {"tpe/asha", "nsga2/asha"}
+    assert verdicts.loc[(0.95, "random/full"), "ratio_lo"] > 1 and not verdicts.loc[(0.99, "gp/full"), "passes"]
+    assert verdicts.loc[(0.95, "tpe/asha"), "seeds"] == 30
