@@ -60,3 +60,14 @@ def test_a_read_only_file_system_exits_2_naming_the_path_and_changes_nothing(tmp
         assert message in err and "Traceback" not in err and err.count("\n") == 1, err
     assert journal.read_bytes() == (tmp_path / "study.journal").read_bytes()
     assert sorted(p.name for p in read_only.rglob("*")) == ["run", "study.journal"]
+
+
+def test_version_is_the_package_version(capsys):
+    import importlib.metadata
+
+    import xsearch
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == f"xsearch {xsearch.__version__}"
+    assert importlib.metadata.version("xsearch") == xsearch.__version__

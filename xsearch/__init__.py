@@ -8,6 +8,8 @@ import importlib
 import os
 from typing import Any
 
+__version__ = "0.1.0"
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out of the CLI
 
 _EXPORTS = {
@@ -18,7 +20,7 @@ _EXPORTS = {
     "measure_latency": "xsearch.model.latency",
     "SearchSpace": "xsearch.model.space",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = ["__version__", *sorted(_EXPORTS)]
 
 
 def __getattr__(name: str) -> Any:
