@@ -83,7 +83,7 @@ def _run_spec(args: argparse.Namespace, spec: StudySpec) -> int:
     spec = spec.override(
         trials=args.trials, timeout=args.timeout, seed=args.seed, data_dir=args.data_dir,
         max_failures=args.max_failures, weights=args.weights, precision=args.precision,
-        batch_size=args.batch_size,
+        batch_size=args.batch_size, tensorboard=args.tensorboard, mlflow_uri=args.mlflow,
     )
     out_dir = Path(args.out) if args.out else Path("runs") / spec.name
     if is_worker():  # started by a supervisor (which reports when all its workers are done), or by hand
@@ -219,6 +219,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="worker processes on this machine, restarted when they crash (default 1; auto: one per GPU)")
     run.add_argument("--max-failures", type=int, metavar="K",
                      help="stop a worker after K consecutive failures of one kind on this machine (default: never)")
+    run.add_argument("--tensorboard", action="store_true",
+                     help="log every trial for TensorBoard in <run folder>/tensorboard (curves, HParams table)")
+    run.add_argument("--mlflow", metavar="URI",
+                     help="log the study to MLflow at this tracking URI: one run per study, one nested run per trial")
     run.set_defaults(handler=_run)
 
     export = commands.add_parser("export", help="write a design of a study as a model file (.keras, SavedModel, "

@@ -240,3 +240,18 @@ def test_two_workers_share_the_successive_halving_rungs_and_the_front_holds_only
         assert trial.user_attrs["rung_accuracy"].keys() == {"1"} and trial.constraints["stopped"] in (0.0, 1.0)
         assert (trial.constraints["stopped"] == 1.0) == ("stopped_at_epoch" in trial.user_attrs)
     assert study.best_trials and all(len(t.user_attrs["curves"]["val_accuracy"]) == 2 for t in study.best_trials)
+
+
+@pytest.mark.slow
+def test_a_space_smaller_than_the_trials_asked_for_says_so_and_stops_at_its_size(tmp_path):
+    space = tmp_path / "one.toml"
+    space.write_text('[axes]\nmiddle_repeats = [0]\nwidth = [0.125]\ndepth_multiplier = [1]\nsegments = ["depthwise"]\n'
+                     'intermediate_activation = ["none"]\nresidual = [true]\n')
+    (tmp_path / "w.toml").write_text(tiny_study_toml(space=str(space), trials=5, seed_trials=[], sampler="tpe",
+                                                     data={"max_train": 200}, training={"epochs": 1}))
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run(_command(tmp_path), env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"the space '{space}' has 1 design, fewer than the 5 trials asked for" in done.stderr
+    trials = _study(tmp_path).get_trials()
+    assert len(trials) == 1 and not is_repeat(trials[0])  # no run of repeats before it stops

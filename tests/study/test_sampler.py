@@ -9,7 +9,7 @@ import pytest
 from xsearch.model.space import SearchSpace
 from xsearch.study import sampler
 from xsearch.study.record import TrialAttr
-from xsearch.study.sampler import grid_points, make_sampler, sampler_seed
+from xsearch.study.sampler import grid_points, make_sampler, sampler_seed, space_size
 from xsearch.study.setup import prepare_study
 
 
@@ -62,3 +62,16 @@ def test_a_worker_seed_follows_the_study_and_with_shared_workers_the_process(mon
                             lambda pid=pid: {TrialAttr.WORKER_HOST: "gpu-box", TrialAttr.WORKER_PID: pid})
         seeds.append(sampler_seed(0, 4, shared=True))
     assert seeds[0] != seeds[1] and seeds[0] == seeds[2] and seeds[0] != sampler_seed(0, 4, shared=False)
+
+
+@pytest.mark.parametrize("name", ["tiny", "quickstart", "xception-bench", "xception-full"])
+def test_the_space_size_counts_every_design(name):
+    space = SearchSpace.from_toml(name)
+    size = space_size(space)
+    assert size == (len(grid_points(space, 0)) if size < 100_000 else size)
+    assert space_size(SearchSpace.from_toml("xception-bench")) == 120
+
+
+def test_any_study_asks_for_no_more_trials_than_its_space_has_designs(tmp_path, tiny_spec):
+    spec = dataclasses.replace(tiny_spec, sampler="tpe", space=str(_space(tmp_path)), trials=50)
+    assert prepare_study(spec, tmp_path / "run", probe_batch_size=False)[1].trials == 12

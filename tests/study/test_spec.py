@@ -1,6 +1,6 @@
 import pytest
 
-from xsearch.common.resources import shipped_files
+from xsearch.common.resources import resolve, shipped_files
 from xsearch.model.space import SearchSpace
 from xsearch.study.spec import AshaSpec, DataSpec, LatencySpec, StudySpec, load_study_spec
 
@@ -116,3 +116,11 @@ def test_a_split_seed_fixes_the_splits_whatever_the_study_seed(tmp_path):
     fixed = [load_spec_dataset(StudySpec(seed=seed, data=data)).y_val for seed in (0, 7)]
     free = [load_spec_dataset(StudySpec(seed=seed, data=DataSpec(source="digits", image_size=8))).y_val for seed in (0, 7)]
     assert (fixed[0] == fixed[1]).all() and not (free[0] == free[1]).all()
+
+
+def test_a_search_space_given_as_a_study_is_named_as_such_once():
+    with pytest.raises(ValueError) as error:
+        load_study_spec(resolve("search_spaces", "tiny"))
+    message = str(error.value)
+    assert "is a search-space file ([axes]), not a study file" in message and 'space = "' in message
+    assert message.count("tiny.toml") == 2  # the file, then how a study names it: no doubled prefix

@@ -27,6 +27,7 @@ from xsearch.study.repeats import setup_digest
 from xsearch.study.retries import budget_trials, retried_from, sweep_dead_local_trials
 from xsearch.study.setup import prepare_study
 from xsearch.study.spec import StudySpec
+from xsearch.study.tracking import Tracker
 from xsearch.study.trainer import KerasTrainer
 
 REPEAT_STREAK_LIMIT = 25
@@ -60,12 +61,16 @@ def run_study(
     digest = setup_digest(spec)
     with Progress(study, spec.trials, spec.training.epochs, enabled=progress, digest=digest) as view:
         store = artifact_store(out_dir)
-        objective = StudyObjective(spec, space, KerasTrainer(spec, dataset, out_dir, store), view.trial_started)
+        tracker = Tracker(spec, out_dir, storage)  # TensorBoard and MLflow, when the study asks (`[tracking]`)
+        objective = StudyObjective(spec, space, KerasTrainer(spec, dataset, out_dir, store),
+                                   lambda trial: [*view.trial_started(trial), *tracker.keras_callbacks(trial)])
         recycle = Recycler(recycle_after)
         repeats = RepeatStreak(REPEAT_STREAK_LIMIT)
         callbacks = [recycle, repeats, lambda s, t: prune_artifacts(s, store), lambda s, t: write_run_reports(s, out_dir),
                      lambda s, t: attach_figures(s), streak, view.trial_finished, lambda s, t: sweep_dead_local_trials(s),
                      stop_at_budget(spec.trials, digest), stop_when_disk_full(out_dir)]
+        if tracker.enabled:
+            callbacks.insert(3, tracker.trial_finished)  # after the kept models are pruned, before the reports
         while not streak.stopped and not repeats.stopped and not recycle.due and in_time():
             work = _work_left(study, spec.trials, digest)
             if work == "trials":
@@ -81,6 +86,7 @@ def run_study(
                 sweep_dead_local_trials(study)
             else:
                 remeasure_front(study, spec, objective.trainer)
+                tracker.study_finished()
                 break
     write_run_reports(study, out_dir)
     if repeats.stopped:

@@ -135,7 +135,12 @@ def supervise(spec: StudySpec, out_dir: Path, storage: str | None, run_arguments
         count = worker_count(workers)
         recycle_every = trials_per_worker(keras.config.backend())
         stop_at = None if spec.timeout is None else time.time() + spec.timeout
+        asked = spec.trials
         study, spec = prepare_study(spec, out_dir, storage, probe_batch_size=False)[:2]  # checks everything first
+        if spec.trials < asked:
+            designs = f"{spec.trials} design{'s' if spec.trials > 1 else ''}"
+            print(f"xsearch: the space {spec.space!r} has {designs}, fewer than the {asked} trials asked for: "
+                  f"the study stops when it has trained all {spec.trials}.", file=sys.stderr, flush=True)
         with Progress(study, spec.trials, spec.training.epochs) as progress:
             status = run_workers(run_arguments, count, environment, gpus, recycle_every, stop_at,
                                  ready=lambda: study_is_set_up(study, spec), progress=progress)

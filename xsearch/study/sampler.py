@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import math
 from typing import Any
 
 import numpy as np
@@ -59,6 +60,11 @@ def grid_points(space: SearchSpace, seed: int) -> list[dict[str, Any]]:
     points = [dict(zip(axes, combination)) for combination in itertools.product(*values)]
     order = np.random.default_rng(seed).permutation(len(points))
     return [points[index] for index in order]
+
+
+def space_size(space: SearchSpace) -> int:
+    """The number of designs in ``space`` (every axis is discrete)."""
+    return math.prod(len(_axis_values(space, axis)) for axis in space.axes)
 
 
 def _axis_values(space: SearchSpace, axis: str) -> list[Any]:

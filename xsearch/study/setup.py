@@ -26,10 +26,11 @@ from xsearch.model.weights import check_weights
 from xsearch.study.batch_size import AUTO, find_batch_size
 from xsearch.study.record import StudyAttr, TrialAttr
 from xsearch.study.retries import sweep_dead_local_trials
-from xsearch.study.sampler import grid_points, make_sampler, sampler_seed
+from xsearch.study.sampler import grid_points, make_sampler, sampler_seed, space_size
 from xsearch.study.seeds import check_constraints_reachable, seed_configs
 from xsearch.study.spec import LatencySpec, StudySpec, write_spec
 from xsearch.study.storage import open_storage, redact
+from xsearch.study.tracking import check_tracking
 
 SETUP_WAIT_S = 30.0
 UNREADABLE_LIST = "unreadable_images.txt"  # in the run folder: the image files the data set left out
@@ -147,10 +148,10 @@ def prepare_study(spec: StudySpec, out_dir: Path, storage_url: str | None = None
                   ) -> tuple[optuna.Study, StudySpec, SearchSpace, Dataset]:
     """Check the space and the data, open the study, sweep dead trials and enqueue the seeds.
 
-    Nothing is written before the space, the latency targets' runtimes, the weights (``--weights``; a ``[transfer]``
-    schedule needs some), the data, the storage and the seed trials are known to be good. A grid
-    study enqueues every point of its space after the seed trials, and its ``trials`` is at most
-    the number of points. Where the study file says ``batch_size = "auto"``, the returned spec has
+    Nothing is written before the space, the tracking packages, the latency targets' runtimes, the weights
+    (``--weights``; a ``[transfer]`` schedule needs some), the data, the storage and the seed trials are known to be good. A grid
+    study enqueues every point of its space after the seed trials; any study's ``trials`` is at most
+    the number of designs in its space. Where the study file says ``batch_size = "auto"``, the returned spec has
     the study's batch size,
     probed on this device by the first process that needs it (`probe_batch_size`). ``shared``:
     other worker processes of this machine run the study too (see `open_study`).
@@ -158,14 +159,15 @@ def prepare_study(spec: StudySpec, out_dir: Path, storage_url: str | None = None
     check_writable(out_dir / "trials.csv")
     space = SearchSpace.from_toml(spec.space)
     spec.check_transfer_weights()
+    check_tracking(spec)  # its package installed (`pip install 'xsearch[tracking]'`)
     check_target_runtimes(spec.latency_targets, (spec.latency or LatencySpec()).remote_format)
     if spec.weights:
         check_weights(spec.weights)  # ImageNet's in the Keras cache (or downloaded), or the file given
     dataset = dataset or load_spec_dataset(spec)
     check_constraints_reachable(spec, space, dataset.num_classes)
     grid = grid_points(space, spec.seed) if spec.sampler == "grid" else []
-    if grid and spec.trials > len(grid):
-        spec = dataclasses.replace(spec, trials=len(grid))  # a grid study ends when every point is trained
+    if spec.trials > space_size(space):
+        spec = dataclasses.replace(spec, trials=space_size(space))  # it ends when every design is trained
     storage = open_storage(storage_url, out_dir, spec.heartbeat_interval)
 
     seeds = lambda: [space.encode(config) for config in seed_configs(spec, space, dataset.num_classes)]  # noqa: E731

@@ -10,6 +10,7 @@ import dataclasses
 import importlib.util
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -128,6 +129,24 @@ class LatencySpec:
     remote_token_env: str = "XSEARCH_LATENCY_TOKEN"  # the environment variable holding the server's token
 
 
+TRACKING_SCHEMES = ("http://", "https://", "file:", "sqlite:///", "postgresql://", "mysql://", "mssql://", "databricks")
+"""The MLflow tracking URIs that ``[tracking] mlflow_uri`` accepts (a server, a local folder, a database)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrackingSpec:
+    """Where a study's trials are also logged for the user's own tools (`xsearch.study.tracking`); changes no result,
+    so it is not part of the set-up digest."""
+
+    tensorboard: bool = False  # RUN_DIR/tensorboard/trial-<n>/: Keras' TensorBoard scalars and the HParams session
+    mlflow_uri: str | None = None  # an MLflow tracking URI: one parent run per study, one nested run per trial
+    mlflow_experiment: str | None = None  # the MLflow experiment; None: "xsearch"
+
+    @property
+    def enabled(self) -> bool:
+        return self.tensorboard or self.mlflow_uri is not None
+
+
 @dataclasses.dataclass(frozen=True)
 class StudySpec:
     name: str = "study"
@@ -151,6 +170,7 @@ class StudySpec:
     asha: AshaSpec | None = None
     transfer: TransferSpec | None = None
     latency: LatencySpec | None = None
+    tracking: TrackingSpec | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.space, str) or not self.space:
@@ -211,6 +231,8 @@ class StudySpec:
             self._check_asha(self.asha)
         if self.transfer is not None:
             self._check_transfer(self.transfer)
+        if self.tracking is not None:
+            _check_tracking(self.tracking)
 
     @property
     def scored_latency_targets(self) -> tuple[str, ...]:
@@ -288,10 +310,14 @@ class StudySpec:
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as JSON-ready values (`from_dict` reads them back); without ``latency`` when there is no
-        ``[latency]`` table, so that the specs and digests of studies without one stay as they were."""
+        ``[latency]`` table, so that the specs and digests of studies without one stay as they were; the same
+        for ``tracking`` (whose URI is recorded without its password)."""
         values = json.loads(json.dumps(dataclasses.asdict(self)))
-        if self.latency is None:
-            del values["latency"]
+        for section in ("latency", "tracking"):
+            if getattr(self, section) is None:
+                del values[section]
+        if values.get("tracking", {}).get("mlflow_uri"):
+            values["tracking"]["mlflow_uri"] = re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", values["tracking"]["mlflow_uri"])
         return values
 
     @classmethod
@@ -299,7 +325,7 @@ class StudySpec:
         """A spec from `to_dict`'s values, checked as a study file is; errors name ``source``."""
         values = dict(data)
         name = str(values.pop("name", "study"))
-        for rule in ("early_stop", "asha", "transfer", "latency"):
+        for rule in ("early_stop", "asha", "transfer", "latency", "tracking"):
             if values.get(rule) is None:
                 values.pop(rule, None)
         try:
@@ -314,7 +340,8 @@ class StudySpec:
     def override(self, **values: Any) -> StudySpec:
         """A copy with command-line values (``None`` = not given) on top; an error names the flag.
 
-        ``data_dir`` goes to data and ``batch_size`` (an integer or ``"auto"``) to training.
+        ``data_dir`` goes to data, ``batch_size`` (an integer or ``"auto"``) to training, and ``tensorboard``,
+        ``mlflow_uri`` to tracking (a ``tensorboard`` of False leaves the study file's setting).
         """
         spec = self
         for key, value in values.items():
@@ -323,13 +350,19 @@ class StudySpec:
             try:
                 if key == "data_dir":
                     spec = dataclasses.replace(spec, data=dataclasses.replace(spec.data, data_dir=str(value)))
+                elif key in ("tensorboard", "mlflow_uri"):
+                    if value is False:
+                        continue
+                    tracking = dataclasses.replace(spec.tracking or TrackingSpec(), **{key: value})
+                    spec = dataclasses.replace(spec, tracking=tracking)
                 elif key == "batch_size":
                     batch = int(value) if str(value).isdigit() else value
                     spec = dataclasses.replace(spec, training=dataclasses.replace(spec.training, batch_size=batch))
                 else:
                     spec = dataclasses.replace(spec, **{key: value})
             except ValueError as error:
-                raise ValueError(f"--{key.replace('_', '-')} {value}: {error}") from None
+                flag = {"mlflow_uri": "mlflow"}.get(key, key)
+                raise ValueError(f"--{flag.replace('_', '-')} {value}: {error}") from None
         return spec
 
 
@@ -351,10 +384,14 @@ def load_study_spec(name_or_path: str | Path) -> StudySpec:
     """Read a shipped study by name or a study file by path; errors name the file and key."""
     path = resolve("studies", name_or_path)
     data = load_toml(path)
+    if "axes" in data and "space" not in data:
+        raise ValueError(f"{path} is a search-space file ([axes]), not a study file; a study file names it: "
+                         f'space = "{path}" (a path, or the name of a shipped space), beside [data] and [training].')
     try:
         return _from_mapping(data, str(path), path.stem)
     except (TypeError, ValueError) as error:
-        raise ValueError(f"{path}: {error}") from None
+        message = str(error)
+        raise ValueError(message if message.startswith(f"{path}:") else f"{path}: {message}") from None
 
 
 def _from_mapping(data: dict[str, Any], source: str, name: str) -> StudySpec:
@@ -365,7 +402,7 @@ def _from_mapping(data: dict[str, Any], source: str, name: str) -> StudySpec:
             raise unknown_keys_error(source, key, sorted(top))
         values[key] = value
     for key, kind in (("data", DataSpec), ("training", TrainingSpec), ("early_stop", EarlyStopSpec), ("asha", AshaSpec),
-                      ("transfer", TransferSpec), ("latency", LatencySpec)):
+                      ("transfer", TransferSpec), ("latency", LatencySpec), ("tracking", TrackingSpec)):
         if key in values:
             values[key] = _section(kind, key, values[key], source)
     for key in ("objectives", "seed_trials"):
@@ -399,6 +436,19 @@ def _section(kind: type, key: str, table: Any, source: str) -> Any:
             kind_name = {int: "an integer", float: "a number", bool: "true or false", str: "a string", tuple: "a list"}
             raise ValueError(f"{key}.{name} must be {kind_name[type(default)]}; received {value!r}.")
     return kind(**table)
+
+
+def _check_tracking(tracking: TrackingSpec) -> None:
+    """The tracking URI's form (whether its package is installed is checked when a study starts: `xsearch.study.tracking`)."""
+    uri = tracking.mlflow_uri
+    if uri is not None and not (isinstance(uri, str) and uri.startswith(TRACKING_SCHEMES)):
+        raise ValueError(f"tracking.mlflow_uri must be an MLflow tracking URI starting with {', '.join(TRACKING_SCHEMES)} "
+                         f"(e.g. \"http://127.0.0.1:5000\"); received {uri!r}.")
+    experiment = tracking.mlflow_experiment
+    if experiment is not None and not (isinstance(experiment, str) and experiment.strip()):
+        raise ValueError(f"tracking.mlflow_experiment must be a non-empty string; received {experiment!r}.")
+    if not isinstance(tracking.tensorboard, bool):
+        raise ValueError(f"tracking.tensorboard must be true or false; received {tracking.tensorboard!r}.")
 
 
 def _check_choices(key: str, values: tuple[str, ...], valid: Any) -> None:
