@@ -57,15 +57,15 @@ def nowhere(monkeypatch, tmp_path):
 
 @needs_debian_files
 def test_fashion_mnist_reads_debians_files_with_the_official_split(tmp_path):
-    ds = load_dataset("fashion-mnist", 32, cache_dir=tmp_path, val_fraction=0.01, max_train=500, seed=3)
+    ds = load_dataset("fashion-mnist", 28, cache_dir=tmp_path, val_fraction=0.01, max_train=500, seed=3)
     assert ds.source == "fashion-mnist" and ds.class_names[0] == "T-shirt/top" and ds.class_names[9] == "Ankle boot"
     assert (len(ds.y_train), len(ds.y_val), len(ds.y_test)) == (500, 600, 10_000)  # val carved off the 60k, test kept
-    assert ds.x_train.shape == (500, 32, 32, 3) and ds.x_train.dtype == np.uint8
+    assert ds.x_train.shape == (500, 28, 28, 3) and ds.x_train.dtype == np.uint8
     np.testing.assert_array_equal(ds.x_train[..., 0], ds.x_train[..., 2])  # grey, repeated to the builder's RGB
     assert np.bincount(ds.y_test).tolist() == [1000] * 10
     official = read_idx(DEBIAN / "t10k-labels-idx1-ubyte.gz")
     np.testing.assert_array_equal(ds.y_test, official)  # the official test images, in order
-    other = load_dataset("fashion-mnist", 32, cache_dir=tmp_path, val_fraction=0.01, max_train=500, seed=4)
+    other = load_dataset("fashion-mnist", 28, cache_dir=tmp_path, val_fraction=0.01, max_train=500, seed=4)
     assert not np.array_equal(ds.y_val, other.y_val) and np.array_equal(ds.y_test, other.y_test)  # val by the seed
 
 
@@ -81,8 +81,8 @@ def test_idx_reader_matches_the_raw_bytes():
 @pytest.mark.parametrize("gz", [True, False])
 def test_data_dir_with_made_files_gzipped_or_not(tmp_path, gz, nowhere):
     folder = write_idx_set(tmp_path / "mnist", gz=gz)
-    ds = load_dataset("mnist", 12, data_dir=folder, cache_dir=tmp_path / "cache", val_fraction=0.25)
-    assert (len(ds.y_train), len(ds.y_val), len(ds.y_test)) == (30, 10, 20)
+    ds = load_dataset("mnist", 16, data_dir=folder, cache_dir=tmp_path / "cache", val_fraction=0.25)
+    assert (len(ds.y_train), len(ds.y_val), len(ds.y_test)) == (30, 10, 20) and ds.x_test.shape == (20, 16, 16, 3)
     assert ds.class_names == [str(d) for d in range(10)]
     for x, y in ((ds.x_train, ds.y_train), (ds.x_test, ds.y_test)):
         np.testing.assert_array_equal(x[:, 0, 0, 1], 10 * y)

@@ -144,7 +144,7 @@ class Guard:
 
     def _fail(self, why: str) -> None:
         self.failed = True
-        why = " ".join(why.split())[:300]
+        why = redact(" ".join(why.split()))[:300]  # an error may quote the URI with its password
         print(f"xsearch: warning: tracking to {self.where} failed ({why}); this worker logs nothing more there, "
               "and the study goes on.", file=sys.stderr, flush=True)
 
