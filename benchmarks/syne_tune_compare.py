@@ -2,9 +2,10 @@
 
 ::
 
-    pip install "syne-tune==0.16.0" huggingface_hub   # the blackbox repository imports huggingface_hub
+    pip install -e ".[bench]"   # syne-tune, and huggingface_hub, which its blackbox repository imports
     python -m benchmarks.syne_tune_compare run [--table benchmarks/xception_bench.csv] [--study xception-bench] \\
-        [--seeds 30] [--schedulers moasha random more] [--results benchmarks/results/syne_tune_runs.jsonl]
+        [--seeds 30] [--schedulers moasha moasha-scaled random more] [--results benchmarks/results/syne_tune_runs.jsonl] \\
+        [--steady-first-epoch]   # charged as GPU trials are (its own --results)
     python -m benchmarks.syne_tune_compare report [--also benchmarks/search_efficiency_runs.jsonl ...]
 
 ``run`` wraps the bench table as a Syne Tune `BlackboxTabular` (the six design axes with the table's
@@ -15,7 +16,11 @@ reaches the exhaustive cost (every design trained fully once). After each trial 
 stopped, or cut off by the stop) it records the training seconds charged so far and the designs
 trained to the final epoch, scored as `benchmarks.search_efficiency` scores xsearch's replays: one
 JSON line per scheduler and seed, in that module's format (strategy ``syne-tune/<scheduler>``), so a
-stopped run resumes. ``report`` prints `search_efficiency.summarize` of those lines next to xsearch's
+stopped run resumes. The schedulers: ``moasha`` (MOASHA: random proposals, rungs at epochs 1, 2, 4,
+keeping the better half by non-dominated sort, the rest stopped for good), ``moasha-scaled`` (the same
+on objectives min-max scaled over the table: Syne Tune orders a front by raw distances, which params
+would dominate), ``random`` (multi-objective random search, full training) and ``more`` (multi-
+objective regularized evolution, full training). ``report`` prints `search_efficiency.summarize` of those lines next to xsearch's
 replays (``--also``) of the same table: medians over seeds of the time to 95 % and 99 % of the true
 front's hypervolume, as fractions of the exhaustive cost, with costs min-max scaled, then log-scaled.
 """
@@ -41,7 +46,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.replay import BenchTable, Trace, hypervolume_curve, objective_metrics
-from benchmarks.search_efficiency import HERE, TABLE, Scorer, read_results, summarize, table_digest
+from benchmarks.search_efficiency import HERE, TABLE, Scorer, read_results, summarize, table_digest, without_compilation
 from xsearch.model.space import AXES, SearchSpace
 from xsearch.study.record import TrialAttr
 from xsearch.study.sampler import grid_points
@@ -49,7 +54,7 @@ from xsearch.study.spec import StudySpec, load_study_spec
 
 RESULTS = HERE / "results" / "syne_tune_runs.jsonl"
 ALSO = (HERE / "search_efficiency_runs.jsonl", HERE / "search_efficiency_gp_runs.jsonl", HERE / "results" / "digits_cpu_runs.jsonl")
-SCHEDULERS = ("moasha", "random", "more")
+SCHEDULERS = ("moasha", "moasha-scaled", "random", "more")
 REPORTED = ["seeds", "trials", "stopped",
             *(f"time_to_{level}pct{end}" for level in (95, 99) for end in ("", "_lo", "_hi", "_vs_random"))]
 PREFIX = "syne-tune/"
@@ -68,6 +73,7 @@ class Bench:
     blackbox: Any  # syne_tune.blackbox_repository.blackbox_tabular.BlackboxTabular
     keys: dict[tuple[Any, ...], str]  # the configuration's values, in `AXES` order -> design key
     metrics: list[str]  # the scheduler's metrics, each minimised (a maximised objective negated)
+    scaled: list[str]  # the same, each min-max scaled over the table (Syne Tune's epsilon-net measures raw distances)
     epochs: int
 
     def design(self, config: dict[str, Any]) -> str:
@@ -134,13 +140,23 @@ def blackbox(table: BenchTable, spec: StudySpec) -> Bench:
     evaluations = np.stack([_objectives(_seed_rows(table.designs[key], slots), metrics, directions, table.epochs)
                             for key in keys])
     names = [name for m, d in zip(metrics, directions) for name in ([m, f"neg_{m}"] if d == "maximize" else [m])]
+    minimised = [m if d == "minimize" else f"neg_{m}" for m, d in zip(metrics, directions)]
+    scaled = _min_max(evaluations[..., [names.index(m) for m in minimised]])
+    evaluations = np.concatenate([evaluations[..., :-1], scaled, evaluations[..., -1:]], axis=-1)  # the seconds stay last
+    names += [f"scaled_{m}" for m in minimised]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pandas' deprecation of set_index(inplace=True), which BlackboxTabular calls
         box = BlackboxTabular(hyperparameters=pd.DataFrame(configs, columns=list(AXES)), configuration_space=config_space(configs),
                               fidelity_space={FIDELITY: randint(1, table.epochs)}, objectives_evaluations=evaluations,
                               fidelity_values=np.arange(1, table.epochs + 1), objectives_names=[*names, ELAPSED])
     by_values = {tuple(c[axis] for axis in AXES): key for c, key in zip(configs, keys)}
-    return Bench(box, by_values, [m if d == "minimize" else f"neg_{m}" for m, d in zip(metrics, directions)], table.epochs)
+    return Bench(box, by_values, minimised, [f"scaled_{m}" for m in minimised], table.epochs)
+
+
+def _min_max(values: np.ndarray) -> np.ndarray:
+    """Each objective (last axis) min-max scaled over every design, seed and epoch."""
+    low, high = values.min(axis=(0, 1, 2)), values.max(axis=(0, 1, 2))
+    return (values - low) / np.where(high > low, high - low, 1.0)
 
 
 def scheduler(name: str, bench: Bench, seed: int) -> Any:
@@ -150,9 +166,9 @@ def scheduler(name: str, bench: Bench, seed: int) -> Any:
     from syne_tune.optimizer.schedulers.single_fidelity_scheduler import SingleFidelityScheduler
 
     space = bench.blackbox.configuration_space
-    if name == "moasha":  # non-dominated sort at each rung; a trial below the kept share stops for good
-        return MOASHA(space, metrics=bench.metrics, do_minimize=True, time_attr=FIDELITY, max_t=bench.epochs,
-                      brackets=1, random_seed=seed, **ASHA)
+    if name in ("moasha", "moasha-scaled"):  # non-dominated sort at each rung; a trial below the kept share stops for good
+        return MOASHA(space, metrics=bench.scaled if name == "moasha-scaled" else bench.metrics, do_minimize=True,
+                      time_attr=FIDELITY, max_t=bench.epochs, brackets=1, random_seed=seed, **ASHA)
     if name == "random":  # every trial trained fully
         return SingleFidelityScheduler(space, metrics=bench.metrics, do_minimize=True, searcher="random_search",
                                        random_seed=seed)
@@ -250,14 +266,16 @@ def check_complete(table_path: Path, table: BenchTable, base: StudySpec) -> None
                          f"space {base.space!r} (e.g. {space.decode(missing[0]).to_json()}): finish the table first.")
 
 
-def run(table_path: Path, results: Path, schedulers: list[str], seeds: list[int], base: StudySpec) -> None:
+def run(table_path: Path, results: Path, schedulers: list[str], seeds: list[int], base: StudySpec,
+        steady_first_epoch: bool = False) -> None:
     """Run every scheduler with every seed not yet in ``results`` (appended one line per run) on the table of bench
-    study ``base``."""
-    table = BenchTable.from_frame(pd.read_csv(table_path))
+    study ``base`` (charged as GPU trials are with ``steady_first_epoch``: `search_efficiency.without_compilation`)."""
+    frame = pd.read_csv(table_path)
+    table = BenchTable.from_frame(without_compilation(frame) if steady_first_epoch else frame)
     check_complete(table_path, table, base)
     bench = blackbox(table, base)
     scorers = {"hv": Scorer(table, base), "hv_log": Scorer(table, base, log_costs=True)}
-    budget, digest = table.full_cost(), table_digest(table_path, base)
+    budget, digest = table.full_cost(), table_digest(table_path, base, steady_first_epoch)
     done = {(r["strategy"], r["seed"]) for r in read_results(results) if r["digest"] == digest}
     todo = [(PREFIX + s, seed) for s in schedulers for seed in seeds if (PREFIX + s, seed) not in done]
     print(f"{len(table.designs)} designs, exhaustive cost {budget:.0f} s; {len(todo)} runs to do, {len(done)} done", flush=True)
@@ -298,11 +316,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=RESULTS, help="the runs, one JSON line each (default %(default)s)")
     parser.add_argument("--seeds", type=int, default=30, help="seeds 0..N-1 per scheduler (default 30)")
     parser.add_argument("--schedulers", nargs="+", default=list(SCHEDULERS), choices=SCHEDULERS)
+    parser.add_argument("--steady-first-epoch", action="store_true",
+                        help="run: charge the table as GPU trials are, without compilation (use its own --results)")
     parser.add_argument("--also", type=Path, nargs="*", default=None, metavar="PATH",
                         help="report: xsearch's replays to show beside (default: those of benchmarks/ that exist)")
     args = parser.parse_args(argv)
     if args.command == "run":
-        run(args.table, args.results, args.schedulers, list(range(args.seeds)), load_study_spec(args.study))
+        run(args.table, args.results, args.schedulers, list(range(args.seeds)), load_study_spec(args.study),
+            args.steady_first_epoch)
         return 0
     also = [p for p in ALSO if p.exists()] if args.also is None else args.also
     for path in also:

@@ -51,8 +51,10 @@ def test_the_blackbox_has_every_design_with_its_seeds_in_equal_slots_and_each_ob
     table = BenchTable.from_frame(_table())
     bench = syne_tune_compare.blackbox(table, BASE)
     box = bench.blackbox
-    assert box.objectives_evaluations.shape == (12, 2, EPOCHS, 5) and bench.metrics == ["neg_val_accuracy", "params", "latency_ms"]
-    assert box.objectives_names == ["val_accuracy", "neg_val_accuracy", "params", "latency_ms", "elapsed_time"]
+    assert box.objectives_evaluations.shape == (12, 2, EPOCHS, 8) and bench.metrics == ["neg_val_accuracy", "params", "latency_ms"]
+    assert box.objectives_names == ["val_accuracy", "neg_val_accuracy", "params", "latency_ms", *bench.scaled, "elapsed_time"]
+    scaled = box.objectives_evaluations[..., 4:7]
+    assert scaled.min() == 0.0 and scaled.max() == 1.0 and np.all(scaled.min(axis=(0, 1, 2)) == 0.0)
     space = box.configuration_space
     assert space["depth_multiplier"] == 1 and set(space["segments"].categories) == {"1", "8", "depthwise"}  # one type per axis
     key = next(k for k, rows in table.designs.items() if len(rows) == 1)
@@ -109,6 +111,7 @@ def test_the_schedulers_are_configured_like_xsearch_asha_where_the_api_allows():
     moasha = syne_tune_compare.scheduler("moasha", bench, 0)
     assert moasha.time_attr == "epoch" and moasha.max_t == EPOCHS and moasha.reduction_factor == 2
     assert [rung for rung, _ in reversed(moasha.brackets[0].rungs)] == [1, 2, 4] and moasha.do_minimize
+    assert syne_tune_compare.scheduler("moasha-scaled", bench, 0).metrics == bench.scaled
     with pytest.raises(ValueError, match="unknown scheduler"):
         syne_tune_compare.scheduler("bohb", bench, 0)
     assert json.loads(next(iter(bench.keys.values())))["depth_multiplier"] == 1

@@ -141,6 +141,27 @@ def test_a_retry_belongs_to_the_trial_it_retries():
     assert metric_key("latency_ms@litert-cpu") == "latency_ms_litert-cpu"
 
 
+def test_a_retry_and_a_continuation_log_into_the_folder_of_the_trial_they_continue(tmp_path, tiny_spec):
+    spec = dataclasses.replace(tiny_spec, tracking=TrackingSpec(tensorboard=True))
+    tracker = Tracker(spec, tmp_path)
+    study = optuna.create_study()
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL, user_attrs={"epochs_done": 1}))
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.COMPLETE, value=0.0,
+                                              user_attrs={"epochs_done": 1, "stopped_at_epoch": 1}))
+    retry, continuation = study.ask(), study.ask()
+    retry.set_user_attr("retry_of", 0)
+    continuation.set_user_attr("continues", 1)
+    chosen = {}
+    for trial, epoch in ((retry, 1), (continuation, 1), (continuation, 0)):
+        callback = tracking.TensorBoardLog(tracker, trial)
+        callback.on_epoch_begin(epoch)
+        chosen[(trial.number, epoch)] = callback.folder.name
+    assert chosen == {(2, 1): "trial-0", (3, 1): "trial-1", (3, 0): "trial-3"}
+    (tmp_path / "tensorboard" / "trial-0" / "train").mkdir(parents=True)
+    tracking.TensorBoardLog(tracker, retry).on_epoch_begin(0)  # a retry that trains from the start again
+    assert not (tmp_path / "tensorboard" / "trial-0" / "train").exists()  # ... replaces the log it would repeat
+
+
 # --- a real MLflow server -------------------------------------------------------------------------------------------------
 
 @contextlib.contextmanager
@@ -261,6 +282,7 @@ def test_two_workers_a_killed_worker_and_its_retry_log_one_parent_and_one_run_pe
         interrupted = [t for t in trials if t.user_attrs.get("failure_reason") == "interrupted"]
         finished = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
         assert interrupted and len(finished) >= 3
+        assert any(t.user_attrs.get("resumed_from_epoch", 0) >= 1 for t in finished if "retry_of" in t.user_attrs)
         roots = {retry_root(trials, t.number) for t in finished}
 
         client = MlflowClient(uri)

@@ -204,8 +204,10 @@ class Tracker:
             metrics = [hp.Metric(f"objective/{metric_key(name)}", display_name=name)
                        for name in dict.fromkeys([*FINAL_METRICS, *(o.metric for o in self.spec.objective_list),
                                                   *(target_latency_attr(t) for t in self.spec.latency_targets)])]
-            with tf.summary.create_file_writer(str(self.tensorboard)).as_default():
+            config = tf.summary.create_file_writer(str(self.tensorboard))
+            with config.as_default():
                 hp.hparams_config(hparams=[hp.HParam(axis) for axis in axes], metrics=metrics)
+            config.close()
             self._config_written = True
         writer = tf.summary.create_file_writer(str(folder))
         step = int(values.get(TrialAttr.EPOCHS, 0))
@@ -288,6 +290,10 @@ class MlflowLog:
         self.uri, self.experiment, self.spec = uri, experiment, spec
         self.study_tag = study_tag.replace("'", "_")  # quoted in search filters
         self.guard = Guard(f"MLflow at {redact(uri)}")
+        from mlflow import entities  # here, unbounded: an import may take seconds on a busy machine
+        from mlflow.tracking import MlflowClient
+
+        self.entities, self.client_class = entities, MlflowClient
         self.client: Any = None
         self.experiment_id: str | None = None
         self.parent_id: str | None = None
@@ -296,9 +302,7 @@ class MlflowLog:
     def parent(self) -> str:
         """The study's parent run: found by its tag, else created; of runs created in a race, the earliest wins."""
         if self.parent_id is None:
-            from mlflow.tracking import MlflowClient
-
-            self.client = MlflowClient(tracking_uri=self.uri)
+            self.client = self.client_class(tracking_uri=self.uri)
             self.experiment_id = self._experiment()
             tags = {STUDY_TAG: self.study_tag, "xsearch.space": self.spec.space,
                     "xsearch.objectives": ",".join(self.spec.objectives), "xsearch.sampler": self.spec.sampler}
@@ -319,15 +323,13 @@ class MlflowLog:
         return self.children[root]
 
     def log_epoch(self, root: int, epoch: int, values: dict[str, float], fresh: bool) -> None:
-        from mlflow.entities import Metric
-
+        Metric = self.entities.Metric
         run_id = self.child(root, fresh)
         now = int(time.time() * 1000)
         self.client.log_batch(run_id, metrics=[Metric(metric_key(k), v, now, epoch) for k, v in values.items()])
 
     def finish_trial(self, root: int, trial: FrozenTrial) -> None:
-        from mlflow.entities import Metric, Param, RunTag
-
+        Metric, Param, RunTag = self.entities.Metric, self.entities.Param, self.entities.RunTag
         run_id = self.child(root)
         logged = self.client.get_run(run_id).data.params
         params = {**design_axes(trial), TrialAttr.SEED: trial.user_attrs.get(TrialAttr.SEED),
