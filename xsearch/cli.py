@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import errno
+import importlib.metadata
 import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import xsearch
 from xsearch.common.quiet import quiet_libraries
 from xsearch.run.workers import is_worker
 from xsearch.study.failures import EXIT_RECYCLE, StudyStopped, WorkerRecycle
@@ -178,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="xsearch", description="Architecture search over the Xception design space."
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {xsearch.__version__}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {importlib.metadata.version('xsearch')}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     parser.add_argument("--verbose", action="store_true",
                         help="show the libraries' start-up and INFO logs (TensorFlow, absl, Optuna)")
