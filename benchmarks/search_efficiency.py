@@ -48,7 +48,7 @@ import numpy as np
 import optuna
 import pandas as pd
 
-from benchmarks.replay import BenchTable, hypervolume_curve, losses, objective_metrics, replay
+from benchmarks.replay import BenchTable, Trace, hypervolume_curve, losses, objective_metrics, replay
 from benchmarks.xception_bench import COMPILE, derived_compile_s
 from xsearch.common.atomic import write_atomic
 from xsearch.model.space import SearchSpace
@@ -134,11 +134,7 @@ def run(table_path: Path, results: Path, strategies: list[str], seeds: list[int]
     frame = pd.read_csv(table_path)
     table = BenchTable.from_frame(without_compilation(frame) if steady_first_epoch else frame)
     space = SearchSpace.from_toml(base.space)
-    points = grid_points(space, 0)
-    missing = [p for p in points if space.decode(p).to_json() not in table.designs]
-    if missing:
-        raise SystemExit(f"error: {table_path} lacks {len(missing)} of the {len(points)} designs of "
-                         f"space {base.space!r} (e.g. {space.decode(missing[0]).to_json()}): finish the table first.")
+    check_complete(table_path, table, base)
     scorers = {"hv": Scorer(table, base), "hv_log": Scorer(table, base, log_costs=True)}
     budget, digest = table.full_cost(), table_digest(table_path, base, steady_first_epoch)
     done = {(r["strategy"], r["seed"]) for r in read_results(results) if r["digest"] == digest}
@@ -148,16 +144,33 @@ def run(table_path: Path, results: Path, strategies: list[str], seeds: list[int]
     for index, (strategy, seed) in enumerate(todo, 1):
         started = time.perf_counter()
         trace = replay(strategy_spec(base, strategy), space, table, seed, budget, max_trials)
-        curves = {name: hypervolume_curve(trace, scorer) for name, scorer in scorers.items()}
-        line = {"digest": digest, "strategy": strategy, "seed": seed, "budget_s": budget, "trials": trace.trials,
-                "stopped": trace.stopped, "seconds": [round(s, 3) for s in trace.seconds],
-                **{name: [round(h, 6) for h in curve] for name, curve in curves.items()}}
-        with results.open("a") as handle:
-            handle.write(json.dumps(line) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        curves = append_result(results, digest, strategy, seed, budget, trace, scorers)
         print(f"[{index}/{len(todo)}] {strategy} seed {seed}: {trace.trials} trials, {trace.stopped} stopped, "
               f"final HV {curves['hv'][-1] if trace.trials else 0:.3f} ({time.perf_counter() - started:.1f} s)", flush=True)
+
+
+def check_complete(table_path: Path, table: BenchTable, base: StudySpec) -> None:
+    """SystemExit unless ``table`` has every design of bench study ``base``'s space."""
+    space = SearchSpace.from_toml(base.space)
+    points = grid_points(space, 0)
+    missing = [p for p in points if space.decode(p).to_json() not in table.designs]
+    if missing:
+        raise SystemExit(f"error: {table_path} lacks {len(missing)} of the {len(points)} designs of "
+                         f"space {base.space!r} (e.g. {space.decode(missing[0]).to_json()}): finish the table first.")
+
+
+def append_result(results: Path, digest: str, strategy: str, seed: int, budget: float, trace: Trace,
+                  scorers: dict[str, Scorer]) -> dict[str, list[float]]:
+    """Score ``trace`` with each scorer and append it to ``results`` as one JSON line (synced); the curves."""
+    curves = {name: hypervolume_curve(trace, scorer) for name, scorer in scorers.items()}
+    line = {"digest": digest, "strategy": strategy, "seed": seed, "budget_s": budget, "trials": trace.trials,
+            "stopped": trace.stopped, "seconds": [round(s, 3) for s in trace.seconds],
+            **{name: [round(h, 6) for h in curve] for name, curve in curves.items()}}
+    with results.open("a") as handle:
+        handle.write(json.dumps(line) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    return curves
 
 
 def _latest(replays: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -45,11 +45,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchmarks.replay import BenchTable, Trace, hypervolume_curve, objective_metrics
-from benchmarks.search_efficiency import HERE, TABLE, Scorer, read_results, summarize, table_digest, without_compilation
-from xsearch.model.space import AXES, SearchSpace
+from benchmarks.replay import BenchTable, Trace, objective_metrics
+from benchmarks.search_efficiency import (
+    HERE,
+    TABLE,
+    Scorer,
+    append_result,
+    check_complete,
+    read_results,
+    summarize,
+    table_digest,
+    without_compilation,
+)
+from xsearch.model.space import AXES
 from xsearch.study.record import TrialAttr
-from xsearch.study.sampler import grid_points
 from xsearch.study.spec import StudySpec, load_study_spec
 
 RESULTS = HERE / "results" / "syne_tune_runs.jsonl"
@@ -256,16 +265,6 @@ def _quiet(folder: str) -> Any:
             os.environ["SYNETUNE_FOLDER"] = before
 
 
-def check_complete(table_path: Path, table: BenchTable, base: StudySpec) -> None:
-    """SystemExit unless ``table`` has every design of ``base``'s space (as `search_efficiency.run` demands)."""
-    space = SearchSpace.from_toml(base.space)
-    points = grid_points(space, 0)
-    missing = [p for p in points if space.decode(p).to_json() not in table.designs]
-    if missing:
-        raise SystemExit(f"error: {table_path} lacks {len(missing)} of the {len(points)} designs of "
-                         f"space {base.space!r} (e.g. {space.decode(missing[0]).to_json()}): finish the table first.")
-
-
 def run(table_path: Path, results: Path, schedulers: list[str], seeds: list[int], base: StudySpec,
         steady_first_epoch: bool = False) -> None:
     """Run every scheduler with every seed not yet in ``results`` (appended one line per run) on the table of bench
@@ -283,14 +282,7 @@ def run(table_path: Path, results: Path, schedulers: list[str], seeds: list[int]
     for index, (strategy, seed) in enumerate(todo, 1):
         started = time.perf_counter()
         trace, clock = simulate(bench, strategy.removeprefix(PREFIX), seed, budget)
-        curves = {name: hypervolume_curve(trace, scorer) for name, scorer in scorers.items()}
-        line = {"digest": digest, "strategy": strategy, "seed": seed, "budget_s": budget, "trials": trace.trials,
-                "stopped": trace.stopped, "seconds": [round(s, 3) for s in trace.seconds],
-                **{name: [round(h, 6) for h in curve] for name, curve in curves.items()}}
-        with results.open("a") as handle:
-            handle.write(json.dumps(line) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        curves = append_result(results, digest, strategy, seed, budget, trace, scorers)
         print(f"[{index}/{len(todo)}] {strategy} seed {seed}: {trace.trials} trials, {trace.stopped} stopped, "
               f"{trace.seconds[-1] if trace.seconds else 0:.0f} s trained (clock {clock:.0f} s), "
               f"final HV {curves['hv'][-1] if trace.trials else 0:.3f} ({time.perf_counter() - started:.1f} s)", flush=True)
