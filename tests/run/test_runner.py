@@ -254,6 +254,9 @@ def test_a_repeated_design_is_not_trained_again_and_an_exhausted_space_ends_the_
     space.write_text('[axes]\nmiddle_repeats = [0]\nwidth = [0.125]\ndepth_multiplier = [1]\nsegments = ["depthwise"]\n'
                      'intermediate_activation = ["none"]\nresidual = [true, false]\n')
     monkeypatch.setattr(runner, "REPEAT_STREAK_LIMIT", 3)
+    # The budget is capped at the space's size; a sampler that keeps returning to trained designs of a larger space
+    # is what the repeat streak guards against, so the space is made to look larger than its two designs.
+    monkeypatch.setattr(setup, "space_size", lambda space: 10)
     study = run_study(dataclasses.replace(tiny_spec, space=str(space), trials=3), tmp_path / "run", progress=False)
 
     trials = study.get_trials()
