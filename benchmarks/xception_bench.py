@@ -166,11 +166,11 @@ def rows(study: optuna.Study) -> list[dict[str, Any]]:
 def table(runs: Path, study: str = STUDY, existing: pd.DataFrame | None = None) -> pd.DataFrame:
     """The bench table from every ``seed-*`` run folder under ``runs``, plus the rows of ``existing`` whose
     design and seed no folder has, sorted by design and seed."""
-    frames = []
+    frames, name = [], load_study_spec(resolve("studies", study)).name  # a study given as a path is named by its file
     for folder in sorted(runs.glob("seed-*")):
-        if not any((folder / name).is_file() for name in RUN_STORAGES):
+        if not any((folder / storage).is_file() for storage in RUN_STORAGES):
             continue  # a build killed before its study was created
-        frames.append(pd.DataFrame(rows(load_study(run_storage(study, out=folder), study))))
+        frames.append(pd.DataFrame(rows(load_study(run_storage(name, out=folder), name))))
     if not frames:
         raise SystemExit(f"error: no seed-* run folder under {runs}: run `python -m benchmarks.xception_bench build`.")
     frame = pd.concat(frames, ignore_index=True)

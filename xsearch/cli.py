@@ -227,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = commands.add_parser("export", help="write a design of a study as a model file (.keras, SavedModel, "
                                  ".tflite, .onnx) and a model card")
-    export.add_argument("--study", required=True, metavar="NAME|PATH")
+    export.add_argument("--study", required=True, metavar="NAME|PATH", help="the study: its name or its study file")
     chosen = export.add_mutually_exclusive_group(required=True)
     chosen.add_argument("--trial", type=int, metavar="N", help="the trial number")
     chosen.add_argument("--pick", choices=("accuracy", "params", "latency", "knee"), help="a design on the front")
@@ -243,19 +243,20 @@ def build_parser() -> argparse.ArgumentParser:
     export.set_defaults(handler=_export)
 
     dashboard = commands.add_parser("dashboard", help="open a study in optuna-dashboard")
-    dashboard.add_argument("--study", required=True, metavar="NAME|PATH")
+    dashboard.add_argument("--study", required=True, metavar="NAME|PATH", help="the study: its name or its study file")
     dashboard.add_argument("--storage", metavar="URL", help="the study's storage (default: its run folder)")
     dashboard.add_argument("--out", metavar="DIR", help="the study's run folder (default: runs/<study>)")
     dashboard.add_argument("--host", default="127.0.0.1",
                            help="address to bind (default 127.0.0.1; the dashboard has no authentication)")
-    dashboard.add_argument("--port", type=int, default=8080)
+    dashboard.add_argument("--port", type=int, default=8080, help="port to serve on (default 8080)")
     dashboard.set_defaults(handler=_dashboard)
 
     report = commands.add_parser("report", help="the trials as a table and plots")
-    report.add_argument("--study", required=True, metavar="NAME|PATH")
+    report.add_argument("--study", required=True, metavar="NAME|PATH", help="the study: its name or its study file")
     report.add_argument("--storage", metavar="URL", help="the study's storage (default: its run folder)")
     report.add_argument("--out", metavar="DIR", help="the study's run folder (default: runs/<study>)")
-    report.add_argument("--format", choices=("csv", "parquet", "html"), default="html")
+    report.add_argument("--format", choices=("csv", "parquet", "html"), default="html",
+                        help="html (default): one page with the plots; csv or parquet: the trials table")
     report.set_defaults(handler=_report)
 
     repair = commands.add_parser("repair", help="repair a damaged study journal, keeping a copy of it")
@@ -278,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     latency_server = commands.add_parser("latency-server", help="time uploaded model files on this machine for remote studies")
     latency_server.add_argument("--host", default="127.0.0.1",
                                 help="address to bind (default 127.0.0.1; any other address needs a token)")
-    latency_server.add_argument("--port", type=int, default=8765)
+    latency_server.add_argument("--port", type=int, default=8765, help="port to serve on (default 8765)")
     latency_server.add_argument("--token-env", metavar="VAR",
                                 help="environment variable holding the token that clients must send "
                                      "(default: XSEARCH_LATENCY_TOKEN if set)")

@@ -4,7 +4,6 @@ MLflow's client and TensorBoard's own reader."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import importlib.util
 import os
@@ -13,13 +12,12 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
 import pytest
 
+from benchmarks.mlflow_server import mlflow_server, stop_server
 from tests.helpers import tiny_study_toml
 from xsearch.cli import main
 from xsearch.study import tracking
@@ -163,45 +161,6 @@ def test_a_retry_and_a_continuation_log_into_the_folder_of_the_trial_they_contin
 
 
 # --- a real MLflow server -------------------------------------------------------------------------------------------------
-
-@contextlib.contextmanager
-def mlflow_server(folder: Path) -> Iterator[tuple[str, subprocess.Popen]]:
-    """A real `mlflow server` on loopback and a free port, with an SQLite backend in ``folder``; killed at the end."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    folder.mkdir(parents=True, exist_ok=True)
-    command = [str(Path(sys.executable).with_name("mlflow")), "server", "--host", "127.0.0.1", "--port", str(port),
-               "--workers", "1", "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
-               "--default-artifact-root", str(folder / "artifacts")]
-    log = open(folder / "server.log", "w")  # noqa: SIM115 (closed below)
-    environment = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # no job runner processes: tracking only
-    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=environment)
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                with urllib.request.urlopen(f"{uri}/health", timeout=2) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"mlflow server did not start: {(folder / 'server.log').read_text()[-2000:]}")
-            time.sleep(0.5)
-        yield uri, server
-    finally:
-        stop_server(server)
-        log.close()
-
-
-def stop_server(server: subprocess.Popen) -> None:
-    if server.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(server.pid, signal.SIGKILL)
-        server.wait(timeout=30)
-
 
 def _command(tmp_path: Path, *flags: str) -> list[str]:
     return [sys.executable, "-m", "xsearch.cli", "run", "--study", str(tmp_path / "w.toml"), "--out", str(tmp_path / "run"),

@@ -11,6 +11,7 @@ import importlib.util
 import json
 import math
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -66,67 +67,108 @@ MAX_EPOCHS = 10_000
 MAX_IMAGE_SIZE = 1024  # 299 in the paper; a side beyond this is a typo, and its data cache would not fit in memory
 
 
+def doc_field(default: Any = None, doc: str = "", *, valid: Any = None, factory: Callable[[], Any] | None = None,
+              in_file: bool = True) -> Any:
+    """A field of a study file's table with its documentation, which the docs' study-file reference renders
+    (`docs/hooks.py`): ``doc``, one line; ``valid``, the valid values (a tuple of them, a sentence, or
+    ``"module:NAME"`` for a tuple defined elsewhere); ``in_file=False`` for a field that is not a key of the file."""
+    metadata = {"doc": doc, "valid": valid, "in_file": in_file}
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
 @dataclasses.dataclass(frozen=True)
 class DataSpec:
-    source: str = "digits"
-    image_size: int = 32
-    data_dir: str | None = None
-    val_fraction: float = 0.1
-    test_fraction: float = 0.1
-    max_train: int | None = None
-    split_seed: int | None = None  # carves val/test and subsamples train; None: the study's seed
-    max_bad_fraction: float = 0.05  # unreadable image files left out; more is an error (`xsearch.data.load_dataset`)
-    layout: str = "NHWC"  # the "arrays" source's images: "NHWC" or "NCHW"
+    """The data set the designs train on: decoded once into a uint8 cache, split by the seed (`xsearch.data`)."""
+
+    source: str = doc_field("digits", "Where the images come from: `tfds:<name>` is a TensorFlow Datasets name.",
+                            valid="xsearch.data.loader:SOURCES")
+    image_size: int = doc_field(32, "Side of the square images every source is resized to (299 in the paper).",
+                                valid=f"an integer in [{MIN_INPUT_SIZE}, {MAX_IMAGE_SIZE}]")
+    data_dir: str | None = doc_field(None, "The folder of the `folder`, `arrays`, `imagenet-npz`, `fashion-mnist`, `mnist` and "
+                                     "`tfds` sources (`--data-dir`).", valid="a path (`~` is expanded)")
+    val_fraction: float = doc_field(0.1, "Share of the training images carved off for validation, when the source has no "
+                                    "validation split.", valid="in (0, 0.9)")
+    test_fraction: float = doc_field(0.1, "Share of the training images carved off for testing, when the source has no test "
+                                     "split.", valid="in [0, 0.9)")
+    max_train: int | None = doc_field(None, "Keep this many training images (stratified); not set: all of them.",
+                                      valid="an integer > 0")
+    split_seed: int | None = doc_field(None, "Seed of the splits and of the `max_train` subsample, when they must not change "
+                                       "with `seed`; not set: the study's `seed`.", valid="an integer in [0, 2**32 - 1]")
+    max_bad_fraction: float = doc_field(0.05, "Unreadable image files are left out with a warning; more than this share of the "
+                                        "files is an error (`xsearch.data.load_dataset`).", valid="in [0, 1)")
+    layout: str = doc_field("NHWC", "The `arrays` source's image layout.", valid=("NHWC", "NCHW"))
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainingSpec:
-    epochs: int = 10
-    batch_size: int | str = 64  # or "auto" (xsearch.study.batch_size)
-    optimizer: str = "adam"
-    learning_rate: float = 1e-3
-    weight_decay: float = 0.0
-    schedule: str = "cosine"
-    warmup_epochs: int = 0
-    augment: bool = True
-    bn_momentum: float = 0.9
+    """How every design trains: the same recipe for each, so that their accuracies compare."""
+
+    epochs: int = doc_field(10, "Epochs each design trains (fewer when a stopping rule stops it).",
+                            valid=f"an integer in [1, {MAX_EPOCHS}]")
+    batch_size: int | str = doc_field(64, "Training batch; `\"auto\"`: the fastest batch that fits, probed once per study "
+                                      "on the first worker's device (`xsearch.study.batch_size`, `--batch-size`).",
+                                      valid='an integer > 0, or "auto"')
+    optimizer: str = doc_field("adam", "The Keras optimizer.", valid=OPTIMIZERS)
+    learning_rate: float = doc_field(1e-3, "The peak learning rate, used as given (scale it with the batch yourself).",
+                                     valid="a number > 0")
+    weight_decay: float = doc_field(0.0, "Weight decay of the optimizer (Keras' decoupled weight decay; 0: none).",
+                                    valid="a number >= 0")
+    schedule: str = doc_field("cosine", "The learning-rate schedule over the epochs (over each phase with `[transfer]`).",
+                              valid=SCHEDULES)
+    warmup_epochs: int = doc_field(0, "Epochs of linear warm-up before the schedule.", valid="an integer in [0, training.epochs]")
+    augment: bool = doc_field(True, "Random flip and crop of the training images.")
+    bn_momentum: float = doc_field(0.9, "BatchNormalization's momentum: Keras' 0.99 lags the weights in trainings of a few "
+                                   "hundred steps (validation accuracy can stay at chance), so set it to suit the steps.",
+                                   valid="in (0, 1)")
 
 
 @dataclasses.dataclass(frozen=True)
 class EarlyStopSpec:
     """Stop a trial that an already trained design beats on every objective (`xsearch.study.early_stop`)."""
 
-    after_epochs: int = 3
-    margin: float = 0.02
+    after_epochs: int = doc_field(3, "The first check, after this epoch.", valid="an integer in [1, training.epochs - 1]")
+    margin: float = doc_field(0.02, "Accuracy (a fraction) by which a design that costs no more must lead, both after the "
+                              "same epoch and at its end.", valid="in (0, 1)")
 
 
 @dataclasses.dataclass(frozen=True)
 class AshaSpec:
     """Asynchronous successive halving over epochs, promoting by Pareto rank (`xsearch.study.asha`)."""
 
-    min_epochs: int = 1
-    reduction_factor: int = 2  # keep half at each rung: the best of those replayed (benchmarks/RESULTS.md)
-    continue_stopped: bool = True  # a stopped design proposed again, or promoted on a repeat, continues
+    min_epochs: int = doc_field(1, "The first rung: rungs at `min_epochs`, `min_epochs * reduction_factor`, ... epochs.",
+                                valid="an integer in [1, training.epochs - 1]")
+    reduction_factor: int = doc_field(2, "Only the top `1 / reduction_factor` at a rung continue; 2 (keep half) was the best "
+                                      "of those replayed (benchmarks/RESULTS.md).", valid="an integer >= 2")
+    continue_stopped: bool = doc_field(True, "A stopped design that the sampler proposes again, or that is promoted on a "
+                                       "repeat, continues from its checkpoint.")
 
 
 @dataclasses.dataclass(frozen=True)
 class TransferSpec:
     """Transfer learning from ``weights``: the inherited layers frozen first, then all fine-tuned (`xsearch.study.training`)."""
 
-    frozen_epochs: int = 2  # epochs in which only the layers that inherited nothing train (< training.epochs)
-    fine_tune_learning_rate: float = 1e-4  # every layer trains at this rate after the frozen epochs
+    frozen_epochs: int = doc_field(2, "Epochs in which only the layers that inherited nothing train (the head, and layers "
+                                   "whose shapes did not match).", valid="an integer in [1, training.epochs - 1]")
+    fine_tune_learning_rate: float = doc_field(1e-4, "Every layer trains at this rate after the frozen epochs.",
+                                               valid="a number > 0")
 
 
 @dataclasses.dataclass(frozen=True)
 class LatencySpec:
     """Where latency is measured besides the training device (`xsearch.model.latency_targets`), and how."""
 
-    targets: tuple[str, ...] = ()  # recorded on every trial, besides those the objectives and constraints name
-    threads: int = 1  # CPU threads of the CPU targets (and asked of a remote server)
-    repeats: int = 30  # timed calls per target, after 10 warm-up calls
-    remote_url: str | None = None  # the `xsearch latency-server` of the ``remote`` target
-    remote_format: str = "tflite"  # what the remote target runs: tflite or onnx
-    remote_token_env: str = "XSEARCH_LATENCY_TOKEN"  # the environment variable holding the server's token
+    targets: tuple[str, ...] = doc_field((), "Targets timed on every trial and recorded, besides those the objectives and "
+                                         "constraints name (which are scored).", valid=TARGETS)
+    threads: int = doc_field(1, "CPU threads of the `cpu`, `litert-cpu` and `onnxruntime-cpu` targets (and asked of a remote "
+                             "server).", valid="an integer > 0")
+    repeats: int = doc_field(30, "Timed calls per target, after 10 warm-up calls.", valid="an integer > 0")
+    remote_url: str | None = doc_field(None, "The `xsearch latency-server` of the `remote` target (required by it).",
+                                       valid="an http:// or https:// URL")
+    remote_format: str = doc_field("tflite", "What the remote target runs.", valid=REMOTE_FORMATS)
+    remote_token_env: str = doc_field("XSEARCH_LATENCY_TOKEN", "The environment variable holding the server's token (never "
+                                      "the token itself).", valid="a variable name")
 
 
 TRACKING_SCHEMES = ("http://", "https://", "file:", "sqlite:///", "postgresql://", "mysql://", "mssql://", "databricks")
@@ -138,9 +180,11 @@ class TrackingSpec:
     """Where a study's trials are also logged for the user's own tools (`xsearch.study.tracking`); changes no result,
     so it is not part of the set-up digest."""
 
-    tensorboard: bool = False  # RUN_DIR/tensorboard/trial-<n>/: Keras' TensorBoard scalars and the HParams session
-    mlflow_uri: str | None = None  # an MLflow tracking URI: one parent run per study, one nested run per trial
-    mlflow_experiment: str | None = None  # the MLflow experiment; None: "xsearch"
+    tensorboard: bool = doc_field(False, "Log every trial for TensorBoard in `<run folder>/tensorboard/trial-<n>/`: Keras' "
+                                  "scalars and the HParams session (`--tensorboard`).")
+    mlflow_uri: str | None = doc_field(None, "An MLflow tracking URI: one parent run per study, one nested run per trial "
+                                       "(`--mlflow`).", valid=tuple(scheme + "..." for scheme in TRACKING_SCHEMES))
+    mlflow_experiment: str | None = doc_field(None, 'The MLflow experiment; not set: "xsearch".', valid="a non-empty string")
 
     @property
     def enabled(self) -> bool:
@@ -149,28 +193,49 @@ class TrackingSpec:
 
 @dataclasses.dataclass(frozen=True)
 class StudySpec:
-    name: str = "study"
-    description: str = ""
-    space: str = "xception-small"
-    data: DataSpec = DataSpec()
-    training: TrainingSpec = TrainingSpec()
-    objectives: tuple[str, ...] = ("accuracy", "params", "latency")
-    constraints: dict[str, float] = dataclasses.field(default_factory=dict)
-    sampler: str = "tpe"
-    seed_trials: tuple[Any, ...] = ("paper", "regular", "segments-4")
-    trials: int = 20
-    timeout: float | None = None
-    seed: int = 0
-    latency_batch: int = 1
-    max_failures: int | None = None
-    heartbeat_interval: int = 30
-    weights: str | None = None
-    precision: str = "auto"
-    early_stop: EarlyStopSpec | None = None
-    asha: AshaSpec | None = None
-    transfer: TransferSpec | None = None
-    latency: LatencySpec | None = None
-    tracking: TrackingSpec | None = None
+    """A study file: what to search, on which data, with which budget and objectives."""
+
+    name: str = doc_field("study", "The study's name: the file's name without `.toml` (the run folder is `runs/<name>`).",
+                          in_file=False)
+    description: str = doc_field("", "One line, shown by `xsearch studies`.")
+    space: str = doc_field("xception-small", "The search space: the name of a shipped space (`search_spaces/`) or the path of "
+                           "a space's `.toml` file.", valid="a shipped space name or a .toml path")
+    data: DataSpec = doc_field(DataSpec(), "The data set.")
+    training: TrainingSpec = doc_field(TrainingSpec(), "How every design trains.")
+    objectives: tuple[str, ...] = doc_field(("accuracy", "params", "latency"), "What the study optimises: accuracy and "
+                                            "throughput are maximised, the costs minimised; `latency@TARGET` is the latency on "
+                                            "a `[latency]` target.",
+                                            valid=(*OBJECTIVES, *(TARGET_OBJECTIVE + target for target in TARGETS)))
+    constraints: dict[str, float] = doc_field(doc="Hard bounds, checked before training: a design over one is infeasible and "
+                                              "is not trained. A table of key = positive number.",
+                                              valid=(*CONSTRAINTS, *(TARGET_CONSTRAINT + target for target in TARGETS)),
+                                              factory=dict)
+    sampler: str = doc_field("tpe", "The Optuna sampler: `tpe` suits small budgets, `gp` needs PyTorch, `grid` trains each "
+                             "design of the space exactly once, in a seeded order.", valid=SAMPLERS)
+    seed_trials: tuple[Any, ...] = doc_field(("paper", "regular", "segments-4"), "Designs enqueued first, projected into the "
+                                             "space and scaled down until the constraints hold.",
+                                             valid='"paper", "regular" (the paper with regular convs), "segments-K", or a '
+                                             "table of axis values over the paper point")
+    trials: int = doc_field(20, "The number of trials the study should reach, however many workers share it (`--trials`).",
+                            valid="an integer > 0")
+    timeout: float | None = doc_field(None, "Seconds after which no trial starts (`--timeout`); not set: no limit.",
+                                      valid="a number > 0")
+    seed: int = doc_field(0, "Seed of the sampler, the splits and the trainings (`--seed`).",
+                          valid="an integer in [0, 2**32 - 1]")
+    latency_batch: int = doc_field(1, "The batch at which latency is measured.", valid="an integer > 0")
+    max_failures: int | None = doc_field(None, "Stop a worker after this many consecutive failures of one kind on its machine "
+                                         "(`--max-failures`); not set: never.", valid="an integer > 0")
+    heartbeat_interval: int = doc_field(30, "Seconds between a worker's heartbeats on a database storage; a trial is stale "
+                                        "after 3 intervals, then failed and retried.", valid="an integer > 0")
+    weights: str | None = doc_field(None, "Start every design from these Xception weights, layer by layer where the shapes "
+                                    "match (`--weights`).", valid='"imagenet" or a .h5 / .weights.h5 path')
+    precision: str = doc_field("auto", "Training precision; `auto`: mixed_bfloat16 on a GPU, float32 on a CPU (`--precision`).",
+                               valid=PRECISIONS)
+    early_stop: EarlyStopSpec | None = doc_field(None, "Stop dominated trials early.")
+    asha: AshaSpec | None = doc_field(None, "Successive halving on the front (MO-ASHA).")
+    transfer: TransferSpec | None = doc_field(None, "Frozen base, then fine-tune; needs `weights`.")
+    latency: LatencySpec | None = doc_field(None, "Latency targets besides the training device.")
+    tracking: TrackingSpec | None = doc_field(None, "Log the trials to TensorBoard and MLflow.")
 
     def __post_init__(self) -> None:
         if not isinstance(self.space, str) or not self.space:

@@ -46,6 +46,7 @@ HTTP_TIMEOUT_S = "5"  # MLflow's own HTTP time-out and retries, unless the envir
 HTTP_RETRIES = "0"
 INSTALL = "pip install 'xsearch[tracking]'"
 DEFAULT_EXPERIMENT = "xsearch"
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}  # MLflow's UI opens it on its runs, not GenAI traces
 STUDY_TAG, TRIAL_TAG, PARENT_TAG = "xsearch.study", "xsearch.trial", "mlflow.parentRunId"
 FINAL_METRICS = (TrialAttr.VAL_ACCURACY, TrialAttr.VAL_TOP5, TrialAttr.TEST_ACCURACY, TrialAttr.TEST_TOP5, TrialAttr.PARAMS,
                  TrialAttr.MACS, TrialAttr.FLOPS, TrialAttr.LATENCY_MS, TrialAttr.THROUGHPUT, TrialAttr.EPOCHS,
@@ -353,7 +354,7 @@ class MlflowLog:
         found = self.client.get_experiment_by_name(self.experiment)
         if found is None:
             try:
-                return str(self.client.create_experiment(self.experiment))
+                return str(self.client.create_experiment(self.experiment, tags=EXPERIMENT_TAGS))
             except Exception:  # another worker created it first
                 found = self.client.get_experiment_by_name(self.experiment)
                 if found is None:
