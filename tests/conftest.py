@@ -2,6 +2,7 @@
 database; and a check that keeps the fast tier fast: only tests marked slow may use the trained tiny study."""
 
 import os
+import shutil
 import tempfile
 import uuid
 from pathlib import Path
@@ -12,7 +13,7 @@ os.environ["XSEARCH_CACHE_DIR"] = tempfile.mkdtemp(prefix="xsearch-test-cache-")
 
 import pytest  # noqa: E402
 
-from tests.helpers import TINY_DATA, TINY_TRAINING  # noqa: E402
+from tests.helpers import CHROMIUM, TINY_DATA, TINY_TRAINING  # noqa: E402
 from xsearch.study.spec import DataSpec, StudySpec, TrainingSpec  # noqa: E402
 
 POSTGRES = "postgresql://postgres@127.0.0.1:5432"
@@ -105,3 +106,17 @@ def tmpfs(tmp_path):
     yield mount
     for folder in mounted:
         subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+@pytest.fixture
+def require_browser() -> None:
+    """Skip (fail under CI=true) without Playwright for Python or Debian's chromium."""
+    try:
+        import playwright.sync_api  # noqa: F401
+        missing = None if shutil.which(CHROMIUM) else f"{CHROMIUM} is missing (apt-get install chromium)"
+    except ImportError:
+        missing = "playwright is missing (pip install playwright)"
+    if missing and os.environ.get("CI") == "true":
+        pytest.fail(f"{missing}: required under CI=true")
+    if missing:
+        pytest.skip(missing)

@@ -17,6 +17,7 @@ import optuna
 from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
+CHROMIUM = "/usr/bin/chromium"  # Debian's chromium, which Playwright drives in the browser tests
 TINY_DATA: dict[str, Any] = {"source": "digits", "image_size": 16, "max_train": 300, "val_fraction": 0.2,
                              "test_fraction": 0.2}
 TINY_TRAINING: dict[str, Any] = {"epochs": 2, "batch_size": 32, "augment": False}

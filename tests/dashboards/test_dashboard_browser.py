@@ -1,7 +1,5 @@
 """End to end: `serve_dashboard` on a finished study, opened in headless Chromium (Playwright)."""
 
-import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -11,26 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import CHROMIUM
 from xsearch.study.storage import load_study, run_storage
 
-CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 SCREENSHOT = Path(__file__).resolve().parents[1] / "test-artifacts" / "dashboard.png"
-
-
-@pytest.fixture
-def require_browser() -> None:
-    """Skip (fail under CI=true) without Playwright for Python or Debian's chromium."""
-    try:
-        import playwright.sync_api  # noqa: F401
-        missing = None if shutil.which(CHROMIUM) else f"{CHROMIUM} is missing (apt-get install chromium)"
-    except ImportError:
-        missing = "playwright is missing (pip install playwright)"
-    if missing and os.environ.get("CI") == "true":
-        pytest.fail(f"{missing}: required under CI=true")
-    if missing:
-        pytest.skip(missing)
 
 
 def _free_port() -> int:

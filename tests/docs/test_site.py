@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +10,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
 README_MAX_LINES = 150
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -46,20 +43,6 @@ def test_the_site_builds_strictly_with_the_generated_references(tmp_path):
     assert "--max-failures" in cli and "<code>NAME|PATH</code>" in cli  # a pipe in a code span is not escaped
     assert 'id="xsearch.optuna.make_objective"' in (site / "reference" / "api" / "index.html").read_text()
     assert not list(site.rglob("*.py")), "the hooks and scripts are not published"
-
-
-@pytest.fixture
-def require_browser() -> None:
-    """Skip (fail under CI=true) without Playwright for Python or Debian's chromium."""
-    try:
-        import playwright.sync_api  # noqa: F401
-        missing = None if shutil.which(CHROMIUM) else f"{CHROMIUM} is missing (apt-get install chromium)"
-    except ImportError:
-        missing = "playwright is missing (pip install playwright)"
-    if missing and os.environ.get("CI") == "true":
-        pytest.fail(f"{missing}: required under CI=true")
-    if missing:
-        pytest.skip(missing)
 
 
 @pytest.mark.slow

@@ -246,6 +246,7 @@ def test_two_workers_a_killed_worker_and_its_retry_log_one_parent_and_one_run_pe
 
         client = MlflowClient(uri)
         experiment = client.get_experiment_by_name("xsearch")
+        assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # MLflow's UI opens on the runs
         runs = client.search_runs([experiment.experiment_id], max_results=1000)
         parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
         assert len(parents) == 1 and parents[0].data.tags["xsearch.study"].startswith("w@")
