@@ -51,7 +51,8 @@ def _describe(args: argparse.Namespace) -> None:
         config = XceptionConfig.from_json(path.read_text(), source=str(path))
     else:
         config = XceptionConfig.paper()
-    print(describe(config, args.image_size, args.classes, not args.no_summary, args.latency_batch), end="")
+    print(describe(config, args.image_size, args.classes, not args.no_summary, args.latency_batch,
+                   args.step_batch), end="")
 
 
 def _studies(args: argparse.Namespace) -> None:
@@ -195,6 +196,11 @@ def build_parser() -> argparse.ArgumentParser:
     describe.add_argument("--no-summary", action="store_true", help="costs only, no layer table")
     describe.add_argument(
         "--latency-batch", type=int, metavar="N", help="also measure latency at batch size N"
+    )
+    describe.add_argument(
+        "--step-batch", type=int, metavar="N",
+        help="also time one training step at batch size N, beside the same design with depthwise convolutions "
+             "(grouped convolutions are the slow case on a CPU)",
     )
     describe.set_defaults(handler=_describe)
 
