@@ -29,6 +29,7 @@ import pandas as pd
 from benchmarks.xception_bench import COMPILE, derived_compile_s, design_key
 from xsearch.model.config import XceptionConfig
 from xsearch.model.space import SearchSpace
+from xsearch.results.analyze import trained_rows
 from xsearch.run.callbacks import RepeatStreak
 from xsearch.run.runner import REPEAT_STREAK_LIMIT
 from xsearch.study.objective import StudyObjective
@@ -50,13 +51,17 @@ class BenchTable:
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame) -> BenchTable:
-        """Trained rows only (a failed row has no curve); ValueError when a design has no row left."""
+        """The `trained_rows` (as `noise` and `analyze` choose them); ValueError when there are none, or when one
+        lacks an epoch's accuracy or seconds (a replay charges every epoch it trains)."""
         epochs = len(frame.filter(regex=r"^val_acc_\d+$").columns)
         if not epochs:
             raise ValueError("the bench table has no val_acc_<epoch> columns.")
-        reason = frame["failure_reason"] if "failure_reason" in frame else pd.Series(index=frame.index, dtype=object)
-        failed = reason.notna() & (reason.astype(str) != "")
-        trained = frame[~failed & frame[f"val_acc_{epochs}"].notna()]
+        trained = frame[trained_rows(frame)]
+        curves = trained.filter(regex=r"^(val_acc|epoch_s)_\d+$")
+        if curves.isna().any(axis=None):
+            gaps = trained[curves.isna().any(axis=1)]
+            raise ValueError(f"the bench table's trained rows {list(gaps.index)} lack an epoch's accuracy or seconds; "
+                             "a replay charges every epoch.")
         trained = trained.assign(**{COMPILE: trained[COMPILE].fillna(derived_compile_s(trained))
                                     if COMPILE in trained else derived_compile_s(trained)})
         keys = trained.apply(design_key, axis=1)

@@ -44,7 +44,8 @@ from xsearch.common.atomic import write_atomic
 from xsearch.common.resources import resolve
 from xsearch.model.config import XceptionConfig
 from xsearch.model.space import AXES, SearchSpace
-from xsearch.study.record import FailureReason, TrialAttr, failure_reason, is_repeat
+from xsearch.results.analyze import trained_rows
+from xsearch.study.record import FailureReason, TrialAttr, epoch_series, failure_reason, is_repeat
 from xsearch.study.sampler import grid_points
 from xsearch.study.spec import load_study_spec, read_spec
 from xsearch.study.storage import RUN_STORAGES, load_study, run_storage
@@ -150,8 +151,8 @@ def rows(study: optuna.Study) -> list[dict[str, Any]]:
         attrs = trial.user_attrs
         if is_repeat(trial) or TrialAttr.CONFIG not in attrs or failure_reason(trial) == FailureReason.INTERRUPTED:
             continue
-        curve = (attrs.get(TrialAttr.CURVES) or {}).get(TrialAttr.VAL_ACCURACY, [])
-        times = attrs.get(TrialAttr.EPOCH_TIMES_S) or []
+        curve = epoch_series(attrs, (attrs.get(TrialAttr.CURVES) or {}).get(TrialAttr.VAL_ACCURACY))
+        times = epoch_series(attrs, attrs.get(TrialAttr.EPOCH_TIMES_S))
         row: dict[str, Any] = {**json.loads(attrs[TrialAttr.CONFIG]), "seed": seed, "trial": trial.number}
         row.update({key: attrs.get(key, math.nan) for key in _COSTS})
         row.update({f"val_acc_{e}": _at(curve, e) for e in range(1, epochs + 1)})
@@ -200,8 +201,7 @@ def noise(frame: pd.DataFrame, resamples: int = 2000) -> dict[str, Any]:
     the designs after each epoch predicts their final ranking (Spearman of seed means, ``spearman_epoch_<e>``).
     """
     accuracy = frame.filter(regex=r"^val_acc_\d+$")
-    reason = frame["failure_reason"].astype("string").fillna("") if "failure_reason" in frame else pd.Series("", index=frame.index)
-    trained = (reason == "") & accuracy.iloc[:, -1].notna()
+    trained = trained_rows(frame)
     accuracy, keys = accuracy[trained], frame[trained].apply(design_key, axis=1)
     means = accuracy.groupby(keys).mean()
     final = accuracy.iloc[:, -1]

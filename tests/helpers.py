@@ -64,3 +64,15 @@ def xsearch_study(name: str, database: Path, spec: Any) -> optuna.Study:
         study.set_metric_names(["val_accuracy", "params", "latency_ms"])
     study.set_user_attr(StudyAttr.SPEC, json.dumps(dataclasses.asdict(spec), default=str))
     return study
+
+
+def assert_resumed_from_epoch_1(retry: optuna.trial.FrozenTrial, failed: optuna.trial.FrozenTrial, epochs: int) -> None:
+    """``retry`` continued ``failed`` from its checkpoint, and its curves and epoch times start from epoch 1:
+    ``failed``'s epochs, then its own."""
+    done = int(failed.user_attrs["epochs_done"])
+    assert 1 <= done < epochs and "resumed_from_epoch" not in retry.user_attrs
+    curve, before = retry.user_attrs["curves"]["val_accuracy"], failed.user_attrs["curves_so_far"]
+    assert len(curve) == epochs == retry.user_attrs["epochs"] == len(retry.user_attrs["epoch_times_s"])
+    assert curve[:done] == before["val_accuracy"][:done]
+    assert retry.user_attrs["epoch_times_s"][:done] == before["epoch_times_s"][:done]
+    assert retry.user_attrs["curves_so_far"]["val_accuracy"] == curve

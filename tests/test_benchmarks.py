@@ -203,6 +203,37 @@ def test_noise_pools_the_seed_variance_and_leaves_out_failed_and_incomplete_rows
     assert report["spearman_epoch_1"] == pytest.approx(-0.5)
 
 
+def test_a_resumed_trial_s_curve_starts_at_its_epoch_and_a_cut_row_is_left_out_everywhere(tmp_path):
+    from benchmarks.replay import BenchTable
+    from xsearch.results.analyze import analyze, trained_rows
+
+    _bench_run(tmp_path / "seed-0", 0, [0.50, 0.70, 0.90])
+    study = optuna.load_study(study_name="xception-bench", storage=_storage(tmp_path / "seed-0"))
+    resumed = dict(study.trials[0].user_attrs)  # a retry whose predecessor left no curves, resumed after epoch 1
+    resumed.update({TrialAttr.CURVES: {TrialAttr.VAL_ACCURACY: [0.3, 0.35, 0.4, 0.45, 0.55]},
+                    TrialAttr.EPOCH_TIMES_S: [3.0, 1.0, 1.0, 1.0, 1.0], TrialAttr.RESUMED_FROM_EPOCH: 1})
+    study.add_trial(optuna.trial.create_trial(values=[0.55, 1000, 1.5], user_attrs=resumed))
+    row = pd.DataFrame(xception_bench.rows(study)).iloc[-1]
+    assert math.isnan(row["val_acc_1"]) and list(row[[f"val_acc_{e}" for e in range(2, 7)]]) == [0.3, 0.35, 0.4, 0.45, 0.55]
+    assert math.isnan(row["epoch_s_1"]) and row["epoch_s_2"] == 3.0
+    frame = xception_bench.table(tmp_path)
+    cut = frame.iloc[[0]].assign(seed=1, val_acc_6=math.nan)  # a curve that stops at epoch 5
+    complete = frame[frame["trial"] != row["trial"]]
+    with_cut = pd.concat([complete, cut], ignore_index=True)
+    assert list(trained_rows(with_cut)) == [True, True, True, False]
+    assert xception_bench.noise(with_cut)["rows"] == xception_bench.noise(complete)["rows"] == 3
+    assert analyze(with_cut).runs == analyze(complete).runs == 3
+    assert BenchTable.from_frame(with_cut).designs.keys() == BenchTable.from_frame(complete).designs.keys()
+    with pytest.raises(ValueError, match=r"lack an epoch's accuracy or seconds; a replay charges every epoch"):
+        BenchTable.from_frame(frame)  # the resumed row counts (its final accuracy is known) but cannot be replayed
+
+
+def _storage(folder):
+    from xsearch.study.storage import open_storage
+
+    return open_storage(None, folder)
+
+
 def test_the_bench_table_keeps_committed_rows_no_run_folder_has(tmp_path):
     _bench_run(tmp_path / "seed-1", 1, [0.52, 0.72, 0.92])
     committed = xception_bench.table(tmp_path)

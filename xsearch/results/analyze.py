@@ -33,7 +33,7 @@ from plotly.subplots import make_subplots
 from xsearch.common.atomic import write_atomic
 from xsearch.model.config import ACTIVATIONS, XceptionConfig
 from xsearch.model.space import AXES
-from xsearch.study.record import TrialAttr, is_feasible, is_repeat, is_stopped
+from xsearch.study.record import TrialAttr, epoch_series, is_feasible, is_repeat, is_stopped
 
 AXIS_COLUMNS = tuple(sorted(AXES))  # the bench table's order
 CURVE = "val_acc_"
@@ -433,6 +433,16 @@ def _check_columns(frame: pd.DataFrame, source: str) -> None:
                          "(benchmarks/xception_bench.csv).")
 
 
+def trained_rows(frame: pd.DataFrame) -> pd.Series:
+    """Which rows of a bench-format frame count as trained designs: no failure reason, and an accuracy at the
+    final epoch (a row whose curve stops short, e.g. a trial cut off mid-training, does not count). The bench
+    replay, its noise estimate and `analyze` all choose rows by this rule."""
+    epochs = _epoch_columns(frame)
+    final = pd.to_numeric(frame[epochs[-1]], errors="coerce") if epochs else pd.Series(float("nan"), index=frame.index)
+    reason = frame["failure_reason"].astype("string").fillna("") if "failure_reason" in frame else ""
+    return (reason == "") & final.notna()
+
+
 def _epoch_columns(frame: pd.DataFrame) -> list[str]:
     """The ``val_acc_<e>`` columns, by epoch."""
     found = [c for c in frame.columns if re.fullmatch(rf"{CURVE}\d+", str(c))]
@@ -440,20 +450,20 @@ def _epoch_columns(frame: pd.DataFrame) -> list[str]:
 
 
 def _runs(frame: pd.DataFrame) -> pd.DataFrame:
-    """The rows with an accuracy: the axes as strings, ``seed``, the curve, ``final`` (the last recorded
-    accuracy), ``curve_mean`` (NaN for an incomplete curve), and the logs of params and MACs."""
+    """The `trained_rows`: the axes as strings, ``seed``, the curve, ``final`` (the final epoch's accuracy),
+    ``curve_mean`` (NaN for a curve with gaps), and the logs of params and MACs."""
     _check_columns(frame, "the frame")
     epochs = _epoch_columns(frame)
     curve = frame[epochs].apply(pd.to_numeric, errors="coerce").astype(float)
     runs = pd.DataFrame({axis: frame[axis].map(str) for axis in AXIS_COLUMNS}, index=frame.index)
     runs[TrialAttr.SEED] = frame[TrialAttr.SEED].fillna(0).astype(int) if TrialAttr.SEED in frame else 0
     runs[epochs] = curve
-    runs[_FINAL] = curve.ffill(axis=1).iloc[:, -1]
+    runs[_FINAL] = curve.iloc[:, -1]
     runs[_CURVE_MEAN] = curve.mean(axis=1, skipna=False)
     for column, log in ((TrialAttr.PARAMS, _LOG_PARAMS), (TrialAttr.MACS, _LOG_MACS)):
         runs[column] = pd.to_numeric(frame[column], errors="coerce").astype(float)
         runs[log] = np.log(runs[column].where(runs[column] > 0))
-    return runs[runs[_FINAL].notna()].reset_index(drop=True)
+    return runs[trained_rows(frame)].reset_index(drop=True)
 
 
 def _designs(runs: pd.DataFrame) -> pd.DataFrame:
@@ -569,10 +579,10 @@ def _is_number(text: str) -> bool:
 
 
 def _curve(attrs: dict[str, Any]) -> list[float]:
-    """The trial's validation-accuracy curve (empty when it has none)."""
+    """The trial's validation-accuracy curve from epoch 1 (empty when it has none)."""
     curves = attrs.get(TrialAttr.CURVES) or {}
     curves = json.loads(curves) if isinstance(curves, str) else curves
-    return [float(v) for v in curves.get(TrialAttr.VAL_ACCURACY) or []]
+    return epoch_series(attrs, curves.get(TrialAttr.VAL_ACCURACY)) if curves.get(TrialAttr.VAL_ACCURACY) else []
 
 
 def _final_only(attrs: dict[str, Any], longest: int) -> list[float]:

@@ -19,6 +19,7 @@ from xsearch.study.repeats import repeated_results, setup_digest, trained_twin
 from xsearch.study.retries import budget_trials, retry_interrupted, worker_identity
 from xsearch.study.spec import StudySpec, constraint_metric
 from xsearch.study.trainer import Trainer
+from xsearch.study.training import EpochTimer
 
 CallbackFactory = Callable[[optuna.Trial], list[keras.callbacks.Callback]]
 OOM_CONSTRAINT = "oom"
@@ -96,6 +97,8 @@ class StudyObjective:
                 record.update({k: v for k, v in vars(result).items() if v is not None})
                 if twin is not None:
                     _join_curves(record, twin)
+                else:
+                    _join_resumed(record)
                 if stopping and trial.user_attrs.get(TrialAttr.STOPPED_AT_EPOCH) is not None:
                     constraints[STOPPED_CONSTRAINT] = 1.0
             else:
@@ -119,7 +122,7 @@ class StudyObjective:
 
     def _training_callbacks(self, trial: optuna.Trial, record: dict[str, Any]) -> list[keras.callbacks.Callback]:
         """The epoch recorder, the caller's callbacks, then the study's stopping rules."""
-        callbacks = [_EpochRecorder(trial), *self.callbacks(trial)]
+        callbacks = [_EpochRecorder(trial, record), *self.callbacks(trial)]
         costs = {metric: float(record[metric]) for metric in cost_metrics(self.spec)}
         epochs = self.spec.training.epochs
         if self.spec.early_stop is not None:
@@ -166,16 +169,40 @@ def _join_curves(record: dict[str, Any], twin: optuna.trial.FrozenTrial) -> None
     record[TrialAttr.EPOCHS] = start + int(record[TrialAttr.EPOCHS])
 
 
-class _EpochRecorder(keras.callbacks.Callback):
-    """Records after each epoch the number of finished epochs (a retry continues from there) and the
-    epoch's loss and accuracy (``epoch_logs``, which the progress display reads from the storage)."""
+def _join_resumed(record: dict[str, Any]) -> None:
+    """Make a retry's curves, epoch times and epoch count start from the first epoch: the trial it resumed
+    from, then its own (when that trial recorded its ``curves_so_far``; else ``resumed_from_epoch`` stays)."""
+    start, so_far = record.get(TrialAttr.RESUMED_FROM_EPOCH), record.get(TrialAttr.CURVES_SO_FAR)
+    if not start or not so_far:
+        return
+    del record[TrialAttr.RESUMED_FROM_EPOCH]
+    record[TrialAttr.CURVES] = {key: [*so_far.get(key, [])[:start], *values] for key, values in record[TrialAttr.CURVES].items()}
+    record[TrialAttr.EPOCH_TIMES_S] = [*so_far.get(TrialAttr.EPOCH_TIMES_S, [])[:start], *record[TrialAttr.EPOCH_TIMES_S]]
+    record[TrialAttr.EPOCHS] = start + int(record[TrialAttr.EPOCHS])
 
-    def __init__(self, trial: optuna.Trial) -> None:
+
+class _EpochRecorder(EpochTimer):
+    """Records after each epoch the number of finished epochs (a retry continues from there), the epoch's
+    loss and accuracy (``epoch_logs``, which the progress display reads from the storage) and the curves and
+    epoch times from epoch 1 (``curves_so_far``: those of the trial a retry resumed from, then its own)."""
+
+    def __init__(self, trial: optuna.Trial, record: dict[str, Any]) -> None:
         super().__init__()
         self.trial = trial
+        self.record = record
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        super().on_epoch_end(epoch, logs)
         logs = logs or {}
         self.trial.set_user_attr(TrialAttr.EPOCHS_DONE, epoch + 1)
         self.trial.set_user_attr(TrialAttr.EPOCH_LOGS, {"epoch": epoch + 1, **{
             key: float(logs[key]) for key in ("loss", "accuracy") if key in logs}})
+        so_far = self.record.get(TrialAttr.CURVES_SO_FAR)
+        if so_far is None and self.record.get(TrialAttr.RESUMED_FROM_EPOCH):
+            return  # resumed from a trial whose curves are unknown: no curve from epoch 1 to keep
+        so_far = {key: list(values) for key, values in (so_far or {}).items()}
+        for key, value in logs.items():
+            so_far.setdefault(key, []).append(float(value))
+        so_far.setdefault(TrialAttr.EPOCH_TIMES_S, []).append(self.durations[-1])
+        self.record[TrialAttr.CURVES_SO_FAR] = so_far
+        self.trial.set_user_attr(TrialAttr.CURVES_SO_FAR, so_far)

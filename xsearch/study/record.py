@@ -8,6 +8,7 @@ trial (is it a repeat, was it stopped early, is it feasible).
 
 from __future__ import annotations
 
+import math
 from enum import StrEnum
 from typing import Any, Final, TypedDict
 
@@ -74,6 +75,7 @@ class TrialAttr:
     EPOCHS_DONE: Final = "epochs_done"
     EPOCH_LOGS: Final = "epoch_logs"
     RESUMED_FROM_EPOCH: Final = "resumed_from_epoch"
+    CURVES_SO_FAR: Final = "curves_so_far"
     STOPPED_AT_EPOCH: Final = "stopped_at_epoch"
     STOPPED_BY: Final = "stopped_by"
     STOP_RULE: Final = "stop_rule"
@@ -137,7 +139,8 @@ class TrialRecord(TypedDict, total=False):
     wall_time_s: float  # the whole trial: build, cost, train, save
     epochs_done: int  # written after every epoch: a retry continues from there
     epoch_logs: dict[str, float]  # the last finished epoch: epoch, loss, accuracy (the progress display)
-    resumed_from_epoch: int  # a retry that continued from its predecessor's checkpoint
+    resumed_from_epoch: int  # a retry that continued from its predecessor's checkpoint (and lacks its curves)
+    curves_so_far: dict[str, list[float]]  # written after every epoch: the curves and ``epoch_times_s`` from epoch 1
     stopped_at_epoch: int  # stopped early after this epoch (`xsearch.study.early_stop`, `xsearch.study.asha`)
     stopped_by: int  # ... because this trial dominated it (the ``dominated`` rule)
     stop_rule: str  # the rule that stopped it: ``dominated`` or ``asha``
@@ -179,7 +182,8 @@ class StudyRecord(TypedDict, total=False):
 
 ATTEMPT_ATTRS: Final = frozenset({
     TrialAttr.WORKER_HOST, TrialAttr.WORKER_PID, TrialAttr.SEED_TRIAL, TrialAttr.RETRY_OF, TrialAttr.SURPLUS,
-    TrialAttr.EPOCHS_DONE, TrialAttr.EPOCH_LOGS, TrialAttr.RESUMED_FROM_EPOCH, TrialAttr.WALL_TIME_S, TrialAttr.MODEL_ARTIFACT_ID,
+    TrialAttr.EPOCHS_DONE, TrialAttr.EPOCH_LOGS, TrialAttr.RESUMED_FROM_EPOCH, TrialAttr.CURVES_SO_FAR,
+    TrialAttr.WALL_TIME_S, TrialAttr.MODEL_ARTIFACT_ID,
     TrialAttr.MODEL_SHA256, TrialAttr.REPEAT_OF, TrialAttr.CONTINUES,
 })
 """Attrs that describe one attempt (who ran it, what it kept), not the design's results."""
@@ -216,3 +220,9 @@ def failure_reason(trial: FrozenTrial) -> str | None:
     """The trial's `FailureReason` value, or None."""
     reason = trial.user_attrs.get(TrialAttr.FAILURE_REASON)
     return None if reason is None else str(reason)
+
+
+def epoch_series(attrs: dict[str, Any], values: list[float] | None) -> list[float]:
+    """Per-epoch ``values`` of a trial (a curve, its epoch times) indexed from epoch 1: NaN for the epochs before
+    ``resumed_from_epoch``, which a retry whose predecessor left no curves did not record."""
+    return [math.nan] * int(attrs.get(TrialAttr.RESUMED_FROM_EPOCH) or 0) + [float(v) for v in values or []]

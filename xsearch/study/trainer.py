@@ -143,7 +143,8 @@ class KerasTrainer:
 
     def _restore(self, trial: optuna.Trial, model: keras.Model, record: dict[str, Any]) -> int:
         """Load the furthest checkpoint of the trial this one retries and of the stopped trial it
-        continues (``record``'s ``continues``); the epoch to continue from (0: none found)."""
+        continues (``record``'s ``continues``); the epoch to continue from (0: none found). The source's
+        curves up to that epoch go in ``record``'s ``curves_so_far``, for the curves to start from epoch 1."""
         trials = trial.study.get_trials(deepcopy=False)
         sources = [retried_from(trials[trial.number]), record.get(TrialAttr.CONTINUES)]
         found = [(int(trials[n].user_attrs.get(TrialAttr.EPOCHS_DONE, 0)), n) for n in sources if n is not None]
@@ -153,4 +154,7 @@ class KerasTrainer:
         epochs_done, source = max(usable)
         model.load_weights(str(self._checkpoint(source)))
         record[TrialAttr.RESUMED_FROM_EPOCH] = epochs_done
+        so_far = trials[source].user_attrs.get(TrialAttr.CURVES_SO_FAR) or {}
+        if so_far and all(len(values) >= epochs_done for values in so_far.values()):
+            record[TrialAttr.CURVES_SO_FAR] = {key: values[:epochs_done] for key, values in so_far.items()}
         return epochs_done

@@ -99,7 +99,7 @@ class _StopOnNonFiniteLoss(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-class _EpochTimer(keras.callbacks.Callback):
+class EpochTimer(keras.callbacks.Callback):
     """Training time of each epoch, up to the start of its validation pass."""
 
     def __init__(self) -> None:
@@ -156,7 +156,7 @@ def train_and_evaluate(
     train = BatchStream(dataset.x_train, dataset.y_train, train_batch, augment=spec.augment,
                         shuffle=True, seed=seed, workers=workers, drop_remainder=True)
     val = BatchStream(dataset.x_val, dataset.y_val, batch_size, workers=workers)
-    timer = _EpochTimer()
+    timer = EpochTimer()
     curves: dict[str, list[float]] = {}
     compiled: list[int] = []  # the epochs (indices into timer.durations) that compiled a training step
     started = time.perf_counter()
