@@ -1,13 +1,17 @@
 """The SLURM example on a real single-node cluster: an array of three `xsearch run` tasks on one PostgreSQL study.
 
 Each task runs in a UTS namespace of its own, with the host name ``node<task>``: as on a real cluster, the tasks
-cannot see each other's processes by host and process id, so a cancelled task's trial is failed by its heartbeat.
+cannot see each other's processes by host and process id. A task cancelled by `scancel` (SIGTERM, as when a job is
+preempted or runs out of time) marks its trial interrupted and queues it at once; a task killed outright (SIGKILL)
+leaves its trial to be failed by its heartbeat. Either way another task retries it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import signal
 import shutil
 import subprocess
 import sys
@@ -54,8 +58,16 @@ def slurm(tmp_path) -> Iterator[dict[str, str]]:
         subprocess.run([SLURM / "local_cluster.sh", "stop", folder], timeout=120, check=False)
 
 
+CANCELS = {  # how a task is stopped, its final state, and the failure reason of the trial it ran
+    "scancel": ("CANCELLED", "interrupted"),  # SIGTERM, as for a preempted job: retried at once
+    "killed": ("FAILED", None),  # every process SIGKILLed, as when a node dies: failed by its heartbeat
+}
+
+
 @pytest.mark.slow
-def test_an_array_of_three_tasks_shares_one_study_and_retries_a_cancelled_tasks_trial(slurm, postgres_url, tmp_path):
+@pytest.mark.parametrize("how", sorted(CANCELS))
+def test_an_array_of_three_tasks_shares_one_study_and_retries_a_cancelled_tasks_trial(slurm, postgres_url, tmp_path, how):
+    stopped_state, reason = CANCELS[how]
     (tmp_path / "space.toml").write_text(SPACE)
     (tmp_path / "slurm.toml").write_text(tiny_study_toml(
         space=str(tmp_path / "space.toml"), trials=BUDGET, seed_trials=[], sampler="random", heartbeat_interval=5,
@@ -70,10 +82,12 @@ def test_an_array_of_three_tasks_shares_one_study_and_retries_a_cancelled_tasks_
                          env=environment, cwd=tmp_path, capture_output=True, text=True, check=True).stdout.strip()
     load = lambda: optuna.load_study(study_name="slurm", storage=open_storage(postgres_url, tmp_path))  # noqa: E731
 
-    victim, killed = _cancel_a_task_mid_trial(load, job, slurm, tmp_path)
+    victim, killed = _cancel_a_task_mid_trial(load, job, slurm, tmp_path, how)
     states = _wait_for_the_job(job, slurm, tmp_path)
     logs = _logs(tmp_path)
-    assert states == {task: ("CANCELLED", "0:15") if task == victim else ("COMPLETED", "0:0") for task in range(TASKS)}, logs
+    assert {task: state for task, (state, _) in states.items()} == {
+        task: stopped_state if task == victim else "COMPLETED" for task in range(TASKS)}, logs
+    assert all(states[task][1] == "0:0" for task in range(TASKS) if task != victim), logs
     assert all(f"task {task} of job {job}" in logs[task] for task in range(TASKS))
     assert all((tmp_path / f"xsearch-{job}-{task}").is_dir() for task in range(TASKS))  # each its node-local run folder
 
@@ -84,21 +98,22 @@ def test_an_array_of_three_tasks_shares_one_study_and_retries_a_cancelled_tasks_
     assert not [t for t in trials if t.state not in (COMPLETE, FAIL)]
     failed = [t for t in trials if t.state == FAIL]
     assert [t.number for t in failed] == [killed]
-    assert TrialAttr.FAILURE_REASON not in failed[0].user_attrs  # failed by its heartbeat, not by a process check
+    assert failed[0].user_attrs.get(TrialAttr.FAILURE_REASON) == reason
     retries = [t for t in trials if t.user_attrs.get(TrialAttr.RETRY_OF) == killed]
     assert len(retries) == 1 and retries[0].state == COMPLETE and retries[0].params == failed[0].params
     assert retries[0].user_attrs[TrialAttr.WORKER_HOST] != f"node{victim}"
     trained = [t for t in trials if t.state == COMPLETE and not is_repeat(t)]
     assert len(trained) == len(budget_trials(trials)) == BUDGET  # exact: nothing lost, nothing extra
-    print(f"slurm: {TASKS} tasks, 1 study, {BUDGET} trials, task {victim} cancelled in trial {killed}, "
+    print(f"slurm: {TASKS} tasks, 1 study, {BUDGET} trials, task {victim} {how} in trial {killed}, "
           f"retried as trial {retries[0].number} on {retries[0].user_attrs[TrialAttr.WORKER_HOST]}, "
           f"{len(trials)} trials stored")
 
 
-def _cancel_a_task_mid_trial(load, job: str, environment: dict[str, str], folder: Path,
+def _cancel_a_task_mid_trial(load, job: str, environment: dict[str, str], folder: Path, how: str,
                              timeout: float = 300) -> tuple[int, int]:
-    """Once every task has started a trial, `scancel` the task of a RUNNING trial in its first epoch (seconds from its
-    end, so that it cannot finish before the signal): the task and the trial's number."""
+    """Once every task has started a trial, stop the task of a RUNNING trial in its first epoch (seconds from its end,
+    so that it cannot finish before the signal) with `scancel`, or SIGKILL to each of its processes (`scontrol
+    listpids`): the task and the trial's number."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         time.sleep(0.5)
@@ -112,9 +127,26 @@ def _cancel_a_task_mid_trial(load, job: str, environment: dict[str, str], folder
                    and not t.user_attrs.get(TrialAttr.EPOCHS_DONE)]
         if hosts >= {f"node{task}" for task in range(TASKS)} and running:
             victim = int(running[0].user_attrs[TrialAttr.WORKER_HOST].removeprefix("node"))
-            subprocess.run(["scancel", f"{job}_{victim}"], env=environment, check=True)
+            if how == "scancel":
+                subprocess.run(["scancel", f"{job}_{victim}"], env=environment, check=True)
+            else:
+                _kill_every_process(f"{job}_{victim}", environment)
             return victim, running[0].number
     raise AssertionError(f"the tasks did not all start a trial within {timeout:.0f} s: {_logs(folder)}")
+
+
+def _kill_every_process(task: str, environment: dict[str, str]) -> None:
+    """SIGKILL every process of an array task at once, as a node that dies would stop them."""
+    job, index = task.split("_")
+    ids = subprocess.run(["squeue", "--noheader", "--array", f"--jobs={job}", "--format=%A %K"], env=environment,
+                         capture_output=True, text=True, check=True).stdout.split("\n")
+    own = next(line.split()[0] for line in ids if line.split() and line.split()[1] == index)  # the task's own job id
+    listed = subprocess.run(["scontrol", "listpids", own], env=environment, capture_output=True, text=True, check=True)
+    pids = [int(line.split()[0]) for line in listed.stdout.splitlines()[1:] if line.split()[0].isdigit()]
+    assert pids, listed.stdout
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def _wait_for_the_job(job: str, environment: dict[str, str], folder: Path, timeout: float = 600) -> dict[int, tuple[str, str]]:

@@ -102,7 +102,7 @@ def test_ctrl_c_exits_130_and_the_interrupted_trial_is_retried_when_the_study_re
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "killed"])
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["ctrl-c", "terminated", "killed"])
 def test_an_interrupted_trial_is_retried_before_the_queued_seed_trials_and_the_study_ends_at_its_total(tmp_path, stop):
     seeded = tiny_study_toml(trials=2, seed_trials=["paper", "regular", "segments-8"], sampler="random",
                              data={"max_train": 200}, training={"epochs": 30})
@@ -114,7 +114,7 @@ def test_an_interrupted_trial_is_retried_before_the_queued_seed_trials_and_the_s
         deadline = time.time() + 300
         while time.time() < deadline and not _a_trial_between_epochs(tmp_path, number=1):
             time.sleep(0.2)
-        os.killpg(run.pid, stop) if stop == signal.SIGINT else run.kill()  # Ctrl-C, or the supervisor killed
+        os.killpg(run.pid, stop) if stop != signal.SIGKILL else run.kill()  # Ctrl-C or SIGTERM, or the supervisor killed
         run.communicate(timeout=120)
     finally:
         if run.poll() is None:

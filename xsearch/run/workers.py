@@ -251,6 +251,12 @@ def _copy_lines(stream: TextIO) -> None:
                 sys.stderr.flush()
 
 
+def interrupt_on_sigterm() -> None:
+    """Take SIGTERM (``scancel``, a preempted or timed-out SLURM job, ``kill``) as Ctrl-C: a worker marks its running
+    trial interrupted and queues it to be retried at once, rather than leaving it to go stale."""
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+
 def die_with_supervisor() -> None:
     """In a worker (Linux): be killed when the supervisor that started it dies, even by SIGKILL.
 
