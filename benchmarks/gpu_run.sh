@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# On a lent H100/H200: issue 6's GPU measurements with the JAX backend, each step under its own time
+# On a GPU machine (measured on H100 and H200) without network access: the GPU measurements with the JAX backend, each step under its own time
 # limit (measured on an H200: throughput 248 s, throughput64 about 190 s, spectrum about 190 s for its 6 points,
 # study 300 s for 3 trials), outputs and logs under $OUT.
-# All five steps need more than one device call (10 minutes at most): name the steps of each call.
-#   here:  bash benchmarks/gpu_wheels.sh
-#   there: device run, carry [".whl"], command: bash benchmarks/gpu_run.sh [steps...]
+# Where a session on the GPU machine is limited in time, run the steps in several calls: name the steps of each.
+#   on a machine with network:  bash benchmarks/gpu_wheels.sh     (the wheels, in .whl/)
+#   on the GPU machine, with .whl/ copied there:  bash benchmarks/gpu_run.sh [steps...]
 # Steps (default all): overhead throughput throughput64 spectrum study; OVERHEAD_S, THROUGHPUT_S, THROUGHPUT64_S,
 # SPECTRUM_S and STUDY_S cap them, SPECTRUM_SEGMENTS picks the spectrum's points (in order; ratios are to the
 # first, and a capped run logs the points it measured), STUDY_BATCH sets the study's batch (auto probes it).

@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
-# Here (with network): the wheels that a lent GPU machine lacks, for `benchmarks/gpu_run.sh` there.
+# On a machine with network: the wheels that a GPU machine without network lacks, for `benchmarks/gpu_run.sh` there.
 # The GPU machine has Python 3.12, JAX, PyTorch, timm, NumPy, pandas, scikit-learn, h5py and rich,
 # no TensorFlow and no network. The versions are those the tests pass with here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-grep -qx '/.whl/' .git/info/exclude || echo /.whl/ >> .git/info/exclude
 rm -rf .whl && mkdir .whl
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl \
