@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -114,6 +115,8 @@ class TableTrainer:
             record[TrialAttr.RESUMED_FROM_EPOCH] = start
         accuracy, seconds = [], []
         for epoch in range(start, self.table.epochs):
+            for callback in callbacks:  # as `fit` calls them (the epoch recorder times each epoch)
+                callback.on_epoch_begin(epoch)
             accuracy.append(float(row[f"val_acc_{epoch + 1}"]))
             seconds.append(float(row[f"epoch_s_{epoch + 1}"]))
             for callback in callbacks:
@@ -134,13 +137,15 @@ class TableTrainer:
 
 @dataclasses.dataclass
 class Trace:
-    """One replayed search: after each trial, the training seconds spent so far and the designs fully trained."""
+    """One replayed search: after each trial, the training seconds spent so far, the designs fully trained and the
+    wall seconds the search itself took (the sampler's own time, which a real study pays on top of training)."""
 
     seconds: list[float] = dataclasses.field(default_factory=list)
     found: list[str] = dataclasses.field(default_factory=list)  # the design each trial fully trained, or ""
     trials: int = 0
     stopped: int = 0
     continued: int = 0  # trials that continued a stopped one (each charged a compilation again)
+    search_s: list[float] = dataclasses.field(default_factory=list)  # wall seconds of the search itself so far
 
 
 def replay(spec: StudySpec, space: SearchSpace, table: BenchTable, seed: int, budget_s: float,
@@ -153,8 +158,10 @@ def replay(spec: StudySpec, space: SearchSpace, table: BenchTable, seed: int, bu
     objective = StudyObjective(dataclasses.replace(spec, trials=max_trials), space,
                                TableTrainer(table, np.random.default_rng(seed)))
     trace = Trace()
+    started = time.perf_counter()
 
     def account(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        trace.search_s.append(time.perf_counter() - started)  # the sampler's and Optuna's time: no training is run
         trace.trials += 1
         attrs = trial.user_attrs
         spent = 0.0 if is_repeat(trial) else sum(attrs.get(TrialAttr.EPOCH_TIMES_S) or [])

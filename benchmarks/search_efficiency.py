@@ -38,6 +38,7 @@ import dataclasses
 import hashlib
 import importlib.util
 import json
+import math
 import os
 import sys
 import time
@@ -165,6 +166,7 @@ def append_result(results: Path, digest: str, strategy: str, seed: int, budget: 
     curves = {name: hypervolume_curve(trace, scorer) for name, scorer in scorers.items()}
     line = {"digest": digest, "strategy": strategy, "seed": seed, "budget_s": budget, "trials": trace.trials,
             "stopped": trace.stopped, "seconds": [round(s, 3) for s in trace.seconds],
+            "search_s": [round(s, 3) for s in trace.search_s],
             **{name: [round(h, 6) for h in curve] for name, curve in curves.items()}}
     with results.open("a") as handle:
         handle.write(json.dumps(line) + "\n")
@@ -228,12 +230,14 @@ def summarize(replays: list[dict[str, Any]], curve: str = "hv", resamples: int =
 
 
 def per_seed(replays: list[dict[str, Any]], curve: str = "hv") -> pd.DataFrame:
-    """One row per replay: its strategy, seed, trials, stopped trials, the hypervolume of ``curve`` at each of
-    `FRACTIONS` of the exhaustive cost and the time (as a fraction of it) to each of `LEVELS`."""
+    """One row per replay: its strategy, seed, trials, stopped trials, the search's own wall seconds (``search_s``:
+    the sampler's, charged apart from training; NaN for a replay recorded without it), the hypervolume of ``curve``
+    at each of `FRACTIONS` of the exhaustive cost and the time (as a fraction of it) to each of `LEVELS`."""
     rows = []
     for r in replays:
         budget = r["budget_s"]
-        row: dict[str, Any] = {"strategy": r["strategy"], "seed": r["seed"], "trials": r["trials"], "stopped": r["stopped"]}
+        row: dict[str, Any] = {"strategy": r["strategy"], "seed": r["seed"], "trials": r["trials"], "stopped": r["stopped"],
+                               "search_s": r["search_s"][-1] if r.get("search_s") else math.nan}
         row.update({f"hv_at_{int(f * 100)}pct": hv_at(r["seconds"], r[curve], f * budget) for f in FRACTIONS})
         row.update({f"time_to_{int(level * 100)}pct": time_to(r["seconds"], r[curve], level) / budget for level in LEVELS})
         rows.append(row)

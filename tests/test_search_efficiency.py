@@ -73,6 +73,7 @@ def test_a_replay_charges_the_epochs_run_and_never_counts_a_stopped_design_as_fo
     assert trace.stopped > 0 and set(np.round(steps, 6)) <= {0.0, 5.0, 6.0, 8.0}  # stopped at rung 1 or 2, full, repeats
     assert sum(1 for key in trace.found if key) == sum(steps == 8.0)
     assert trace.trials <= 60 and trace.seconds == sorted(trace.seconds)
+    assert len(trace.search_s) == trace.trials and trace.search_s == sorted(trace.search_s) and trace.search_s[0] > 0
 
 
 def test_continuing_stopped_designs_charges_no_epoch_twice_and_completes_the_front(table):
@@ -133,6 +134,7 @@ def test_run_and_report_resume_and_write_the_table_and_curves(tmp_path, monkeypa
     assert len(read_results(results)) == 4  # nothing replayed twice, the torn line skipped
     summary = search_efficiency.report(results, tmp_path / "s.csv", tmp_path / "s.html")
     assert summary.loc["random/full", "time_to_95pct_vs_random"] == 1.0
+    assert (summary["search_s"] > 0).all()  # the sampler's own wall seconds, reported apart from training
     assert (tmp_path / "s.html").read_text().count("plotly-graph-div") >= 2 and (tmp_path / "s_log.csv").exists()
     more = tmp_path / "more.jsonl"  # replays kept apart (e.g. the slow GP ones) join the report
     search_efficiency.run(path, more, ["random/asha"], [0], max_trials=40, base=BASE)
