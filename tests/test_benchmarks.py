@@ -343,3 +343,23 @@ def test_latency_targets_noise_measures_each_design_on_each_target(monkeypatch):
     assert list(table["target"]) == ["train-device", "cpu", "litert-cpu", "onnxruntime-cpu"]
     assert (table["median_ms"] > 0).all() and (table["p90_ms"] >= table["median_ms"]).all() and (table["cv"] >= 0).all()
     assert table["overhead_ms"].notna().tolist() == [True, False, False, False]
+
+
+def test_latency_noise_reports_the_spread_per_design_and_how_much_of_the_true_front_survives():
+    from benchmarks.latency_noise import latency_noise
+    from xsearch.model.config import XceptionConfig
+
+    designs = {  # accuracy, params, latency of seed 0 and seed 1
+        "a": (XceptionConfig(middle_repeats=0, width=0.125, segments=1), 0.9, 10, (1.0, 1.0)),
+        "b": (XceptionConfig(middle_repeats=0, width=0.125, segments=4), 0.8, 5, (2.0, 2.0)),
+        "c": (XceptionConfig(middle_repeats=1, width=0.125, segments=1), 0.9, 10, (0.5, 3.5)),  # on the front half the time
+    }
+    rows = [{**json.loads(config.to_json()), "seed": seed, "val_acc_1": accuracy, "epoch_s_1": 1.0, "params": params,
+             "macs": 1, "latency_ms": latency[seed], "failure_reason": ""}
+            for config, accuracy, params, latency in designs.values() for seed in (0, 1)]
+    report = latency_noise(pd.DataFrame(rows), draws=400)
+    assert report["designs"] == 3 and report["latency_max_over_min_max"] == pytest.approx(7.0)
+    assert report["latency_cv_median"] == 0.0 and report["latency_cv_max"] == pytest.approx(3 / 2**0.5 / 2)
+    assert report["true_front"] == 2 and report["median_front_keeps"] == 2  # c's mean and median (2.0) lose to a
+    assert 0.65 < report["drawn_front_keeps_mean"] < 0.85  # a drops off whenever c draws 0.5 ms
+    assert report["true_front_designs_kept_in_every_draw"] == 1  # b
