@@ -28,7 +28,7 @@ EPOCHS = 4
 SPACE = SearchSpace.from_toml("tiny")
 BASE = StudySpec(name="bench", space="tiny", objectives=("accuracy", "params", "latency"), seed_trials=(),
                  data=DataSpec(image_size=16), training=TrainingSpec(epochs=EPOCHS))
-FORMAT = {"digest", "strategy", "seed", "budget_s", "trials", "stopped", "seconds", "hv", "hv_log"}
+FORMAT = {"digest", "strategy", "seed", "budget_s", "trials", "stopped", "seconds", "search_s", "hv", "hv_log"}
 
 
 def _table() -> pd.DataFrame:

@@ -79,7 +79,17 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _run_spec(args: argparse.Namespace, spec: StudySpec) -> int:
-    from xsearch.run.workers import SUPERVISOR_PID, deadline, die_with_supervisor, is_worker, recycle_after, supervise
+    from xsearch.run.workers import (
+        SUPERVISOR_PID,
+        deadline,
+        die_with_supervisor,
+        interrupt_on_sigterm,
+        is_worker,
+        recycle_after,
+        supervise,
+    )
+
+    interrupt_on_sigterm()
 
     spec = spec.override(
         trials=args.trials, timeout=args.timeout, seed=args.seed, data_dir=args.data_dir,
@@ -141,6 +151,12 @@ def _latency_server(args: argparse.Namespace) -> None:
     if args.token_env and token is None:
         raise ValueError(f"--token-env {variable}: no such environment variable; export it with the token first.")
     serve(args.host, args.port, token)
+
+
+def _storage_proxy(args: argparse.Namespace) -> None:
+    from xsearch.study.storage_proxy import serve_proxy
+
+    serve_proxy(args.storage, args.host, args.port)
 
 
 def _analyze(args: argparse.Namespace) -> None:
@@ -211,7 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--study", required=True, metavar="NAME|PATH", help="a shipped study or a .toml file")
     run.add_argument("--trials", type=int, help="total number of trials the study should have")
     run.add_argument("--timeout", type=float, metavar="S", help="stop starting trials after S seconds")
-    run.add_argument("--storage", metavar="URL", help="Optuna storage URL or .journal path (default: runs/<study>/study.journal)")
+    run.add_argument("--storage", metavar="URL", help="Optuna storage URL (a database, or grpc://HOST:PORT of an xsearch "
+                     "storage-proxy) or .journal path (default: runs/<study>/study.journal)")
     run.add_argument("--out", metavar="DIR", help="run folder (default: runs/<study>)")
     run.add_argument("--data-dir", metavar="DIR", help="where the study's data lives")
     run.add_argument("--seed", type=int, help="seed of the sampler, splits and trainings")
@@ -290,6 +307,15 @@ def build_parser() -> argparse.ArgumentParser:
                                 help="environment variable holding the token that clients must send "
                                      "(default: XSEARCH_LATENCY_TOKEN if set)")
     latency_server.set_defaults(handler=_latency_server)
+
+    proxy = commands.add_parser("storage-proxy", help="serve a database to many workers through Optuna's gRPC storage proxy "
+                                "(they pass --storage grpc://HOST:PORT)")
+    proxy.add_argument("--storage", required=True, metavar="URL",
+                       help="the database: postgresql://..., mysql+pymysql://... or sqlite:///... (tables created if missing)")
+    proxy.add_argument("--host", default="127.0.0.1",
+                       help="address to bind (default 127.0.0.1; the proxy has no authentication or encryption)")
+    proxy.add_argument("--port", type=int, default=13000, help="port to serve on (default 13000)")
+    proxy.set_defaults(handler=_storage_proxy)
     return parser
 
 

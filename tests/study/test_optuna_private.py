@@ -1,11 +1,16 @@
 """Each private Optuna API that xsearch relies on still behaves as xsearch expects (fails loudly if not)."""
 
+import socket
+import time
+
 import numpy as np
 import optuna
 import pytest
 from optuna.trial import TrialState
 
 from xsearch.study.optuna_private import (
+    HEARTBEAT_ATTR,
+    HeartbeatGrpcStorage,
     enqueued_params,
     fail_running_trial,
     hypervolume,
@@ -68,3 +73,32 @@ def test_a_waiting_trial_is_replaced_until_it_runs(tmp_path, database):
     assert trial.params == {"x": 0.7} and trial.user_attrs == {"seed_trial": None, "retry_of": 5}
     assert not replace_enqueued(study, waiting, {"x": 0.2}, {})  # running now: left alone
     assert study.trials[0].params == {"x": 0.7}
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_heartbeats_through_optunas_grpc_proxy_fail_a_silent_trial(tmp_path):
+    from optuna.storages._grpc.server import make_server
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = make_server(optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 's.db'}"), "127.0.0.1", port)
+    server.start()
+    try:
+        stale: list[int] = []
+        storage = HeartbeatGrpcStorage("127.0.0.1", port, 1, 0.2, lambda study, trial: stale.append(trial.number))
+        storage.wait_server_ready(timeout=10)
+        study = optuna.create_study(storage=storage)
+        study.optimize(lambda trial: 0.0, n_trials=1)  # Optuna's heartbeat thread recognises the storage
+        assert HEARTBEAT_ATTR in study.trials[0].system_attrs
+        running = study.ask()
+        storage.record_heartbeat(running._trial_id)
+        optuna.storages.fail_stale_trials(study)
+        assert study.trials[1].state == TrialState.RUNNING and not stale
+        time.sleep(0.3)  # past the grace period
+        optuna.storages.fail_stale_trials(study)
+        assert study.trials[1].state == TrialState.FAIL and stale == [1]
+        storage.record_heartbeat(running._trial_id)  # a late heartbeat of a failed trial is ignored
+        storage.close()
+    finally:
+        server.stop(0)

@@ -72,7 +72,7 @@ def run_study(
         if tracker.enabled:
             callbacks.insert(3, tracker.trial_finished)  # after the kept models are pruned, before the reports
         while not streak.stopped and not repeats.stopped and not recycle.due and in_time():
-            work = _work_left(study, spec.trials, digest)
+            work = work_left(study, spec.trials, digest)
             if work == "trials":
                 left = None if ends_at is None else max(1.0, ends_at - time.monotonic())
                 try:
@@ -96,12 +96,12 @@ def run_study(
               file=sys.stderr, flush=True)
     if streak.stopped:
         raise StudyStopped(streak.message)
-    if recycle.due and _work_left(study, spec.trials, digest) and in_time():
+    if recycle.due and work_left(study, spec.trials, digest) and in_time():
         raise WorkerRecycle(f"recycling this worker after {recycle.ran} trials")
     return study
 
 
-def _work_left(study: optuna.Study, budget: int, digest: str) -> str:
+def work_left(study: optuna.Study, budget: int, digest: str) -> str:
     """``"trials"`` to run (new or retries), other workers' trials ``"running"``, or ``""``: done."""
     trials = study.get_trials(deepcopy=False)
     if len(budget_trials(trials, digest)) < budget or any(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -203,6 +204,6 @@ class _EpochRecorder(EpochTimer):
         so_far = {key: list(values) for key, values in (so_far or {}).items()}
         for key, value in logs.items():
             so_far.setdefault(key, []).append(float(value))
-        so_far.setdefault(TrialAttr.EPOCH_TIMES_S, []).append(self.durations[-1])
+        so_far.setdefault(TrialAttr.EPOCH_TIMES_S, []).append(self.durations[-1] if self.durations else math.nan)
         self.record[TrialAttr.CURVES_SO_FAR] = so_far
         self.trial.set_user_attr(TrialAttr.CURVES_SO_FAR, so_far)

@@ -9,6 +9,8 @@
 - The URL of a study's database, for a model card.
 - The hypervolume history of a study, as `optuna.visualization.plot_hypervolume_history` computes it,
   the hypervolume of an array of losses, and its Pareto front, as `Study.best_trials` computes it.
+- Heartbeats for Optuna's gRPC storage proxy client (`HeartbeatGrpcStorage`): Optuna's heartbeat interface
+  (``BaseHeartbeat``, which `optuna.storages.fail_stale_trials` and `Study.optimize` check for) is private.
 
 `tests/study/test_optuna_private.py` exercises each on the installed Optuna, so a release that
 changes one fails loudly there; ``pyproject.toml`` bounds optuna to the versions tested.
@@ -16,13 +18,16 @@ changes one fails loudly there; ``pyproject.toml`` bounds optuna to the versions
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 import optuna
 import sqlalchemy.engine
 from optuna._hypervolume import compute_hypervolume
+from optuna.storages import GrpcStorageProxy
+from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.study._multi_objective import _is_pareto_front
 from optuna.trial import FrozenTrial, TrialState
 from optuna.visualization._hypervolume_history import _get_hypervolume_history_info
@@ -82,3 +87,44 @@ def hypervolume(losses: np.ndarray, reference_point: np.ndarray) -> float:
     points = np.asarray(losses, dtype=float)
     points = points[np.all(points < reference_point, axis=1)]
     return float(compute_hypervolume(points, np.asarray(reference_point, dtype=float))) if len(points) else 0.0
+
+
+HEARTBEAT_ATTR = "xsearch:heartbeat"
+"""The trial system attr where `HeartbeatGrpcStorage` records a worker's last heartbeat (Unix time)."""
+
+
+class HeartbeatGrpcStorage(GrpcStorageProxy, BaseHeartbeat):
+    """Optuna's gRPC storage proxy client with the heartbeats it lacks.
+
+    While a trial runs, its worker records the time on it (`HEARTBEAT_ATTR`) every ``heartbeat_interval``
+    seconds; a RUNNING trial whose last heartbeat is older than ``grace_period`` is stale, and
+    `optuna.storages.fail_stale_trials` fails it and calls ``stale_trial_callback``, as with an RDB storage.
+    The time is the worker's clock, where an RDB storage uses the database's: the machines' clocks must
+    agree to well within the grace period (NTP does).
+    """
+
+    def __init__(self, host: str, port: int, heartbeat_interval: int, grace_period: float,
+                 stale_trial_callback: Callable[[optuna.Study, FrozenTrial], None] | None = None) -> None:
+        super().__init__(host=host, port=port)
+        self.url = f"grpc://{host}:{port}"
+        self.heartbeat_interval, self.grace_period = heartbeat_interval, grace_period
+        self.stale_trial_callback = stale_trial_callback
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        try:
+            self.set_trial_system_attr(trial_id, HEARTBEAT_ATTR, time.time())
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass  # another worker failed it as stale meanwhile
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        now = time.time()
+        running = self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
+        return [trial._trial_id for trial in running if now - trial.system_attrs.get(HEARTBEAT_ATTR, now) > self.grace_period]
+
+    def get_heartbeat_interval(self) -> int:
+        return self.heartbeat_interval
+
+    def get_heartbeat_stale_trial_callback(self) -> Callable[[optuna.Study, FrozenTrial], None] | None:
+        return self.stale_trial_callback
+
+    get_failed_trial_callback = get_heartbeat_stale_trial_callback  # the name Optuna < 4.9 calls

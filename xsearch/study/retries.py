@@ -1,7 +1,8 @@
 """Trials of dead or interrupted workers: failed, retried with the same parameters, counted once.
 
 A RUNNING trial whose worker process on this machine is gone is swept by `sweep_dead_local_trials`
-(RDB storages also by heartbeat, for any machine: Optuna fails the trial, then `retry_interrupted` retries it).
+(database storages, direct or through the storage proxy, also by heartbeat, for any machine: Optuna fails the trial,
+then `retry_interrupted` retries it).
 A retry carries ``retry_of`` and runs before the queued seed trials; a design that
 killed its worker on every one of `MAX_RETRY` retries fails (as ``crash`` when swept here). `budget_trials` counts
 the trials toward ``--trials``.
@@ -34,7 +35,7 @@ def worker_identity() -> dict[str, Any]:
 def sweep_dead_local_trials(study: optuna.Study) -> int:
     """Fail and retry the RUNNING trials whose worker process on this host is gone; their number.
 
-    On an RDB storage, trials whose heartbeat stopped (any machine) are failed and retried by
+    On a database storage (direct or through the proxy), trials whose heartbeat stopped (any machine) are failed and retried by
     Optuna's `fail_stale_trials` first; a dead worker of this host is found at once either way.
     """
     with warnings.catch_warnings():

@@ -59,7 +59,7 @@ def open_study(spec: StudySpec, space: SearchSpace, storage: optuna.storages.Bas
             _check_objectives(study, metrics, directions, where)
     if not set_up:
         _finish_setup(study, spec, metrics, seeds, grid)
-    shared = shared or isinstance(storage, optuna.storages.RDBStorage)
+    shared = shared or isinstance(storage, (optuna.storages.RDBStorage, optuna.storages.GrpcStorageProxy))  # other machines
     study.sampler = make_sampler(spec, space, sampler_seed(spec.seed, len(study.get_trials(deepcopy=False)), shared))
     return study
 

@@ -5,6 +5,8 @@
 - ``postgresql://...``, ``mysql+pymysql://...``, ``sqlite:///...``: Optuna's RDB storage with
   heartbeats, so that a trial whose worker died on any machine is failed by heartbeat and retried
   with the same parameters by a live worker (`xsearch.study.retries`).
+- ``grpc://host:port``: a database behind Optuna's gRPC storage proxy (`xsearch storage-proxy`,
+  `xsearch.study.storage_proxy`), with heartbeats too (`xsearch.study.optuna_private.HeartbeatGrpcStorage`).
 
 `open_storage` opens one for ``xsearch run`` (creating it) or for a viewer (`report`, `export`,
 `dashboard`: the file must exist); `run_storage` finds a study's storage in its run folder.
@@ -15,6 +17,7 @@ from __future__ import annotations
 import random
 import re
 import time
+import urllib.parse
 import warnings
 from pathlib import Path
 
@@ -23,9 +26,13 @@ import sqlalchemy.exc
 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 
 from xsearch.study.journal import check_journal, repair
+from xsearch.study.optuna_private import HeartbeatGrpcStorage
 from xsearch.study.retries import retry_interrupted
 
-STORAGE_KINDS = "postgresql://user@host/db, mysql+pymysql://user@host/db, sqlite:///path.db, or a path ending in .journal"
+STORAGE_KINDS = ("postgresql://user@host/db, mysql+pymysql://user@host/db, sqlite:///path.db, grpc://host:port "
+                 "(xsearch storage-proxy), or a path ending in .journal")
+PROXY_WAIT_S = 10.0
+"""How long ``grpc://`` waits for its storage proxy to answer."""
 RUN_STORAGES = ("study.journal", "study.db")
 """The storage files a run folder may hold, in the order they are looked for."""
 
@@ -56,6 +63,8 @@ def open_storage(url: str | None, out_dir: Path | None = None, heartbeat_interva
     if "://" not in url:
         raise ValueError(f"storage {url!r} is not a URL: use {STORAGE_KINDS}.")
     scheme = url.split("://", 1)[0]
+    if scheme == "grpc":
+        return _grpc_storage(url, heartbeat_interval)
     if scheme.split("+", 1)[0] not in ("postgresql", "mysql", "sqlite"):
         raise ValueError(f"storage {redact(url)}: unknown scheme {scheme!r}: use {STORAGE_KINDS}.")
     if not create and url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
@@ -119,6 +128,34 @@ def repair_storage(storage: str) -> str:
     if not path.is_file():
         raise ValueError(f"storage {path} does not exist: it is not a file.")
     return repair(path)
+
+
+def _proxy_address(url: str) -> tuple[str, int]:
+    """The host and port of a ``grpc://host:port`` URL; ValueError for any other shape."""
+    parts = urllib.parse.urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if parts.scheme != "grpc" or not parts.hostname or port is None or not 0 < port < 65536 or parts.path.strip("/") \
+            or parts.query or parts.username:
+        raise ValueError(f"storage {redact(url)}: a storage proxy's URL is grpc://HOST:PORT, e.g. grpc://127.0.0.1:13000.")
+    return parts.hostname, port
+
+
+def _grpc_storage(url: str, heartbeat_interval: int) -> HeartbeatGrpcStorage:
+    """The client of the storage proxy at ``url``, with heartbeats; ValueError when no proxy answers there."""
+    host, port = _proxy_address(url)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        storage = HeartbeatGrpcStorage(host, port, heartbeat_interval, 3 * heartbeat_interval, retry_interrupted)
+    try:
+        storage.wait_server_ready(timeout=PROXY_WAIT_S)
+    except ConnectionError:
+        storage.close()
+        raise ValueError(f"storage {url}: no storage proxy answers at {host}:{port} (waited {PROXY_WAIT_S:.0f} s); "
+                         f"start one there with `xsearch storage-proxy --storage DATABASE_URL --port {port}`.") from None
+    return storage
 
 
 def _has_optuna_tables(url: str) -> bool:

@@ -1,0 +1,99 @@
+"""`benchmarks.fleet`: its accounting of lost and duplicated trials, its aggregates, and a tiny fleet end to end."""
+
+import datetime
+import json
+import os
+import subprocess
+import sys
+
+import optuna
+import pytest
+from optuna.trial import FrozenTrial, TrialState
+
+from benchmarks.fleet import account, latencies, memory, skip_reason, throughput, time_calls
+
+COMPLETE, FAIL, RUNNING, WAITING = TrialState.COMPLETE, TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING
+T0 = datetime.datetime(2026, 12, 6, 12, 0, 0)
+
+
+def _trials(*states_and_attrs) -> list[FrozenTrial]:
+    """Trials numbered in order, each a state and its user attrs; trial k runs from second k to second k + 2."""
+    return [FrozenTrial(number=number, state=state, value=0.0 if state == COMPLETE else None,
+                        datetime_start=T0 + datetime.timedelta(seconds=number),
+                        datetime_complete=T0 + datetime.timedelta(seconds=number + 2) if state.is_finished() else None,
+                        params={}, distributions={}, user_attrs=attrs, system_attrs={}, intermediate_values={},
+                        trial_id=number)
+            for number, (state, attrs) in enumerate(states_and_attrs)]
+
+
+def test_a_killed_trial_retried_once_keeps_the_budget_exact():
+    trials = _trials((COMPLETE, {}), (FAIL, {"failure_reason": "interrupted"}), (COMPLETE, {}),
+                     (COMPLETE, {"retry_of": 1}), (TrialState.PRUNED, {"surplus": True}))
+    assert account(trials, 3) == {"stored": 5, "counted": 3, "budget": 3, "repeats": 0, "surplus": 1, "failed": 1,
+                                  "retried_once": 1, "lost": 0, "duplicated": 0}
+
+
+def test_unfinished_unretried_and_missing_trials_are_lost():
+    trials = _trials((COMPLETE, {}), (FAIL, {"failure_reason": "interrupted"}), (RUNNING, {}), (WAITING, {"retry_of": 7}))
+    result = account(trials, 4)  # counted: trial 0 and the running trial 2; the killed trial 1 was never retried
+    assert (result["counted"], result["lost"], result["duplicated"]) == (2, 2 + 1 + 2, 0)
+
+
+def test_a_second_retry_and_trials_beyond_the_budget_are_duplicates():
+    trials = _trials((FAIL, {}), (COMPLETE, {"retry_of": 0}), (COMPLETE, {"retry_of": 0}), (COMPLETE, {}))
+    result = account(trials, 2)
+    assert (result["retried_once"], result["lost"], result["duplicated"]) == (0, 0, 1 + 1)
+
+
+def test_throughput_runs_from_the_first_start_to_the_last_counted_trial():
+    trials = _trials((COMPLETE, {}), (COMPLETE, {}), (FAIL, {}), (COMPLETE, {"retry_of": 2}))  # ends at second 5
+    assert throughput(trials) == {"span_s": 5.0, "counted_per_s": 3 / 5, "finished_per_s": 4 / 5}
+    assert all(value != value for value in throughput(_trials((RUNNING, {}))).values())  # NaN without a counted trial
+
+
+def test_latencies_pool_every_workers_calls_per_name_and_in_all():
+    result = latencies([{"get_trial": [0.001, 0.003]}, {"get_trial": [0.002], "set_trial_user_attr": [0.010]}])
+    assert result["get_trial"] == {"calls": 3, "p50_ms": pytest.approx(2.0), "p99_ms": pytest.approx(2.98)}
+    assert result["all"]["calls"] == 4 and result["set_trial_user_attr"]["p50_ms"] == pytest.approx(10.0)
+
+
+def test_every_storage_call_is_timed():
+    storage = optuna.storages.InMemoryStorage()
+    timings = time_calls(storage)
+    optuna.create_study(storage=storage).optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=2)
+    assert len(timings["create_new_trial"]) == 2 and all(s > 0 for calls in timings.values() for s in calls)
+    assert {"set_trial_param", "set_trial_state_values", "get_all_trials"} <= set(timings)
+
+
+def test_memory_reads_this_process_and_nothing_once_it_is_gone():
+    found = memory(os.getpid())
+    assert found is not None and found["rss_mib"] >= found["pss_mib"] >= found["private_mib"] > 0
+    assert memory(2 ** 22 + 1) is None  # above Linux's largest process id
+
+
+def test_runs_that_cannot_fit_are_skipped_with_the_measured_reason():
+    runs = [{"storage": "postgresql", "workers": 8, "connections": {"max": 16},
+             "memory_mib": {"private_mib_mean": 50.0, "private_mib_total": 400.0, "pss_mib_total": 700.0}},
+            {"storage": "postgresql", "workers": 32, "skipped": "too many connections"}]
+    assert skip_reason("postgresql", 32, runs, 100, 16.0) is None  # 64 connections, 1.9 GiB
+    assert "about 256 connections (2.00 per worker, measured) exceed" in skip_reason("postgresql", 128, runs, 100, 16.0)
+    assert skip_reason("journal", 256, runs, 100, 16.0) is None  # 12.8 GiB
+    assert "about 12.8 GiB for the workers (50 MiB private each" in skip_reason("journal", 256, runs, 100, 8.0)
+    runs.append({"storage": "grpc", "workers": 128, "timed_out": True})
+    assert skip_reason("grpc", 256, runs, 100, 16.0) == "grpc did not finish the run of 128 workers within --run-timeout"
+
+
+@pytest.mark.slow
+def test_a_tiny_fleet_on_the_journal_loses_and_duplicates_nothing(tmp_path):
+    out = tmp_path / "fleet.json"
+    done = subprocess.run([sys.executable, "-m", "benchmarks.fleet", "--workers", "4", "--storages", "journal",
+                           "--trials", "16", "--epoch-s", "0.1", "--sampler-sizes", "100", "--asks", "1", "--out", str(out)],
+                          capture_output=True, text=True, timeout=600, env={**os.environ, "KERAS_BACKEND": "numpy"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(out.read_text())
+    (run,) = report["runs"]
+    assert run["kills"] == run["accounting"]["failed"] == run["accounting"]["retried_once"] == 1
+    assert run["accounting"]["counted"] == 16 and run["accounting"]["lost"] == run["accounting"]["duplicated"] == 0
+    assert run["throughput"]["counted_per_s"] > 0 and run["latency_ms"]["all"]["calls"] > 0
+    assert {row["trials"] for row in report["sampler"]} == {100} and out.with_suffix(".csv").is_file()
+    assert report["environment"]["keras_backend"] == "numpy" and report["environment"]["versions"]["optuna"]
