@@ -18,6 +18,10 @@ import types
 import typing
 from typing import Any
 
+from xsearch.common.quiet import quiet_libraries
+
+quiet_libraries()  # the reference imports xsearch's modules: no TensorFlow start-up lines in the build's output
+
 STUDY_FILE_MARKER = "<!-- generated: study-file -->"
 CLI_MARKER = "<!-- generated: cli -->"
 USAGE_WIDTH = 100
