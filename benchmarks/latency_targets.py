@@ -10,7 +10,7 @@ widest, and a regular-conv one) ``--repeats`` times on each target, each measure
 calls after 10 warm-up calls, and prints per design and target the median of those medians, their p90 and
 their coefficient of variation, with the training device's call overhead (an identity model) apart.
 ``study`` runs the ``quickstart`` study with objectives accuracy, params and ``latency@litert-cpu`` (also
-recording ``onnxruntime-cpu`` and ``cpu``), and prints `xsearch.results.latency`'s table:
+recording ``onnxruntime-cpu`` and ``cpu``), and prints `xsearch.results.latency_analysis`'s table:
 per device the designs timed, the noise and Spearman's rank correlation with MACs and with the training
 device.
 """
@@ -26,16 +26,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from xsearch.deploy.latency_targets import TargetSettings, measure_targets
+from xsearch.deploy.runtimes import convert, time_model_file
 from xsearch.model.builder import build_model
 from xsearch.model.config import XceptionConfig
 from xsearch.model.costs import model_costs
-from xsearch.model.latency import measure_latency
-from xsearch.model.latency_targets import TargetSettings, measure_targets
-from xsearch.model.runtimes import convert, time_model_file
-from xsearch.results.latency import latency_frame
+from xsearch.model.device_latency import measure_latency
+from xsearch.results.latency_analysis import latency_frame
 from xsearch.run.runner import run_study
+from xsearch.study.fit import with_normalization
 from xsearch.study.spec import LatencySpec, load_study_spec
-from xsearch.study.training import with_normalization
 
 DESIGNS = {
     "smallest": XceptionConfig(middle_repeats=0, width=0.25, depth_multiplier=1, segments="depthwise", residual=False),

@@ -5,7 +5,7 @@ Usage: python -m benchmarks.overhead [--image-size 16] [--width 0.25] [--middle-
                                      [--precision auto|float32|mixed_float16|mixed_bfloat16] [--json out.json]
 
 Both variants train the same design (`build_model` + `with_normalization`, same seed) with the same
-compile settings (`xsearch.study.training.compile_model`), precision, epochs, batch size and per-epoch
+compile settings (`xsearch.study.fit.compile_model`), precision, epochs, batch size and per-epoch
 validation on digits (or, with ``--data-dir``, downsampled-ImageNet npz files such as
 `benchmarks.synthetic_imagenet` writes), without augmentation: the trial through
 `train_and_evaluate` (a `BatchStream` over uint8 images), the baseline through `model.fit` on
@@ -29,8 +29,8 @@ from xsearch.data import Dataset, load_dataset
 from xsearch.model.builder import build_model
 from xsearch.model.config import XceptionConfig
 from xsearch.model.device import resolve_precision
+from xsearch.study.fit import compile_model, train_and_evaluate, with_normalization
 from xsearch.study.spec import PRECISIONS, TrainingSpec
-from xsearch.study.training import compile_model, train_and_evaluate, with_normalization
 
 GOAL_RATIO = 1.10
 SEED = 0

@@ -31,14 +31,14 @@ from benchmarks.xception_bench import COMPILE, derived_compile_s, design_key
 from xsearch.model.config import XceptionConfig
 from xsearch.model.space import SearchSpace
 from xsearch.results.analyze import trained_rows
-from xsearch.run.callbacks import RepeatStreak
+from xsearch.run.optuna_callbacks import RepeatStreak
 from xsearch.run.runner import REPEAT_STREAK_LIMIT
+from xsearch.study.fit import TrainResult
 from xsearch.study.objective import StudyObjective
 from xsearch.study.record import TrialAttr, is_repeat, is_stopped
 from xsearch.study.seeds import seed_configs
 from xsearch.study.setup import open_study
 from xsearch.study.spec import OBJECTIVES, StudySpec
-from xsearch.study.training import TrainResult
 
 NUM_CLASSES = 10
 

@@ -30,7 +30,7 @@ from benchmarks.throughput import (
 from xsearch.model.builder import build_model
 from xsearch.model.config import XceptionConfig
 from xsearch.model.costs import model_costs
-from xsearch.model.latency import measure_latency
+from xsearch.model.device_latency import measure_latency
 
 
 def measure_point(config: XceptionConfig, image_size: int, batch_size: int, steps: int,

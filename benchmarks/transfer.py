@@ -10,7 +10,7 @@ saved as a head-less `keras.applications.Xception` file (the format ``weights = 
 ``scratch`` (no weights), ``inherited`` (the weights, everything trained from the first step at the
 study's rate) and ``transfer`` (the weights, the ``[transfer]`` schedule: the inherited layers frozen
 for ``--frozen-epochs``, then everything at the fine-tune rate). Every way runs through
-`xsearch.study.training.train_and_evaluate`, as a trial does. The table: validation accuracy after
+`xsearch.study.fit.train_and_evaluate`, as a trial does. The table: validation accuracy after
 each epoch, the median over the seeds and each seed's.
 """
 
@@ -31,8 +31,8 @@ from xsearch.data import Dataset, load_dataset
 from xsearch.model.builder import build_model
 from xsearch.model.config import XceptionConfig
 from xsearch.model.weights import inherit_weights, inherited_layers
+from xsearch.study.fit import train_and_evaluate, with_normalization
 from xsearch.study.spec import TrainingSpec, TransferSpec
-from xsearch.study.training import train_and_evaluate, with_normalization
 
 SIZE = 32
 WAYS = ("scratch", "inherited", "transfer")

@@ -185,7 +185,7 @@ def table(runs: Path, study: str = STUDY, existing: pd.DataFrame | None = None) 
 
 
 def derived_compile_s(frame: pd.DataFrame) -> pd.Series:
-    """Each row's compile seconds as a trial records them (`xsearch.study.training`): its first epoch's time less
+    """Each row's compile seconds as a trial records them (`xsearch.study.fit`): its first epoch's time less
     the median of its later epochs, at least 0. For tables whose run folders are gone (the digits table)."""
     times = frame.filter(regex=r"^epoch_s_\d+$")
     return (times.iloc[:, 0] - times.iloc[:, 1:].median(axis=1)).clip(lower=0.0)

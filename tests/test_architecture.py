@@ -10,13 +10,14 @@ ALLOWED = {
     "xsearch.common": set(),
     "xsearch.model": {"xsearch.common"},
     "xsearch.data": {"xsearch.common"},
-    "xsearch.study": {"xsearch.common", "xsearch.model", "xsearch.data"},
-    "xsearch.results": {"xsearch.common", "xsearch.model", "xsearch.data", "xsearch.study"},
-    "xsearch.run": {"xsearch.common", "xsearch.model", "xsearch.data", "xsearch.study", "xsearch.results"},
+    "xsearch.deploy": {"xsearch.common", "xsearch.model"},
+    "xsearch.study": {"xsearch.common", "xsearch.model", "xsearch.data", "xsearch.deploy"},
+    "xsearch.results": {"xsearch.common", "xsearch.model", "xsearch.data", "xsearch.deploy", "xsearch.study"},
+    "xsearch.run": {"xsearch.common", "xsearch.model", "xsearch.data", "xsearch.deploy", "xsearch.study", "xsearch.results"},
     "xsearch.optuna": {"xsearch.common", "xsearch.model", "xsearch.study"},
     "xsearch.keras_tuner": {"xsearch.common", "xsearch.model", "xsearch.study"},
     "dashboards": {"xsearch.common", "xsearch.model", "xsearch.study", "xsearch.results"},
-    "xsearch.cli": {"xsearch.common", "xsearch.model", "xsearch.data", "xsearch.study", "xsearch.results",
+    "xsearch.cli": {"xsearch.common", "xsearch.model", "xsearch.data", "xsearch.deploy", "xsearch.study", "xsearch.results",
                     "xsearch.run", "dashboards"},
     "xsearch": {"xsearch.model"},  # the package's lazy public names
 }

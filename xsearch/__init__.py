@@ -17,7 +17,7 @@ _EXPORTS = {
     "build_model": "xsearch.model.builder",
     "XceptionConfig": "xsearch.model.config",
     "model_costs": "xsearch.model.costs",
-    "measure_latency": "xsearch.model.latency",
+    "measure_latency": "xsearch.model.device_latency",
     "SearchSpace": "xsearch.model.space",
 }
 __all__ = ["__version__", *sorted(_EXPORTS)]

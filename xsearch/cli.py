@@ -144,7 +144,7 @@ def _repair(args: argparse.Namespace) -> None:
 
 
 def _latency_server(args: argparse.Namespace) -> None:
-    from xsearch.model.latency_server import TOKEN_ENV, serve
+    from xsearch.deploy.latency_server import TOKEN_ENV, serve
 
     variable = args.token_env or TOKEN_ENV
     token = os.environ.get(variable)
@@ -160,7 +160,8 @@ def _storage_proxy(args: argparse.Namespace) -> None:
 
 
 def _analyze(args: argparse.Namespace) -> None:
-    from xsearch.results.analyze import designs_frame, read_table, write_analysis
+    from xsearch.results.analysis_figures import write_analysis
+    from xsearch.results.analyze import designs_frame, read_table
 
     if args.table:
         if args.storage or args.out:
@@ -178,7 +179,7 @@ def _analyze(args: argparse.Namespace) -> None:
 
 
 def _export(args: argparse.Namespace) -> None:
-    from xsearch.results.export import export_trial
+    from xsearch.results.trial_export import export_trial
     from xsearch.study.artifacts import artifact_store
     from xsearch.study.storage import load_study, run_storage, study_name_from
 

@@ -22,9 +22,9 @@ from xsearch.model.builder import build_model
 from xsearch.model.config import XceptionConfig
 from xsearch.model.costs import model_costs
 from xsearch.model.device import jit_compile_setting
-from xsearch.model.latency import measure_latency
+from xsearch.model.device_latency import measure_latency
 from xsearch.model.space import SearchSpace
-from xsearch.study import callbacks
+from xsearch.study import keras_callbacks
 from xsearch.study.early_stop import COST_OBJECTIVES
 from xsearch.study.objective import STOPPED_CONSTRAINT
 from xsearch.study.record import TrialAttr
@@ -115,7 +115,7 @@ def make_objective(
     return objective
 
 
-class SuccessiveHalving(callbacks.SuccessiveHalving):
+class SuccessiveHalving(keras_callbacks.SuccessiveHalving):
     """Multi-objective successive halving (`xsearch.study.asha`) for your own Keras training in an Optuna study.
 
     At each rung epoch (``min_epochs * reduction_factor**k`` before ``epochs``), the trial is ranked

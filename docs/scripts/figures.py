@@ -7,7 +7,7 @@
   the figure of the run folder's ``pareto.html``); without a study in ``--run-dir``, ``xsearch run --study
   quickstart --out RUN_DIR`` trains one first (a few minutes on 2 CPU cores).
 - ``xception-bench-edfs.png``, ``xception-bench-effects.png``: `xsearch analyze --table benchmarks/xception_bench.csv`'s
-  error EDFs per axis and its paired effects (`xsearch.results.analyze`).
+  error EDFs per axis and its paired effects (`xsearch.results.analysis_figures`).
 
 Plotly draws each figure in the browser (plotly.js inlined, no network) and `Plotly.toImage` returns its PNG, so no
 kaleido is needed; the browser is Debian's ``/usr/bin/chromium``.
@@ -68,7 +68,8 @@ def quickstart_figure(run_dir: Path) -> go.Figure:
 
 def analysis_figures(table: Path) -> dict[str, tuple[go.Figure, int]]:
     """The EDF and paired-effects figures of ``xsearch analyze --table``, with their heights, by file stem."""
-    from xsearch.results.analyze import analyze, edf_figure, effects_figure, read_table
+    from xsearch.results.analysis_figures import edf_figure, effects_figure
+    from xsearch.results.analyze import analyze, read_table
 
     frame = read_table(table)
     return {"xception-bench-edfs": (edf_figure(frame), 900), "xception-bench-effects": (effects_figure(analyze(frame)), 560)}

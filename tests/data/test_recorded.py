@@ -13,13 +13,13 @@ from tests.helpers import xsearch_study
 from xsearch.data import load_dataset
 from xsearch.model.builder import build_model
 from xsearch.model.config import XceptionConfig
-from xsearch.results.export import export_trial
 from xsearch.results.report import report_html, report_summary
+from xsearch.results.trial_export import export_trial
 from xsearch.study.artifacts import artifact_store, keep_trial_model
+from xsearch.study.fit import with_normalization
 from xsearch.study.record import StudyAttr, TrialAttr
 from xsearch.study.setup import UNREADABLE_LIST, record_data
 from xsearch.study.spec import DataSpec, StudySpec
-from xsearch.study.training import with_normalization
 
 
 def folder_with_a_broken_file(root):

@@ -16,7 +16,7 @@ import json, numpy as np, keras
 from xsearch import XceptionConfig, build_model
 from xsearch.model.costs import model_costs
 from xsearch.model.device import runtime_info
-from xsearch.model.latency import measure_latency
+from xsearch.model.device_latency import measure_latency
 results = {"backend": keras.backend.backend(), "losses": [], "info": runtime_info()}
 for config in (XceptionConfig(middle_repeats=1, width=0.25),
                XceptionConfig(middle_repeats=1, width=0.25, segments=4, intermediate_activation="elu", residual=False)):

@@ -7,7 +7,7 @@ import pytest
 
 from xsearch import XceptionConfig, build_model
 from xsearch.model.weights import IMAGENET_FILES, inherit_weights, input_normalization
-from xsearch.study.training import with_normalization
+from xsearch.study.fit import with_normalization
 
 SIZE = (71, 71, 3)  # the smallest input keras.applications.Xception accepts
 

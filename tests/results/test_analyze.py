@@ -16,15 +16,13 @@ import pytest
 
 from xsearch.cli import main
 from xsearch.model.config import XceptionConfig
+from xsearch.results.analysis_figures import analysis_html, analysis_section, edf_figure
 from xsearch.results.analyze import (
     DRAWS,
     MIN_DESIGNS,
-    analysis_html,
-    analysis_section,
     analyze,
     bootstrap,
     designs_frame,
-    edf_figure,
     edf_frame,
     empirical_cdf,
     pareto_mask,

@@ -5,7 +5,7 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import create_trial
 
 from xsearch.model.config import XceptionConfig
-from xsearch.results.latency import latency_frame
+from xsearch.results.latency_analysis import latency_frame
 from xsearch.run.remeasure import remeasure_front
 from xsearch.study.spec import LatencySpec, StudySpec
 

@@ -15,8 +15,8 @@ import pytest
 from benchmarks.synthetic_imagenet import write_imagenet_npz
 from tests.helpers import brute_force_front, tiny_study_toml
 from xsearch.model.space import SearchSpace
-from xsearch.results.export import export_trial
 from xsearch.results.report import report_summary
+from xsearch.results.trial_export import export_trial
 from xsearch.run import runner
 from xsearch.run.runner import run_study
 from xsearch.study import sampler as study_sampler

@@ -4,7 +4,8 @@ import optuna
 import pytest
 
 from xsearch import XceptionConfig, build_model
-from xsearch.study.artifacts import artifact_store, file_sha256, keep_trial_model, prune_artifacts
+from xsearch.common.checksum import file_sha256
+from xsearch.study.artifacts import artifact_store, keep_trial_model, prune_artifacts
 from xsearch.study.record import StudyAttr, TrialAttr
 
 FAIL = optuna.trial.TrialState.FAIL

@@ -11,9 +11,9 @@ from optuna.trial import TrialState, create_trial
 
 from xsearch.model.config import XceptionConfig
 from xsearch.model.space import SearchSpace
-from xsearch.results.export import export_trial
 from xsearch.results.pareto import pareto_front
 from xsearch.results.report import report_summary
+from xsearch.results.trial_export import export_trial
 from xsearch.run.runner import finished_count
 from xsearch.study.artifacts import artifact_store
 from xsearch.study.early_stop import accuracy_at, dominating_trial, stop_reason, stopped_summary

@@ -19,14 +19,14 @@ import xsearch.study.trainer
 from xsearch.data import Dataset
 from xsearch.model.config import XceptionConfig
 from xsearch.model.space import SearchSpace
-from xsearch.study.callbacks import StopDominated
 from xsearch.study.failures import TrialFailure
+from xsearch.study.fit import TrainResult
+from xsearch.study.keras_callbacks import StopDominated
 from xsearch.study.objective import StudyObjective, constraint_violations
 from xsearch.study.record import StudyAttr, TrialAttr, is_feasible
 from xsearch.study.repeats import setup_digest
 from xsearch.study.spec import AshaSpec, EarlyStopSpec, LatencySpec
 from xsearch.study.trainer import KerasTrainer
-from xsearch.study.training import TrainResult
 
 CURVE = [0.3, 0.6]
 
@@ -335,7 +335,7 @@ def latency_server():
     """An `xsearch latency-server` on 127.0.0.1 (a free port) with a token, in a background thread."""
     import threading
 
-    from xsearch.model.latency_server import make_server
+    from xsearch.deploy.latency_server import make_server
 
     server = make_server("127.0.0.1", 0, token="right-token", quiet=True)
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()

@@ -10,9 +10,9 @@ import pytest
 
 from xsearch.model.costs import ModelCosts
 from xsearch.model.device import RuntimeInfo
+from xsearch.study.fit import TrainResult
 from xsearch.study.record import FailureReason, StudyAttr, StudyRecord, TrialAttr, TrialRecord
 from xsearch.study.spec import EarlyStopSpec, StudySpec, TrainingSpec, read_spec, write_spec
-from xsearch.study.training import TrainResult
 
 ROOT = Path(__file__).resolve().parents[2]
 USER_ATTR_CALLS = ("set_user_attr", "set_trial_user_attr")

@@ -2,7 +2,17 @@ import pytest
 
 from xsearch.common.resources import resolve, shipped_files
 from xsearch.model.space import SearchSpace
-from xsearch.study.spec import AshaSpec, DataSpec, LatencySpec, StudySpec, load_study_spec
+from xsearch.study.spec import (
+    AshaSpec,
+    DataSpec,
+    EarlyStopSpec,
+    LatencySpec,
+    StudySpec,
+    TrackingSpec,
+    TrainingSpec,
+    TransferSpec,
+    load_study_spec,
+)
 
 
 def test_every_shipped_study_loads_with_its_space():
@@ -75,6 +85,31 @@ def test_bad_study_files_name_file_key_and_valid_values(tmp_path, text, message)
     with pytest.raises(ValueError) as info:
         load_study_spec(path)
     assert str(path) in str(info.value) and message in str(info.value)
+
+
+@pytest.mark.parametrize(("section", "values", "message"), [
+    (DataSpec, {"image_size": 4}, "data.image_size must be an integer in [7, 1024]; received 4"),
+    (DataSpec, {"test_fraction": 0.9}, "data.test_fraction must be in [0, 0.9); received 0.9"),
+    (TrainingSpec, {"optimizer": "lamb"}, "training.optimizer: unknown value 'lamb'; valid: adam, adamw, sgd"),
+    (TrainingSpec, {"epochs": 2, "warmup_epochs": 3}, "training.warmup_epochs must be an integer in [0, training.epochs = 2]"),
+    (EarlyStopSpec, {"margin": 2}, "early_stop.margin must be in (0, 1) (accuracy, as a fraction); received 2"),
+    (AshaSpec, {"reduction_factor": 1}, "asha.reduction_factor must be an integer >= 2; received 1"),
+    (TransferSpec, {"fine_tune_learning_rate": 0}, "transfer.fine_tune_learning_rate must be a number > 0; received 0"),
+    (LatencySpec, {"targets": ("tpu",)}, "latency.targets: unknown latency target 'tpu'; valid targets: train-device"),
+    (LatencySpec, {"remote_url": "127.0.0.1:8765"}, "latency.remote_url must be an http:// or https:// URL"),
+    (TrackingSpec, {"mlflow_experiment": " "}, "tracking.mlflow_experiment must be a non-empty string; received ' '"),
+])
+def test_each_section_checks_its_own_keys_when_built(section, values, message):
+    with pytest.raises(ValueError) as info:
+        section(**values)
+    assert message in str(info.value)
+
+
+def test_checks_across_sections_are_the_studys():
+    rule = EarlyStopSpec(after_epochs=5)  # valid alone: its bound is the training's epochs
+    with pytest.raises(ValueError, match=r"early_stop.after_epochs must be an integer in \[1, training.epochs - 1 = 3\]"):
+        StudySpec(training=TrainingSpec(epochs=4), early_stop=rule)
+    assert StudySpec(training=TrainingSpec(epochs=6), early_stop=rule).early_stop == rule
 
 
 def test_unknown_study_lists_known_ones():

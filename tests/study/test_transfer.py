@@ -12,10 +12,10 @@ from xsearch.data import Dataset
 from xsearch.model.builder import build_model
 from xsearch.model.space import SearchSpace
 from xsearch.model.weights import IMAGENET_FILES
+from xsearch.study.fit import train_and_evaluate, with_normalization
 from xsearch.study.repeats import setup_digest
 from xsearch.study.setup import prepare_study
 from xsearch.study.spec import StudySpec, TrainingSpec, TransferSpec, load_study_spec
-from xsearch.study.training import train_and_evaluate, with_normalization
 
 DESIGN = {"middle_repeats": 0, "width": 0.125, "depth_multiplier": 1, "segments": "depthwise",
           "intermediate_activation": "none", "residual": True}

@@ -1,1 +1,1 @@
-"""Foundation shared by every layer: atomic file writes and the TOML files that ship with xsearch."""
+"""Foundation shared by every layer: atomic file writes, checksums, timings, and the TOML files that ship with xsearch."""

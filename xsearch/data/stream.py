@@ -11,7 +11,7 @@ from xsearch.data.augment import flip_crop
 class BatchStream(keras.utils.PyDataset):
     """Batches of uint8 NHWC images (`x`, as stored) and int32 labels (`y`), using numpy only.
 
-    The model casts and normalises the pixels on the device (`xsearch.study.training.with_normalization`),
+    The model casts and normalises the pixels on the device (`xsearch.study.fit.with_normalization`),
     so the host neither converts them to float32 nor copies 4x the bytes to the device.
 
     With `shuffle`, each epoch has its own permutation; with `augment`, each image is randomly flipped

@@ -7,7 +7,7 @@ import io
 from xsearch.model.builder import build_model
 from xsearch.model.config import XceptionConfig
 from xsearch.model.costs import model_costs
-from xsearch.model.latency import measure_latency
+from xsearch.model.device_latency import measure_latency
 from xsearch.model.step_time import measure_step_time
 
 

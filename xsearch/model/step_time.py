@@ -14,10 +14,10 @@ from typing import TypedDict
 import keras
 import numpy as np
 
+from xsearch.common.timing import time_calls
 from xsearch.model.builder import build_model
 from xsearch.model.config import XceptionConfig
 from xsearch.model.device import runtime_info
-from xsearch.model.runtimes import time_calls
 
 
 class StepTime(TypedDict):

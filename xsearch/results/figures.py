@@ -20,7 +20,8 @@ from optuna_dashboard import save_plotly_graph_object
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-from xsearch.results.analyze import designs_frame, edf_figure
+from xsearch.results.analysis_figures import edf_figure
+from xsearch.results.analyze import designs_frame
 from xsearch.results.pareto import objective_names, trials_frame
 from xsearch.results.run_reports import pareto_figure
 from xsearch.study.optuna_private import hypervolume_history as optuna_hypervolume_history
@@ -140,7 +141,7 @@ def segment_spectrum(study: optuna.Study) -> go.Figure:
 
 
 def design_space_edfs(study: optuna.Study) -> go.Figure:
-    """`xsearch.results.analyze.edf_figure` of the study's trained designs: per axis, the EDF of error at each value."""
+    """`xsearch.results.analysis_figures.edf_figure` of the study's trained designs: per axis, the EDF of error at each value."""
     return edf_figure(designs_frame(study), empty=EMPTY_NOTE)
 
 

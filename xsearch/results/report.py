@@ -11,9 +11,10 @@ import optuna
 import pandas as pd
 
 from xsearch.common.atomic import check_writable, write_atomic
-from xsearch.results.analyze import MIN_DESIGNS, analysis_section, designs_frame
+from xsearch.results.analysis_figures import analysis_section
+from xsearch.results.analyze import MIN_DESIGNS, designs_frame
 from xsearch.results.figures import hypervolume_history, pareto_projections, segment_spectrum
-from xsearch.results.latency import latency_frame, latency_summary
+from xsearch.results.latency_analysis import latency_frame, latency_summary
 from xsearch.results.pareto import pareto_front, trials_frame
 from xsearch.results.run_reports import front_table_text
 from xsearch.study.early_stop import stopped_summary
@@ -29,7 +30,7 @@ def write_report(study: optuna.Study, out_dir: Path, fmt: str) -> Path:
 
     csv and parquet hold `trials_frame` (every recorded attribute, the Pareto flag); html is one
     self-contained page (plotly.js inlined) with the Pareto projections, the hypervolume history,
-    the segment spectrum, the front table and the design-space analysis (`xsearch.results.analyze`).
+    the segment spectrum, the front table and the design-space analysis (`xsearch.results.analysis_figures`).
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown report format {fmt!r}; choose one of {', '.join(FORMATS)}.")

@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 from xsearch.data import Dataset
 from xsearch.results.figures import attach_figures
 from xsearch.results.run_reports import front_table_text, write_run_reports
-from xsearch.run.callbacks import FailureStreak, Recycler, RepeatStreak, no_space, stop_at_budget, stop_when_disk_full
+from xsearch.run.optuna_callbacks import FailureStreak, Recycler, RepeatStreak, no_space, stop_at_budget, stop_when_disk_full
 from xsearch.run.progress import Progress
 from xsearch.run.remeasure import remeasure_front
 from xsearch.run.workers import worker_total

@@ -7,7 +7,6 @@ deletes the models that can no longer be picked (see its policy).
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import optuna
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from optuna.artifacts.exceptions import ArtifactNotFound
 
+from xsearch.common.checksum import file_sha256
 from xsearch.study.record import StudyAttr, TrialAttr, is_feasible
 
 
@@ -24,15 +24,6 @@ def artifact_store(run_dir: Path) -> FileSystemArtifactStore:
     folder = run_dir / "artifacts"
     folder.mkdir(parents=True, exist_ok=True)
     return FileSystemArtifactStore(folder)
-
-
-def file_sha256(path: Path) -> str:
-    """The hex sha256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def keep_trial_model(study: optuna.Study, trial: optuna.Trial, model: keras.Model, store: FileSystemArtifactStore) -> str:

@@ -24,9 +24,9 @@ from xsearch.model.config import XceptionConfig
 from xsearch.model.device import resolve_precision, runtime_info
 from xsearch.model.space import Choice, Range, SearchSpace
 from xsearch.study.failures import classify_failure
+from xsearch.study.fit import compile_model, with_normalization
 from xsearch.study.record import FailureReason
 from xsearch.study.spec import StudySpec
-from xsearch.study.training import compile_model, with_normalization
 
 AUTO = "auto"
 FIRST_BATCH = 8

@@ -12,15 +12,15 @@ import optuna
 
 from xsearch.model.space import SearchSpace
 from xsearch.study.asha import continuable, next_promotion
-from xsearch.study.callbacks import StopDominated, SuccessiveHalving
 from xsearch.study.early_stop import cost_metrics
 from xsearch.study.failures import TrialFailure, classify_failure
+from xsearch.study.fit import EpochTimer
+from xsearch.study.keras_callbacks import StopDominated, SuccessiveHalving
 from xsearch.study.record import FailureReason, TrialAttr
 from xsearch.study.repeats import repeated_results, setup_digest, trained_twin
 from xsearch.study.retries import budget_trials, retry_interrupted, worker_identity
 from xsearch.study.spec import StudySpec, constraint_metric
 from xsearch.study.trainer import Trainer
-from xsearch.study.training import EpochTimer
 
 CallbackFactory = Callable[[optuna.Trial], list[keras.callbacks.Callback]]
 OOM_CONSTRAINT = "oom"

@@ -121,13 +121,13 @@ class TrialRecord(TypedDict, total=False):
     latency_p90_ms: float
     latency_batch: int
     latency_cv: float  # their standard deviation over mean: the figure's noise
-    latency_overhead_ms: float  # the same call path on an identity model (`xsearch.model.latency`)
+    latency_overhead_ms: float  # the same call path on an identity model (`xsearch.model.device_latency`)
     latency_targets: dict[str, dict[str, Any]]  # per `[latency]` target: runtime, version, threads, batch, figures or error
     feasible: bool  # every hard constraint holds
     failure_reason: FailureReason
     error: str  # the exception that failed it, shortened
     curves: dict[str, list[float]]  # Keras history: loss, accuracy, val_loss, val_accuracy, ... per epoch
-    val_accuracy: float  # `xsearch.study.training.TrainResult`
+    val_accuracy: float  # `xsearch.study.fit.TrainResult`
     val_top5: float
     test_accuracy: float
     test_top5: float

@@ -19,8 +19,8 @@ import optuna
 
 from xsearch.common.atomic import check_writable, write_atomic
 from xsearch.data import Dataset, load_dataset
+from xsearch.deploy.latency_targets import check_target_runtimes
 from xsearch.model.device import runtime_info
-from xsearch.model.latency_targets import check_target_runtimes
 from xsearch.model.space import SearchSpace
 from xsearch.model.weights import check_weights
 from xsearch.study.batch_size import AUTO, find_batch_size

@@ -18,9 +18,9 @@ from typing import Any, Literal
 import optuna
 
 from xsearch.common.resources import load_toml, resolve, unknown_keys_error
+from xsearch.deploy.latency_targets import TARGETS, TRAIN_DEVICE
+from xsearch.deploy.runtimes import REMOTE_FORMATS
 from xsearch.model.config import MIN_INPUT_SIZE, XceptionConfig
-from xsearch.model.latency_targets import TARGETS, TRAIN_DEVICE
-from xsearch.model.runtimes import REMOTE_FORMATS
 from xsearch.study.record import StudyAttr, TrialAttr, target_latency_attr
 
 
@@ -78,6 +78,32 @@ def doc_field(default: Any = None, doc: str = "", *, valid: Any = None, factory:
     return dataclasses.field(default=default, metadata=metadata)
 
 
+def _check_choices(key: str, values: tuple[str, ...], valid: Any) -> None:
+    for value in values:
+        if value not in valid:
+            raise ValueError(f"{key}: unknown value {value!r}; valid: {', '.join(valid)}.")
+
+
+def _check_range(key: str, value: Any, low: int, high: int, high_name: str = "") -> None:
+    """An integer in [low, high]; ``high_name`` says where the upper bound comes from."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        bound = f"{high_name} = {high}" if high_name else str(high)
+        raise ValueError(f"{key} must be an integer in [{low}, {bound}]; received {value!r}.")
+
+
+def _check_positive(key: str, value: Any, integer: bool = False, alternative: str = "") -> None:
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or not 0 < value < math.inf:
+        kind = "an integer" if integer else "a number"
+        raise ValueError(f"{key} must be {kind} > 0{' or ' + alternative if alternative else ''}; received {value!r}.")
+
+
+def _check_epochs_before_end(key: str, value: Any, epochs: int, why: str = "") -> None:
+    """An epoch count that the training must outlast (with ``why``): an integer in [1, training.epochs - 1]."""
+    if not (isinstance(value, int) and 1 <= value < epochs):
+        raise ValueError(f"{key} must be an integer in [1, training.epochs - 1 = {epochs - 1}]{why}; received {value!r}.")
+
+
 @dataclasses.dataclass(frozen=True)
 class DataSpec:
     """The data set the designs train on: decoded once into a uint8 cache, split by the seed (`xsearch.data`)."""
@@ -99,6 +125,17 @@ class DataSpec:
     max_bad_fraction: float = doc_field(0.05, "Unreadable image files are left out with a warning; more than this share of the "
                                         "files is an error (`xsearch.data.load_dataset`).", valid="in [0, 1)")
     layout: str = doc_field("NHWC", "The `arrays` source's image layout.", valid=("NHWC", "NCHW"))
+
+    def __post_init__(self) -> None:
+        _check_range("data.image_size", self.image_size, MIN_INPUT_SIZE, MAX_IMAGE_SIZE)
+        if self.max_train is not None:
+            _check_positive("data.max_train", self.max_train, integer=True)
+        if self.split_seed is not None:
+            _check_range("data.split_seed", self.split_seed, 0, 2**32 - 1)
+        if not 0 < self.val_fraction < 0.9:  # every trial is scored on the validation split
+            raise ValueError(f"data.val_fraction must be in (0, 0.9); received {self.val_fraction!r}.")
+        if not 0 <= self.test_fraction < 0.9:
+            raise ValueError(f"data.test_fraction must be in [0, 0.9); received {self.test_fraction!r}.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,6 +160,19 @@ class TrainingSpec:
                                    "hundred steps (validation accuracy can stay at chance), so set it to suit the steps.",
                                    valid="in (0, 1)")
 
+    def __post_init__(self) -> None:
+        _check_choices("training.optimizer", (self.optimizer,), OPTIMIZERS)
+        _check_choices("training.schedule", (self.schedule,), SCHEDULES)
+        _check_range("training.epochs", self.epochs, 1, MAX_EPOCHS)
+        _check_range("training.warmup_epochs", self.warmup_epochs, 0, self.epochs, "training.epochs")
+        if self.batch_size != "auto":
+            _check_positive("training.batch_size", self.batch_size, integer=True, alternative="'auto'")
+        _check_positive("training.learning_rate", self.learning_rate)
+        if not (isinstance(self.weight_decay, (int, float)) and 0 <= self.weight_decay < math.inf):
+            raise ValueError(f"training.weight_decay must be a number >= 0; received {self.weight_decay!r}.")
+        if not 0 < self.bn_momentum < 1:
+            raise ValueError(f"training.bn_momentum must be in (0, 1); received {self.bn_momentum!r}.")
+
 
 @dataclasses.dataclass(frozen=True)
 class EarlyStopSpec:
@@ -131,6 +181,10 @@ class EarlyStopSpec:
     after_epochs: int = doc_field(3, "The first check, after this epoch.", valid="an integer in [1, training.epochs - 1]")
     margin: float = doc_field(0.02, "Accuracy (a fraction) by which a design that costs no more must lead, both after the "
                               "same epoch and at its end.", valid="in (0, 1)")
+
+    def __post_init__(self) -> None:  # after_epochs is bounded by training.epochs: checked by StudySpec
+        if not 0 < self.margin < 1:
+            raise ValueError(f"early_stop.margin must be in (0, 1) (accuracy, as a fraction); received {self.margin!r}.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,20 +198,27 @@ class AshaSpec:
     continue_stopped: bool = doc_field(True, "A stopped design that the sampler proposes again, or that is promoted on a "
                                        "repeat, continues from its checkpoint.")
 
+    def __post_init__(self) -> None:  # min_epochs is bounded by training.epochs: checked by StudySpec
+        if not (isinstance(self.reduction_factor, int) and self.reduction_factor >= 2):
+            raise ValueError(f"asha.reduction_factor must be an integer >= 2; received {self.reduction_factor!r}.")
+
 
 @dataclasses.dataclass(frozen=True)
 class TransferSpec:
-    """Transfer learning from ``weights``: the inherited layers frozen first, then all fine-tuned (`xsearch.study.training`)."""
+    """Transfer learning from ``weights``: the inherited layers frozen first, then all fine-tuned (`xsearch.study.fit`)."""
 
     frozen_epochs: int = doc_field(2, "Epochs in which only the layers that inherited nothing train (the head, and layers "
                                    "whose shapes did not match).", valid="an integer in [1, training.epochs - 1]")
     fine_tune_learning_rate: float = doc_field(1e-4, "Every layer trains at this rate after the frozen epochs.",
                                                valid="a number > 0")
 
+    def __post_init__(self) -> None:  # frozen_epochs is bounded by training.epochs: checked by StudySpec
+        _check_positive("transfer.fine_tune_learning_rate", self.fine_tune_learning_rate)
+
 
 @dataclasses.dataclass(frozen=True)
 class LatencySpec:
-    """Where latency is measured besides the training device (`xsearch.model.latency_targets`), and how."""
+    """Where latency is measured besides the training device (`xsearch.deploy.latency_targets`), and how."""
 
     targets: tuple[str, ...] = doc_field((), "Targets timed on every trial and recorded, besides those the objectives and "
                                          "constraints name (which are scored).", valid=TARGETS)
@@ -169,6 +230,19 @@ class LatencySpec:
     remote_format: str = doc_field("tflite", "What the remote target runs.", valid=REMOTE_FORMATS)
     remote_token_env: str = doc_field("XSEARCH_LATENCY_TOKEN", "The environment variable holding the server's token (never "
                                       "the token itself).", valid="a variable name")
+
+    def __post_init__(self) -> None:  # the targets that objectives and constraints name: checked by StudySpec
+        if not isinstance(self.targets, (tuple, list)):
+            raise ValueError(f"latency.targets must be a list of targets; received {self.targets!r}.")
+        for target in self.targets:
+            if target not in TARGETS:
+                raise ValueError(f"latency.targets: unknown latency target {target!r}; valid targets: {', '.join(TARGETS)}.")
+        _check_positive("latency.threads", self.threads, integer=True)
+        _check_positive("latency.repeats", self.repeats, integer=True)
+        _check_choices("latency.remote_format", (self.remote_format,), REMOTE_FORMATS)
+        if self.remote_url is not None and not (isinstance(self.remote_url, str)
+                                                and self.remote_url.startswith(("http://", "https://"))):
+            raise ValueError(f"latency.remote_url must be an http:// or https:// URL; received {self.remote_url!r}.")
 
 
 TRACKING_SCHEMES = ("http://", "https://", "file:", "sqlite:///", "postgresql://", "mysql://", "mssql://", "databricks")
@@ -185,6 +259,19 @@ class TrackingSpec:
     mlflow_uri: str | None = doc_field(None, "An MLflow tracking URI: one parent run per study, one nested run per trial "
                                        "(`--mlflow`).", valid=tuple(scheme + "..." for scheme in TRACKING_SCHEMES))
     mlflow_experiment: str | None = doc_field(None, 'The MLflow experiment; not set: "xsearch".', valid="a non-empty string")
+
+    def __post_init__(self) -> None:
+        """The tracking URI's form (whether its package is installed is checked when a study starts:
+        `xsearch.study.tracking`)."""
+        uri = self.mlflow_uri
+        if uri is not None and not (isinstance(uri, str) and uri.startswith(TRACKING_SCHEMES)):
+            raise ValueError(f"tracking.mlflow_uri must be an MLflow tracking URI starting with {', '.join(TRACKING_SCHEMES)} "
+                             f"(e.g. \"http://127.0.0.1:5000\"); received {uri!r}.")
+        experiment = self.mlflow_experiment
+        if experiment is not None and not (isinstance(experiment, str) and experiment.strip()):
+            raise ValueError(f"tracking.mlflow_experiment must be a non-empty string; received {experiment!r}.")
+        if not isinstance(self.tensorboard, bool):
+            raise ValueError(f"tracking.tensorboard must be true or false; received {self.tensorboard!r}.")
 
     @property
     def enabled(self) -> bool:
@@ -252,7 +339,7 @@ class StudySpec:
             raise ValueError(f"objectives must be a non-empty list without repeats; received {list(self.objectives)}.")
         _check_choices("constraints", tuple(k for k in self.constraints if _target_of(k, TARGET_CONSTRAINT) is None),
                        [*CONSTRAINTS, *(TARGET_CONSTRAINT + t for t in TARGETS)])
-        self._check_latency(self.latency or LatencySpec())
+        self._check_latency_targets()
         for key, bound in self.constraints.items():
             if isinstance(bound, bool) or not isinstance(bound, (int, float)) or bound <= 0:
                 raise ValueError(f"constraints.{key} must be a positive number; received {bound!r}.")
@@ -261,43 +348,25 @@ class StudySpec:
             raise ValueError("sampler 'gp' needs PyTorch, which is not installed (pip install torch); "
                              f"or choose another sampler: {', '.join(s for s in SAMPLERS if s != 'gp')}.")
         _check_choices("precision", (self.precision,), PRECISIONS)
-        _check_choices("training.optimizer", (self.training.optimizer,), OPTIMIZERS)
-        _check_choices("training.schedule", (self.training.schedule,), SCHEDULES)
         _check_positive("trials", self.trials, integer=True)
         _check_positive("latency_batch", self.latency_batch, integer=True)
         _check_positive("heartbeat_interval", self.heartbeat_interval, integer=True)
         if self.max_failures is not None:
             _check_positive("max_failures", self.max_failures, integer=True)
-        _check_range("training.epochs", self.training.epochs, 1, MAX_EPOCHS)
-        _check_range("training.warmup_epochs", self.training.warmup_epochs, 0, self.training.epochs, "training.epochs")
-        if self.training.batch_size != "auto":
-            _check_positive("training.batch_size", self.training.batch_size, integer=True, alternative="'auto'")
-        _check_positive("training.learning_rate", self.training.learning_rate)
-        if not (isinstance(self.training.weight_decay, (int, float)) and 0 <= self.training.weight_decay < math.inf):
-            raise ValueError(f"training.weight_decay must be a number >= 0; received {self.training.weight_decay!r}.")
-        _check_range("data.image_size", self.data.image_size, MIN_INPUT_SIZE, MAX_IMAGE_SIZE)
-        if self.data.max_train is not None:
-            _check_positive("data.max_train", self.data.max_train, integer=True)
-        if self.data.split_seed is not None:
-            _check_range("data.split_seed", self.data.split_seed, 0, 2**32 - 1)
         for seed in self.seed_trials:
             seed_config(seed)
         if self.timeout is not None:
             _check_positive("timeout", self.timeout)
-        if not 0 < self.training.bn_momentum < 1:
-            raise ValueError(f"training.bn_momentum must be in (0, 1); received {self.training.bn_momentum!r}.")
-        if not 0 < self.data.val_fraction < 0.9:  # every trial is scored on the validation split
-            raise ValueError(f"data.val_fraction must be in (0, 0.9); received {self.data.val_fraction!r}.")
-        if not 0 <= self.data.test_fraction < 0.9:
-            raise ValueError(f"data.test_fraction must be in [0, 0.9); received {self.data.test_fraction!r}.")
+        epochs = self.training.epochs  # the sections check their own keys; these need the training's epochs
         if self.early_stop is not None:
-            self._check_early_stop(self.early_stop)
+            _check_epochs_before_end("early_stop.after_epochs", self.early_stop.after_epochs, epochs)
+            self._check_stopping_objectives("early_stop")
         if self.asha is not None:
-            self._check_asha(self.asha)
+            _check_epochs_before_end("asha.min_epochs", self.asha.min_epochs, epochs)
+            self._check_stopping_objectives("asha")
         if self.transfer is not None:
-            self._check_transfer(self.transfer)
-        if self.tracking is not None:
-            _check_tracking(self.tracking)
+            _check_epochs_before_end("transfer.frozen_epochs", self.transfer.frozen_epochs, epochs,
+                                     " (some epochs must fine-tune)")
 
     @property
     def scored_latency_targets(self) -> tuple[str, ...]:
@@ -314,51 +383,18 @@ class StudySpec:
         extra = [t for t in (self.latency or LatencySpec()).targets if t != TRAIN_DEVICE]
         return tuple(dict.fromkeys([*self.scored_latency_targets, *extra]))
 
-    def _check_latency(self, latency: LatencySpec) -> None:
-        if not isinstance(latency.targets, (tuple, list)):
-            raise ValueError(f"latency.targets must be a list of targets; received {latency.targets!r}.")
+    def _check_latency_targets(self) -> None:
+        """The latency targets that the objectives and constraints name (`LatencySpec` checks its own), and the
+        remote target's URL."""
         for source, prefix, names in (("objectives", TARGET_OBJECTIVE, self.objectives),
-                                      ("constraints", TARGET_CONSTRAINT, tuple(self.constraints)),
-                                      ("latency.targets", "", tuple(latency.targets))):
-            targets = tuple(t for t in (_target_of(n, prefix) for n in names) if t is not None)
-            for target in targets:
+                                      ("constraints", TARGET_CONSTRAINT, tuple(self.constraints))):
+            for target in (t for t in (_target_of(n, prefix) for n in names) if t is not None):
                 if target not in TARGETS:
-                    where = f" in {prefix + target!r}" if prefix else ""
-                    raise ValueError(f"{source}: unknown latency target {target!r}{where}; valid targets: {', '.join(TARGETS)}.")
-        _check_positive("latency.threads", latency.threads, integer=True)
-        _check_positive("latency.repeats", latency.repeats, integer=True)
-        _check_choices("latency.remote_format", (latency.remote_format,), REMOTE_FORMATS)
-        if "remote" in self.latency_targets and not latency.remote_url:
+                    raise ValueError(f"{source}: unknown latency target {target!r} in {prefix + target!r}; "
+                                     f"valid targets: {', '.join(TARGETS)}.")
+        if "remote" in self.latency_targets and not (self.latency or LatencySpec()).remote_url:
             raise ValueError("the latency target 'remote' needs [latency] remote_url, the URL of an `xsearch latency-server` "
                              "(e.g. remote_url = \"http://127.0.0.1:8765\").")
-        if latency.remote_url is not None and not (isinstance(latency.remote_url, str)
-                                                   and latency.remote_url.startswith(("http://", "https://"))):
-            raise ValueError(f"latency.remote_url must be an http:// or https:// URL; received {latency.remote_url!r}.")
-
-    def _check_early_stop(self, rule: EarlyStopSpec) -> None:
-        epochs = self.training.epochs
-        if not (isinstance(rule.after_epochs, int) and 1 <= rule.after_epochs < epochs):
-            raise ValueError(f"early_stop.after_epochs must be an integer in [1, training.epochs - 1 = {epochs - 1}]; "
-                             f"received {rule.after_epochs!r}.")
-        if not 0 < rule.margin < 1:
-            raise ValueError(f"early_stop.margin must be in (0, 1) (accuracy, as a fraction); received {rule.margin!r}.")
-        self._check_stopping_objectives("early_stop")
-
-    def _check_asha(self, rule: AshaSpec) -> None:
-        epochs = self.training.epochs
-        if not (isinstance(rule.min_epochs, int) and 1 <= rule.min_epochs < epochs):
-            raise ValueError(f"asha.min_epochs must be an integer in [1, training.epochs - 1 = {epochs - 1}]; "
-                             f"received {rule.min_epochs!r}.")
-        if not (isinstance(rule.reduction_factor, int) and rule.reduction_factor >= 2):
-            raise ValueError(f"asha.reduction_factor must be an integer >= 2; received {rule.reduction_factor!r}.")
-        self._check_stopping_objectives("asha")
-
-    def _check_transfer(self, transfer: TransferSpec) -> None:
-        epochs = self.training.epochs
-        if not (isinstance(transfer.frozen_epochs, int) and 1 <= transfer.frozen_epochs < epochs):
-            raise ValueError(f"transfer.frozen_epochs must be an integer in [1, training.epochs - 1 = {epochs - 1}] "
-                             f"(some epochs must fine-tune); received {transfer.frozen_epochs!r}.")
-        _check_positive("transfer.fine_tune_learning_rate", transfer.fine_tune_learning_rate)
 
     def check_transfer_weights(self) -> None:
         """A ``[transfer]`` schedule needs ``weights`` to transfer (checked once the command line is applied)."""
@@ -491,7 +527,7 @@ def _section(kind: type, key: str, table: Any, source: str) -> Any:
             raise unknown_keys_error(f"{source} [{key}]", name, sorted(fields))
         default = fields[name].default
         if (key, name) == ("training", "batch_size") and isinstance(value, str):
-            continue  # "auto", checked with the others in StudySpec
+            continue  # "auto", checked with the others by TrainingSpec
         if isinstance(default, tuple) and isinstance(value, list):
             table = {**table, name: tuple(value)}
             continue
@@ -501,25 +537,6 @@ def _section(kind: type, key: str, table: Any, source: str) -> Any:
             kind_name = {int: "an integer", float: "a number", bool: "true or false", str: "a string", tuple: "a list"}
             raise ValueError(f"{key}.{name} must be {kind_name[type(default)]}; received {value!r}.")
     return kind(**table)
-
-
-def _check_tracking(tracking: TrackingSpec) -> None:
-    """The tracking URI's form (whether its package is installed is checked when a study starts: `xsearch.study.tracking`)."""
-    uri = tracking.mlflow_uri
-    if uri is not None and not (isinstance(uri, str) and uri.startswith(TRACKING_SCHEMES)):
-        raise ValueError(f"tracking.mlflow_uri must be an MLflow tracking URI starting with {', '.join(TRACKING_SCHEMES)} "
-                         f"(e.g. \"http://127.0.0.1:5000\"); received {uri!r}.")
-    experiment = tracking.mlflow_experiment
-    if experiment is not None and not (isinstance(experiment, str) and experiment.strip()):
-        raise ValueError(f"tracking.mlflow_experiment must be a non-empty string; received {experiment!r}.")
-    if not isinstance(tracking.tensorboard, bool):
-        raise ValueError(f"tracking.tensorboard must be true or false; received {tracking.tensorboard!r}.")
-
-
-def _check_choices(key: str, values: tuple[str, ...], valid: Any) -> None:
-    for value in values:
-        if value not in valid:
-            raise ValueError(f"{key}: unknown value {value!r}; valid: {', '.join(valid)}.")
 
 
 def seed_config(seed: Any) -> XceptionConfig:
@@ -545,17 +562,3 @@ def seed_config(seed: Any) -> XceptionConfig:
         f"seed_trials: unknown seed {seed!r}; valid: 'paper', 'regular', 'segments-K' (K >= 1) or a table of axis values "
         f"such as {{ middle_repeats = 2, width = 0.5 }} (axes: {', '.join(paper.to_dict())})."
     )
-
-
-def _check_range(key: str, value: Any, low: int, high: int, high_name: str = "") -> None:
-    """An integer in [low, high]; ``high_name`` says where the upper bound comes from."""
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        bound = f"{high_name} = {high}" if high_name else str(high)
-        raise ValueError(f"{key} must be an integer in [{low}, {bound}]; received {value!r}.")
-
-
-def _check_positive(key: str, value: Any, integer: bool = False, alternative: str = "") -> None:
-    kinds = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds) or not 0 < value < math.inf:
-        kind = "an integer" if integer else "a number"
-        raise ValueError(f"{key} must be {kind} > 0{' or ' + alternative if alternative else ''}; received {value!r}.")

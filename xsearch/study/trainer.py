@@ -19,19 +19,19 @@ import optuna
 from optuna.artifacts import FileSystemArtifactStore
 
 from xsearch.data import Dataset
+from xsearch.deploy.latency_targets import TargetSettings, measure_targets
 from xsearch.model.builder import build_model
 from xsearch.model.config import XceptionConfig
 from xsearch.model.costs import model_costs
 from xsearch.model.device import resolve_precision, runtime_info
-from xsearch.model.latency import measure_latency
-from xsearch.model.latency_targets import TargetSettings, measure_targets
+from xsearch.model.device_latency import measure_latency
 from xsearch.model.weights import inherit_weights, inherited_layers, input_normalization
 from xsearch.study.artifacts import keep_trial_model
-from xsearch.study.callbacks import Checkpoint
+from xsearch.study.fit import TrainResult, train_and_evaluate, with_normalization
+from xsearch.study.keras_callbacks import Checkpoint
 from xsearch.study.record import TrialAttr, target_latency_attr
 from xsearch.study.retries import retried_from
 from xsearch.study.spec import LatencySpec, StudySpec
-from xsearch.study.training import TrainResult, train_and_evaluate, with_normalization
 
 
 class Trainer(Protocol):

@@ -1,13 +1,13 @@
 """Latency where the model will run: the host CPU, LiteRT (XNNPACK) and ONNX Runtime, or a remote latency server.
 
-``train-device`` is the in-process probe (`xsearch.model.latency`). The local CPU targets are timed in a child
+``train-device`` is the in-process probe (`xsearch.model.device_latency`). The local CPU targets are timed in a child
 process with a stated thread count, so that a training worker's own threads and accelerator do not distort them:
 ``cpu`` runs the Keras model there (its backend, on the CPU), ``litert-cpu`` and ``onnxruntime-cpu`` run the model
-converted by Keras' exporters (`xsearch.model.runtimes`). ``remote`` sends the converted model to
-``xsearch latency-server`` (`xsearch.model.latency_server`). A design that does not convert, or whose timing fails,
-records the reason instead of figures.
+converted by Keras' exporters (`xsearch.deploy.runtimes`). ``remote`` sends the converted model to
+``xsearch latency-server`` (`xsearch.deploy.latency_server`) with its client (`xsearch.deploy.latency_client`). A
+design that does not convert, or whose timing fails, records the reason instead of figures.
 
-Run as ``python -m xsearch.model.latency_targets`` it is that child: jobs as JSON on stdin, results on stdout.
+Run as ``python -m xsearch.deploy.latency_targets`` it is that child: jobs as JSON on stdin, results on stdout.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ class TargetSettings:
 def measure_targets(model: keras.Model, targets: tuple[str, ...], settings: TargetSettings) -> dict[str, dict[str, Any]]:
     """Each target's latency of ``model`` (``train-device`` is not among them): figures, runtime, version, threads,
     batch and conversion seconds, or ``error`` with the reason the design could not be timed there."""
-    from xsearch.model.runtimes import ConversionError
+    from xsearch.deploy.runtimes import ConversionError
 
     unknown = [t for t in targets if t not in TARGETS or t == TRAIN_DEVICE]
     if unknown:
@@ -94,7 +94,7 @@ def measure_targets(model: keras.Model, targets: tuple[str, ...], settings: Targ
 
 def _write(model: keras.Model, fmt: str, path: Path) -> float | None:
     """The model file a target times; conversion seconds (``None`` for the Keras file, which is not a conversion)."""
-    from xsearch.model.runtimes import convert
+    from xsearch.deploy.runtimes import convert
 
     if fmt == "keras":
         model.save(path)
@@ -103,7 +103,7 @@ def _write(model: keras.Model, fmt: str, path: Path) -> float | None:
 
 
 def _remote(path: Path, fmt: str, settings: TargetSettings) -> dict[str, Any]:
-    from xsearch.model.latency_server import RemoteLatencyError, measure_remote
+    from xsearch.deploy.latency_client import RemoteLatencyError, measure_remote
 
     if settings.remote_url is None:
         raise ValueError("the remote latency target needs [latency] remote_url.")
@@ -114,17 +114,21 @@ def _remote(path: Path, fmt: str, settings: TargetSettings) -> dict[str, Any]:
         return {"error": str(error)}
 
 
+def child_environment(threads: int) -> dict[str, str]:
+    """The environment of a timing process: this one's, on the CPU only, with ``threads`` compute threads."""
+    return {**os.environ, "CUDA_VISIBLE_DEVICES": "", "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "3",
+            "OMP_NUM_THREADS": str(threads), "TF_NUM_INTRAOP_THREADS": str(threads), "TF_NUM_INTEROP_THREADS": "1",
+            "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} --xla_cpu_multi_thread_eigen={str(threads > 1).lower()}"}
+
+
 def _time_in_child(jobs: list[dict[str, Any]], settings: TargetSettings) -> dict[str, dict[str, Any]]:
     """Time the jobs' files in one child process on the CPU with ``settings.threads`` threads."""
     if not jobs:
         return {}
-    threads = str(settings.threads)
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "3",
-           "OMP_NUM_THREADS": threads, "TF_NUM_INTRAOP_THREADS": threads, "TF_NUM_INTEROP_THREADS": "1",
-           "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} --xla_cpu_multi_thread_eigen={str(settings.threads > 1).lower()}"}
+    env = child_environment(settings.threads)
     request = json.dumps({"jobs": jobs, "settings": dataclasses.asdict(settings)})
     try:
-        done = subprocess.run([sys.executable, "-m", "xsearch.model.latency_targets"], input=request, env=env,
+        done = subprocess.run([sys.executable, "-m", "xsearch.deploy.latency_targets"], input=request, env=env,
                               capture_output=True, text=True, timeout=_CHILD_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         return {job["target"]: {"error": f"timing took over {_CHILD_TIMEOUT_S:.0f} s"} for job in jobs}
@@ -138,7 +142,7 @@ def _time_in_child(jobs: list[dict[str, Any]], settings: TargetSettings) -> dict
 
 def _child_time(job: dict[str, Any], settings: TargetSettings) -> dict[str, Any]:
     """In the child: one job's timing, or its error."""
-    from xsearch.model.runtimes import runtime_version, time_model_file
+    from xsearch.deploy.runtimes import runtime_version, time_model_file
 
     path, fmt = Path(job["path"]), job["format"]
     try:
@@ -151,16 +155,23 @@ def _child_time(job: dict[str, Any], settings: TargetSettings) -> dict[str, Any]
         return {"error": f"{type(error).__name__}: {error}"[:500]}
 
 
-def _time_keras(path: Path, settings: TargetSettings) -> dict[str, Any]:
+def limit_backend_threads(threads: int) -> None:
+    """In a timing process: TensorFlow's compute threads to ``threads`` (JAX's follow `child_environment`)."""
     import keras
-
-    from xsearch.model.latency import measure_latency
 
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
-        tf.config.threading.set_intra_op_parallelism_threads(settings.threads)
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)
+
+
+def _time_keras(path: Path, settings: TargetSettings) -> dict[str, Any]:
+    import keras
+
+    from xsearch.model.device_latency import measure_latency
+
+    limit_backend_threads(settings.threads)
     latency = measure_latency(keras.saving.load_model(path), settings.batch_size, settings.warmup, settings.repeats)
     return {"runtime": f"keras/{latency['backend']}", "runtime_version": keras.__version__,
             "median_ms": latency["latency_ms"], "p90_ms": latency["latency_p90_ms"], "cv": latency["latency_cv"],

@@ -3,7 +3,7 @@ streaks (on synthetic trials; `tests/run/test_faults.py` runs them in whole stud
 
 from optuna.trial import TrialState, create_trial
 
-from xsearch.run.callbacks import FAILURE_STREAK_WARNING, FailureStreak, Recycler, RepeatStreak, stop_at_budget
+from xsearch.run.optuna_callbacks import FAILURE_STREAK_WARNING, FailureStreak, Recycler, RepeatStreak, stop_at_budget
 from xsearch.study.record import TrialAttr
 from xsearch.study.retries import worker_identity
 

@@ -3,13 +3,13 @@
 import numpy as np
 import pytest
 
-import xsearch.model.latency_targets as latency_targets
-import xsearch.model.runtimes as runtimes
+import xsearch.deploy.latency_targets as latency_targets
+import xsearch.deploy.runtimes as runtimes
+from xsearch.deploy.latency_targets import TargetSettings, measure_targets
+from xsearch.deploy.runtimes import ConversionError
 from xsearch.model.builder import build_model
 from xsearch.model.config import XceptionConfig
-from xsearch.model.latency_targets import TargetSettings, measure_targets
-from xsearch.model.runtimes import ConversionError
-from xsearch.study.training import with_normalization
+from xsearch.study.fit import with_normalization
 
 
 @pytest.fixture(scope="module")

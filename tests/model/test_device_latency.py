@@ -1,7 +1,7 @@
 import pytest
 
 from xsearch import XceptionConfig, build_model
-from xsearch.model.latency import measure_latency
+from xsearch.model.device_latency import measure_latency
 
 
 def test_latency_probe_reports_figure_device_backend_precision():

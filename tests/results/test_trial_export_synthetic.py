@@ -1,6 +1,6 @@
 """`export_trial` and `load_exported` on a synthetic study, without training: a kept model that was never
 trained stands for a trained one, so the file, the card, the sha256 checks and the refusals run in seconds
-(`test_export.py` does the same on trained models, in the slow tier)."""
+(`test_trial_export.py` does the same on trained models, in the slow tier)."""
 
 import json
 import shutil
@@ -9,15 +9,16 @@ import numpy as np
 import pytest
 
 from tests.helpers import TINY_DATA, TINY_TRAINING, xsearch_study
+from xsearch.deploy.export import card_path_for, load_exported
 from xsearch.model.builder import build_model
 from xsearch.model.config import XceptionConfig
 from xsearch.model.costs import model_costs
 from xsearch.model.device import runtime_info
-from xsearch.results.export import card_path_for, export_trial, load_exported
+from xsearch.results.trial_export import export_trial
 from xsearch.study.artifacts import artifact_store, keep_trial_model
+from xsearch.study.fit import with_normalization
 from xsearch.study.record import StudyAttr, TrialAttr
 from xsearch.study.spec import DataSpec, StudySpec, TrainingSpec
-from xsearch.study.training import with_normalization
 
 SPEC = StudySpec(name="tiny", space="tiny", trials=2, seed=0, data=DataSpec(**TINY_DATA),
                  training=TrainingSpec(**TINY_TRAINING, bn_momentum=0.5))

@@ -14,7 +14,7 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
-from xsearch.model.latency_targets import TRAIN_DEVICE
+from xsearch.deploy.latency_targets import TRAIN_DEVICE
 from xsearch.study.record import StudyAttr, TrialAttr, is_repeat
 
 COLUMNS = ("target", "runtime", "designs", "median_ms", "median_cv", "spearman_macs", "spearman_train_device", "front_drift")

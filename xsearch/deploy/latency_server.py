@@ -1,9 +1,9 @@
-"""A remote latency target: `xsearch latency-server` times uploaded model files in this machine's runtimes.
+"""`xsearch latency-server`: the remote latency target's server, timing uploaded model files in this machine's runtimes.
 
 A study searches on one machine and ships to another (a CPU server, a phone, an edge board). On the target the user
-runs `serve`; a study posts each design, converted by `runtimes.convert`, with `measure_remote` and records the
-figures that come back. Protocol (JSON answers, ``Authorization: Bearer <token>`` on every request when the server
-has a token):
+runs `serve`; a study posts each design, converted by `runtimes.convert`, with the client
+(`xsearch.deploy.latency_client.measure_remote`) and records the figures that come back. Protocol (JSON answers,
+``Authorization: Bearer <token>`` on every request when the server has a token):
 
 - ``GET /v1/info``: the formats it runs and their runtime versions, the CPU count, host name, xsearch version,
   and the largest upload it accepts.
@@ -27,9 +27,7 @@ import socket
 import sys
 import tempfile
 import threading
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -37,8 +35,9 @@ from pathlib import Path
 from typing import Any, Final
 
 from xsearch.common.network import is_loopback
-from xsearch.model import runtimes
-from xsearch.model.runtimes import REMOTE_FORMATS
+from xsearch.common.timing import TimingStats
+from xsearch.deploy import runtimes
+from xsearch.deploy.runtimes import REMOTE_FORMATS
 
 DEFAULT_PORT: Final = 8765
 DEFAULT_MAX_BYTES: Final = 512 * 1024 * 1024
@@ -47,10 +46,6 @@ _RUNTIME_MODULE: Final = {"tflite": "ai_edge_litert.interpreter", "onnx": "onnxr
 _LIMITS: Final = {"batch": (1, 1024), "warmup": (0, 1000), "repeats": (1, 10_000)}  # threads: 1 to the CPU count
 _DEFAULTS: Final = {"batch": 1, "threads": 1, "warmup": 10, "repeats": 50}
 _CHUNK: Final = 1 << 20
-
-
-class RemoteLatencyError(RuntimeError):
-    """A remote latency measurement that failed: the server unreachable, the token refused, or a request it refused."""
 
 
 class _HttpError(Exception):
@@ -279,78 +274,12 @@ def _parse_latency_query(query: str, formats: list[str], cpu_count: int) -> tupl
     return fmt, numbers
 
 
-def _time_upload(path: Path, fmt: str, numbers: dict[str, int]) -> runtimes.TimingStats:
+def _time_upload(path: Path, fmt: str, numbers: dict[str, int]) -> TimingStats:
     try:
         return runtimes.time_model_file(path, fmt, numbers["threads"], numbers["batch"], numbers["warmup"], numbers["repeats"])
     except Exception as error:  # the runtime's reason goes back to the client
         raise _HttpError(HTTPStatus.UNPROCESSABLE_ENTITY,
                          f"the {fmt} runtime could not load or run the model: {type(error).__name__}: {error}"[:1000]) from None
-
-
-def measure_remote(url: str, model_file: Path, fmt: str, batch_size: int, threads: int, repeats: int, token: str | None,
-                   timeout_s: float = 300.0, warmup: int = 10) -> dict[str, Any]:
-    """Time ``model_file`` (a ``fmt`` file) on the latency server at ``url``: its answer plus ``target`` and ``url``.
-
-    Raises `RemoteLatencyError` naming ``url`` and what went wrong.
-    """
-    model_file = Path(model_file)
-    if not model_file.is_file():
-        raise RemoteLatencyError(f"{url}: {model_file} is not a model file (the server takes tflite or onnx files).")
-    query = urllib.parse.urlencode({"format": fmt, "batch": batch_size, "threads": threads, "warmup": warmup,
-                                    "repeats": repeats})
-    request = urllib.request.Request(f"{_base(url)}/v1/latency?{query}", data=model_file.read_bytes(), method="POST",
-                                     headers={"Content-Type": "application/octet-stream"})
-    return {**_call(url, request, token, timeout_s), "target": "remote", "url": url}
-
-
-def remote_info(url: str, token: str | None = None, timeout_s: float = 30.0) -> dict[str, Any]:
-    """The latency server's ``/v1/info`` at ``url``; raises `RemoteLatencyError` naming ``url`` and what went wrong."""
-    return _call(url, urllib.request.Request(f"{_base(url)}/v1/info"), token, timeout_s)
-
-
-def _base(url: str) -> str:
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise RemoteLatencyError(f"{url}: not a latency server URL; expected e.g. http://HOST:{DEFAULT_PORT}.")
-    return url.rstrip("/")
-
-
-def _call(url: str, request: urllib.request.Request, token: str | None, timeout_s: float) -> dict[str, Any]:
-    """Send ``request`` (with the token) and decode its JSON answer; every failure is a `RemoteLatencyError`."""
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as response:
-            body = response.read()
-    except urllib.error.HTTPError as error:
-        message = _error_message(error)
-        if error.code == HTTPStatus.UNAUTHORIZED:
-            hint = "pass the server's token" if token is None else "the token differs from the server's"
-            raise RemoteLatencyError(f"{url}: the server refused the token (401: {message}); {hint}.") from None
-        raise RemoteLatencyError(f"{url}: HTTP {error.code}: {message}") from None
-    except TimeoutError:
-        raise RemoteLatencyError(f"{url}: no answer within {timeout_s:g} s.") from None
-    except urllib.error.URLError as error:
-        if isinstance(error.reason, TimeoutError):
-            raise RemoteLatencyError(f"{url}: no answer within {timeout_s:g} s.") from None
-        raise RemoteLatencyError(f"{url}: unreachable ({error.reason}); is `xsearch latency-server` running there?") from None
-    except OSError as error:  # e.g. the connection reset while uploading
-        raise RemoteLatencyError(f"{url}: the connection failed ({type(error).__name__}: {error}).") from None
-    try:
-        answer = json.loads(body)
-    except ValueError:
-        raise RemoteLatencyError(f"{url}: the answer is not JSON; is it an xsearch latency server?") from None
-    if not isinstance(answer, dict):
-        raise RemoteLatencyError(f"{url}: the answer is not a JSON object; is it an xsearch latency server?")
-    return answer
-
-
-def _error_message(error: urllib.error.HTTPError) -> str:
-    """The server's ``error`` field, else the HTTP reason."""
-    try:
-        return str(json.loads(error.read())["error"])
-    except (ValueError, KeyError, TypeError, OSError):
-        return str(error.reason)
 
 
 def _xsearch_version() -> str:

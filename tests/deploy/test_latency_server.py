@@ -14,15 +14,10 @@ from pathlib import Path
 import pytest
 
 from xsearch.cli import main
-from xsearch.model import runtimes
-from xsearch.model.latency_server import (
-    TOKEN_ENV,
-    LatencyServer,
-    RemoteLatencyError,
-    make_server,
-    measure_remote,
-    remote_info,
-)
+from xsearch.common.timing import timing_stats
+from xsearch.deploy import runtimes
+from xsearch.deploy.latency_client import RemoteLatencyError, measure_remote, remote_info
+from xsearch.deploy.latency_server import TOKEN_ENV, LatencyServer, make_server
 
 TOKEN = "s3cret-token"
 
@@ -49,7 +44,7 @@ def model_files(tmp_path_factory) -> dict[str, Path]:
     """A tiny design behind its normalization, converted to tflite and to onnx."""
     from xsearch.model.builder import build_model
     from xsearch.model.config import XceptionConfig
-    from xsearch.study.training import with_normalization
+    from xsearch.study.fit import with_normalization
 
     model = with_normalization(build_model(XceptionConfig(middle_repeats=0, width=0.125), (16, 16, 3), 10),
                                [120.0, 110.0, 100.0], [60.0, 60.0, 60.0])
@@ -152,7 +147,7 @@ def test_timings_never_overlap(start_server, tmp_path, monkeypatch):
         overlaps.append(len(running) > 1)
         time.sleep(0.2)
         running.remove(path)
-        return runtimes.timing_stats([1.0])
+        return timing_stats([1.0])
 
     monkeypatch.setattr(runtimes, "time_model_file", fake_timing)
     server = start_server()

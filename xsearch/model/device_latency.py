@@ -14,8 +14,8 @@ from typing import Any, TypedDict
 import keras
 import numpy as np
 
+from xsearch.common.timing import time_calls
 from xsearch.model.device import runtime_info
-from xsearch.model.runtimes import time_calls
 
 
 class Latency(TypedDict):

@@ -14,15 +14,17 @@ import pytest
 
 from tests.helpers import TINY_DATA, TINY_TRAINING
 from xsearch import XceptionConfig, build_model
+from xsearch.common.checksum import file_sha256
 from xsearch.data import load_dataset
+from xsearch.deploy.export import load_exported
 from xsearch.model.costs import model_costs
 from xsearch.model.device import runtime_info
-from xsearch.results.export import export_trial, load_exported
 from xsearch.results.pareto import PICKS, pick_trial
-from xsearch.study.artifacts import artifact_store, file_sha256, keep_trial_model
+from xsearch.results.trial_export import export_trial
+from xsearch.study.artifacts import artifact_store, keep_trial_model
+from xsearch.study.fit import train_and_evaluate, with_normalization
 from xsearch.study.record import StudyAttr, TrialAttr
 from xsearch.study.spec import DataSpec, StudySpec, TrainingSpec
-from xsearch.study.training import train_and_evaluate, with_normalization
 
 SPEC = StudySpec(
     name="tiny", space="tiny", trials=3, seed=0,

@@ -1,7 +1,8 @@
-"""`export_trial --format savedmodel|tflite|onnx`: a kept model converted, checked in its runtime, written atomically.
+"""The deployment formats (`xsearch.deploy.export`, through `export_trial --format savedmodel|tflite|onnx`): a kept
+model converted, checked in its runtime, written atomically.
 
 The study is synthetic (a kept model that was never trained stands for a trained one, as in
-`test_export_synthetic.py`), so each conversion and its check take a few seconds."""
+`tests/results/test_trial_export_synthetic.py`), so each conversion and its check take a few seconds."""
 
 import json
 from pathlib import Path
@@ -12,15 +13,17 @@ import pytest
 
 from tests.helpers import TINY_DATA, TINY_TRAINING, xsearch_study
 from xsearch.cli import main
+from xsearch.common.checksum import file_sha256
+from xsearch.deploy.export import ExportError, card_path_for, export_sha256
+from xsearch.deploy.runtimes import load_predict
 from xsearch.model.builder import build_model
 from xsearch.model.config import XceptionConfig
 from xsearch.model.costs import model_costs
-from xsearch.model.runtimes import load_predict
-from xsearch.results.export import ExportError, card_path_for, export_sha256, export_trial
-from xsearch.study.artifacts import artifact_store, file_sha256, keep_trial_model
+from xsearch.results.trial_export import export_trial
+from xsearch.study.artifacts import artifact_store, keep_trial_model
+from xsearch.study.fit import with_normalization
 from xsearch.study.record import StudyAttr, TrialAttr
 from xsearch.study.spec import DataSpec, StudySpec, TrainingSpec
-from xsearch.study.training import with_normalization
 
 SPEC = StudySpec(name="tiny", space="tiny", trials=1, seed=0, data=DataSpec(**TINY_DATA),
                  training=TrainingSpec(**TINY_TRAINING, bn_momentum=0.5))
@@ -150,7 +153,7 @@ def test_a_conversion_whose_outputs_differ_is_refused_and_an_earlier_export_kept
         predict = load_predict(path, fmt, threads, batch_size)
         return lambda batch: predict(batch) + 0.01
 
-    monkeypatch.setattr("xsearch.results.export.load_predict", shifted)
+    monkeypatch.setattr("xsearch.deploy.export.load_predict", shifted)
     with pytest.raises(ExportError, match=r"differ from the Keras model's by up to 0\.01 on 8 images \(tolerance 0\.001\)"):
         export_trial(study, 0, out, store, force=True, fmt="onnx")
     assert file_sha256(out) == earlier.sha256 and _leftovers(tmp_path) == []
@@ -162,7 +165,7 @@ def test_a_file_its_runtime_cannot_run_is_refused_and_leaves_nothing(kept, tmp_p
     def missing(path, fmt, threads, batch_size):
         raise ModuleNotFoundError("No module named 'onnxruntime'")
 
-    monkeypatch.setattr("xsearch.results.export.load_predict", missing)
+    monkeypatch.setattr("xsearch.deploy.export.load_predict", missing)
     with pytest.raises(ExportError, match="does not run in ONNX Runtime.*No module named 'onnxruntime'"):
         export_trial(study, 0, tmp_path / "model.onnx", store, fmt="onnx")
     assert list(tmp_path.iterdir()) == []

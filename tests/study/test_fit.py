@@ -7,8 +7,8 @@ import pytest
 from xsearch.data import Dataset
 from xsearch.model.builder import build_model
 from xsearch.model.space import SearchSpace
+from xsearch.study.fit import train_and_evaluate, with_normalization
 from xsearch.study.spec import TrainingSpec
-from xsearch.study.training import train_and_evaluate, with_normalization
 
 SPEC = TrainingSpec(epochs=2, batch_size=32, learning_rate=3e-3, augment=False)
 DESIGN = {"middle_repeats": 0, "width": 0.125, "depth_multiplier": 1, "segments": "8",

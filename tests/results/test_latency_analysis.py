@@ -7,7 +7,7 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import create_trial
 
-from xsearch.results.latency import latency_frame, latency_summary
+from xsearch.results.latency_analysis import latency_frame, latency_summary
 
 
 def _study(rows) -> optuna.Study:

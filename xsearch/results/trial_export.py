@@ -1,67 +1,46 @@
 """`xsearch export`: one design of a study as a standalone model file with a model card beside it.
 
-The default ``.keras`` file is a plain Keras model of built-in layers (raw 0-255 RGB pixels in, class
-probabilities out): ``keras.saving.load_model(path)`` loads it, safe mode on, without xsearch installed.
-The deployment formats (`xsearch.model.runtimes`: a TensorFlow SavedModel folder, a ``.tflite`` LiteRT
-file, an ``.onnx`` file) are written by Keras' exporters, then loaded in their runtime and checked
-against the Keras model on a fixed batch before they take the final name. The model card
-``<name>.card.json`` records the design, its metrics, where it came from, the format, the check, and
-the sha256 of the file (of a folder: `export_sha256`), which `load_exported` checks for ``.keras``.
+The trial is a number or a pick of the front (a repeat's design is the trial that trained it); its weights are its
+kept model (sha256 checked), a new training with the study's data and budget, or none. The file, its conversion to a
+deployment format and the check in its runtime are `xsearch.deploy.export`'s; the card records the design, its
+metrics, where it came from, the format, the check and the file's sha256, and the study records the export.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
-import hashlib
 import importlib.metadata
 import json
-import math
-import os
-import tempfile
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Literal
 
 import keras
-import numpy as np
 import optuna
 from optuna.artifacts import FileSystemArtifactStore, download_artifact
 from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.trial import FrozenTrial, TrialState
 
-from xsearch.common.atomic import atomic_folder, atomic_path, check_writable, write_atomic
+from xsearch.common.checksum import file_sha256
 from xsearch.data import Dataset
+from xsearch.deploy.export import check_out, write_card, write_export
 from xsearch.model.builder import build_model
 from xsearch.model.config import XceptionConfig
-from xsearch.model.runtimes import FORMATS, SUFFIXES, ConversionError, convert, load_predict, runtime_version
 from xsearch.model.weights import inherit_weights, inherited_layers
 from xsearch.results.pareto import pick_trial
-from xsearch.study.artifacts import file_sha256, pruned_trials
+from xsearch.study.artifacts import pruned_trials
 from xsearch.study.early_stop import stop_reason, stop_rule
+from xsearch.study.fit import train_and_evaluate, with_normalization
 from xsearch.study.optuna_private import storage_description
 from xsearch.study.record import StudyAttr, TrialAttr, is_stopped, repeat_of
 from xsearch.study.setup import load_spec_dataset
 from xsearch.study.spec import TrainingSpec, read_spec
-from xsearch.study.training import train_and_evaluate, with_normalization
 
 Weights = Literal["trained", "none", "retrained"]
 _METRICS = (TrialAttr.VAL_ACCURACY, TrialAttr.VAL_TOP5, TrialAttr.TEST_ACCURACY, TrialAttr.TEST_TOP5, TrialAttr.PARAMS,
             TrialAttr.TRAINABLE_PARAMS, TrialAttr.MACS, TrialAttr.FLOPS, TrialAttr.LATENCY_MS, TrialAttr.LATENCY_P90_MS,
             TrialAttr.LATENCY_BATCH, TrialAttr.THROUGHPUT, TrialAttr.EPOCHS)
 _RUNTIME = (TrialAttr.DEVICE, TrialAttr.BACKEND, TrialAttr.BACKEND_VERSION, TrialAttr.KERAS_VERSION, TrialAttr.PRECISION)
-EXPORT_FORMATS: Final = ("keras", *FORMATS)
-_RUNTIME_NAMES: Final = {"savedmodel": "TensorFlow", "tflite": "LiteRT (ai-edge-litert)", "onnx": "ONNX Runtime"}
-CHECK_BATCH: Final = 8
-CHECK_TOLERANCE: Final = 1e-3
-"""Largest absolute difference allowed between a converted model's class probabilities and the Keras model's. The
-runtimes reorder and fuse float32 arithmetic (XNNPACK, oneDNN, fused batch norm): about 1e-8 on xsearch's small
-designs, growing with depth and peaked logits but staying near float32 rounding (1e-6 to 1e-5); a wrong conversion
-(layout, normalization, batch norm in training mode) moves probabilities by 1e-2 or more. 1e-3 sits between the
-two, and at it a top-1 class changes only between near ties."""
-
-
-class ExportError(ValueError):
-    """A deployment export that its exporter could not write, or whose runtime's outputs differ from Keras'."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,21 +53,6 @@ class ExportResult:
     weights: Weights
     message: str
     format: str = "keras"
-
-
-def card_path_for(path: Path) -> Path:
-    """The model card beside an exported model: ``model.keras`` -> ``model.card.json`` (a SavedModel folder
-    ``model`` -> ``model.card.json``)."""
-    return path.with_name(f"{path.stem}.card.json")
-
-
-def export_sha256(path: Path) -> str:
-    """The sha256 of an exported file; of a folder (a SavedModel), the sha256 of the lines
-    ``<relative path>\\0<file sha256>\\n`` of its files in sorted order of their relative paths."""
-    if not path.is_dir():
-        return file_sha256(path)
-    files = sorted((file.relative_to(path).as_posix(), file) for file in path.rglob("*") if file.is_file())
-    return hashlib.sha256("".join(f"{name}\0{file_sha256(file)}\n" for name, file in files).encode()).hexdigest()
 
 
 def export_trial(
@@ -110,28 +74,21 @@ def export_trial(
     (the architecture only, freshly initialised). A study's ``[transfer]`` schedule is on the card. Files
     are written to a temporary name and renamed, so ``out`` is never partial. ``fmt`` is ``keras``, or a
     deployment format (``savedmodel``, ``tflite``, ``onnx``) converted from the Keras model and checked in its
-    runtime on `CHECK_BATCH` seeded images; a failed conversion or check raises `ExportError` and leaves ``out``
-    as it was. Raises ValueError for an ``out`` without the format's suffix (``.keras``, ``.tflite``, ``.onnx``; a
-    SavedModel is a folder, a path without one), or one that exists unless ``force``.
+    runtime (`xsearch.deploy.export.write_export`); a failed conversion or check raises
+    `xsearch.deploy.export.ExportError` and leaves ``out`` as it was. Raises ValueError for an ``out`` without the
+    format's suffix (``.keras``, ``.tflite``, ``.onnx``; a SavedModel is a folder, a path without one), or one that
+    exists unless ``force``.
     """
     out = Path(out)
-    _check_out(out, force, fmt)
+    check_out(out, force, fmt)
     chosen = _resolve(study, trial)
     out.parent.mkdir(parents=True, exist_ok=True)
-    deployment: dict[str, Any] = {}
-    if fmt == "keras":
-        with atomic_path(out, suffix=".keras") as temporary:
-            kind, message, retrained = _write_model(study, chosen, store, temporary, retrain, weights)
-            digest = file_sha256(temporary)
-    else:
-        with tempfile.TemporaryDirectory(prefix="xsearch-export-") as folder:
-            source = Path(folder) / "model.keras"
-            kind, message, retrained = _write_model(study, chosen, store, source, retrain, weights)
-            digest, deployment = _write_deployment(source, out, fmt)
+    written, digest, deployment = write_export(out, fmt, lambda path: _write_model(study, chosen, store, path, retrain, weights))
+    kind, message, retrained = written
+    if fmt != "keras":
         message += f"; checked in {deployment['runtime']['name']}: max |diff| {deployment['check']['max_abs_diff']:.2g}"
     card = _card(study, chosen, out, digest, kind, retrained, fmt, deployment)
-    card_path = card_path_for(out)
-    write_atomic(card_path, json.dumps(card, indent=2, default=str) + "\n")
+    card_path = write_card(out, card)
     entry = {"path": str(out.resolve()), "format": fmt, "sha256": digest, "trial": chosen.number, "weights": kind,
              "exported_at": card["exported_at"]}
     study.set_user_attr(StudyAttr.EXPORTS, [*study.user_attrs.get(StudyAttr.EXPORTS, []), entry])
@@ -142,51 +99,6 @@ def export_trial(
                     f"({stop_reason(chosen)}): --retrain trains it fully")
     label = "" if fmt == "keras" else f" ({fmt})"
     return ExportResult(out, card_path, digest, kind, f"{repeat}trial {chosen.number} -> {out}{label}: {message}", fmt)
-
-
-def load_exported(path: Path) -> keras.Model:
-    """Load an exported ``.keras`` model after checking its sha256 against the model card beside it (safe mode on).
-
-    Only ``.keras``: a deployment format loads in its runtime (`xsearch.model.runtimes.load_predict`), after
-    comparing `export_sha256` with the card's ``sha256``."""
-    path = Path(path)
-    if path.suffix != ".keras":
-        raise ValueError(f"{path}: not a .keras file; give the path of an exported model (name.keras).")
-    card_path = card_path_for(path)
-    if not card_path.is_file():
-        raise FileNotFoundError(f"{path}: its model card {card_path} is missing, so the file cannot be verified.")
-    expected = json.loads(card_path.read_text())["sha256"]
-    actual = file_sha256(path)
-    if actual != expected:
-        raise ValueError(f"{path}: sha256 {actual} does not match {expected} in {card_path}; the file was changed.")
-    return keras.saving.load_model(path, safe_mode=True)
-
-
-def _check_out(out: Path, force: bool, fmt: str) -> None:
-    if fmt not in EXPORT_FORMATS:
-        raise ValueError(f"unknown export format {fmt!r}; valid formats: {', '.join(EXPORT_FORMATS)}.")
-    if fmt == "savedmodel":
-        _check_savedmodel_out(out, force)
-    else:
-        suffix = SUFFIXES.get(fmt, ".keras")
-        if out.suffix != suffix:
-            raise ValueError(f"{out}: the export must be a {suffix} file, e.g. {out.with_suffix(suffix)}.")
-        if out.is_dir():
-            raise ValueError(f"{out} is a folder: give the path of a file to write, e.g. {out / f'model{suffix}'}.")
-    if out.exists() and not force:
-        raise ValueError(f"{out} already exists; pass --force (force=True) to overwrite it.")
-    check_writable(out)
-
-
-def _check_savedmodel_out(out: Path, force: bool) -> None:
-    """A SavedModel is a folder without a suffix; ``force`` replaces only a folder that holds a SavedModel."""
-    if out.suffix:
-        raise ValueError(f"{out}: a savedmodel export is a folder, a path without a suffix, e.g. {out.with_suffix('')}.")
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"{out} is a file: a savedmodel export is a folder; choose another path.")
-    if force and out.is_dir() and not (out / "saved_model.pb").is_file():
-        raise ValueError(f"{out} is a folder that holds no SavedModel (saved_model.pb): --force replaces only an "
-                         "earlier savedmodel export; choose another path.")
 
 
 def _resolve(study: optuna.Study, trial: int | str) -> FrozenTrial:
@@ -226,40 +138,6 @@ def _write_model(
     model = _rebuild(study, trial, *_normalization(study, trial))
     model.save(path)
     return "none", f"architecture only, NO trained weights: {reason} (use --retrain to train it)", None
-
-
-def _write_deployment(source: Path, out: Path, fmt: str) -> tuple[str, dict[str, Any]]:
-    """Convert the ``.keras`` file ``source`` to ``out`` in ``fmt`` and check it in its runtime: (sha256, card entries).
-
-    Raises `ExportError`, leaving ``out`` as it was, when the exporter fails or the check does not pass."""
-    model = keras.saving.load_model(source, safe_mode=True)
-    destination = atomic_folder(out) if fmt == "savedmodel" else atomic_path(out, suffix=out.suffix)
-    with destination as temporary:
-        try:
-            seconds = convert(model, fmt, temporary)
-        except ConversionError as error:
-            raise ExportError(f"{out}: the {fmt} exporter failed, nothing was written: {error}") from error
-        try:
-            check = _check_in_runtime(model, temporary, fmt)
-        except Exception as error:  # the runtime's own failure to load or run the file, whatever its type
-            raise ExportError(f"{out}: the {fmt} file does not run in {_RUNTIME_NAMES[fmt]}, nothing was written: "
-                              f"{type(error).__name__}: {error}"[:500]) from error
-        if not check["passed"]:
-            raise ExportError(f"{out}: in {_RUNTIME_NAMES[fmt]} the {fmt} model's probabilities differ from the Keras "
-                              f"model's by up to {check['max_abs_diff']:.3g} on {check['batch']} images (tolerance "
-                              f"{check['tolerance']:g}): the conversion is wrong, nothing was written.")
-        digest = export_sha256(temporary)
-    runtime = {"name": _RUNTIME_NAMES[fmt], "version": runtime_version(fmt)}
-    return digest, {"runtime": runtime, "conversion_seconds": round(seconds, 3), "check": check}
-
-
-def _check_in_runtime(model: keras.Model, path: Path, fmt: str) -> dict[str, Any]:
-    """The model file at ``path`` run in its runtime against ``model`` on `CHECK_BATCH` seeded 0-255 pixel images."""
-    batch = np.random.default_rng(0).integers(0, 256, (CHECK_BATCH, *model.input_shape[1:])).astype(np.float32)
-    expected = np.asarray(model.predict_on_batch(batch))
-    actual = np.asarray(load_predict(path, fmt, threads=os.cpu_count() or 1, batch_size=CHECK_BATCH)(batch))
-    diff = float(np.max(np.abs(actual - expected))) if actual.shape == expected.shape else math.inf
-    return {"batch": CHECK_BATCH, "max_abs_diff": diff, "tolerance": CHECK_TOLERANCE, "passed": diff <= CHECK_TOLERANCE}
 
 
 def _download_checked(trial: FrozenTrial, store: FileSystemArtifactStore | None, path: Path, pruned: bool) -> str | None:
