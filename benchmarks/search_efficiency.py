@@ -3,10 +3,10 @@
 ::
 
     python -m benchmarks.search_efficiency run [--seeds 30] [--samplers random tpe nsga2 gp] [--rules full asha ...]
-    python -m benchmarks.search_efficiency report     # -> search_efficiency.csv/.html beside the table
-    python -m benchmarks.search_efficiency run --steady-first-epoch --results benchmarks/search_efficiency_steady_runs.jsonl
-    python -m benchmarks.search_efficiency run --samplers gp --results benchmarks/search_efficiency_gp_runs.jsonl
-    python -m benchmarks.search_efficiency report --also benchmarks/search_efficiency_gp_runs.jsonl
+    python -m benchmarks.search_efficiency report     # -> results/digits_cpu.csv, _log.csv, .html beside the replays
+    python -m benchmarks.search_efficiency run --steady-first-epoch --results benchmarks/results/digits_gpu_runs.jsonl
+    python -m benchmarks.search_efficiency run --samplers gp --results benchmarks/results/digits_cpu_gp_runs.jsonl
+    python -m benchmarks.search_efficiency report --also benchmarks/results/digits_cpu_gp_runs.jsonl
     python -m benchmarks.search_efficiency rule --cell digits/cpu CPU.jsonl --cell digits/gpu GPU.jsonl ...
 
 ``run`` replays each strategy (a sampler with a stopping rule of `RULES`: ``full`` training, the
@@ -59,7 +59,7 @@ from xsearch.study.spec import AshaSpec, EarlyStopSpec, StudySpec, load_study_sp
 
 HERE = Path(__file__).parent
 TABLE = HERE / "xception_bench.csv"
-RESULTS = HERE / "search_efficiency_runs.jsonl"
+RESULTS = HERE / "results" / "digits_cpu_runs.jsonl"
 RULE_CSV = HERE / "results" / "defaults_rule.csv"
 SAMPLERS = ("random", "tpe", "nsga2", "gp")
 RULES: dict[str, dict[str, Any]] = {
@@ -290,11 +290,11 @@ def rule_cells(cells: dict[str, list[dict[str, Any]]], levels: tuple[float, ...]
 def curves_html(replays: list[dict[str, Any]]) -> str:
     """Median and inter-quartile band of normalised hypervolume against training time, per strategy: costs
     scaled linearly, then log-scaled."""
-    return "\n".join(_curves_figure(replays, curve, title) for curve, title in (
-        ("hv", "costs min-max scaled"), ("hv_log", "log10 of the costs, min-max scaled")))
+    return "\n".join(_curves_figure(replays, curve, title, inline_plotly=first) for first, (curve, title) in zip(
+        (True, False), (("hv", "costs min-max scaled"), ("hv_log", "log10 of the costs, min-max scaled")), strict=True))
 
 
-def _curves_figure(replays: list[dict[str, Any]], curve: str, title: str) -> str:
+def _curves_figure(replays: list[dict[str, Any]], curve: str, title: str, inline_plotly: bool) -> str:
     import plotly.graph_objects as go
 
     grid = np.linspace(0, 1, 201)
@@ -309,7 +309,7 @@ def _curves_figure(replays: list[dict[str, Any]], curve: str, title: str) -> str
     figure.update_layout(title=f"Xception-Bench replay: normalised hypervolume ({title}) against training time (median, IQR)",
                          xaxis_title="training time / exhaustive cost", yaxis_title="hypervolume / true front's",
                          yaxis_range=[0, 1.02])
-    return figure.to_html(include_plotlyjs="cdn", full_html=False)
+    return figure.to_html(include_plotlyjs=inline_plotly, full_html=False)  # the page opens offline
 
 
 def report(results: Path, csv_path: Path, html_path: Path, also: tuple[Path, ...] = ()) -> pd.DataFrame:
@@ -365,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
             print(verdicts.round(3).to_string(index=False))
             print(passed.rename(columns={"sum": "cells passed", "count": "cells"}).to_string())
         return 0
-    stem = args.results.stem.removesuffix("_runs")  # search_efficiency_runs.jsonl -> search_efficiency.csv, .html
+    stem = args.results.stem.removesuffix("_runs")  # digits_cpu_runs.jsonl -> digits_cpu.csv, .html
     table = report(args.results, args.results.with_name(f"{stem}.csv"), args.results.with_name(f"{stem}.html"), tuple(args.also))
     with pd.option_context("display.width", 200, "display.max_columns", 30):
         print(table.round(3).to_string())

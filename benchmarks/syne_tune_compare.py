@@ -6,7 +6,7 @@
     python -m benchmarks.syne_tune_compare run [--table benchmarks/xception_bench.csv] [--study xception-bench] \\
         [--seeds 30] [--schedulers moasha moasha-scaled random more] [--results benchmarks/results/syne_tune_runs.jsonl] \\
         [--steady-first-epoch]   # charged as GPU trials are (its own --results)
-    python -m benchmarks.syne_tune_compare report [--also benchmarks/search_efficiency_runs.jsonl ...]
+    python -m benchmarks.syne_tune_compare report [--also benchmarks/results/digits_cpu_runs.jsonl ...]
 
 ``run`` wraps the bench table as a Syne Tune `BlackboxTabular` (the six design axes with the table's
 values, fidelity ``epoch`` 1..E, each design's seeds, per epoch the validation accuracy, the study's
@@ -62,7 +62,7 @@ from xsearch.study.record import TrialAttr
 from xsearch.study.spec import StudySpec, load_study_spec
 
 RESULTS = HERE / "results" / "syne_tune_runs.jsonl"
-ALSO = (HERE / "search_efficiency_runs.jsonl", HERE / "search_efficiency_gp_runs.jsonl", HERE / "results" / "digits_cpu_runs.jsonl")
+ALSO = (HERE / "results" / "digits_cpu_runs.jsonl", HERE / "results" / "digits_cpu_gp_runs.jsonl")
 SCHEDULERS = ("moasha", "moasha-scaled", "random", "more")
 REPORTED = ["seeds", "trials", "stopped",
             *(f"time_to_{level}pct{end}" for level in (95, 99) for end in ("", "_lo", "_hi", "_vs_random"))]

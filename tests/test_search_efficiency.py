@@ -135,7 +135,9 @@ def test_run_and_report_resume_and_write_the_table_and_curves(tmp_path, monkeypa
     summary = search_efficiency.report(results, tmp_path / "s.csv", tmp_path / "s.html")
     assert summary.loc["random/full", "time_to_95pct_vs_random"] == 1.0
     assert (summary["search_s"] > 0).all()  # the sampler's own wall seconds, reported apart from training
-    assert (tmp_path / "s.html").read_text().count("plotly-graph-div") >= 2 and (tmp_path / "s_log.csv").exists()
+    page = (tmp_path / "s.html").read_text()
+    assert page.count("plotly-graph-div") >= 2 and (tmp_path / "s_log.csv").exists()
+    assert 'src="https://cdn.plot.ly' not in page and page.count("* plotly.js v") == 1  # inlined once: opens offline
     more = tmp_path / "more.jsonl"  # replays kept apart (e.g. the slow GP ones) join the report
     search_efficiency.run(path, more, ["random/asha"], [0], max_trials=40, base=BASE)
     both = search_efficiency.report(results, tmp_path / "s.csv", tmp_path / "s.html", also=(more,))
