@@ -4,6 +4,8 @@
 
     python -m benchmarks.fleet                                    # 8, 32, 128, 256 workers on each storage, then TPE
     python -m benchmarks.fleet --workers 4 --storages journal --trials 8 --sampler-sizes --out /tmp/fleet.json
+    PGPORT=5433 PG_MAX_CONNECTIONS=1000 bash .ci/postgres    # a server of its own for 256 workers' connections,
+    python -m benchmarks.fleet --postgres postgresql://postgres@127.0.0.1:5433     # then measured against it
 
 Each run starts N worker processes, forked from this one after it imported everything (so their shared code
 is counted once), on a fresh ``xception-bench`` study with xsearch's TPE sampler and the bench table's trainer
@@ -13,6 +15,9 @@ budget, `sweep_dead_local_trials`, heartbeats on a database) with Keras on its n
 (Keras 3's numpy backend imports ``jax.numpy`` for its FFTs; no device is used). During a run ``--kill`` of the
 workers (at least one), each picked at random among those training at the moment, are SIGKILLed and not
 restarted; the survivors retry their trials. A run ends when the study has ``--trials`` trials.
+The workers run at niceness ``--worker-nice`` (10): here they share the machine's cores with the storage's own
+processes (PostgreSQL's backends, the proxy), which a cluster would give a machine of their own; at equal niceness,
+the one proxy process got a 129th of a core beside 128 workers.
 
 Measured per run: trials per second (the counted trials, and every finished trial: repeats of a trained design,
 surplus trials past the budget, failed trials); each storage call's latency in the surviving workers (p50, p99;
@@ -64,7 +69,7 @@ from optuna.trial import FrozenTrial, TrialState  # noqa: E402
 
 from benchmarks.replay import BenchTable, TableTrainer  # noqa: E402
 from xsearch.model.space import SearchSpace  # noqa: E402
-from xsearch.run.callbacks import stop_at_budget  # noqa: E402
+from xsearch.run.optuna_callbacks import stop_at_budget  # noqa: E402
 from xsearch.run.runner import work_left  # noqa: E402
 from xsearch.study.objective import StudyObjective  # noqa: E402
 from xsearch.study.record import TrialAttr, is_repeat  # noqa: E402
@@ -77,7 +82,7 @@ from xsearch.study.storage import open_storage  # noqa: E402
 
 HERE = Path(__file__).parent
 TABLE = BenchTable.from_frame(pd.read_csv(HERE / "xception_bench.csv"))  # read once, shared by the forked workers
-POSTGRES = "postgresql://postgres@127.0.0.1:5432"
+POSTGRES = "postgresql://postgres@127.0.0.1:5432"  # the default --postgres
 STORAGES = ("postgresql", "grpc", "journal")
 MONITOR = "xsearch-fleet-monitor"  # application_name of this harness's own connections (not counted)
 STORAGE_CALLS = sorted({name for name in vars(optuna.storages.BaseStorage) if not name.startswith("_")} | {"record_heartbeat"})
@@ -104,6 +109,7 @@ class Run:
     spec: StudySpec
     epoch_s: float
     folder: Path
+    nice: int
 
 
 class _Training(keras.callbacks.Callback):
@@ -142,6 +148,7 @@ def work(run: Run, go: Any) -> None:
     """
     assert "tensorflow" not in sys.modules, "a fleet worker must not import TensorFlow"
     os.dup2(os.open(run.folder / f"worker-{os.getpid()}.log", os.O_WRONLY | os.O_CREAT), 2)
+    os.nice(run.nice)  # the storage's processes first, as on a cluster where the database has its own machine
     go.wait()  # every worker of the fleet starts at once
     space = SearchSpace.from_toml(run.spec.space)
     study = open_study(run.spec, space, open_storage(run.storage, run.folder, run.spec.heartbeat_interval), run.storage,
@@ -162,25 +169,28 @@ def work(run: Run, go: Any) -> None:
 
 # ---- what is measured (pure) ------------------------------------------------------------------------------
 
-def account(trials: list[FrozenTrial], budget: int) -> dict[str, int]:
+def account(trials: list[FrozenTrial], budget: int, timed_out: bool = False) -> dict[str, int | None]:
     """Whether a run kept every trial exactly once.
 
     Every trial must be finished (none RUNNING or WAITING), COMPLETE or PRUNED (a surplus trial past the budget)
     once, or FAIL and retried exactly once (``retry_of``; its retry is a trial like any other); and the study must
-    have exactly ``budget`` counted trials (`budget_trials`). ``lost``: unfinished trials, failed trials never
-    retried, and counted trials missing from the budget. ``duplicated``: trial numbers held twice, retries beyond the
-    first of a failed trial, and counted trials beyond the budget.
+    have exactly ``budget`` counted trials (`budget_trials`). Work left: ``unfinished`` trials, ``unretried`` failed
+    trials, and counted trials ``missing`` from the budget. In a run that ended, work left is lost: ``lost`` is their
+    sum. In a run stopped at ``--run-timeout`` (``timed_out``) it is work the stop cut short, not a loss: ``lost`` is
+    None. ``duplicated``: trial numbers held twice, retries beyond the first of a failed trial, and counted trials
+    beyond the budget.
     """
     numbers = [t.number for t in trials]
     retries = collections.Counter(retried_from(t) for t in trials)
     failed = [t for t in trials if t.state == TrialState.FAIL]
     counted = len(budget_trials(trials))
-    unfinished = sum(t.state in (TrialState.RUNNING, TrialState.WAITING) for t in trials)
+    left = {"unfinished": sum(t.state in (TrialState.RUNNING, TrialState.WAITING) for t in trials),
+            "unretried": sum(retries[t.number] == 0 for t in failed), "missing": max(0, budget - counted)}
     return {
         "stored": len(trials), "counted": counted, "budget": budget, "repeats": sum(map(is_repeat, trials)),
         "surplus": sum(bool(t.user_attrs.get(TrialAttr.SURPLUS)) for t in trials), "failed": len(failed),
-        "retried_once": sum(retries[t.number] == 1 for t in failed),
-        "lost": unfinished + sum(retries[t.number] == 0 for t in failed) + max(0, budget - counted),
+        "retried_once": sum(retries[t.number] == 1 for t in failed), **left,
+        "lost": None if timed_out else sum(left.values()),
         "duplicated": len(numbers) - len(set(numbers)) + sum(max(0, retries[t.number] - 1) for t in failed)
                       + max(0, counted - budget),
     }
@@ -226,13 +236,13 @@ def memory(pid: int) -> dict[str, float] | None:
 class Monitor:
     """The harness's view of a run: the study's trials (read beside the workers), connections and memory samples."""
 
-    def __init__(self, url: str, database: str | None, workers: Sequence[BaseProcess]) -> None:
-        self.url, self.database, self.workers = url, database, workers
+    def __init__(self, url: str, database: str | None, workers: Sequence[BaseProcess], postgres: str) -> None:
+        self.url, self.database, self.workers, self.postgres = url, database, workers, postgres
         self.storage: optuna.storages.BaseStorage | None = None
         self.study: optuna.Study | None = None
         self.connections: list[int] = []
         self.memory: list[dict[str, float]] = []  # per sample: the workers' mean and total
-        self.admin = _admin() if database else None
+        self.admin = _admin(postgres) if database else None
 
     def trials(self) -> list[FrozenTrial]:
         """The study's trials ([] until a worker has created it); read from the database itself, not the proxy."""
@@ -247,7 +257,7 @@ class Monitor:
     def _storage(self) -> optuna.storages.BaseStorage:
         if self.database is None:
             return optuna.storages.JournalStorage(JournalFileBackend(self.url, lock_obj=JournalFileOpenLock(self.url)))
-        return optuna.storages.RDBStorage(f"{POSTGRES}/{self.database}",
+        return optuna.storages.RDBStorage(f"{self.postgres}/{self.database}",
                                           engine_kwargs={"connect_args": {"application_name": MONITOR}})
 
     def sample_connections(self) -> None:
@@ -271,24 +281,24 @@ class Monitor:
             self.storage.engine.dispose()
 
 
-def _admin() -> Any:
+def _admin(postgres: str) -> Any:
     import psycopg
 
-    return psycopg.connect(f"{POSTGRES}/postgres", autocommit=True, application_name=MONITOR)
+    return psycopg.connect(f"{postgres}/postgres", autocommit=True, application_name=MONITOR)
 
 
 @contextmanager
-def storage_for(kind: str, n: int, folder: Path) -> Iterator[tuple[str, str | None, subprocess.Popen | None]]:
+def storage_for(kind: str, n: int, folder: Path, postgres: str) -> Iterator[tuple[str, str | None, subprocess.Popen | None]]:
     """A fresh storage of ``kind``: its URL for the workers, its database (None: the journal), the proxy process."""
     if kind == "journal":
         yield str(folder / "study.journal"), None, None
         return
     database = f"xsearch_fleet_{kind}_{n}_{os.getpid()}"
-    admin = _admin()
+    admin = _admin(postgres)
     admin.execute(f"CREATE DATABASE {database}")
     proxy = None
     try:
-        url = f"{POSTGRES}/{database}"
+        url = f"{postgres}/{database}"
         if kind == "grpc":
             proxy, url = _start_proxy(url, folder)
         yield url, database, proxy
@@ -324,16 +334,17 @@ def run_fleet(kind: str, n: int, args: argparse.Namespace, rng: np.random.Genera
     spec = dataclasses.replace(load_study_spec("xception-bench"), name="fleet", sampler="tpe", trials=args.trials)
     epochs = TABLE.epochs
     try:
-        with storage_for(kind, n, folder) as (url, database, proxy):
+        with storage_for(kind, n, folder, args.postgres) as (url, database, proxy):
             context = multiprocessing.get_context("fork")
             go = context.Event()
-            workers = [context.Process(target=work, args=(Run(url, spec, args.epoch_s, folder), go)) for _ in range(n)]
+            run = Run(url, spec, args.epoch_s, folder, args.worker_nice)
+            workers = [context.Process(target=work, args=(run, go)) for _ in range(n)]
             forking = time.monotonic()
             for worker in workers:
                 worker.start()
             started = time.monotonic()
             go.set()
-            monitor = Monitor(url, database, workers)
+            monitor = Monitor(url, database, workers, args.postgres)
             kills = max(1, round(args.kill * n))
             thresholds = sorted(rng.uniform(0, 0.7 * args.trials, kills))  # counted trials done before each kill
             killed: list[int] = []
@@ -370,7 +381,7 @@ def run_fleet(kind: str, n: int, args: argparse.Namespace, rng: np.random.Genera
                 "storage": kind, "workers": n, "trials": args.trials, "epoch_s": args.epoch_s, "wall_s": wall,
                 "fork_s": started - forking,
                 "timed_out": timed_out, "kills": len(killed), "kills_planned": kills, "worker_errors": len(errors),
-                "accounting": account(trials, args.trials), "throughput": throughput(trials),
+                "accounting": account(trials, args.trials, timed_out), "throughput": throughput(trials),
                 "latency_ms": latencies(timings), "workers_reporting_timings": len(timings),
                 "connections": {"max": max(monitor.connections), "median": float(np.median(monitor.connections))}
                 if monitor.connections else None,
@@ -470,7 +481,7 @@ def sampler_times(sizes: list[int], asks: int, seed: int = 0) -> list[dict[str, 
 
 # ---- the report -------------------------------------------------------------------------------------------
 
-def environment() -> dict[str, Any]:
+def environment(postgres: str) -> dict[str, Any]:
     """The machine and the versions that matter here."""
     versions = {name: _version(name) for name in ("xsearch", "optuna", "sqlalchemy", "psycopg", "grpcio", "keras", "numpy")}
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
@@ -478,7 +489,7 @@ def environment() -> dict[str, Any]:
     memory_kib = float(Path("/proc/meminfo").read_text().split()[1])
     return {"host": platform.node(), "cpu": cpu, "cpu_count": os.cpu_count(), "cores_used": sorted(os.sched_getaffinity(0)),
             "memory_gib": memory_kib / 1024 ** 2, "python": platform.python_version(), "platform": platform.platform(),
-            "keras_backend": keras.backend.backend(), "versions": versions, "postgresql": _postgres_version()}
+            "keras_backend": keras.backend.backend(), "versions": versions, "postgresql": _postgres_version(postgres)}
 
 
 def _version(name: str) -> str | None:
@@ -488,16 +499,16 @@ def _version(name: str) -> str | None:
         return None
 
 
-def _postgres_version() -> str | None:
+def _postgres_version(postgres: str) -> str | None:
     try:
-        with _admin() as admin:
+        with _admin(postgres) as admin:
             return str(admin.execute("SHOW server_version").fetchone()[0])
     except Exception:
         return None
 
 
-def _max_connections() -> int:
-    with _admin() as admin:
+def _max_connections(postgres: str) -> int:
+    with _admin(postgres) as admin:
         return int(admin.execute("SHOW max_connections").fetchone()[0])
 
 
@@ -546,6 +557,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="study sizes at which to time the samplers (none: skip)")
     parser.add_argument("--asks", type=int, default=5, help="timed trials per sampler and size (default 5)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--postgres", default=POSTGRES,
+                        help=f"the PostgreSQL server, as a URL without a database (default {POSTGRES})")
+    parser.add_argument("--worker-nice", type=int, default=10,
+                        help="the workers' niceness (default 10: the storage's own processes, at 0, are served first)")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "fleet.json")
     args = parser.parse_args(argv)
     if not 0 < args.kill < 1 or args.trials < 1 or min(args.workers) < 1:
@@ -553,12 +568,12 @@ def main(argv: list[str] | None = None) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
     started = time.time()
-    max_connections = _max_connections() if {"postgresql", "grpc"} & set(args.storages) else 0
+    max_connections = _max_connections(args.postgres) if {"postgresql", "grpc"} & set(args.storages) else 0
     rng = np.random.default_rng(args.seed)
     gc.freeze()  # the forked workers share these objects' pages instead of copying them when the collector runs
     report = {"benchmark": "fleet", "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
               "command": " ".join(["python -m benchmarks.fleet", *(argv if argv is not None else sys.argv[1:])]),
-              "environment": environment(), "max_connections": max_connections,
+              "environment": environment(args.postgres) | {"worker_nice": args.worker_nice}, "max_connections": max_connections,
               "settings": {key: str(value) if isinstance(value, Path) else value for key, value in vars(args).items()}}
     runs: list[dict[str, Any]] = []
     for n in sorted(args.workers):

@@ -30,13 +30,21 @@ def test_a_killed_trial_retried_once_keeps_the_budget_exact():
     trials = _trials((COMPLETE, {}), (FAIL, {"failure_reason": "interrupted"}), (COMPLETE, {}),
                      (COMPLETE, {"retry_of": 1}), (TrialState.PRUNED, {"surplus": True}))
     assert account(trials, 3) == {"stored": 5, "counted": 3, "budget": 3, "repeats": 0, "surplus": 1, "failed": 1,
-                                  "retried_once": 1, "lost": 0, "duplicated": 0}
+                                  "retried_once": 1, "unfinished": 0, "unretried": 0, "missing": 0, "lost": 0,
+                                  "duplicated": 0}
 
 
 def test_unfinished_unretried_and_missing_trials_are_lost():
     trials = _trials((COMPLETE, {}), (FAIL, {"failure_reason": "interrupted"}), (RUNNING, {}), (WAITING, {"retry_of": 7}))
     result = account(trials, 4)  # counted: trial 0 and the running trial 2; the killed trial 1 was never retried
+    assert (result["unfinished"], result["unretried"], result["missing"]) == (2, 1, 2)
     assert (result["counted"], result["lost"], result["duplicated"]) == (2, 2 + 1 + 2, 0)
+
+
+def test_a_run_stopped_at_its_timeout_has_work_left_but_no_count_of_lost_trials():
+    trials = _trials((COMPLETE, {}), (FAIL, {"failure_reason": "interrupted"}), (RUNNING, {}))
+    result = account(trials, 4, timed_out=True)
+    assert (result["unfinished"], result["unretried"], result["missing"], result["lost"]) == (1, 1, 2, None)
 
 
 def test_a_second_retry_and_trials_beyond_the_budget_are_duplicates():
