@@ -43,15 +43,15 @@ def latency_noise(frame: pd.DataFrame, study: str = "xception-bench", draws: int
     cv = pd.Series({key: values.std(ddof=1) / values.mean() for key, values in timings.items() if len(values) > 1})
     ratio = pd.Series({key: values.max() / values.min() for key, values in timings.items() if len(values) > 1})
     truth = table.truth(metrics)
-    true_front = _front(truth, directions)
-    median_front = _front(truth.assign(**{LATENCY: [np.median(timings[k]) for k in truth.index]}), directions)
+    true_front = front_designs(truth, directions)
+    median_front = front_designs(truth.assign(**{LATENCY: [np.median(timings[k]) for k in truth.index]}), directions)
     rng = np.random.default_rng(seed)
     kept, shares = pd.Series(0, index=sorted(true_front)), []
     for _ in range(draws):
         drawn = truth.assign(**{LATENCY: [rng.choice(timings[k]) for k in truth.index]})
-        front = _front(drawn, directions)
-        kept[sorted(true_front & front)] += 1
-        shares.append(len(true_front & front) / len(true_front))
+        drawn_front = front_designs(drawn, directions)
+        kept[sorted(true_front & drawn_front)] += 1
+        shares.append(len(true_front & drawn_front) / len(true_front))
     return {
         "designs": len(timings), "designs_with_seeds": len(cv),
         "latency_cv_median": float(cv.median()), "latency_cv_p90": float(cv.quantile(0.9)),
@@ -66,7 +66,7 @@ def latency_noise(frame: pd.DataFrame, study: str = "xception-bench", draws: int
     }
 
 
-def _front(values: pd.DataFrame, directions: list[str]) -> set[str]:
+def front_designs(values: pd.DataFrame, directions: list[str]) -> set[str]:
     """The designs (index) on the Pareto front of ``values``."""
     return set(values.index[pareto_mask(losses(values, directions))])
 

@@ -363,3 +363,26 @@ def test_latency_noise_reports_the_spread_per_design_and_how_much_of_the_true_fr
     assert report["true_front"] == 2 and report["median_front_keeps"] == 2  # c's mean and median (2.0) lose to a
     assert 0.65 < report["drawn_front_keeps_mean"] < 0.85  # a drops off whenever c draws 0.5 ms
     assert report["true_front_designs_kept_in_every_draw"] == 1  # b
+
+
+@pytest.mark.slow
+def test_latency_retime_times_every_design_in_a_child_resumes_and_compares_the_fronts(tmp_path):
+    from benchmarks.latency_retime import main
+    from xsearch.model.config import XceptionConfig
+
+    designs = [(XceptionConfig(middle_repeats=0, width=0.125, segments=1), 0.9, 10, 50.0),  # each best at something:
+               (XceptionConfig(middle_repeats=0, width=0.125, segments="depthwise"), 0.8, 5, 0.01)]  # both on any front
+    rows = [{**json.loads(config.to_json()), "seed": seed, "val_acc_1": accuracy, "epoch_s_1": 1.0, "params": params,
+             "macs": 1, "latency_ms": latency, "failure_reason": ""}
+            for config, accuracy, params, latency in designs for seed in (0, 1)]
+    table, out, retimed = tmp_path / "table.csv", tmp_path / "retimed.csv", tmp_path / "retimed_table.csv"
+    pd.DataFrame(rows).to_csv(table, index=False)
+    arguments = ["--table", str(table), "--out", str(out), "--repeats", "5", "--max-repeats", "20", "--cv", "0.5"]
+    assert main([*arguments, "--retimed-table", str(retimed)]) == 0
+    timed = pd.read_csv(out)
+    assert len(timed) == 2 and (timed["latency_ms"] > 0).all() and (timed["threads"] == 1).all()
+    assert ((timed["cv"] < 0.5) == timed["settled"]).all() and (timed["repeats"] <= 20).all()
+    summary = json.loads(out.with_suffix(".json").read_text())
+    assert summary["designs"] == 2 and summary["true_front"] == 2 and summary["kept"] + len(summary["only_true"]) == 2
+    assert sorted(pd.read_csv(retimed)["latency_ms"]) == sorted([*timed["latency_ms"]] * 2)  # each row its design's
+    assert main(arguments) == 0 and pd.read_csv(out).equals(timed)  # resumed: nothing timed twice
