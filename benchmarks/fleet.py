@@ -36,49 +36,49 @@ import os
 if __name__ == "__main__":  # before keras is imported: no TensorFlow in the workers (imported, the module leaves it be)
     os.environ.setdefault("KERAS_BACKEND", "numpy")
 
-import argparse  # noqa: E402
-import collections  # noqa: E402
-import csv  # noqa: E402
-import dataclasses  # noqa: E402
-import datetime  # noqa: E402
-import gc  # noqa: E402
-import importlib.metadata  # noqa: E402
-import json  # noqa: E402
-import math  # noqa: E402
-import multiprocessing  # noqa: E402
-import platform  # noqa: E402
-import shutil  # noqa: E402
-import signal  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import warnings  # noqa: E402
-from collections.abc import Callable, Iterator, Sequence  # noqa: E402
-from contextlib import contextmanager  # noqa: E402
-from multiprocessing.process import BaseProcess  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+import argparse
+import collections
+import csv
+import dataclasses
+import datetime
+import gc
+import importlib.metadata
+import json
+import math
+import multiprocessing
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from typing import Any
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import optuna  # noqa: E402
-import pandas as pd  # noqa: E402
-from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock  # noqa: E402
-from optuna.trial import FrozenTrial, TrialState  # noqa: E402
+import keras
+import numpy as np
+import optuna
+import pandas as pd
+from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+from optuna.trial import FrozenTrial, TrialState
 
-from benchmarks.replay import BenchTable, TableTrainer  # noqa: E402
-from xsearch.model.space import SearchSpace  # noqa: E402
-from xsearch.run.optuna_callbacks import stop_at_budget  # noqa: E402
-from xsearch.run.runner import work_left  # noqa: E402
-from xsearch.study.objective import StudyObjective  # noqa: E402
-from xsearch.study.record import TrialAttr, is_repeat  # noqa: E402
-from xsearch.study.repeats import setup_digest  # noqa: E402
-from xsearch.study.retries import budget_trials, retried_from, sweep_dead_local_trials  # noqa: E402
-from xsearch.study.sampler import make_sampler  # noqa: E402
-from xsearch.study.setup import open_study  # noqa: E402
-from xsearch.study.spec import StudySpec, load_study_spec  # noqa: E402
-from xsearch.study.storage import open_storage  # noqa: E402
+from benchmarks.replay import BenchTable, TableTrainer
+from xsearch.model.space import SearchSpace
+from xsearch.run.optuna_callbacks import stop_at_budget
+from xsearch.run.runner import work_left
+from xsearch.study.objective import StudyObjective
+from xsearch.study.record import TrialAttr, is_repeat
+from xsearch.study.repeats import setup_digest
+from xsearch.study.retries import budget_trials, retried_from, sweep_dead_local_trials
+from xsearch.study.sampler import make_sampler
+from xsearch.study.setup import open_study
+from xsearch.study.spec import StudySpec, load_study_spec
+from xsearch.study.storage import open_storage
 
 HERE = Path(__file__).parent
 TABLE = BenchTable.from_frame(pd.read_csv(HERE / "xception_bench.csv"))  # read once, shared by the forked workers

@@ -58,7 +58,8 @@ def retime(table: BenchTable, spec: StudySpec, classes: int, out: Path, threads:
                    "max_repeats": max_repeats, "cv": cv}
         child = subprocess.Popen([sys.executable, "-m", "benchmarks.latency_retime", "--child"],
                                  env=child_environment(threads), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        assert child.stdin is not None and child.stdout is not None
+        assert child.stdin is not None
+        assert child.stdout is not None
         child.stdin.write(json.dumps(request))
         child.stdin.close()
         for line in child.stdout:

@@ -87,10 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--trials", type=int, default=12, help="trials of the study (study)")
     parser.add_argument("--out", type=Path, default=Path("runs/latency-targets"), help="the study's run folder (study)")
     args = parser.parse_args(argv)
-    if args.command == "noise":
-        table = noise(args.repeats, args.image_size)
-    else:
-        table = study(args.trials, args.out)
+    table = noise(args.repeats, args.image_size) if args.command == "noise" else study(args.trials, args.out)
     print(table.to_string(index=False))
 
 

@@ -25,13 +25,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")  # leave GPU memory to torch
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+import keras
+import numpy as np
 
-from xsearch.model.builder import MIN_INPUT_SIZE, build_model  # noqa: E402
-from xsearch.model.config import XceptionConfig  # noqa: E402
-from xsearch.model.costs import model_costs  # noqa: E402
-from xsearch.model.device import jit_compile_setting, on_accelerator, runtime_info  # noqa: E402
+from xsearch.model.builder import MIN_INPUT_SIZE, build_model
+from xsearch.model.config import XceptionConfig
+from xsearch.model.costs import model_costs
+from xsearch.model.device import jit_compile_setting, on_accelerator, runtime_info
 
 NUM_CLASSES = 1000
 KERAS_APPLICATIONS_MIN_SIZE = 71

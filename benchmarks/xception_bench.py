@@ -213,7 +213,7 @@ def noise(frame: pd.DataFrame, resamples: int = 2000) -> dict[str, Any]:
     median_noise = float(np.sqrt(variances[seeded]).median()) if seeded.any() else math.nan
     spread = float(means.iloc[:, -1].std(ddof=1))
     report: dict[str, Any] = {
-        "designs": int(len(means)), "seeds_per_design_min": int(counts.min()), "seeds_per_design_max": int(counts.max()),
+        "designs": len(means), "seeds_per_design_min": int(counts.min()), "seeds_per_design_max": int(counts.max()),
         "designs_with_2_seeds": int(seeded.sum()), "rows": int(trained.sum()),
         "accuracy_min": float(means.iloc[:, -1].min()), "accuracy_max": float(means.iloc[:, -1].max()),
         "spread_std": spread, "pooled_seed_std": pooled, "median_seed_std": median_noise,

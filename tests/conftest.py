@@ -11,10 +11,10 @@ from types import SimpleNamespace
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ["XSEARCH_CACHE_DIR"] = tempfile.mkdtemp(prefix="xsearch-test-cache-")
 
-import pytest  # noqa: E402
+import pytest
 
-from tests.helpers import CHROMIUM, TINY_DATA, TINY_TRAINING  # noqa: E402
-from xsearch.study.spec import DataSpec, StudySpec, TrainingSpec  # noqa: E402
+from tests.helpers import CHROMIUM, TINY_DATA, TINY_TRAINING
+from xsearch.study.spec import DataSpec, StudySpec, TrainingSpec
 
 POSTGRES = "postgresql://postgres@127.0.0.1:5432"
 SLOW_ONLY_FIXTURES = ("tiny_run",)  # they train: a test that uses one belongs to the slow tier

@@ -70,7 +70,8 @@ def assert_resumed_from_epoch_1(retry: optuna.trial.FrozenTrial, failed: optuna.
     """``retry`` continued ``failed`` from its checkpoint, and its curves and epoch times start from epoch 1:
     ``failed``'s epochs, then its own."""
     done = int(failed.user_attrs["epochs_done"])
-    assert 1 <= done < epochs and "resumed_from_epoch" not in retry.user_attrs
+    assert 1 <= done < epochs
+    assert "resumed_from_epoch" not in retry.user_attrs
     curve, before = retry.user_attrs["curves"]["val_accuracy"], failed.user_attrs["curves_so_far"]
     assert len(curve) == epochs == retry.user_attrs["epochs"] == len(retry.user_attrs["epoch_times_s"])
     assert curve[:done] == before["val_accuracy"][:done]

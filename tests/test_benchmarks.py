@@ -19,7 +19,8 @@ def _run(module, args: list[str], tmp_path: Path) -> dict:
     path = tmp_path / "report.json"
     report = module.main([*args, "--json", str(path)])
     assert json.loads(path.read_text()) == json.loads(json.dumps(report))
-    assert report["environment"]["backend"] and report["environment"]["cpu_count"] >= 1
+    assert report["environment"]["backend"]
+    assert report["environment"]["cpu_count"] >= 1
     return report
 
 
@@ -87,11 +88,16 @@ def test_early_stop_replay_counts_stops_savings_and_front_losses():
     assert early_stop.replay(trials, metrics, 3, after_epochs=2, margin=0.05) == {1: 2, 2: 2}
     assert early_stop.replay(trials, metrics, 3, after_epochs=1, margin=0.35) == {2: 2}  # spares the late bloomer
     late = early_stop.score(trials, metrics, ["maximize", "minimize", "minimize"], 3, {1: 1, 2: 1})
-    assert late["stopped"] == 2 and late["epochs_skipped"] == 4 and late["epochs_total"] == 9
+    assert late["stopped"] == 2
+    assert late["epochs_skipped"] == 4
+    assert late["epochs_total"] == 9
     assert late["train_time_skipped_fraction"] == pytest.approx(40 / 90)
-    assert late["front"] == 2 and late["front_lost"] == [1] and late["hypervolume_ratio"] < 1
+    assert late["front"] == 2
+    assert late["front_lost"] == [1]
+    assert late["hypervolume_ratio"] < 1
     safe = early_stop.score(trials, metrics, ["maximize", "minimize", "minimize"], 3, {2: 2})
-    assert safe["front_lost"] == [] and safe["hypervolume_ratio"] == pytest.approx(1.0)
+    assert safe["front_lost"] == []
+    assert safe["hypervolume_ratio"] == pytest.approx(1.0)
 
 
 @pytest.mark.slow
@@ -100,7 +106,9 @@ def test_early_stop_replay_of_a_finished_run(tiny_run, tmp_path):
                                "--margins", "0.5"], tmp_path)
     assert [(row["after_epochs"], row["margin"]) for row in report["rows"]] == [(1, 0.5)]  # 2 is not < 2 epochs
     row = report["rows"][0]
-    assert row["trials"] >= 2 and 0 <= row["stopped"] < row["trials"] and 0 < row["hypervolume_ratio"] <= 1 + 1e-9
+    assert row["trials"] >= 2
+    assert 0 <= row["stopped"] < row["trials"]
+    assert 0 < row["hypervolume_ratio"] <= 1 + 1e-9
 
 
 @pytest.mark.slow
@@ -113,7 +121,8 @@ def test_throughput(tmp_path):
     for row in rows.values():
         assert _positive(row["forward_flops"], row["train_images_per_second"], row["inference_images_per_second"],
                          row["train_mfu"], row["inference_mfu"])
-        assert row["train_compile_s"] >= 0 and row["inference_compile_s"] >= 0
+        assert row["train_compile_s"] >= 0
+        assert row["inference_compile_s"] >= 0
     if "timm legacy_xception" not in rows:
         assert any("timm" in note for note in report["notes"])
 
@@ -122,7 +131,8 @@ def test_throughput(tmp_path):
 def test_throughput_below_keras_applications_minimum_compares_without_it(tmp_path):
     report = _run(throughput, ["--image-size", "32", "--batch-size", "2", "--steps", "1", "--rounds", "1"], tmp_path)
     models = {row["model"] for row in report["rows"]}
-    assert "xsearch" in models and "keras.applications" not in models
+    assert "xsearch" in models
+    assert "keras.applications" not in models
     assert any("keras.applications" in note and "71x71" in note for note in report["notes"])
 
 
@@ -170,16 +180,20 @@ def test_the_bench_table_has_one_row_per_design_and_seed_and_measures_spread_aga
     _bench_run(tmp_path / "seed-0", 0, [0.50, 0.70, 0.90])
     _bench_run(tmp_path / "seed-1", 1, [0.52, 0.72, 0.92])
     frame = xception_bench.table(tmp_path)
-    assert len(frame) == 6 and list(frame["seed"]) == [0, 1, 0, 1, 0, 1]
+    assert len(frame) == 6
+    assert list(frame["seed"]) == [0, 1, 0, 1, 0, 1]
     assert list(frame["segments"][::2]) == ["1", "4", "depthwise"]
     assert list(frame.filter(like="epoch_s_").iloc[0]) == [2.0, 1.0, 1.0, 1.0, 1.0, 1.0]
-    assert frame.loc[0, "val_acc_6"] == 0.50 and frame.loc[0, "val_acc_1"] == 0.25
+    assert frame.loc[0, "val_acc_6"] == 0.50
+    assert frame.loc[0, "val_acc_1"] == 0.25
     assert list(frame["compile_s"]) == [1.0] * 6  # no recorded compile time: the first epoch less the median of the rest
     report = xception_bench.noise(frame)
-    assert report["designs"] == 3 and report["seeds_per_design_min"] == 2
+    assert report["designs"] == 3
+    assert report["seeds_per_design_min"] == 2
     assert report["median_seed_std"] == pytest.approx(0.02 / 2**0.5)  # each design: two seeds 0.02 apart
     assert report["pooled_seed_std"] == pytest.approx(0.02 / 2**0.5)
-    assert report["spread_std"] == pytest.approx(0.2) and report["spread_over_median_noise"] == pytest.approx(0.2 / (0.02 / 2**0.5))
+    assert report["spread_std"] == pytest.approx(0.2)
+    assert report["spread_over_median_noise"] == pytest.approx(0.2 / (0.02 / 2**0.5))
     assert report["spread_over_pooled_noise_lo"] <= report["spread_over_pooled_noise"] <= report["spread_over_pooled_noise_hi"]
     assert report["spearman_epoch_1"] == pytest.approx(1.0)  # each curve is half its final value until the last epoch
     xception_bench.write_table(frame, tmp_path / "bench.csv", xception_bench.STUDY)
@@ -197,7 +211,9 @@ def test_noise_pools_the_seed_variance_and_leaves_out_failed_and_incomplete_rows
     rows.append({**rows[0], "seed": 5, "val_acc_2": None})  # an incomplete row
     rows.append({**rows[0], "seed": 6, "val_acc_2": 0.0, "failure_reason": "nan"})  # a failed one
     report = xception_bench.noise(pd.DataFrame(rows))
-    assert report["rows"] == 7 and report["designs"] == 3 and report["seeds_per_design_max"] == 3
+    assert report["rows"] == 7
+    assert report["designs"] == 3
+    assert report["seeds_per_design_max"] == 3
     assert report["pooled_seed_std"] == pytest.approx((0.005 / 4) ** 0.5)  # variance 0.005 on 1 of 4 degrees of freedom
     assert report["median_seed_std"] == pytest.approx(0.0)
     assert report["spearman_epoch_1"] == pytest.approx(-0.5)
@@ -214,8 +230,10 @@ def test_a_resumed_trial_s_curve_starts_at_its_epoch_and_a_cut_row_is_left_out_e
                     TrialAttr.EPOCH_TIMES_S: [3.0, 1.0, 1.0, 1.0, 1.0], TrialAttr.RESUMED_FROM_EPOCH: 1})
     study.add_trial(optuna.trial.create_trial(values=[0.55, 1000, 1.5], user_attrs=resumed))
     row = pd.DataFrame(xception_bench.rows(study)).iloc[-1]
-    assert math.isnan(row["val_acc_1"]) and list(row[[f"val_acc_{e}" for e in range(2, 7)]]) == [0.3, 0.35, 0.4, 0.45, 0.55]
-    assert math.isnan(row["epoch_s_1"]) and row["epoch_s_2"] == 3.0
+    assert math.isnan(row["val_acc_1"])
+    assert list(row[[f"val_acc_{e}" for e in range(2, 7)]]) == [0.3, 0.35, 0.4, 0.45, 0.55]
+    assert math.isnan(row["epoch_s_1"])
+    assert row["epoch_s_2"] == 3.0
     frame = xception_bench.table(tmp_path)
     cut = frame.iloc[[0]].assign(seed=1, val_acc_6=math.nan)  # a curve that stops at epoch 5
     complete = frame[frame["trial"] != row["trial"]]
@@ -240,8 +258,10 @@ def test_the_bench_table_keeps_committed_rows_no_run_folder_has(tmp_path):
     committed["seed"] = 0  # as if seed 0's run folder were gone
     committed.loc[0, "val_acc_6"] = 0.11
     frame = xception_bench.table(tmp_path, existing=pd.concat([committed, xception_bench.table(tmp_path)]))
-    assert len(frame) == 6 and sorted(frame["seed"]) == [0, 0, 0, 1, 1, 1]
-    assert 0.11 in set(frame["val_acc_6"]) and 0.52 in set(frame["val_acc_6"])  # the run's row wins for seed 1
+    assert len(frame) == 6
+    assert sorted(frame["seed"]) == [0, 0, 0, 1, 1, 1]
+    assert 0.11 in set(frame["val_acc_6"])
+    assert 0.52 in set(frame["val_acc_6"])  # the run's row wins for seed 1
 
 
 def test_fill_trains_only_the_designs_the_table_lacks_for_a_seed(tmp_path, monkeypatch):
@@ -260,7 +280,9 @@ def test_fill_trains_only_the_designs_the_table_lacks_for_a_seed(tmp_path, monke
     assert xception_bench.fill([0, 1], tmp_path / "runs", tmp_path / "table.csv") == 1  # the stub trains nothing
     assert [c[c.index("--seed") + 1] for c in commands] == ["0", "1"]
     spec = load_study_spec(tmp_path / "runs" / "seed-0-part-0" / "xception-bench.toml")
-    assert spec.name == "xception-bench" and spec.trials == 2 and spec.sampler == "random"
+    assert spec.name == "xception-bench"
+    assert spec.trials == 2
+    assert spec.sampler == "random"
     assert [space.encode(space.decode({**point})) for point in points[:2]] == [
         space.encode(type(space.decode(points[0]))(**seed)) for seed in spec.seed_trials]
     assert load_study_spec(tmp_path / "runs" / "seed-1-part-0" / "xception-bench.toml").trials == 120  # no row for seed 1
@@ -293,7 +315,8 @@ def test_fill_in_chunks_resumes_from_run_folders_in_one_order_for_every_seed(tmp
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["seed-0-part-0", "seed-0-part-1", "seed-1-part-0",
                                                                       "seed-1-part-1"]
     table = pd.read_csv(tmp_path / "table.csv")
-    assert len(table) == 240 and table["compile_s"].notna().sum() == 6  # the trained rows carry their compile seconds
+    assert len(table) == 240
+    assert table["compile_s"].notna().sum() == 6  # the trained rows carry their compile seconds
 
 
 def test_compare_runs_counts_training_and_scores_both_fronts_on_common_scales():
@@ -328,9 +351,12 @@ def test_transfer_tasks_split_the_digits_by_class_and_relabel_from_zero():
     data = Dataset(name="digits", x_train=x, y_train=y, x_val=x[:20], y_val=y[:20], x_test=x[20:30], y_test=y[20:30],
                    num_classes=10, class_names=[str(c) for c in range(10)], mean=np.zeros(3), std=np.ones(3))
     task = digits_task(data, range(5, 10), 12, seed=0)
-    assert task.num_classes == 5 and len(task.y_train) == 12 and set(task.y_train) <= set(range(5))
+    assert task.num_classes == 5
+    assert len(task.y_train) == 12
+    assert set(task.y_train) <= set(range(5))
     assert np.array_equal(task.x_train[:, 0, 0, 0] % 10, task.y_train + 5)  # the images of digits 5-9, relabelled
-    assert len(task.y_val) == 15 and len(task.y_test) == 0  # validation: the validation and test images of 5-9
+    assert len(task.y_val) == 15
+    assert len(task.y_test) == 0  # validation: the validation and test images of 5-9
 
 
 @pytest.mark.slow
@@ -341,7 +367,9 @@ def test_latency_targets_noise_measures_each_design_on_each_target(monkeypatch):
     monkeypatch.setattr(latency_targets, "DESIGNS", {"tiny": XceptionConfig(middle_repeats=0, width=0.125)})
     table = latency_targets.noise(repeats=2, image_size=16)
     assert list(table["target"]) == ["train-device", "cpu", "litert-cpu", "onnxruntime-cpu"]
-    assert (table["median_ms"] > 0).all() and (table["p90_ms"] >= table["median_ms"]).all() and (table["cv"] >= 0).all()
+    assert (table["median_ms"] > 0).all()
+    assert (table["p90_ms"] >= table["median_ms"]).all()
+    assert (table["cv"] >= 0).all()
     assert table["overhead_ms"].notna().tolist() == [True, False, False, False]
 
 
@@ -358,9 +386,12 @@ def test_latency_noise_reports_the_spread_per_design_and_how_much_of_the_true_fr
              "macs": 1, "latency_ms": latency[seed], "failure_reason": ""}
             for config, accuracy, params, latency in designs.values() for seed in (0, 1)]
     report = latency_noise(pd.DataFrame(rows), draws=400)
-    assert report["designs"] == 3 and report["latency_max_over_min_max"] == pytest.approx(7.0)
-    assert report["latency_cv_median"] == 0.0 and report["latency_cv_max"] == pytest.approx(3 / 2**0.5 / 2)
-    assert report["true_front"] == 2 and report["median_front_keeps"] == 2  # c's mean and median (2.0) lose to a
+    assert report["designs"] == 3
+    assert report["latency_max_over_min_max"] == pytest.approx(7.0)
+    assert report["latency_cv_median"] == 0.0
+    assert report["latency_cv_max"] == pytest.approx(3 / 2**0.5 / 2)
+    assert report["true_front"] == 2
+    assert report["median_front_keeps"] == 2  # c's mean and median (2.0) lose to a
     assert 0.65 < report["drawn_front_keeps_mean"] < 0.85  # a drops off whenever c draws 0.5 ms
     assert report["true_front_designs_kept_in_every_draw"] == 1  # b
 
@@ -380,9 +411,15 @@ def test_latency_retime_times_every_design_in_a_child_resumes_and_compares_the_f
     arguments = ["--table", str(table), "--out", str(out), "--repeats", "5", "--max-repeats", "20", "--cv", "0.5"]
     assert main([*arguments, "--retimed-table", str(retimed)]) == 0
     timed = pd.read_csv(out)
-    assert len(timed) == 2 and (timed["latency_ms"] > 0).all() and (timed["threads"] == 1).all()
-    assert ((timed["cv"] < 0.5) == timed["settled"]).all() and (timed["repeats"] <= 20).all()
+    assert len(timed) == 2
+    assert (timed["latency_ms"] > 0).all()
+    assert (timed["threads"] == 1).all()
+    assert ((timed["cv"] < 0.5) == timed["settled"]).all()
+    assert (timed["repeats"] <= 20).all()
     summary = json.loads(out.with_suffix(".json").read_text())
-    assert summary["designs"] == 2 and summary["true_front"] == 2 and summary["kept"] + len(summary["only_true"]) == 2
+    assert summary["designs"] == 2
+    assert summary["true_front"] == 2
+    assert summary["kept"] + len(summary["only_true"]) == 2
     assert sorted(pd.read_csv(retimed)["latency_ms"]) == sorted([*timed["latency_ms"]] * 2)  # each row its design's
-    assert main(arguments) == 0 and pd.read_csv(out).equals(timed)  # resumed: nothing timed twice
+    assert main(arguments) == 0
+    assert pd.read_csv(out).equals(timed)  # resumed: nothing timed twice

@@ -12,13 +12,15 @@ from xsearch.cli import main
 @pytest.mark.slow
 def test_help_lists_commands():
     done = subprocess.run([sys.executable, "-m", "xsearch.cli", "--help"], capture_output=True, text=True)
-    assert done.returncode == 0 and "describe" in done.stdout
+    assert done.returncode == 0
+    assert "describe" in done.stdout
 
 
 def test_describe_paper_prints_costs(capsys):
     assert main(["describe", "--paper", "--no-summary"]) == 0
     out = capsys.readouterr().out
-    assert "params: 22,910,480" in out and "MACs: 8,357,403,496 (8.357 G)" in out
+    assert "params: 22,910,480" in out
+    assert "MACs: 8,357,403,496 (8.357 G)" in out
 
 
 def test_describe_config_with_summary_and_latency(tmp_path, capsys):
@@ -26,7 +28,9 @@ def test_describe_config_with_summary_and_latency(tmp_path, capsys):
     path.write_text(json.dumps({"middle_repeats": 1, "width": 0.25, "segments": 4}))
     assert main(["describe", "--config", str(path), "--image-size", "32", "--classes", "10", "--latency-batch", "2"]) == 0
     out = capsys.readouterr().out
-    assert "block2_sepconv1_spatial" in out and "latency:" in out and "at batch 2 on cpu" in out
+    assert "block2_sepconv1_spatial" in out
+    assert "latency:" in out
+    assert "at batch 2 on cpu" in out
 
 
 def test_describe_bad_config_exits_2_with_message(tmp_path, capsys):
@@ -57,7 +61,9 @@ def test_a_read_only_file_system_exits_2_naming_the_path_and_changes_nothing(tmp
     ]:
         assert main(command) == 2, command
         err = capsys.readouterr().err
-        assert message in err and "Traceback" not in err and err.count("\n") == 1, err
+        assert message in err, err
+        assert "Traceback" not in err, err
+        assert err.count("\n") == 1, err
     assert journal.read_bytes() == (tmp_path / "study.journal").read_bytes()
     assert sorted(p.name for p in read_only.rglob("*")) == ["run", "study.journal"]
 
@@ -69,5 +75,6 @@ def test_version_is_the_package_version(capsys):
 
     with pytest.raises(SystemExit) as done:
         main(["--version"])
-    assert done.value.code == 0 and capsys.readouterr().out.strip() == f"xsearch {xsearch.__version__}"
+    assert done.value.code == 0
+    assert capsys.readouterr().out.strip() == f"xsearch {xsearch.__version__}"
     assert importlib.metadata.version("xsearch") == xsearch.__version__

@@ -62,20 +62,23 @@ def test_throughput_runs_from_the_first_start_to_the_last_counted_trial():
 def test_latencies_pool_every_workers_calls_per_name_and_in_all():
     result = latencies([{"get_trial": [0.001, 0.003]}, {"get_trial": [0.002], "set_trial_user_attr": [0.010]}])
     assert result["get_trial"] == {"calls": 3, "p50_ms": pytest.approx(2.0), "p99_ms": pytest.approx(2.98)}
-    assert result["all"]["calls"] == 4 and result["set_trial_user_attr"]["p50_ms"] == pytest.approx(10.0)
+    assert result["all"]["calls"] == 4
+    assert result["set_trial_user_attr"]["p50_ms"] == pytest.approx(10.0)
 
 
 def test_every_storage_call_is_timed():
     storage = optuna.storages.InMemoryStorage()
     timings = time_calls(storage)
     optuna.create_study(storage=storage).optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=2)
-    assert len(timings["create_new_trial"]) == 2 and all(s > 0 for calls in timings.values() for s in calls)
+    assert len(timings["create_new_trial"]) == 2
+    assert all(s > 0 for calls in timings.values() for s in calls)
     assert {"set_trial_param", "set_trial_state_values", "get_all_trials"} <= set(timings)
 
 
 def test_memory_reads_this_process_and_nothing_once_it_is_gone():
     found = memory(os.getpid())
-    assert found is not None and found["rss_mib"] >= found["pss_mib"] >= found["private_mib"] > 0
+    assert found is not None
+    assert found["rss_mib"] >= found["pss_mib"] >= found["private_mib"] > 0
     assert memory(2 ** 22 + 1) is None  # above Linux's largest process id
 
 
@@ -101,7 +104,11 @@ def test_a_tiny_fleet_on_the_journal_loses_and_duplicates_nothing(tmp_path):
     report = json.loads(out.read_text())
     (run,) = report["runs"]
     assert run["kills"] == run["accounting"]["failed"] == run["accounting"]["retried_once"] == 1
-    assert run["accounting"]["counted"] == 16 and run["accounting"]["lost"] == run["accounting"]["duplicated"] == 0
-    assert run["throughput"]["counted_per_s"] > 0 and run["latency_ms"]["all"]["calls"] > 0
-    assert {row["trials"] for row in report["sampler"]} == {100} and out.with_suffix(".csv").is_file()
-    assert report["environment"]["keras_backend"] == "numpy" and report["environment"]["versions"]["optuna"]
+    assert run["accounting"]["counted"] == 16
+    assert run["accounting"]["lost"] == run["accounting"]["duplicated"] == 0
+    assert run["throughput"]["counted_per_s"] > 0
+    assert run["latency_ms"]["all"]["calls"] > 0
+    assert {row["trials"] for row in report["sampler"]} == {100}
+    assert out.with_suffix(".csv").is_file()
+    assert report["environment"]["keras_backend"] == "numpy"
+    assert report["environment"]["versions"]["optuna"]

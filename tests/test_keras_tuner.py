@@ -19,7 +19,7 @@ residual = [true, false]
 
 
 def _tuner(kind: str, hypermodel: XceptionHyperModel, directory: Path) -> keras_tuner.Tuner:
-    common = dict(objective="val_accuracy", directory=directory, project_name=kind, seed=0)
+    common = {"objective": "val_accuracy", "directory": directory, "project_name": kind, "seed": 0}
     if kind == "random":
         return keras_tuner.RandomSearch(hypermodel, max_trials=2, **common)
     if kind == "bayesian":

@@ -36,10 +36,13 @@ def test_make_objective_in_a_users_study(digits, space_file):
     for trial in study.trials:
         assert trial.state == optuna.trial.TrialState.COMPLETE
         accuracy, params = trial.values
-        assert 0.0 <= accuracy <= 1.0 and params == trial.user_attrs["params"] > 0
-        assert trial.user_attrs["val_accuracy"] == accuracy and trial.user_attrs["macs"] > 0
+        assert 0.0 <= accuracy <= 1.0
+        assert params == trial.user_attrs["params"] > 0
+        assert trial.user_attrs["val_accuracy"] == accuracy
+        assert trial.user_attrs["macs"] > 0
         config = xsearch.XceptionConfig(**json.loads(trial.user_attrs["config"]))
-        assert config.width == 0.125 and config.segments in (1, "depthwise")
+        assert config.width == 0.125
+        assert config.segments in (1, "depthwise")
 
 
 def test_suggest_config_in_a_users_own_objective(space_file):
@@ -73,7 +76,8 @@ def test_make_objective_does_not_train_a_design_twice(digits, tmp_path):
     first, *repeats = study.trials
     assert "repeat_of" not in first.user_attrs
     for repeat in repeats:
-        assert repeat.user_attrs["repeat_of"] == 0 and repeat.values == first.values
+        assert repeat.user_attrs["repeat_of"] == 0
+        assert repeat.values == first.values
         assert repeat.user_attrs["macs"] == first.user_attrs["macs"]
         assert repeat.duration < 0.2 * first.duration  # nothing built or trained
 
@@ -91,8 +95,10 @@ def test_successive_halving_in_a_users_own_training_stops_a_trial_that_ranks_low
     asha = SuccessiveHalving(trial, {"params": 500}, epochs=3)
     asha.set_model(keras.Sequential())
     asha.on_epoch_end(0, {"val_accuracy": 0.5})
-    assert asha.stopped_at == 1 and asha.model.stop_training
-    assert trial.user_attrs["stopped_at_epoch"] == 1 and trial.user_attrs["rung_accuracy"] == {"1": 0.5}
+    assert asha.stopped_at == 1
+    assert asha.model.stop_training
+    assert trial.user_attrs["stopped_at_epoch"] == 1
+    assert trial.user_attrs["rung_accuracy"] == {"1": 0.5}
     trial.set_constraint("stopped", float(asha.stopped_at is not None))
     study.tell(trial, [0.5, 500])
     assert study.trials[-1] not in study.best_trials
@@ -113,4 +119,5 @@ def test_make_objective_with_successive_halving_keeps_stopped_trials_off_the_fro
         stopped = "stopped_at_epoch" in trial.user_attrs
         assert trial.constraints == {"stopped": float(stopped)}
         assert "repeat_of" in trial.user_attrs or trial.user_attrs["rung_accuracy"].keys() == {"1"}
-    assert all("stopped_at_epoch" not in trial.user_attrs for trial in study.best_trials) and study.best_trials
+    assert all("stopped_at_epoch" not in trial.user_attrs for trial in study.best_trials)
+    assert study.best_trials

@@ -19,4 +19,23 @@ def test_the_readme_study_file_example_is_a_valid_study(tmp_path):
     path = tmp_path / "example.toml"
     path.write_text(example)
     spec = load_study_spec(path)
-    assert spec.constraints == {"max_params": 5_000_000} and spec.early_stop is not None
+    assert spec.constraints == {"max_params": 5_000_000}
+    assert spec.early_stop is not None
+
+
+def test_pre_commit_runs_the_checks_ci_runs_first():
+    import subprocess
+    import sys
+
+    import yaml
+
+    config = ROOT / ".pre-commit-config.yaml"
+    pre_commit = Path(sys.executable).with_name("pre-commit")
+    subprocess.run([str(pre_commit), "validate-config", str(config)], check=True, capture_output=True)
+    hooks = {hook["id"]: hook for repo in yaml.safe_load(config.read_text())["repos"] for hook in repo["hooks"]}
+    ci_checks = ROOT.joinpath(".ci", "run").read_text().splitlines()[-1]
+    assert hooks["ruff"]["entry"].startswith("ruff check")
+    assert ".venv/bin/ruff check" in ci_checks
+    assert hooks["mypy"]["entry"] == "mypy"
+    assert ".venv/bin/mypy &&" in ci_checks
+    assert hooks["mypy"]["pass_filenames"] is False  # the whole package, as configured in pyproject, as CI does

@@ -51,15 +51,19 @@ def table() -> BenchTable:
 
 
 def test_the_table_is_read_by_design_with_its_seeds_and_exhaustive_cost(table):
-    assert len(table.designs) == 12 and all(len(rows) == 2 for rows in table.designs.values())
-    assert table.epochs == EPOCHS and table.full_cost() == pytest.approx(12 * 8.0)
+    assert len(table.designs) == 12
+    assert all(len(rows) == 2 for rows in table.designs.values())
+    assert table.epochs == EPOCHS
+    assert table.full_cost() == pytest.approx(12 * 8.0)
     assert design_key(_table().iloc[0]) in table.designs
 
 
 def test_a_search_that_is_given_the_true_front_reaches_hypervolume_one(table):
     scorer = Scorer(table, BASE)
     front = scorer.front()
-    assert 1 < len(front) < 12 and scorer(front) == pytest.approx(1.0) and scorer(front[:1]) < 1.0
+    assert 1 < len(front) < 12
+    assert scorer(front) == pytest.approx(1.0)
+    assert scorer(front[:1]) < 1.0
     oracle = dataclasses.replace(BASE, sampler="random", seed_trials=tuple(json.loads(key) for key in front))
     trace = replay(oracle, SPACE, table, seed=0, budget_s=len(front) * 8.0, max_trials=50)
     curve = hypervolume_curve(trace, scorer)
@@ -70,23 +74,29 @@ def test_a_search_that_is_given_the_true_front_reaches_hypervolume_one(table):
 def test_a_replay_charges_the_epochs_run_and_never_counts_a_stopped_design_as_found(table):
     trace = replay(strategy_spec(BASE, "random/asha-stop"), SPACE, table, seed=3, budget_s=1e9, max_trials=60)
     steps = np.diff([0.0, *trace.seconds])
-    assert trace.stopped > 0 and set(np.round(steps, 6)) <= {0.0, 5.0, 6.0, 8.0}  # stopped at rung 1 or 2, full, repeats
+    assert trace.stopped > 0
+    assert set(np.round(steps, 6)) <= {0.0, 5.0, 6.0, 8.0}  # stopped at rung 1 or 2, full, repeats
     assert sum(1 for key in trace.found if key) == sum(steps == 8.0)
-    assert trace.trials <= 60 and trace.seconds == sorted(trace.seconds)
-    assert len(trace.search_s) == trace.trials and trace.search_s == sorted(trace.search_s) and trace.search_s[0] > 0
+    assert trace.trials <= 60
+    assert trace.seconds == sorted(trace.seconds)
+    assert len(trace.search_s) == trace.trials
+    assert trace.search_s == sorted(trace.search_s)
+    assert trace.search_s[0] > 0
 
 
 def test_continuing_stopped_designs_charges_no_epoch_twice_and_completes_the_front(table):
     scorer = Scorer(table, BASE)
     for seed in range(3):
         trace = replay(strategy_spec(BASE, "random/asha"), SPACE, table, seed=seed, budget_s=1e9, max_trials=200)
-        assert trace.stopped > 0 and hypervolume_curve(trace, scorer)[-1] == pytest.approx(1.0)
+        assert trace.stopped > 0
+        assert hypervolume_curve(trace, scorer)[-1] == pytest.approx(1.0)
         assert trace.continued > 0  # each design's epochs charged once at most, and each continuation compiles again
         assert trace.seconds[-1] <= table.full_cost() + 4.0 * trace.continued + 1e-9
         assert len({key for key in trace.found if key}) == 12  # in the end every design stands trained fully
     steady = BenchTable.from_frame(search_efficiency.without_compilation(_table()))
     trace = replay(strategy_spec(BASE, "random/asha"), SPACE, steady, seed=0, budget_s=1e9, max_trials=200)
-    assert trace.continued > 0 and trace.seconds[-1] <= steady.full_cost() + 1e-9  # charged as on a GPU: no compilation
+    assert trace.continued > 0
+    assert trace.seconds[-1] <= steady.full_cost() + 1e-9  # charged as on a GPU: no compilation
 
 
 def test_a_steady_first_epoch_charges_the_median_of_the_later_epochs_and_is_replayed_apart():
@@ -97,14 +107,19 @@ def test_a_steady_first_epoch_charges_the_median_of_the_later_epochs_and_is_repl
 
 def test_scores_read_the_curve_at_budget_fractions_and_the_time_to_each_level():
     seconds, hv = [10.0, 20.0, 40.0], [0.5, 0.9, 0.96]
-    assert hv_at(seconds, hv, 5.0) == 0.0 and hv_at(seconds, hv, 20.0) == 0.9 and hv_at(seconds, hv, 100.0) == 0.96
-    assert time_to(seconds, hv, 0.9) == 20.0 and time_to(seconds, hv, 0.95) == 40.0 and math.isinf(time_to(seconds, hv, 0.99))
+    assert hv_at(seconds, hv, 5.0) == 0.0
+    assert hv_at(seconds, hv, 20.0) == 0.9
+    assert hv_at(seconds, hv, 100.0) == 0.96
+    assert time_to(seconds, hv, 0.9) == 20.0
+    assert time_to(seconds, hv, 0.95) == 40.0
+    assert math.isinf(time_to(seconds, hv, 0.99))
     replays = [{"strategy": s, "seed": k, "trials": 3, "stopped": 0, "budget_s": 100.0, "seconds": [x * f for x in seconds],
                 "hv": hv, "hv_log": hv} for s, f in (("random/full", 1.0), ("tpe/asha", 0.5)) for k in range(3)]
     table = summarize(replays)
     assert table.loc["tpe/asha", "time_to_95pct_vs_random"] == pytest.approx(0.5)
     assert table.loc["random/full", "time_to_90pct"] == pytest.approx(0.2)
-    assert table.loc["tpe/asha", "hv_at_25pct"] == pytest.approx(0.96) and table.loc["random/full", "seeds"] == 3
+    assert table.loc["tpe/asha", "hv_at_25pct"] == pytest.approx(0.96)
+    assert table.loc["random/full", "seeds"] == 3
     assert table.loc["tpe/asha", "time_to_95pct_vs_random_lo"] == table.loc["tpe/asha", "time_to_95pct_vs_random_hi"] == 0.5
 
 
@@ -136,12 +151,15 @@ def test_run_and_report_resume_and_write_the_table_and_curves(tmp_path, monkeypa
     assert summary.loc["random/full", "time_to_95pct_vs_random"] == 1.0
     assert (summary["search_s"] > 0).all()  # the sampler's own wall seconds, reported apart from training
     page = (tmp_path / "s.html").read_text()
-    assert page.count("plotly-graph-div") >= 2 and (tmp_path / "s_log.csv").exists()
-    assert 'src="https://cdn.plot.ly' not in page and page.count("* plotly.js v") == 1  # inlined once: opens offline
+    assert page.count("plotly-graph-div") >= 2
+    assert (tmp_path / "s_log.csv").exists()
+    assert 'src="https://cdn.plot.ly' not in page
+    assert page.count("* plotly.js v") == 1  # inlined once: opens offline
     more = tmp_path / "more.jsonl"  # replays kept apart (e.g. the slow GP ones) join the report
     search_efficiency.run(path, more, ["random/asha"], [0], max_trials=40, base=BASE)
     both = search_efficiency.report(results, tmp_path / "s.csv", tmp_path / "s.html", also=(more,))
-    assert set(both.index) == {"random/full", "tpe/dominated", "random/asha"} and both.loc["random/asha", "seeds"] == 1
+    assert set(both.index) == {"random/full", "tpe/dominated", "random/asha"}
+    assert both.loc["random/asha", "seeds"] == 1
 
     _table().iloc[2:].to_csv(path, index=False)  # a design missing: refused before any replay
     with pytest.raises(SystemExit, match="lacks 1 of the 12 designs"):
@@ -165,5 +183,6 @@ def test_the_rule_passes_the_fastest_and_whoever_is_within_the_interval_and_fail
             *replays("random/full", rng.uniform(0.6, 0.8, 30)), *replays("gp/full", [math.inf] * 20 + [0.05] * 10)]
     verdicts = search_efficiency.rule_cells({"t/cpu": cell}).set_index(["level", "strategy"])
     assert set(verdicts.loc[0.95].index[verdicts.loc[0.95, "passes"]]) == {"tpe/asha", "nsga2/asha"}
-    assert verdicts.loc[(0.95, "random/full"), "ratio_lo"] > 1 and not verdicts.loc[(0.99, "gp/full"), "passes"]
+    assert verdicts.loc[(0.95, "random/full"), "ratio_lo"] > 1
+    assert not verdicts.loc[(0.99, "gp/full"), "passes"]
     assert verdicts.loc[(0.95, "tpe/asha"), "seeds"] == 30

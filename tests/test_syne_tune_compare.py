@@ -51,12 +51,16 @@ def test_the_blackbox_has_every_design_with_its_seeds_in_equal_slots_and_each_ob
     table = BenchTable.from_frame(_table())
     bench = syne_tune_compare.blackbox(table, BASE)
     box = bench.blackbox
-    assert box.objectives_evaluations.shape == (12, 2, EPOCHS, 8) and bench.metrics == ["neg_val_accuracy", "params", "latency_ms"]
+    assert box.objectives_evaluations.shape == (12, 2, EPOCHS, 8)
+    assert bench.metrics == ["neg_val_accuracy", "params", "latency_ms"]
     assert box.objectives_names == ["val_accuracy", "neg_val_accuracy", "params", "latency_ms", *bench.scaled, "elapsed_time"]
     scaled = box.objectives_evaluations[..., 4:7]
-    assert scaled.min() == 0.0 and scaled.max() == 1.0 and np.all(scaled.min(axis=(0, 1, 2)) == 0.0)
+    assert scaled.min() == 0.0
+    assert scaled.max() == 1.0
+    assert np.all(scaled.min(axis=(0, 1, 2)) == 0.0)
     space = box.configuration_space
-    assert space["depth_multiplier"] == 1 and set(space["segments"].categories) == {"1", "8", "depthwise"}  # one type per axis
+    assert space["depth_multiplier"] == 1
+    assert set(space["segments"].categories) == {"1", "8", "depthwise"}  # one type per axis
     key = next(k for k, rows in table.designs.items() if len(rows) == 1)
     config = next(c for c in syne_tune_compare.configurations(list(table.designs)) if bench.design(c) == key)
     values = box.objective_function(config, seed=1)  # the single seed's row in both slots
@@ -78,12 +82,16 @@ def test_runs_write_scored_lines_in_the_replay_format_resume_and_refuse_an_incom
     budget = BenchTable.from_frame(_table()).full_cost()
     assert {(r["strategy"], r["seed"]) for r in lines} == {(f"syne-tune/{s}", k) for s in ("moasha", "random") for k in (0, 1)}
     for line in lines:
-        assert set(line) == FORMAT and line["digest"] == table_digest(path, BASE) and line["budget_s"] == budget
+        assert set(line) == FORMAT
+        assert line["digest"] == table_digest(path, BASE)
+        assert line["budget_s"] == budget
         assert len(line["seconds"]) == len(line["hv"]) == len(line["hv_log"]) == line["trials"] > 0
         for curve in (line["hv"], line["hv_log"]):
-            assert np.all(np.diff(curve) >= 0) and 0 < curve[-1] <= 1.0 + 1e-9
+            assert np.all(np.diff(curve) >= 0)
+            assert 0 < curve[-1] <= 1.0 + 1e-9
         steps = _steps(line)
-        assert np.all(steps > 0) and budget - 8.0 < line["seconds"][-1] <= budget + 8.0  # the budget spent, plus one trial
+        assert np.all(steps > 0)
+        assert budget - 8.0 < line["seconds"][-1] <= budget + 8.0  # the budget spent, plus one trial
     moasha = [r for r in lines if r["strategy"] == "syne-tune/moasha"]
     assert all(r["stopped"] > 0 and set(_steps(r)[:-1]) <= {5.0, 6.0, 8.0} for r in moasha)  # stopped at rung 1 or 2, or full
     randoms = [r for r in lines if r["strategy"] == "syne-tune/random"]
@@ -91,13 +99,15 @@ def test_runs_write_scored_lines_in_the_replay_format_resume_and_refuse_an_incom
 
     capsys.readouterr()
     syne_tune_compare.run(path, results, ["moasha", "random"], [0, 1], BASE)
-    assert len(read_results(results)) == 4 and "0 runs to do, 4 done" in capsys.readouterr().out
+    assert len(read_results(results)) == 4
+    assert "0 runs to do, 4 done" in capsys.readouterr().out
     again = tmp_path / "again.jsonl"
     syne_tune_compare.run(path, again, ["moasha"], [1], BASE)
     assert read_results(again)[0] == next(r for r in moasha if r["seed"] == 1)  # a seed replays the same run
 
     tables = syne_tune_compare.report(results, also=[tmp_path / "absent.jsonl"])
-    assert set(tables["hv"].index) == {"syne-tune/moasha", "syne-tune/random"} and (tables["hv_log"]["seeds"] == 2).all()
+    assert set(tables["hv"].index) == {"syne-tune/moasha", "syne-tune/random"}
+    assert (tables["hv_log"]["seeds"] == 2).all()
     assert summarize(lines).loc["syne-tune/random", "seeds"] == 2
 
     _table().iloc[1:].to_csv(path, index=False)  # a design missing: refused before any run
@@ -109,8 +119,11 @@ def test_runs_write_scored_lines_in_the_replay_format_resume_and_refuse_an_incom
 def test_the_schedulers_are_configured_like_xsearch_asha_where_the_api_allows():
     bench = syne_tune_compare.blackbox(BenchTable.from_frame(_table()), BASE)
     moasha = syne_tune_compare.scheduler("moasha", bench, 0)
-    assert moasha.time_attr == "epoch" and moasha.max_t == EPOCHS and moasha.reduction_factor == 2
-    assert [rung for rung, _ in reversed(moasha.brackets[0].rungs)] == [1, 2, 4] and moasha.do_minimize
+    assert moasha.time_attr == "epoch"
+    assert moasha.max_t == EPOCHS
+    assert moasha.reduction_factor == 2
+    assert [rung for rung, _ in reversed(moasha.brackets[0].rungs)] == [1, 2, 4]
+    assert moasha.do_minimize
     assert syne_tune_compare.scheduler("moasha-scaled", bench, 0).metrics == bench.scaled
     with pytest.raises(ValueError, match="unknown scheduler"):
         syne_tune_compare.scheduler("bohb", bench, 0)

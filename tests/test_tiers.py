@@ -35,8 +35,8 @@ def _is_slow_mark(node: ast.AST) -> bool:
     """`pytest.mark.slow` (or `mark.slow`), bare or called."""
     node = node.func if isinstance(node, ast.Call) else node
     return isinstance(node, ast.Attribute) and node.attr == "slow" and (
-        isinstance(node.value, ast.Attribute) and node.value.attr == "mark"
-        or isinstance(node.value, ast.Name) and node.value.id == "mark")
+        (isinstance(node.value, ast.Attribute) and node.value.attr == "mark")
+        or (isinstance(node.value, ast.Name) and node.value.id == "mark"))
 
 
 def _file_is_slow(tree: ast.Module) -> bool:

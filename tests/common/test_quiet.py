@@ -19,7 +19,7 @@ def _report(error: BaseException) -> None:
                                        object="h5py._objects.ObjectID.__dealloc__"))
 
 
-@pytest.mark.parametrize("verbose, error, shown", [
+@pytest.mark.parametrize(("verbose", "error", "shown"), [
     ("0", RELEASE, 0),
     ("1", RELEASE, 2),
     ("0", RuntimeError(str(RELEASE).replace("errno = 28", "errno = 5")), 2),  # an I/O error, not a full disk

@@ -37,7 +37,7 @@ def _wait_for(url: str, server: subprocess.Popen, log: Path, seconds: float = 60
 
 
 @pytest.fixture
-def dashboard(require_browser, tiny_run, tmp_path):  # noqa: F811
+def dashboard(require_browser, tiny_run, tmp_path):
     """The URL of the tiny study's page on a dashboard served by `serve_dashboard` in a subprocess."""
     storage = run_storage("tiny", out=tiny_run)
     port = _free_port()

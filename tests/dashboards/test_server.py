@@ -36,7 +36,7 @@ def _run_folder(folder):
     return folder
 
 
-@pytest.mark.parametrize("host, warned", [("127.0.0.1", False), ("localhost", False), ("0.0.0.0", True)])
+@pytest.mark.parametrize(("host", "warned"), [("127.0.0.1", False), ("localhost", False), ("0.0.0.0", True)])
 def test_serve_dashboard_writes_nothing_and_warns_off_loopback(tmp_path, monkeypatch, capsys, host, warned):
     storage = run_storage("tiny", out=_run_folder(tmp_path / "run"))
     journal = (tmp_path / "run" / "study.journal").read_bytes()
@@ -46,13 +46,16 @@ def test_serve_dashboard_writes_nothing_and_warns_off_loopback(tmp_path, monkeyp
     serve_dashboard(storage, "tiny", host=host, port=_free_port())
 
     (backend, served_host, port), = served
-    assert served_host == host and optuna.get_all_study_names(backend) == ["tiny"]
+    assert served_host == host
+    assert optuna.get_all_study_names(backend) == ["tiny"]
     study_id = backend.get_study_id_from_name("tiny")
     err = capsys.readouterr().err
     assert f"http://{host}:{port}/dashboard/studies/{study_id}" in err
-    assert ("no authentication" in err) == warned and is_loopback(host) != warned
+    assert ("no authentication" in err) == warned
+    assert is_loopback(host) != warned
     assert (tmp_path / "run" / "study.journal").read_bytes() == journal  # the runner attaches the figures
-    assert dashboards.serve_dashboard is serve_dashboard and dashboards.is_loopback is is_loopback
+    assert dashboards.serve_dashboard is serve_dashboard
+    assert dashboards.is_loopback is is_loopback
 
 
 def test_a_port_in_use_exits_2_before_the_study_is_read(tmp_path, capsys):
@@ -61,7 +64,8 @@ def test_a_port_in_use_exits_2_before_the_study_is_read(tmp_path, capsys):
         port = taken.getsockname()[1]
         assert main(["dashboard", "--study", "tiny", "--out", str(tmp_path / "run"), "--port", str(port)]) == 2
     err = capsys.readouterr().err
-    assert f"127.0.0.1:{port} is in use: pass another --port" in err and "Traceback" not in err
+    assert f"127.0.0.1:{port} is in use: pass another --port" in err
+    assert "Traceback" not in err
 
 
 def _free_port() -> int:

@@ -26,8 +26,11 @@ def test_npy_files_with_their_own_splits_and_class_names(tmp_path):
         np.save(tmp_path / f"y_{split}.npy", np.array(labels, np.int64))
     np.save(tmp_path / "class_names.npy", np.array(["ant", "bee", "cat"]))
     ds = load_dataset("arrays", 6, data_dir=tmp_path, cache_dir=tmp_path / "cache")
-    assert ds.name == f"arrays:{tmp_path.resolve()}" and ds.class_names == ["ant", "bee", "cat"]
-    assert ds.y_train.tolist() == y_train and ds.y_val.tolist() == y_val and ds.y_test.tolist() == y_test
+    assert ds.name == f"arrays:{tmp_path.resolve()}"
+    assert ds.class_names == ["ant", "bee", "cat"]
+    assert ds.y_train.tolist() == y_train
+    assert ds.y_val.tolist() == y_val
+    assert ds.y_test.tolist() == y_test
     np.testing.assert_array_equal(ds.x_val, coloured(y_val))
     assert ds.summary()["images"] == {"train": 12, "val": 2, "test": 1}
 
@@ -39,7 +42,8 @@ def test_one_npz_of_float_nchw_images_and_one_hot_labels(tmp_path, monkeypatch):
     np.savez_compressed(tmp_path / "mine.npz", x_train=nhwc.transpose(0, 3, 1, 2), y_train=np.eye(2)[labels])
     ds = load_dataset("arrays", 6, data_dir=tmp_path / "mine.npz", cache_dir=tmp_path / "cache", layout="NCHW",
                       val_fraction=0.25, test_fraction=0.25)
-    assert ds.class_names == ["0", "1"] and (len(ds.y_train), len(ds.y_val), len(ds.y_test)) == (10, 5, 5)
+    assert ds.class_names == ["0", "1"]
+    assert (len(ds.y_train), len(ds.y_val), len(ds.y_test)) == (10, 5, 5)
     for split in ("train", "val", "test"):
         x, y = ds.split(split)
         np.testing.assert_array_equal(x, coloured(y.tolist()))  # 0..1 floats scaled back to 0..255
@@ -50,11 +54,13 @@ def test_float_0_255_and_grey_images_are_made_uint8_rgb(tmp_path):
     np.save(tmp_path / "y_train.npy", np.arange(10) % 2)
     raw = read_arrays(tmp_path, 4)
     images = np.concatenate([block.images for block in raw.train.blocks()])
-    assert images.shape == (10, 4, 4, 3) and images.dtype == np.uint8 and (images == 100).all()
+    assert images.shape == (10, 4, 4, 3)
+    assert images.dtype == np.uint8
+    assert (images == 100).all()
 
 
 @pytest.mark.parametrize(
-    "arrays, layout, message",
+    ("arrays", "layout", "message"),
     [
         ({"y_train": None}, "NHWC", "needs x_train and y_train .*it holds x_train"),
         ({"x_val": np.zeros((2, 6, 6, 3), np.uint8)}, "NHWC", "has only one of x_val and y_val"),
@@ -79,12 +85,12 @@ def test_bad_arrays_are_refused_with_what_would_be_valid(tmp_path, arrays, layou
 
 
 def test_missing_arrays_source_says_what_to_pass(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nowhere does not exist; pass a folder of x_train.npy, y_train.npy"):
+    with pytest.raises(FileNotFoundError, match=r"nowhere does not exist; pass a folder of x_train.npy, y_train.npy"):
         load_dataset("arrays", 6, data_dir=tmp_path / "nowhere", cache_dir=tmp_path / "cache")
-    with pytest.raises(ValueError, match="folder .* needs x_train and y_train .*found no such .npy files"):
+    with pytest.raises(ValueError, match=r"folder .* needs x_train and y_train .*found no such .npy files"):
         load_dataset("arrays", 6, data_dir=tmp_path, cache_dir=tmp_path / "cache")
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
-    with pytest.raises(ValueError, match="junk.npz is not an .npz file"):
+    with pytest.raises(ValueError, match=r"junk.npz is not an .npz file"):
         read_arrays(tmp_path / "junk.npz", 6)
 
 

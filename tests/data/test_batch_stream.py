@@ -32,9 +32,12 @@ def epoch(stream):
 def test_batches_shapes_dtypes_and_length():
     x, y = images()
     stream = BatchStream(x, y, 16)
-    assert len(stream) == 4 and len(BatchStream(x, y, 16, drop_remainder=True)) == 3
+    assert len(stream) == 4
+    assert len(BatchStream(x, y, 16, drop_remainder=True)) == 3
     xb, yb = stream[0]
-    assert xb.shape == (16, 16, 16, 3) and xb.dtype == np.uint8 and yb.dtype == np.int32
+    assert xb.shape == (16, 16, 16, 3)
+    assert xb.dtype == np.uint8
+    assert yb.dtype == np.int32
     assert stream[3][0].shape == (2, 16, 16, 3)
     with pytest.raises(IndexError):
         stream[4]
@@ -60,12 +63,13 @@ def test_an_unshuffled_epoch_is_the_stored_images_and_labels_in_order():
 
 
 def test_shuffle_is_a_new_seeded_permutation_each_epoch():
-    x, y = images()
+    x, _y = images()
     stream = BatchStream(x, np.arange(50), 8, shuffle=True, seed=3)
     first = epoch(stream)[1]
     stream.on_epoch_end()
     second = epoch(stream)[1]
-    assert sorted(first) == sorted(second) == list(range(50)) and not np.array_equal(first, second)
+    assert sorted(first) == sorted(second) == list(range(50))
+    assert not np.array_equal(first, second)
     again = BatchStream(x, np.arange(50), 8, shuffle=True, seed=3)
     np.testing.assert_array_equal(epoch(again)[1], first)
     np.testing.assert_array_equal(epoch(BatchStream(x, np.arange(50), 8))[1], np.arange(50))
@@ -75,7 +79,8 @@ def test_augmentation_is_a_flip_and_shift_of_each_image():
     x, y = images(count=20, side=16)
     plain = epoch(BatchStream(x, y, 8))[0]
     augmented = epoch(BatchStream(x, y, 8, augment=True, seed=1))[0]
-    assert augmented.shape == plain.shape and not np.array_equal(augmented, plain)
+    assert augmented.shape == plain.shape
+    assert not np.array_equal(augmented, plain)
     padded = np.pad(plain, ((0, 0), (2, 2), (2, 2), (0, 0)), mode="reflect")
     for original, out in zip(padded, augmented):
         candidates = [
@@ -103,7 +108,8 @@ def test_keras_fits_from_stream_with_worker_threads():
     model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(), keras.layers.Dense(5)])
     model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     history = model.fit(stream, epochs=2, verbose=0)
-    assert len(history.history["loss"]) == 2 and stream.epoch >= 1
+    assert len(history.history["loss"]) == 2
+    assert stream.epoch >= 1
 
 
 @pytest.mark.slow
@@ -122,4 +128,5 @@ def test_input_pipeline_benchmark(tmp_path):
     assert module.served_images_per_second(x, y, 16) > 0
     module.main(["--image-size", "8", "--batch-size", "128", "--json", str(tmp_path / "out.json")])
     report = json.loads((tmp_path / "out.json").read_text())
-    assert report["num_images"] == 5000 and {r["augment"] for r in report["results"]} == {False, True}
+    assert report["num_images"] == 5000
+    assert {r["augment"] for r in report["results"]} == {False, True}

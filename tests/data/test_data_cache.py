@@ -51,8 +51,10 @@ def test_second_load_maps_the_cache_without_decoding(tmp_path, monkeypatch):
             assert a.dtype == b.dtype
             np.testing.assert_array_equal(a, b)
         else:
-            assert a == b and type(a) is type(b)
-    assert isinstance(second.x_train, np.memmap) and not second.x_train.flags.writeable
+            assert a == b
+            assert type(a) is type(b)
+    assert isinstance(second.x_train, np.memmap)
+    assert not second.x_train.flags.writeable
     assert folders(tmp_path / "cache") == [first.cache_key]  # no staging folder left
     assert sorted(p.name for p in (tmp_path / "cache" / first.cache_key).iterdir()) == [
         "meta.json", "x_test.npy", "x_train.npy", "x_val.npy", "y_test.npy", "y_train.npy", "y_val.npy"]
@@ -65,7 +67,8 @@ def test_cache_key_covers_settings(tmp_path):
         load_dataset("digits", **{"image_size": 8, **kwargs}, cache_dir=tmp_path)
     load_dataset("digits", 8, cache_dir=tmp_path, max_bad_fraction=0.5)  # a check on load, not part of the key
     names = folders(tmp_path)
-    assert len(names) == 5 and all(n.startswith("digits-") for n in names)
+    assert len(names) == 5
+    assert all(n.startswith("digits-") for n in names)
 
 
 def test_cache_dir_from_environment(tmp_path, monkeypatch):
@@ -97,7 +100,8 @@ def test_concurrent_loads_build_once_and_share_the_result(tmp_path, monkeypatch)
     threads[1].start()
     for thread in threads:
         thread.join(30)
-    assert len(builds) == 1 and len(results) == 2
+    assert len(builds) == 1
+    assert len(results) == 2
     np.testing.assert_array_equal(results[0].x_train, results[1].x_train)
 
 
@@ -112,7 +116,7 @@ def test_a_build_in_progress_or_interrupted_is_never_read(tmp_path, monkeypatch)
         def first_block_only():
             iterator = blocks()
             yield next(iterator)
-            assert [p.name for p in cache.iterdir() if p.is_dir()][0].endswith(STAGING_SUFFIX)
+            assert next(p.name for p in cache.iterdir() if p.is_dir()).endswith(STAGING_SUFFIX)
             assert not any(p.is_dir() and not p.name.startswith(".") for p in cache.iterdir())  # nothing to read yet
             raise KeyboardInterrupt
 
@@ -128,9 +132,10 @@ def test_a_build_in_progress_or_interrupted_is_never_read(tmp_path, monkeypatch)
     stale = cache / f".{built}.killed{STAGING_SUFFIX}"  # what a killed build leaves: the next build deletes it
     stale.mkdir()
     (stale / "x_train.npy").write_bytes(b"half")
-    assert load_dataset("digits", 8, cache_dir=cache).cache_key == built and folders(cache) == [built]
+    assert load_dataset("digits", 8, cache_dir=cache).cache_key == built
+    assert folders(cache) == [built]
     (cache / built / "meta.json").unlink()  # a damaged cache folder is an error that says what to do
-    with pytest.raises(ValueError, match="is incomplete or was written by another xsearch version .* delete it"):
+    with pytest.raises(ValueError, match=r"is incomplete or was written by another xsearch version .* delete it"):
         load_dataset("digits", 8, cache_dir=cache)
 
 
@@ -168,7 +173,8 @@ def test_two_processes_building_one_cache_build_it_once(tmp_path):
     stdout = [out for out, _ in outputs]
     assert sum(out.count("building") for out in stdout) == 1
     loaded = {line for out in stdout for line in out.splitlines() if line.startswith("loaded")}
-    assert len(loaded) == 1 and len(folders(tmp_path / "cache")) == 1
+    assert len(loaded) == 1
+    assert len(folders(tmp_path / "cache")) == 1
 
 
 @pytest.mark.slow
@@ -181,9 +187,13 @@ def test_a_killed_build_leaves_nothing_that_is_read_and_the_next_build_cleans_up
     process.send_signal(signal.SIGKILL)
     process.wait(30)
     staging = folders(cache)
-    assert len(staging) == 1 and staging[0].endswith(STAGING_SUFFIX) and (cache / staging[0] / "x_train.npy").is_file()
+    assert len(staging) == 1
+    assert staging[0].endswith(STAGING_SUFFIX)
+    assert (cache / staging[0] / "x_train.npy").is_file()
     survivor = _builder(root, cache, 0.0)
     out, err = survivor.communicate(timeout=180)
-    assert survivor.returncode == 0 and "loaded 56" in out, err
+    assert survivor.returncode == 0, err
+    assert "loaded 56" in out, err
     built = folders(cache)
-    assert len(built) == 1 and not built[0].startswith(".")  # the killed build's staging folder is gone
+    assert len(built) == 1
+    assert not built[0].startswith(".")  # the killed build's staging folder is gone

@@ -43,13 +43,17 @@ def test_folder_loads_classes_labels_and_splits(tmp_path):
     root = make_folder(tmp_path / "images")
     ds = load_dataset("folder", 16, data_dir=root, cache_dir=tmp_path / "cache", val_fraction=0.25, test_fraction=0.25)
     assert ds.name == f"folder:{root.resolve()}"
-    assert ds.class_names == ["cat", "dog", "fox"] and ds.num_classes == 3
+    assert ds.class_names == ["cat", "dog", "fox"]
+    assert ds.num_classes == 3
     assert (len(ds.y_train), len(ds.y_val), len(ds.y_test)) == (6, 3, 3)
-    assert ds.x_train.shape == (6, 16, 16, 3) and ds.x_train.dtype == np.uint8 and ds.y_train.dtype == np.int32
+    assert ds.x_train.shape == (6, 16, 16, 3)
+    assert ds.x_train.dtype == np.uint8
+    assert ds.y_train.dtype == np.int32
     for x, y in ((ds.x_train, ds.y_train), (ds.x_val, ds.y_val), (ds.x_test, ds.y_test)):
         brightest = x.reshape(len(x), -1, 3).mean(axis=1).argmax(axis=1)
         np.testing.assert_array_equal(brightest, y)  # cat is red, dog green, fox blue
-    assert ds.mean.dtype == np.float32 and ds.mean.shape == (3,)
+    assert ds.mean.dtype == np.float32
+    assert ds.mean.shape == (3,)
 
 
 @pytest.mark.parametrize("image_size", [8, 16])
@@ -60,12 +64,15 @@ def test_imagenet_npz_channel_planar_to_nhwc(tmp_path, image_size):
     write_batch(data / "train_data_batch_2", [3, 2, 1, 3, 2, 3, 2, 1, 2, 3], side=8, suffix=False)
     write_batch(data / "val_data.npz", [1, 2, 5], side=8)
     ds = load_dataset("imagenet-npz", image_size, data_dir=data, cache_dir=tmp_path / "cache", test_fraction=0.2)
-    assert ds.name == "imagenet-npz" and ds.num_classes == 5 and ds.class_names[0] == "1"
+    assert ds.name == "imagenet-npz"
+    assert ds.num_classes == 5
+    assert ds.class_names[0] == "1"
     assert (len(ds.y_train), len(ds.y_test)) == (16, 4)
     np.testing.assert_array_equal(ds.y_val, [0, 1, 4])
     assert sorted(np.concatenate([ds.y_train, ds.y_test]).tolist()) == [0] * 6 + [1] * 7 + [2] * 7
     assert ds.x_train.shape == (16, image_size, image_size, 3)
-    assert (ds.x_val[..., 1] == 20).all() and (ds.x_val[..., 2] == 30).all()
+    assert (ds.x_val[..., 1] == 20).all()
+    assert (ds.x_val[..., 2] == 30).all()
     if image_size == 8:
         np.testing.assert_array_equal(ds.x_val[0, :, :, 0], np.arange(64).reshape(8, 8))
 
@@ -78,7 +85,9 @@ def test_imagenet_npz_missing_files_lists_paths(tmp_path, monkeypatch):
     message = str(error.value)
     assert str(tmp_path / "env" / "imagenet64") in message
     assert str(tmp_path / "home" / ".xsearch" / "data" / "imagenet64") in message
-    assert "Imagenet64_train_part1.zip" in message and "--data-dir" in message and "XSEARCH_DATA_DIR" in message
+    assert "Imagenet64_train_part1.zip" in message
+    assert "--data-dir" in message
+    assert "XSEARCH_DATA_DIR" in message
     with pytest.raises(FileNotFoundError, match="imagenet32") as error:
         load_dataset("imagenet-npz", 32, cache_dir=tmp_path / "cache")
     with pytest.raises(FileNotFoundError, match=str(tmp_path / "given")):
@@ -88,7 +97,7 @@ def test_imagenet_npz_missing_files_lists_paths(tmp_path, monkeypatch):
 def test_imagenet_npz_bad_batch(tmp_path):
     np.savez(tmp_path / "train_data_batch_1.npz", pixels=np.zeros((2, 12), np.uint8), labels=[1, 2])
     write_batch(tmp_path / "val_data.npz", [1, 2], side=2)
-    with pytest.raises(ValueError, match="train_data_batch_1.npz has no 'data' array"):
+    with pytest.raises(ValueError, match=r"train_data_batch_1.npz has no 'data' array"):
         load_dataset("imagenet-npz", 2, data_dir=tmp_path, cache_dir=tmp_path / "cache")
 
 
@@ -98,9 +107,12 @@ def digits_hashes(x: np.ndarray) -> list[str]:
 
 def test_digits_splits_are_disjoint_and_complete(tmp_path):
     ds = load_dataset("digits", 8, cache_dir=tmp_path)
-    assert ds.num_classes == 10 and ds.class_names == [str(d) for d in range(10)]
+    assert ds.num_classes == 10
+    assert ds.class_names == [str(d) for d in range(10)]
     assert len(ds.y_train) + len(ds.y_val) + len(ds.y_test) == 1797
-    assert ds.x_train.dtype == np.uint8 and ds.y_train.dtype == np.int32 and ds.x_val.shape[1:] == (8, 8, 3)
+    assert ds.x_train.dtype == np.uint8
+    assert ds.y_train.dtype == np.int32
+    assert ds.x_val.shape[1:] == (8, 8, 3)
     assert set(ds.y_val.tolist()) == set(range(10))  # stratified
     grey = np.round(load_digits().data * 255 / 16).astype(np.uint8).reshape(-1, 8, 8, 1)
     union = np.concatenate([ds.x_train, ds.x_val, ds.x_test])
@@ -111,7 +123,8 @@ def test_digits_resized_and_seeded(tmp_path):
     first = load_dataset("digits", 32, cache_dir=tmp_path / "a", seed=1)
     again = load_dataset("digits", 32, cache_dir=tmp_path / "b", seed=1)
     other = load_dataset("digits", 32, cache_dir=tmp_path / "c", seed=2)
-    assert first.x_train.shape == (1437, 32, 32, 3) and first.x_test.shape == (180, 32, 32, 3)
+    assert first.x_train.shape == (1437, 32, 32, 3)
+    assert first.x_test.shape == (180, 32, 32, 3)
     np.testing.assert_array_equal(first.x_val, again.x_val)
     np.testing.assert_array_equal(first.y_train, again.y_train)
     assert not np.array_equal(first.y_val, other.y_val)
@@ -120,7 +133,8 @@ def test_digits_resized_and_seeded(tmp_path):
 def test_max_train_keeps_val_and_test(tmp_path):
     full = load_dataset("digits", 8, cache_dir=tmp_path, test_fraction=0)
     small = load_dataset("digits", 8, cache_dir=tmp_path, test_fraction=0, max_train=100)
-    assert len(small.y_train) == 100 and small.x_test.shape == (0, 8, 8, 3)
+    assert len(small.y_train) == 100
+    assert small.x_test.shape == (0, 8, 8, 3)
     np.testing.assert_array_equal(small.x_val, full.x_val)
     assert set(small.y_train.tolist()) == set(range(10))
 
@@ -132,13 +146,14 @@ def fake_cifar(classes: int):
     return lambda: ((images[:50], labels[:50]), (images[50:], labels[50:]))
 
 
-@pytest.mark.parametrize("source, classes", [("cifar10", 10), ("cifar100", 100)])
+@pytest.mark.parametrize(("source", "classes"), [("cifar10", 10), ("cifar100", 100)])
 def test_cifar_from_keras_loader(tmp_path, monkeypatch, source, classes):
     monkeypatch.setattr(getattr(keras.datasets, source), "load_data", fake_cifar(classes))
     ds = load_dataset(source, 16, cache_dir=tmp_path, val_fraction=0.2)
     assert ds.num_classes == len(ds.class_names) == classes
     assert (ds.x_train.shape, ds.x_val.shape, ds.x_test.shape) == ((40, 16, 16, 3), (10, 16, 16, 3), (10, 16, 16, 3))
-    assert ds.y_test.dtype == np.int32 and ds.y_test.ndim == 1
+    assert ds.y_test.dtype == np.int32
+    assert ds.y_test.ndim == 1
 
 
 def test_cifar_offline_error_names_keras_cache(tmp_path, monkeypatch):
@@ -169,7 +184,7 @@ def test_unknown_source_lists_sources(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "kwargs, match",
+    ("kwargs", "match"),
     [
         ({"image_size": 0}, "image_size"),
         ({"val_fraction": 0.0}, "val_fraction"),

@@ -44,7 +44,8 @@ def test_class_folders_at_the_root_are_split_by_the_seed(tmp_path):
     root = classes_folder(tmp_path / "images")
     write_images(root / "red" / "more", RED, 2, suffixes=(".GIF", ".webp"))  # images in a subfolder count too
     ds = load_dataset("folder", 8, data_dir=root, cache_dir=tmp_path / "cache", val_fraction=0.25, test_fraction=0.25)
-    assert ds.class_names == ["green", "red"] and ds.num_classes == 2
+    assert ds.class_names == ["green", "red"]
+    assert ds.num_classes == 2
     assert (len(ds.y_train), len(ds.y_val), len(ds.y_test)) == (10, 6, 6)
     assert sorted(np.concatenate([ds.y_train, ds.y_val, ds.y_test]).tolist()) == [0] * 10 + [1] * 12
     for split in ("train", "val", "test"):
@@ -62,7 +63,9 @@ def test_a_validation_folder_is_used_whatever_its_name(tmp_path, name):
     write_images(root / "test" / "green", GREEN, 2)
     assert split_folders(root) == {"train": root / "train", "val": root / name, "test": root / "test"}
     ds = load_dataset("folder", 8, data_dir=root, cache_dir=tmp_path / "cache")
-    assert ds.y_val.tolist() == [1, 1, 1] and ds.y_test.tolist() == [0, 0] and len(ds.y_train) == 12
+    assert ds.y_val.tolist() == [1, 1, 1]
+    assert ds.y_test.tolist() == [0, 0]
+    assert len(ds.y_train) == 12
     assert ds.summary()["images"] == {"train": 12, "val": 3, "test": 2}
     assert ds.summary()["class_counts"] == {"train": [6, 6], "val": [0, 3], "test": [2, 0]}
 
@@ -99,7 +102,7 @@ def test_structure_errors_name_the_folder(tmp_path):
     root = classes_folder(tmp_path / "images")
     (root / "owl").mkdir()
     (root / "owl" / "notes.txt").write_text("no images here")
-    with pytest.raises(ValueError, match="owl has no images; expected files ending in .jpg, .jpeg, .png, .bmp, .gif, .webp"):
+    with pytest.raises(ValueError, match=r"owl has no images; expected files ending in .jpg, .jpeg, .png, .bmp, .gif, .webp"):
         load_dataset("folder", 8, data_dir=root, cache_dir=cache)
     split = tmp_path / "split"
     classes_folder(split / "train", count=2)
@@ -123,9 +126,12 @@ def test_grey_cmyk_rgba_palette_and_16_bit_images_decode_to_rgb(tmp_path):
         image.save(tmp_path / name)
     decoded = {name: decode_image(tmp_path / name, 4) for name in images}
     assert all(x.shape == (4, 4, 3) and x.dtype == np.uint8 for x in decoded.values())
-    assert (decoded["grey.png"] == 90).all() and (decoded["rgba.png"] == (10, 200, 30)).all()
-    assert (decoded["cmyk.jpg"][..., 0] > 200).all() and (decoded["cmyk.jpg"][..., 1:] < 50).all()
-    assert (decoded["deep.png"] == 255).all() and (decoded["palette.gif"] == BLUE).all()
+    assert (decoded["grey.png"] == 90).all()
+    assert (decoded["rgba.png"] == (10, 200, 30)).all()
+    assert (decoded["cmyk.jpg"][..., 0] > 200).all()
+    assert (decoded["cmyk.jpg"][..., 1:] < 50).all()
+    assert (decoded["deep.png"] == 255).all()
+    assert (decoded["palette.gif"] == BLUE).all()
 
 
 def test_a_truncated_jpeg_and_thumbs_db_are_skipped_and_reported(tmp_path, capsys):
@@ -136,15 +142,20 @@ def test_a_truncated_jpeg_and_thumbs_db_are_skipped_and_reported(tmp_path, capsy
     (root / "green" / "Thumbs.db").write_bytes(b"\xd0\xcf\x11\xe0 not an image")
     (root / "green" / ".hidden.jpg").write_bytes(b"resource fork")
     raw = read_folder(root, 8)
-    assert len(raw.train.files) == 41 and sorted(Path(f).name for f in raw.ignored) == [".hidden.jpg", "Thumbs.db"]
+    assert len(raw.train.files) == 41
+    assert sorted(Path(f).name for f in raw.ignored) == [".hidden.jpg", "Thumbs.db"]
 
     ds = load_dataset("folder", 8, data_dir=root, cache_dir=tmp_path / "cache")
     err = capsys.readouterr().err
-    assert "left out 1 of 41 image files that could not be decoded (2.4%)" in err and "cut.jpg" in err
-    assert "left out 2 files that are not images" in err and "Thumbs.db" in err
-    assert ds.unreadable == [str(root.resolve() / "red" / "cut.jpg")] and ds.ignored == 2
+    assert "left out 1 of 41 image files that could not be decoded (2.4%)" in err
+    assert "cut.jpg" in err
+    assert "left out 2 files that are not images" in err
+    assert "Thumbs.db" in err
+    assert ds.unreadable == [str(root.resolve() / "red" / "cut.jpg")]
+    assert ds.ignored == 2
     assert len(ds.y_train) + len(ds.y_val) + len(ds.y_test) == 40
-    assert ds.summary()["unreadable_files"] == 1 and ds.summary()["ignored_files"] == 2
+    assert ds.summary()["unreadable_files"] == 1
+    assert ds.summary()["ignored_files"] == 2
     listing = tmp_path / "cache" / ds.cache_key / "unreadable.txt"
     assert listing.read_text() == f"{root.resolve() / 'red' / 'cut.jpg'}\n"
     assert load_dataset("folder", 8, data_dir=root, cache_dir=tmp_path / "cache").unreadable == ds.unreadable
@@ -160,11 +171,13 @@ def test_more_unreadable_files_than_the_threshold_are_refused_naming_them(tmp_pa
                                          r"data.max_bad_fraction = 0.05 allows: .*broken0.jpg, .*broken1.jpg") as error:
         load_dataset("folder", 8, data_dir=root, cache_dir=cache)
     listing = Path(str(error.value).split("The full list is in ")[1].split(". ")[0])
-    assert listing.parent == cache and listing.read_text().count("broken") == 2
+    assert listing.parent == cache
+    assert listing.read_text().count("broken") == 2
     assert [p for p in cache.iterdir() if p.is_dir()] == []  # no cache, no staging folder left
     ds = load_dataset("folder", 8, data_dir=root, cache_dir=cache, max_bad_fraction=0.1)
-    assert len(ds.unreadable) == 2 and not listing.exists()
-    with pytest.raises(ValueError, match="more than data.max_bad_fraction = 0.0 allows"):
+    assert len(ds.unreadable) == 2
+    assert not listing.exists()
+    with pytest.raises(ValueError, match=r"more than data.max_bad_fraction = 0.0 allows"):
         load_dataset("folder", 8, data_dir=root, cache_dir=cache, max_bad_fraction=0.0)  # checked on every load
 
 
@@ -173,7 +186,8 @@ def test_every_image_suffix_in_any_case_is_read(tmp_path):
     write_images(root / "a", RED, 12, suffixes=(*IMAGE_SUFFIXES, *(s.upper() for s in IMAGE_SUFFIXES)))
     write_images(root / "b", GREEN, 2)
     raw = read_folder(root, 8)
-    assert len(raw.train.files) == 14 and raw.ignored == []
+    assert len(raw.train.files) == 14
+    assert raw.ignored == []
 
 
 def test_the_command_line_refuses_too_many_unreadable_files_with_exit_2_and_leaves_the_run_folder_alone(tmp_path, capsys):
@@ -183,6 +197,9 @@ def test_the_command_line_refuses_too_many_unreadable_files_with_exit_2_and_leav
     study.write_text(tiny_study_toml(trials=1, seed_trials=[], data={"source": "folder", "max_train": None}))
     status = main(["run", "--study", str(study), "--data-dir", str(root), "--out", str(tmp_path / "run")])
     err = capsys.readouterr().err
-    assert status == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert status == 2
+    assert err.count("\n") == 1
+    assert "Traceback" not in err
     assert "1 of 11 image files (9.1%) could not be decoded, more than data.max_bad_fraction = 0.05 allows" in err
-    assert "broken.jpg" in err and not (tmp_path / "run").exists()
+    assert "broken.jpg" in err
+    assert not (tmp_path / "run").exists()

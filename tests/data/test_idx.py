@@ -58,21 +58,26 @@ def nowhere(monkeypatch, tmp_path):
 @needs_debian_files
 def test_fashion_mnist_reads_debians_files_with_the_official_split(tmp_path):
     ds = load_dataset("fashion-mnist", 28, cache_dir=tmp_path, val_fraction=0.01, max_train=500, seed=3)
-    assert ds.source == "fashion-mnist" and ds.class_names[0] == "T-shirt/top" and ds.class_names[9] == "Ankle boot"
+    assert ds.source == "fashion-mnist"
+    assert ds.class_names[0] == "T-shirt/top"
+    assert ds.class_names[9] == "Ankle boot"
     assert (len(ds.y_train), len(ds.y_val), len(ds.y_test)) == (500, 600, 10_000)  # val carved off the 60k, test kept
-    assert ds.x_train.shape == (500, 28, 28, 3) and ds.x_train.dtype == np.uint8
+    assert ds.x_train.shape == (500, 28, 28, 3)
+    assert ds.x_train.dtype == np.uint8
     np.testing.assert_array_equal(ds.x_train[..., 0], ds.x_train[..., 2])  # grey, repeated to the builder's RGB
     assert np.bincount(ds.y_test).tolist() == [1000] * 10
     official = read_idx(DEBIAN / "t10k-labels-idx1-ubyte.gz")
     np.testing.assert_array_equal(ds.y_test, official)  # the official test images, in order
     other = load_dataset("fashion-mnist", 28, cache_dir=tmp_path, val_fraction=0.01, max_train=500, seed=4)
-    assert not np.array_equal(ds.y_val, other.y_val) and np.array_equal(ds.y_test, other.y_test)  # val by the seed
+    assert not np.array_equal(ds.y_val, other.y_val)
+    assert np.array_equal(ds.y_test, other.y_test)  # val by the seed
 
 
 @needs_debian_files
 def test_idx_reader_matches_the_raw_bytes():
     images = read_idx(DEBIAN / "train-images-idx3-ubyte.gz")
-    assert images.shape == (60_000, 28, 28) and images.dtype == np.uint8
+    assert images.shape == (60_000, 28, 28)
+    assert images.dtype == np.uint8
     with gzip.open(DEBIAN / "train-images-idx3-ubyte.gz") as file:
         raw = file.read(16 + 28 * 28)
     np.testing.assert_array_equal(images[0].ravel(), np.frombuffer(raw[16:], np.uint8))
@@ -82,7 +87,8 @@ def test_idx_reader_matches_the_raw_bytes():
 def test_data_dir_with_made_files_gzipped_or_not(tmp_path, gz, nowhere):
     folder = write_idx_set(tmp_path / "mnist", gz=gz)
     ds = load_dataset("mnist", 16, data_dir=folder, cache_dir=tmp_path / "cache", val_fraction=0.25)
-    assert (len(ds.y_train), len(ds.y_val), len(ds.y_test)) == (30, 10, 20) and ds.x_test.shape == (20, 16, 16, 3)
+    assert (len(ds.y_train), len(ds.y_val), len(ds.y_test)) == (30, 10, 20)
+    assert ds.x_test.shape == (20, 16, 16, 3)
     assert ds.class_names == [str(d) for d in range(10)]
     for x, y in ((ds.x_train, ds.y_train), (ds.x_test, ds.y_test)):
         np.testing.assert_array_equal(x[:, 0, 0, 1], 10 * y)
@@ -91,7 +97,8 @@ def test_data_dir_with_made_files_gzipped_or_not(tmp_path, gz, nowhere):
 def test_the_keras_cache_comes_before_debian(tmp_path, nowhere, monkeypatch):
     write_idx_set(tmp_path / "keras-home" / "datasets" / "fashion-mnist", train=30, test=10)
     ds = load_dataset("fashion-mnist", 12, cache_dir=tmp_path / "cache", val_fraction=0.2)
-    assert len(ds.y_test) == 10 and len(ds.y_train) == 24
+    assert len(ds.y_test) == 10
+    assert len(ds.y_train) == 24
 
 
 def test_keras_loader_is_the_last_resort(tmp_path, nowhere, monkeypatch):
@@ -99,7 +106,8 @@ def test_keras_loader_is_the_last_resort(tmp_path, nowhere, monkeypatch):
     images = np.repeat(labels, 8 * 8).reshape(30, 8, 8).astype(np.uint8)
     monkeypatch.setattr(keras.datasets.mnist, "load_data", lambda: ((images, labels), (images[:10], labels[:10])))
     ds = load_dataset("mnist", 8, cache_dir=tmp_path / "cache", val_fraction=0.2)
-    assert len(ds.y_test) == 10 and ds.x_test.shape == (10, 8, 8, 3)
+    assert len(ds.y_test) == 10
+    assert ds.x_test.shape == (10, 8, 8, 3)
 
 
 def test_nothing_found_names_every_place_and_the_debian_package(tmp_path, nowhere):
@@ -107,9 +115,12 @@ def test_nothing_found_names_every_place_and_the_debian_package(tmp_path, nowher
         load_dataset("fashion-mnist", 28, cache_dir=tmp_path / "cache")
     message = str(error.value)
     assert str(tmp_path / "keras-home" / "datasets" / "fashion-mnist") in message
-    assert str(tmp_path / "no-debian") in message and "no such folder" in message
-    assert "apt-get install dataset-fashion-mnist" in message and "--data-dir" in message
-    assert "keras.datasets.fashion_mnist.load_data()" in message and "Name or service not known" in message
+    assert str(tmp_path / "no-debian") in message
+    assert "no such folder" in message
+    assert "apt-get install dataset-fashion-mnist" in message
+    assert "--data-dir" in message
+    assert "keras.datasets.fashion_mnist.load_data()" in message
+    assert "Name or service not known" in message
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").glob("fashion-mnist*"))
 
 
@@ -144,7 +155,8 @@ def test_a_study_without_the_files_exits_2_and_writes_no_study(tmp_path, nowhere
     out = tmp_path / "run"
     assert main(["run", "--study", str(study), "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert "apt-get install dataset-fashion-mnist" in err and str(tmp_path / "no-debian") in err
+    assert "apt-get install dataset-fashion-mnist" in err
+    assert str(tmp_path / "no-debian") in err
     assert not (out / "study.journal").exists()
 
 
@@ -153,8 +165,11 @@ def test_the_shipped_studies_read_fashion_mnist():
 
     cpu, gpu = load_study_spec("fashion-mnist"), load_study_spec("fashion-mnist-gpu")
     assert cpu.data.source == gpu.data.source == "fashion-mnist"
-    assert gpu.data.image_size == 32 and gpu.data.max_train is None  # the full training set at 32x32
-    assert cpu.data.max_train is not None and cpu.timeout is not None and cpu.timeout <= 15 * 60
+    assert gpu.data.image_size == 32
+    assert gpu.data.max_train is None  # the full training set at 32x32
+    assert cpu.data.max_train is not None
+    assert cpu.timeout is not None
+    assert cpu.timeout <= 15 * 60
 
 
 @needs_debian_files

@@ -30,23 +30,34 @@ from xsearch.data.tfds import read_tfds
 def test_image_helpers_resize_make_rgb_and_decode(tmp_path):
     grey = np.full((2, 8, 8, 1), 77, np.uint8)
     rgb = to_rgb(grey)
-    assert rgb.shape == (2, 8, 8, 3) and (rgb == 77).all()
-    assert to_rgb(rgb) is rgb and resize_images(rgb, 8) is rgb  # nothing to do: the same array
+    assert rgb.shape == (2, 8, 8, 3)
+    assert (rgb == 77).all()
+    assert to_rgb(rgb) is rgb
+    assert resize_images(rgb, 8) is rgb  # nothing to do: the same array
     with pytest.raises(ValueError, match="1 or 3 channels"):
         to_rgb(np.zeros((1, 4, 4, 2), np.uint8))
     small = resize_images(grey, 4)
-    assert small.shape == (2, 4, 4, 1) and small.dtype == np.uint8 and (small == 77).all()
+    assert small.shape == (2, 4, 4, 1)
+    assert small.dtype == np.uint8
+    assert (small == 77).all()
     Image.new("RGB", (20, 10), (200, 10, 30)).save(tmp_path / "flat.png")
     decoded = decode_image(tmp_path / "flat.png", 6)
-    assert decoded.shape == (6, 6, 3) and decoded.dtype == np.uint8 and (decoded == (200, 10, 30)).all()
+    assert decoded.shape == (6, 6, 3)
+    assert decoded.dtype == np.uint8
+    assert (decoded == (200, 10, 30)).all()
 
 
 def test_digits_reader_gives_all_1797_digits_as_one_rgb_train_pool():
     raw = read_digits(8)
     x, y = decoded(raw.train), raw.train.labels
-    assert x.shape == (1797, 8, 8, 3) and x.dtype == np.uint8 and x.max() == 255
-    assert y.dtype == np.int32 and sorted(set(y.tolist())) == list(range(10))
-    assert raw.val is None and raw.test is None and raw.class_names == [str(d) for d in range(10)]
+    assert x.shape == (1797, 8, 8, 3)
+    assert x.dtype == np.uint8
+    assert x.max() == 255
+    assert y.dtype == np.int32
+    assert sorted(set(y.tolist())) == list(range(10))
+    assert raw.val is None
+    assert raw.test is None
+    assert raw.class_names == [str(d) for d in range(10)]
 
 
 def decoded(split: SourceSplit) -> np.ndarray:
@@ -57,7 +68,8 @@ def decoded(split: SourceSplit) -> np.ndarray:
 def test_splits_carve_test_then_val_off_train_stratified_and_subsample_train():
     labels = (np.arange(100) % 5).astype(np.int32)
     plan = plan_splits({"train": labels}, seed=0, val_fraction=0.2, test_fraction=0.1, max_train=None)
-    assert list(plan) == list(SPLITS) and all(source == "train" for source, _ in plan.values())
+    assert list(plan) == list(SPLITS)
+    assert all(source == "train" for source, _ in plan.values())
     members = {split: indices for split, (_, indices) in plan.items()}
     assert [len(members[s]) for s in SPLITS] == [70, 20, 10]
     assert sorted(np.concatenate(list(members.values())).tolist()) == list(range(100))  # disjoint, complete
@@ -69,13 +81,17 @@ def test_splits_carve_test_then_val_off_train_stratified_and_subsample_train():
     assert not np.array_equal(plan["val"][1], other["val"][1])
 
     small = plan_splits({"train": labels}, seed=0, val_fraction=0.2, test_fraction=0.1, max_train=35)
-    assert len(small["train"][1]) == 35 and set(small["train"][1]) <= set(members["train"])
-    assert np.array_equal(small["val"][1], members["val"]) and set(labels[small["train"][1]]) == set(range(5))
+    assert len(small["train"][1]) == 35
+    assert set(small["train"][1]) <= set(members["train"])
+    assert np.array_equal(small["val"][1], members["val"])
+    assert set(labels[small["train"][1]]) == set(range(5))
 
     given = plan_splits({"train": labels[:50], "val": labels[:7]}, seed=0, val_fraction=0.2, test_fraction=0.0,
                         max_train=None)
-    assert given["train"][1].tolist() == list(range(50)) and given["val"] == ("val", given["val"][1])
-    assert given["val"][1].tolist() == list(range(7)) and len(given["test"][1]) == 0
+    assert given["train"][1].tolist() == list(range(50))
+    assert given["val"] == ("val", given["val"][1])
+    assert given["val"][1].tolist() == list(range(7))
+    assert len(given["test"][1]) == 0
     with pytest.raises(ValueError, match="Cannot carve 60 images off the 50 left"):
         plan_splits({"train": labels}, seed=0, val_fraction=0.6, test_fraction=0.5, max_train=None)
 
@@ -92,10 +108,13 @@ def test_write_splits_puts_each_image_in_its_place_and_leaves_out_unreadable_one
     plan = {"train": ("train", np.array([8, 1, 0, 6, 7, 4])), "val": ("val", np.array([1, 0])),
             "test": ("train", np.array([9, 2, 3]))}
     written = write_splits(raw, plan, tmp_path, 2, "decoding")
-    assert written.counts == {"train": 5, "val": 2, "test": 3} and written.unreadable == ["f1"] and written.files == 12
+    assert written.counts == {"train": 5, "val": 2, "test": 3}
+    assert written.unreadable == ["f1"]
+    assert written.files == 12
     assert np.load(tmp_path / "x_train.npy")[:, 0, 0, 0].tolist() == [8, 0, 6, 7, 4]  # in the plan's order, f1 left out
     assert np.load(tmp_path / "y_train.npy").tolist() == [0, 0, 0, 1, 0]
-    assert np.load(tmp_path / "x_val.npy")[:, 1, 1, 2].tolist() == [1, 0] and np.load(tmp_path / "y_val.npy").tolist() == [0, 1]
+    assert np.load(tmp_path / "x_val.npy")[:, 1, 1, 2].tolist() == [1, 0]
+    assert np.load(tmp_path / "y_val.npy").tolist() == [0, 1]
     assert np.load(tmp_path / "y_test.npy").tolist() == [1, 0, 1]
     assert written.mean.tolist() == [5.0] * 3
     raw = RawData(train=SourceSplit(np.zeros(3, np.int32), blocks), class_names=["a"])
@@ -107,15 +126,18 @@ def test_write_splits_puts_each_image_in_its_place_and_leaves_out_unreadable_one
 
 def test_cache_root_and_folder_names(tmp_path, monkeypatch):
     monkeypatch.setenv("XSEARCH_CACHE_DIR", str(tmp_path / "env"))
-    assert cache_root(tmp_path / "given") == tmp_path / "given" and cache_root(None) == tmp_path / "env"
+    assert cache_root(tmp_path / "given") == tmp_path / "given"
+    assert cache_root(None) == tmp_path / "env"
     monkeypatch.delenv("XSEARCH_CACHE_DIR")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert cache_root(None) == tmp_path / "home" / ".cache" / "xsearch" / "data"
 
     key = {"source": "tfds:imagenet_resized/64x64", "image_size": 64, "seed": 0}
     folder = cache_folder(tmp_path, key)
-    assert folder.parent == tmp_path and folder.name.startswith("tfds-imagenet-resized-64x64-64px-")
-    assert cache_folder(tmp_path, {**key, "seed": 1}) != folder and cache_folder(tmp_path, dict(key)) == folder
+    assert folder.parent == tmp_path
+    assert folder.name.startswith("tfds-imagenet-resized-64x64-64px-")
+    assert cache_folder(tmp_path, {**key, "seed": 1}) != folder
+    assert cache_folder(tmp_path, dict(key)) == folder
 
 
 def test_progress_bar_draws_on_a_console_and_is_silent_off_a_terminal(capsys):
@@ -125,7 +147,8 @@ def test_progress_bar_draws_on_a_console_and_is_silent_off_a_terminal(capsys):
     drawn = io.StringIO()
     with progress_bar(10, "decoding digits", Console(file=drawn, force_terminal=True, width=100)) as advance:
         advance(4)
-    assert "decoding digits" in drawn.getvalue() and "4/10" in drawn.getvalue()
+    assert "decoding digits" in drawn.getvalue()
+    assert "4/10" in drawn.getvalue()
 
 
 def test_imagenet_official_side_and_data_folder_lookup(tmp_path, monkeypatch):
@@ -135,10 +158,11 @@ def test_imagenet_official_side_and_data_folder_lookup(tmp_path, monkeypatch):
     (folder / "val_data.npz").write_bytes(b"")
     monkeypatch.setenv("XSEARCH_DATA_DIR", str(tmp_path / "env"))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    with pytest.raises(FileNotFoundError, match="Imagenet32_train.zip and Imagenet32_val.zip"):
+    with pytest.raises(FileNotFoundError, match=r"Imagenet32_train.zip and Imagenet32_val.zip"):
         find_imagenet_dir(None, 24)  # no train batch yet
     (folder / "train_data_batch_1").write_bytes(b"")  # the official files also come without the suffix
-    assert find_imagenet_dir(None, 24) == folder and find_imagenet_dir(folder, 64) == folder
+    assert find_imagenet_dir(None, 24) == folder
+    assert find_imagenet_dir(folder, 64) == folder
 
 
 def _fake_tfds(splits: dict, names: list[str], calls: list) -> types.ModuleType:
@@ -172,14 +196,19 @@ def test_tfds_reader_takes_train_and_test_splits_resized_to_rgb(tmp_path, monkey
     expected = {"name": "pets", "data_dir": tmp_path, "download": False, "as_supervised": True}
     assert calls == [{**expected, "decoders": None}, {**expected, "decoders": {"image": "skip"}}]  # labels: no decoding
     train = decoded(raw.train)
-    assert train.shape == (20, 8, 8, 3) and train.dtype == np.uint8 and raw.train.labels.dtype == np.int32
+    assert train.shape == (20, 8, 8, 3)
+    assert train.dtype == np.uint8
+    assert raw.train.labels.dtype == np.int32
     assert raw.train.labels.tolist() == [i % 2 for i in range(20)]
-    assert raw.val is None and decoded(raw.test).shape == (6, 8, 8, 3) and raw.class_names == ["cat", "dog"]
-    with pytest.raises(ValueError, match="Prepare it first, e.g. `tfds build missing"):
+    assert raw.val is None
+    assert decoded(raw.test).shape == (6, 8, 8, 3)
+    assert raw.class_names == ["cat", "dog"]
+    with pytest.raises(ValueError, match=r"Prepare it first, e.g. `tfds build missing"):
         read_tfds("missing", tmp_path, 8)
 
     dataset = load_dataset("tfds:pets", 8, data_dir=tmp_path, cache_dir=tmp_path / "cache", val_fraction=0.2)
-    assert dataset.name == "tfds:pets" and (len(dataset.y_train), len(dataset.y_val), len(dataset.y_test)) == (16, 4, 6)
+    assert dataset.name == "tfds:pets"
+    assert (len(dataset.y_train), len(dataset.y_val), len(dataset.y_test)) == (16, 4, 6)
     assert "tfds:<name>" in SOURCES
 
     monkeypatch.setitem(sys.modules, "tensorflow_datasets", _fake_tfds({"test": pairs(2)}, ["cat", "dog"], calls))

@@ -39,16 +39,22 @@ def test_the_data_is_recorded_on_the_study_in_the_run_folder_and_in_the_report(t
     data = study.user_attrs[StudyAttr.DATA]
     assert data == json.loads(json.dumps(dataset.summary()))
     images = data["images"]
-    assert list(images) == ["train", "val", "test"] and sum(images.values()) == 60 and data["class_names"] == ["cat", "dog"]
+    assert list(images) == ["train", "val", "test"]
+    assert sum(images.values()) == 60
+    assert data["class_names"] == ["cat", "dog"]
     assert {split: sum(counts) for split, counts in data["class_counts"].items()} == images
-    assert data["unreadable_files"] == 1 and data["ignored_files"] == 0
-    assert data["source"] == "folder" and data["image_size"] == 8 and data["cache_key"] == dataset.cache_key
+    assert data["unreadable_files"] == 1
+    assert data["ignored_files"] == 0
+    assert data["source"] == "folder"
+    assert data["image_size"] == 8
+    assert data["cache_key"] == dataset.cache_key
     assert (run / UNREADABLE_LIST).read_text() == f"{tmp_path.resolve() / 'images' / 'dog' / 'broken.jpg'}\n"
 
     summary = report_summary(study).splitlines()[-1]
     counts = f"train {images['train']}, val {images['val']}, test {images['test']} images"
     assert summary.startswith(f"data: folder:{tmp_path.resolve() / 'images'} 8x8, {counts}, 2 classes")
-    assert "1 unreadable files left out" in summary and dataset.cache_key in summary
+    assert "1 unreadable files left out" in summary
+    assert dataset.cache_key in summary
     assert counts in report_html(study)
 
 
@@ -69,4 +75,5 @@ def test_the_card_of_an_export_holds_the_image_counts(tmp_path):
     study.tell(trial, [0.5, 1000, 1.0])
     card = json.loads(export_trial(study, trial.number, tmp_path / "m.keras", store).card_path.read_text())
     assert card["data"]["images"] == {"train": 200, "val": 180, "test": 180}
-    assert card["data"]["class_names"] == [str(d) for d in range(10)] and card["data"]["source"] == "digits"
+    assert card["data"]["class_names"] == [str(d) for d in range(10)]
+    assert card["data"]["source"] == "digits"

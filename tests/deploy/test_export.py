@@ -65,11 +65,18 @@ def test_each_format_is_written_checked_in_its_runtime_and_carded(kept, tmp_path
     _, study, store, model = kept
     result = export_trial(study, 0, tmp_path / NAMES[fmt], store, fmt=fmt)
     card = json.loads(card_path_for(result.path).read_text())
-    assert result.format == card["format"] == fmt and result.weights == card["weights"] == "trained"
-    assert result.path.is_dir() == (fmt == "savedmodel") and result.card_path == tmp_path / "model.card.json"
+    assert result.format == card["format"] == fmt
+    assert result.weights == card["weights"] == "trained"
+    assert result.path.is_dir() == (fmt == "savedmodel")
+    assert result.card_path == tmp_path / "model.card.json"
     check = card["check"]
-    assert check["passed"] and check["batch"] == 8 and check["tolerance"] == 1e-3 and check["max_abs_diff"] < 1e-4
-    assert card["runtime"]["name"] and card["runtime"]["version"] != "not installed" and card["conversion_seconds"] > 0
+    assert check["passed"]
+    assert check["batch"] == 8
+    assert check["tolerance"] == 1e-3
+    assert check["max_abs_diff"] < 1e-4
+    assert card["runtime"]["name"]
+    assert card["runtime"]["version"] != "not installed"
+    assert card["conversion_seconds"] > 0
     assert card["sha256"] == result.sha256 == export_sha256(result.path)
     if fmt != "savedmodel":
         assert result.sha256 == file_sha256(result.path)
@@ -125,7 +132,7 @@ def test_force_replaces_only_a_folder_that_holds_a_savedmodel(kept, tmp_path):
     assert [path.name for path in (tmp_path / "photos").iterdir()] == ["cat.jpg"]
 
 
-def _broken_exporter(self, filepath, format, **kwargs):  # noqa: A002 (Keras' parameter name)
+def _broken_exporter(self, filepath, format, **kwargs):  # `format`: Keras' parameter name
     """An exporter that writes part of its output, then fails."""
     if format == "tf_saved_model":
         Path(filepath).mkdir()
@@ -156,7 +163,8 @@ def test_a_conversion_whose_outputs_differ_is_refused_and_an_earlier_export_kept
     monkeypatch.setattr("xsearch.deploy.export.load_predict", shifted)
     with pytest.raises(ExportError, match=r"differ from the Keras model's by up to 0\.01 on 8 images \(tolerance 0\.001\)"):
         export_trial(study, 0, out, store, force=True, fmt="onnx")
-    assert file_sha256(out) == earlier.sha256 and _leftovers(tmp_path) == []
+    assert file_sha256(out) == earlier.sha256
+    assert _leftovers(tmp_path) == []
 
 
 def test_a_file_its_runtime_cannot_run_is_refused_and_leaves_nothing(kept, tmp_path, monkeypatch):
@@ -166,7 +174,7 @@ def test_a_file_its_runtime_cannot_run_is_refused_and_leaves_nothing(kept, tmp_p
         raise ModuleNotFoundError("No module named 'onnxruntime'")
 
     monkeypatch.setattr("xsearch.deploy.export.load_predict", missing)
-    with pytest.raises(ExportError, match="does not run in ONNX Runtime.*No module named 'onnxruntime'"):
+    with pytest.raises(ExportError, match=r"does not run in ONNX Runtime.*No module named 'onnxruntime'"):
         export_trial(study, 0, tmp_path / "model.onnx", store, fmt="onnx")
     assert list(tmp_path.iterdir()) == []
 
@@ -184,4 +192,5 @@ def test_the_cli_exports_onnx_and_answers_2_for_a_bad_suffix_or_a_failed_convers
     assert "must be a .onnx file" in capsys.readouterr().err
     monkeypatch.setattr(keras.Model, "export", _broken_exporter)
     assert main([*arguments, "--out", str(tmp_path / "other.onnx")]) == 2
-    assert "onnx exporter failed" in capsys.readouterr().err and not (tmp_path / "other.onnx").exists()
+    assert "onnx exporter failed" in capsys.readouterr().err
+    assert not (tmp_path / "other.onnx").exists()

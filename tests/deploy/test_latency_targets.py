@@ -26,10 +26,17 @@ def test_each_local_target_times_the_design_in_its_runtime(model):
     assert [measured[t]["runtime"] for t in measured] == ["keras/tensorflow", "litert", "onnxruntime"]
     for target, result in measured.items():
         assert "error" not in result, result
-        assert result["target"] == target and result["threads"] == 1 and result["batch_size"] == 2 and result["repeats"] == 5
-        assert 0 < result["median_ms"] <= result["p90_ms"] and result["cv"] >= 0 and result["runtime_version"]
-    assert measured["cpu"]["convert_s"] is None and measured["cpu"]["overhead_ms"] > 0
-    assert measured["litert-cpu"]["convert_s"] > 0 and measured["onnxruntime-cpu"]["convert_s"] > 0
+        assert result["target"] == target
+        assert result["threads"] == 1
+        assert result["batch_size"] == 2
+        assert result["repeats"] == 5
+        assert 0 < result["median_ms"] <= result["p90_ms"]
+        assert result["cv"] >= 0
+        assert result["runtime_version"]
+    assert measured["cpu"]["convert_s"] is None
+    assert measured["cpu"]["overhead_ms"] > 0
+    assert measured["litert-cpu"]["convert_s"] > 0
+    assert measured["onnxruntime-cpu"]["convert_s"] > 0
 
 
 def test_a_design_that_does_not_convert_records_the_reason(model, monkeypatch):

@@ -100,7 +100,9 @@ def test_an_array_of_three_tasks_shares_one_study_and_retries_a_cancelled_tasks_
     assert [t.number for t in failed] == [killed]
     assert failed[0].user_attrs.get(TrialAttr.FAILURE_REASON) == reason
     retries = [t for t in trials if t.user_attrs.get(TrialAttr.RETRY_OF) == killed]
-    assert len(retries) == 1 and retries[0].state == COMPLETE and retries[0].params == failed[0].params
+    assert len(retries) == 1
+    assert retries[0].state == COMPLETE
+    assert retries[0].params == failed[0].params
     assert retries[0].user_attrs[TrialAttr.WORKER_HOST] != f"node{victim}"
     trained = [t for t in trials if t.state == COMPLETE and not is_repeat(t)]
     assert len(trained) == len(budget_trials(trials)) == BUDGET  # exact: nothing lost, nothing extra

@@ -45,7 +45,8 @@ def _run(backend: str) -> dict:
 @pytest.mark.slow
 def test_builds_trains_and_costs_the_same_on_jax_as_on_tensorflow():
     result = _run("jax")
-    assert result["backend"] == "jax" and result["info"]["backend"] == "jax"
+    assert result["backend"] == "jax"
+    assert result["info"]["backend"] == "jax"
     assert all(math.isfinite(loss) for loss in result["losses"])
     tensorflow_macs = [
         model_costs(build_model(config, (32, 32, 3), 5))["macs"]
@@ -56,4 +57,6 @@ def test_builds_trains_and_costs_the_same_on_jax_as_on_tensorflow():
     assert result["macs"] == tensorflow_macs  # analytic, backend-independent
     assert result["paper_params"] == 22_910_480
     for latency in result["latency"]:  # the probe's compiled forward pass, jitted by JAX
-        assert latency["backend"] == "jax" and 0 < latency["overhead_ms"] and 0 < latency["latency_ms"] <= latency["latency_p90_ms"]
+        assert latency["backend"] == "jax"
+        assert latency["overhead_ms"] > 0
+        assert 0 < latency["latency_ms"] <= latency["latency_p90_ms"]

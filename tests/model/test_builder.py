@@ -15,7 +15,7 @@ def test_paper_point_parameter_counts():
 
 
 @pytest.mark.parametrize(
-    "input_shape, num_classes, include_top",
+    ("input_shape", "num_classes", "include_top"),
     [((71, 71, 3), 10, True), ((96, 80, 3), 7, True), ((150, 150, 3), 1000, False)],
 )
 @pytest.mark.slow
@@ -72,7 +72,9 @@ def test_spectrum_parameter_count_of_each_separable_conv(width, depth_multiplier
 def test_segments_one_is_a_regular_conv_and_depthwise_a_separable_conv():
     regular = build_model(XceptionConfig(middle_repeats=0, width=0.25, segments=1), (32, 32, 3), 10)
     spatial = regular.get_layer("block3_sepconv1_spatial")
-    assert isinstance(spatial, keras.layers.Conv2D) and spatial.groups == 1 and spatial.kernel_size == (3, 3)
+    assert isinstance(spatial, keras.layers.Conv2D)
+    assert spatial.groups == 1
+    assert spatial.kernel_size == (3, 3)
     assert spatial.filters == spatial.input.shape[-1]
     assert regular.get_layer("block3_sepconv1_pointwise").kernel_size == (1, 1)
     separable = build_model(XceptionConfig(middle_repeats=0, width=0.25), (32, 32, 3), 10)

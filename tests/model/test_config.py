@@ -1,4 +1,5 @@
 import math
+import re
 
 import pytest
 
@@ -12,7 +13,7 @@ def test_paper_point():
 
 
 @pytest.mark.parametrize(
-    "field, value, expected",
+    ("field", "value", "expected"),
     [
         ("middle_repeats", -1, "middle_repeats must be an integer >= 0; received middle_repeats=-1"),
         ("middle_repeats", 2.5, "received middle_repeats=2.5"),
@@ -26,9 +27,8 @@ def test_paper_point():
     ],
 )
 def test_invalid_values_name_field_value_and_valid_range(field, value, expected):
-    with pytest.raises(ValueError, match=None) as info:
+    with pytest.raises(ValueError, match=re.escape(expected)):
         XceptionConfig(**{field: value})
-    assert expected in str(info.value)
 
 
 def test_json_round_trip():
@@ -38,9 +38,9 @@ def test_json_round_trip():
 
 
 def test_json_errors_name_the_source():
-    with pytest.raises(ValueError, match="my.json: unknown key\\(s\\) wdth; valid keys are middle_repeats"):
+    with pytest.raises(ValueError, match=r"my.json: unknown key\(s\) wdth; valid keys are middle_repeats"):
         XceptionConfig.from_json('{"wdth": 1.0}', source="my.json")
-    with pytest.raises(ValueError, match="my.json: not valid JSON"):
+    with pytest.raises(ValueError, match=r"my.json: not valid JSON"):
         XceptionConfig.from_json("{", source="my.json")
 
 

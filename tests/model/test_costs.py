@@ -11,7 +11,7 @@ def _one_layer(layer, shape=(8, 8, 4)):
 
 
 @pytest.mark.parametrize(
-    "layer, expected_macs",
+    ("layer", "expected_macs"),
     [
         (keras.layers.Conv2D(6, 3, padding="same"), 8 * 8 * 6 * (3 * 3 * 4)),  # regular: 13,824
         (keras.layers.Conv2D(6, 3, strides=2), 3 * 3 * 6 * (3 * 3 * 4)),  # valid, stride 2: 1,944
@@ -27,7 +27,8 @@ def test_hand_computed_layer_macs(layer, expected_macs):
     model = _one_layer(layer)
     assert layer_macs(model.layers[-1]) == expected_macs
     costs = model_costs(model)
-    assert costs["macs"] == expected_macs and costs["flops"] == 2 * expected_macs
+    assert costs["macs"] == expected_macs
+    assert costs["flops"] == 2 * expected_macs
 
 
 def test_dense_macs_and_params():
@@ -48,4 +49,5 @@ def test_costs_follow_the_spectrum():
         model_costs(build_model(XceptionConfig(middle_repeats=1, width=0.5, segments=s), (64, 64, 3), 10))["macs"]
         for s in (1, 2, 4, 8, "depthwise")
     ]
-    assert macs == sorted(macs, reverse=True) and macs[0] > 4 * macs[-1]
+    assert macs == sorted(macs, reverse=True)
+    assert macs[0] > 4 * macs[-1]

@@ -18,6 +18,8 @@ def test_describe_gives_summary_costs_and_latency_only_when_asked():
         f"FLOPs: {costs['flops']:,} ({costs['flops'] / 1e9:.3f} G)",
     ]
     full = describe(config, image_size=16, num_classes=3, latency_batch=2)
-    assert "block2_sepconv1_spatial" in full and full.index("block2_sepconv1_spatial") < full.index("config:")
-    assert "ms median (p90" in full.splitlines()[-1] and "at batch 2 on cpu" in full.splitlines()[-1]
+    assert "block2_sepconv1_spatial" in full
+    assert full.index("block2_sepconv1_spatial") < full.index("config:")
+    assert "ms median (p90" in full.splitlines()[-1]
+    assert "at batch 2 on cpu" in full.splitlines()[-1]
     assert "; the call path alone " in full.splitlines()[-1]

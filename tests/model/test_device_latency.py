@@ -7,18 +7,23 @@ from xsearch.model.device_latency import measure_latency
 def test_latency_probe_reports_figure_device_backend_precision():
     model = build_model(XceptionConfig(middle_repeats=0, width=0.125), (32, 32, 3), 10)
     result = measure_latency(model, batch_size=4, warmup=2, repeats=5)
-    assert result["latency_ms"] > 0 and result["latency_p90_ms"] >= result["latency_ms"]
-    assert result["batch_size"] == 4 and result["repeats"] == 5
-    assert result["backend"] == "tensorflow" and result["device"].startswith("cpu:")
+    assert result["latency_ms"] > 0
+    assert result["latency_p90_ms"] >= result["latency_ms"]
+    assert result["batch_size"] == 4
+    assert result["repeats"] == 5
+    assert result["backend"] == "tensorflow"
+    assert result["device"].startswith("cpu:")
     assert result["precision"] == "float32"
-    assert 0 < result["overhead_ms"] and result["latency_cv"] >= 0
+    assert result["overhead_ms"] > 0
+    assert result["latency_cv"] >= 0
 
 
 def test_latency_times_the_model_not_the_call_path():
     """A model 150x larger costs more than the call path's fixed overhead, which an identity model measures."""
     small = measure_latency(build_model(XceptionConfig(middle_repeats=0, width=0.125), (32, 32, 3), 10), repeats=10)
     large = measure_latency(build_model(XceptionConfig(middle_repeats=4, width=1.0), (32, 32, 3), 10), repeats=10)
-    assert large["latency_ms"] > 2 * small["latency_ms"] and small["overhead_ms"] < small["latency_ms"]
+    assert large["latency_ms"] > 2 * small["latency_ms"]
+    assert small["overhead_ms"] < small["latency_ms"]
 
 
 def test_latency_probe_refuses_bad_arguments():

@@ -68,7 +68,8 @@ def test_the_known_answers_come_out_with_clear_intervals(seeds):
     activation = questions["activation"]
     versus_none = {e.value: e for e in activation.effects if e.reference == "none"}
     for other in ("relu", "elu"):
-        assert versus_none[other].mean == pytest.approx(-0.05, abs=0.005) and versus_none[other].high < 0
+        assert versus_none[other].mean == pytest.approx(-0.05, abs=0.005)
+        assert versus_none[other].high < 0
         assert versus_none[other].pairs == 24
     assert re.match(r"no intermediate activation best: \+[45]\.\d pp \[CI \+[45]\.\d, \+[45]\.\d\] over ReLU", activation.verdict)
     assert "none best: agrees" in activation.verdict
@@ -78,13 +79,15 @@ def test_the_known_answers_come_out_with_clear_intervals(seeds):
     assert set(residual) == {"final", "val_acc_1", "val_acc_2", "curve_mean"}
     assert all(e.value == "True" and e.reference == "False" and e.clear and e.mean > 0 for e in residual.values())
     assert residual["val_acc_1"].mean > residual["final"].mean  # the gap is widest early: faster convergence
-    assert "converges faster" in questions["residual"].verdict and "agrees" in questions["residual"].verdict
+    assert "converges faster" in questions["residual"].verdict
+    assert "agrees" in questions["residual"].verdict
 
     segments = questions["segments"]
     assert segments.verdict.startswith("4 gives the best accuracy for its cost: 3 of its 24 designs on the accuracy-vs-MACs front")
-    assert dict((v, k) for v, k, _ in segments.counts) == {"1": 0, "4": 3, "depthwise": 1}
+    assert {v: k for v, k, _ in segments.counts} == {"1": 0, "4": 3, "depthwise": 1}
     four = {e.metric: e for e in segments.effects if e.value == "4"}
-    assert four["final"].mean == pytest.approx(0.03, abs=0.005) and four["final"].clear
+    assert four["final"].mean == pytest.approx(0.03, abs=0.005)
+    assert four["final"].clear
     assert (four["log_macs"].mean, four["log_macs"].low, four["log_macs"].high) == pytest.approx((1.25, 1.25, 1.25))
     assert re.search(r"vs depthwise: \+[23]\.\d pp \[CI .*\] accuracy at 1\.25x", segments.verdict)
 
@@ -92,17 +95,20 @@ def test_the_known_answers_come_out_with_clear_intervals(seeds):
 def test_seeds_are_resampled_within_designs():
     spread = [(np.array([0.9, 0.7]), np.array([0.8]))] * 5  # every pair's means agree; its seeds do not
     point, low, high = bootstrap(spread)
-    assert point == pytest.approx(0.0) and low < 0 < high
+    assert point == pytest.approx(0.0)
+    assert low < 0 < high
     assert bootstrap([(np.array([0.9]), np.array([0.8]))] * 5) == pytest.approx((0.1, 0.1, 0.1))
     varied = [(np.array([x]), np.array([0.0])) for x in (0.1, 0.2, 0.3, 0.4)]
     point, low, high = bootstrap(varied)
-    assert point == pytest.approx(0.25) and 0.1 <= low < 0.25 < high <= 0.4
+    assert point == pytest.approx(0.25)
+    assert 0.1 <= low < 0.25 < high <= 0.4
     assert bootstrap(varied) == bootstrap(varied, draws=DRAWS, seed=0)  # a fixed seed: the same interval every time
 
 
 def test_edf_of_a_tiny_table():
     ordered, fractions = empirical_cdf(np.array([0.2, 0.1, 0.2]))
-    assert list(ordered) == [0.1, 0.2, 0.2] and list(fractions) == pytest.approx([1 / 3, 1.0, 1.0])
+    assert list(ordered) == [0.1, 0.2, 0.2]
+    assert list(fractions) == pytest.approx([1 / 3, 1.0, 1.0])
     base = synthetic((0,)).iloc[0].to_dict()
     rows = [{**base, "segments": segments, "middle_repeats": index, **{f"val_acc_{e}": math.nan for e in range(2, EPOCHS)},
              f"val_acc_{EPOCHS}": final}  # the last recorded accuracy counts
@@ -128,17 +134,21 @@ def test_questions_it_cannot_answer_say_why():
     frame = synthetic((0,))
     one_residual = frame[frame["residual"]]
     questions = _questions(one_residual)
-    assert not questions["residual"].answered and questions["residual"].verdict == "skipped: every design has residual=True."
-    assert questions["activation"].answered and questions["segments"].answered
+    assert not questions["residual"].answered
+    assert questions["residual"].verdict == "skipped: every design has residual=True."
+    assert questions["activation"].answered
+    assert questions["segments"].answered
     few = frame[(frame["middle_repeats"] == 0) & (frame["width"] == 0.125) & (frame["segments"] != "1")]
     few = few[~((few["intermediate_activation"] != "none") & few["residual"])]  # 2 activation pairs per value
     activation = _questions(few)["activation"]
-    assert not activation.answered and "fewer than 3 design pairs" in activation.verdict
+    assert not activation.answered
+    assert "fewer than 3 design pairs" in activation.verdict
     no_curves = frame.assign(**{f"val_acc_{e}": math.nan for e in range(1, EPOCHS)})
     residual = _questions(no_curves)["residual"]
-    assert residual.answered and [e.metric for e in residual.effects] == ["final"]
+    assert residual.answered
+    assert [e.metric for e in residual.effects] == ["final"]
     assert "convergence not compared" in residual.verdict
-    with pytest.raises(ValueError, match="lacks the column.s. macs, val_acc_<epoch>"):
+    with pytest.raises(ValueError, match=r"lacks the column.s. macs, val_acc_<epoch>"):
         analyze(frame.drop(columns=["macs", *(f"val_acc_{e}" for e in range(1, EPOCHS + 1))]))
     with pytest.raises(ValueError, match="no trained design"):
         analyze(frame.assign(**{f"val_acc_{e}": math.nan for e in range(1, EPOCHS + 1)}))
@@ -186,15 +196,18 @@ def test_a_studys_designs_read_as_the_bench_table(tmp_path):
     attrs = {k: v for k, v in study.trials[0].user_attrs.items() if k != TrialAttr.CURVES}
     study.add_trial(optuna.trial.create_trial(values=study.trials[0].values, user_attrs=attrs))
     without_curve = designs_frame(study).iloc[-1]
-    assert without_curve["val_acc_6"] == attrs[TrialAttr.VAL_ACCURACY] and without_curve[["val_acc_1", "val_acc_5"]].isna().all()
+    assert without_curve["val_acc_6"] == attrs[TrialAttr.VAL_ACCURACY]
+    assert without_curve[["val_acc_1", "val_acc_5"]].isna().all()
     assert list(designs_frame(optuna.create_study()).columns)[-2:] == ["val_acc_1", "test_accuracy"]
 
 
 def test_the_report_has_the_section_when_there_are_enough_designs():
     page = report_html(_study(synthetic((0,))))
     section = page[page.index("<h2>Design-space analysis</h2>"):]
-    assert "no intermediate activation best" in section and "4 gives the best accuracy for its cost" in section
-    assert page.count("Plotly.newPlot") == 5 and page.count("* plotly.js v") == 1  # plotly.js inlined once
+    assert "no intermediate activation best" in section
+    assert "4 gives the best accuracy for its cost" in section
+    assert page.count("Plotly.newPlot") == 5
+    assert page.count("* plotly.js v") == 1  # plotly.js inlined once
     small = synthetic((0,)).head(MIN_DESIGNS - 1)
     assert (f"<p>Skipped: {MIN_DESIGNS - 1} trained designs; the analysis needs {MIN_DESIGNS}.</p>"
             in report_html(_study(small)))
@@ -207,7 +220,8 @@ def test_the_dashboard_figure_draws_one_edf_per_axis_value():
     assert figure.layout.title.text == "xsearch: design-space EDFs of error, per axis"
     assert [a.text for a in figure.layout.annotations] == [  # the panel titles: depth_multiplier takes one value
         "intermediate_activation", "middle_repeats", "residual", "segments", "width"]
-    assert len(figure.data) == 3 + 2 + 2 + 3 + 2 and all(trace.y[0] == 0 and trace.y[-1] == 1 for trace in figure.data)
+    assert len(figure.data) == 3 + 2 + 2 + 3 + 2
+    assert all(trace.y[0] == 0 and trace.y[-1] == 1 for trace in figure.data)
     attach_figures(study)
     assert "xsearch-design-space" in FIGURES
     one = synthetic((0,)).head(1)
@@ -221,9 +235,11 @@ def test_analyze_a_table_from_the_command_line(tmp_path, capsys):
     assert main(["analyze", "--table", str(table), "--html", str(page)]) == 0
     out = capsys.readouterr().out
     assert out.startswith("xsearch analysis: bench.csv: 72 designs, 144 runs (seeds 0, 1; 2 per design)")
-    assert "activation: no intermediate activation best" in out and f"analysis: {page}" in out
+    assert "activation: no intermediate activation best" in out
+    assert f"analysis: {page}" in out
     text = page.read_text()
-    assert text.startswith("<!DOCTYPE html>") and "<h2>Design-space analysis</h2>" in text
+    assert text.startswith("<!DOCTYPE html>")
+    assert "<h2>Design-space analysis</h2>" in text
     assert not re.search(r"<(script|link|img|iframe)[^>]*\b(src|href)=", text)  # opens offline
     uuid = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")  # the figures' div ids
     assert uuid.sub("id", text) == uuid.sub("id", analysis_html(synthetic((0, 1)), "xsearch analysis: bench.csv"))

@@ -1,3 +1,4 @@
+import itertools
 import json
 import warnings
 
@@ -64,7 +65,8 @@ def test_figures_of_a_finished_study(tiny_study):
     pareto = pareto_projections(tiny_study)
     assert pareto.layout.title.text.startswith("xsearch: Pareto front (tiny, 3 trials)")
     on_front = [trace for trace in pareto.data if trace.name == "Pareto front"]
-    assert len(on_front) == 2 and all(set(trace.customdata) == front for trace in on_front)
+    assert len(on_front) == 2
+    assert all(set(trace.customdata) == front for trace in on_front)
 
     spectrum = segment_spectrum(tiny_study)
     segments = sorted({json.loads(t.user_attrs["config"])["segments"] for t in tiny_study.trials}, key=str)
@@ -72,7 +74,7 @@ def test_figures_of_a_finished_study(tiny_study):
     visible = [trace for trace in spectrum.data if trace.visible]
     designs = [t for t in tiny_study.trials if is_feasible(t) and not is_repeat(t)]  # a repeat is drawn once
     assert sum(len(trace.y) for trace in visible) == 3 * len(designs)
-    assert [button.label for button in spectrum.layout.updatemenus[0].buttons][0] == "colour: width"
+    assert next(button.label for button in spectrum.layout.updatemenus[0].buttons) == "colour: width"
 
 
 @pytest.mark.slow
@@ -80,7 +82,8 @@ def test_hypervolume_is_optunas_and_never_decreases(tiny_study):
     numbers, volumes, reference = hypervolume_series(tiny_study)
     complete = tiny_study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
     assert numbers == [t.number for t in complete]
-    assert all(b >= a for a, b in zip(volumes, volumes[1:])) and volumes[-1] > 0
+    assert all(b >= a for a, b in itertools.pairwise(volumes))
+    assert volumes[-1] > 0
     signs = np.array([-1.0, 1.0, 1.0])
     losses = np.array([t.values for t in complete if is_feasible(t)]) * signs
     assert np.all(losses < np.array(reference) * signs)  # the reference point is worse than every trial
@@ -149,7 +152,7 @@ def test_run_storage_resolves_the_run_folder(tiny_run, tmp_path, monkeypatch):
         load_study(str(tmp_path / "missing.journal"), "tiny")
 
 
-@pytest.mark.parametrize("host, warned", [("127.0.0.1", False), ("localhost", False), ("0.0.0.0", True)])
+@pytest.mark.parametrize(("host", "warned"), [("127.0.0.1", False), ("localhost", False), ("0.0.0.0", True)])
 @pytest.mark.slow
 def test_serve_dashboard_attaches_figures_and_warns_off_loopback(tiny_run, host, warned, monkeypatch, capsys):
     served = []

@@ -26,11 +26,13 @@ def test_each_device_gets_its_noise_and_how_it_ranks_designs():
     study = _study([(100, 4.0, 1.0), (200, 3.0, 2.0), (300, 2.0, 3.0), (400, 1.0, 4.0), (500, 0.5, None)])
     frame = latency_frame(study).set_index("target")
     assert list(frame.index) == ["train-device", "litert-cpu"]
-    assert frame.loc["train-device", "designs"] == 5 and frame.loc["litert-cpu", "designs"] == 4
+    assert frame.loc["train-device", "designs"] == 5
+    assert frame.loc["litert-cpu", "designs"] == 4
     assert frame.loc["train-device", "spearman_macs"] == pytest.approx(-1.0)
     assert frame.loc["litert-cpu", "spearman_macs"] == pytest.approx(1.0)
     assert frame.loc["litert-cpu", "spearman_train_device"] == pytest.approx(-1.0)
-    assert frame.loc["litert-cpu", "median_cv"] == pytest.approx(0.02) and frame.loc["train-device", "median_cv"] == 0.1
+    assert frame.loc["litert-cpu", "median_cv"] == pytest.approx(0.02)
+    assert frame.loc["train-device", "median_cv"] == 0.1
     assert frame.loc["litert-cpu", "runtime"] == "litert 2.3.0, 1 threads"
     lines = latency_summary(study)
     assert lines[1] == ("latency on litert-cpu (litert 2.3.0, 1 threads): 4 designs, median 2.5 ms, noise (median cv) 2.0%, "
@@ -39,4 +41,5 @@ def test_each_device_gets_its_noise_and_how_it_ranks_designs():
 
 def test_too_few_designs_give_no_correlation_and_no_trials_no_rows():
     assert math.isnan(latency_frame(_study([(100, 1.0, 1.0), (200, 2.0, 2.0)])).loc[0, "spearman_macs"])
-    assert latency_frame(optuna.create_study()).empty and latency_summary(optuna.create_study()) == []
+    assert latency_frame(optuna.create_study()).empty
+    assert latency_summary(optuna.create_study()) == []

@@ -115,7 +115,8 @@ def test_front_honours_constraints_of_optimize(style: str) -> None:
     study = optuna.create_study(directions=["maximize", "maximize"], sampler=sampler)
     study.optimize(objective, n_trials=30)
     front = pareto_front(study)
-    assert front and all(t.params["x"] <= 0.5 for t in front)
+    assert front
+    assert all(t.params["x"] <= 0.5 for t in front)
     assert {t.number for t in front} == brute_force_front(study)
     frame = trials_frame(study)
     assert list(frame.columns[:4]) == ["number", "state", "values_0", "values_1"]
@@ -136,10 +137,15 @@ def test_trials_frame_columns_and_flags() -> None:
     feasible = {t.number for t in study.trials if t.state == TrialState.COMPLETE and max(t.constraints.values()) <= 0}
     assert set(frame.loc[frame["feasible"], "number"]) == feasible
     failed = frame[frame["state"] == "FAIL"].iloc[0]
-    assert failed["failure_reason"] == "oom" and failed["params"] == 3e6 and math.isnan(failed["val_accuracy"])
-    assert not failed["feasible"] and not failed["pareto"] and failed["constraints"] == ""
+    assert failed["failure_reason"] == "oom"
+    assert failed["params"] == 3e6
+    assert math.isnan(failed["val_accuracy"])
+    assert not failed["feasible"]
+    assert not failed["pareto"]
+    assert failed["constraints"] == ""
     complete = frame[frame["state"] == "COMPLETE"]
-    assert (complete["duration_s"] >= 0).all() and complete["datetime_complete"].notna().all()
+    assert (complete["duration_s"] >= 0).all()
+    assert complete["datetime_complete"].notna().all()
     assert json.loads(frame["config"].iloc[0])["width"] in (0.25, 0.5, 0.75, 1.0)
     assert json.loads(frame["curves"].iloc[0])["loss"] == [1.0, 0.5]
 
@@ -147,8 +153,10 @@ def test_trials_frame_columns_and_flags() -> None:
 def test_empty_study() -> None:
     study = make_study()
     frame = trials_frame(study)
-    assert frame.empty and {"number", "state", "pareto", *METRICS} <= set(frame.columns)
-    assert pareto_front(study) == [] and knee_trial(study) is None
+    assert frame.empty
+    assert {"number", "state", "pareto", *METRICS} <= set(frame.columns)
+    assert pareto_front(study) == []
+    assert knee_trial(study) is None
     with pytest.raises(ValueError, match="no completed feasible trial"):
         pick_trial(study, "knee")
 
@@ -227,7 +235,8 @@ def test_a_study_scored_on_a_latency_target_picks_and_shows_that_latency() -> No
     study = make_study(["val_accuracy", "latency_ms@litert-cpu"], ["maximize", "minimize"])
     add(study, [0.9, 0.8], latency_ms=1.0)  # the fastest on the training device ...
     add(study, [0.8, 0.1], latency_ms=9.0)  # ... but this one on the target the study is scored on
-    assert latency_metric(study) == "latency_ms@litert-cpu" and pick_trial(study, "latency").number == 1
+    assert latency_metric(study) == "latency_ms@litert-cpu"
+    assert pick_trial(study, "latency").number == 1
     table = front_table_text(study).splitlines()
     assert table[0].split()[:7] == ["trial", "val_acc", "test_acc", "params", "MACs", "lat_ms", "ms@litert-cpu"]
     assert table[2].split()[6] == "0.1"

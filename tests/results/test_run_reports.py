@@ -57,7 +57,8 @@ def random_study(n: int = 60, seed: int = 0) -> optuna.Study:
 def test_write_run_reports(tmp_path: Path) -> None:
     study = random_study()
     paths = write_run_reports(study, tmp_path / "run")
-    assert set(paths) == {"trials", "pareto", "html"} and all(p.is_file() for p in paths.values())
+    assert set(paths) == {"trials", "pareto", "html"}
+    assert all(p.is_file() for p in paths.values())
     assert sorted(os.listdir(tmp_path / "run")) == ["pareto.csv", "pareto.html", "trials.csv"]
     front = brute_force_front(study)
 
@@ -67,18 +68,21 @@ def test_write_run_reports(tmp_path: Path) -> None:
     assert set(trials.loc[trials["pareto"], "number"]) == front
     pareto = pd.read_csv(paths["pareto"])
     assert list(pareto.columns) == list(trials.columns)
-    assert set(pareto["number"]) == front and len(pareto) == len(front)
+    assert set(pareto["number"]) == front
+    assert len(pareto) == len(front)
     assert list(pareto["val_accuracy"]) == sorted(pareto["val_accuracy"], reverse=True)
 
     html = paths["html"].read_text(encoding="utf-8")
-    assert "plotly" in html and all(f"trial #{n} " in html for n in front)
+    assert "plotly" in html
+    assert all(f"trial #{n} " in html for n in front)
     # plotly.js is inlined; its bundle mentions cdn.plot.ly only as a default topojson URL (geo maps).
     assert not re.search(r"<script[^>]*\bsrc=", html)
 
 
 def test_write_run_reports_empty_study(tmp_path: Path) -> None:
     paths = write_run_reports(make_study(), tmp_path)
-    assert pd.read_csv(paths["trials"]).empty and pd.read_csv(paths["pareto"]).empty
+    assert pd.read_csv(paths["trials"]).empty
+    assert pd.read_csv(paths["pareto"]).empty
     assert "plotly" in paths["html"].read_text(encoding="utf-8")
     assert front_table_text(make_study()) == "no completed trials yet"
 
@@ -107,12 +111,15 @@ def test_pareto_figure_panels() -> None:
     study = random_study()
     figure = pareto_figure(study)
     front = traces(figure, "Pareto front")
-    assert len(front) == 2 and all(set(t.customdata) == brute_force_front(study) for t in front)
+    assert len(front) == 2
+    assert all(set(t.customdata) == brute_force_front(study) for t in front)
     assert all(list(t.x) == sorted(t.x) and t.line.shape == "hv" for t in front)
     infeasible = {t.number for t in study.trials if t.state == TrialState.COMPLETE and max(t.constraints.values()) > 0}
     assert all(set(t.customdata) == infeasible and t.marker.symbol == "x" for t in traces(figure, "infeasible / failed"))
-    assert figure.layout.xaxis.type == "log" and figure.layout.xaxis2.type == "linear"
-    assert "depth_multiplier=1" in front[0].text[0] and "val_accuracy" in front[0].text[0]
+    assert figure.layout.xaxis.type == "log"
+    assert figure.layout.xaxis2.type == "linear"
+    assert "depth_multiplier=1" in front[0].text[0]
+    assert "val_accuracy" in front[0].text[0]
 
 
 def test_pareto_figure_plots_user_attrs_that_are_not_objectives() -> None:
@@ -120,7 +127,8 @@ def test_pareto_figure_plots_user_attrs_that_are_not_objectives() -> None:
     add(study, [0.8], params=1_000_000, latency_ms=3.0)
     add(study, [0.7], params=500_000, latency_ms=1.0)
     grey, _, front = pareto_figure(study).data[3:]  # the latency panel
-    assert list(front.x) == [3.0] and list(grey.x) == [1.0]
+    assert list(front.x) == [3.0]
+    assert list(grey.x) == [1.0]
 
 
 def test_front_table_text() -> None:

@@ -88,16 +88,23 @@ def test_each_pick_and_a_trial_number_export_the_trained_model_with_a_card(tmp_p
         number = choice if isinstance(choice, int) else pick_trial(study, choice).number
         trial = study.trials[number]
         card = json.loads(result.card_path.read_text())
-        assert result.weights == "trained" and result.card_path == tmp_path / f"{choice}.card.json"
+        assert result.weights == "trained"
+        assert result.card_path == tmp_path / f"{choice}.card.json"
         assert result.sha256 == file_sha256(result.path) == card["sha256"] == trial.user_attrs["model_sha256"]
-        assert card["trial"] == number and card["study"] == "tiny" and card["storage"].startswith("sqlite:///")
+        assert card["trial"] == number
+        assert card["study"] == "tiny"
+        assert card["storage"].startswith("sqlite:///")
         assert card["config"] == json.loads(trial.user_attrs["config"])
         assert card["metrics"]["val_accuracy"] == trial.user_attrs["val_accuracy"]
-        assert card["backend"] and card["device"] and card["image_size"] == 16 and card["versions"]["keras"]
+        assert card["backend"]
+        assert card["device"]
+        assert card["image_size"] == 16
+        assert card["versions"]["keras"]
     picked = {pick_trial(study, "params").number, pick_trial(study, "latency").number}
     assert picked == {numbers["narrow"], numbers["wide"]}
     exports = study.user_attrs[StudyAttr.EXPORTS]
-    assert len(exports) == exports_before + 5 and exports[-1]["sha256"] == result.sha256
+    assert len(exports) == exports_before + 5
+    assert exports[-1]["sha256"] == result.sha256
 
 
 @pytest.mark.slow
@@ -150,15 +157,19 @@ def test_the_export_loads_without_xsearch_and_reproduces_the_val_accuracy(tmp_pa
 def test_without_a_kept_model_the_export_is_the_architecture_only(tmp_path, run):
     study, store, _, numbers = run
     result = export_trial(study, numbers["untrained"], tmp_path / "arch.keras", store)
-    assert result.weights == "none" and "NO trained weights" in result.message and "kept no model" in result.message
+    assert result.weights == "none"
+    assert "NO trained weights" in result.message
+    assert "kept no model" in result.message
     card = json.loads(result.card_path.read_text())
-    assert card["weights"] == "none" and "these weights differ" in card["metrics_note"]
+    assert card["weights"] == "none"
+    assert "these weights differ" in card["metrics_note"]
     model = load_exported(result.path)
     assert model.count_params() == card["metrics"]["params"]  # the normalization constants are not weights
 
     empty = artifact_store(tmp_path / "elsewhere")
     missing = export_trial(study, numbers["wide"], tmp_path / "missing.keras", empty)
-    assert missing.weights == "none" and "missing from the artifact store" in missing.message
+    assert missing.weights == "none"
+    assert "missing from the artifact store" in missing.message
 
 
 @pytest.mark.slow
@@ -169,14 +180,15 @@ def test_a_changed_artifact_or_export_is_refused(tmp_path, run):
     artifact.write_bytes(artifact.read_bytes() + b"\0")
     with pytest.raises(ValueError, match=f"trial {numbers['wide']} has sha256 .* but the trial recorded"):
         export_trial(study, numbers["wide"], tmp_path / "bad.keras", artifact_store(tmp_path))
-    assert not (tmp_path / "bad.keras").exists() and not list(tmp_path.glob(".bad.*"))
+    assert not (tmp_path / "bad.keras").exists()
+    assert not list(tmp_path.glob(".bad.*"))
 
     result = export_trial(study, numbers["wide"], tmp_path / "good.keras", store)
     with open(result.path, "ab") as handle:
         handle.write(b"\0")
-    with pytest.raises(ValueError, match="does not match .* in .*good.card.json"):
+    with pytest.raises(ValueError, match=r"does not match .* in .*good.card.json"):
         load_exported(result.path)
-    with pytest.raises(ValueError, match="not a .keras file"):
+    with pytest.raises(ValueError, match=r"not a .keras file"):
         load_exported(tmp_path / "good.card.json")
 
 
@@ -185,5 +197,6 @@ def test_retrain_trains_the_design_again(tmp_path, run):
     study, store, _, numbers = run
     result = export_trial(study, numbers["untrained"], tmp_path / "again.keras", store, retrain=True)
     card = json.loads(result.card_path.read_text())
-    assert result.weights == "retrained" and 0 <= card["retrained_metrics"]["val_accuracy"] <= 1
+    assert result.weights == "retrained"
+    assert 0 <= card["retrained_metrics"]["val_accuracy"] <= 1
     load_exported(result.path)

@@ -17,7 +17,8 @@ def test_export_of_a_run_keeps_the_trained_weights(tiny_run, tmp_path, capsys):
     assert "the trial's trained weights (sha256 checked)" in capsys.readouterr().out
     card = json.loads(out.with_name("knee.card.json").read_text())
     study = load_study(run_storage("tiny", out=tiny_run), "tiny")
-    assert card["trial"] == pick_trial(study, "knee").number and card["weights"] == "trained"
+    assert card["trial"] == pick_trial(study, "knee").number
+    assert card["weights"] == "trained"
 
     assert main(arguments) == 2  # the file exists: refused without --force, file unchanged
     assert "--force" in capsys.readouterr().err

@@ -57,11 +57,16 @@ def test_a_kept_model_is_exported_with_its_weights_and_a_card(synthetic, tmp_pat
     result = export_trial(study, "accuracy", tmp_path / "best.keras", store)
     trial = study.trials[numbers["kept"]]
     card = json.loads(result.card_path.read_text())
-    assert result.weights == "trained" and result.card_path == card_path_for(result.path) == tmp_path / "best.card.json"
+    assert result.weights == "trained"
+    assert result.card_path == card_path_for(result.path) == tmp_path / "best.card.json"
     assert result.sha256 == card["sha256"] == trial.user_attrs[TrialAttr.MODEL_SHA256]
-    assert card["trial"] == numbers["kept"] and card["study"] == "tiny" and card["storage"].startswith("sqlite:///")
-    assert card["config"] == json.loads(trial.user_attrs[TrialAttr.CONFIG]) and card["image_size"] == 16
-    assert card["metrics"]["val_accuracy"] == 0.9 and card["training"]["bn_momentum"] == 0.5
+    assert card["trial"] == numbers["kept"]
+    assert card["study"] == "tiny"
+    assert card["storage"].startswith("sqlite:///")
+    assert card["config"] == json.loads(trial.user_attrs[TrialAttr.CONFIG])
+    assert card["image_size"] == 16
+    assert card["metrics"]["val_accuracy"] == 0.9
+    assert card["training"]["bn_momentum"] == 0.5
     pixels = np.random.default_rng(0).integers(0, 256, (4, 16, 16, 3)).astype(np.float32)
     loaded = load_exported(result.path)
     np.testing.assert_allclose(loaded.predict_on_batch(pixels), model.predict_on_batch(pixels), rtol=1e-5, atol=1e-6)
@@ -71,9 +76,11 @@ def test_a_kept_model_is_exported_with_its_weights_and_a_card(synthetic, tmp_pat
 def test_without_a_kept_model_the_export_is_the_architecture_with_the_recorded_normalization(synthetic, tmp_path):
     study, store, _, numbers = synthetic
     result = export_trial(study, numbers["bare"], tmp_path / "arch.keras", store)
-    assert result.weights == "none" and "kept no model" in result.message
+    assert result.weights == "none"
+    assert "kept no model" in result.message
     card = json.loads(result.card_path.read_text())
-    assert card["weights"] == "none" and "these weights differ" in card["metrics_note"]
+    assert card["weights"] == "none"
+    assert "these weights differ" in card["metrics_note"]
     model = load_exported(result.path)
     assert model.count_params() == card["metrics"]["params"]
     assert model.output_shape == (None, 10)
@@ -83,7 +90,7 @@ def test_refusals_an_existing_file_a_wrong_suffix_a_changed_export_or_artifact(s
     study, store, _, numbers = synthetic
     out = tmp_path / "model.keras"
     export_trial(study, numbers["kept"], out, store)
-    with pytest.raises(ValueError, match="already exists.*--force"):
+    with pytest.raises(ValueError, match=r"already exists.*--force"):
         export_trial(study, numbers["kept"], out, store)
     assert export_trial(study, numbers["kept"], out, store, force=True).path == out
     with pytest.raises(ValueError, match=r"model\.h5: the export must be a \.keras file"):
@@ -93,7 +100,7 @@ def test_refusals_an_existing_file_a_wrong_suffix_a_changed_export_or_artifact(s
 
     with open(out, "ab") as handle:
         handle.write(b"\0")
-    with pytest.raises(ValueError, match="does not match .* in .*model.card.json"):
+    with pytest.raises(ValueError, match=r"does not match .* in .*model.card.json"):
         load_exported(out)
 
     copy = shutil.copytree(store._base_path, tmp_path / "copy" / "artifacts")
@@ -101,4 +108,5 @@ def test_refusals_an_existing_file_a_wrong_suffix_a_changed_export_or_artifact(s
     artifact.write_bytes(artifact.read_bytes() + b"\0")
     with pytest.raises(ValueError, match=f"trial {numbers['kept']} has sha256 .* but the trial recorded"):
         export_trial(study, numbers["kept"], tmp_path / "bad.keras", artifact_store(tmp_path / "copy"))
-    assert not (tmp_path / "bad.keras").exists() and not list(tmp_path.glob(".bad.*"))
+    assert not (tmp_path / "bad.keras").exists()
+    assert not list(tmp_path.glob(".bad.*"))

@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import optuna
 import pytest
@@ -66,7 +67,8 @@ def _check_exact(study, killed):
     assert [t.number for t in failed] == [killed]
     retries = [t for t in complete if t.user_attrs.get("retry_of") == killed
                or t.system_attrs.get("failed_trial") == killed]
-    assert len(retries) == 1 and retries[0].params == failed[0].params
+    assert len(retries) == 1
+    assert retries[0].params == failed[0].params
     return len(trials), retries[0]
 
 
@@ -100,7 +102,7 @@ def test_local_workers_on_the_journal_survive_a_killed_worker(tmp_path):
     storage = lambda: optuna.load_study(study_name="local", storage=open_storage(str(journal), journal.parent))  # noqa: E731
     try:
         killed = _kill_a_worker_mid_trial(storage, _ChildProcesses(parent.pid))
-        out, err = parent.communicate(timeout=600)
+        _out, err = parent.communicate(timeout=600)
     finally:
         if parent.poll() is None:
             os.killpg(parent.pid, signal.SIGKILL)
@@ -137,5 +139,5 @@ class _Handle:
         os.kill(self.pid, sig)
 
     def wait(self):
-        while os.path.exists(f"/proc/{self.pid}") and "Z" not in open(f"/proc/{self.pid}/stat").read().split()[2]:
+        while os.path.exists(f"/proc/{self.pid}") and "Z" not in Path(f"/proc/{self.pid}/stat").read_text().split()[2]:
             time.sleep(0.1)

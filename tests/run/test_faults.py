@@ -27,7 +27,8 @@ def test_nan_loss_fails_the_trial_with_reason_nan(tmp_path, tiny_spec):
     assert [t.state for t in study.trials] == [FAIL, FAIL]
     assert {t.user_attrs["failure_reason"] for t in study.trials} == {"nan"}
     table = (tmp_path / "run" / "trials.csv").read_text()
-    assert "nan" in table.split("\n")[1] and "failure_reason" in table.split("\n")[0]
+    assert "nan" in table.split("\n")[1]
+    assert "failure_reason" in table.split("\n")[0]
 
 
 @pytest.mark.slow
@@ -41,8 +42,10 @@ def test_out_of_memory_is_recorded_and_taught_to_the_sampler(tmp_path, tiny_spec
     study = run_study(dataclasses.replace(tiny_spec, trials=2), tmp_path / "run", progress=False)
     for trial in study.trials:
         assert trial.state == COMPLETE  # told, so that the sampler learns the region is infeasible
-        assert trial.user_attrs["failure_reason"] == "oom" and trial.constraints["oom"] == 1.0
-        assert trial.user_attrs["params"] > 0 and "ResourceExhaustedError" in trial.user_attrs["error"]
+        assert trial.user_attrs["failure_reason"] == "oom"
+        assert trial.constraints["oom"] == 1.0
+        assert trial.user_attrs["params"] > 0
+        assert "ResourceExhaustedError" in trial.user_attrs["error"]
     assert study.best_trials == []
 
 
@@ -60,9 +63,11 @@ def test_an_exception_fails_one_trial_and_the_study_goes_on(tmp_path, tiny_spec,
     monkeypatch.setattr(xsearch.study.trainer, "build_model", flaky_build)
     study = run_study(dataclasses.replace(tiny_spec, trials=3), tmp_path / "run", progress=False)
     states = [t.state for t in study.trials]
-    assert states.count(FAIL) == 1 and states.count(COMPLETE) == 2
+    assert states.count(FAIL) == 1
+    assert states.count(COMPLETE) == 2
     failed = study.trials[states.index(FAIL)]
-    assert failed.user_attrs["failure_reason"] == "error" and "simulated crash" in failed.user_attrs["error"]
+    assert failed.user_attrs["failure_reason"] == "error"
+    assert "simulated crash" in failed.user_attrs["error"]
 
 
 @pytest.mark.slow
@@ -74,10 +79,10 @@ def test_repeated_failures_warn_loudly_and_stop_only_when_asked(tmp_path, tiny_s
     study = run_study(dataclasses.replace(tiny_spec, trials=4), tmp_path / "a", progress=False)
     assert len(study.trials) == 4  # not asked to stop: the study goes on
     assert "3 trials in a row failed with reason 'error'" in capsys.readouterr().err
-    with pytest.raises(StudyStopped, match="2 trials in a row failed .*--max-failures 2 reached"):
+    with pytest.raises(StudyStopped, match=r"2 trials in a row failed .*--max-failures 2 reached"):
         run_study(dataclasses.replace(tiny_spec, trials=6, max_failures=2), tmp_path / "b", progress=False)
     # a restarted (or recycled) worker goes on with the streak: one more failure makes 3
-    with pytest.raises(StudyStopped, match="3 trials in a row failed .*--max-failures 3 reached"):
+    with pytest.raises(StudyStopped, match=r"3 trials in a row failed .*--max-failures 3 reached"):
         run_study(dataclasses.replace(tiny_spec, trials=6, max_failures=3), tmp_path / "b", progress=False)
     journal = tmp_path / "b" / "study.journal"
     assert len(optuna.load_study(study_name="tiny", storage=open_storage(str(journal), journal.parent)).trials) == 3
@@ -93,7 +98,7 @@ TINY = tiny_study_toml(trials=1, seed_trials=[], data={"max_train": 200}, traini
 
 
 @pytest.mark.parametrize(
-    "case, files, arguments, message",
+    ("case", "files", "arguments", "message"),
     [
         ("unknown study", {}, ["--study", "imagenet-smal"], "unknown study 'imagenet-smal'. Did you mean 'imagenet-small'?"),
         ("malformed TOML", {"s.toml": "trials = \n"}, ["--study", "{tmp}/s.toml"], "s.toml: malformed TOML: Invalid value (at line 1"),
@@ -167,11 +172,12 @@ def test_bad_input_exits_2_with_one_message_and_changes_nothing(tmp_path, capsys
     err = capsys.readouterr().err
     assert status == 2, case
     assert message.lower() in err.lower(), err
-    assert "Traceback" not in err and err.count("\n") == 1
+    assert "Traceback" not in err
+    assert err.count("\n") == 1
     assert _snapshot(out) == before
 
 
-@pytest.mark.parametrize("case, files, arguments, message", [
+@pytest.mark.parametrize(("case", "files", "arguments", "message"), [
     ("no design meets max_params", {"s.toml": TINY.replace("trials = 1", "trials = 1\nconstraints = { max_params = 10 }")}, [],
      "constraints.max_params = 10: no design of space 'tiny' meets it: the smallest"),
     ("empty image folder", {"s.toml": TINY.replace('"digits"', '"folder"'), "images/train/cats/readme.txt": "x"},
@@ -187,8 +193,11 @@ def test_an_error_found_after_loading_the_study_file_starts_with_its_path(tmp_pa
                    *[a.replace("{tmp}", str(tmp_path)) for a in arguments]])
     err = capsys.readouterr().err
     assert status == 2, case
-    assert err.startswith(f"xsearch: error: {study}: ") and message in err and err.count(f"{study}:") == 1, err
-    assert "Traceback" not in err and err.count("\n") == 1
+    assert err.startswith(f"xsearch: error: {study}: "), err
+    assert message in err, err
+    assert err.count(f"{study}:") == 1, err
+    assert "Traceback" not in err
+    assert err.count("\n") == 1
 
 
 @pytest.mark.slow
@@ -234,9 +243,11 @@ def test_a_torn_journal_is_repaired_on_resume_and_every_finished_trial_is_kept(t
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     backup, = (tmp_path / "run").glob("study.journal.damaged-*")
     assert backup.read_bytes() == damaged
-    assert f"repaired {journal}: line" in resumed.stderr and f"the damaged file is kept as {backup}" in resumed.stderr
+    assert f"repaired {journal}: line" in resumed.stderr
+    assert f"the damaged file is kept as {backup}" in resumed.stderr
     report = _run_cli("report", "--study", "s", "--out", str(tmp_path / "run"), "--format", "csv")
-    assert report.returncode == 0 and "study 's': 3 trials (COMPLETE 3)" in report.stdout
+    assert report.returncode == 0
+    assert "study 's': 3 trials (COMPLETE 3)" in report.stdout
     assert journal.read_bytes().startswith(damaged[:damaged.rfind(b"\n") + 1])  # every complete record kept as it was
 
 
@@ -247,8 +258,10 @@ def test_a_full_disk_ends_the_run_with_exit_2_and_a_readable_study(tmp_path, tmp
     done = _run_cli("run", "--study", str(tmp_path / "s.toml"), "--out", str(full / "run"))
     assert done.returncode == 2, done.stderr[-2000:]
     assert f"xsearch: error: no space left on {full / 'run'}: free some space" in done.stderr
-    assert "crashed" not in done.stderr and "Should not reach" not in done.stderr
-    assert "Exception ignored" not in done.stderr and "Traceback" not in done.stderr  # h5py's release errors: dropped
+    assert "crashed" not in done.stderr
+    assert "Should not reach" not in done.stderr
+    assert "Exception ignored" not in done.stderr
+    assert "Traceback" not in done.stderr  # h5py's release errors: dropped
     assert done.stderr.strip().count("\n") == 0, done.stderr[-2000:]  # xsearch's message only
     report = _run_cli("report", "--study", "s", "--storage", str(full / "run" / "study.journal"), "--out", str(tmp_path))
     assert report.returncode == 0, report.stderr

@@ -36,9 +36,11 @@ def test_repeat_streak_stops_after_limit_repeats_in_a_row():
     study, streak = FakeStudy(), RepeatStreak(limit=2)
     for trial in (_trial(0, repeat_of=9), _trial(1), _trial(2, repeat_of=9)):
         streak(study, trial)
-    assert not streak.stopped and study.stops == 0
+    assert not streak.stopped
+    assert study.stops == 0
     streak(study, _trial(3, repeat_of=9))
-    assert streak.stopped and study.stops == 1
+    assert streak.stopped
+    assert study.stops == 1
 
 
 def test_recycler_counts_trained_trials_only():
@@ -51,7 +53,8 @@ def test_recycler_counts_trained_trials_only():
     never = Recycler(limit=None)
     for number in range(5):
         never(study, _trial(number))
-    assert not never.due and study.stops == 1
+    assert not never.due
+    assert study.stops == 1
 
 
 def test_the_budget_counts_neither_repeats_nor_surplus_trials():
@@ -84,4 +87,6 @@ def test_a_failure_streak_warns_at_three_and_stops_at_max_failures(capsys):
     assert (streak.reason, streak.count, streak.stopped) == ("oom", 1, False)
     for number in (6, 7):
         streak(study, _trial(number, reason="oom"))
-    assert streak.stopped and study.stops == 1 and streak.message.endswith("--max-failures 3 reached")
+    assert streak.stopped
+    assert study.stops == 1
+    assert streak.message.endswith("--max-failures 3 reached")

@@ -87,7 +87,8 @@ def test_without_progress_yet_the_eta_is_unknown_and_done_trials_show_none():
     study = _study()
     progress = Progress(study, total_trials=1, epochs=2, console=Console(file=io.StringIO()))
     with progress:
-        assert progress.eta() is None and _lines(progress.render())[0].endswith(" 0/1  ETA -")
+        assert progress.eta() is None
+        assert _lines(progress.render())[0].endswith(" 0/1  ETA -")
         _add(study)
         progress.refresh()
         assert _lines(progress.render())[0].endswith(" 1/1")
@@ -166,5 +167,6 @@ def test_a_real_run_prints_no_library_logs_and_one_line_per_trial(tmp_path):
     noisy = [line for line in output.splitlines() if any(word in line for word in ("absl", "oneDNN", "cuda", "[I "))]
     assert not noisy, noisy
     trials = [line for line in done.stdout.splitlines() if re.match(r"trial \d+  ", line)]
-    assert len(trials) == 3 and all("COMPLETE" in line for line in trials), done.stdout  # the supervisor's alone
+    assert len(trials) == 3, done.stdout  # the supervisor's alone
+    assert all("COMPLETE" in line for line in trials), done.stdout
     assert "3 trials finished" in done.stdout

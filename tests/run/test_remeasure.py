@@ -41,10 +41,12 @@ def test_the_front_is_timed_again_once_and_recorded_on_the_study():
     study, trainer = _study(), KnownLatency()
     spec = StudySpec(latency=LatencySpec(targets=("litert-cpu",)))
     remeasured = remeasure_front(study, spec, trainer)
-    assert sorted(trainer.costed) == [0, 1] and trainer.released == 2  # the front: trials 0 and 1
+    assert sorted(trainer.costed) == [0, 1]  # the front: trials 0 and 1
+    assert trainer.released == 2
     assert remeasured == study.user_attrs["latency_remeasured"] == {
         "0": {"latency_ms": 1.1, "latency_ms@litert-cpu": 2.2}, "1": {"latency_ms": 2.2, "latency_ms@litert-cpu": 4.4}}
     remeasure_front(study, spec, trainer)
     assert len(trainer.costed) == 2  # a second worker finishing finds them done
     drift = latency_frame(study).set_index("target")["front_drift"]
-    assert abs(drift["train-device"] - 0.1) < 1e-9 and abs(drift["litert-cpu"] - 0.1) < 1e-9
+    assert abs(drift["train-device"] - 0.1) < 1e-9
+    assert abs(drift["litert-cpu"] - 0.1) < 1e-9

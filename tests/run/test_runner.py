@@ -7,6 +7,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import optuna
 import pandas as pd
@@ -48,10 +49,12 @@ def test_run_records_trials_and_writes_a_correct_front(tmp_path, tiny_spec):
                     "wall_time_s", "seed", "dataset"):
             assert key in attrs, key
         assert len(attrs["curves"]["val_accuracy"]) == 2
-        assert trial.values[0] == attrs["val_accuracy"] and trial.values[1] == attrs["params"]
+        assert trial.values[0] == attrs["val_accuracy"]
+        assert trial.values[1] == attrs["params"]
 
     table = pd.read_csv(tmp_path / "run" / "trials.csv")
-    assert len(table) == 3 and {"config", "params", "latency_ms", "pareto", "val_accuracy"} <= set(table.columns)
+    assert len(table) == 3
+    assert {"config", "params", "latency_ms", "pareto", "val_accuracy"} <= set(table.columns)
     front = pd.read_csv(tmp_path / "run" / "pareto.csv")
     assert set(front["number"]) == brute_force_front(study)
     assert (tmp_path / "run" / "pareto.html").stat().st_size > 100_000  # plotly inlined: opens offline
@@ -77,7 +80,7 @@ def test_hard_constraints_skip_training(tmp_path, tiny_spec):
 def test_reopening_with_other_objectives_fails_and_changes_nothing(tmp_path, tiny_spec):
     run_study(dataclasses.replace(tiny_spec, trials=1), tmp_path / "run", progress=False)
     before = (tmp_path / "run" / "study.journal").read_bytes()
-    with pytest.raises(ValueError, match="was created with objectives .*'val_accuracy'.*not .*'flops'"):
+    with pytest.raises(ValueError, match=r"was created with objectives .*'val_accuracy'.*not .*'flops'"):
         run_study(dataclasses.replace(tiny_spec, objectives=("accuracy", "flops")), tmp_path / "run", progress=False)
     assert (tmp_path / "run" / "study.journal").read_bytes() == before
 
@@ -124,7 +127,8 @@ def test_a_study_whose_creator_died_during_set_up_is_finished_by_the_next_worker
     monkeypatch.setattr(setup, "SETUP_WAIT_S", 1.0)
     study = open_study(tiny_spec, SearchSpace.from_toml(tiny_spec.space), storage, "test", _Seeds())
     assert study.metric_names == ["val_accuracy", "params", "latency_ms"]
-    assert [t.state for t in study.trials] == [WAITING] * len(SEEDS) and "xsearch_spec" in study.user_attrs
+    assert [t.state for t in study.trials] == [WAITING] * len(SEEDS)
+    assert "xsearch_spec" in study.user_attrs
 
 
 def _first_proposals(spec, storage, count=4, shared=False):
@@ -180,7 +184,8 @@ def test_imagenet_small_runs_end_to_end_on_official_format(tmp_path):
     spec = dataclasses.replace(spec, training=small_budget, latency_batch=1, seed_trials=("paper",), asha=None)  # one epoch: no rung
     study = run_study(spec, tmp_path / "run", progress=False)
     (trial,) = study.get_trials(states=(COMPLETE,))
-    assert trial.user_attrs["dataset"] == "imagenet-npz" and trial.user_attrs["image_size"] == 64
+    assert trial.user_attrs["dataset"] == "imagenet-npz"
+    assert trial.user_attrs["image_size"] == 64
     assert trial.user_attrs["params"] > 1_000_000  # a 1000-way head on the projected paper point
 
 
@@ -194,7 +199,7 @@ def _gone_within(pid, seconds):
     deadline = time.time() + seconds
     while time.time() < deadline:
         try:
-            state = open(f"/proc/{pid}/stat").read().split()[2]
+            state = Path(f"/proc/{pid}/stat").read_text().split()[2]
         except FileNotFoundError:
             return True
         if state == "Z":
@@ -243,8 +248,10 @@ def test_resume_after_kill_loses_and_repeats_nothing(tmp_path):
     interrupted = [t for t in after.trials if t.user_attrs.get("failure_reason") == "interrupted"]
     assert len(interrupted) == 1  # the killed trial, retried with the same parameters
     retry = [t for t in complete if t.user_attrs.get("retry_of") == interrupted[0].number]
-    assert len(retry) == 1 and retry[0].params == interrupted[0].params
-    assert "trial" in done.stdout and "val_acc" in done.stdout  # the front table at the end
+    assert len(retry) == 1
+    assert retry[0].params == interrupted[0].params
+    assert "trial" in done.stdout
+    assert "val_acc" in done.stdout  # the front table at the end
 
 
 @pytest.mark.slow
@@ -262,20 +269,26 @@ def test_a_repeated_design_is_not_trained_again_and_an_exhausted_space_ends_the_
     trials = study.get_trials()
     trained = [t for t in trials if not is_repeat(t)]
     repeats = [t for t in trials if is_repeat(t)]
-    assert all(t.state == COMPLETE for t in trials) and len(budget_trials(trials)) == 2
+    assert all(t.state == COMPLETE for t in trials)
+    assert len(budget_trials(trials)) == 2
     assert sorted(t.params["residual"] for t in trained) == [False, True]
-    assert len(repeats) >= 3 and all(is_repeat(t) for t in trials[-3:])  # the streak that ended the run
+    assert len(repeats) >= 3
+    assert all(is_repeat(t) for t in trials[-3:])  # the streak that ended the run
     for repeat in repeats:
         twin = trials[repeat.user_attrs[TrialAttr.REPEAT_OF]]
-        assert twin in trained and repeat.params == twin.params and repeat.values == twin.values
+        assert twin in trained
+        assert repeat.params == twin.params
+        assert repeat.values == twin.values
         assert repeat.constraints == twin.constraints
-        assert repeat.user_attrs["curves"] == twin.user_attrs["curves"] and TrialAttr.MODEL_ARTIFACT_ID not in repeat.user_attrs
+        assert repeat.user_attrs["curves"] == twin.user_attrs["curves"]
+        assert TrialAttr.MODEL_ARTIFACT_ID not in repeat.user_attrs
         assert repeat.user_attrs["wall_time_s"] < 0.2 * twin.user_attrs["wall_time_s"]  # nothing built or trained
     assert "stopping at 2 of 3 trials: the sampler proposed 3 designs in a row that were already trained" \
         in capsys.readouterr().err
 
     front = pd.read_csv(tmp_path / "run" / "pareto.csv")["number"]
-    assert set(front) <= {t.number for t in trained} and len(front) == len(set(front))
+    assert set(front) <= {t.number for t in trained}
+    assert len(front) == len(set(front))
     assert f"{len(repeats)} of them repeats of a trained design" in report_summary(study)
     assert runner.finished_count(study) == f"{len(trials)} trials finished ({len(repeats)} repeated a trained design: not retrained)"
     exported = export_trial(study, repeats[0].number, tmp_path / "repeat.keras", artifact_store(tmp_path / "run"))
@@ -295,5 +308,7 @@ def test_a_grid_study_trains_every_design_exactly_once_across_recycled_workers(t
             continue
     trials = study.get_trials(deepcopy=False)
     designs = [t.user_attrs[TrialAttr.CONFIG] for t in trials]
-    assert len(trials) == 12 and not any(map(is_repeat, trials))  # the tiny space has 12 designs
-    assert len(set(designs)) == 12 and all(t.state == COMPLETE for t in trials)
+    assert len(trials) == 12  # the tiny space has 12 designs
+    assert not any(map(is_repeat, trials))
+    assert len(set(designs)) == 12
+    assert all(t.state == COMPLETE for t in trials)

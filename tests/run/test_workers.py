@@ -70,11 +70,13 @@ def test_supervised_worker_is_recycled_and_the_study_completes(tmp_path):
     study = _study(tmp_path)
     trials = study.get_trials()
     trained = [t for t in trials if not is_repeat(t)]
-    assert {t.state for t in trials} == {optuna.trial.TrialState.COMPLETE} and len(trained) == 3
+    assert {t.state for t in trials} == {optuna.trial.TrialState.COMPLETE}
+    assert len(trained) == 3
     assert len({t.user_attrs["worker_pid"] for t in trained}) == 3  # a fresh process per trained trial
     assert "crashed" not in done.stderr
     probed = study.user_attrs["batch_size"]
-    assert probed in (8, 16) and {t.user_attrs["batch_size"] for t in trials} == {probed}
+    assert probed in (8, 16)
+    assert {t.user_attrs["batch_size"] for t in trials} == {probed}
 
 
 @pytest.mark.slow
@@ -95,9 +97,11 @@ def test_ctrl_c_exits_130_and_the_interrupted_trial_is_retried_when_the_study_re
     assert run.returncode == 130, error[-2000:]
     trials = _study(tmp_path).trials
     interrupted = [t for t in trials if t.user_attrs.get("failure_reason") == "interrupted"]
-    assert len(interrupted) == 1 and interrupted[0].state == optuna.trial.TrialState.FAIL
+    assert len(interrupted) == 1
+    assert interrupted[0].state == optuna.trial.TrialState.FAIL
     retries = [t for t in trials if t.user_attrs.get("retry_of") == interrupted[0].number]
-    assert len(retries) == 1 and retries[0].state == optuna.trial.TrialState.WAITING
+    assert len(retries) == 1
+    assert retries[0].state == optuna.trial.TrialState.WAITING
     assert retries[0].system_attrs["fixed_params"] == interrupted[0].params  # Optuna's enqueued parameters
 
 
@@ -125,7 +129,8 @@ def test_an_interrupted_trial_is_retried_before_the_queued_seed_trials_and_the_s
     trials = _study(tmp_path).trials
     assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "COMPLETE", "WAITING"]  # the third seed still queued
     interrupted, retry = trials[1], trials[2]
-    assert interrupted.user_attrs["failure_reason"] == "interrupted" and retry.user_attrs["retry_of"] == 1
+    assert interrupted.user_attrs["failure_reason"] == "interrupted"
+    assert retry.user_attrs["retry_of"] == 1
     assert retry.params == interrupted.params
     assert_resumed_from_epoch_1(retry, interrupted, epochs=30)
     assert "surplus" not in retry.user_attrs
@@ -162,15 +167,18 @@ def test_workers_get_the_gpus_recycling_and_deadline_that_the_supervisor_keeps_o
     monkeypatch.setenv("JAX_PLATFORMS", "")  # both restored after the test
     monkeypatch.delenv("JAX_PLATFORMS")
     environment = hide_accelerators()
-    assert os.environ["CUDA_VISIBLE_DEVICES"] == "" and os.environ["JAX_PLATFORMS"] == "cpu"
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == ""
+    assert os.environ["JAX_PLATFORMS"] == "cpu"
     arguments, log = _fake_workers(tmp_path, monkeypatch, {"0": "ok", "1": "ok"})
     stop_at = time.time() + 600
     assert run_workers(arguments, 2, environment, ["0", "1"], recycle_every=7, stop_at=stop_at) == 0
     started = _log(log)
     assert sorted(w["slot"] for w in started) == ["0", "1"]  # pinned to one GPU each
     for worker in started:
-        assert worker["XSEARCH_SUPERVISED"] == "1" and worker["XSEARCH_RECYCLE_AFTER"] == "7"
-        assert float(worker["XSEARCH_DEADLINE"]) == stop_at and "JAX_PLATFORMS" not in worker
+        assert worker["XSEARCH_SUPERVISED"] == "1"
+        assert worker["XSEARCH_RECYCLE_AFTER"] == "7"
+        assert float(worker["XSEARCH_DEADLINE"]) == stop_at
+        assert "JAX_PLATFORMS" not in worker
 
 
 def test_the_first_worker_sets_the_study_up_alone(tmp_path, monkeypatch):
@@ -178,7 +186,8 @@ def test_the_first_worker_sets_the_study_up_alone(tmp_path, monkeypatch):
     ready = tmp_path / "log.jsonl.ready"
     assert run_workers(arguments, 3, dict(os.environ), ["0", "1", "2"], ready=ready.exists) == 0
     first, *others = sorted(_log(log), key=lambda w: w["time"])
-    assert first["slot"] == "0" and len(others) == 2
+    assert first["slot"] == "0"
+    assert len(others) == 2
     assert all(w["time"] >= ready.stat().st_mtime for w in others)
 
 
@@ -192,7 +201,8 @@ def test_recycled_workers_are_not_restarted_after_the_deadline(tmp_path, monkeyp
     arguments, log = _fake_workers(tmp_path, monkeypatch, {"0": "recycle"})
     started = time.time()
     assert run_workers(arguments, 1, dict(os.environ), ["0"], stop_at=started + 2) == 0
-    assert 2 <= time.time() - started < 30 and len(_log(log)) >= 2  # recycled until the deadline, then done
+    assert 2 <= time.time() - started < 30
+    assert len(_log(log)) >= 2  # recycled until the deadline, then done
 
 
 def test_a_crash_loop_is_given_up_after_max_crashes(tmp_path, monkeypatch, capsys):
@@ -205,7 +215,8 @@ def test_a_crash_loop_is_given_up_after_max_crashes(tmp_path, monkeypatch, capsy
 def test_a_worker_started_by_hand_is_never_recycled(monkeypatch):
     monkeypatch.setenv("XSEARCH_SUPERVISED", "1")
     monkeypatch.delenv("XSEARCH_RECYCLE_AFTER", raising=False)
-    assert workers.is_worker() and recycle_after() is None
+    assert workers.is_worker()
+    assert recycle_after() is None
 
 
 def test_a_bad_trials_per_worker_setting_exits_2_before_anything_is_written(tmp_path, monkeypatch, capsys):
@@ -235,12 +246,15 @@ def test_two_workers_share_the_successive_halving_rungs_and_the_front_holds_only
     for trial in trained:  # every trial reached the one rung (epoch 1) and recorded its accuracy there,
         if "continues" in trial.user_attrs:  # or continued a trial stopped there (a repeat promoted it)
             stopped = numbers[trial.user_attrs["continues"]]
-            assert stopped.user_attrs["stopped_at_epoch"] == 1 and trial.constraints["stopped"] == 0.0
+            assert stopped.user_attrs["stopped_at_epoch"] == 1
+            assert trial.constraints["stopped"] == 0.0
             assert trial.user_attrs["curves"]["val_accuracy"][:1] == stopped.user_attrs["curves"]["val_accuracy"]
             continue
-        assert trial.user_attrs["rung_accuracy"].keys() == {"1"} and trial.constraints["stopped"] in (0.0, 1.0)
+        assert trial.user_attrs["rung_accuracy"].keys() == {"1"}
+        assert trial.constraints["stopped"] in (0.0, 1.0)
         assert (trial.constraints["stopped"] == 1.0) == ("stopped_at_epoch" in trial.user_attrs)
-    assert study.best_trials and all(len(t.user_attrs["curves"]["val_accuracy"]) == 2 for t in study.best_trials)
+    assert study.best_trials
+    assert all(len(t.user_attrs["curves"]["val_accuracy"]) == 2 for t in study.best_trials)
 
 
 @pytest.mark.slow
@@ -255,4 +269,5 @@ def test_a_space_smaller_than_the_trials_asked_for_says_so_and_stops_at_its_size
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"the space '{space}' has 1 design, fewer than the 5 trials asked for" in done.stderr
     trials = _study(tmp_path).get_trials()
-    assert len(trials) == 1 and not is_repeat(trials[0])  # no run of repeats before it stops
+    assert len(trials) == 1
+    assert not is_repeat(trials[0])  # no run of repeats before it stops

@@ -43,7 +43,8 @@ def test_keep_trial_model_uploads_the_file_and_records_id_and_sha256(tmp_path, s
     number = _trial(study, store, tiny_model, (0.5, 10, 1.0))
     attrs = study.trials[number].user_attrs
     (meta,) = optuna.artifacts.get_all_artifact_meta(study.trials[number], storage=study._storage)
-    assert meta.artifact_id == attrs[TrialAttr.MODEL_ARTIFACT_ID] and meta.filename == f"trial-{number}.keras"
+    assert meta.artifact_id == attrs[TrialAttr.MODEL_ARTIFACT_ID]
+    assert meta.filename == f"trial-{number}.keras"
     copy = tmp_path / "copy.keras"
     optuna.artifacts.download_artifact(artifact_store=store, file_path=str(copy), artifact_id=attrs[TrialAttr.MODEL_ARTIFACT_ID])
     assert file_sha256(copy) == attrs[TrialAttr.MODEL_SHA256]

@@ -20,7 +20,9 @@ def test_pareto_rank_sorts_fronts_and_crowding_favours_the_extremes():
     losses = np.array([[0, 3], [1, 1], [3, 0], [2, 2], [4, 4], [1.5, 1.5]])
     rank = pareto_rank(losses)
     assert rank[:, 0].tolist() == [0, 0, 0, 2, 3, 1]
-    assert np.isinf(rank[0, 1]) and np.isinf(rank[2, 1]) and np.isfinite(rank[1, 1])
+    assert np.isinf(rank[0, 1])
+    assert np.isinf(rank[2, 1])
+    assert np.isfinite(rank[1, 1])
     assert crowding_distance(np.array([[0.0, 1.0], [1.0, 0.0]])).tolist() == [np.inf, np.inf]
 
 
@@ -82,7 +84,8 @@ def test_a_stopped_trial_is_continued_once_and_only_under_the_rule_that_continue
     stopped = _finished(1, 0.1, {"1": 0.5}, 200, stopped_at=1)
     rule = AshaSpec()  # continues stopped trials by default
     assert continuable(stopped, [stopped], rule)
-    assert not continuable(stopped, [stopped], AshaSpec(continue_stopped=False)) and not continuable(stopped, [stopped], None)
+    assert not continuable(stopped, [stopped], AshaSpec(continue_stopped=False))
+    assert not continuable(stopped, [stopped], None)
     by_dominance = _finished(1, 0.1, {}, 200, **{TrialAttr.STOPPED_AT_EPOCH: 1, TrialAttr.STOP_RULE: "dominated"})
     assert not continuable(by_dominance, [by_dominance], rule)
     running = _finished(2, 0.1, {}, 200, state=TrialState.RUNNING, **{TrialAttr.CONTINUES: 1})

@@ -39,5 +39,7 @@ def test_short_study_on_each_backend(tmp_path, backend):
     complete = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
     assert len(complete) == 2
     for trial in complete:
-        assert trial.user_attrs["backend"] == backend and trial.user_attrs["precision"] == "float32"
-        assert trial.user_attrs["backend_version"] and trial.user_attrs["device"].startswith("cpu")
+        assert trial.user_attrs["backend"] == backend
+        assert trial.user_attrs["precision"] == "float32"
+        assert trial.user_attrs["backend_version"]
+        assert trial.user_attrs["device"].startswith("cpu")

@@ -39,7 +39,7 @@ def test_the_probe_stays_within_the_limit():
 
 
 def test_a_design_that_never_fits_is_a_clear_error_and_other_errors_pass_through():
-    with pytest.raises(ValueError, match="does not train at batch 8 .*give training.batch_size"):
+    with pytest.raises(ValueError, match=r"does not train at batch 8 .*give training.batch_size"):
         probe_batch_size(lambda batch: (_ for _ in ()).throw(OOM), limit=64)
     with pytest.raises(KeyError):
         probe_batch_size({}.__getitem__, limit=64)
@@ -72,11 +72,13 @@ def test_auto_batch_size_is_probed_once_and_used_by_every_trial(tmp_path, tiny_s
     assert chosen in (8, 16, 32)  # 300 training images: at most 32, for 8 steps an epoch
     probe = study.user_attrs["batch_size_probe"]
     rates = {int(batch): rate for batch, rate in probe["images_per_second"].items()}
-    assert probe["device"] == runtime_info()["device"] and chosen in rates
+    assert probe["device"] == runtime_info()["device"]
+    assert chosen in rates
     if probe["stopped_by"] == "plateau":
         assert rates[2 * chosen] < 1.1 * rates[chosen]
     else:
-        assert probe["stopped_by"] == "limit" and chosen == 32
+        assert probe["stopped_by"] == "limit"
+        assert chosen == 32
     assert study.trials[0].user_attrs["batch_size"] == chosen
 
     def no_second_probe(*args):
@@ -97,4 +99,5 @@ def test_a_machine_that_finishes_its_probe_second_keeps_the_first_ones_batch(tmp
 
     monkeypatch.setattr(setup, "find_batch_size", slower_than_another_machine)
     resolved = prepare_study(spec, tmp_path)[1]
-    assert resolved.training.batch_size == 24 and study.user_attrs["batch_size"] == 24
+    assert resolved.training.batch_size == 24
+    assert study.user_attrs["batch_size"] == 24

@@ -46,7 +46,8 @@ def test_a_cheaper_design_more_accurate_at_the_same_epoch_and_at_its_end_dominat
     assert _dominator([reference]) is reference
     assert _dominator([reference], accuracy=0.56) is None  # 0.6 < 0.56 + margin
     assert _dominator([_trained(0, [0.6, 0.7, 0.52])]) is None  # its end is not better by the margin
-    assert _dominator([reference], epoch=2, accuracy=0.66) is None and _dominator([reference], epoch=2) is reference
+    assert _dominator([reference], epoch=2, accuracy=0.66) is None
+    assert _dominator([reference], epoch=2) is reference
 
 
 @pytest.mark.parametrize("costs", [{"params": 499.0, "latency_ms": 2.0}, {"params": 1000.0, "latency_ms": 0.5}])
@@ -72,8 +73,11 @@ def test_only_full_trainings_under_the_same_set_up_are_references():
 
 def test_a_resumed_trial_curve_starts_at_the_epoch_it_resumed_from():
     resumed = _trained(0, [0.7, 0.9], resumed_from_epoch=1)
-    assert accuracy_at(resumed, 1) is None and accuracy_at(resumed, 2) == 0.7 and accuracy_at(resumed, 3) == 0.9
-    assert _dominator([resumed], epoch=1) is None and _dominator([resumed], epoch=2) is resumed
+    assert accuracy_at(resumed, 1) is None
+    assert accuracy_at(resumed, 2) == 0.7
+    assert accuracy_at(resumed, 3) == 0.9
+    assert _dominator([resumed], epoch=1) is None
+    assert _dominator([resumed], epoch=2) is resumed
 
 
 @pytest.fixture
@@ -109,12 +113,15 @@ def test_a_dominated_trial_stops_records_where_and_stays_off_the_front(early_spe
 
     stopped = study.trials[1]
     assert stopped.state == TrialState.COMPLETE
-    assert stopped.user_attrs[TrialAttr.STOPPED_AT_EPOCH] == 1 and stopped.user_attrs[TrialAttr.STOPPED_BY] == 0
-    assert stopped.user_attrs["epochs"] == 1 and len(stopped.user_attrs["curves"]["loss"]) == 1
+    assert stopped.user_attrs[TrialAttr.STOPPED_AT_EPOCH] == 1
+    assert stopped.user_attrs[TrialAttr.STOPPED_BY] == 0
+    assert stopped.user_attrs["epochs"] == 1
+    assert len(stopped.user_attrs["curves"]["loss"]) == 1
     assert stopped.values[0] == stopped.user_attrs["curves"]["val_accuracy"][0]  # the accuracy it reached
     assert [t.number for t in pareto_front(study)] == [0]
     stops = "1 trial stopped early (a trained design dominated it), 1 training epoch skipped"
-    assert f"early stopping: {stops}" in report_summary(study) and finished_count(study).endswith(f"; {stops}")
+    assert f"early stopping: {stops}" in report_summary(study)
+    assert finished_count(study).endswith(f"; {stops}")
 
     exported = export_trial(study, 1, tmp_path / "stopped.keras", store)
     assert "stopped early at epoch 1 (trial 0 dominated it): --retrain trains it fully" in exported.message
@@ -128,7 +135,8 @@ def test_a_trial_that_costs_less_than_every_trained_design_trains_fully(early_sp
     study.optimize(StudyObjective(early_spec, space, KerasTrainer(early_spec, load_spec_dataset(early_spec), tmp_path)), n_trials=1)
 
     trained = study.trials[1]
-    assert TrialAttr.STOPPED_AT_EPOCH not in trained.user_attrs and trained.user_attrs["epochs"] == 2
+    assert TrialAttr.STOPPED_AT_EPOCH not in trained.user_attrs
+    assert trained.user_attrs["epochs"] == 2
     assert stopped_summary(study) == ""
 
 

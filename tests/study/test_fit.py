@@ -1,5 +1,7 @@
 """Training one design: one compilation of the training step, full batches, honest figures."""
 
+from typing import ClassVar
+
 import keras
 import numpy as np
 import pytest
@@ -18,7 +20,7 @@ DESIGN = {"middle_repeats": 0, "width": 0.125, "depth_multiplier": 1, "segments"
 class _CountingModel(keras.Model):
     """A functional model that records the batch size of each trace of its training step."""
 
-    traced_batches: list = []
+    traced_batches: ClassVar[list] = []
 
     def train_step(self, *state_and_data):  # JAX passes the state first
         self.traced_batches.append(state_and_data[-1][0].shape[0])
@@ -46,17 +48,22 @@ def _counting_model() -> _CountingModel:
 def test_the_training_step_is_traced_once_with_full_batches_only():
     model = _counting_model()
     result = train_and_evaluate(model, _dataset(train=180), SPEC, seed=0, workers=1)
-    assert result.epochs == 2 and 0.0 <= result.val_accuracy <= 1.0 and result.test_accuracy is not None
+    assert result.epochs == 2
+    assert 0.0 <= result.val_accuracy <= 1.0
+    assert result.test_accuracy is not None
     # The Python step runs only when the backend traces it: once, not again for the variables
     # (TensorFlow) or for a last batch of 20 images (JAX compiles each batch shape).
-    assert len(model.traced_batches) == 1 and model.traced_batches[0] in (None, 32)
+    assert len(model.traced_batches) == 1
+    assert model.traced_batches[0] in (None, 32)
 
 
 @pytest.mark.slow
 def test_a_training_set_smaller_than_the_batch_is_one_batch():
     model = _counting_model()
     result = train_and_evaluate(model, _dataset(train=20), SPEC, seed=0, workers=1)
-    assert result.epochs == 2 and len(model.traced_batches) == 1 and model.traced_batches[0] in (None, 20)
+    assert result.epochs == 2
+    assert len(model.traced_batches) == 1
+    assert model.traced_batches[0] in (None, 20)
 
 
 def test_the_model_takes_the_streams_uint8_pixels_and_normalises_them_itself():
@@ -73,5 +80,6 @@ def test_a_continued_training_continues_the_learning_rate_schedule():
     spec = TrainingSpec(epochs=3, batch_size=32, learning_rate=3e-3, schedule="cosine", warmup_epochs=0, augment=False)
     model = _counting_model()
     result = train_and_evaluate(model, _dataset(train=64), spec, seed=0, workers=1, initial_epoch=2)
-    assert result.epochs == 1 and int(model.optimizer.iterations) == 3 * 2  # 2 steps a epoch, from step 4 on
+    assert result.epochs == 1
+    assert int(model.optimizer.iterations) == 3 * 2  # 2 steps a epoch, from step 4 on
     assert float(model.optimizer.learning_rate) < 3e-3 * 0.1  # at the end of the cosine, not its start

@@ -43,12 +43,14 @@ def test_run_repairs_a_torn_last_line_and_keeps_the_damaged_file(tmp_path, capsy
     err = capsys.readouterr().err
     backup, = tmp_path.glob("study.journal.damaged-*")
     assert backup.read_bytes() == damaged
-    assert f"the damaged file is kept as {backup}" in err and "line " in err
+    assert f"the damaged file is kept as {backup}" in err
+    assert "line " in err
     assert find_damage(path) is None
     assert path.read_bytes() == (whole if tear else whole[:whole.rstrip(b"\n").rfind(b"\n") + 1])
     study = optuna.load_study(study_name="s", storage=storage)
     study.optimize(lambda trial: trial.suggest_float("x", 0, 10), n_trials=1)  # appends cleanly
-    assert len(_trials(path)) == 4 and find_damage(path) is None
+    assert len(_trials(path)) == 4
+    assert find_damage(path) is None
 
 
 def test_a_last_record_without_its_line_end_is_kept(tmp_path):
@@ -64,7 +66,8 @@ def test_viewers_read_a_torn_journal_without_writing(tmp_path, capsys):
     path.write_bytes(path.read_bytes()[:-40])
     damaged = path.read_bytes()
     assert main(["report", "--study", "s", "--out", str(tmp_path), "--format", "csv"]) == 0
-    assert path.read_bytes() == damaged and not list(tmp_path.glob("*.damaged-*"))
+    assert path.read_bytes() == damaged
+    assert not list(tmp_path.glob("*.damaged-*"))
     assert "3 trials" in capsys.readouterr().out
 
 
@@ -77,7 +80,8 @@ def test_damage_before_the_last_line_exits_2_naming_the_line_and_the_repair(tmp_
     for command in (["report", "--study", "s", "--out", str(tmp_path)], ["repair", "--study", "s", "--out", "/nonexistent"]):
         status = main(command)
         err = capsys.readouterr().err
-        assert status == 2 and "Traceback" not in err
+        assert status == 2
+        assert "Traceback" not in err
     with pytest.raises(ValueError, match=r"line 5 of \d+ is not a complete JSON record.*xsearch repair --storage"):
         open_storage(None, tmp_path)
     assert path.read_bytes() == damaged
@@ -85,7 +89,8 @@ def test_damage_before_the_last_line_exits_2_naming_the_line_and_the_repair(tmp_
     assert main(["repair", "--storage", str(path)]) == 0
     out = capsys.readouterr().out
     backup, = tmp_path.glob("study.journal.damaged-*")
-    assert backup.read_bytes() == damaged and "kept its 4 complete records" in out
+    assert backup.read_bytes() == damaged
+    assert "kept its 4 complete records" in out
     assert path.read_bytes() == b"".join(line + b"\n" for line in lines[:4])
     assert all(isinstance(json.loads(line), dict) for line in path.read_bytes().splitlines())
     assert main(["repair", "--storage", str(path)]) == 0

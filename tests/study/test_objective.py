@@ -94,14 +94,20 @@ def test_a_feasible_design_is_costed_trained_and_recorded(spec, tmp_path, monkey
     training = FakeTraining()
     (trial,) = _optimize(spec, _study(spec), tmp_path, monkeypatch, training).trials
     attrs = trial.user_attrs
-    assert trial.state == TrialState.COMPLETE and training.calls == [{"input_shape": (None, 16, 16, 3), "seed": 0,
-                                                                       "epochs": 2}]
+    assert trial.state == TrialState.COMPLETE
+    assert training.calls == [{"input_shape": (None, 16, 16, 3), "seed": 0, "epochs": 2}]
     assert trial.values == [0.6, attrs[TrialAttr.PARAMS], attrs[TrialAttr.LATENCY_MS]]
-    assert attrs[TrialAttr.PARAMS] > 0 and attrs[TrialAttr.MACS] > 0 and attrs[TrialAttr.LATENCY_MS] > 0
-    assert attrs[TrialAttr.FEASIBLE] is True and trial.constraints == {"oom": 0.0}
-    assert attrs[TrialAttr.EPOCHS_DONE] == 2 and attrs[TrialAttr.EPOCH_LOGS] == {"epoch": 2, "loss": 0.4, "accuracy": 0.6}
-    assert attrs[TrialAttr.NORM_MEAN] == [127.5] * 3 and attrs[TrialAttr.SETUP_DIGEST] == setup_digest(spec)
-    assert json.loads(attrs[TrialAttr.CONFIG])["width"] == 0.125 and attrs[TrialAttr.CURVES] == {"val_accuracy": CURVE}
+    assert attrs[TrialAttr.PARAMS] > 0
+    assert attrs[TrialAttr.MACS] > 0
+    assert attrs[TrialAttr.LATENCY_MS] > 0
+    assert attrs[TrialAttr.FEASIBLE] is True
+    assert trial.constraints == {"oom": 0.0}
+    assert attrs[TrialAttr.EPOCHS_DONE] == 2
+    assert attrs[TrialAttr.EPOCH_LOGS] == {"epoch": 2, "loss": 0.4, "accuracy": 0.6}
+    assert attrs[TrialAttr.NORM_MEAN] == [127.5] * 3
+    assert attrs[TrialAttr.SETUP_DIGEST] == setup_digest(spec)
+    assert json.loads(attrs[TrialAttr.CONFIG])["width"] == 0.125
+    assert attrs[TrialAttr.CURVES] == {"val_accuracy": CURVE}
     assert not list((tmp_path / "checkpoints").iterdir())  # the epoch checkpoint is gone with the trial
 
 
@@ -139,9 +145,11 @@ def test_a_trial_is_scored_on_its_latency_targets(spec, tmp_path, monkeypatch):
     calls = _targets(monkeypatch)
     (trial,) = _optimize(spec, _study(spec), tmp_path, monkeypatch, FakeTraining()).trials
     assert calls == [(("litert-cpu", "onnxruntime-cpu"), 2, 2)]
-    assert trial.values == [0.6, 2.5] and trial.user_attrs["latency_ms@onnxruntime-cpu"] == 4.0
+    assert trial.values == [0.6, 2.5]
+    assert trial.user_attrs["latency_ms@onnxruntime-cpu"] == 4.0
     assert trial.user_attrs[TrialAttr.LATENCY_TARGETS]["litert-cpu"] == {"median_ms": 2.5}
-    assert trial.constraints == {"oom": 0.0, "runtime": 0.0} and trial.user_attrs[TrialAttr.LATENCY_OVERHEAD_MS] > 0
+    assert trial.constraints == {"oom": 0.0, "runtime": 0.0}
+    assert trial.user_attrs[TrialAttr.LATENCY_OVERHEAD_MS] > 0
 
 
 def test_a_design_that_a_scored_target_cannot_run_is_infeasible_and_not_trained(spec, tmp_path, monkeypatch):
@@ -149,8 +157,11 @@ def test_a_design_that_a_scored_target_cannot_run_is_infeasible_and_not_trained(
     _targets(monkeypatch, onnx_error="onnx: ValueError: an op the exporter cannot write")
     training = FakeTraining(error=AssertionError("trained a design its target cannot run"))
     (trial,) = _optimize(spec, _study(spec), tmp_path, monkeypatch, training).trials
-    assert trial.state == TrialState.COMPLETE and training.calls == [] and trial.constraints["runtime"] == 1.0
-    assert trial.user_attrs[TrialAttr.FAILURE_REASON] == "constraint" and trial.values[1] == float("inf")
+    assert trial.state == TrialState.COMPLETE
+    assert training.calls == []
+    assert trial.constraints["runtime"] == 1.0
+    assert trial.user_attrs[TrialAttr.FAILURE_REASON] == "constraint"
+    assert trial.values[1] == float("inf")
     assert "cannot write" in trial.user_attrs[TrialAttr.LATENCY_TARGETS]["onnxruntime-cpu"]["error"]
 
 
@@ -159,23 +170,28 @@ def test_a_latency_constraint_on_a_target_skips_training_the_designs_that_break_
     _targets(monkeypatch)
     training = FakeTraining(error=AssertionError("trained a design over its target's latency bound"))
     (trial,) = _optimize(spec, _study(spec), tmp_path, monkeypatch, training).trials
-    assert training.calls == [] and trial.user_attrs[TrialAttr.FAILURE_REASON] == "constraint"
-    assert trial.constraints["max_latency_ms@litert-cpu"] == pytest.approx(0.25) and trial.constraints["runtime"] == 0.0
+    assert training.calls == []
+    assert trial.user_attrs[TrialAttr.FAILURE_REASON] == "constraint"
+    assert trial.constraints["max_latency_ms@litert-cpu"] == pytest.approx(0.25)
+    assert trial.constraints["runtime"] == 0.0
 
 
 def test_a_recorded_only_target_that_fails_leaves_the_design_feasible(spec, tmp_path, monkeypatch):
     spec = dataclasses.replace(spec, latency=LatencySpec(targets=("onnxruntime-cpu",)))
     _targets(monkeypatch, onnx_error="onnx: it failed")
     (trial,) = _optimize(spec, _study(spec), tmp_path, monkeypatch, FakeTraining()).trials
-    assert trial.user_attrs[TrialAttr.FEASIBLE] is True and trial.constraints == {"oom": 0.0}
+    assert trial.user_attrs[TrialAttr.FEASIBLE] is True
+    assert trial.constraints == {"oom": 0.0}
 
 
 def test_a_design_over_a_hard_constraint_is_not_trained(spec, tmp_path, monkeypatch):
     spec = dataclasses.replace(spec, constraints={"max_params": 10})
     training = FakeTraining(error=AssertionError("trained despite the constraint"))
     (trial,) = _optimize(spec, _study(spec), tmp_path, monkeypatch, training).trials
-    assert trial.state == TrialState.COMPLETE and training.calls == []
-    assert trial.user_attrs[TrialAttr.FAILURE_REASON] == "constraint" and trial.user_attrs[TrialAttr.FEASIBLE] is False
+    assert trial.state == TrialState.COMPLETE
+    assert training.calls == []
+    assert trial.user_attrs[TrialAttr.FAILURE_REASON] == "constraint"
+    assert trial.user_attrs[TrialAttr.FEASIBLE] is False
     assert trial.constraints["max_params"] == trial.user_attrs[TrialAttr.PARAMS] / 10 - 1 > 0
     assert trial.values[0] == 0.0
     assert constraint_violations({"max_params": 100.0}, {"params": 50}) == {"max_params": -0.5}
@@ -184,12 +200,16 @@ def test_a_design_over_a_hard_constraint_is_not_trained(spec, tmp_path, monkeypa
 def test_out_of_memory_is_an_infeasible_design_and_other_errors_fail_the_trial(spec, tmp_path, monkeypatch):
     oom = FakeTraining(error=RuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 1.2GiB"))
     (trial,) = _optimize(spec, _study(spec), tmp_path, monkeypatch, oom).trials
-    assert trial.state == TrialState.COMPLETE and trial.constraints["oom"] == 1.0 and trial.values[0] == 0.0
-    assert trial.user_attrs[TrialAttr.FAILURE_REASON] == "oom" and "RESOURCE_EXHAUSTED" in trial.user_attrs[TrialAttr.ERROR]
+    assert trial.state == TrialState.COMPLETE
+    assert trial.constraints["oom"] == 1.0
+    assert trial.values[0] == 0.0
+    assert trial.user_attrs[TrialAttr.FAILURE_REASON] == "oom"
+    assert "RESOURCE_EXHAUSTED" in trial.user_attrs[TrialAttr.ERROR]
 
     broken = FakeTraining(error=ValueError("the driver is gone"))
     (failed,) = _optimize(spec, _study(spec), tmp_path, monkeypatch, broken, catch=(TrialFailure,)).trials
-    assert failed.state == TrialState.FAIL and failed.user_attrs[TrialAttr.FAILURE_REASON] == "error"
+    assert failed.state == TrialState.FAIL
+    assert failed.user_attrs[TrialAttr.FAILURE_REASON] == "error"
     assert failed.user_attrs[TrialAttr.ERROR] == "ValueError: the driver is gone"
 
 
@@ -201,12 +221,15 @@ def test_a_repeated_design_reuses_its_results_and_the_budget_prunes_a_surplus_tr
         study.enqueue_trial(design)
     training = FakeTraining()
     first, repeat = _optimize(spec, study, tmp_path, monkeypatch, training, n_trials=2).trials
-    assert len(training.calls) == 1 and repeat.user_attrs[TrialAttr.REPEAT_OF] == first.number
-    assert repeat.values == first.values and repeat.constraints == first.constraints
+    assert len(training.calls) == 1
+    assert repeat.user_attrs[TrialAttr.REPEAT_OF] == first.number
+    assert repeat.values == first.values
+    assert repeat.constraints == first.constraints
 
     _optimize(dataclasses.replace(spec, trials=1), study, tmp_path, monkeypatch, training, n_trials=1)
     surplus = study.trials[-1]  # the budget of 1 is spent: the repeat does not count, the trained design does
-    assert surplus.state == TrialState.PRUNED and surplus.user_attrs[TrialAttr.SURPLUS] is True
+    assert surplus.state == TrialState.PRUNED
+    assert surplus.user_attrs[TrialAttr.SURPLUS] is True
     assert len(training.calls) == 1
 
 
@@ -237,8 +260,10 @@ def test_a_dominated_trial_stops_after_the_rule_epoch(spec, tmp_path, monkeypatc
     study.enqueue_trial(space.encode(XceptionConfig(middle_repeats=0, width=0.125, segments="depthwise")))
     _optimize(spec, study, tmp_path, monkeypatch, FakeTraining())
     stopped = study.trials[1]
-    assert stopped.user_attrs[TrialAttr.STOPPED_AT_EPOCH] == 1 and stopped.user_attrs[TrialAttr.STOPPED_BY] == 0
-    assert stopped.user_attrs[TrialAttr.EPOCHS] == 1 and stopped.values[0] == CURVE[0]
+    assert stopped.user_attrs[TrialAttr.STOPPED_AT_EPOCH] == 1
+    assert stopped.user_attrs[TrialAttr.STOPPED_BY] == 0
+    assert stopped.user_attrs[TrialAttr.EPOCHS] == 1
+    assert stopped.values[0] == CURVE[0]
 
     callback = StopDominated(study.ask(), spec.early_stop, {"params": 10**9}, setup_digest(spec), epochs=2)
     callback.set_model(keras.Sequential())
@@ -260,14 +285,18 @@ def test_successive_halving_stops_a_design_that_ranks_low_at_a_rung_and_keeps_it
     _optimize(spec, study, tmp_path, monkeypatch, FakeTraining())
     stopped = study.trials[2]
     assert stopped.user_attrs[TrialAttr.RUNG_ACCURACY] == {"1": CURVE[0]}
-    assert stopped.user_attrs[TrialAttr.STOPPED_AT_EPOCH] == 1 and stopped.user_attrs[TrialAttr.STOP_RULE] == "asha"
-    assert stopped.constraints["stopped"] == 1.0 and stopped not in study.best_trials
+    assert stopped.user_attrs[TrialAttr.STOPPED_AT_EPOCH] == 1
+    assert stopped.user_attrs[TrialAttr.STOP_RULE] == "asha"
+    assert stopped.constraints["stopped"] == 1.0
+    assert stopped not in study.best_trials
 
     alone = _study(spec)  # the first design at the rung is promoted: it trains to the end, feasible
     _optimize(spec, alone, tmp_path, monkeypatch, FakeTraining())
     (trained,) = alone.trials
-    assert TrialAttr.STOPPED_AT_EPOCH not in trained.user_attrs and trained.user_attrs[TrialAttr.EPOCHS] == 2
-    assert trained.constraints["stopped"] == 0.0 and trained.values[0] == CURVE[1]
+    assert TrialAttr.STOPPED_AT_EPOCH not in trained.user_attrs
+    assert trained.user_attrs[TrialAttr.EPOCHS] == 2
+    assert trained.constraints["stopped"] == 0.0
+    assert trained.values[0] == CURVE[1]
 
 
 def test_a_stopped_design_continues_from_its_checkpoint_when_proposed_again_or_promoted_on_a_repeat(spec, tmp_path,
@@ -292,19 +321,26 @@ def test_a_stopped_design_continues_from_its_checkpoint_when_proposed_again_or_p
     study.enqueue_trial(cheap)  # a repeat of a fully trained design: it queues the stopped design to continue
     _optimize(spec, study, tmp_path, monkeypatch, training, n_trials=2)
     repeat, continued = study.trials[3:]
-    assert repeat.user_attrs[TrialAttr.REPEAT_OF] == 0 and continued.params == design
+    assert repeat.user_attrs[TrialAttr.REPEAT_OF] == 0
+    assert continued.params == design
     attrs = continued.user_attrs
-    assert attrs[TrialAttr.CONTINUES] == 2 and training.initial_epochs == [0, 1]  # from the stopped epoch
-    assert attrs[TrialAttr.SEED] == stopped.user_attrs[TrialAttr.SEED] and training.calls[-1]["seed"] == attrs[TrialAttr.SEED]
-    assert attrs[TrialAttr.CURVES] == {"val_accuracy": CURVE} and attrs[TrialAttr.EPOCHS] == 2
+    assert attrs[TrialAttr.CONTINUES] == 2
+    assert training.initial_epochs == [0, 1]  # from the stopped epoch
+    assert attrs[TrialAttr.SEED] == stopped.user_attrs[TrialAttr.SEED]
+    assert training.calls[-1]["seed"] == attrs[TrialAttr.SEED]
+    assert attrs[TrialAttr.CURVES] == {"val_accuracy": CURVE}
+    assert attrs[TrialAttr.EPOCHS] == 2
     assert attrs[TrialAttr.EPOCH_TIMES_S] == [0.1]  # charged the epoch it ran
-    assert TrialAttr.STOPPED_AT_EPOCH not in attrs and continued.constraints["stopped"] == 0.0
-    assert is_feasible(continued) and not is_feasible(stopped)  # the continuation may stand on the front
+    assert TrialAttr.STOPPED_AT_EPOCH not in attrs
+    assert continued.constraints["stopped"] == 0.0
+    assert is_feasible(continued)
+    assert not is_feasible(stopped)  # the continuation may stand on the front
     assert not list((tmp_path / "checkpoints").iterdir())  # both checkpoints gone
 
     study.enqueue_trial(design)  # the design now stands fully trained: a repeat of the continuation
     _optimize(spec, study, tmp_path, monkeypatch, training)
-    assert study.trials[5].user_attrs[TrialAttr.REPEAT_OF] == 4 and len(training.initial_epochs) == 2
+    assert study.trials[5].user_attrs[TrialAttr.REPEAT_OF] == 4
+    assert len(training.initial_epochs) == 2
 
 
 def test_without_continue_stopped_a_stopped_design_is_repeated_and_its_checkpoint_removed(spec, tmp_path, monkeypatch):
@@ -319,14 +355,17 @@ def test_without_continue_stopped_a_stopped_design_is_repeated_and_its_checkpoin
     study.enqueue_trial(design)
     study.enqueue_trial(design)
     _optimize(spec, study, tmp_path, monkeypatch, FakeTraining(checkpoints=True), n_trials=2)
-    assert study.trials[1].user_attrs[TrialAttr.STOPPED_AT_EPOCH] == 1 and study.trials[2].user_attrs[TrialAttr.REPEAT_OF] == 1
-    assert not list((tmp_path / "checkpoints").iterdir()) and len(study.trials) == 3
+    assert study.trials[1].user_attrs[TrialAttr.STOPPED_AT_EPOCH] == 1
+    assert study.trials[2].user_attrs[TrialAttr.REPEAT_OF] == 1
+    assert not list((tmp_path / "checkpoints").iterdir())
+    assert len(study.trials) == 3
 
 
 def test_a_study_on_imagenet_weights_records_and_builds_their_input_scaling(spec, tmp_path):
     trainer = KerasTrainer(dataclasses.replace(spec, weights="imagenet"), _dataset(), tmp_path)
     record = trainer.trial_record()
-    assert record[TrialAttr.NORM_MEAN] == [127.5] * 3 and record[TrialAttr.NORM_STD] == [127.5] * 3
+    assert record[TrialAttr.NORM_MEAN] == [127.5] * 3
+    assert record[TrialAttr.NORM_STD] == [127.5] * 3
     assert KerasTrainer(spec, _dataset(), tmp_path).trial_record()[TrialAttr.NORM_STD] == [64.0] * 3
 
 
@@ -352,9 +391,14 @@ def test_a_study_scored_on_a_remote_latency_server(spec, tmp_path, monkeypatch, 
     (trial,) = _optimize(spec, _study(spec), tmp_path, monkeypatch, FakeTraining()).trials
     remote = trial.user_attrs[TrialAttr.LATENCY_TARGETS]["remote"]
     if token == "right-token":
-        assert remote["url"] == latency_server.url and remote["repeats"] == 5 and remote["convert_s"] > 0
-        assert trial.values == [0.6, remote["median_ms"]] and 0 < remote["median_ms"] <= remote["p90_ms"]
+        assert remote["url"] == latency_server.url
+        assert remote["repeats"] == 5
+        assert remote["convert_s"] > 0
+        assert trial.values == [0.6, remote["median_ms"]]
+        assert 0 < remote["median_ms"] <= remote["p90_ms"]
         assert trial.constraints["runtime"] == 0.0
     else:
-        assert "token" in remote["error"] and latency_server.url in remote["error"]
-        assert trial.constraints["runtime"] == 1.0 and trial.user_attrs[TrialAttr.FAILURE_REASON] == "constraint"
+        assert "token" in remote["error"]
+        assert latency_server.url in remote["error"]
+        assert trial.constraints["runtime"] == 1.0
+        assert trial.user_attrs[TrialAttr.FAILURE_REASON] == "constraint"

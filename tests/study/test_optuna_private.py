@@ -28,7 +28,8 @@ def test_a_running_trial_of_another_process_is_failed_with_its_reason(tmp_path):
     (running,) = study.get_trials(states=(TrialState.RUNNING,))
     fail_running_trial(study, running, {"failure_reason": "interrupted"})
     (trial,) = study.get_trials()
-    assert trial.state == TrialState.FAIL and trial.user_attrs == {"failure_reason": "interrupted"}
+    assert trial.state == TrialState.FAIL
+    assert trial.user_attrs == {"failure_reason": "interrupted"}
     with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
         fail_running_trial(study, running, {})
 
@@ -46,7 +47,8 @@ def test_the_hypervolume_history_is_optunas_for_minimised_and_maximised_objectiv
     study.add_trial(optuna.create_trial(values=[3.0, 0.0]))  # beyond the reference point: adds nothing
     study.add_trial(optuna.create_trial(values=[0.5, -1.5]))  # adds [0.5,2] x [1.5,2] less the overlap
     numbers, volumes = hypervolume_history(study, [2.0, -2.0])
-    assert numbers == [0, 1, 2] and volumes == pytest.approx([1.0, 1.0, 1.25])
+    assert numbers == [0, 1, 2]
+    assert volumes == pytest.approx([1.0, 1.0, 1.25])
 
 
 def test_the_pareto_mask_keeps_the_points_nothing_dominates():
@@ -70,7 +72,8 @@ def test_a_waiting_trial_is_replaced_until_it_runs(tmp_path, database):
     assert enqueued_params(waiting) == {"x": 0.1}
     assert replace_enqueued(study, waiting, {"x": 0.7}, {"retry_of": 5})
     trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
-    assert trial.params == {"x": 0.7} and trial.user_attrs == {"seed_trial": None, "retry_of": 5}
+    assert trial.params == {"x": 0.7}
+    assert trial.user_attrs == {"seed_trial": None, "retry_of": 5}
     assert not replace_enqueued(study, waiting, {"x": 0.2}, {})  # running now: left alone
     assert study.trials[0].params == {"x": 0.7}
 
@@ -94,10 +97,12 @@ def test_heartbeats_through_optunas_grpc_proxy_fail_a_silent_trial(tmp_path):
         running = study.ask()
         storage.record_heartbeat(running._trial_id)
         optuna.storages.fail_stale_trials(study)
-        assert study.trials[1].state == TrialState.RUNNING and not stale
+        assert study.trials[1].state == TrialState.RUNNING
+        assert not stale
         time.sleep(0.3)  # past the grace period
         optuna.storages.fail_stale_trials(study)
-        assert study.trials[1].state == TrialState.FAIL and stale == [1]
+        assert study.trials[1].state == TrialState.FAIL
+        assert stale == [1]
         storage.record_heartbeat(running._trial_id)  # a late heartbeat of a failed trial is ignored
         storage.close()
     finally:

@@ -47,7 +47,7 @@ def _literal_keys(path: Path) -> list[str]:
         if isinstance(node, ast.Subscript) and is_user_attrs(node.value):
             key = node.slice
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.args:
-            if node.func.attr == "get" and is_user_attrs(node.func.value) or node.func.attr in USER_ATTR_CALLS:
+            if (node.func.attr == "get" and is_user_attrs(node.func.value)) or node.func.attr in USER_ATTR_CALLS:
                 key = node.args[-2] if node.func.attr == "set_trial_user_attr" else node.args[0]
         elif isinstance(node, ast.Compare) and any(is_user_attrs(c) for c in node.comparators):
             key = node.left
@@ -82,7 +82,7 @@ def test_a_stored_spec_reads_back_equal():
 
 def test_a_study_without_a_spec_or_with_a_bad_one_is_named():
     study = optuna.create_study(study_name="plain")
-    with pytest.raises(ValueError, match="'plain'.*not made by xsearch run"):
+    with pytest.raises(ValueError, match=r"'plain'.*not made by xsearch run"):
         read_spec(study)
     with pytest.raises(ValueError, match="unknown key 'epochz'"):
         StudySpec.from_dict({"training": {"epochz": 3}}, source="stored")

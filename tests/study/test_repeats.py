@@ -57,7 +57,8 @@ def test_a_repeat_copies_the_results_but_not_the_attempt():
     results = repeated_results(twin)
     assert results == {TrialAttr.SETUP_DIGEST: "d", "config": "{}", "val_accuracy": 0.9, "params": 100,
                        "curves": {"loss": [1.0]}, TrialAttr.REPEAT_OF: 3}
-    assert is_repeat(_trial(9, "1", **results)) and not is_repeat(twin)
+    assert is_repeat(_trial(9, "1", **results))
+    assert not is_repeat(twin)
 
 
 def test_data_keys_that_change_no_result_leave_the_digest_as_it_was():

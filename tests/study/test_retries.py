@@ -28,7 +28,8 @@ def test_a_trial_whose_worker_died_is_failed_and_retried_once(tmp_path):
     alive = study.ask()
     for key, value in worker_identity().items():
         alive.set_user_attr(key, value)
-    assert sweep_dead_local_trials(study) == 1 and sweep_dead_local_trials(study) == 0
+    assert sweep_dead_local_trials(study) == 1
+    assert sweep_dead_local_trials(study) == 0
     states = [t.state for t in study.trials]
     assert states == [FAIL, RUNNING, WAITING]
     assert study.trials[2].user_attrs["retry_of"] == trial.number
@@ -37,9 +38,11 @@ def test_a_trial_whose_worker_died_is_failed_and_retried_once(tmp_path):
 def test_a_trial_that_has_not_recorded_its_worker_yet_is_left_alone_for_a_while(tmp_path, monkeypatch):
     study = _study(tmp_path)
     study.ask()  # a worker between Optuna starting the trial and the objective recording its pid
-    assert sweep_dead_local_trials(study) == 0 and study.trials[0].state == RUNNING
+    assert sweep_dead_local_trials(study) == 0
+    assert study.trials[0].state == RUNNING
     monkeypatch.setattr(retries, "UNCLAIMED_GRACE_S", 0.0)  # long enough: its worker died while sampling
-    assert sweep_dead_local_trials(study) == 1 and study.trials[0].state == FAIL
+    assert sweep_dead_local_trials(study) == 1
+    assert study.trials[0].state == FAIL
 
 
 def test_a_design_that_keeps_killing_its_worker_is_failed_as_a_crash_after_max_retry_retries(tmp_path):
@@ -73,12 +76,15 @@ def test_a_retry_runs_before_the_queued_seed_trials_and_the_budget_ends_at_its_t
     assert sweep_dead_local_trials(study) == 1
 
     retry = study.ask(x)  # the next trial to run is the retry, in the third seed's place
-    assert retry.number == 2 and retry.params == {"x": 0.2}
+    assert retry.number == 2
+    assert retry.params == {"x": 0.2}
     assert retry.user_attrs == {"retry_of": 1, "seed_trial": None}
     study.tell(retry, 0.0)
     assert len(retries.budget_trials(study.trials)) == 2  # the study of 2 trials is complete: 0 and the retry
     requeued = study.ask(x)  # the third seed, behind it
-    assert requeued.number == 3 and requeued.params == {"x": 0.3} and requeued.user_attrs == {"seed_trial": True}
+    assert requeued.number == 3
+    assert requeued.params == {"x": 0.3}
+    assert requeued.user_attrs == {"seed_trial": True}
 
 
 DEAD_WORKER = """
@@ -109,6 +115,10 @@ def test_a_heartbeat_retry_runs_before_the_queued_seed_trials_and_the_budget_end
     study.optimize(objective, callbacks=[lambda s, t: s.stop() if len(retries.budget_trials(s.get_trials())) >= budget else None])
     trials = study.get_trials()
     assert ran == [0.1, 0.2, 0.3]  # the next worker ran the retry first, in the third seed's place
-    assert trials[1].state == FAIL and trials[2].params == {"x": 0.2} and trials[2].user_attrs["retry_of"] == 1
-    assert trials[3].params == {"x": 0.3} and trials[3].user_attrs == {"seed_trial": True}
-    assert len(retries.budget_trials(trials)) == budget and len(trials) == 4
+    assert trials[1].state == FAIL
+    assert trials[2].params == {"x": 0.2}
+    assert trials[2].user_attrs["retry_of"] == 1
+    assert trials[3].params == {"x": 0.3}
+    assert trials[3].user_attrs == {"seed_trial": True}
+    assert len(retries.budget_trials(trials)) == budget
+    assert len(trials) == 4

@@ -20,8 +20,10 @@ def _refused_without_tables(url: str, tmp_path, capsys) -> None:
                     ["dashboard", "--study", "s", "--storage", url, "--port", "0"]):
         assert main(command) == 2, command
         err = capsys.readouterr().err
-        assert "holds no study: its database has no Optuna tables" in err and "Traceback" not in err
-    assert _tables(url) == [] and not (tmp_path / "run").exists()
+        assert "holds no study: its database has no Optuna tables" in err
+        assert "Traceback" not in err
+    assert _tables(url) == []
+    assert not (tmp_path / "run").exists()
 
 
 def test_viewers_create_no_tables_in_an_empty_sqlite_file(tmp_path, capsys):

@@ -32,7 +32,8 @@ def proxy(postgres_url, tmp_path):
     try:
         deadline = time.monotonic() + 60
         while "storage proxy for" not in log.read_text():
-            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.1)
         yield f"grpc://127.0.0.1:{port}", log.read_text()
     finally:
@@ -67,11 +68,13 @@ def test_the_trial_of_a_dead_worker_is_failed_by_heartbeat_and_retried_through_t
     time.sleep(3.5)
     optuna.storages.fail_stale_trials(live)
     failed, retry = live.trials
-    assert failed.state == TrialState.FAIL and retry.state == TrialState.WAITING
-    assert retry.user_attrs["retry_of"] == 0 and enqueued_params(retry) == failed.params
+    assert failed.state == TrialState.FAIL
+    assert retry.state == TrialState.WAITING
+    assert retry.user_attrs["retry_of"] == 0
+    assert enqueued_params(retry) == failed.params
 
 
-@pytest.mark.parametrize("url, message", [
+@pytest.mark.parametrize(("url", "message"), [
     ("grpc://127.0.0.1", "a storage proxy's URL is grpc://HOST:PORT"),
     ("grpc://127.0.0.1:99999", "a storage proxy's URL is grpc://HOST:PORT"),
     ("grpc://127.0.0.1:13000/db", "a storage proxy's URL is grpc://HOST:PORT"),
@@ -83,11 +86,13 @@ def test_a_bad_or_silent_proxy_url_is_one_clear_error(tmp_path, capsys, monkeypa
     port = _free_port()
     status = main(["report", "--study", "s", "--storage", url.format(port=port), "--out", str(tmp_path / "run")])
     err = capsys.readouterr().err
-    assert status == 2 and message.format(port=port) in err and "Traceback" not in err
+    assert status == 2
+    assert message.format(port=port) in err
+    assert "Traceback" not in err
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("arguments, message", [
+@pytest.mark.parametrize(("arguments", "message"), [
     (["--storage", "runs/s/study.journal"], "--storage runs/s/study.journal: the storage proxy serves a database: "
                                              "use postgresql://user@host/db, mysql+pymysql://user@host/db or sqlite:///path.db"),
     (["--storage", "grpc://127.0.0.1:13000"], "--storage grpc://127.0.0.1:13000: the storage proxy serves a database"),
@@ -102,7 +107,9 @@ def test_bad_proxy_input_exits_2_naming_the_flag_and_writes_nothing(tmp_path, ca
         values = {"tmp": tmp_path, "busy": busy.getsockname()[1], "free": _free_port()}
         status = main(["storage-proxy", *(argument.format(**values) for argument in arguments)])
     err = capsys.readouterr().err
-    assert status == 2 and message.format(**values) in err and err.count("\n") == 1, err
+    assert status == 2, err
+    assert message.format(**values) in err, err
+    assert err.count("\n") == 1, err
     assert not (tmp_path / "s.db").exists()
     with pytest.raises(ValueError, match="the storage proxy serves a database"):
         serve_proxy(str(tmp_path / "study.journal"))

@@ -35,7 +35,8 @@ WARNING = "xsearch: warning: tracking to"
 # --- the spec and the command line -------------------------------------------------------------------------------------
 
 def test_tracking_is_off_by_default_and_leaves_the_stored_spec_and_digest_as_they_were(tiny_spec):
-    assert tiny_spec.tracking is None and "tracking" not in tiny_spec.to_dict()
+    assert tiny_spec.tracking is None
+    assert "tracking" not in tiny_spec.to_dict()
     tracked = dataclasses.replace(tiny_spec, tracking=TrackingSpec(tensorboard=True, mlflow_uri="http://127.0.0.1:5000"))
     assert setup_digest(tracked) == setup_digest(tiny_spec)  # tracking changes no result
     assert StudySpec.from_dict(tracked.to_dict()) == tracked
@@ -58,7 +59,7 @@ def test_the_stored_spec_keeps_no_password_of_the_tracking_uri():
     assert spec.to_dict()["tracking"]["mlflow_uri"] == "https://me:***@mlflow.example.com"
 
 
-@pytest.mark.parametrize("table, message", [
+@pytest.mark.parametrize(("table", "message"), [
     ('mlflow_uri = "ftp://host/x"', "tracking.mlflow_uri must be an MLflow tracking URI starting with http://"),
     ('mlflow_uri = "127.0.0.1:5000"', "tracking.mlflow_uri must be an MLflow tracking URI"),
     ("tensorboard = 1", "tracking.tensorboard must be true or false; received 1"),
@@ -68,7 +69,7 @@ def test_the_stored_spec_keeps_no_password_of_the_tracking_uri():
 def test_a_bad_tracking_table_is_refused_naming_the_key(tmp_path, table, message):
     path = tmp_path / "t.toml"
     path.write_text(tiny_study_toml() + f"[tracking]\n{table}\n")
-    with pytest.raises(ValueError, match="t.toml") as error:
+    with pytest.raises(ValueError, match=r"t.toml") as error:
         load_study_spec(path)
     assert message in str(error.value)
 
@@ -77,11 +78,13 @@ def test_a_bad_mlflow_uri_on_the_command_line_exits_2_before_anything_is_written
     (tmp_path / "t.toml").write_text(tiny_study_toml())
     status = main(["run", "--study", str(tmp_path / "t.toml"), "--out", str(tmp_path / "run"), "--mlflow", "localhost:5000"])
     err = capsys.readouterr().err
-    assert status == 2 and "--mlflow localhost:5000: tracking.mlflow_uri must be an MLflow tracking URI" in err
-    assert err.count("\n") == 1 and not (tmp_path / "run").exists()
+    assert status == 2
+    assert "--mlflow localhost:5000: tracking.mlflow_uri must be an MLflow tracking URI" in err
+    assert err.count("\n") == 1
+    assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("flags, missing, key", [
+@pytest.mark.parametrize(("flags", "missing", "key"), [
     (["--mlflow", "http://127.0.0.1:5000"], "mlflow", "tracking.mlflow_uri (--mlflow) needs the mlflow package"),
     (["--tensorboard"], "tensorboard", "tracking.tensorboard (--tensorboard) needs the tensorboard and tensorflow packages"),
 ])
@@ -91,7 +94,9 @@ def test_a_missing_tracking_package_exits_2_naming_the_key_and_the_extra(tmp_pat
     (tmp_path / "t.toml").write_text(tiny_study_toml())
     status = main(["run", "--study", str(tmp_path / "t.toml"), "--out", str(tmp_path / "run"), *flags])
     err = capsys.readouterr().err
-    assert status == 2 and key in err and "pip install 'xsearch[tracking]'" in err, err
+    assert status == 2, err
+    assert key in err, err
+    assert "pip install 'xsearch[tracking]'" in err, err
     assert not (tmp_path / "run" / "study.journal").exists()
 
 
@@ -101,16 +106,21 @@ def test_the_guard_bounds_each_call_warns_once_and_then_stops_calling(capsys):
     guard, calls = Guard("MLflow at http://example", timeout_s=0.2), []
     started = time.monotonic()
     assert guard(lambda: calls.append(1) or time.sleep(3)) is None
-    assert guard(lambda: calls.append(2)) is None and guard(lambda: 1 / 0) is None
-    assert time.monotonic() - started < 1.5 and calls == [1]
+    assert guard(lambda: calls.append(2)) is None
+    assert guard(lambda: 1 / 0) is None
+    assert time.monotonic() - started < 1.5
+    assert calls == [1]
     err = capsys.readouterr().err
-    assert err.count(WARNING) == 1 and "MLflow at http://example" in err and "no answer within 0.2 s" in err
+    assert err.count(WARNING) == 1
+    assert "MLflow at http://example" in err
+    assert "no answer within 0.2 s" in err
     assert guard.failed
 
 
 def test_the_guard_turns_an_error_into_one_warning(capsys):
     guard = Guard("somewhere", threaded=False)
-    assert guard(lambda: 1 / 0) is None and guard(lambda: 1 / 0) is None
+    assert guard(lambda: 1 / 0) is None
+    assert guard(lambda: 1 / 0) is None
     assert capsys.readouterr().err.count("ZeroDivisionError") == 1
 
 
@@ -126,7 +136,9 @@ def test_an_unreachable_mlflow_server_warns_once_naming_the_uri_and_costs_second
         assert log.guard(log.parent) is None
     assert time.monotonic() - started < tracking.CALL_TIMEOUT_S + 2
     err = capsys.readouterr().err
-    assert err.count(WARNING) == 1 and f"MLflow at http://user:***@127.0.0.1:{port}" in err and "secret" not in err
+    assert err.count(WARNING) == 1
+    assert f"MLflow at http://user:***@127.0.0.1:{port}" in err
+    assert "secret" not in err
 
 
 def test_a_retry_belongs_to_the_trial_it_retries():
@@ -240,7 +252,8 @@ def test_two_workers_a_killed_worker_and_its_retry_log_one_parent_and_one_run_pe
         trials = _study(tmp_path).get_trials()
         interrupted = [t for t in trials if t.user_attrs.get("failure_reason") == "interrupted"]
         finished = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
-        assert interrupted and len(finished) >= 3
+        assert interrupted
+        assert len(finished) >= 3
         retries = [t for t in finished if "retry_of" in t.user_attrs]
         assert any(_resumed_and_joined(t, trials[t.user_attrs["retry_of"]]) for t in retries)
         roots = {retry_root(trials, t.number) for t in finished}
@@ -250,25 +263,29 @@ def test_two_workers_a_killed_worker_and_its_retry_log_one_parent_and_one_run_pe
         assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # MLflow's UI opens on the runs
         runs = client.search_runs([experiment.experiment_id], max_results=1000)
         parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-        assert len(parents) == 1 and parents[0].data.tags["xsearch.study"].startswith("w@")
+        assert len(parents) == 1
+        assert parents[0].data.tags["xsearch.study"].startswith("w@")
         children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
         keys = sorted(int(r.data.tags["xsearch.trial"]) for r in children)
         assert keys == sorted(roots) == sorted(set(keys)), (keys, roots)  # one run per trial, a retry in its trial's run
         for child in children:
             trial = trials[int(child.data.tags["xsearch.trial_number"])]
-            assert child.info.status == "FINISHED" and child.data.tags["xsearch.state"] == "COMPLETE"
+            assert child.info.status == "FINISHED"
+            assert child.data.tags["xsearch.state"] == "COMPLETE"
             assert child.data.params["setup_digest"] == trial.user_attrs["setup_digest"]
             assert {"width", "middle_repeats", "segments", "residual", "seed"} <= child.data.params.keys()
             assert child.data.metrics["final.val_accuracy"] == pytest.approx(trial.user_attrs["val_accuracy"])
             assert child.data.tags["xsearch.model_artifact_id"] == trial.user_attrs["model_artifact_id"]
             steps = sorted(m.step for m in client.get_metric_history(child.info.run_id, "val_accuracy"))
-            assert steps == sorted(set(steps)) and steps[-1] == epochs - 1, steps  # per epoch, none twice
+            assert steps == sorted(set(steps)), steps  # per epoch, none twice
+            assert steps[-1] == epochs - 1, steps
             assert len(client.get_metric_history(child.info.run_id, "learning_rate")) == len(steps)
 
         board = tmp_path / "run" / "tensorboard"
         for root in roots:
             steps = _scalar_steps(board / f"trial-{root}" / "validation", "epoch_accuracy")
-            assert steps == sorted(set(steps)) and steps[-1] == epochs - 1, (root, steps)
+            assert steps == sorted(set(steps)), (root, steps)
+            assert steps[-1] == epochs - 1, (root, steps)
             assert _scalar_steps(board / f"trial-{root}" / "train", "epoch_time_s")
             assert _scalar_steps(board / f"trial-{root}" / "train", "epoch_learning_rate")
             assert _session(board / f"trial-{root}") == {
@@ -296,7 +313,8 @@ def test_a_server_that_stops_mid_study_costs_one_warning_and_the_study_finishes(
             if run.poll() is None:
                 os.killpg(run.pid, signal.SIGKILL)
     assert run.returncode == 0, err[-3000:]
-    assert err.count(WARNING) == 1 and f"MLflow at {uri}" in err, err[-3000:]
+    assert err.count(WARNING) == 1, err[-3000:]
+    assert f"MLflow at {uri}" in err, err[-3000:]
     assert "study 'w': 3 trials finished" in out
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in _study(tmp_path).get_trials())
 

@@ -1,6 +1,7 @@
 """Transfer learning: `[transfer]` freezes the inherited layers for the first epochs, then fine-tunes all."""
 
 import json
+import re
 
 import keras
 import numpy as np
@@ -82,12 +83,15 @@ def test_the_frozen_phase_changes_no_inherited_weight_and_the_fine_tune_phase_ch
     assert [(epoch, trainable, round(rate, 6)) for epoch, trainable, rate, _ in watch.epochs] == [(0, False, 0.01),
                                                                                                    (1, True, 0.0001)]
     assert all(layer.trainable for layer in inherited)
-    assert result.epochs == 2 and len(result.curves["val_accuracy"]) == 2 and len(result.epoch_times_s) == 2
-    assert result.frozen_epochs == 1 and result.frozen_params == sum(layer.count_params() for layer in inherited)
+    assert result.epochs == 2
+    assert len(result.curves["val_accuracy"]) == 2
+    assert len(result.epoch_times_s) == 2
+    assert result.frozen_epochs == 1
+    assert result.frozen_params == sum(layer.count_params() for layer in inherited)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("initial_epoch, expected", [
+@pytest.mark.parametrize(("initial_epoch", "expected"), [
     (1, [(1, False, 3e-3, 2), (2, True, 1e-4, 0), (3, True, 1e-4, 2)]),  # in the frozen phase: its second epoch
     (3, [(3, True, 1e-4, 2)]),  # in the fine-tune phase: its second epoch, at that point of its schedule
 ])
@@ -98,7 +102,8 @@ def test_a_resumed_training_continues_in_the_phase_of_its_epoch(initial_epoch, e
     result = train_and_evaluate(model, _dataset(), spec, seed=0, callbacks=[watch], workers=1, initial_epoch=initial_epoch,
                                 transfer=TransferSpec(frozen_epochs=2), inherited=inherited)
     assert [(e, t, round(r, 6), i) for e, t, r, i in watch.epochs] == expected  # 2 steps an epoch
-    assert result.epochs == len(expected) == len(result.curves["loss"]) and result.frozen_epochs == 2
+    assert result.epochs == len(expected) == len(result.curves["loss"])
+    assert result.frozen_epochs == 2
 
 
 @pytest.mark.slow
@@ -120,7 +125,8 @@ def test_a_retry_restored_from_a_frozen_phase_checkpoint_keeps_the_inherited_wei
     result = train_and_evaluate(retry, _dataset(), spec, seed=0, workers=1, initial_epoch=1, callbacks=[watch],
                                 transfer=TransferSpec(frozen_epochs=2), inherited=inherited)
     count = len(original)
-    assert [trainable for _, trainable, _, _ in watch.epochs] == [False, True] and result.epochs == 2
+    assert [trainable for _, trainable, _, _ in watch.epochs] == [False, True]
+    assert result.epochs == 2
     assert not any(_changed(original, watch.weights[0][:count]))  # frozen through both attempts
     assert all(_changed(original, watch.weights[1][:count]))
 
@@ -134,10 +140,11 @@ def test_a_stopping_rule_in_the_frozen_phase_ends_the_training():
     spec = TrainingSpec(epochs=3, batch_size=32, augment=False)
     result = train_and_evaluate(model, _dataset(), spec, seed=0, callbacks=[StopAfterFirst()], workers=1,
                                 transfer=TransferSpec(frozen_epochs=2), inherited=inherited)
-    assert result.epochs == 1 and result.frozen_epochs == 1
+    assert result.epochs == 1
+    assert result.frozen_epochs == 1
 
 
-@pytest.mark.parametrize("table, message", [
+@pytest.mark.parametrize(("table", "message"), [
     ("frozen_epochs = 2", "transfer.frozen_epochs must be an integer in [1, training.epochs - 1 = 1]"),
     ("frozen_epochs = 0", "received 0"),
     ("frozen_epochs = 1\nfine_tune_learning_rate = 0", "transfer.fine_tune_learning_rate must be a number > 0; received 0"),
@@ -147,9 +154,9 @@ def test_a_stopping_rule_in_the_frozen_phase_ends_the_training():
 def test_bad_transfer_tables_name_the_key_and_what_is_valid(tmp_path, table, message):
     path = tmp_path / "bad.toml"
     path.write_text(tiny_study_toml(weights="x.weights.h5") + f"[transfer]\n{table}\n")
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(ValueError, match=re.escape(message)) as info:
         load_study_spec(path)
-    assert str(path) in str(info.value) and message in str(info.value)
+    assert str(path) in str(info.value)
 
 
 def test_the_transfer_table_is_read_round_trips_and_enters_the_digest_only_when_there(tmp_path):
@@ -172,7 +179,9 @@ def test_a_transfer_schedule_without_weights_exits_2_before_any_write(tmp_path, 
         prepare_study(load_study_spec(path), out)
     assert main(["run", "--study", str(path), "--out", str(out)]) == 2
     error = capsys.readouterr().err
-    assert "[transfer]" in error and "weights" in error and not out.exists()
+    assert "[transfer]" in error
+    assert "weights" in error
+    assert not out.exists()
 
 
 def test_imagenet_weights_missing_offline_exit_2_before_any_write_naming_the_path(tmp_path, monkeypatch, capsys):
@@ -187,9 +196,11 @@ def test_imagenet_weights_missing_offline_exit_2_before_any_write_naming_the_pat
     out = tmp_path / "run"
     assert main(["run", "--study", str(path), "--out", str(out)]) == 2
     error = capsys.readouterr().err
-    assert str(tmp_path / "keras-home" / "models" / IMAGENET_FILES[True]) in error and not out.exists()
+    assert str(tmp_path / "keras-home" / "models" / IMAGENET_FILES[True]) in error
+    assert not out.exists()
     assert main(["run", "--study", str(path), "--out", str(out), "--weights", str(tmp_path / "none.weights.h5")]) == 2
-    assert "none.weights.h5: no such weights file" in capsys.readouterr().err and not out.exists()
+    assert "none.weights.h5: no such weights file" in capsys.readouterr().err
+    assert not out.exists()
 
 
 @pytest.mark.slow
@@ -223,12 +234,16 @@ def test_the_readme_walkthrough_runs_offline_on_a_folder_with_a_weights_file(tmp
                  "--weights", str(weights), "--out", str(run)]) == 0
     trial = load_study(run_storage("cats-vs-dogs", out=run), "cats-vs-dogs").trials[0]
     attrs = trial.user_attrs
-    assert attrs["frozen_epochs"] == 1 and attrs["epochs"] == 2 and len(attrs["curves"]["val_accuracy"]) == 2
+    assert attrs["frozen_epochs"] == 1
+    assert attrs["epochs"] == 2
+    assert len(attrs["curves"]["val_accuracy"]) == 2
     assert attrs["frozen_params"] == attrs["params_inherited"] == attrs["params"] - 2049 * 2  # all but the new head
 
     assert main(["report", "--study", "cats-vs-dogs", "--out", str(run)]) == 0
     out = tmp_path / "cats-vs-dogs.keras"
     assert main(["export", "--study", "cats-vs-dogs", "--run-dir", str(run), "--pick", "accuracy", "--out", str(out)]) == 0
     card = json.loads(out.with_name("cats-vs-dogs.card.json").read_text())
-    assert card["transfer"]["frozen_epochs"] == 1 and card["transfer"]["frozen_params"] == attrs["frozen_params"]
-    assert card["weights"] == "trained" and card["num_classes"] == 2
+    assert card["transfer"]["frozen_epochs"] == 1
+    assert card["transfer"]["frozen_params"] == attrs["frozen_params"]
+    assert card["weights"] == "trained"
+    assert card["num_classes"] == 2

@@ -88,7 +88,8 @@ def _from_folder(folder: Path, dataset: IdxDataset, image_size: int) -> RawData:
     arrays = {}
     for split, (images_name, labels_name) in SPLIT_FILES.items():
         images_path, labels_path = _idx_file(folder, images_name), _idx_file(folder, labels_name)
-        assert images_path is not None and labels_path is not None, "checked by the caller"
+        assert images_path is not None, "checked by the caller"
+        assert labels_path is not None, "checked by the caller"
         images, labels = read_idx(images_path), read_idx(labels_path)
         if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
             raise ValueError(f"{images_path} and {labels_path}: expected N grey images (N, H, W) and N labels; "

@@ -94,7 +94,7 @@ def _labels(path: Path) -> np.ndarray:
 def _check_data(path: Path, count: int) -> None:
     """`data` must be uint8 (count, 3*S*S), R, G then B planes."""
     shape, dtype = array_shape(_array(path, "data"))
-    side = int(round((shape[-1] / 3) ** 0.5)) if len(shape) == 2 else 0
+    side = round((shape[-1] / 3) ** 0.5) if len(shape) == 2 else 0
     if dtype != np.uint8 or side == 0 or 3 * side * side != shape[-1] or shape[0] != count:
         raise ValueError(
             f"{path}: 'data' must be uint8 of shape (N, 3*S*S) (e.g. S=32 or 64), one row per label ({count}); "
@@ -104,7 +104,7 @@ def _check_data(path: Path, count: int) -> None:
 
 def _planar_to_nhwc(data: np.ndarray) -> np.ndarray:
     """Rows (N, 3*S*S) with R, G then B planes, as uint8 (N, S, S, 3)."""
-    side = int(round((data.shape[-1] / 3) ** 0.5))
+    side = round((data.shape[-1] / 3) ** 0.5)
     return np.ascontiguousarray(data.reshape(-1, 3, side, side).transpose(0, 2, 3, 1))
 
 

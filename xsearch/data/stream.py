@@ -57,10 +57,7 @@ class BatchStream(keras.utils.PyDataset):
         if not 0 <= index < len(self):
             raise IndexError(f"Batch index {index} out of range for a BatchStream of {len(self)} batches.")
         indices = self._order[index * self.batch_size : (index + 1) * self.batch_size]
-        if self.augment:
-            images = flip_crop(self.x, indices, np.random.default_rng([self.seed, self.epoch, index]))
-        else:
-            images = self.x[indices]
+        images = flip_crop(self.x, indices, np.random.default_rng([self.seed, self.epoch, index])) if self.augment else self.x[indices]
         return images, self.y[indices]
 
     def on_epoch_end(self) -> None:

@@ -29,8 +29,8 @@ def edf_figure(frame: pd.DataFrame, empty: str = "no trained designs") -> go.Fig
         for colour, (value, edf) in enumerate(edfs[edfs["axis"] == axis].groupby("value", sort=False)):
             errors, fractions = edf["error"].to_numpy(), edf["fraction"].to_numpy()
             figure.add_trace(go.Scatter(
-                x=[errors[0], *errors], y=[0.0, *fractions], mode="lines", line=dict(shape="hv",
-                color=qualitative.Plotly[colour % len(qualitative.Plotly)]), name=f"{value} ({len(errors)})",
+                x=[errors[0], *errors], y=[0.0, *fractions], mode="lines", line={"shape": "hv",
+                "color": qualitative.Plotly[colour % len(qualitative.Plotly)]}, name=f"{value} ({len(errors)})",
                 legendgroup=axis, legendgrouptitle_text=axis,
                 hovertemplate=f"{axis}={value}<br>error %{{x:.3f}}: %{{y:.0%}} of designs<extra></extra>",
             ), row=index // columns + 1, col=index % columns + 1)
@@ -41,7 +41,7 @@ def edf_figure(frame: pd.DataFrame, empty: str = "no trained designs") -> go.Fig
     if not axes:
         note = "no axis takes two values" if design_count(frame) else empty
         figure.add_annotation(text=note, x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False,
-                              font=dict(size=16, color="grey"))
+                              font={"size": 16, "color": "grey"})
     return figure
 
 
@@ -50,15 +50,15 @@ def effects_figure(analysis: Analysis) -> go.Figure:
     effects = [(q.name, e) for q in analysis.questions for e in q.effects if not e.ratio]
     labels = [f"{name}: {e.value} - {e.reference}, {metric_label(e.metric)}" for name, e in effects]
     figure = go.Figure(go.Scatter(
-        x=[100 * e.mean for _, e in effects], y=labels, mode="markers", marker=dict(size=9, color="darkorange"),
-        error_x=dict(type="data", array=[100 * (e.high - e.mean) for _, e in effects],
-                     arrayminus=[100 * (e.mean - e.low) for _, e in effects]),
+        x=[100 * e.mean for _, e in effects], y=labels, mode="markers", marker={"size": 9, "color": "darkorange"},
+        error_x={"type": "data", "array": [100 * (e.high - e.mean) for _, e in effects],
+                 "arrayminus": [100 * (e.mean - e.low) for _, e in effects]},
         hovertemplate="%{y}: %{x:+.2f} pp<extra></extra>",
     ))
-    figure.add_vline(x=0, line=dict(color="grey", dash="dash"))
+    figure.add_vline(x=0, line={"color": "grey", "dash": "dash"})
     figure.update_layout(title="xsearch: paired accuracy differences (pp, 95% bootstrap intervals)", template="plotly_white",
-                         xaxis_title="accuracy difference (pp)", yaxis=dict(autorange="reversed"),
-                         height=160 + 32 * max(1, len(effects)), margin=dict(l=360))
+                         xaxis_title="accuracy difference (pp)", yaxis={"autorange": "reversed"},
+                         height=160 + 32 * max(1, len(effects)), margin={"l": 360})
     return figure
 
 

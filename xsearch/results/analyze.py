@@ -231,7 +231,7 @@ def activation_question(runs: pd.DataFrame) -> Question:
     won = _oriented(effects, winner)
     counts = _wins(runs, ACTIVATION, values)
     groups = counts[0][2] if counts else 0
-    wins = dict((value, count) for value, count, _ in counts).get(winner, 0)
+    wins = {value: count for value, count, _ in counts}.get(winner, 0)
     standing = "best" if all(e.clear and e.mean > 0 for e in won) else "ahead, not clearly (an interval includes 0)"
     against = ", ".join(f"{e.text()} over {_NAMES.get(e.reference, e.reference)}" for e in won)
     over_none = [e for e in won if e.reference == "none"]

@@ -77,7 +77,7 @@ def hypervolume_history(study: optuna.Study) -> go.Figure:
     """The hypervolume of the feasible front over trial number (see `hypervolume_series`)."""
     numbers, volumes, reference = hypervolume_series(study)
     figure = go.Figure(go.Scatter(x=numbers, y=volumes, mode="lines+markers", name="hypervolume",
-                                  line=dict(color="darkorange", shape="hv")))
+                                  line={"color": "darkorange", "shape": "hv"}))
     names = objective_names(study)
     subtitle = ", ".join(f"{n}={v:.4g}" for n, v in zip(names, reference)) if reference else ""
     figure.update_layout(
@@ -128,12 +128,12 @@ def segment_spectrum(study: optuna.Study) -> go.Figure:
         figure.update_yaxes(title_text=title, type=axis_type, row=row, col=1)
     figure.update_xaxes(type="category", categoryorder="array", categoryarray=order)
     figure.update_xaxes(title_text="segments", row=len(SPECTRUM_METRICS), col=1)
-    buttons = [dict(label=f"colour: {axis}", method="update",
-                    args=[{"visible": [i in span for i in range(len(figure.data))]}, {"legend.title.text": axis}])
+    buttons = [{"label": f"colour: {axis}", "method": "update",
+                "args": [{"visible": [i in span for i in range(len(figure.data))]}, {"legend.title.text": axis}]}
                for axis, span in spans.items()]
     figure.update_layout(
         title="xsearch: segment spectrum", template="plotly_white", boxmode="group",
-        legend_title_text=COLOUR_AXES[0], updatemenus=[dict(buttons=buttons, x=1.0, xanchor="right", y=1.12)],
+        legend_title_text=COLOUR_AXES[0], updatemenus=[{"buttons": buttons, "x": 1.0, "xanchor": "right", "y": 1.12}],
     )
     if spectrum.empty:
         _note(figure, EMPTY_NOTE)
@@ -196,7 +196,7 @@ def _strip_traces(spectrum: pd.DataFrame, axis: str, visible: bool) -> list[tupl
             traces.append((go.Box(
                 x=group["segments"], y=group[metric], name=str(value), legendgroup=f"{axis}={value}",
                 showlegend=row == 1, visible=visible, boxpoints="all", jitter=0.5, pointpos=0,
-                marker=dict(color=colour, size=8), line=dict(color="rgba(0,0,0,0)"),
+                marker={"color": colour, "size": 8}, line={"color": "rgba(0,0,0,0)"},
                 fillcolor="rgba(0,0,0,0)", hoveron="points", text=hover,
                 hovertemplate="%{text}<br>" + metric + ": %{y:.4g}<extra></extra>",
             ), row))
@@ -206,5 +206,5 @@ def _strip_traces(spectrum: pd.DataFrame, axis: str, visible: bool) -> list[tupl
 def _note(figure: go.Figure, text: str) -> None:
     """A centred grey note on an empty figure."""
     figure.add_annotation(text=text, x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False,
-                          font=dict(size=16, color="grey"))
+                          font={"size": 16, "color": "grey"})
 

@@ -108,13 +108,13 @@ def _scatter(rows: pd.DataFrame, metric: str, name: str, first_panel: bool) -> g
     x, y = _column(rows, metric), _column(rows, TrialAttr.VAL_ACCURACY)
     rows = rows[x.notna() & y.notna()].assign(_x=x, _y=y).sort_values("_x")
     styles: dict[str, dict[str, Any]] = {
-        "trials": dict(mode="markers", marker=dict(color="lightgrey", size=7)),
-        "infeasible / failed": dict(mode="markers", marker=dict(color="indianred", size=8, symbol="x")),
-        "Pareto front": dict(
-            mode="lines+markers",
-            marker=dict(color="darkorange", size=12, line=dict(color="black", width=1)),
-            line=dict(color="darkorange", shape="hv"),
-        ),
+        "trials": {"mode": "markers", "marker": {"color": "lightgrey", "size": 7}},
+        "infeasible / failed": {"mode": "markers", "marker": {"color": "indianred", "size": 8, "symbol": "x"}},
+        "Pareto front": {
+            "mode": "lines+markers",
+            "marker": {"color": "darkorange", "size": 12, "line": {"color": "black", "width": 1}},
+            "line": {"color": "darkorange", "shape": "hv"},
+        },
     }
     return go.Scatter(
         x=rows["_x"],

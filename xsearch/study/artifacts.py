@@ -7,6 +7,7 @@ deletes the models that can no longer be picked (see its policy).
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from pathlib import Path
 
@@ -69,10 +70,8 @@ def prune_artifacts(study: optuna.Study, store: FileSystemArtifactStore, keep_to
     keep = _front(study) | {t.number for t in ranked[:keep_top]}
     removed = [t for t in candidates if t.number not in keep]
     for trial in removed:
-        try:
+        with contextlib.suppress(ArtifactNotFound):  # already gone: deleted by hand or by a run that stopped before recording it
             store.remove(trial.user_attrs[TrialAttr.MODEL_ARTIFACT_ID])
-        except ArtifactNotFound:
-            pass  # already gone: deleted by hand or by a run that stopped before recording it
     if removed:
         study.set_user_attr(StudyAttr.PRUNED_MODELS, sorted(pruned | {t.number for t in removed}))
     return [t.number for t in removed]

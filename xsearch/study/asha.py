@@ -55,7 +55,7 @@ def rung_points(trials: Iterable[FrozenTrial], rung: int, costs: list[str], dige
 
 def promoted(candidate: list[float], others: list[list[float]], reduction_factor: int) -> bool:
     """Whether ``candidate`` (accuracy, then costs) ranks in the top ``1 / reduction_factor`` of itself and ``others``."""
-    front, crowding, ahead = _standing(candidate, others)
+    _front, _crowding, ahead = _standing(candidate, others)
     return ahead < max(1, (len(others) + 1) // reduction_factor)
 
 

@@ -85,8 +85,8 @@ class StudyObjective:
             record.update({TrialAttr.CONTINUES: twin.number, TrialAttr.SEED: twin.user_attrs[TrialAttr.SEED]})
         stopping = self.spec.early_stop is not None or self.spec.asha is not None
         targets = bool(self.spec.scored_latency_targets)
-        constraints = {key: 0.0 for key in (*sorted(self.spec.constraints), OOM_CONSTRAINT, *[STOPPED_CONSTRAINT] * stopping,
-                                            *[RUNTIME_CONSTRAINT] * targets)}
+        constraints = dict.fromkeys((*sorted(self.spec.constraints), OOM_CONSTRAINT, *[STOPPED_CONSTRAINT] * stopping,
+                                     *[RUNTIME_CONSTRAINT] * targets), 0.0)
         try:
             record.update(self.trainer.cost(config, record[TrialAttr.SEED]))
             constraints.update(constraint_violations(self.spec.constraints, record))

@@ -18,6 +18,7 @@ changes one fails loudly there; ``pyproject.toml`` bounds optuna to the versions
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -111,10 +112,8 @@ class HeartbeatGrpcStorage(GrpcStorageProxy, BaseHeartbeat):
         self.stale_trial_callback = stale_trial_callback
 
     def record_heartbeat(self, trial_id: int) -> None:
-        try:
+        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):  # another worker failed it as stale meanwhile
             self.set_trial_system_attr(trial_id, HEARTBEAT_ATTR, time.time())
-        except optuna.exceptions.UpdateFinishedTrialError:
-            pass  # another worker failed it as stale meanwhile
 
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
         now = time.time()

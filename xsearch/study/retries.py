@@ -116,8 +116,8 @@ def budget_trials(trials: list[FrozenTrial], digest: str | None = None) -> list[
             continue
         if trial.state == TrialState.FAIL and (trial.number in retried
                                                or failure_reason(trial) == FailureReason.INTERRUPTED
-                                               or digest is not None
-                                               and trial.user_attrs.get(TrialAttr.SETUP_DIGEST, digest) != digest):
+                                               or (digest is not None
+                                                   and trial.user_attrs.get(TrialAttr.SETUP_DIGEST, digest) != digest)):
             continue
         counted.append(trial)
     return counted

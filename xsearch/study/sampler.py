@@ -70,7 +70,7 @@ def space_size(space: SearchSpace) -> int:
 def _axis_values(space: SearchSpace, axis: str) -> list[Any]:
     spec = space.axes[axis]
     if isinstance(spec, Range):
-        count = int(round((spec.high - spec.low) / spec.step)) + 1
+        count = round((spec.high - spec.low) / spec.step) + 1
         return [type(spec.low)(round(spec.low + i * spec.step, 10)) for i in range(count)]
     distribution = space.distributions()[axis]
     assert isinstance(distribution, optuna.distributions.CategoricalDistribution)

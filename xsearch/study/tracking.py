@@ -131,7 +131,7 @@ class Guard:
         def call() -> None:
             try:
                 box["value"] = function(*args)
-            except BaseException as error:  # noqa: B036 (reported by the caller's thread)
+            except BaseException as error:  # BaseException too: reported by the caller's thread
                 box["error"] = error
 
         thread = threading.Thread(target=call, name="xsearch-tracking", daemon=True)
