@@ -15,9 +15,10 @@ budget, `sweep_dead_local_trials`, heartbeats on a database) with Keras on its n
 (Keras 3's numpy backend imports ``jax.numpy`` for its FFTs; no device is used). During a run ``--kill`` of the
 workers (at least one), each picked at random among those training at the moment, are SIGKILLed and not
 restarted; the survivors retry their trials. A run ends when the study has ``--trials`` trials.
-The workers run at niceness ``--worker-nice`` (10): here they share the machine's cores with the storage's own
-processes (PostgreSQL's backends, the proxy), which a cluster would give a machine of their own; at equal niceness,
-the one proxy process got a 129th of a core beside 128 workers.
+On ``grpc``, every ``--workers-per-proxy`` (8) workers share a storage proxy, as a cluster runs one proxy per
+machine in front of the one database. The workers run at niceness ``--worker-nice`` (10): here they share the
+machine's cores with the storage's own processes (PostgreSQL's backends, the proxies), which a cluster would give a
+machine of their own; at equal niceness, one proxy process got a 129th of a core beside 128 workers.
 
 Measured per run: trials per second (the counted trials, and every finished trial: repeats of a trained design,
 surplus trials past the budget, failed trials); each storage call's latency in the surviving workers (p50, p99;
@@ -288,36 +289,39 @@ def _admin(postgres: str) -> Any:
 
 
 @contextmanager
-def storage_for(kind: str, n: int, folder: Path, postgres: str) -> Iterator[tuple[str, str | None, subprocess.Popen | None]]:
-    """A fresh storage of ``kind``: its URL for the workers, its database (None: the journal), the proxy process."""
+def storage_for(kind: str, n: int, folder: Path, postgres: str,
+                workers_per_proxy: int) -> Iterator[tuple[list[str], str | None, list[subprocess.Popen]]]:
+    """A fresh storage of ``kind``: the URLs the workers share out in turn, its database (None: the journal), and the
+    proxies (``grpc``: one per ``workers_per_proxy`` workers, as one per machine of a cluster).
+    """
     if kind == "journal":
-        yield str(folder / "study.journal"), None, None
+        yield [str(folder / "study.journal")], None, []
         return
     database = f"xsearch_fleet_{kind}_{n}_{os.getpid()}"
     admin = _admin(postgres)
     admin.execute(f"CREATE DATABASE {database}")
-    proxy = None
+    proxies: list[subprocess.Popen] = []
     try:
-        url = f"{postgres}/{database}"
+        urls = [f"{postgres}/{database}"]
         if kind == "grpc":
-            proxy, url = _start_proxy(url, folder)
-        yield url, database, proxy
+            started = [_start_proxy(urls[0], folder / f"proxy-{i}.log") for i in range(math.ceil(n / workers_per_proxy))]
+            proxies, urls = [proxy for proxy, _ in started], [url for _, url in started]
+        yield urls, database, proxies
     finally:
-        if proxy is not None:
+        for proxy in proxies:
             proxy.terminate()
             proxy.wait()
         admin.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
         admin.close()
 
 
-def _start_proxy(database_url: str, folder: Path) -> tuple[subprocess.Popen, str]:
+def _start_proxy(database_url: str, log: Path) -> tuple[subprocess.Popen, str]:
     """``xsearch storage-proxy`` on a free port in front of ``database_url``, once it says where it listens."""
     import socket
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    log = folder / "proxy.log"
     proxy = subprocess.Popen([sys.executable, "-m", "xsearch.cli", "storage-proxy", "--storage", database_url,
                               "--port", str(port)], stderr=log.open("w"), stdout=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
@@ -334,17 +338,17 @@ def run_fleet(kind: str, n: int, args: argparse.Namespace, rng: np.random.Genera
     spec = dataclasses.replace(load_study_spec("xception-bench"), name="fleet", sampler="tpe", trials=args.trials)
     epochs = TABLE.epochs
     try:
-        with storage_for(kind, n, folder, args.postgres) as (url, database, proxy):
+        with storage_for(kind, n, folder, args.postgres, args.workers_per_proxy) as (urls, database, proxies):
             context = multiprocessing.get_context("fork")
             go = context.Event()
-            run = Run(url, spec, args.epoch_s, folder, args.worker_nice)
-            workers = [context.Process(target=work, args=(run, go)) for _ in range(n)]
+            runs = [Run(url, spec, args.epoch_s, folder, args.worker_nice) for url in urls]
+            workers = [context.Process(target=work, args=(runs[i % len(runs)], go)) for i in range(n)]
             forking = time.monotonic()
             for worker in workers:
                 worker.start()
             started = time.monotonic()
             go.set()
-            monitor = Monitor(url, database, workers, args.postgres)
+            monitor = Monitor(urls[0], database, workers, args.postgres)
             kills = max(1, round(args.kill * n))
             thresholds = sorted(rng.uniform(0, 0.7 * args.trials, kills))  # counted trials done before each kill
             killed: list[int] = []
@@ -361,9 +365,7 @@ def run_fleet(kind: str, n: int, args: argparse.Namespace, rng: np.random.Genera
                 monitor.sample_connections()
                 if polls % 40 == 0:
                     monitor.sample_memory(rng)
-                    proxy_memory = memory(proxy.pid) if proxy is not None else None
-                    if proxy_memory:
-                        proxy_rss.append(proxy_memory["rss_mib"])
+                    proxy_rss.extend(m["rss_mib"] for m in (memory(proxy.pid) for proxy in proxies) if m)
                 polls += 1
                 time.sleep(0.25)
             wall = time.monotonic() - started
@@ -378,7 +380,7 @@ def run_fleet(kind: str, n: int, args: argparse.Namespace, rng: np.random.Genera
             logs = [path.read_text() for path in folder.glob("worker-*.log")]
             errors = [w.exitcode for w in workers if w.pid not in killed and w.exitcode != 0]
             return {
-                "storage": kind, "workers": n, "trials": args.trials, "epoch_s": args.epoch_s, "wall_s": wall,
+                "storage": kind, "workers": n, "proxies": len(proxies), "trials": args.trials, "epoch_s": args.epoch_s, "wall_s": wall,
                 "fork_s": started - forking,
                 "timed_out": timed_out, "kills": len(killed), "kills_planned": kills, "worker_errors": len(errors),
                 "accounting": account(trials, args.trials, timed_out), "throughput": throughput(trials),
@@ -405,23 +407,27 @@ def _training_worker(trials: list[FrozenTrial], workers: Sequence[BaseProcess], 
     return int(rng.choice(training)) if training else None
 
 
-def skip_reason(kind: str, n: int, runs: list[dict[str, Any]], max_connections: int, memory_gib: float) -> str | None:
+def skip_reason(kind: str, n: int, runs: list[dict[str, Any]], max_connections: int, memory_gib: float,
+                workers_per_proxy: int = 8) -> str | None:
     """Why a run of ``n`` workers on ``kind`` is not started, from the runs so far (None: run it).
 
-    Direct PostgreSQL needs the workers' connections (the most seen per worker so far) within ``max_connections``
-    less 10 for the server's reserved slots and its other users; every run needs its workers' private memory (the
+    A database's clients (the workers for direct PostgreSQL, the proxies for ``grpc``) need their connections (the
+    most seen per client so far) within ``max_connections`` less 10 for the server's reserved slots and its other
+    users; every run needs its workers' private memory (the
     most seen per worker so far) and their shared memory within ``memory_gib``; and a storage that did not finish
     a smaller fleet's run in time is not given a larger fleet.
     """
     slower = [r["workers"] for r in runs if r["storage"] == kind and r.get("timed_out")]
     if slower:
         return f"{kind} did not finish the run of {min(slower)} workers within --run-timeout"
-    if kind == "postgresql":
-        per_worker = max((r["connections"]["max"] / r["workers"] for r in runs if r["storage"] == kind and r.get("connections")),
-                         default=2.0)
-        if per_worker * n > max_connections - 10:
-            return (f"about {per_worker * n:.0f} connections ({per_worker:.2f} per worker, measured) exceed PostgreSQL's "
-                    f"max_connections = {max_connections} less 10 for its reserved slots and other users")
+    if kind != "journal":
+        client = "worker" if kind == "postgresql" else "proxy"
+        clients = n if kind == "postgresql" else math.ceil(n / workers_per_proxy)
+        per_client = max((r["connections"]["max"] / (r["workers"] if kind == "postgresql" else r["proxies"])
+                          for r in runs if r["storage"] == kind and r.get("connections")), default=2.0)
+        if per_client * clients > max_connections - 10:
+            return (f"about {per_client * clients:.0f} connections ({per_client:.2f} per {client}, measured) exceed "
+                    f"PostgreSQL's max_connections = {max_connections} less 10 for its reserved slots and other users")
     measured = [r["memory_mib"] for r in runs if r.get("memory_mib")]
     if measured:
         private = max(m["private_mib_mean"] for m in measured)
@@ -515,7 +521,7 @@ def _max_connections(postgres: str) -> int:
 def flat(run: dict[str, Any]) -> dict[str, Any]:
     """A run as one CSV row."""
     latency = run.get("latency_ms") or {}
-    return {key: run.get(key) for key in ("storage", "workers", "trials", "skipped")} | ({} if run.get("skipped") else {
+    return {key: run.get(key) for key in ("storage", "workers", "proxies", "trials", "skipped")} | ({} if run.get("skipped") else {
         "wall_s": round(run["wall_s"], 1), "counted_per_s": round(run["throughput"]["counted_per_s"], 3),
         "finished_per_s": round(run["throughput"]["finished_per_s"], 3), "span_s": round(run["throughput"]["span_s"], 1),
         **{f"latency_{name}_{q}": round(latency[name][f"{q}_ms"], 2) for name in ("all", "set_trial_user_attr",
@@ -552,6 +558,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epoch-s", type=float, default=0.1, help="seconds each replayed epoch sleeps (default 0.1)")
     parser.add_argument("--kill", type=float, default=0.1, help="fraction of the workers SIGKILLed per run (default 0.1)")
     parser.add_argument("--memory-gib", type=float, default=16.0, help="memory the workers may use (default 16)")
+    parser.add_argument("--workers-per-proxy", type=int, default=8,
+                        help="grpc: one storage proxy per this many workers, as one per machine (default 8)")
     parser.add_argument("--run-timeout", type=float, default=600.0, help="seconds before a run is stopped (default 600)")
     parser.add_argument("--sampler-sizes", type=int, nargs="*", default=[100, 1000, 3000, 10000],
                         help="study sizes at which to time the samplers (none: skip)")
@@ -563,8 +571,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the workers' niceness (default 10: the storage's own processes, at 0, are served first)")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "fleet.json")
     args = parser.parse_args(argv)
-    if not 0 < args.kill < 1 or args.trials < 1 or min(args.workers) < 1:
-        parser.error("--kill must be in (0, 1), --trials and --workers at least 1")
+    if not 0 < args.kill < 1 or args.trials < 1 or min(args.workers) < 1 or args.workers_per_proxy < 1:
+        parser.error("--kill must be in (0, 1), --trials, --workers and --workers-per-proxy at least 1")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
     started = time.time()
@@ -578,7 +586,7 @@ def main(argv: list[str] | None = None) -> int:
     runs: list[dict[str, Any]] = []
     for n in sorted(args.workers):
         for kind in args.storages:
-            reason = skip_reason(kind, n, runs, max_connections, args.memory_gib)
+            reason = skip_reason(kind, n, runs, max_connections, args.memory_gib, args.workers_per_proxy)
             if reason:
                 runs.append({"storage": kind, "workers": n, "trials": args.trials, "skipped": reason})
             else:

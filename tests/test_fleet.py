@@ -10,7 +10,7 @@ import optuna
 import pytest
 from optuna.trial import FrozenTrial, TrialState
 
-from benchmarks.fleet import account, latencies, memory, skip_reason, throughput, time_calls
+from benchmarks.fleet import account, latencies, memory, skip_reason, storage_for, throughput, time_calls
 
 COMPLETE, FAIL, RUNNING, WAITING = TrialState.COMPLETE, TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING
 T0 = datetime.datetime(2026, 12, 6, 12, 0, 0)
@@ -92,6 +92,28 @@ def test_runs_that_cannot_fit_are_skipped_with_the_measured_reason():
     assert "about 12.8 GiB for the workers (50 MiB private each" in skip_reason("journal", 256, runs, 100, 8.0)
     runs.append({"storage": "grpc", "workers": 128, "timed_out": True})
     assert skip_reason("grpc", 256, runs, 100, 16.0) == "grpc did not finish the run of 128 workers within --run-timeout"
+
+
+def test_the_proxies_connections_are_counted_per_proxy_one_per_machine():
+    runs = [{"storage": "grpc", "workers": 32, "proxies": 4, "connections": {"max": 40}}]  # 10 per proxy
+    assert skip_reason("grpc", 64, runs, 100, 16.0, workers_per_proxy=8) is None  # 8 proxies, 80 connections
+    assert "about 320 connections (10.00 per proxy, measured) exceed" in skip_reason("grpc", 256, runs, 100, 16.0, 8)
+    assert skip_reason("grpc", 256, runs, 1000, 16.0, workers_per_proxy=8) is None
+    assert skip_reason("grpc", 256, runs, 100, 16.0, workers_per_proxy=64) is None  # 4 proxies
+
+
+@pytest.mark.slow
+def test_a_grpc_fleet_gets_one_proxy_per_machine_each_serving_the_one_study(postgres_url, tmp_path):
+    server = postgres_url.rsplit("/", 1)[0]
+    with storage_for("grpc", 3, tmp_path, server, workers_per_proxy=2) as (urls, _database, proxies):
+        assert len(proxies) == len(set(urls)) == 2
+        assert all(url.startswith("grpc://127.0.0.1:") for url in urls)
+        optuna.create_study(study_name="fleet", storage=optuna.storages.GrpcStorageProxy(
+            host="127.0.0.1", port=int(urls[0].rsplit(":", 1)[1])))
+        seen = optuna.load_study(study_name="fleet", storage=optuna.storages.GrpcStorageProxy(
+            host="127.0.0.1", port=int(urls[1].rsplit(":", 1)[1])))
+        assert seen.study_name == "fleet"
+    assert all(proxy.poll() is not None for proxy in proxies)
 
 
 @pytest.mark.slow
