@@ -47,18 +47,37 @@ segments = [1, "depthwise"]
 intermediate_activation = ["none"]
 residual = [true]
 """
-BUILD = ("from xsearch.study.setup import load_spec_dataset; from xsearch.study.spec import load_study_spec; "
-         "import sys; d = load_spec_dataset(load_study_spec(sys.argv[1])); print(len(d.y_train), len(d.y_val))")
+BUILD = (
+    "from xsearch.study.setup import load_spec_dataset; from xsearch.study.spec import load_study_spec; "
+    "import sys; d = load_spec_dataset(load_study_spec(sys.argv[1])); print(len(d.y_train), len(d.y_val))"
+)
 
 
 def study_toml(data_dir: Path, side: int, workers: int, epochs: int) -> str:
     """A grid study of `SPACE` on the npz folder: one trial per worker, the whole training split each epoch."""
-    return "\n".join([
-        f"space = {json.dumps(str(data_dir.parent / 'space.toml'))}", 'objectives = ["accuracy", "params"]',
-        'sampler = "grid"', "seed_trials = []", f"trials = {workers}", "seed = 0",
-        "[data]", 'source = "imagenet-npz"', f"image_size = {side}", f"data_dir = {json.dumps(str(data_dir))}",
-        "test_fraction = 0.0", "[training]", f"epochs = {epochs}", "batch_size = 256", "augment = true", "bn_momentum = 0.9",
-    ]) + "\n"
+    return (
+        "\n".join(
+            [
+                f"space = {json.dumps(str(data_dir.parent / 'space.toml'))}",
+                'objectives = ["accuracy", "params"]',
+                'sampler = "grid"',
+                "seed_trials = []",
+                f"trials = {workers}",
+                "seed = 0",
+                "[data]",
+                'source = "imagenet-npz"',
+                f"image_size = {side}",
+                f"data_dir = {json.dumps(str(data_dir))}",
+                "test_fraction = 0.0",
+                "[training]",
+                f"epochs = {epochs}",
+                "batch_size = 256",
+                "augment = true",
+                "bn_momentum = 0.9",
+            ]
+        )
+        + "\n"
+    )
 
 
 def memory_mb(pid: int) -> dict[str, float] | None:
@@ -111,34 +130,68 @@ class Sampler:
         return self.peaks
 
 
-def run_measured(command: list[str], env: dict[str, str]) -> tuple[float, dict[int, dict[str, float]], int, str]:
+def run_measured(
+    command: list[str], env: dict[str, str]
+) -> tuple[float, dict[int, dict[str, float]], int, str]:
     """(seconds, peaks by pid, the command's pid, its output) of a command run to its end."""
     started = time.perf_counter()
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     sampler = Sampler(process.pid)
     output, _ = process.communicate()
     peaks = sampler.stop()
     if process.returncode:
-        raise RuntimeError(f"{' '.join(command)} exited with {process.returncode}:\n{output[-3000:]}")
+        raise RuntimeError(
+            f"{' '.join(command)} exited with {process.returncode}:\n{output[-3000:]}"
+        )
     return time.perf_counter() - started, peaks, process.pid, output
 
 
 def measure(size: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     """Write the data, build its cache, run the study; the memory of every process."""
     data, run = work / f"npz-{size}", work / f"run-{size}"
-    write_imagenet_npz(data, size, args.val_images, side=args.side, classes=100,
-                       train_batches=max(1, size // IMAGES_PER_BATCH_FILE))
+    write_imagenet_npz(
+        data,
+        size,
+        args.val_images,
+        side=args.side,
+        classes=100,
+        train_batches=max(1, size // IMAGES_PER_BATCH_FILE),
+    )
     study = work / f"study-{size}.toml"
     (work / "space.toml").write_text(SPACE)
     study.write_text(study_toml(data, args.side, args.workers, args.epochs))
     env = {**os.environ, "XSEARCH_CACHE_DIR": str(work / "cache"), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    build_s, build_peaks, build_pid, _ = run_measured([sys.executable, "-c", BUILD, str(study)], env)
-    run_s, peaks, supervisor, _ = run_measured([sys.executable, "-m", "xsearch.cli", "run", "--study", str(study),
-                                                "--out", str(run), "--workers", str(args.workers)], env)
+    build_s, build_peaks, build_pid, _ = run_measured(
+        [sys.executable, "-c", BUILD, str(study)], env
+    )
+    run_s, peaks, supervisor, _ = run_measured(
+        [
+            sys.executable,
+            "-m",
+            "xsearch.cli",
+            "run",
+            "--study",
+            str(study),
+            "--out",
+            str(run),
+            "--workers",
+            str(args.workers),
+        ],
+        env,
+    )
     workers = [peak for pid, peak in sorted(peaks.items()) if pid != supervisor]
-    return {"train_images": size, "val_images": args.val_images, "pixels_mb": size * args.side ** 2 * 3 / 2**20,
-            "build_s": build_s, "build": build_peaks[build_pid], "run_s": run_s, "supervisor": peaks[supervisor],
-            "workers": workers}
+    return {
+        "train_images": size,
+        "val_images": args.val_images,
+        "pixels_mb": size * args.side**2 * 3 / 2**20,
+        "build_s": build_s,
+        "build": build_peaks[build_pid],
+        "run_s": run_s,
+        "supervisor": peaks[supervisor],
+        "workers": workers,
+    }
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -148,7 +201,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--side", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--work", type=Path, help="where the data, cache and runs go (default: a temporary folder)")
+    parser.add_argument(
+        "--work", type=Path, help="where the data, cache and runs go (default: a temporary folder)"
+    )
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="xsearch-data-memory-") as temporary:
@@ -156,36 +211,79 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         rows = []
         for size in args.sizes:
             rows.append(measure(size, args, work))
-            print(f"{size:,} images: build {rows[-1]['build_s']:.0f} s, study {rows[-1]['run_s']:.0f} s", file=sys.stderr)
-    report = {"benchmark": "data_memory", "environment": environment(), "side": args.side, "workers": args.workers,
-              "epochs": args.epochs, "rows": rows, "verdict": verdict(rows)}
+            print(
+                f"{size:,} images: build {rows[-1]['build_s']:.0f} s, study {rows[-1]['run_s']:.0f} s",
+                file=sys.stderr,
+            )
+    report = {
+        "benchmark": "data_memory",
+        "environment": environment(),
+        "side": args.side,
+        "workers": args.workers,
+        "epochs": args.epochs,
+        "rows": rows,
+        "verdict": verdict(rows),
+    }
     print(summary(report))
     write_json(args.json, report)
     return report
 
 
 def verdict(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The largest private memory of each role, and whether it stays under `GOAL_MB` and within `GOAL_SPREAD` across sizes."""
-    roles = {"build": [row["build"]["RssAnon"] for row in rows],
-             "supervisor": [row["supervisor"]["RssAnon"] for row in rows],
-             "worker": [max(worker["RssAnon"] for worker in row["workers"]) for row in rows]}
+    """The largest private memory of each role, and whether it stays under `GOAL_MB` and within
+    `GOAL_SPREAD` across sizes."""
+    roles = {
+        "build": [row["build"]["RssAnon"] for row in rows],
+        "supervisor": [row["supervisor"]["RssAnon"] for row in rows],
+        "worker": [max(worker["RssAnon"] for worker in row["workers"]) for row in rows],
+    }
     spread = {role: max(values) / min(values) - 1 for role, values in roles.items()}
-    return {"largest_mb": {role: max(values) for role, values in roles.items()}, "spread": spread,
-            "meets_goal": all(max(values) < GOAL_MB and spread[role] <= GOAL_SPREAD for role, values in roles.items())}
+    return {
+        "largest_mb": {role: max(values) for role, values in roles.items()},
+        "spread": spread,
+        "meets_goal": all(
+            max(values) < GOAL_MB and spread[role] <= GOAL_SPREAD for role, values in roles.items()
+        ),
+    }
 
 
 def summary(report: dict[str, Any]) -> str:
-    headers = ["train images", "pixels MB", "build s", "build anon MB", "build HWM MB", "supervisor anon MB",
-               "worker anon MB", "worker file MB", "study s"]
-    rows = [[f"{row['train_images']:,}", row["pixels_mb"], row["build_s"], row["build"]["RssAnon"], row["build"]["VmHWM"],
-             row["supervisor"]["RssAnon"], " / ".join(f"{w['RssAnon']:.0f}" for w in row["workers"]),
-             " / ".join(f"{w['RssFile']:.0f}" for w in row["workers"]), row["run_s"]] for row in report["rows"]]
+    headers = [
+        "train images",
+        "pixels MB",
+        "build s",
+        "build anon MB",
+        "build HWM MB",
+        "supervisor anon MB",
+        "worker anon MB",
+        "worker file MB",
+        "study s",
+    ]
+    rows = [
+        [
+            f"{row['train_images']:,}",
+            row["pixels_mb"],
+            row["build_s"],
+            row["build"]["RssAnon"],
+            row["build"]["VmHWM"],
+            row["supervisor"]["RssAnon"],
+            " / ".join(f"{w['RssAnon']:.0f}" for w in row["workers"]),
+            " / ".join(f"{w['RssFile']:.0f}" for w in row["workers"]),
+            row["run_s"],
+        ]
+        for row in report["rows"]
+    ]
     result = report["verdict"]
     spread = ", ".join(f"{role} {value:+.1%}" for role, value in result["spread"].items())
-    return "\n".join([f"Private memory (RssAnon, peak) of the data path, {report['side']}x{report['side']} images, "
-                      f"{report['workers']} workers, {report['epochs']} epoch(s)", table(headers, rows),
-                      f"largest to smallest size: {spread}; goal (each under {GOAL_MB} MB, within "
-                      f"{GOAL_SPREAD:.0%}): {'met' if result['meets_goal'] else 'NOT met'}"])
+    return "\n".join(
+        [
+            f"Private memory (RssAnon, peak) of the data path, {report['side']}x{report['side']} images, "
+            f"{report['workers']} workers, {report['epochs']} epoch(s)",
+            table(headers, rows),
+            f"largest to smallest size: {spread}; goal (each under {GOAL_MB} MB, within "
+            f"{GOAL_SPREAD:.0%}): {'met' if result['meets_goal'] else 'NOT met'}",
+        ]
+    )
 
 
 if __name__ == "__main__":

@@ -38,39 +38,66 @@ COSTS = [OBJECTIVES[name].metric for name in COST_OBJECTIVES]
 
 def trained_trials(study: optuna.Study) -> list[FrozenTrial]:
     """The feasible COMPLETE trials that trained their design fully, in the order they started."""
-    trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-              if not is_repeat(t) and t.user_attrs.get(TrialAttr.FEASIBLE) and t.user_attrs.get(TrialAttr.CURVES)]
+    trials = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if not is_repeat(t)
+        and t.user_attrs.get(TrialAttr.FEASIBLE)
+        and t.user_attrs.get(TrialAttr.CURVES)
+    ]
     if any(map(is_stopped, trials)):
-        raise ValueError(f"study {study.study_name!r} stopped trials early: replay a study trained without early_stop.")
+        raise ValueError(
+            f"study {study.study_name!r} stopped trials early: replay a study trained without early_stop."
+        )
     return sorted(trials, key=lambda t: t.datetime_start)
 
 
-def replay(trials: list[FrozenTrial], metrics: list[str], epochs: int, after_epochs: int,
-           margin: float) -> dict[int, int]:
+def replay(
+    trials: list[FrozenTrial], metrics: list[str], epochs: int, after_epochs: int, margin: float
+) -> dict[int, int]:
     """The epoch at which the rule stops each trial it stops, by trial number."""
     stopped: dict[int, int] = {}
     for trial in trials:
-        references = [t for t in trials if t.datetime_complete <= trial.datetime_start and t.number not in stopped]
+        references = [
+            t
+            for t in trials
+            if t.datetime_complete <= trial.datetime_start and t.number not in stopped
+        ]
         costs = {metric: float(trial.user_attrs[metric]) for metric in metrics if metric in COSTS}
         for epoch in range(after_epochs, epochs):
             accuracy = accuracy_at(trial, epoch)
-            if accuracy is not None and dominating_trial(references, costs, accuracy, epoch, margin,
-                                                         trial.user_attrs[TrialAttr.SETUP_DIGEST], epochs):
+            if accuracy is not None and dominating_trial(
+                references,
+                costs,
+                accuracy,
+                epoch,
+                margin,
+                trial.user_attrs[TrialAttr.SETUP_DIGEST],
+                epochs,
+            ):
                 stopped[trial.number] = epoch
                 break
     return stopped
 
 
-def score(trials: list[FrozenTrial], metrics: list[str], directions: list[str], epochs: int,
-          stopped: dict[int, int]) -> dict[str, Any]:
+def score(
+    trials: list[FrozenTrial],
+    metrics: list[str],
+    directions: list[str],
+    epochs: int,
+    stopped: dict[int, int],
+) -> dict[str, Any]:
     """What the stops in ``stopped`` save and lose against training every trial fully."""
+
     def losses(replayed: bool) -> np.ndarray:
         rows = []
         for t in trials:
             values = {m: float(t.user_attrs[m]) for m in metrics}
             if replayed and t.number in stopped:
                 values[ACCURACY] = accuracy_at(t, stopped[t.number])
-            rows.append([values[m] if d == "minimize" else -values[m] for m, d in zip(metrics, directions)])
+            rows.append(
+                [values[m] if d == "minimize" else -values[m] for m, d in zip(metrics, directions)]
+            )
         return np.array(rows)
 
     full, partial = losses(False), losses(True)
@@ -80,15 +107,24 @@ def score(trials: list[FrozenTrial], metrics: list[str], directions: list[str], 
     reference = np.full(full.shape[1], 1.1)
     front = {t.number for t, on in zip(trials, pareto_mask(full)) if on}
     train_time = sum(float(t.user_attrs.get(TrialAttr.TRAIN_TIME_S, 0.0)) for t in trials)
-    skipped = sum(float(t.user_attrs.get(TrialAttr.TRAIN_TIME_S, 0.0)) * (epochs - stopped[t.number]) / epochs
-                  for t in trials if t.number in stopped)
+    skipped = sum(
+        float(t.user_attrs.get(TrialAttr.TRAIN_TIME_S, 0.0)) * (epochs - stopped[t.number]) / epochs
+        for t in trials
+        if t.number in stopped
+    )
     return {
-        "trials": len(trials), "stopped": len(stopped), "stopped_at": stopped,
-        "epochs_skipped": sum(epochs - epoch for epoch in stopped.values()), "epochs_total": epochs * len(trials),
+        "trials": len(trials),
+        "stopped": len(stopped),
+        "stopped_at": stopped,
+        "epochs_skipped": sum(epochs - epoch for epoch in stopped.values()),
+        "epochs_total": epochs * len(trials),
         "train_time_skipped_fraction": skipped / train_time if train_time else 0.0,
-        "front": len(front), "front_lost": sorted(front & set(stopped)),
-        "hypervolume_ratio": float(compute_hypervolume((partial - low) / scale, reference)
-                                   / compute_hypervolume((full - low) / scale, reference)),
+        "front": len(front),
+        "front_lost": sorted(front & set(stopped)),
+        "hypervolume_ratio": float(
+            compute_hypervolume((partial - low) / scale, reference)
+            / compute_hypervolume((full - low) / scale, reference)
+        ),
     }
 
 
@@ -103,13 +139,31 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         raise SystemExit(f"error: {error}") from None
     metrics, directions = list(study.metric_names), [d.name.lower() for d in study.directions]
     if ACCURACY not in metrics:
-        raise SystemExit(f"study {name!r} has no accuracy objective ({metrics}): early stopping does not apply.")
+        raise SystemExit(
+            f"study {name!r} has no accuracy objective ({metrics}): early stopping does not apply."
+        )
     started = time.perf_counter()
-    rows = [{"after_epochs": after, "margin": margin,
-             **score(trials, metrics, directions, epochs, replay(trials, metrics, epochs, after, margin))}
-            for after in args.after_epochs if 1 <= after < epochs for margin in args.margins]
-    report = {"benchmark": "early_stop", "study": name, "epochs": epochs, "objectives": metrics,
-              "environment": environment(), "seconds": time.perf_counter() - started, "rows": rows}
+    rows = [
+        {
+            "after_epochs": after,
+            "margin": margin,
+            **score(
+                trials, metrics, directions, epochs, replay(trials, metrics, epochs, after, margin)
+            ),
+        }
+        for after in args.after_epochs
+        if 1 <= after < epochs
+        for margin in args.margins
+    ]
+    report = {
+        "benchmark": "early_stop",
+        "study": name,
+        "epochs": epochs,
+        "objectives": metrics,
+        "environment": environment(),
+        "seconds": time.perf_counter() - started,
+        "rows": rows,
+    }
     _print(report)
     write_json(args.json, report)
     return report
@@ -131,16 +185,36 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 def _print(report: dict[str, Any]) -> None:
     rows = report["rows"]
-    print(f"Early stopping replayed on study {report['study']!r}: {rows[0]['trials'] if rows else 0} trials "
-          f"trained fully, {report['epochs']} epochs each")
-    headers = ["after epochs", "margin", "stopped", "epochs skipped", "train time skipped", "front lost",
-               "hypervolume kept"]
-    print(table(headers, [
-        [r["after_epochs"], r["margin"], r["stopped"], f"{r['epochs_skipped']}/{r['epochs_total']}",
-         f"{100 * r['train_time_skipped_fraction']:.0f} %", f"{len(r['front_lost'])}/{r['front']}",
-         f"{r['hypervolume_ratio']:.3f}"]
-        for r in rows
-    ]))
+    print(
+        f"Early stopping replayed on study {report['study']!r}: {rows[0]['trials'] if rows else 0} trials "
+        f"trained fully, {report['epochs']} epochs each"
+    )
+    headers = [
+        "after epochs",
+        "margin",
+        "stopped",
+        "epochs skipped",
+        "train time skipped",
+        "front lost",
+        "hypervolume kept",
+    ]
+    print(
+        table(
+            headers,
+            [
+                [
+                    r["after_epochs"],
+                    r["margin"],
+                    r["stopped"],
+                    f"{r['epochs_skipped']}/{r['epochs_total']}",
+                    f"{100 * r['train_time_skipped_fraction']:.0f} %",
+                    f"{len(r['front_lost'])}/{r['front']}",
+                    f"{r['hypervolume_ratio']:.3f}",
+                ]
+                for r in rows
+            ],
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -16,7 +16,9 @@ from xsearch.data import BatchStream
 NUM_IMAGES = 5000
 
 
-def served_images_per_second(x: np.ndarray, y: np.ndarray, batch_size: int, augment: bool = True) -> float:
+def served_images_per_second(
+    x: np.ndarray, y: np.ndarray, batch_size: int, augment: bool = True
+) -> float:
     """Images/s of a shuffled `BatchStream` over (x, y): all batches of one epoch, timed on the second epoch."""
     stream = BatchStream(x, y, batch_size, augment=augment, shuffle=True)
     for _ in range(2):
@@ -37,10 +39,15 @@ def main(argv: list[str] | None = None) -> dict:
     x = rng.integers(0, 256, (NUM_IMAGES, args.image_size, args.image_size, 3), dtype=np.uint8)
     y = rng.integers(0, 10, NUM_IMAGES).astype(np.int32)
     results = [
-        {"augment": augment, "images_per_second": served_images_per_second(x, y, args.batch_size, augment)}
+        {
+            "augment": augment,
+            "images_per_second": served_images_per_second(x, y, args.batch_size, augment),
+        }
         for augment in (False, True)
     ]
-    print(f"BatchStream, {NUM_IMAGES} images of {args.image_size}x{args.image_size}x3, batch {args.batch_size}")
+    print(
+        f"BatchStream, {NUM_IMAGES} images of {args.image_size}x{args.image_size}x3, batch {args.batch_size}"
+    )
     print(f"{'augment':<8} {'images/s':>12}")
     for row in results:
         print(f"{'yes' if row['augment'] else 'no':<8} {row['images_per_second']:>12,.0f}")

@@ -45,31 +45,71 @@ from xsearch.study.spec import StudySpec, load_study_spec
 
 HERE = Path(__file__).parent
 LATENCY = TrialAttr.LATENCY_MS
-COLUMNS = ["design", "latency_ms", "latency_p90_ms", "cv", "repeats", "attempts", "settled", "backend", "threads"]
+COLUMNS = [
+    "design",
+    "latency_ms",
+    "latency_p90_ms",
+    "cv",
+    "repeats",
+    "attempts",
+    "settled",
+    "backend",
+    "threads",
+]
 
 
-def retime(table: BenchTable, spec: StudySpec, classes: int, out: Path, threads: int, repeats: int, max_repeats: int,
-           cv: float) -> pd.DataFrame:
+def retime(
+    table: BenchTable,
+    spec: StudySpec,
+    classes: int,
+    out: Path,
+    threads: int,
+    repeats: int,
+    max_repeats: int,
+    cv: float,
+) -> pd.DataFrame:
     """Time every design of ``table`` not yet in ``out`` in one child process, appending each to ``out``; all rows."""
     done = pd.read_csv(out) if out.exists() else pd.DataFrame(columns=COLUMNS)
     todo = [key for key in table.designs if key not in set(done["design"])]
     if todo:
-        request = {"designs": todo, "study": spec.to_dict(), "classes": classes, "threads": threads, "repeats": repeats,
-                   "max_repeats": max_repeats, "cv": cv}
-        child = subprocess.Popen([sys.executable, "-m", "benchmarks.latency_retime", "--child"],
-                                 env=child_environment(threads), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        request = {
+            "designs": todo,
+            "study": spec.to_dict(),
+            "classes": classes,
+            "threads": threads,
+            "repeats": repeats,
+            "max_repeats": max_repeats,
+            "cv": cv,
+        }
+        child = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.latency_retime", "--child"],
+            env=child_environment(threads),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert child.stdin is not None
         assert child.stdout is not None
         child.stdin.write(json.dumps(request))
         child.stdin.close()
         for line in child.stdout:
             row = json.loads(line) | {"threads": threads}
-            done = pd.concat([done, pd.DataFrame([row])], ignore_index=True) if len(done) else pd.DataFrame([row])
+            done = (
+                pd.concat([done, pd.DataFrame([row])], ignore_index=True)
+                if len(done)
+                else pd.DataFrame([row])
+            )
             write_atomic(out, done[COLUMNS].to_csv(index=False, float_format="%.5g"))
-            print(f"latency_retime: {len(done)}/{len(table.designs)} designs, cv {row['cv']:.3f} after "
-                  f"{row['repeats']} calls", file=sys.stderr, flush=True)
+            print(
+                f"latency_retime: {len(done)}/{len(table.designs)} designs, cv {row['cv']:.3f} after "
+                f"{row['repeats']} calls",
+                file=sys.stderr,
+                flush=True,
+            )
         if child.wait() != 0:
-            raise SystemExit(f"latency_retime: the timing process failed (exit {child.returncode}); {out} keeps what it timed.")
+            raise SystemExit(
+                f"latency_retime: the timing process failed (exit {child.returncode}); {out} keeps what it timed."
+            )
     return pd.read_csv(out)  # as written (rounded), whether timed now or before
 
 
@@ -79,20 +119,32 @@ def compare_fronts(table: BenchTable, spec: StudySpec, retimed: pd.DataFrame) ->
     truth = table.truth(metrics)
     latency = retimed.set_index("design")["latency_ms"].reindex(truth.index)
     true_front = front_designs(truth, directions)
-    retimed_front = front_designs(truth.assign(**{LATENCY: latency.to_numpy(dtype=float)}), directions)
+    retimed_front = front_designs(
+        truth.assign(**{LATENCY: latency.to_numpy(dtype=float)}), directions
+    )
     drift = (latency / truth[LATENCY]).describe(percentiles=[0.1, 0.5, 0.9])
-    return {"designs": len(truth), "settled": int(retimed["settled"].sum()), "cv_median": float(retimed["cv"].median()),
-            "cv_max": float(retimed["cv"].max()), "retimed_over_table_latency": {k: float(drift[k]) for k in
-                                                                               ("min", "10%", "50%", "90%", "max")},
-            "true_front": len(true_front), "retimed_front": len(retimed_front),
-            "kept": len(true_front & retimed_front), "only_true": sorted(true_front - retimed_front),
-            "only_retimed": sorted(retimed_front - true_front)}
+    return {
+        "designs": len(truth),
+        "settled": int(retimed["settled"].sum()),
+        "cv_median": float(retimed["cv"].median()),
+        "cv_max": float(retimed["cv"].max()),
+        "retimed_over_table_latency": {
+            k: float(drift[k]) for k in ("min", "10%", "50%", "90%", "max")
+        },
+        "true_front": len(true_front),
+        "retimed_front": len(retimed_front),
+        "kept": len(true_front & retimed_front),
+        "only_true": sorted(true_front - retimed_front),
+        "only_retimed": sorted(retimed_front - true_front),
+    }
 
 
 def retimed_table(frame: pd.DataFrame, retimed: pd.DataFrame) -> pd.DataFrame:
     """The table with every row's latency replaced by its design's retimed median (for the replays)."""
     latency = retimed.set_index("design")["latency_ms"]
-    return frame.assign(**{LATENCY: [latency.get(design_key(row), float("nan")) for _, row in frame.iterrows()]})
+    return frame.assign(
+        **{LATENCY: [latency.get(design_key(row), float("nan")) for _, row in frame.iterrows()]}
+    )
 
 
 def _child() -> None:
@@ -115,29 +167,56 @@ def _child() -> None:
         repeats, attempts = request["repeats"], 0
         while True:
             attempts += 1
-            latency = measure_latency(model, batch_size=spec.latency_batch, warmup=10, repeats=repeats)
+            latency = measure_latency(
+                model, batch_size=spec.latency_batch, warmup=10, repeats=repeats
+            )
             if latency["latency_cv"] < request["cv"] or repeats * 2 > request["max_repeats"]:
                 break
             repeats *= 2
-        print(json.dumps({"design": design, "latency_ms": latency["latency_ms"], "latency_p90_ms": latency["latency_p90_ms"],
-                          "cv": latency["latency_cv"], "repeats": repeats, "attempts": attempts,
-                          "settled": bool(latency["latency_cv"] < request["cv"]), "backend": latency["backend"]}),
-              flush=True)
+        print(
+            json.dumps(
+                {
+                    "design": design,
+                    "latency_ms": latency["latency_ms"],
+                    "latency_p90_ms": latency["latency_p90_ms"],
+                    "cv": latency["latency_cv"],
+                    "repeats": repeats,
+                    "attempts": attempts,
+                    "settled": bool(latency["latency_cv"] < request["cv"]),
+                    "backend": latency["backend"],
+                }
+            ),
+            flush=True,
+        )
         del model, core
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.latency_retime", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.latency_retime", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--table", type=Path, default=HERE / "xception_bench.csv")
-    parser.add_argument("--study", default="xception-bench", help="the bench study the table was made with")
+    parser.add_argument(
+        "--study", default="xception-bench", help="the bench study the table was made with"
+    )
     parser.add_argument("--out", type=Path, default=HERE / "results" / "digits_latency_retimed.csv")
-    parser.add_argument("--classes", type=int, default=10, help="the data set's classes (default 10)")
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads of the timing process (default 1)")
+    parser.add_argument(
+        "--classes", type=int, default=10, help="the data set's classes (default 10)"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=1, help="CPU threads of the timing process (default 1)"
+    )
     parser.add_argument("--repeats", type=int, default=30, help="timed calls at first (default 30)")
-    parser.add_argument("--max-repeats", type=int, default=960, help="most timed calls (default 960)")
-    parser.add_argument("--cv", type=float, default=0.05, help="coefficient of variation to reach (default 0.05)")
-    parser.add_argument("--retimed-table", type=Path, help="also write the table with the retimed latencies here")
+    parser.add_argument(
+        "--max-repeats", type=int, default=960, help="most timed calls (default 960)"
+    )
+    parser.add_argument(
+        "--cv", type=float, default=0.05, help="coefficient of variation to reach (default 0.05)"
+    )
+    parser.add_argument(
+        "--retimed-table", type=Path, help="also write the table with the retimed latencies here"
+    )
     args = parser.parse_args(argv)
     if args.child:
         _child()
@@ -146,16 +225,32 @@ def main(argv: list[str] | None = None) -> int:
     frame = pd.read_csv(args.table)
     table = BenchTable.from_frame(frame)
     started = datetime.datetime.now(datetime.UTC)
-    retimed = retime(table, spec, args.classes, args.out, args.threads, args.repeats, args.max_repeats, args.cv)
-    summary = {"table": str(args.table), "study": args.study, "date": started.isoformat(timespec="seconds"),
-               "command": " ".join(["python -m benchmarks.latency_retime", *(argv if argv is not None else sys.argv[1:])]),
-               "machine": {"cpu_count": os.cpu_count(), "cores_used": sorted(os.sched_getaffinity(0)),
-                           "python": platform.python_version(), "platform": platform.platform()},
-               **compare_fronts(table, spec, retimed)}
+    retimed = retime(
+        table, spec, args.classes, args.out, args.threads, args.repeats, args.max_repeats, args.cv
+    )
+    summary = {
+        "table": str(args.table),
+        "study": args.study,
+        "date": started.isoformat(timespec="seconds"),
+        "command": " ".join(
+            ["python -m benchmarks.latency_retime", *(argv if argv is not None else sys.argv[1:])]
+        ),
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "cores_used": sorted(os.sched_getaffinity(0)),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        **compare_fronts(table, spec, retimed),
+    }
     write_atomic(args.out.with_suffix(".json"), json.dumps(summary, indent=2))
     if args.retimed_table:
         write_atomic(args.retimed_table, retimed_table(frame, retimed).to_csv(index=False))
-    print(json.dumps({k: v for k, v in summary.items() if k not in ("only_true", "only_retimed")}, indent=2))
+    print(
+        json.dumps(
+            {k: v for k, v in summary.items() if k not in ("only_true", "only_retimed")}, indent=2
+        )
+    )
     return 0
 
 

@@ -38,7 +38,9 @@ from xsearch.study.fit import with_normalization
 from xsearch.study.spec import LatencySpec, load_study_spec
 
 DESIGNS = {
-    "smallest": XceptionConfig(middle_repeats=0, width=0.25, depth_multiplier=1, segments="depthwise", residual=False),
+    "smallest": XceptionConfig(
+        middle_repeats=0, width=0.25, depth_multiplier=1, segments="depthwise", residual=False
+    ),
     "paper-wide": XceptionConfig(middle_repeats=2, width=1.0),
     "regular": XceptionConfig(middle_repeats=2, width=0.5, segments=1),
 }
@@ -49,23 +51,39 @@ def noise(repeats: int, image_size: int) -> pd.DataFrame:
     rows = []
     for name, config in DESIGNS.items():
         core = build_model(config, (image_size, image_size, 3), 10)
-        model = with_normalization(core, np.full(3, 127.5, np.float32), np.full(3, 64.0, np.float32))
+        model = with_normalization(
+            core, np.full(3, 127.5, np.float32), np.full(3, 64.0, np.float32)
+        )
         macs = model_costs(core)["macs"]
         device = [measure_latency(model, 1, 10, 30) for _ in range(repeats)]
         series = {"train-device": [m["latency_ms"] for m in device]}
         overhead = statistics.median(m["overhead_ms"] for m in device)
-        series["cpu"] = [measure_targets(model, ("cpu",), TargetSettings(warmup=10, repeats=30))["cpu"]["median_ms"]
-                         for _ in range(repeats)]
+        series["cpu"] = [
+            measure_targets(model, ("cpu",), TargetSettings(warmup=10, repeats=30))["cpu"][
+                "median_ms"
+            ]
+            for _ in range(repeats)
+        ]
         with tempfile.TemporaryDirectory() as folder:
             for target, fmt in (("litert-cpu", "tflite"), ("onnxruntime-cpu", "onnx")):
                 path = Path(folder) / f"model.{fmt}"
                 convert(model, fmt, path)
-                series[target] = [time_model_file(path, fmt, 1, 1, 10, 30).median_ms for _ in range(repeats)]
+                series[target] = [
+                    time_model_file(path, fmt, 1, 1, 10, 30).median_ms for _ in range(repeats)
+                ]
         for target, values in series.items():
-            rows.append({"design": name, "macs": macs, "target": target, "median_ms": statistics.median(values),
-                         "p90_ms": float(np.percentile(values, 90)), "cv": statistics.stdev(values) / statistics.fmean(values),
-                         "overhead_ms": overhead if target == "train-device" else None})
-        print(pd.DataFrame(rows[-len(series):]).to_string(index=False), flush=True)
+            rows.append(
+                {
+                    "design": name,
+                    "macs": macs,
+                    "target": target,
+                    "median_ms": statistics.median(values),
+                    "p90_ms": float(np.percentile(values, 90)),
+                    "cv": statistics.stdev(values) / statistics.fmean(values),
+                    "overhead_ms": overhead if target == "train-device" else None,
+                }
+            )
+        print(pd.DataFrame(rows[-len(series) :]).to_string(index=False), flush=True)
     return pd.DataFrame(rows)
 
 
@@ -73,21 +91,41 @@ def study(trials: int, out: Path) -> pd.DataFrame:
     """Run the quickstart study scored on LiteRT latency and return the latency table of its designs."""
     base = load_study_spec("quickstart")
     spec = dataclasses.replace(
-        base, name="quickstart-latency-targets", objectives=("accuracy", "params", "latency@litert-cpu"),
-        latency=LatencySpec(targets=("onnxruntime-cpu", "cpu")), trials=trials, timeout=None)
+        base,
+        name="quickstart-latency-targets",
+        objectives=("accuracy", "params", "latency@litert-cpu"),
+        latency=LatencySpec(targets=("onnxruntime-cpu", "cpu")),
+        trials=trials,
+        timeout=None,
+    )
     result = run_study(spec, out, progress=True)
     return latency_frame(result)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("command", choices=("noise", "study"))
-    parser.add_argument("--repeats", type=int, default=20, help="measurements per design and target (noise)")
-    parser.add_argument("--image-size", type=int, default=16, help="input side (noise; quickstart's is 16)")
+    parser.add_argument(
+        "--repeats", type=int, default=20, help="measurements per design and target (noise)"
+    )
+    parser.add_argument(
+        "--image-size", type=int, default=16, help="input side (noise; quickstart's is 16)"
+    )
     parser.add_argument("--trials", type=int, default=12, help="trials of the study (study)")
-    parser.add_argument("--out", type=Path, default=Path("runs/latency-targets"), help="the study's run folder (study)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs/latency-targets"),
+        help="the study's run folder (study)",
+    )
     args = parser.parse_args(argv)
-    table = noise(args.repeats, args.image_size) if args.command == "noise" else study(args.trials, args.out)
+    table = (
+        noise(args.repeats, args.image_size)
+        if args.command == "noise"
+        else study(args.trials, args.out)
+    )
     print(table.to_string(index=False))
 
 

@@ -20,12 +20,28 @@ def mlflow_server(folder: Path) -> Iterator[tuple[str, subprocess.Popen]]:
     """A real `mlflow server` on loopback and a free port, with an SQLite backend in ``folder``; killed at the end."""
     port = free_port()
     folder.mkdir(parents=True, exist_ok=True)
-    command = [str(Path(sys.executable).with_name("mlflow")), "server", "--host", "127.0.0.1", "--port", str(port),
-               "--workers", "1", "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
-               "--default-artifact-root", str(folder / "artifacts")]
+    command = [
+        str(Path(sys.executable).with_name("mlflow")),
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--backend-store-uri",
+        f"sqlite:///{folder / 'mlflow.db'}",
+        "--default-artifact-root",
+        str(folder / "artifacts"),
+    ]
     log = open(folder / "server.log", "w")  # noqa: SIM115 (closed below)
-    environment = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # no job runner processes: tracking only
-    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=environment)
+    environment = {
+        **os.environ,
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+    }  # no job runner processes: tracking only
+    server = subprocess.Popen(
+        command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=environment
+    )
     uri = f"http://127.0.0.1:{port}"
     try:
         wait_until_up(f"{uri}/health", server, folder / "server.log")
@@ -37,13 +53,23 @@ def mlflow_server(folder: Path) -> Iterator[tuple[str, subprocess.Popen]]:
 
 @contextlib.contextmanager
 def tensorboard_server(logdir: Path) -> Iterator[str]:
-    """TensorBoard serving ``logdir`` on loopback and a free port (its log in ``logdir``/../tensorboard.log); its URL."""
+    """TensorBoard serving ``logdir`` on loopback and a free port (its log in
+    ``logdir``/../tensorboard.log); its URL."""
     port = free_port()
     log_path = logdir.parent / "tensorboard.log"
-    command = [str(Path(sys.executable).with_name("tensorboard")), "--logdir", str(logdir), "--host", "127.0.0.1",
-               "--port", str(port)]
+    command = [
+        str(Path(sys.executable).with_name("tensorboard")),
+        "--logdir",
+        str(logdir),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
     with open(log_path, "w") as log:
-        server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        server = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         try:
             wait_until_up(f"http://127.0.0.1:{port}/data/logdir", server, log_path)
             yield f"http://127.0.0.1:{port}"
@@ -58,7 +84,9 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def wait_until_up(url: str, server: subprocess.Popen, log_path: Path, timeout_s: float = 180) -> None:
+def wait_until_up(
+    url: str, server: subprocess.Popen, log_path: Path, timeout_s: float = 180
+) -> None:
     """Return once ``url`` answers 200; raise with the server's log when it exits or ``timeout_s`` passes first."""
     deadline = time.monotonic() + timeout_s
     while True:

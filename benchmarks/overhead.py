@@ -36,7 +36,9 @@ GOAL_RATIO = 1.10
 SEED = 0
 
 
-def fresh_model(config: XceptionConfig, dataset: Dataset, spec: TrainingSpec, precision: str) -> keras.Model:
+def fresh_model(
+    config: XceptionConfig, dataset: Dataset, spec: TrainingSpec, precision: str
+) -> keras.Model:
     """The design with its normalization layer in ``precision``, rebuilt from the same seed for every run."""
     keras.backend.clear_session()  # which also resets the dtype policy
     keras.config.set_dtype_policy(precision)
@@ -46,38 +48,60 @@ def fresh_model(config: XceptionConfig, dataset: Dataset, spec: TrainingSpec, pr
     return with_normalization(core, dataset.mean, dataset.std)
 
 
-def run_trial(config: XceptionConfig, dataset: Dataset, spec: TrainingSpec, precision: str) -> dict[str, float]:
+def run_trial(
+    config: XceptionConfig, dataset: Dataset, spec: TrainingSpec, precision: str
+) -> dict[str, float]:
     """Wall time of `train_and_evaluate`'s training (its `model.fit`) and its trained images/s."""
     result = train_and_evaluate(fresh_model(config, dataset, spec, precision), dataset, spec, SEED)
     return {"train_time_s": result.train_time_s, "trained_images_per_second": result.throughput}
 
 
-def run_plain_fit(config: XceptionConfig, dataset: Dataset, spec: TrainingSpec, precision: str) -> dict[str, float]:
+def run_plain_fit(
+    config: XceptionConfig, dataset: Dataset, spec: TrainingSpec, precision: str
+) -> dict[str, float]:
     """Wall time of a plain `model.fit` on numpy arrays, compiled like a trial.
 
     It trains on as many images per epoch as a trial does (a trial's batches are all full).
     """
     model = fresh_model(config, dataset, spec, precision)
     steps = len(dataset.y_train) // spec.batch_size
-    x_train, y_train = dataset.x_train[: steps * spec.batch_size].astype(np.float32), dataset.y_train[: steps * spec.batch_size]
+    x_train, y_train = (
+        dataset.x_train[: steps * spec.batch_size].astype(np.float32),
+        dataset.y_train[: steps * spec.batch_size],
+    )
     x_val = dataset.x_val.astype(np.float32)
     compile_model(model, spec, steps, dataset.num_classes)
     start = time.perf_counter()
-    model.fit(x_train, y_train, batch_size=spec.batch_size, epochs=spec.epochs,
-              validation_data=(x_val, dataset.y_val), shuffle=True, verbose=0)
+    model.fit(
+        x_train,
+        y_train,
+        batch_size=spec.batch_size,
+        epochs=spec.epochs,
+        validation_data=(x_val, dataset.y_val),
+        shuffle=True,
+        verbose=0,
+    )
     return {"train_time_s": time.perf_counter() - start}
 
 
-def pipeline_rate(dataset: Dataset, batch_size: int, augment: bool, trained: float) -> dict[str, Any]:
+def pipeline_rate(
+    dataset: Dataset, batch_size: int, augment: bool, trained: float
+) -> dict[str, Any]:
     """Images/s the input pipeline serves over the training split, and its ratio to ``trained``."""
     served = served_images_per_second(dataset.x_train, dataset.y_train, batch_size, augment)
-    return {"augment": augment, "served_images_per_second": served, "served_over_trained": served / trained}
+    return {
+        "augment": augment,
+        "served_images_per_second": served,
+        "served_over_trained": served / trained,
+    }
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = _parse(argv)
     if args.data_dir:
-        dataset = load_dataset("imagenet-npz", args.image_size, data_dir=args.data_dir, test_fraction=0.0)
+        dataset = load_dataset(
+            "imagenet-npz", args.image_size, data_dir=args.data_dir, test_fraction=0.0
+        )
     else:
         dataset = load_dataset("digits", args.image_size)
     config = XceptionConfig(middle_repeats=args.middle_repeats, width=args.width)
@@ -89,16 +113,29 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         runs["plain model.fit"].append(run_plain_fit(config, dataset, spec, precision))
     best = {name: min(r["train_time_s"] for r in results) for name, results in runs.items()}
     trained = max(r["trained_images_per_second"] for r in runs["xsearch trial"])
-    pipeline = [pipeline_rate(dataset, args.batch_size, augment, trained) for augment in (False, True)]
+    pipeline = [
+        pipeline_rate(dataset, args.batch_size, augment, trained) for augment in (False, True)
+    ]
     report = {
-        "benchmark": "overhead", "environment": environment(), "dataset": dataset.name,
-        "image_size": args.image_size, "train_images": len(dataset.y_train), "config": config.to_dict(),
+        "benchmark": "overhead",
+        "environment": environment(),
+        "dataset": dataset.name,
+        "image_size": args.image_size,
+        "train_images": len(dataset.y_train),
+        "config": config.to_dict(),
         "precision": precision,
-        "epochs": args.epochs, "batch_size": args.batch_size, "repeats": args.repeats,
-        "train_time_s": {name: [r["train_time_s"] for r in results] for name, results in runs.items()},
-        "trial_train_time_s": best["xsearch trial"], "plain_fit_time_s": best["plain model.fit"],
-        "overhead_ratio": best["xsearch trial"] / best["plain model.fit"], "goal_ratio": GOAL_RATIO,
-        "trained_images_per_second": trained, "pipeline": pipeline,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "repeats": args.repeats,
+        "train_time_s": {
+            name: [r["train_time_s"] for r in results] for name, results in runs.items()
+        },
+        "trial_train_time_s": best["xsearch trial"],
+        "plain_fit_time_s": best["plain model.fit"],
+        "overhead_ratio": best["xsearch trial"] / best["plain model.fit"],
+        "goal_ratio": GOAL_RATIO,
+        "trained_images_per_second": trained,
+        "pipeline": pipeline,
     }
     _print(report)
     write_json(args.json, report)
@@ -112,9 +149,15 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--middle-repeats", type=int, default=1)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--data-dir", help="downsampled-ImageNet npz files to train on instead of digits")
-    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
-                        help="auto (default): mixed_bfloat16 on a GPU, float32 on a CPU")
+    parser.add_argument(
+        "--data-dir", help="downsampled-ImageNet npz files to train on instead of digits"
+    )
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="auto (default): mixed_bfloat16 on a GPU, float32 on a CPU",
+    )
     parser.add_argument("--repeats", type=int, default=2, help="runs of each variant (best counts)")
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args(argv)
@@ -125,17 +168,27 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 def _print(report: dict[str, Any]) -> None:
     env = report["environment"]
-    print(f"{report['dataset']} {report['image_size']}x{report['image_size']}, {report['train_images']} training "
-          f"images, {report['epochs']} epochs, batch {report['batch_size']}, config {report['config']}, "
-          f"{report['precision']}, {env['backend']} on {env['device']}")
+    print(
+        f"{report['dataset']} {report['image_size']}x{report['image_size']}, {report['train_images']} training "
+        f"images, {report['epochs']} epochs, batch {report['batch_size']}, config {report['config']}, "
+        f"{report['precision']}, {env['backend']} on {env['device']}"
+    )
     rows = [[name, *times, min(times)] for name, times in report["train_time_s"].items()]
     runs = [f"run {k + 1} s" for k in range(report["repeats"])]
     print(table(["variant", *runs, "best s"], rows))
-    print(f"overhead ratio (trial / plain fit): {report['overhead_ratio']:.3f}x (goal <= {report['goal_ratio']:.2f}x)")
+    print(
+        f"overhead ratio (trial / plain fit): {report['overhead_ratio']:.3f}x (goal <= {report['goal_ratio']:.2f}x)"
+    )
     print()
     rows = [["trained (xsearch trial)", report["trained_images_per_second"], "-"]]
-    rows += [[f"served by one thread, augment={'yes' if p['augment'] else 'no'}", p["served_images_per_second"],
-              f"{p['served_over_trained']:.1f}x"] for p in report["pipeline"]]
+    rows += [
+        [
+            f"served by one thread, augment={'yes' if p['augment'] else 'no'}",
+            p["served_images_per_second"],
+            f"{p['served_over_trained']:.1f}x",
+        ]
+        for p in report["pipeline"]
+    ]
     print(table(["images/s", "rate", "served / trained"], rows))
 
 

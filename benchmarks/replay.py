@@ -61,21 +61,41 @@ class BenchTable:
         curves = trained.filter(regex=r"^(val_acc|epoch_s)_\d+$")
         if curves.isna().any(axis=None):
             gaps = trained[curves.isna().any(axis=1)]
-            raise ValueError(f"the bench table's trained rows {list(gaps.index)} lack an epoch's accuracy or seconds; "
-                             "a replay charges every epoch.")
-        trained = trained.assign(**{COMPILE: trained[COMPILE].fillna(derived_compile_s(trained))
-                                    if COMPILE in trained else derived_compile_s(trained)})
+            raise ValueError(
+                f"the bench table's trained rows {list(gaps.index)} lack an epoch's accuracy or seconds; "
+                "a replay charges every epoch."
+            )
+        trained = trained.assign(
+            **{
+                COMPILE: trained[COMPILE].fillna(derived_compile_s(trained))
+                if COMPILE in trained
+                else derived_compile_s(trained)
+            }
+        )
         keys = trained.apply(design_key, axis=1)
-        return cls({key: rows.reset_index(drop=True) for key, rows in trained.groupby(keys, sort=True)}, epochs)
+        return cls(
+            {key: rows.reset_index(drop=True) for key, rows in trained.groupby(keys, sort=True)},
+            epochs,
+        )
 
     def truth(self, metrics: list[str]) -> pd.DataFrame:
         """Per design (index), the mean over its seeds of each metric (``val_accuracy`` = the final epoch's)."""
-        columns = {metric: f"val_acc_{self.epochs}" if metric == TrialAttr.VAL_ACCURACY else metric for metric in metrics}
-        return pd.DataFrame({key: {m: float(rows[c].mean()) for m, c in columns.items()} for key, rows in self.designs.items()}).T
+        columns = {
+            metric: f"val_acc_{self.epochs}" if metric == TrialAttr.VAL_ACCURACY else metric
+            for metric in metrics
+        }
+        return pd.DataFrame(
+            {
+                key: {m: float(rows[c].mean()) for m, c in columns.items()}
+                for key, rows in self.designs.items()
+            }
+        ).T
 
     def full_cost(self) -> float:
         """Seconds to train every design fully once (each design's mean over seeds)."""
-        return float(sum(rows.filter(like="epoch_s_").sum(axis=1).mean() for rows in self.designs.values()))
+        return float(
+            sum(rows.filter(like="epoch_s_").sum(axis=1).mean() for rows in self.designs.values())
+        )
 
 
 class _ModelStub:
@@ -98,20 +118,36 @@ class TableTrainer:
     def cost(self, config: XceptionConfig, seed: int) -> dict[str, Any]:
         rows = self.table.designs.get(config.to_json())
         if rows is None:
-            raise ValueError(f"design {config.to_json()} is not in the bench table: the replay's space must be the table's.")
+            raise ValueError(
+                f"design {config.to_json()} is not in the bench table: the replay's space must be the table's."
+            )
         drawn = self.drawn.setdefault((config.to_json(), seed), int(self.rng.integers(len(rows))))
         self.row = rows.iloc[drawn]
-        return {key: _number(self.row[key]) for key in (TrialAttr.PARAMS, TrialAttr.MACS, TrialAttr.FLOPS,
-                                                        TrialAttr.LATENCY_MS, TrialAttr.LATENCY_P90_MS)}
+        return {
+            key: _number(self.row[key])
+            for key in (
+                TrialAttr.PARAMS,
+                TrialAttr.MACS,
+                TrialAttr.FLOPS,
+                TrialAttr.LATENCY_MS,
+                TrialAttr.LATENCY_P90_MS,
+            )
+        }
 
-    def train(self, trial: optuna.Trial, record: dict[str, Any], callbacks: list[keras.callbacks.Callback]) -> TrainResult:
+    def train(
+        self, trial: optuna.Trial, record: dict[str, Any], callbacks: list[keras.callbacks.Callback]
+    ) -> TrainResult:
         row, model = self.row, _ModelStub()
         assert row is not None, "cost() comes first"
         for callback in callbacks:
             callback.set_model(model)
         start = 0
         if TrialAttr.CONTINUES in record:
-            start = int(trial.study.get_trials(deepcopy=False)[record[TrialAttr.CONTINUES]].user_attrs[TrialAttr.EPOCHS_DONE])
+            start = int(
+                trial.study.get_trials(deepcopy=False)[record[TrialAttr.CONTINUES]].user_attrs[
+                    TrialAttr.EPOCHS_DONE
+                ]
+            )
             record[TrialAttr.RESUMED_FROM_EPOCH] = start
         accuracy, seconds = [], []
         for epoch in range(start, self.table.epochs):
@@ -123,13 +159,23 @@ class TableTrainer:
                 callback.on_epoch_end(epoch, {"val_accuracy": accuracy[-1]})
             if model.stop_training:
                 break
-        if start and seconds:  # a continuation rebuilds its model and compiles its training step again
+        if (
+            start and seconds
+        ):  # a continuation rebuilds its model and compiles its training step again
             seconds[0] += float(row[COMPILE])
         full = start + len(accuracy) == self.table.epochs
-        return TrainResult(curves={TrialAttr.VAL_ACCURACY: accuracy}, val_accuracy=accuracy[-1], val_top5=None,
-                           test_accuracy=float(row[TrialAttr.TEST_ACCURACY]) if full else None, test_top5=None,
-                           throughput=0.0, compile_time_s=0.0, train_time_s=sum(seconds), epochs=len(accuracy),
-                           epoch_times_s=seconds)
+        return TrainResult(
+            curves={TrialAttr.VAL_ACCURACY: accuracy},
+            val_accuracy=accuracy[-1],
+            val_top5=None,
+            test_accuracy=float(row[TrialAttr.TEST_ACCURACY]) if full else None,
+            test_top5=None,
+            throughput=0.0,
+            compile_time_s=0.0,
+            train_time_s=sum(seconds),
+            epochs=len(accuracy),
+            epoch_times_s=seconds,
+        )
 
     def release(self) -> None:
         self.row = None
@@ -141,32 +187,58 @@ class Trace:
     wall seconds the search itself took (the sampler's own time, which a real study pays on top of training)."""
 
     seconds: list[float] = dataclasses.field(default_factory=list)
-    found: list[str] = dataclasses.field(default_factory=list)  # the design each trial fully trained, or ""
+    found: list[str] = dataclasses.field(
+        default_factory=list
+    )  # the design each trial fully trained, or ""
     trials: int = 0
     stopped: int = 0
     continued: int = 0  # trials that continued a stopped one (each charged a compilation again)
-    search_s: list[float] = dataclasses.field(default_factory=list)  # wall seconds of the search itself so far
+    search_s: list[float] = dataclasses.field(
+        default_factory=list
+    )  # wall seconds of the search itself so far
 
 
-def replay(spec: StudySpec, space: SearchSpace, table: BenchTable, seed: int, budget_s: float,
-           max_trials: int) -> Trace:
+def replay(
+    spec: StudySpec,
+    space: SearchSpace,
+    table: BenchTable,
+    seed: int,
+    budget_s: float,
+    max_trials: int,
+) -> Trace:
     """Run ``spec``'s search on ``table`` with seed ``seed`` until ``budget_s`` training seconds are spent,
     ``max_trials`` trials have run, or the runner's repeat streak ends it."""
-    spec = dataclasses.replace(spec, seed=seed, trials=len(table.designs))  # samplers are set up for one pass
-    study = open_study(spec, space, optuna.storages.InMemoryStorage(), "replay",
-                       seeds=lambda: [space.encode(c) for c in seed_configs(spec, space, NUM_CLASSES)])
-    objective = StudyObjective(dataclasses.replace(spec, trials=max_trials), space,
-                               TableTrainer(table, np.random.default_rng(seed)))
+    spec = dataclasses.replace(
+        spec, seed=seed, trials=len(table.designs)
+    )  # samplers are set up for one pass
+    study = open_study(
+        spec,
+        space,
+        optuna.storages.InMemoryStorage(),
+        "replay",
+        seeds=lambda: [space.encode(c) for c in seed_configs(spec, space, NUM_CLASSES)],
+    )
+    objective = StudyObjective(
+        dataclasses.replace(spec, trials=max_trials),
+        space,
+        TableTrainer(table, np.random.default_rng(seed)),
+    )
     trace = Trace()
     started = time.perf_counter()
 
     def account(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        trace.search_s.append(time.perf_counter() - started)  # the sampler's and Optuna's time: no training is run
+        trace.search_s.append(
+            time.perf_counter() - started
+        )  # the sampler's and Optuna's time: no training is run
         trace.trials += 1
         attrs = trial.user_attrs
         spent = 0.0 if is_repeat(trial) else sum(attrs.get(TrialAttr.EPOCH_TIMES_S) or [])
         trace.seconds.append((trace.seconds[-1] if trace.seconds else 0.0) + spent)
-        full = trial.state == optuna.trial.TrialState.COMPLETE and attrs.get(TrialAttr.FEASIBLE) and not is_stopped(trial)
+        full = (
+            trial.state == optuna.trial.TrialState.COMPLETE
+            and attrs.get(TrialAttr.FEASIBLE)
+            and not is_stopped(trial)
+        )
         trace.found.append(attrs[TrialAttr.CONFIG] if full and not is_repeat(trial) else "")
         trace.stopped += is_stopped(trial) and not is_repeat(trial)
         trace.continued += TrialAttr.CONTINUES in attrs and not is_repeat(trial)
@@ -175,7 +247,9 @@ def replay(spec: StudySpec, space: SearchSpace, table: BenchTable, seed: int, bu
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # experimental-feature warnings of the samplers
-        study.optimize(objective, n_trials=max_trials, callbacks=[account, RepeatStreak(REPEAT_STREAK_LIMIT)])
+        study.optimize(
+            objective, n_trials=max_trials, callbacks=[account, RepeatStreak(REPEAT_STREAK_LIMIT)]
+        )
     return trace
 
 
@@ -199,7 +273,9 @@ def losses(values: pd.DataFrame, directions: list[str]) -> np.ndarray:
 
 def objective_metrics(spec: StudySpec) -> tuple[list[str], list[str]]:
     """The study's objective metrics and their directions."""
-    return [OBJECTIVES[n].metric for n in spec.objectives], [OBJECTIVES[n].direction for n in spec.objectives]
+    return [OBJECTIVES[n].metric for n in spec.objectives], [
+        OBJECTIVES[n].direction for n in spec.objectives
+    ]
 
 
 def _number(value: Any) -> float | int:

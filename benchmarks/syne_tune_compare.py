@@ -4,7 +4,8 @@
 
     pip install -e ".[bench]"   # syne-tune, and huggingface_hub, which its blackbox repository imports
     python -m benchmarks.syne_tune_compare run [--table benchmarks/xception_bench.csv] [--study xception-bench] \\
-        [--seeds 30] [--schedulers moasha moasha-scaled random more] [--results benchmarks/results/syne_tune_runs.jsonl] \\
+        [--seeds 30] [--schedulers moasha moasha-scaled random more] \\
+        [--results benchmarks/results/syne_tune_runs.jsonl] \\
         [--steady-first-epoch]   # charged as GPU trials are (its own --results)
     python -m benchmarks.syne_tune_compare report [--also benchmarks/results/digits_cpu_runs.jsonl ...]
 
@@ -20,9 +21,10 @@ stopped run resumes. The schedulers: ``moasha`` (MOASHA: random proposals, rungs
 keeping the better half by non-dominated sort, the rest stopped for good), ``moasha-scaled`` (the same
 on objectives min-max scaled over the table: Syne Tune orders a front by raw distances, which params
 would dominate), ``random`` (multi-objective random search, full training) and ``more`` (multi-
-objective regularized evolution, full training). ``report`` prints `search_efficiency.summarize` of those lines next to xsearch's
-replays (``--also``) of the same table: medians over seeds of the time to 95 % and 99 % of the true
-front's hypervolume, as fractions of the exhaustive cost, with costs min-max scaled, then log-scaled.
+objective regularized evolution, full training). ``report`` prints `search_efficiency.summarize` of
+those lines next to xsearch's replays (``--also``) of the same table: medians over seeds of the time
+to 95 % and 99 % of the true front's hypervolume, as fractions of the exhaustive cost, with costs
+min-max scaled, then log-scaled.
 """
 
 from __future__ import annotations
@@ -64,15 +66,32 @@ from xsearch.study.spec import StudySpec, load_study_spec
 RESULTS = HERE / "results" / "syne_tune_runs.jsonl"
 ALSO = (HERE / "results" / "digits_cpu_runs.jsonl", HERE / "results" / "digits_cpu_gp_runs.jsonl")
 SCHEDULERS = ("moasha", "moasha-scaled", "random", "more")
-REPORTED = ["seeds", "trials", "stopped",
-            *(f"time_to_{level}pct{end}" for level in (95, 99) for end in ("", "_lo", "_hi", "_vs_random"))]
+REPORTED = [
+    "seeds",
+    "trials",
+    "stopped",
+    *(f"time_to_{level}pct{end}" for level in (95, 99) for end in ("", "_lo", "_hi", "_vs_random")),
+]
 PREFIX = "syne-tune/"
 FIDELITY, ELAPSED = "epoch", "elapsed_time"
-ASHA = {"grace_period": 1, "reduction_factor": 2}  # xsearch's [asha] defaults: rungs 1, 2, 4, keep half
-EVOLUTION = {"population_size": 20, "sample_size": 5}  # a sixth of the 120 designs; a parent: the best of 5 drawn from it
-DELAYS = ("delay_on_trial_result", "delay_complete_after_final_report", "delay_complete_after_stop", "delay_start",
-          "delay_stop")  # the simulator's delays around each event, set to 0: only training is charged
-TUNER_SLEEP_S = 0.05  # simulated seconds per tuner poll: a worker stays idle at most this long between trials
+ASHA = {
+    "grace_period": 1,
+    "reduction_factor": 2,
+}  # xsearch's [asha] defaults: rungs 1, 2, 4, keep half
+EVOLUTION = {
+    "population_size": 20,
+    "sample_size": 5,
+}  # a sixth of the 120 designs; a parent: the best of 5 drawn from it
+DELAYS = (
+    "delay_on_trial_result",
+    "delay_complete_after_final_report",
+    "delay_complete_after_stop",
+    "delay_start",
+    "delay_stop",
+)  # the simulator's delays around each event, set to 0: only training is charged
+TUNER_SLEEP_S = (
+    0.05  # simulated seconds per tuner poll: a worker stays idle at most this long between trials
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,7 +101,9 @@ class Bench:
     blackbox: Any  # syne_tune.blackbox_repository.blackbox_tabular.BlackboxTabular
     keys: dict[tuple[Any, ...], str]  # the configuration's values, in `AXES` order -> design key
     metrics: list[str]  # the scheduler's metrics, each minimised (a maximised objective negated)
-    scaled: list[str]  # the same, each min-max scaled over the table (Syne Tune's epsilon-net measures raw distances)
+    scaled: list[
+        str
+    ]  # the same, each min-max scaled over the table (Syne Tune's epsilon-net measures raw distances)
     epochs: int
 
     def design(self, config: dict[str, Any]) -> str:
@@ -95,7 +116,9 @@ def configurations(keys: list[str]) -> list[dict[str, Any]]:
     "depthwise") as strings, since Syne Tune wants one type per axis."""
     configs = [{axis: json.loads(key)[axis] for axis in AXES} for key in keys]
     mixed = [axis for axis in AXES if len({type(c[axis]) for c in configs}) > 1]
-    return [{axis: str(value) if axis in mixed else value for axis, value in c.items()} for c in configs]
+    return [
+        {axis: str(value) if axis in mixed else value for axis, value in c.items()} for c in configs
+    ]
 
 
 def config_space(configs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -115,11 +138,14 @@ def config_space(configs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _seed_rows(rows: pd.DataFrame, slots: int) -> pd.DataFrame:
-    """A design's rows repeated to fill ``slots`` seed slots, each row equally often (a uniform slot is a uniform seed)."""
+    """A design's rows repeated to fill ``slots`` seed slots, each row equally often (a uniform slot
+    is a uniform seed)."""
     return rows.iloc[np.repeat(np.arange(len(rows)), slots // len(rows))].reset_index(drop=True)
 
 
-def _objectives(rows: pd.DataFrame, metrics: list[str], directions: list[str], epochs: int) -> np.ndarray:
+def _objectives(
+    rows: pd.DataFrame, metrics: list[str], directions: list[str], epochs: int
+) -> np.ndarray:
     """Per seed slot and epoch: each study metric (maximised ones also negated), then the cumulative seconds."""
     columns = []
     for metric, direction in zip(metrics, directions):
@@ -130,7 +156,11 @@ def _objectives(rows: pd.DataFrame, metrics: list[str], directions: list[str], e
         columns.append(values)
         if direction == "maximize":
             columns.append(-values)
-    columns.append(np.cumsum(rows[[f"epoch_s_{e}" for e in range(1, epochs + 1)]].to_numpy(dtype=float), axis=1))
+    columns.append(
+        np.cumsum(
+            rows[[f"epoch_s_{e}" for e in range(1, epochs + 1)]].to_numpy(dtype=float), axis=1
+        )
+    )
     return np.stack(columns, axis=-1)
 
 
@@ -140,24 +170,47 @@ def blackbox(table: BenchTable, spec: StudySpec) -> Bench:
     from syne_tune.config_space import randint
 
     metrics, directions = objective_metrics(spec)
-    missing = [m for m in metrics if m != TrialAttr.VAL_ACCURACY and m not in next(iter(table.designs.values()))]
+    missing = [
+        m
+        for m in metrics
+        if m != TrialAttr.VAL_ACCURACY and m not in next(iter(table.designs.values()))
+    ]
     if missing:
-        raise SystemExit(f"error: the bench table has no column for the objective metrics {missing}.")
+        raise SystemExit(
+            f"error: the bench table has no column for the objective metrics {missing}."
+        )
     keys = list(table.designs)
     configs = configurations(keys)
     slots = math.lcm(*(len(rows) for rows in table.designs.values()))
-    evaluations = np.stack([_objectives(_seed_rows(table.designs[key], slots), metrics, directions, table.epochs)
-                            for key in keys])
-    names = [name for m, d in zip(metrics, directions) for name in ([m, f"neg_{m}"] if d == "maximize" else [m])]
+    evaluations = np.stack(
+        [
+            _objectives(_seed_rows(table.designs[key], slots), metrics, directions, table.epochs)
+            for key in keys
+        ]
+    )
+    names = [
+        name
+        for m, d in zip(metrics, directions)
+        for name in ([m, f"neg_{m}"] if d == "maximize" else [m])
+    ]
     minimised = [m if d == "minimize" else f"neg_{m}" for m, d in zip(metrics, directions)]
     scaled = _min_max(evaluations[..., [names.index(m) for m in minimised]])
-    evaluations = np.concatenate([evaluations[..., :-1], scaled, evaluations[..., -1:]], axis=-1)  # the seconds stay last
+    evaluations = np.concatenate(
+        [evaluations[..., :-1], scaled, evaluations[..., -1:]], axis=-1
+    )  # the seconds stay last
     names += [f"scaled_{m}" for m in minimised]
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # pandas' deprecation of set_index(inplace=True), which BlackboxTabular calls
-        box = BlackboxTabular(hyperparameters=pd.DataFrame(configs, columns=list(AXES)), configuration_space=config_space(configs),
-                              fidelity_space={FIDELITY: randint(1, table.epochs)}, objectives_evaluations=evaluations,
-                              fidelity_values=np.arange(1, table.epochs + 1), objectives_names=[*names, ELAPSED])
+        warnings.simplefilter(
+            "ignore"
+        )  # pandas' deprecation of set_index(inplace=True), which BlackboxTabular calls
+        box = BlackboxTabular(
+            hyperparameters=pd.DataFrame(configs, columns=list(AXES)),
+            configuration_space=config_space(configs),
+            fidelity_space={FIDELITY: randint(1, table.epochs)},
+            objectives_evaluations=evaluations,
+            fidelity_values=np.arange(1, table.epochs + 1),
+            objectives_names=[*names, ELAPSED],
+        )
     by_values = {tuple(c[axis] for axis in AXES): key for c, key in zip(configs, keys)}
     return Bench(box, by_values, minimised, [f"scaled_{m}" for m in minimised], table.epochs)
 
@@ -175,15 +228,33 @@ def scheduler(name: str, bench: Bench, seed: int) -> Any:
     from syne_tune.optimizer.schedulers.single_fidelity_scheduler import SingleFidelityScheduler
 
     space = bench.blackbox.configuration_space
-    if name in ("moasha", "moasha-scaled"):  # non-dominated sort at each rung; a trial below the kept share stops for good
-        return MOASHA(space, metrics=bench.scaled if name == "moasha-scaled" else bench.metrics, do_minimize=True,
-                      time_attr=FIDELITY, max_t=bench.epochs, brackets=1, random_seed=seed, **ASHA)
+    if name in (
+        "moasha",
+        "moasha-scaled",
+    ):  # non-dominated sort at each rung; a trial below the kept share stops for good
+        return MOASHA(
+            space,
+            metrics=bench.scaled if name == "moasha-scaled" else bench.metrics,
+            do_minimize=True,
+            time_attr=FIDELITY,
+            max_t=bench.epochs,
+            brackets=1,
+            random_seed=seed,
+            **ASHA,
+        )
     if name == "random":  # every trial trained fully
-        return SingleFidelityScheduler(space, metrics=bench.metrics, do_minimize=True, searcher="random_search",
-                                       random_seed=seed)
+        return SingleFidelityScheduler(
+            space,
+            metrics=bench.metrics,
+            do_minimize=True,
+            searcher="random_search",
+            random_seed=seed,
+        )
     if name == "more":  # multi-objective regularized evolution, every trial trained fully
         searcher = MultiObjectiveRegularizedEvolution(space, random_seed=seed, **EVOLUTION)
-        return SingleFidelityScheduler(space, metrics=bench.metrics, do_minimize=True, searcher=searcher, random_seed=seed)
+        return SingleFidelityScheduler(
+            space, metrics=bench.metrics, do_minimize=True, searcher=searcher, random_seed=seed
+        )
     raise ValueError(f"unknown scheduler {name!r}: one of {SCHEDULERS}")
 
 
@@ -194,9 +265,13 @@ def _recorder(bench: Bench, trace: Trace) -> Any:
 
     class Recorder(TunerCallback):
         def __init__(self) -> None:
-            self.open: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}  # trial id -> config, last result seen
+            self.open: dict[
+                int, tuple[dict[str, Any], dict[str, Any]]
+            ] = {}  # trial id -> config, last result seen
 
-        def on_trial_result(self, trial: Any, status: str, result: dict[str, Any], decision: str) -> None:
+        def on_trial_result(
+            self, trial: Any, status: str, result: dict[str, Any], decision: str
+        ) -> None:
             self.open[trial.trial_id] = (trial.config, result)
             if decision in (SchedulerDecision.STOP, SchedulerDecision.PAUSE):
                 self._close(trial.trial_id, stopped=int(result[FIDELITY]) < bench.epochs)
@@ -205,7 +280,9 @@ def _recorder(bench: Bench, trace: Trace) -> Any:
             if trial.trial_id in self.open:
                 self._close(trial.trial_id, stopped=False)
 
-        def on_tuning_end(self) -> None:  # trials the stop criterion cut off: their epochs so far were spent
+        def on_tuning_end(
+            self,
+        ) -> None:  # trials the stop criterion cut off: their epochs so far were spent
             for trial_id in sorted(self.open):
                 self._close(trial_id, stopped=False)
 
@@ -214,7 +291,9 @@ def _recorder(bench: Bench, trace: Trace) -> Any:
             full = int(result[FIDELITY]) == bench.epochs
             trace.trials += 1
             trace.stopped += stopped
-            trace.seconds.append((trace.seconds[-1] if trace.seconds else 0.0) + float(result[ELAPSED]))
+            trace.seconds.append(
+                (trace.seconds[-1] if trace.seconds else 0.0) + float(result[ELAPSED])
+            )
             trace.found.append(bench.design(config) if full else "")
 
     return Recorder()
@@ -235,15 +314,29 @@ def simulate(bench: Bench, name: str, seed: int, budget_s: float) -> tuple[Trace
         def _advance_by_outside_time(self) -> None:
             pass
 
-    np.random.seed(seed)  # Syne Tune samples configurations and draws each trial's seed row with NumPy's global generator
+    np.random.seed(
+        seed
+    )  # Syne Tune samples configurations and draws each trial's seed row with NumPy's global generator
     trace = Trace()
-    backend = TrainingClock(bench.blackbox, elapsed_time_attr=ELAPSED, tuner_sleep_time=TUNER_SLEEP_S,
-                            simulator_config=SimulatorConfig(**dict.fromkeys(DELAYS, 0.0)))
+    backend = TrainingClock(
+        bench.blackbox,
+        elapsed_time_attr=ELAPSED,
+        tuner_sleep_time=TUNER_SLEEP_S,
+        simulator_config=SimulatorConfig(**dict.fromkeys(DELAYS, 0.0)),
+    )
     with tempfile.TemporaryDirectory(prefix="syne-tune-") as folder, _quiet(folder):
-        tuner = Tuner(trial_backend=backend, scheduler=scheduler(name, bench, seed), n_workers=1, sleep_time=0,
-                      stop_criterion=StoppingCriterion(max_wallclock_time=budget_s), results_update_interval=1e9,
-                      print_update_interval=1e9, save_tuner=False, tuner_name=f"{name}-{seed}",
-                      callbacks=[SimulatorCallback(), _recorder(bench, trace)])
+        tuner = Tuner(
+            trial_backend=backend,
+            scheduler=scheduler(name, bench, seed),
+            n_workers=1,
+            sleep_time=0,
+            stop_criterion=StoppingCriterion(max_wallclock_time=budget_s),
+            results_update_interval=1e9,
+            print_update_interval=1e9,
+            save_tuner=False,
+            tuner_name=f"{name}-{seed}",
+            callbacks=[SimulatorCallback(), _recorder(bench, trace)],
+        )
         tuner.run()
         clock = backend.time_keeper.time()
     return trace, clock
@@ -265,8 +358,14 @@ def _quiet(folder: str) -> Any:
             os.environ["SYNETUNE_FOLDER"] = before
 
 
-def run(table_path: Path, results: Path, schedulers: list[str], seeds: list[int], base: StudySpec,
-        steady_first_epoch: bool = False) -> None:
+def run(
+    table_path: Path,
+    results: Path,
+    schedulers: list[str],
+    seeds: list[int],
+    base: StudySpec,
+    steady_first_epoch: bool = False,
+) -> None:
     """Run every scheduler with every seed not yet in ``results`` (appended one line per run) on the table of bench
     study ``base`` (charged as GPU trials are with ``steady_first_epoch``: `search_efficiency.without_compilation`)."""
     frame = pd.read_csv(table_path)
@@ -276,16 +375,24 @@ def run(table_path: Path, results: Path, schedulers: list[str], seeds: list[int]
     scorers = {"hv": Scorer(table, base), "hv_log": Scorer(table, base, log_costs=True)}
     budget, digest = table.full_cost(), table_digest(table_path, base, steady_first_epoch)
     done = {(r["strategy"], r["seed"]) for r in read_results(results) if r["digest"] == digest}
-    todo = [(PREFIX + s, seed) for s in schedulers for seed in seeds if (PREFIX + s, seed) not in done]
-    print(f"{len(table.designs)} designs, exhaustive cost {budget:.0f} s; {len(todo)} runs to do, {len(done)} done", flush=True)
+    todo = [
+        (PREFIX + s, seed) for s in schedulers for seed in seeds if (PREFIX + s, seed) not in done
+    ]
+    print(
+        f"{len(table.designs)} designs, exhaustive cost {budget:.0f} s; {len(todo)} runs to do, {len(done)} done",
+        flush=True,
+    )
     results.parent.mkdir(parents=True, exist_ok=True)
     for index, (strategy, seed) in enumerate(todo, 1):
         started = time.perf_counter()
         trace, clock = simulate(bench, strategy.removeprefix(PREFIX), seed, budget)
         curves = append_result(results, digest, strategy, seed, budget, trace, scorers)
-        print(f"[{index}/{len(todo)}] {strategy} seed {seed}: {trace.trials} trials, {trace.stopped} stopped, "
-              f"{trace.seconds[-1] if trace.seconds else 0:.0f} s trained (clock {clock:.0f} s), "
-              f"final HV {curves['hv'][-1] if trace.trials else 0:.3f} ({time.perf_counter() - started:.1f} s)", flush=True)
+        print(
+            f"[{index}/{len(todo)}] {strategy} seed {seed}: {trace.trials} trials, {trace.stopped} stopped, "
+            f"{trace.seconds[-1] if trace.seconds else 0:.0f} s trained (clock {clock:.0f} s), "
+            f"final HV {curves['hv'][-1] if trace.trials else 0:.3f} ({time.perf_counter() - started:.1f} s)",
+            flush=True,
+        )
 
 
 def report(results: Path, also: list[Path]) -> dict[str, pd.DataFrame]:
@@ -293,29 +400,63 @@ def report(results: Path, also: list[Path]) -> dict[str, pd.DataFrame]:
     same table digest as the latest run)."""
     own = read_results(results)
     if not own:
-        raise SystemExit(f"error: no run in {results}: run `python -m benchmarks.syne_tune_compare run` first.")
+        raise SystemExit(
+            f"error: no run in {results}: run `python -m benchmarks.syne_tune_compare run` first."
+        )
     digest = own[-1]["digest"]
-    replays = [r for r in [*own, *(r for path in also for r in read_results(path))] if r["digest"] == digest]
+    replays = [
+        r
+        for r in [*own, *(r for path in also for r in read_results(path))]
+        if r["digest"] == digest
+    ]
     tables = {curve: summarize(replays, curve) for curve in ("hv", "hv_log")}
     return {curve: table[[c for c in REPORTED if c in table]] for curve, table in tables.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.syne_tune_compare", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.syne_tune_compare", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("command", choices=("run", "report"))
-    parser.add_argument("--table", type=Path, default=TABLE, help=f"the bench table (default {TABLE.name})")
-    parser.add_argument("--study", default="xception-bench", help="the bench study the table was made with")
-    parser.add_argument("--results", type=Path, default=RESULTS, help="the runs, one JSON line each (default %(default)s)")
-    parser.add_argument("--seeds", type=int, default=30, help="seeds 0..N-1 per scheduler (default 30)")
+    parser.add_argument(
+        "--table", type=Path, default=TABLE, help=f"the bench table (default {TABLE.name})"
+    )
+    parser.add_argument(
+        "--study", default="xception-bench", help="the bench study the table was made with"
+    )
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=RESULTS,
+        help="the runs, one JSON line each (default %(default)s)",
+    )
+    parser.add_argument(
+        "--seeds", type=int, default=30, help="seeds 0..N-1 per scheduler (default 30)"
+    )
     parser.add_argument("--schedulers", nargs="+", default=list(SCHEDULERS), choices=SCHEDULERS)
-    parser.add_argument("--steady-first-epoch", action="store_true",
-                        help="run: charge the table as GPU trials are, without compilation (use its own --results)")
-    parser.add_argument("--also", type=Path, nargs="*", default=None, metavar="PATH",
-                        help="report: xsearch's replays to show beside (default: those of benchmarks/ that exist)")
+    parser.add_argument(
+        "--steady-first-epoch",
+        action="store_true",
+        help="run: charge the table as GPU trials are, without compilation (use its own --results)",
+    )
+    parser.add_argument(
+        "--also",
+        type=Path,
+        nargs="*",
+        default=None,
+        metavar="PATH",
+        help="report: xsearch's replays to show beside (default: those of benchmarks/ that exist)",
+    )
     args = parser.parse_args(argv)
     if args.command == "run":
-        run(args.table, args.results, args.schedulers, list(range(args.seeds)), load_study_spec(args.study),
-            args.steady_first_epoch)
+        run(
+            args.table,
+            args.results,
+            args.schedulers,
+            list(range(args.seeds)),
+            load_study_spec(args.study),
+            args.steady_first_epoch,
+        )
         return 0
     also = [p for p in ALSO if p.exists()] if args.also is None else args.also
     for path in also:
@@ -323,8 +464,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{path}: not found, left out", flush=True)
     tables = report(args.results, also)
     with pd.option_context("display.width", 200, "display.max_columns", 30):
-        for curve, title in (("hv", "costs min-max scaled"), ("hv_log", "log10 of the costs, min-max scaled")):
-            print(f"\nmedians over seeds, times as fractions of the exhaustive cost ({curve}: {title})")
+        for curve, title in (
+            ("hv", "costs min-max scaled"),
+            ("hv_log", "log10 of the costs, min-max scaled"),
+        ):
+            print(
+                f"\nmedians over seeds, times as fractions of the exhaustive cost ({curve}: {title})"
+            )
             print(tables[curve].round(3).to_string())
     return 0
 

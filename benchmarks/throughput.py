@@ -7,8 +7,9 @@ Both Keras models run on the current Keras backend with the same batch, precisio
 and compile settings; rates count the fastest timed step, and the first call of each step function
 (tracing and compilation) is reported as compile time and left out of the rates. Model FLOP
 utilisation (MFU) is the achieved FLOP/s (forward FLOPs per image from `xsearch.model.costs.model_costs`,
-x3 for a training image) over the matmul FLOP/s measured on the same device and precision. timm's ``legacy_xception`` (PyTorch,
-channels-last, autocast, ``torch.compile``) is added when torch and timm are importable.
+x3 for a training image) over the matmul FLOP/s measured on the same device and precision. timm's
+``legacy_xception`` (PyTorch, channels-last, autocast, ``torch.compile``) is added when torch and
+timm are importable.
 """
 
 from __future__ import annotations
@@ -43,7 +44,9 @@ def table(headers: list[str], rows: list[list[Any]]) -> str:
     cells = [headers, *([_cell(value) for value in row] for row in rows)]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     return "\n".join(
-        "  ".join([row[0].ljust(widths[0]), *(text.rjust(w) for text, w in zip(row[1:], widths[1:]))])
+        "  ".join(
+            [row[0].ljust(widths[0]), *(text.rjust(w) for text, w in zip(row[1:], widths[1:]))]
+        )
         for row in cells
     )
 
@@ -61,8 +64,11 @@ def environment() -> dict[str, Any]:
 
 def compile_for_benchmark(model: keras.Model) -> None:
     """Adam, sparse categorical cross-entropy, no metrics, xsearch's jit setting (as in a trial)."""
-    model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(),
-                  jit_compile=jit_compile_setting())
+    model.compile(
+        keras.optimizers.Adam(1e-3),
+        keras.losses.SparseCategoricalCrossentropy(),
+        jit_compile=jit_compile_setting(),
+    )
 
 
 def random_batch(model: keras.Model, batch_size: int) -> tuple[Any, Any]:
@@ -81,10 +87,15 @@ def keras_steps(model: keras.Model, batch_size: int) -> Steps:
     """Training and inference steps of a Keras model on one random batch."""
     compile_for_benchmark(model)
     x, y = random_batch(model, batch_size)
-    return {"train": lambda: model.train_on_batch(x, y), "inference": lambda: model.predict_on_batch(x)}
+    return {
+        "train": lambda: model.train_on_batch(x, y),
+        "inference": lambda: model.predict_on_batch(x),
+    }
 
 
-def measure_alternately(models: dict[str, Steps], batch_size: int, steps: int, rounds: int = 1) -> dict[str, dict]:
+def measure_alternately(
+    models: dict[str, Steps], batch_size: int, steps: int, rounds: int = 1
+) -> dict[str, dict]:
     """Images/s and compile seconds per model and phase; the models take turns for ``rounds`` rounds.
 
     Each phase's first call (tracing and compilation) is timed apart; its rate is from the fastest
@@ -94,7 +105,11 @@ def measure_alternately(models: dict[str, Steps], batch_size: int, steps: int, r
     for name, phases in models.items():
         for phase, step in phases.items():
             first[name][phase] = _seconds(step)
-            print(f"{name} {phase}: first step {first[name][phase]:.1f} s", file=sys.stderr, flush=True)
+            print(
+                f"{name} {phase}: first step {first[name][phase]:.1f} s",
+                file=sys.stderr,
+                flush=True,
+            )
     best = {name: {phase: float("inf") for phase in phases} for name, phases in models.items()}
     for _ in range(rounds):
         for name, phases in models.items():
@@ -141,11 +156,15 @@ def timm_steps(image_size: int, batch_size: int, precision: str) -> tuple[Steps,
     model = model.to(device, memory_format=torch.channels_last)
     compiled = torch.compile(model)
     optimizer = torch.optim.Adam(model.parameters(), 1e-3)
-    x = torch.randn(batch_size, 3, image_size, image_size, device=device).to(memory_format=torch.channels_last)
+    x = torch.randn(batch_size, 3, image_size, image_size, device=device).to(
+        memory_format=torch.channels_last
+    )
     y = torch.randint(0, NUM_CLASSES, (batch_size,), device=device)
 
     def autocast() -> Any:
-        return torch.autocast(device, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None)
+        return torch.autocast(
+            device, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
+        )
 
     def synchronize() -> None:
         if device == "cuda":
@@ -181,15 +200,32 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.image_size >= KERAS_APPLICATIONS_MIN_SIZE:
         models["keras.applications"] = keras.applications.Xception(weights=None, input_shape=shape)
     else:
-        notes.append(f"keras.applications row skipped: keras.applications.Xception needs images of at least "
-                     f"{KERAS_APPLICATIONS_MIN_SIZE}x{KERAS_APPLICATIONS_MIN_SIZE}")
+        notes.append(
+            f"keras.applications row skipped: keras.applications.Xception needs images of at least "
+            f"{KERAS_APPLICATIONS_MIN_SIZE}x{KERAS_APPLICATIONS_MIN_SIZE}"
+        )
     steps = {name: keras_steps(model, args.batch_size) for name, model in models.items()}
-    rows = [{"model": name, "framework": f"keras/{keras.backend.backend()}", "params": model.count_params(),
-             "forward_flops": model_costs(model)["flops"]} for name, model in models.items()]
+    rows = [
+        {
+            "model": name,
+            "framework": f"keras/{keras.backend.backend()}",
+            "params": model.count_params(),
+            "forward_flops": model_costs(model)["flops"],
+        }
+        for name, model in models.items()
+    ]
     try:
-        steps["timm legacy_xception"], timm_params = timm_steps(args.image_size, args.batch_size, args.precision)
-        rows.append({"model": "timm legacy_xception", "framework": "torch", "params": timm_params,
-                     "forward_flops": rows[0]["forward_flops"]})
+        steps["timm legacy_xception"], timm_params = timm_steps(
+            args.image_size, args.batch_size, args.precision
+        )
+        rows.append(
+            {
+                "model": "timm legacy_xception",
+                "framework": "torch",
+                "params": timm_params,
+                "forward_flops": rows[0]["forward_flops"],
+            }
+        )
     except ImportError as error:
         notes.append(f"timm row skipped: {error} (install torch and timm to compare with PyTorch)")
     rates = measure_alternately(steps, args.batch_size, args.steps, args.rounds)
@@ -199,9 +235,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         row["train_mfu"] = 3 * row["forward_flops"] * row["train_images_per_second"] / peak
         row["inference_mfu"] = row["forward_flops"] * row["inference_images_per_second"] / peak
     report = {
-        "benchmark": "throughput", "environment": environment(), "image_size": args.image_size,
-        "batch_size": args.batch_size, "steps": args.steps, "rounds": args.rounds, "precision": args.precision,
-        "matmul_size": matmul_size, "matmul_flops_per_second": peak, "rows": rows, "notes": notes,
+        "benchmark": "throughput",
+        "environment": environment(),
+        "image_size": args.image_size,
+        "batch_size": args.batch_size,
+        "steps": args.steps,
+        "rounds": args.rounds,
+        "precision": args.precision,
+        "matmul_size": matmul_size,
+        "matmul_flops_per_second": peak,
+        "rows": rows,
+        "notes": notes,
     }
     _print(report)
     write_json(args.json, report)
@@ -210,11 +254,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--small", action="store_true", help="CPU size: 71x71 images, batch 8, 5 steps")
+    parser.add_argument(
+        "--small", action="store_true", help="CPU size: 71x71 images, batch 8, 5 steps"
+    )
     parser.add_argument("--image-size", type=int, help="default 299 (71 with --small)")
     parser.add_argument("--batch-size", type=int, help="default 32 (8 with --small)")
-    parser.add_argument("--steps", type=int, help="timed steps per model and round; default 20 (5 with --small)")
-    parser.add_argument("--rounds", type=int, default=2, help="rounds of steps, the models taking turns")
+    parser.add_argument(
+        "--steps", type=int, help="timed steps per model and round; default 20 (5 with --small)"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=2, help="rounds of steps, the models taking turns"
+    )
     parser.add_argument("--precision", choices=PRECISIONS, default="float32")
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args(argv)
@@ -231,15 +281,38 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 def _print(report: dict[str, Any]) -> None:
     env = report["environment"]
-    print(f"Paper-point Xception, {report['image_size']}x{report['image_size']}, batch {report['batch_size']}, "
-          f"{report['precision']}, {env['backend']} {env['backend_version']} on {env['device']}")
-    print(f"device matmul ({report['matmul_size']}^2): {report['matmul_flops_per_second'] / 1e9:,.0f} GFLOP/s")
-    headers = ["model", "framework", "params", "GFLOP/img", "train img/s", "train MFU", "compile s",
-               "infer img/s", "infer MFU", "compile s"]
+    print(
+        f"Paper-point Xception, {report['image_size']}x{report['image_size']}, batch {report['batch_size']}, "
+        f"{report['precision']}, {env['backend']} {env['backend_version']} on {env['device']}"
+    )
+    print(
+        f"device matmul ({report['matmul_size']}^2): {report['matmul_flops_per_second'] / 1e9:,.0f} GFLOP/s"
+    )
+    headers = [
+        "model",
+        "framework",
+        "params",
+        "GFLOP/img",
+        "train img/s",
+        "train MFU",
+        "compile s",
+        "infer img/s",
+        "infer MFU",
+        "compile s",
+    ]
     rows = [
-        [r["model"], r["framework"], r["params"], r["forward_flops"] / 1e9,
-         r["train_images_per_second"], f"{r['train_mfu']:.1%}", r["train_compile_s"],
-         r["inference_images_per_second"], f"{r['inference_mfu']:.1%}", r["inference_compile_s"]]
+        [
+            r["model"],
+            r["framework"],
+            r["params"],
+            r["forward_flops"] / 1e9,
+            r["train_images_per_second"],
+            f"{r['train_mfu']:.1%}",
+            r["train_compile_s"],
+            r["inference_images_per_second"],
+            f"{r['inference_mfu']:.1%}",
+            r["inference_compile_s"],
+        ]
         for r in report["rows"]
     ]
     print(table(headers, rows))

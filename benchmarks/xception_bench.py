@@ -53,22 +53,42 @@ from xsearch.study.storage import RUN_STORAGES, load_study, run_storage
 STUDY = "xception-bench"
 RUNS = Path("runs") / STUDY
 TABLE = Path(__file__).with_name("xception_bench.csv")
-COMPILE = "compile_s"  # the seconds of the first epoch that compiled the training step (in epoch_s_1 too)
-_COSTS = (TrialAttr.PARAMS, TrialAttr.MACS, TrialAttr.FLOPS, TrialAttr.LATENCY_MS, TrialAttr.LATENCY_P90_MS)
+COMPILE = (
+    "compile_s"  # the seconds of the first epoch that compiled the training step (in epoch_s_1 too)
+)
+_COSTS = (
+    TrialAttr.PARAMS,
+    TrialAttr.MACS,
+    TrialAttr.FLOPS,
+    TrialAttr.LATENCY_MS,
+    TrialAttr.LATENCY_P90_MS,
+)
 
 
 def build(seeds: list[int], runs: Path, study: str = STUDY) -> int:
     """Run (or resume) the bench study once per seed; the worst exit status."""
     worst = 0
     for seed in seeds:
-        command = [sys.executable, "-m", "xsearch.cli", "run", "--study", study, "--seed", str(seed),
-                   "--out", str(runs / f"seed-{seed}")]
+        command = [
+            sys.executable,
+            "-m",
+            "xsearch.cli",
+            "run",
+            "--study",
+            study,
+            "--seed",
+            str(seed),
+            "--out",
+            str(runs / f"seed-{seed}"),
+        ]
         print(f"xception-bench: seed {seed}: {' '.join(command[1:])}", flush=True)
         worst = max(worst, subprocess.run(command, check=False).returncode)
     return worst
 
 
-def fill(seeds: list[int], runs: Path, table_path: Path, study: str = STUDY, chunk: int | None = None) -> int:
+def fill(
+    seeds: list[int], runs: Path, table_path: Path, study: str = STUDY, chunk: int | None = None
+) -> int:
     """Train, per seed, the designs of the bench space that neither ``table_path`` nor a run folder under ``runs``
     has for that seed; the worst exit status.
 
@@ -84,9 +104,13 @@ def fill(seeds: list[int], runs: Path, table_path: Path, study: str = STUDY, chu
     worst = 0
     while True:
         current = _current_table(runs, study, table_path)
-        missing = {seed: [c for c in order if c.to_json() not in _designs(current, seed)] for seed in seeds}
+        missing = {
+            seed: [c for c in order if c.to_json() not in _designs(current, seed)] for seed in seeds
+        }
         if not any(missing.values()):
-            print(f"xception-bench: {study}: the table has every design for seeds {seeds}", flush=True)
+            print(
+                f"xception-bench: {study}: the table has every design for seeds {seeds}", flush=True
+            )
             return worst
         for seed in seeds:
             todo = missing[seed][:chunk] if chunk else missing[seed]
@@ -96,7 +120,11 @@ def fill(seeds: list[int], runs: Path, table_path: Path, study: str = STUDY, chu
         write_table(frame, table_path, study)
         print(f"xception-bench: {study}: {len(frame)} rows -> {table_path}", flush=True)
         if len(frame) <= len(current):
-            print(f"xception-bench: {study}: a round of chunks added no row; stopping.", file=sys.stderr, flush=True)
+            print(
+                f"xception-bench: {study}: a round of chunks added no row; stopping.",
+                file=sys.stderr,
+                flush=True,
+            )
             return max(worst, 1)
         if worst or not chunk:
             return worst
@@ -105,20 +133,38 @@ def fill(seeds: list[int], runs: Path, table_path: Path, study: str = STUDY, chu
 def _train_designs(path: Path, designs: list[XceptionConfig], seed: int, folder: Path) -> int:
     """Train ``designs`` with the study file ``path`` and ``seed`` in ``folder`` (their seed trials, in order)."""
     folder.mkdir(parents=True, exist_ok=True)
-    seeds_toml = ", ".join("{" + ", ".join(f"{k} = {json.dumps(v)}" for k, v in json.loads(c.to_json()).items()) + "}"
-                           for c in designs)
+    seeds_toml = ", ".join(
+        "{" + ", ".join(f"{k} = {json.dumps(v)}" for k, v in json.loads(c.to_json()).items()) + "}"
+        for c in designs
+    )
     text = re.sub(r"(?m)^(sampler|seed_trials|trials) = .*$", "", path.read_text())
-    (folder / path.name).write_text(f'sampler = "random"\nseed_trials = [{seeds_toml}]\ntrials = {len(designs)}\n{text}')
-    command = [sys.executable, "-m", "xsearch.cli", "run", "--study", str(folder / path.name), "--seed", str(seed),
-               "--out", str(folder)]
-    print(f"xception-bench: seed {seed}: {len(designs)} designs: {' '.join(command[1:])}", flush=True)
+    (folder / path.name).write_text(
+        f'sampler = "random"\nseed_trials = [{seeds_toml}]\ntrials = {len(designs)}\n{text}'
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "xsearch.cli",
+        "run",
+        "--study",
+        str(folder / path.name),
+        "--seed",
+        str(seed),
+        "--out",
+        str(folder),
+    ]
+    print(
+        f"xception-bench: seed {seed}: {len(designs)} designs: {' '.join(command[1:])}", flush=True
+    )
     return subprocess.run(command, check=False).returncode
 
 
 def _current_table(runs: Path, study: str, table_path: Path) -> pd.DataFrame:
     """The committed table merged with every run folder under ``runs`` (either may be missing)."""
     existing = pd.read_csv(table_path) if table_path.exists() else None
-    if any(any((folder / name).is_file() for name in RUN_STORAGES) for folder in runs.glob("seed-*")):
+    if any(
+        any((folder / name).is_file() for name in RUN_STORAGES) for folder in runs.glob("seed-*")
+    ):
         return table(runs, study, existing)
     return existing if existing is not None else pd.DataFrame(columns=[*AXES, "seed"])
 
@@ -128,7 +174,11 @@ def _designs(frame: pd.DataFrame, seed: int) -> set[str]:
 
 
 def _next_part(runs: Path, seed: int) -> Path:
-    taken = {int(m.group(1)) for f in runs.glob(f"seed-{seed}-part-*") if (m := re.fullmatch(rf"seed-{seed}-part-(\d+)", f.name))}
+    taken = {
+        int(m.group(1))
+        for f in runs.glob(f"seed-{seed}-part-*")
+        if (m := re.fullmatch(rf"seed-{seed}-part-(\d+)", f.name))
+    }
     return runs / f"seed-{seed}-part-{max(taken, default=-1) + 1}"
 
 
@@ -136,9 +186,13 @@ def design_key(row: pd.Series) -> str:
     """A table row's design as its `XceptionConfig` JSON (the key of a design across seeds and runs)."""
     values = {axis: row[axis] for axis in AXES}
     segments = str(values["segments"])
-    values.update(segments=int(segments) if segments.isdigit() else segments, residual=str(values["residual"]).lower() == "true",
-                  middle_repeats=int(values["middle_repeats"]), depth_multiplier=int(values["depth_multiplier"]),
-                  width=float(values["width"]))
+    values.update(
+        segments=int(segments) if segments.isdigit() else segments,
+        residual=str(values["residual"]).lower() == "true",
+        middle_repeats=int(values["middle_repeats"]),
+        depth_multiplier=int(values["depth_multiplier"]),
+        width=float(values["width"]),
+    )
     return XceptionConfig(**values).to_json()
 
 
@@ -149,11 +203,19 @@ def rows(study: optuna.Study) -> list[dict[str, Any]]:
     table = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
         attrs = trial.user_attrs
-        if is_repeat(trial) or TrialAttr.CONFIG not in attrs or failure_reason(trial) == FailureReason.INTERRUPTED:
+        if (
+            is_repeat(trial)
+            or TrialAttr.CONFIG not in attrs
+            or failure_reason(trial) == FailureReason.INTERRUPTED
+        ):
             continue
         curve = epoch_series(attrs, (attrs.get(TrialAttr.CURVES) or {}).get(TrialAttr.VAL_ACCURACY))
         times = epoch_series(attrs, attrs.get(TrialAttr.EPOCH_TIMES_S))
-        row: dict[str, Any] = {**json.loads(attrs[TrialAttr.CONFIG]), "seed": seed, "trial": trial.number}
+        row: dict[str, Any] = {
+            **json.loads(attrs[TrialAttr.CONFIG]),
+            "seed": seed,
+            "trial": trial.number,
+        }
         row.update({key: attrs.get(key, math.nan) for key in _COSTS})
         row.update({f"val_acc_{e}": _at(curve, e) for e in range(1, epochs + 1)})
         row[TrialAttr.TEST_ACCURACY] = attrs.get(TrialAttr.TEST_ACCURACY, math.nan)
@@ -167,20 +229,31 @@ def rows(study: optuna.Study) -> list[dict[str, Any]]:
 def table(runs: Path, study: str = STUDY, existing: pd.DataFrame | None = None) -> pd.DataFrame:
     """The bench table from every ``seed-*`` run folder under ``runs``, plus the rows of ``existing`` whose
     design and seed no folder has, sorted by design and seed."""
-    frames, name = [], load_study_spec(resolve("studies", study)).name  # a study given as a path is named by its file
+    frames, name = (
+        [],
+        load_study_spec(resolve("studies", study)).name,
+    )  # a study given as a path is named by its file
     for folder in sorted(runs.glob("seed-*")):
         if not any((folder / storage).is_file() for storage in RUN_STORAGES):
             continue  # a build killed before its study was created
         frames.append(pd.DataFrame(rows(load_study(run_storage(name, out=folder), name))))
     if not frames:
-        raise SystemExit(f"error: no seed-* run folder under {runs}: run `python -m benchmarks.xception_bench build`.")
+        raise SystemExit(
+            f"error: no seed-* run folder under {runs}: run `python -m benchmarks.xception_bench build`."
+        )
     frame = pd.concat(frames, ignore_index=True)
     if existing is not None and len(existing):
         ran = {(design_key(row), int(row["seed"])) for _, row in frame.iterrows()}
-        kept = existing[[(design_key(row), int(row["seed"])) not in ran for _, row in existing.iterrows()]]
+        kept = existing[
+            [(design_key(row), int(row["seed"])) not in ran for _, row in existing.iterrows()]
+        ]
         frame = pd.concat([frame, kept], ignore_index=True)
     frame["segments"] = frame["segments"].astype(str)
-    frame[COMPILE] = frame[COMPILE].fillna(derived_compile_s(frame)) if COMPILE in frame else derived_compile_s(frame)
+    frame[COMPILE] = (
+        frame[COMPILE].fillna(derived_compile_s(frame))
+        if COMPILE in frame
+        else derived_compile_s(frame)
+    )
     return frame.sort_values([*AXES, "seed"], kind="stable").reset_index(drop=True)
 
 
@@ -209,47 +282,83 @@ def noise(frame: pd.DataFrame, resamples: int = 2000) -> dict[str, Any]:
     variances, counts = by_design.var(ddof=1), by_design.count()
     seeded = counts >= 2
     dof = (counts - 1)[seeded]
-    pooled = math.sqrt(float((variances[seeded] * dof).sum() / dof.sum())) if seeded.any() else math.nan
+    pooled = (
+        math.sqrt(float((variances[seeded] * dof).sum() / dof.sum())) if seeded.any() else math.nan
+    )
     median_noise = float(np.sqrt(variances[seeded]).median()) if seeded.any() else math.nan
     spread = float(means.iloc[:, -1].std(ddof=1))
     report: dict[str, Any] = {
-        "designs": len(means), "seeds_per_design_min": int(counts.min()), "seeds_per_design_max": int(counts.max()),
-        "designs_with_2_seeds": int(seeded.sum()), "rows": int(trained.sum()),
-        "accuracy_min": float(means.iloc[:, -1].min()), "accuracy_max": float(means.iloc[:, -1].max()),
-        "spread_std": spread, "pooled_seed_std": pooled, "median_seed_std": median_noise,
+        "designs": len(means),
+        "seeds_per_design_min": int(counts.min()),
+        "seeds_per_design_max": int(counts.max()),
+        "designs_with_2_seeds": int(seeded.sum()),
+        "rows": int(trained.sum()),
+        "accuracy_min": float(means.iloc[:, -1].min()),
+        "accuracy_max": float(means.iloc[:, -1].max()),
+        "spread_std": spread,
+        "pooled_seed_std": pooled,
+        "median_seed_std": median_noise,
         "spread_over_pooled_noise": spread / pooled if pooled > 0 else math.nan,
         "spread_over_median_noise": spread / median_noise if median_noise > 0 else math.nan,
     }
-    low, high = _ratio_interval(means.iloc[:, -1], variances, dof, resamples) if seeded.sum() >= 2 else (math.nan, math.nan)
+    low, high = (
+        _ratio_interval(means.iloc[:, -1], variances, dof, resamples)
+        if seeded.sum() >= 2
+        else (math.nan, math.nan)
+    )
     report.update(spread_over_pooled_noise_lo=low, spread_over_pooled_noise_hi=high)
     for epoch in range(1, accuracy.shape[1]):
-        report[f"spearman_epoch_{epoch}"] = float(means.iloc[:, epoch - 1].corr(means.iloc[:, -1], method="spearman"))
+        report[f"spearman_epoch_{epoch}"] = float(
+            means.iloc[:, epoch - 1].corr(means.iloc[:, -1], method="spearman")
+        )
     return report
 
 
-def _ratio_interval(means: pd.Series, variances: pd.Series, dof: pd.Series, resamples: int) -> tuple[float, float]:
+def _ratio_interval(
+    means: pd.Series, variances: pd.Series, dof: pd.Series, resamples: int
+) -> tuple[float, float]:
     """The 95 % bootstrap interval of spread / pooled noise, resampling designs (those with 2+ seeds for the noise)."""
     rng = np.random.default_rng(0)
-    spread_values, var_values, dof_values = means.to_numpy(), variances[dof.index].to_numpy(), dof.to_numpy(dtype=float)
+    spread_values, var_values, dof_values = (
+        means.to_numpy(),
+        variances[dof.index].to_numpy(),
+        dof.to_numpy(dtype=float),
+    )
     spreads, pooled = np.empty(resamples), np.empty(resamples)
     for index in range(resamples):
-        spreads[index] = np.std(spread_values[rng.integers(len(spread_values), size=len(spread_values))], ddof=1)
+        spreads[index] = np.std(
+            spread_values[rng.integers(len(spread_values), size=len(spread_values))], ddof=1
+        )
         pick = rng.integers(len(dof_values), size=len(dof_values))
-        pooled[index] = math.sqrt(float((var_values[pick] * dof_values[pick]).sum() / dof_values[pick].sum()))
-    with np.errstate(divide="ignore", invalid="ignore"):  # a resample of noiseless designs: an infinite ratio
+        pooled[index] = math.sqrt(
+            float((var_values[pick] * dof_values[pick]).sum() / dof_values[pick].sum())
+        )
+    with np.errstate(
+        divide="ignore", invalid="ignore"
+    ):  # a resample of noiseless designs: an infinite ratio
         low, high = np.nanpercentile(spreads / pooled, [2.5, 97.5])
     return float(low), float(high)
 
 
 def write_table(frame: pd.DataFrame, path: Path, study: str) -> None:
     """The table as CSV and, beside it, the machine, versions, date and study it was made with."""
-    from benchmarks.throughput import environment  # loads the backend: only where the table is written
+    from benchmarks.throughput import (
+        environment,
+    )  # loads the backend: only where the table is written
+
     write_atomic(path, frame.to_csv(index=False, float_format="%.6g"))
     spec = load_study_spec(study)
-    meta = {"study": study, "spec": spec.to_dict(), "environment": environment(), "machine": platform.machine(),
-            "processor": platform.processor(), "cpu_affinity": len(os.sched_getaffinity(0)),
-            "made_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-            "rows": len(frame), "seeds": sorted(int(s) for s in frame["seed"].unique())}
+    meta = {
+        "study": study,
+        "spec": spec.to_dict(),
+        "environment": environment(),
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "cpu_affinity": len(os.sched_getaffinity(0)),
+        "made_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "rows": len(frame),
+        "seeds": sorted(int(s) for s in frame["seed"].unique()),
+    }
     write_atomic(path.with_suffix(".json"), json.dumps(meta, indent=2, default=str) + "\n")
 
 
@@ -258,26 +367,38 @@ def _at(values: list[float], epoch: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.xception_bench", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.xception_bench", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("command", choices=("build", "fill", "table", "noise"))
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="build, fill: the seeds to run")
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=[0, 1, 2], help="build, fill: the seeds to run"
+    )
     parser.add_argument("--runs", type=Path, default=RUNS, help=f"the run folders (default {RUNS})")
     parser.add_argument("--study", default=STUDY, help="the bench study (default xception-bench)")
     parser.add_argument("--table", type=Path, default=TABLE, help=f"the table (default {TABLE})")
-    parser.add_argument("--chunk", type=int, default=None, help="fill: designs per seed between writes of the table")
+    parser.add_argument(
+        "--chunk", type=int, default=None, help="fill: designs per seed between writes of the table"
+    )
     args = parser.parse_args(argv)
     if args.command == "build":
         return build(args.seeds, args.runs, args.study)
     if args.command == "fill":
         return fill(args.seeds, args.runs, args.table, args.study, args.chunk)
     if args.command == "table":
-        frame = table(args.runs, args.study, pd.read_csv(args.table) if args.table.exists() else None)
+        frame = table(
+            args.runs, args.study, pd.read_csv(args.table) if args.table.exists() else None
+        )
         write_table(frame, args.table, args.study)
         print(f"{len(frame)} rows -> {args.table}")
         return 0
     report = noise(pd.read_csv(args.table))
-    print("\n".join(f"{key:18s} {value:.4g}" if isinstance(value, float) else f"{key:18s} {value}"
-                    for key, value in report.items()))
+    print(
+        "\n".join(
+            f"{key:18s} {value:.4g}" if isinstance(value, float) else f"{key:18s} {value}"
+            for key, value in report.items()
+        )
+    )
     return 0
 
 

@@ -26,7 +26,9 @@ STUDY_FILE_MARKER = "<!-- generated: study-file -->"
 CLI_MARKER = "<!-- generated: cli -->"
 USAGE_WIDTH = 100
 _TYPE_NAMES = {int: "integer", float: "number", bool: "boolean", str: "string"}
-_REFERENCE = re.compile(r"^[\w.]+:[A-Z_]+$")  # "module:NAME", a tuple of valid values defined elsewhere
+_REFERENCE = re.compile(
+    r"^[\w.]+:[A-Z_]+$"
+)  # "module:NAME", a tuple of valid values defined elsewhere
 
 
 def on_page_markdown(markdown: str, **kwargs: Any) -> str:
@@ -62,12 +64,22 @@ def study_file_reference() -> str:
     tables = {name: table for name, table in spec_tables().items() if name}
     optional = {name: type(None) in typing.get_args(hints[name]) for name in tables}
     index = ["| table | meaning |", "|---|---|"]
-    index += [f"| [`[{name}]`](#{name}) | {docs[name]}{' Optional.' if optional[name] else ''} |"
-              for name in tables]
-    sections = ["## Top-level keys\n", _keys_table(StudySpec), "## Tables\n", "\n".join(index) + "\n"]
+    index += [
+        f"| [`[{name}]`](#{name}) | {docs[name]}{' Optional.' if optional[name] else ''} |"
+        for name in tables
+    ]
+    sections = [
+        "## Top-level keys\n",
+        _keys_table(StudySpec),
+        "## Tables\n",
+        "\n".join(index) + "\n",
+    ]
     for name, table in tables.items():
-        kind = ("An optional table: without it, this is off." if optional[name]
-                else "Always there: a key left out takes its default.")
+        kind = (
+            "An optional table: without it, this is off."
+            if optional[name]
+            else "Always there: a key left out takes its default."
+        )
         sections += [f"## [{name}]\n", f"{_first_line(table.__doc__)} {kind}\n", _keys_table(table)]
     return "\n".join(sections)
 
@@ -75,8 +87,11 @@ def study_file_reference() -> str:
 def documented_keys(table: type) -> list[dataclasses.Field[Any]]:
     """The fields of a table that are keys of the file (not nested tables, not the file's name)."""
     hints = typing.get_type_hints(table)
-    return [field for field in dataclasses.fields(table)
-            if field.metadata.get("in_file", True) and _dataclass_of(hints[field.name]) is None]
+    return [
+        field
+        for field in dataclasses.fields(table)
+        if field.metadata.get("in_file", True) and _dataclass_of(hints[field.name]) is None
+    ]
 
 
 def _keys_table(table: type) -> str:
@@ -84,9 +99,18 @@ def _keys_table(table: type) -> str:
     rows = ["| key | type | default | valid values | meaning |", "|---|---|---|---|---|"]
     for field in documented_keys(table):
         meta = field.metadata
-        default = field.default_factory() if field.default_factory is not dataclasses.MISSING else field.default
-        cells = (f"`{field.name}`", type_name(hints[field.name]), toml_value(default), valid_values(meta.get("valid")),
-                 meta.get("doc", ""))
+        default = (
+            field.default_factory()
+            if field.default_factory is not dataclasses.MISSING
+            else field.default
+        )
+        cells = (
+            f"`{field.name}`",
+            type_name(hints[field.name]),
+            toml_value(default),
+            valid_values(meta.get("valid")),
+            meta.get("doc", ""),
+        )
         rows.append("| " + " | ".join(_cell(cell) for cell in cells) + " |")
     return "\n".join(rows) + "\n"
 
@@ -138,7 +162,9 @@ def valid_values(valid: Any) -> str:
 def _cell(text: str) -> str:
     """A table cell: its pipes escaped, except inside code spans (where the tables extension leaves them alone)."""
     parts = text.split("`")
-    return "`".join(part if index % 2 else part.replace("|", "\\|") for index, part in enumerate(parts))
+    return "`".join(
+        part if index % 2 else part.replace("|", "\\|") for index, part in enumerate(parts)
+    )
 
 
 def _first_line(doc: str | None) -> str:
@@ -168,8 +194,12 @@ def subcommands(parser: argparse.ArgumentParser) -> list[tuple[str, argparse.Arg
 
 def flags(parser: argparse.ArgumentParser) -> list[argparse.Action]:
     """The options of a parser, without ``--help`` and the subcommands."""
-    return [action for action in parser._actions if action.option_strings
-            and not isinstance(action, (argparse._HelpAction, argparse._SubParsersAction))]
+    return [
+        action
+        for action in parser._actions
+        if action.option_strings
+        and not isinstance(action, (argparse._HelpAction, argparse._SubParsersAction))
+    ]
 
 
 def _command_section(title: str, help_text: str, parser: argparse.ArgumentParser) -> str:
@@ -177,8 +207,15 @@ def _command_section(title: str, help_text: str, parser: argparse.ArgumentParser
     usage = parser.format_usage().removeprefix("usage: ").strip()
     rows = ["| flag | value | default | meaning |", "|---|---|---|---|"]
     for action in flags(parser):
-        meaning = html.escape(action.help or "", quote=False) + (" (required)" if action.required else "")
-        cells = (", ".join(f"`{option}`" for option in action.option_strings), _value(action), _default(action), meaning)
+        meaning = html.escape(action.help or "", quote=False) + (
+            " (required)" if action.required else ""
+        )
+        cells = (
+            ", ".join(f"`{option}`" for option in action.option_strings),
+            _value(action),
+            _default(action),
+            meaning,
+        )
         rows.append("| " + " | ".join(_cell(cell) for cell in cells) + " |")
     table = "\n".join(rows) + "\n" if len(rows) > 2 else "No options.\n"
     return f"## `{title}`\n\n{html.escape(help_text, quote=False)}.\n\n```text\n{usage}\n```\n\n{table}"
@@ -189,7 +226,9 @@ def _value(action: argparse.Action) -> str:
         return ""
     if action.choices:
         return " | ".join(f"`{choice}`" for choice in action.choices)
-    metavar = action.metavar or (action.type.__name__.upper() if isinstance(action.type, type) else action.dest.upper())
+    metavar = action.metavar or (
+        action.type.__name__.upper() if isinstance(action.type, type) else action.dest.upper()
+    )
     return f"`{metavar}`"
 
 

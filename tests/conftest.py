@@ -22,8 +22,12 @@ SLOW_ONLY_FIXTURES = ("tiny_run",)  # they train: a test that uses one belongs t
 
 def pytest_collection_modifyitems(config, items):
     """Refuse to run when a test not marked slow uses a fixture that trains (`pytest -m "not slow"` must stay fast)."""
-    unmarked = [f"{item.nodeid} (uses {name})" for item in items for name in SLOW_ONLY_FIXTURES
-                if name in getattr(item, "fixturenames", ()) and item.get_closest_marker("slow") is None]
+    unmarked = [
+        f"{item.nodeid} (uses {name})"
+        for item in items
+        for name in SLOW_ONLY_FIXTURES
+        if name in getattr(item, "fixturenames", ()) and item.get_closest_marker("slow") is None
+    ]
     if unmarked:
         raise pytest.UsageError("mark these tests @pytest.mark.slow: " + "; ".join(unmarked))
 
@@ -32,8 +36,13 @@ def pytest_collection_modifyitems(config, items):
 def tiny_spec() -> StudySpec:
     """A study whose trials take a few seconds on a CPU: tiny designs, 300 digits, 2 epochs."""
     return StudySpec(
-        name="tiny", space="tiny", trials=3, seed=0, seed_trials=("paper",),
-        data=DataSpec(**TINY_DATA), training=TrainingSpec(**TINY_TRAINING, learning_rate=3e-3),
+        name="tiny",
+        space="tiny",
+        trials=3,
+        seed=0,
+        seed_trials=("paper",),
+        data=DataSpec(**TINY_DATA),
+        training=TrainingSpec(**TINY_TRAINING, learning_rate=3e-3),
     )  # the settings of `tests.helpers.tiny_study_toml`
 
 
@@ -57,8 +66,13 @@ def digits() -> SimpleNamespace:
 
     data = load_dataset("digits", 16)
     normalise = lambda x: ((x - data.mean) / data.std).astype(np.float32)  # noqa: E731
-    return SimpleNamespace(x_train=normalise(data.x_train[:256]), y_train=data.y_train[:256],
-                           x_val=normalise(data.x_val), y_val=data.y_val, num_classes=data.num_classes)
+    return SimpleNamespace(
+        x_train=normalise(data.x_train[:256]),
+        y_train=data.y_train[:256],
+        x_val=normalise(data.x_val),
+        y_val=data.y_val,
+        num_classes=data.num_classes,
+    )
 
 
 @pytest.fixture
@@ -89,12 +103,17 @@ def tmpfs(tmp_path):
     def mount(size_kib: int, read_only: bool = False, files: dict | None = None) -> Path:
         folder = tmp_path / f"tmpfs{len(mounted)}"
         folder.mkdir()
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kib}k", "tmpfs", str(folder)],
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size_kib}k", "tmpfs", str(folder)],
+            capture_output=True,
+            text=True,
+        )
         if done.returncode:
             if os.environ.get("CI") == "true":
                 raise RuntimeError(f"cannot mount a tmpfs: {done.stderr.strip()}")
-            pytest.skip(f"a full disk or read-only file system needs a tmpfs mount, which needs root ({done.stderr.strip()})")
+            pytest.skip(
+                f"a full disk or read-only file system needs a tmpfs mount, which needs root ({done.stderr.strip()})"
+            )
         mounted.append(folder)
         for name, data in (files or {}).items():
             (folder / name).parent.mkdir(parents=True, exist_ok=True)
@@ -113,7 +132,10 @@ def require_browser() -> None:
     """Skip (fail under CI=true) without Playwright for Python or Debian's chromium."""
     try:
         import playwright.sync_api  # noqa: F401
-        missing = None if shutil.which(CHROMIUM) else f"{CHROMIUM} is missing (apt-get install chromium)"
+
+        missing = (
+            None if shutil.which(CHROMIUM) else f"{CHROMIUM} is missing (apt-get install chromium)"
+        )
     except ImportError:
         missing = "playwright is missing (pip install playwright)"
     if missing and os.environ.get("CI") == "true":

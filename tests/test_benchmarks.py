@@ -32,13 +32,38 @@ def _positive(*values: float) -> bool:
 def test_overhead_on_imagenet_npz_files(tmp_path, monkeypatch):
     monkeypatch.setenv("XSEARCH_CACHE_DIR", str(tmp_path / "cache"))
     write_imagenet_npz(tmp_path / "npz", train_images=128, val_images=32, side=8, classes=4)
-    report = _run(overhead, ["--data-dir", str(tmp_path / "npz"), "--image-size", "8", "--width", "0.125",
-                             "--middle-repeats", "0", "--epochs", "2", "--batch-size", "32", "--repeats", "1",
-                             "--precision", "mixed_bfloat16"], tmp_path)
+    report = _run(
+        overhead,
+        [
+            "--data-dir",
+            str(tmp_path / "npz"),
+            "--image-size",
+            "8",
+            "--width",
+            "0.125",
+            "--middle-repeats",
+            "0",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "32",
+            "--repeats",
+            "1",
+            "--precision",
+            "mixed_bfloat16",
+        ],
+        tmp_path,
+    )
     assert report["train_images"] == 128
-    assert report["precision"] == report["environment"]["precision"] == "mixed_bfloat16"  # both variants ran in it
-    assert _positive(report["trial_train_time_s"], report["plain_fit_time_s"], report["overhead_ratio"],
-                     report["trained_images_per_second"])
+    assert (
+        report["precision"] == report["environment"]["precision"] == "mixed_bfloat16"
+    )  # both variants ran in it
+    assert _positive(
+        report["trial_train_time_s"],
+        report["plain_fit_time_s"],
+        report["overhead_ratio"],
+        report["trained_images_per_second"],
+    )
     assert [p["augment"] for p in report["pipeline"]] == [False, True]
     for row in report["pipeline"]:
         assert _positive(row["served_images_per_second"], row["served_over_trained"])
@@ -46,47 +71,96 @@ def test_overhead_on_imagenet_npz_files(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_spectrum(tmp_path):
-    report = _run(spectrum, ["--image-size", "16", "--width", "0.125", "--middle-repeats", "0",
-                             "--segments", "1", "depthwise", "--batch-size", "4", "--steps", "1"], tmp_path)
+    report = _run(
+        spectrum,
+        [
+            "--image-size",
+            "16",
+            "--width",
+            "0.125",
+            "--middle-repeats",
+            "0",
+            "--segments",
+            "1",
+            "depthwise",
+            "--batch-size",
+            "4",
+            "--steps",
+            "1",
+        ],
+        tmp_path,
+    )
     assert [p["segments"] for p in report["points"]] == [1, "depthwise"]
     for point in report["points"]:
-        assert _positive(point["params"], point["macs"], point["latency_ms"], point["train_images_per_second"],
-                         point["macs_ratio"], point["latency_ratio"], point["train_time_ratio"])
+        assert _positive(
+            point["params"],
+            point["macs"],
+            point["latency_ms"],
+            point["train_images_per_second"],
+            point["macs_ratio"],
+            point["latency_ratio"],
+            point["train_time_ratio"],
+        )
     assert report["points"][1]["macs_ratio"] < 1  # depthwise costs fewer MACs than regular convs
 
 
 @pytest.mark.slow
 def test_repeats(tmp_path):
-    report = _run(repeats, ["--studies", "quickstart", "cifar10", "--samplers", "tpe", "--seeds", "2"], tmp_path)
-    assert [(row["study"], row["sampler"]) for row in report["rows"]] == [("quickstart", "tpe"), ("cifar10", "tpe")]
+    report = _run(
+        repeats,
+        ["--studies", "quickstart", "cifar10", "--samplers", "tpe", "--seeds", "2"],
+        tmp_path,
+    )
+    assert [(row["study"], row["sampler"]) for row in report["rows"]] == [
+        ("quickstart", "tpe"),
+        ("cifar10", "tpe"),
+    ]
     for row in report["rows"]:
         for run in row["runs"]:
-            assert run["designs_trained"] == run["trials"] == row["trials"]  # the shipped spaces are not exhausted
+            assert (
+                run["designs_trained"] == run["trials"] == row["trials"]
+            )  # the shipped spaces are not exhausted
             assert 0 <= run["repeats_in_budget"] <= run["asks"] - run["trials"]
-            assert 0 < run["hypervolume_without_reuse"] <= run["hypervolume_with_reuse"] < 1  # a superset of designs
+            assert (
+                0 < run["hypervolume_without_reuse"] <= run["hypervolume_with_reuse"] < 1
+            )  # a superset of designs
 
 
 def _curve_trial(study, segments, params, curve):
-    study.add_trial(create_trial(
-        params={"segments": segments}, distributions={"segments": CategoricalDistribution(["1", "4", "8"])},
-        values=[curve[-1], params, params / 1000],
-        user_attrs={TrialAttr.SETUP_DIGEST: "d", "feasible": True, "epochs_done": len(curve), "val_accuracy": curve[-1],
-                    "params": params, "latency_ms": params / 1000, "train_time_s": 30.0,
-                    "curves": {"val_accuracy": curve}},
-    ))
+    study.add_trial(
+        create_trial(
+            params={"segments": segments},
+            distributions={"segments": CategoricalDistribution(["1", "4", "8"])},
+            values=[curve[-1], params, params / 1000],
+            user_attrs={
+                TrialAttr.SETUP_DIGEST: "d",
+                "feasible": True,
+                "epochs_done": len(curve),
+                "val_accuracy": curve[-1],
+                "params": params,
+                "latency_ms": params / 1000,
+                "train_time_s": 30.0,
+                "curves": {"val_accuracy": curve},
+            },
+        )
+    )
 
 
 def test_early_stop_replay_counts_stops_savings_and_front_losses():
     study = optuna.create_study(directions=["maximize", "minimize", "minimize"])
     _curve_trial(study, "1", 1000, [0.5, 0.8, 0.9])
-    _curve_trial(study, "4", 2000, [0.3, 0.5, 0.95])  # a late bloomer: on the front, stopped after epoch 1
+    _curve_trial(
+        study, "4", 2000, [0.3, 0.5, 0.95]
+    )  # a late bloomer: on the front, stopped after epoch 1
     _curve_trial(study, "8", 3000, [0.2, 0.3, 0.4])  # dominated all along
     trials = early_stop.trained_trials(study)
     metrics = ["val_accuracy", "params", "latency_ms"]
 
     assert early_stop.replay(trials, metrics, 3, after_epochs=1, margin=0.05) == {1: 1, 2: 1}
     assert early_stop.replay(trials, metrics, 3, after_epochs=2, margin=0.05) == {1: 2, 2: 2}
-    assert early_stop.replay(trials, metrics, 3, after_epochs=1, margin=0.35) == {2: 2}  # spares the late bloomer
+    assert early_stop.replay(trials, metrics, 3, after_epochs=1, margin=0.35) == {
+        2: 2
+    }  # spares the late bloomer
     late = early_stop.score(trials, metrics, ["maximize", "minimize", "minimize"], 3, {1: 1, 2: 1})
     assert late["stopped"] == 2
     assert late["epochs_skipped"] == 4
@@ -102,9 +176,14 @@ def test_early_stop_replay_counts_stops_savings_and_front_losses():
 
 @pytest.mark.slow
 def test_early_stop_replay_of_a_finished_run(tiny_run, tmp_path):
-    report = _run(early_stop, ["--study", "tiny", "--out", str(tiny_run), "--after-epochs", "1", "2",
-                               "--margins", "0.5"], tmp_path)
-    assert [(row["after_epochs"], row["margin"]) for row in report["rows"]] == [(1, 0.5)]  # 2 is not < 2 epochs
+    report = _run(
+        early_stop,
+        ["--study", "tiny", "--out", str(tiny_run), "--after-epochs", "1", "2", "--margins", "0.5"],
+        tmp_path,
+    )
+    assert [(row["after_epochs"], row["margin"]) for row in report["rows"]] == [
+        (1, 0.5)
+    ]  # 2 is not < 2 epochs
     row = report["rows"][0]
     assert row["trials"] >= 2
     assert 0 <= row["stopped"] < row["trials"]
@@ -119,8 +198,13 @@ def test_throughput(tmp_path):
     assert {"xsearch", "keras.applications"} <= set(rows)
     assert rows["xsearch"]["params"] == rows["keras.applications"]["params"] == 22_910_480
     for row in rows.values():
-        assert _positive(row["forward_flops"], row["train_images_per_second"], row["inference_images_per_second"],
-                         row["train_mfu"], row["inference_mfu"])
+        assert _positive(
+            row["forward_flops"],
+            row["train_images_per_second"],
+            row["inference_images_per_second"],
+            row["train_mfu"],
+            row["inference_mfu"],
+        )
         assert row["train_compile_s"] >= 0
         assert row["inference_compile_s"] >= 0
     if "timm legacy_xception" not in rows:
@@ -129,7 +213,11 @@ def test_throughput(tmp_path):
 
 @pytest.mark.slow
 def test_throughput_below_keras_applications_minimum_compares_without_it(tmp_path):
-    report = _run(throughput, ["--image-size", "32", "--batch-size", "2", "--steps", "1", "--rounds", "1"], tmp_path)
+    report = _run(
+        throughput,
+        ["--image-size", "32", "--batch-size", "2", "--steps", "1", "--rounds", "1"],
+        tmp_path,
+    )
     models = {row["model"] for row in report["rows"]}
     assert "xsearch" in models
     assert "keras.applications" not in models
@@ -145,15 +233,27 @@ def _bench_run(folder, seed, accuracies):
     from xsearch.study.storage import open_storage
 
     spec = dataclasses.replace(load_study_spec(xception_bench.STUDY), seed=seed)
-    study = optuna.create_study(study_name=spec.name, storage=open_storage(None, folder),
-                                directions=["maximize", "minimize", "minimize"])
+    study = optuna.create_study(
+        study_name=spec.name,
+        storage=open_storage(None, folder),
+        directions=["maximize", "minimize", "minimize"],
+    )
     write_spec(study, spec)
     for segments, accuracy in zip((1, 4, "depthwise"), accuracies):
         curve = [accuracy / 2] * (spec.training.epochs - 1) + [accuracy]
-        attrs = {TrialAttr.CONFIG: XceptionConfig(middle_repeats=0, width=0.125, segments=segments).to_json(),
-                 TrialAttr.CURVES: {TrialAttr.VAL_ACCURACY: curve}, TrialAttr.EPOCH_TIMES_S: [2.0] + [1.0] * 5,
-                 TrialAttr.PARAMS: 1000, TrialAttr.MACS: 5000, TrialAttr.FLOPS: 10000, TrialAttr.LATENCY_MS: 1.5,
-                 TrialAttr.LATENCY_P90_MS: 1.7, TrialAttr.TEST_ACCURACY: accuracy - 0.01}
+        attrs = {
+            TrialAttr.CONFIG: XceptionConfig(
+                middle_repeats=0, width=0.125, segments=segments
+            ).to_json(),
+            TrialAttr.CURVES: {TrialAttr.VAL_ACCURACY: curve},
+            TrialAttr.EPOCH_TIMES_S: [2.0] + [1.0] * 5,
+            TrialAttr.PARAMS: 1000,
+            TrialAttr.MACS: 5000,
+            TrialAttr.FLOPS: 10000,
+            TrialAttr.LATENCY_MS: 1.5,
+            TrialAttr.LATENCY_P90_MS: 1.7,
+            TrialAttr.TEST_ACCURACY: accuracy - 0.01,
+        }
         study.add_trial(optuna.trial.create_trial(values=[accuracy, 1000, 1.5], user_attrs=attrs))
 
 
@@ -165,18 +265,31 @@ def _bench_designs(folder, seed, designs):
     from xsearch.study.storage import open_storage
 
     spec = dataclasses.replace(load_study_spec(xception_bench.STUDY), seed=seed)
-    study = optuna.create_study(study_name=spec.name, storage=open_storage(None, folder),
-                                directions=["maximize", "minimize", "minimize"])
+    study = optuna.create_study(
+        study_name=spec.name,
+        storage=open_storage(None, folder),
+        directions=["maximize", "minimize", "minimize"],
+    )
     write_spec(study, spec)
     for design in designs:
-        attrs = {TrialAttr.CONFIG: design.to_json(), TrialAttr.CURVES: {TrialAttr.VAL_ACCURACY: [0.8] * 6},
-                 TrialAttr.EPOCH_TIMES_S: [2.5] + [1.0] * 5, TrialAttr.COMPILE_TIME_S: 1.5, TrialAttr.PARAMS: 1000,
-                 TrialAttr.MACS: 5000, TrialAttr.FLOPS: 10000, TrialAttr.LATENCY_MS: 1.5, TrialAttr.LATENCY_P90_MS: 1.7,
-                 TrialAttr.TEST_ACCURACY: 0.79}
+        attrs = {
+            TrialAttr.CONFIG: design.to_json(),
+            TrialAttr.CURVES: {TrialAttr.VAL_ACCURACY: [0.8] * 6},
+            TrialAttr.EPOCH_TIMES_S: [2.5] + [1.0] * 5,
+            TrialAttr.COMPILE_TIME_S: 1.5,
+            TrialAttr.PARAMS: 1000,
+            TrialAttr.MACS: 5000,
+            TrialAttr.FLOPS: 10000,
+            TrialAttr.LATENCY_MS: 1.5,
+            TrialAttr.LATENCY_P90_MS: 1.7,
+            TrialAttr.TEST_ACCURACY: 0.79,
+        }
         study.add_trial(optuna.trial.create_trial(values=[0.8, 1000, 1.5], user_attrs=attrs))
 
 
-def test_the_bench_table_has_one_row_per_design_and_seed_and_measures_spread_against_noise(tmp_path):
+def test_the_bench_table_has_one_row_per_design_and_seed_and_measures_spread_against_noise(
+    tmp_path,
+):
     _bench_run(tmp_path / "seed-0", 0, [0.50, 0.70, 0.90])
     _bench_run(tmp_path / "seed-1", 1, [0.52, 0.72, 0.92])
     frame = xception_bench.table(tmp_path)
@@ -186,16 +299,26 @@ def test_the_bench_table_has_one_row_per_design_and_seed_and_measures_spread_aga
     assert list(frame.filter(like="epoch_s_").iloc[0]) == [2.0, 1.0, 1.0, 1.0, 1.0, 1.0]
     assert frame.loc[0, "val_acc_6"] == 0.50
     assert frame.loc[0, "val_acc_1"] == 0.25
-    assert list(frame["compile_s"]) == [1.0] * 6  # no recorded compile time: the first epoch less the median of the rest
+    assert (
+        list(frame["compile_s"]) == [1.0] * 6
+    )  # no recorded compile time: the first epoch less the median of the rest
     report = xception_bench.noise(frame)
     assert report["designs"] == 3
     assert report["seeds_per_design_min"] == 2
-    assert report["median_seed_std"] == pytest.approx(0.02 / 2**0.5)  # each design: two seeds 0.02 apart
+    assert report["median_seed_std"] == pytest.approx(
+        0.02 / 2**0.5
+    )  # each design: two seeds 0.02 apart
     assert report["pooled_seed_std"] == pytest.approx(0.02 / 2**0.5)
     assert report["spread_std"] == pytest.approx(0.2)
     assert report["spread_over_median_noise"] == pytest.approx(0.2 / (0.02 / 2**0.5))
-    assert report["spread_over_pooled_noise_lo"] <= report["spread_over_pooled_noise"] <= report["spread_over_pooled_noise_hi"]
-    assert report["spearman_epoch_1"] == pytest.approx(1.0)  # each curve is half its final value until the last epoch
+    assert (
+        report["spread_over_pooled_noise_lo"]
+        <= report["spread_over_pooled_noise"]
+        <= report["spread_over_pooled_noise_hi"]
+    )
+    assert report["spearman_epoch_1"] == pytest.approx(
+        1.0
+    )  # each curve is half its final value until the last epoch
     xception_bench.write_table(frame, tmp_path / "bench.csv", xception_bench.STUDY)
     assert len(pd.read_csv(tmp_path / "bench.csv")) == 6
     assert json.loads((tmp_path / "bench.json").read_text())["seeds"] == [0, 1]
@@ -203,18 +326,33 @@ def test_the_bench_table_has_one_row_per_design_and_seed_and_measures_spread_aga
 
 def test_noise_pools_the_seed_variance_and_leaves_out_failed_and_incomplete_rows():
     rows = []
-    for design, (accuracies, first) in enumerate([((0.5, 0.6), 0.9), ((0.7, 0.7), 0.1), ((0.9, 0.9, 0.9), 0.5)]):
+    for design, (accuracies, first) in enumerate(
+        [((0.5, 0.6), 0.9), ((0.7, 0.7), 0.1), ((0.9, 0.9, 0.9), 0.5)]
+    ):
         for seed, accuracy in enumerate(accuracies):
-            rows.append({"middle_repeats": 0, "width": 0.125 * (design + 1), "depth_multiplier": 1, "segments": "depthwise",
-                         "intermediate_activation": "none", "residual": True, "seed": seed, "val_acc_1": first,
-                         "val_acc_2": accuracy, "failure_reason": ""})
+            rows.append(
+                {
+                    "middle_repeats": 0,
+                    "width": 0.125 * (design + 1),
+                    "depth_multiplier": 1,
+                    "segments": "depthwise",
+                    "intermediate_activation": "none",
+                    "residual": True,
+                    "seed": seed,
+                    "val_acc_1": first,
+                    "val_acc_2": accuracy,
+                    "failure_reason": "",
+                }
+            )
     rows.append({**rows[0], "seed": 5, "val_acc_2": None})  # an incomplete row
     rows.append({**rows[0], "seed": 6, "val_acc_2": 0.0, "failure_reason": "nan"})  # a failed one
     report = xception_bench.noise(pd.DataFrame(rows))
     assert report["rows"] == 7
     assert report["designs"] == 3
     assert report["seeds_per_design_max"] == 3
-    assert report["pooled_seed_std"] == pytest.approx((0.005 / 4) ** 0.5)  # variance 0.005 on 1 of 4 degrees of freedom
+    assert report["pooled_seed_std"] == pytest.approx(
+        (0.005 / 4) ** 0.5
+    )  # variance 0.005 on 1 of 4 degrees of freedom
     assert report["median_seed_std"] == pytest.approx(0.0)
     assert report["spearman_epoch_1"] == pytest.approx(-0.5)
 
@@ -225,9 +363,16 @@ def test_a_resumed_trial_s_curve_starts_at_its_epoch_and_a_cut_row_is_left_out_e
 
     _bench_run(tmp_path / "seed-0", 0, [0.50, 0.70, 0.90])
     study = optuna.load_study(study_name="xception-bench", storage=_storage(tmp_path / "seed-0"))
-    resumed = dict(study.trials[0].user_attrs)  # a retry whose predecessor left no curves, resumed after epoch 1
-    resumed.update({TrialAttr.CURVES: {TrialAttr.VAL_ACCURACY: [0.3, 0.35, 0.4, 0.45, 0.55]},
-                    TrialAttr.EPOCH_TIMES_S: [3.0, 1.0, 1.0, 1.0, 1.0], TrialAttr.RESUMED_FROM_EPOCH: 1})
+    resumed = dict(
+        study.trials[0].user_attrs
+    )  # a retry whose predecessor left no curves, resumed after epoch 1
+    resumed.update(
+        {
+            TrialAttr.CURVES: {TrialAttr.VAL_ACCURACY: [0.3, 0.35, 0.4, 0.45, 0.55]},
+            TrialAttr.EPOCH_TIMES_S: [3.0, 1.0, 1.0, 1.0, 1.0],
+            TrialAttr.RESUMED_FROM_EPOCH: 1,
+        }
+    )
     study.add_trial(optuna.trial.create_trial(values=[0.55, 1000, 1.5], user_attrs=resumed))
     row = pd.DataFrame(xception_bench.rows(study)).iloc[-1]
     assert math.isnan(row["val_acc_1"])
@@ -241,9 +386,16 @@ def test_a_resumed_trial_s_curve_starts_at_its_epoch_and_a_cut_row_is_left_out_e
     assert list(trained_rows(with_cut)) == [True, True, True, False]
     assert xception_bench.noise(with_cut)["rows"] == xception_bench.noise(complete)["rows"] == 3
     assert analyze(with_cut).runs == analyze(complete).runs == 3
-    assert BenchTable.from_frame(with_cut).designs.keys() == BenchTable.from_frame(complete).designs.keys()
-    with pytest.raises(ValueError, match=r"lack an epoch's accuracy or seconds; a replay charges every epoch"):
-        BenchTable.from_frame(frame)  # the resumed row counts (its final accuracy is known) but cannot be replayed
+    assert (
+        BenchTable.from_frame(with_cut).designs.keys()
+        == BenchTable.from_frame(complete).designs.keys()
+    )
+    with pytest.raises(
+        ValueError, match=r"lack an epoch's accuracy or seconds; a replay charges every epoch"
+    ):
+        BenchTable.from_frame(
+            frame
+        )  # the resumed row counts (its final accuracy is known) but cannot be replayed
 
 
 def _storage(folder):
@@ -257,7 +409,9 @@ def test_the_bench_table_keeps_committed_rows_no_run_folder_has(tmp_path):
     committed = xception_bench.table(tmp_path)
     committed["seed"] = 0  # as if seed 0's run folder were gone
     committed.loc[0, "val_acc_6"] = 0.11
-    frame = xception_bench.table(tmp_path, existing=pd.concat([committed, xception_bench.table(tmp_path)]))
+    frame = xception_bench.table(
+        tmp_path, existing=pd.concat([committed, xception_bench.table(tmp_path)])
+    )
     assert len(frame) == 6
     assert sorted(frame["seed"]) == [0, 0, 0, 1, 1, 1]
     assert 0.11 in set(frame["val_acc_6"])
@@ -276,16 +430,25 @@ def test_fill_trains_only_the_designs_the_table_lacks_for_a_seed(tmp_path, monke
     rows = [{**point, "seed": 0} for point in points[2:]]  # two designs missing for seed 0
     pd.DataFrame(rows).to_csv(tmp_path / "table.csv", index=False)
     commands = []
-    monkeypatch.setattr(subprocess, "run", lambda command, check: commands.append(command) or subprocess.CompletedProcess(command, 0))
-    assert xception_bench.fill([0, 1], tmp_path / "runs", tmp_path / "table.csv") == 1  # the stub trains nothing
+    monkeypatch.setattr(
+        subprocess,
+        "run",
+        lambda command, check: commands.append(command) or subprocess.CompletedProcess(command, 0),
+    )
+    assert (
+        xception_bench.fill([0, 1], tmp_path / "runs", tmp_path / "table.csv") == 1
+    )  # the stub trains nothing
     assert [c[c.index("--seed") + 1] for c in commands] == ["0", "1"]
     spec = load_study_spec(tmp_path / "runs" / "seed-0-part-0" / "xception-bench.toml")
     assert spec.name == "xception-bench"
     assert spec.trials == 2
     assert spec.sampler == "random"
     assert [space.encode(space.decode({**point})) for point in points[:2]] == [
-        space.encode(type(space.decode(points[0]))(**seed)) for seed in spec.seed_trials]
-    assert load_study_spec(tmp_path / "runs" / "seed-1-part-0" / "xception-bench.toml").trials == 120  # no row for seed 1
+        space.encode(type(space.decode(points[0]))(**seed)) for seed in spec.seed_trials
+    ]
+    assert (
+        load_study_spec(tmp_path / "runs" / "seed-1-part-0" / "xception-bench.toml").trials == 120
+    )  # no row for seed 1
 
 
 def test_fill_in_chunks_resumes_from_run_folders_in_one_order_for_every_seed(tmp_path, monkeypatch):
@@ -301,10 +464,18 @@ def test_fill_in_chunks_resumes_from_run_folders_in_one_order_for_every_seed(tmp
     pd.DataFrame(rows).to_csv(tmp_path / "table.csv", index=False)
     trained = []
 
-    def train(command, check):  # a finished study of the chunk's designs, as `xsearch run` leaves it
-        folder, seed = Path(command[command.index("--out") + 1]), int(command[command.index("--seed") + 1])
+    def train(
+        command, check
+    ):  # a finished study of the chunk's designs, as `xsearch run` leaves it
+        folder, seed = (
+            Path(command[command.index("--out") + 1]),
+            int(command[command.index("--seed") + 1]),
+        )
         spec = load_study_spec(folder / "xception-bench.toml")
-        designs = [type(space.decode(grid_points(space, 0)[0]))(**{**json.loads(order[0]), **s}) for s in spec.seed_trials]
+        designs = [
+            type(space.decode(grid_points(space, 0)[0]))(**{**json.loads(order[0]), **s})
+            for s in spec.seed_trials
+        ]
         _bench_designs(folder, seed, designs)
         trained.append((seed, [d.to_json() for d in designs]))
         return subprocess.CompletedProcess(command, 0)
@@ -312,8 +483,12 @@ def test_fill_in_chunks_resumes_from_run_folders_in_one_order_for_every_seed(tmp
     monkeypatch.setattr(subprocess, "run", train)
     assert xception_bench.fill([0, 1], tmp_path / "runs", tmp_path / "table.csv", chunk=2) == 0
     assert trained == [(0, order[:2]), (1, order[:2]), (0, order[2:3]), (1, order[2:3])]
-    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["seed-0-part-0", "seed-0-part-1", "seed-1-part-0",
-                                                                      "seed-1-part-1"]
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [
+        "seed-0-part-0",
+        "seed-0-part-1",
+        "seed-1-part-0",
+        "seed-1-part-1",
+    ]
     table = pd.read_csv(tmp_path / "table.csv")
     assert len(table) == 240
     assert table["compile_s"].notna().sum() == 6  # the trained rows carry their compile seconds
@@ -328,14 +503,23 @@ def test_compare_runs_counts_training_and_scores_both_fronts_on_common_scales():
             attrs = {TrialAttr.EPOCH_TIMES_S: [2.0] * epochs}
             if epochs < 3:
                 attrs[TrialAttr.STOPPED_AT_EPOCH] = epochs
-            made.add_trial(create_trial(values=[accuracy, params], user_attrs=attrs,
-                                        constraints={"stopped": float(epochs < 3)}))  # a stopped trial is infeasible
+            made.add_trial(
+                create_trial(
+                    values=[accuracy, params],
+                    user_attrs=attrs,
+                    constraints={"stopped": float(epochs < 3)},
+                )
+            )  # a stopped trial is infeasible
         return made
 
     old = compare_runs.summary(study([(0.9, 100, 3), (0.8, 50, 3)]))
     new = compare_runs.summary(study([(0.9, 100, 3), (0.95, 40, 1)]))
     assert (old["trials"], old["stopped"], old["epochs"], old["train_s"]) == (2, 0, 6, 12.0)
-    assert (new["stopped"], new["epochs"], new["front"]) == (1, 4, [[0.9, 100.0]])  # the stopped trial is off the front
+    assert (new["stopped"], new["epochs"], new["front"]) == (
+        1,
+        4,
+        [[0.9, 100.0]],
+    )  # the stopped trial is off the front
     old_volume, new_volume = compare_runs.front_hypervolumes([old, new], study([]).directions)
     assert old_volume > new_volume > 0
 
@@ -348,13 +532,26 @@ def test_transfer_tasks_split_the_digits_by_class_and_relabel_from_zero():
 
     y = np.arange(100) % 10
     x = np.arange(100, dtype=np.uint8).reshape(100, 1, 1, 1).repeat(3, axis=3)
-    data = Dataset(name="digits", x_train=x, y_train=y, x_val=x[:20], y_val=y[:20], x_test=x[20:30], y_test=y[20:30],
-                   num_classes=10, class_names=[str(c) for c in range(10)], mean=np.zeros(3), std=np.ones(3))
+    data = Dataset(
+        name="digits",
+        x_train=x,
+        y_train=y,
+        x_val=x[:20],
+        y_val=y[:20],
+        x_test=x[20:30],
+        y_test=y[20:30],
+        num_classes=10,
+        class_names=[str(c) for c in range(10)],
+        mean=np.zeros(3),
+        std=np.ones(3),
+    )
     task = digits_task(data, range(5, 10), 12, seed=0)
     assert task.num_classes == 5
     assert len(task.y_train) == 12
     assert set(task.y_train) <= set(range(5))
-    assert np.array_equal(task.x_train[:, 0, 0, 0] % 10, task.y_train + 5)  # the images of digits 5-9, relabelled
+    assert np.array_equal(
+        task.x_train[:, 0, 0, 0] % 10, task.y_train + 5
+    )  # the images of digits 5-9, relabelled
     assert len(task.y_val) == 15
     assert len(task.y_test) == 0  # validation: the validation and test images of 5-9
 
@@ -364,7 +561,9 @@ def test_latency_targets_noise_measures_each_design_on_each_target(monkeypatch):
     from benchmarks import latency_targets
     from xsearch.model.config import XceptionConfig
 
-    monkeypatch.setattr(latency_targets, "DESIGNS", {"tiny": XceptionConfig(middle_repeats=0, width=0.125)})
+    monkeypatch.setattr(
+        latency_targets, "DESIGNS", {"tiny": XceptionConfig(middle_repeats=0, width=0.125)}
+    )
     table = latency_targets.noise(repeats=2, image_size=16)
     assert list(table["target"]) == ["train-device", "cpu", "litert-cpu", "onnxruntime-cpu"]
     assert (table["median_ms"] > 0).all()
@@ -380,11 +579,27 @@ def test_latency_noise_reports_the_spread_per_design_and_how_much_of_the_true_fr
     designs = {  # accuracy, params, latency of seed 0 and seed 1
         "a": (XceptionConfig(middle_repeats=0, width=0.125, segments=1), 0.9, 10, (1.0, 1.0)),
         "b": (XceptionConfig(middle_repeats=0, width=0.125, segments=4), 0.8, 5, (2.0, 2.0)),
-        "c": (XceptionConfig(middle_repeats=1, width=0.125, segments=1), 0.9, 10, (0.5, 3.5)),  # on the front half the time
+        "c": (
+            XceptionConfig(middle_repeats=1, width=0.125, segments=1),
+            0.9,
+            10,
+            (0.5, 3.5),
+        ),  # on the front half the time
     }
-    rows = [{**json.loads(config.to_json()), "seed": seed, "val_acc_1": accuracy, "epoch_s_1": 1.0, "params": params,
-             "macs": 1, "latency_ms": latency[seed], "failure_reason": ""}
-            for config, accuracy, params, latency in designs.values() for seed in (0, 1)]
+    rows = [
+        {
+            **json.loads(config.to_json()),
+            "seed": seed,
+            "val_acc_1": accuracy,
+            "epoch_s_1": 1.0,
+            "params": params,
+            "macs": 1,
+            "latency_ms": latency[seed],
+            "failure_reason": "",
+        }
+        for config, accuracy, params, latency in designs.values()
+        for seed in (0, 1)
+    ]
     report = latency_noise(pd.DataFrame(rows), draws=400)
     assert report["designs"] == 3
     assert report["latency_max_over_min_max"] == pytest.approx(7.0)
@@ -401,14 +616,47 @@ def test_latency_retime_times_every_design_in_a_child_resumes_and_compares_the_f
     from benchmarks.latency_retime import main
     from xsearch.model.config import XceptionConfig
 
-    designs = [(XceptionConfig(middle_repeats=0, width=0.125, segments=1), 0.9, 10, 50.0),  # each best at something:
-               (XceptionConfig(middle_repeats=0, width=0.125, segments="depthwise"), 0.8, 5, 0.01)]  # both on any front
-    rows = [{**json.loads(config.to_json()), "seed": seed, "val_acc_1": accuracy, "epoch_s_1": 1.0, "params": params,
-             "macs": 1, "latency_ms": latency, "failure_reason": ""}
-            for config, accuracy, params, latency in designs for seed in (0, 1)]
-    table, out, retimed = tmp_path / "table.csv", tmp_path / "retimed.csv", tmp_path / "retimed_table.csv"
+    designs = [
+        (
+            XceptionConfig(middle_repeats=0, width=0.125, segments=1),
+            0.9,
+            10,
+            50.0,
+        ),  # each best at something:
+        (XceptionConfig(middle_repeats=0, width=0.125, segments="depthwise"), 0.8, 5, 0.01),
+    ]  # both on any front
+    rows = [
+        {
+            **json.loads(config.to_json()),
+            "seed": seed,
+            "val_acc_1": accuracy,
+            "epoch_s_1": 1.0,
+            "params": params,
+            "macs": 1,
+            "latency_ms": latency,
+            "failure_reason": "",
+        }
+        for config, accuracy, params, latency in designs
+        for seed in (0, 1)
+    ]
+    table, out, retimed = (
+        tmp_path / "table.csv",
+        tmp_path / "retimed.csv",
+        tmp_path / "retimed_table.csv",
+    )
     pd.DataFrame(rows).to_csv(table, index=False)
-    arguments = ["--table", str(table), "--out", str(out), "--repeats", "5", "--max-repeats", "20", "--cv", "0.5"]
+    arguments = [
+        "--table",
+        str(table),
+        "--out",
+        str(out),
+        "--repeats",
+        "5",
+        "--max-repeats",
+        "20",
+        "--cv",
+        "0.5",
+    ]
     assert main([*arguments, "--retimed-table", str(retimed)]) == 0
     timed = pd.read_csv(out)
     assert len(timed) == 2
@@ -420,6 +668,8 @@ def test_latency_retime_times_every_design_in_a_child_resumes_and_compares_the_f
     assert summary["designs"] == 2
     assert summary["true_front"] == 2
     assert summary["kept"] + len(summary["only_true"]) == 2
-    assert sorted(pd.read_csv(retimed)["latency_ms"]) == sorted([*timed["latency_ms"]] * 2)  # each row its design's
+    assert sorted(pd.read_csv(retimed)["latency_ms"]) == sorted(
+        [*timed["latency_ms"]] * 2
+    )  # each row its design's
     assert main(arguments) == 0
     assert pd.read_csv(out).equals(timed)  # resumed: nothing timed twice

@@ -11,7 +11,9 @@ from xsearch.cli import main
 
 @pytest.mark.slow
 def test_help_lists_commands():
-    done = subprocess.run([sys.executable, "-m", "xsearch.cli", "--help"], capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "xsearch.cli", "--help"], capture_output=True, text=True
+    )
     assert done.returncode == 0
     assert "describe" in done.stdout
 
@@ -26,7 +28,22 @@ def test_describe_paper_prints_costs(capsys):
 def test_describe_config_with_summary_and_latency(tmp_path, capsys):
     path = tmp_path / "small.json"
     path.write_text(json.dumps({"middle_repeats": 1, "width": 0.25, "segments": 4}))
-    assert main(["describe", "--config", str(path), "--image-size", "32", "--classes", "10", "--latency-batch", "2"]) == 0
+    assert (
+        main(
+            [
+                "describe",
+                "--config",
+                str(path),
+                "--image-size",
+                "32",
+                "--classes",
+                "10",
+                "--latency-batch",
+                "2",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "block2_sepconv1_spatial" in out
     assert "latency:" in out
@@ -44,20 +61,47 @@ def test_describe_bad_config_exits_2_with_message(tmp_path, capsys):
     assert "--latency-batch must be an integer >= 1; received 0" in capsys.readouterr().err
 
 
-def test_a_read_only_file_system_exits_2_naming_the_path_and_changes_nothing(tmp_path, tmpfs, capsys):
-    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(tmp_path / "study.journal")))
+def test_a_read_only_file_system_exits_2_naming_the_path_and_changes_nothing(
+    tmp_path, tmpfs, capsys
+):
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(tmp_path / "study.journal"))
+    )
     study = optuna.create_study(study_name="s", storage=storage)
     study.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=1)
-    read_only = tmpfs(256, read_only=True, files={"run/study.journal": (tmp_path / "study.journal").read_bytes()})
+    read_only = tmpfs(
+        256, read_only=True, files={"run/study.journal": (tmp_path / "study.journal").read_bytes()}
+    )
     journal = read_only / "run" / "study.journal"
     study_file = tmp_path / "s.toml"
     study_file.write_text(tiny_study_toml(trials=1, seed_trials=[]))
     for command, message in [
-        (["report", "--study", "s", "--out", str(read_only / "run")], f"report.html: {read_only / 'run'} cannot be written"),
-        (["export", "--study", "s", "--storage", str(journal), "--trial", "0", "--out", str(read_only / "m.keras")],
-         f"m.keras: {read_only} cannot be written (a read-only file system"),
-        (["run", "--study", str(study_file), "--out", str(read_only / "new")], f"{read_only} cannot be written"),
-        (["run", "--study", str(study_file), "--out", str(tmp_path / "s.toml" / "run")], "s.toml is a file, not a folder"),
+        (
+            ["report", "--study", "s", "--out", str(read_only / "run")],
+            f"report.html: {read_only / 'run'} cannot be written",
+        ),
+        (
+            [
+                "export",
+                "--study",
+                "s",
+                "--storage",
+                str(journal),
+                "--trial",
+                "0",
+                "--out",
+                str(read_only / "m.keras"),
+            ],
+            f"m.keras: {read_only} cannot be written (a read-only file system",
+        ),
+        (
+            ["run", "--study", str(study_file), "--out", str(read_only / "new")],
+            f"{read_only} cannot be written",
+        ),
+        (
+            ["run", "--study", str(study_file), "--out", str(tmp_path / "s.toml" / "run")],
+            "s.toml is a file, not a folder",
+        ),
     ]:
         assert main(command) == 2, command
         err = capsys.readouterr().err

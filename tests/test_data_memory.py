@@ -26,15 +26,22 @@ def test_memory_readings_of_this_process_and_its_children():
 
 def test_the_verdict_asks_for_flat_and_bounded_private_memory():
     def row(build, supervisor, workers):
-        return {"build": {"RssAnon": build}, "supervisor": {"RssAnon": supervisor},
-                "workers": [{"RssAnon": w} for w in workers]}
+        return {
+            "build": {"RssAnon": build},
+            "supervisor": {"RssAnon": supervisor},
+            "workers": [{"RssAnon": w} for w in workers],
+        }
 
     flat = data_memory.verdict([row(400, 330, [600, 650]), row(410, 331, [640, 700])])
     assert flat["meets_goal"]
     assert flat["largest_mb"] == {"build": 410, "supervisor": 331, "worker": 700}
     assert flat["spread"]["worker"] == pytest.approx(700 / 650 - 1)
-    assert not data_memory.verdict([row(400, 330, [600]), row(400, 330, [900])])["meets_goal"]  # grows with the data
-    assert not data_memory.verdict([row(2000, 330, [600]), row(2000, 330, [600])])["meets_goal"]  # too large
+    assert not data_memory.verdict([row(400, 330, [600]), row(400, 330, [900])])[
+        "meets_goal"
+    ]  # grows with the data
+    assert not data_memory.verdict([row(2000, 330, [600]), row(2000, 330, [600])])[
+        "meets_goal"
+    ]  # too large
 
 
 def test_the_study_file_is_a_valid_study(tmp_path):
@@ -49,8 +56,23 @@ def test_the_study_file_is_a_valid_study(tmp_path):
 
 @pytest.mark.slow
 def test_a_tiny_run(tmp_path):
-    report = data_memory.main(["--sizes", "200", "400", "--val-images", "40", "--side", "8", "--workers", "1",
-                               "--work", str(tmp_path), "--json", str(tmp_path / "out.json")])
+    report = data_memory.main(
+        [
+            "--sizes",
+            "200",
+            "400",
+            "--val-images",
+            "40",
+            "--side",
+            "8",
+            "--workers",
+            "1",
+            "--work",
+            str(tmp_path),
+            "--json",
+            str(tmp_path / "out.json"),
+        ]
+    )
     assert json.loads((tmp_path / "out.json").read_text()) == json.loads(json.dumps(report))
     assert [row["train_images"] for row in report["rows"]] == [200, 400]
     for row in report["rows"]:

@@ -10,33 +10,81 @@ import optuna
 import pytest
 from optuna.trial import FrozenTrial, TrialState
 
-from benchmarks.fleet import account, latencies, memory, skip_reason, storage_for, throughput, time_calls
+from benchmarks.fleet import (
+    account,
+    latencies,
+    memory,
+    skip_reason,
+    storage_for,
+    throughput,
+    time_calls,
+)
 
-COMPLETE, FAIL, RUNNING, WAITING = TrialState.COMPLETE, TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING
+COMPLETE, FAIL, RUNNING, WAITING = (
+    TrialState.COMPLETE,
+    TrialState.FAIL,
+    TrialState.RUNNING,
+    TrialState.WAITING,
+)
 T0 = datetime.datetime(2026, 12, 6, 12, 0, 0)
 
 
 def _trials(*states_and_attrs) -> list[FrozenTrial]:
     """Trials numbered in order, each a state and its user attrs; trial k runs from second k to second k + 2."""
-    return [FrozenTrial(number=number, state=state, value=0.0 if state == COMPLETE else None,
-                        datetime_start=T0 + datetime.timedelta(seconds=number),
-                        datetime_complete=T0 + datetime.timedelta(seconds=number + 2) if state.is_finished() else None,
-                        params={}, distributions={}, user_attrs=attrs, system_attrs={}, intermediate_values={},
-                        trial_id=number)
-            for number, (state, attrs) in enumerate(states_and_attrs)]
+    return [
+        FrozenTrial(
+            number=number,
+            state=state,
+            value=0.0 if state == COMPLETE else None,
+            datetime_start=T0 + datetime.timedelta(seconds=number),
+            datetime_complete=T0 + datetime.timedelta(seconds=number + 2)
+            if state.is_finished()
+            else None,
+            params={},
+            distributions={},
+            user_attrs=attrs,
+            system_attrs={},
+            intermediate_values={},
+            trial_id=number,
+        )
+        for number, (state, attrs) in enumerate(states_and_attrs)
+    ]
 
 
 def test_a_killed_trial_retried_once_keeps_the_budget_exact():
-    trials = _trials((COMPLETE, {}), (FAIL, {"failure_reason": "interrupted"}), (COMPLETE, {}),
-                     (COMPLETE, {"retry_of": 1}), (TrialState.PRUNED, {"surplus": True}))
-    assert account(trials, 3) == {"stored": 5, "counted": 3, "budget": 3, "repeats": 0, "surplus": 1, "failed": 1,
-                                  "retried_once": 1, "unfinished": 0, "unretried": 0, "missing": 0, "lost": 0,
-                                  "duplicated": 0}
+    trials = _trials(
+        (COMPLETE, {}),
+        (FAIL, {"failure_reason": "interrupted"}),
+        (COMPLETE, {}),
+        (COMPLETE, {"retry_of": 1}),
+        (TrialState.PRUNED, {"surplus": True}),
+    )
+    assert account(trials, 3) == {
+        "stored": 5,
+        "counted": 3,
+        "budget": 3,
+        "repeats": 0,
+        "surplus": 1,
+        "failed": 1,
+        "retried_once": 1,
+        "unfinished": 0,
+        "unretried": 0,
+        "missing": 0,
+        "lost": 0,
+        "duplicated": 0,
+    }
 
 
 def test_unfinished_unretried_and_missing_trials_are_lost():
-    trials = _trials((COMPLETE, {}), (FAIL, {"failure_reason": "interrupted"}), (RUNNING, {}), (WAITING, {"retry_of": 7}))
-    result = account(trials, 4)  # counted: trial 0 and the running trial 2; the killed trial 1 was never retried
+    trials = _trials(
+        (COMPLETE, {}),
+        (FAIL, {"failure_reason": "interrupted"}),
+        (RUNNING, {}),
+        (WAITING, {"retry_of": 7}),
+    )
+    result = account(
+        trials, 4
+    )  # counted: trial 0 and the running trial 2; the killed trial 1 was never retried
     assert (result["unfinished"], result["unretried"], result["missing"]) == (2, 1, 2)
     assert (result["counted"], result["lost"], result["duplicated"]) == (2, 2 + 1 + 2, 0)
 
@@ -44,24 +92,41 @@ def test_unfinished_unretried_and_missing_trials_are_lost():
 def test_a_run_stopped_at_its_timeout_has_work_left_but_no_count_of_lost_trials():
     trials = _trials((COMPLETE, {}), (FAIL, {"failure_reason": "interrupted"}), (RUNNING, {}))
     result = account(trials, 4, timed_out=True)
-    assert (result["unfinished"], result["unretried"], result["missing"], result["lost"]) == (1, 1, 2, None)
+    assert (result["unfinished"], result["unretried"], result["missing"], result["lost"]) == (
+        1,
+        1,
+        2,
+        None,
+    )
 
 
 def test_a_second_retry_and_trials_beyond_the_budget_are_duplicates():
-    trials = _trials((FAIL, {}), (COMPLETE, {"retry_of": 0}), (COMPLETE, {"retry_of": 0}), (COMPLETE, {}))
+    trials = _trials(
+        (FAIL, {}), (COMPLETE, {"retry_of": 0}), (COMPLETE, {"retry_of": 0}), (COMPLETE, {})
+    )
     result = account(trials, 2)
     assert (result["retried_once"], result["lost"], result["duplicated"]) == (0, 0, 1 + 1)
 
 
 def test_throughput_runs_from_the_first_start_to_the_last_counted_trial():
-    trials = _trials((COMPLETE, {}), (COMPLETE, {}), (FAIL, {}), (COMPLETE, {"retry_of": 2}))  # ends at second 5
+    trials = _trials(
+        (COMPLETE, {}), (COMPLETE, {}), (FAIL, {}), (COMPLETE, {"retry_of": 2})
+    )  # ends at second 5
     assert throughput(trials) == {"span_s": 5.0, "counted_per_s": 3 / 5, "finished_per_s": 4 / 5}
-    assert all(value != value for value in throughput(_trials((RUNNING, {}))).values())  # NaN without a counted trial
+    assert all(
+        value != value for value in throughput(_trials((RUNNING, {}))).values()
+    )  # NaN without a counted trial
 
 
 def test_latencies_pool_every_workers_calls_per_name_and_in_all():
-    result = latencies([{"get_trial": [0.001, 0.003]}, {"get_trial": [0.002], "set_trial_user_attr": [0.010]}])
-    assert result["get_trial"] == {"calls": 3, "p50_ms": pytest.approx(2.0), "p99_ms": pytest.approx(2.98)}
+    result = latencies(
+        [{"get_trial": [0.001, 0.003]}, {"get_trial": [0.002], "set_trial_user_attr": [0.010]}]
+    )
+    assert result["get_trial"] == {
+        "calls": 3,
+        "p50_ms": pytest.approx(2.0),
+        "p99_ms": pytest.approx(2.98),
+    }
     assert result["all"]["calls"] == 4
     assert result["set_trial_user_attr"]["p50_ms"] == pytest.approx(10.0)
 
@@ -69,7 +134,9 @@ def test_latencies_pool_every_workers_calls_per_name_and_in_all():
 def test_every_storage_call_is_timed():
     storage = optuna.storages.InMemoryStorage()
     timings = time_calls(storage)
-    optuna.create_study(storage=storage).optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=2)
+    optuna.create_study(storage=storage).optimize(
+        lambda trial: trial.suggest_float("x", 0, 1), n_trials=2
+    )
     assert len(timings["create_new_trial"]) == 2
     assert all(s > 0 for calls in timings.values() for s in calls)
     assert {"set_trial_param", "set_trial_state_values", "get_all_trials"} <= set(timings)
@@ -79,25 +146,48 @@ def test_memory_reads_this_process_and_nothing_once_it_is_gone():
     found = memory(os.getpid())
     assert found is not None
     assert found["rss_mib"] >= found["pss_mib"] >= found["private_mib"] > 0
-    assert memory(2 ** 22 + 1) is None  # above Linux's largest process id
+    assert memory(2**22 + 1) is None  # above Linux's largest process id
 
 
 def test_runs_that_cannot_fit_are_skipped_with_the_measured_reason():
-    runs = [{"storage": "postgresql", "workers": 8, "connections": {"max": 16},
-             "memory_mib": {"private_mib_mean": 50.0, "private_mib_total": 400.0, "pss_mib_total": 700.0}},
-            {"storage": "postgresql", "workers": 32, "skipped": "too many connections"}]
+    runs = [
+        {
+            "storage": "postgresql",
+            "workers": 8,
+            "connections": {"max": 16},
+            "memory_mib": {
+                "private_mib_mean": 50.0,
+                "private_mib_total": 400.0,
+                "pss_mib_total": 700.0,
+            },
+        },
+        {"storage": "postgresql", "workers": 32, "skipped": "too many connections"},
+    ]
     assert skip_reason("postgresql", 32, runs, 100, 16.0) is None  # 64 connections, 1.9 GiB
-    assert "about 256 connections (2.00 per worker, measured) exceed" in skip_reason("postgresql", 128, runs, 100, 16.0)
+    assert "about 256 connections (2.00 per worker, measured) exceed" in skip_reason(
+        "postgresql", 128, runs, 100, 16.0
+    )
     assert skip_reason("journal", 256, runs, 100, 16.0) is None  # 12.8 GiB
-    assert "about 12.8 GiB for the workers (50 MiB private each" in skip_reason("journal", 256, runs, 100, 8.0)
+    assert "about 12.8 GiB for the workers (50 MiB private each" in skip_reason(
+        "journal", 256, runs, 100, 8.0
+    )
     runs.append({"storage": "grpc", "workers": 128, "timed_out": True})
-    assert skip_reason("grpc", 256, runs, 100, 16.0) == "grpc did not finish the run of 128 workers within --run-timeout"
+    assert (
+        skip_reason("grpc", 256, runs, 100, 16.0)
+        == "grpc did not finish the run of 128 workers within --run-timeout"
+    )
 
 
 def test_the_proxies_connections_are_counted_per_proxy_one_per_machine():
-    runs = [{"storage": "grpc", "workers": 32, "proxies": 4, "connections": {"max": 40}}]  # 10 per proxy
-    assert skip_reason("grpc", 64, runs, 100, 16.0, workers_per_proxy=8) is None  # 8 proxies, 80 connections
-    assert "about 320 connections (10.00 per proxy, measured) exceed" in skip_reason("grpc", 256, runs, 100, 16.0, 8)
+    runs = [
+        {"storage": "grpc", "workers": 32, "proxies": 4, "connections": {"max": 40}}
+    ]  # 10 per proxy
+    assert (
+        skip_reason("grpc", 64, runs, 100, 16.0, workers_per_proxy=8) is None
+    )  # 8 proxies, 80 connections
+    assert "about 320 connections (10.00 per proxy, measured) exceed" in skip_reason(
+        "grpc", 256, runs, 100, 16.0, 8
+    )
     assert skip_reason("grpc", 256, runs, 1000, 16.0, workers_per_proxy=8) is None
     assert skip_reason("grpc", 256, runs, 100, 16.0, workers_per_proxy=64) is None  # 4 proxies
 
@@ -105,13 +195,25 @@ def test_the_proxies_connections_are_counted_per_proxy_one_per_machine():
 @pytest.mark.slow
 def test_a_grpc_fleet_gets_one_proxy_per_machine_each_serving_the_one_study(postgres_url, tmp_path):
     server = postgres_url.rsplit("/", 1)[0]
-    with storage_for("grpc", 3, tmp_path, server, workers_per_proxy=2) as (urls, _database, proxies):
+    with storage_for("grpc", 3, tmp_path, server, workers_per_proxy=2) as (
+        urls,
+        _database,
+        proxies,
+    ):
         assert len(proxies) == len(set(urls)) == 2
         assert all(url.startswith("grpc://127.0.0.1:") for url in urls)
-        optuna.create_study(study_name="fleet", storage=optuna.storages.GrpcStorageProxy(
-            host="127.0.0.1", port=int(urls[0].rsplit(":", 1)[1])))
-        seen = optuna.load_study(study_name="fleet", storage=optuna.storages.GrpcStorageProxy(
-            host="127.0.0.1", port=int(urls[1].rsplit(":", 1)[1])))
+        optuna.create_study(
+            study_name="fleet",
+            storage=optuna.storages.GrpcStorageProxy(
+                host="127.0.0.1", port=int(urls[0].rsplit(":", 1)[1])
+            ),
+        )
+        seen = optuna.load_study(
+            study_name="fleet",
+            storage=optuna.storages.GrpcStorageProxy(
+                host="127.0.0.1", port=int(urls[1].rsplit(":", 1)[1])
+            ),
+        )
         assert seen.study_name == "fleet"
     assert all(proxy.poll() is not None for proxy in proxies)
 
@@ -119,9 +221,31 @@ def test_a_grpc_fleet_gets_one_proxy_per_machine_each_serving_the_one_study(post
 @pytest.mark.slow
 def test_a_tiny_fleet_on_the_journal_loses_and_duplicates_nothing(tmp_path):
     out = tmp_path / "fleet.json"
-    done = subprocess.run([sys.executable, "-m", "benchmarks.fleet", "--workers", "4", "--storages", "journal",
-                           "--trials", "16", "--epoch-s", "0.1", "--sampler-sizes", "100", "--asks", "1", "--out", str(out)],
-                          capture_output=True, text=True, timeout=600, env={**os.environ, "KERAS_BACKEND": "numpy"})
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.fleet",
+            "--workers",
+            "4",
+            "--storages",
+            "journal",
+            "--trials",
+            "16",
+            "--epoch-s",
+            "0.1",
+            "--sampler-sizes",
+            "100",
+            "--asks",
+            "1",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "KERAS_BACKEND": "numpy"},
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(out.read_text())
     (run,) = report["runs"]

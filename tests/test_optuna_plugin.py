@@ -27,9 +27,18 @@ def space_file(tmp_path):
 
 @pytest.mark.slow
 def test_make_objective_in_a_users_study(digits, space_file):
-    objective = make_objective(digits.x_train, digits.y_train, digits.x_val, digits.y_val, space=space_file, epochs=1,
-                               batch_size=64)
-    study = optuna.create_study(directions=["maximize", "minimize"], sampler=optuna.samplers.RandomSampler(0))
+    objective = make_objective(
+        digits.x_train,
+        digits.y_train,
+        digits.x_val,
+        digits.y_val,
+        space=space_file,
+        epochs=1,
+        batch_size=64,
+    )
+    study = optuna.create_study(
+        directions=["maximize", "minimize"], sampler=optuna.samplers.RandomSampler(0)
+    )
     study.optimize(objective, n_trials=2)
 
     assert len(study.trials) == 2
@@ -54,7 +63,9 @@ def test_suggest_config_in_a_users_own_objective(space_file):
 
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(0))
     study.optimize(objective, n_trials=2)
-    assert set(study.best_trial.params) == set(xsearch.SearchSpace.from_toml(space_file).axes) | {"learning_rate"}
+    assert set(study.best_trial.params) == set(xsearch.SearchSpace.from_toml(space_file).axes) | {
+        "learning_rate"
+    }
 
 
 def test_directions_and_unknown_objectives():
@@ -67,10 +78,19 @@ def test_directions_and_unknown_objectives():
 @pytest.mark.slow
 def test_make_objective_does_not_train_a_design_twice(digits, tmp_path):
     one_design = tmp_path / "one.toml"
-    one_design.write_text('[axes]\nmiddle_repeats = [0]\nwidth = [0.125]\nsegments = ["depthwise"]\n')
+    one_design.write_text(
+        '[axes]\nmiddle_repeats = [0]\nwidth = [0.125]\nsegments = ["depthwise"]\n'
+    )
     study = optuna.create_study(directions=["maximize", "minimize"])
-    objective = make_objective(digits.x_train, digits.y_train, digits.x_val, digits.y_val, space=one_design, epochs=1,
-                               batch_size=64)
+    objective = make_objective(
+        digits.x_train,
+        digits.y_train,
+        digits.x_val,
+        digits.y_val,
+        space=one_design,
+        epochs=1,
+        batch_size=64,
+    )
     study.optimize(objective, n_trials=3)
 
     first, *repeats = study.trials
@@ -88,9 +108,14 @@ def test_successive_halving_in_a_users_own_training_stops_a_trial_that_ranks_low
 
     study = optuna.create_study(directions=["maximize", "minimize"])
     for accuracy in (0.9, 0.8, 0.7):  # cheaper, and better at the rung (epoch 1)
-        study.add_trial(optuna.trial.create_trial(
-            params={"x": 0.0}, distributions={"x": FloatDistribution(0, 1)}, values=[accuracy, 100],
-            user_attrs={"params": 100, "rung_accuracy": {"1": accuracy}, "setup_digest": ""}))
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"x": 0.0},
+                distributions={"x": FloatDistribution(0, 1)},
+                values=[accuracy, 100],
+                user_attrs={"params": 100, "rung_accuracy": {"1": accuracy}, "setup_digest": ""},
+            )
+        )
     trial = study.ask()
     asha = SuccessiveHalving(trial, {"params": 500}, epochs=3)
     asha.set_model(keras.Sequential())
@@ -103,17 +128,31 @@ def test_successive_halving_in_a_users_own_training_stops_a_trial_that_ranks_low
     study.tell(trial, [0.5, 500])
     assert study.trials[-1] not in study.best_trials
 
-    with pytest.raises(ValueError, match=r"min_epochs must be an integer in \[1, epochs - 1 = 2\]; received 3"):
+    with pytest.raises(
+        ValueError, match=r"min_epochs must be an integer in \[1, epochs - 1 = 2\]; received 3"
+    ):
         SuccessiveHalving(study.ask(), {"params": 1}, epochs=3, min_epochs=3)
     with pytest.raises(ValueError, match="reduction_factor must be an integer >= 2; received 1"):
         SuccessiveHalving(study.ask(), {"params": 1}, epochs=3, reduction_factor=1)
 
 
 @pytest.mark.slow
-def test_make_objective_with_successive_halving_keeps_stopped_trials_off_the_front(digits, space_file):
-    objective = make_objective(digits.x_train, digits.y_train, digits.x_val, digits.y_val, space=space_file, epochs=2,
-                               batch_size=64, asha=True)
-    study = optuna.create_study(directions=["maximize", "minimize"], sampler=optuna.samplers.RandomSampler(0))
+def test_make_objective_with_successive_halving_keeps_stopped_trials_off_the_front(
+    digits, space_file
+):
+    objective = make_objective(
+        digits.x_train,
+        digits.y_train,
+        digits.x_val,
+        digits.y_val,
+        space=space_file,
+        epochs=2,
+        batch_size=64,
+        asha=True,
+    )
+    study = optuna.create_study(
+        directions=["maximize", "minimize"], sampler=optuna.samplers.RandomSampler(0)
+    )
     study.optimize(objective, n_trials=4)
     for trial in study.trials:
         stopped = "stopped_at_epoch" in trial.user_attrs

@@ -21,14 +21,33 @@ from xsearch.study.sampler import grid_points
 from xsearch.study.spec import DataSpec, StudySpec, TrainingSpec
 
 if os.environ.get("CI") != "true":
-    pytest.importorskip("syne_tune.blackbox_repository",
-                        reason="Syne Tune is a benchmark dependency: pip install syne-tune==0.16.0 huggingface_hub")
+    pytest.importorskip(
+        "syne_tune.blackbox_repository",
+        reason="Syne Tune is a benchmark dependency: pip install syne-tune==0.16.0 huggingface_hub",
+    )
 
 EPOCHS = 4
 SPACE = SearchSpace.from_toml("tiny")
-BASE = StudySpec(name="bench", space="tiny", objectives=("accuracy", "params", "latency"), seed_trials=(),
-                 data=DataSpec(image_size=16), training=TrainingSpec(epochs=EPOCHS))
-FORMAT = {"digest", "strategy", "seed", "budget_s", "trials", "stopped", "seconds", "search_s", "hv", "hv_log"}
+BASE = StudySpec(
+    name="bench",
+    space="tiny",
+    objectives=("accuracy", "params", "latency"),
+    seed_trials=(),
+    data=DataSpec(image_size=16),
+    training=TrainingSpec(epochs=EPOCHS),
+)
+FORMAT = {
+    "digest",
+    "strategy",
+    "seed",
+    "budget_s",
+    "trials",
+    "stopped",
+    "seconds",
+    "search_s",
+    "hv",
+    "hv_log",
+}
 
 
 def _table() -> pd.DataFrame:
@@ -36,12 +55,27 @@ def _table() -> pd.DataFrame:
     for index, point in enumerate(grid_points(SPACE, 0)):
         config = SPACE.decode(point)
         rank = {1: 0, 8: 1, "depthwise": 2}[config.segments]
-        final = 0.6 + 0.1 * rank + 0.05 * config.residual + (0.01 if config.intermediate_activation == "none" else 0.0)
+        final = (
+            0.6
+            + 0.1 * rank
+            + 0.05 * config.residual
+            + (0.01 if config.intermediate_activation == "none" else 0.0)
+        )
         for seed in (0, 1) if index % 4 else (0,):
             row = {axis: point[axis] for axis in SPACE.axes}
-            row.update(seed=seed, params=1000 - 100 * rank, macs=5000 - 500 * rank, flops=10000 - 1000 * rank,
-                       latency_ms=1.0 + 0.1 * rank, latency_p90_ms=1.2, test_accuracy=final, failure_reason="")
-            row.update({f"val_acc_{e}": final * e / EPOCHS + 0.002 * seed for e in range(1, EPOCHS + 1)})
+            row.update(
+                seed=seed,
+                params=1000 - 100 * rank,
+                macs=5000 - 500 * rank,
+                flops=10000 - 1000 * rank,
+                latency_ms=1.0 + 0.1 * rank,
+                latency_p90_ms=1.2,
+                test_accuracy=final,
+                failure_reason="",
+            )
+            row.update(
+                {f"val_acc_{e}": final * e / EPOCHS + 0.002 * seed for e in range(1, EPOCHS + 1)}
+            )
             row.update({f"epoch_s_{e}": 5.0 if e == 1 else 1.0 for e in range(1, EPOCHS + 1)})
             rows.append(row)
     return pd.DataFrame(rows)
@@ -53,7 +87,14 @@ def test_the_blackbox_has_every_design_with_its_seeds_in_equal_slots_and_each_ob
     box = bench.blackbox
     assert box.objectives_evaluations.shape == (12, 2, EPOCHS, 8)
     assert bench.metrics == ["neg_val_accuracy", "params", "latency_ms"]
-    assert box.objectives_names == ["val_accuracy", "neg_val_accuracy", "params", "latency_ms", *bench.scaled, "elapsed_time"]
+    assert box.objectives_names == [
+        "val_accuracy",
+        "neg_val_accuracy",
+        "params",
+        "latency_ms",
+        *bench.scaled,
+        "elapsed_time",
+    ]
     scaled = box.objectives_evaluations[..., 4:7]
     assert scaled.min() == 0.0
     assert scaled.max() == 1.0
@@ -62,7 +103,9 @@ def test_the_blackbox_has_every_design_with_its_seeds_in_equal_slots_and_each_ob
     assert space["depth_multiplier"] == 1
     assert set(space["segments"].categories) == {"1", "8", "depthwise"}  # one type per axis
     key = next(k for k, rows in table.designs.items() if len(rows) == 1)
-    config = next(c for c in syne_tune_compare.configurations(list(table.designs)) if bench.design(c) == key)
+    config = next(
+        c for c in syne_tune_compare.configurations(list(table.designs)) if bench.design(c) == key
+    )
     values = box.objective_function(config, seed=1)  # the single seed's row in both slots
     np.testing.assert_allclose(values, box.objective_function(config, seed=0))
     np.testing.assert_allclose(values[:, -1], [5.0, 6.0, 7.0, 8.0])  # cumulative training seconds
@@ -74,13 +117,17 @@ def _steps(line: dict) -> np.ndarray:
     return np.round(np.diff([0.0, *line["seconds"]]), 6)
 
 
-def test_runs_write_scored_lines_in_the_replay_format_resume_and_refuse_an_incomplete_table(tmp_path, capsys):
+def test_runs_write_scored_lines_in_the_replay_format_resume_and_refuse_an_incomplete_table(
+    tmp_path, capsys
+):
     path, results = tmp_path / "bench.csv", tmp_path / "runs.jsonl"
     _table().to_csv(path, index=False)
     syne_tune_compare.run(path, results, ["moasha", "random"], [0, 1], BASE)
     lines = read_results(results)
     budget = BenchTable.from_frame(_table()).full_cost()
-    assert {(r["strategy"], r["seed"]) for r in lines} == {(f"syne-tune/{s}", k) for s in ("moasha", "random") for k in (0, 1)}
+    assert {(r["strategy"], r["seed"]) for r in lines} == {
+        (f"syne-tune/{s}", k) for s in ("moasha", "random") for k in (0, 1)
+    }
     for line in lines:
         assert set(line) == FORMAT
         assert line["digest"] == table_digest(path, BASE)
@@ -91,11 +138,17 @@ def test_runs_write_scored_lines_in_the_replay_format_resume_and_refuse_an_incom
             assert 0 < curve[-1] <= 1.0 + 1e-9
         steps = _steps(line)
         assert np.all(steps > 0)
-        assert budget - 8.0 < line["seconds"][-1] <= budget + 8.0  # the budget spent, plus one trial
+        assert (
+            budget - 8.0 < line["seconds"][-1] <= budget + 8.0
+        )  # the budget spent, plus one trial
     moasha = [r for r in lines if r["strategy"] == "syne-tune/moasha"]
-    assert all(r["stopped"] > 0 and set(_steps(r)[:-1]) <= {5.0, 6.0, 8.0} for r in moasha)  # stopped at rung 1 or 2, or full
+    assert all(
+        r["stopped"] > 0 and set(_steps(r)[:-1]) <= {5.0, 6.0, 8.0} for r in moasha
+    )  # stopped at rung 1 or 2, or full
     randoms = [r for r in lines if r["strategy"] == "syne-tune/random"]
-    assert all(r["stopped"] == 0 and set(_steps(r)[:-1]) == {8.0} for r in randoms)  # every trial trained fully
+    assert all(
+        r["stopped"] == 0 and set(_steps(r)[:-1]) == {8.0} for r in randoms
+    )  # every trial trained fully
 
     capsys.readouterr()
     syne_tune_compare.run(path, results, ["moasha", "random"], [0, 1], BASE)
@@ -103,7 +156,9 @@ def test_runs_write_scored_lines_in_the_replay_format_resume_and_refuse_an_incom
     assert "0 runs to do, 4 done" in capsys.readouterr().out
     again = tmp_path / "again.jsonl"
     syne_tune_compare.run(path, again, ["moasha"], [1], BASE)
-    assert read_results(again)[0] == next(r for r in moasha if r["seed"] == 1)  # a seed replays the same run
+    assert read_results(again)[0] == next(
+        r for r in moasha if r["seed"] == 1
+    )  # a seed replays the same run
 
     tables = syne_tune_compare.report(results, also=[tmp_path / "absent.jsonl"])
     assert set(tables["hv"].index) == {"syne-tune/moasha", "syne-tune/random"}

@@ -34,16 +34,25 @@ def _only_a_docstring(path: Path) -> bool:
 def _is_slow_mark(node: ast.AST) -> bool:
     """`pytest.mark.slow` (or `mark.slow`), bare or called."""
     node = node.func if isinstance(node, ast.Call) else node
-    return isinstance(node, ast.Attribute) and node.attr == "slow" and (
-        (isinstance(node.value, ast.Attribute) and node.value.attr == "mark")
-        or (isinstance(node.value, ast.Name) and node.value.id == "mark"))
+    return (
+        isinstance(node, ast.Attribute)
+        and node.attr == "slow"
+        and (
+            (isinstance(node.value, ast.Attribute) and node.value.attr == "mark")
+            or (isinstance(node.value, ast.Name) and node.value.id == "mark")
+        )
+    )
 
 
 def _file_is_slow(tree: ast.Module) -> bool:
     """A module-level ``pytestmark`` that holds the slow mark."""
     for node in tree.body:
-        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "pytestmark" for t in node.targets):
-            marks = node.value.elts if isinstance(node.value, (ast.List, ast.Tuple)) else [node.value]
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "pytestmark" for t in node.targets
+        ):
+            marks = (
+                node.value.elts if isinstance(node.value, (ast.List, ast.Tuple)) else [node.value]
+            )
             if any(_is_slow_mark(mark) for mark in marks):
                 return True
     return False
@@ -63,7 +72,9 @@ def _test_functions(tree: ast.Module) -> list[tuple[ast.FunctionDef, bool]]:
             class_slow = any(_is_slow_mark(d) for d in node.decorator_list)
             for item in node.body:
                 if isinstance(item, ast.FunctionDef) and item.name.startswith("test"):
-                    tests.append((item, class_slow or any(_is_slow_mark(d) for d in item.decorator_list)))
+                    tests.append(
+                        (item, class_slow or any(_is_slow_mark(d) for d in item.decorator_list))
+                    )
     return tests
 
 
@@ -124,7 +135,9 @@ def fast_tier_modules(source: str, modules: set[str]) -> set[str]:
                 for name in ast.walk(target):
                     if isinstance(name, ast.Name):
                         definitions.setdefault(name.id, []).append(node)
-        elif not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)):  # runs on import
+        elif not (
+            isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+        ):  # runs on import
             roots.append(node)
 
     covered: set[str] = set()
@@ -147,14 +160,18 @@ def fast_tier_modules(source: str, modules: set[str]) -> set[str]:
             if isinstance(sub, (ast.Import, ast.ImportFrom)):  # imported where a fast test runs it
                 if isinstance(sub, ast.Import) or (sub.module and not sub.level):
                     for alias in sub.names:
-                        path = alias.name if isinstance(sub, ast.Import) else f"{sub.module}.{alias.name}"
+                        path = (
+                            alias.name
+                            if isinstance(sub, ast.Import)
+                            else f"{sub.module}.{alias.name}"
+                        )
                         covered.add(_longest_module(path, modules))
             elif isinstance(sub, ast.Attribute) and (dotted := _dotted(sub)):
                 root = dotted.split(".")[0]
                 inner |= {id(part) for part in ast.walk(sub.value)}
                 chained.add(root)
                 if root in bindings and root not in parameters:
-                    covered.add(_longest_module(bindings[root] + dotted[len(root):], modules))
+                    covered.add(_longest_module(bindings[root] + dotted[len(root) :], modules))
             elif isinstance(sub, ast.Name):
                 referenced.add(sub.id)
         for name in referenced | chained | parameters:
@@ -169,8 +186,15 @@ def covered_modules() -> set[str]:
     covered: set[str] = set()
     for path in sorted(ROOT.joinpath("tests").rglob("test_*.py")):
         covered |= fast_tier_modules(path.read_text(), set(modules))
-    for name, path in modules.items():  # a docstring-only package runs when one of its modules is imported
-        if path.name == "__init__.py" and _only_a_docstring(path) and any(m.startswith(f"{name}.") for m in covered):
+    for (
+        name,
+        path,
+    ) in modules.items():  # a docstring-only package runs when one of its modules is imported
+        if (
+            path.name == "__init__.py"
+            and _only_a_docstring(path)
+            and any(m.startswith(f"{name}.") for m in covered)
+        ):
             covered.add(name)
     return covered
 
@@ -179,12 +203,13 @@ def test_every_package_module_is_imported_and_used_by_a_fast_test():
     missing = sorted(set(package_modules()) - covered_modules())
     assert not missing, (
         f"no fast test (one not marked slow) imports and uses {', '.join(missing)}: "
-        "add one (fakes, synthetic studies, in-memory storage, tiny models) so that `pytest -m 'not slow'` covers it")
+        "add one (fakes, synthetic studies, in-memory storage, tiny models) so that `pytest -m 'not slow'` covers it"
+    )
 
 
 def test_the_checker_tells_fast_from_slow_tests_and_follows_helpers_and_fixtures():
     modules = {"pkg", "pkg.a", "pkg.b", "pkg.c", "pkg.d", "pkg.e", "pkg.f", "pkg.sub", "pkg.sub.g"}
-    source = '''
+    source = """
 import pytest
 import pkg.sub.g
 from pkg import b
@@ -214,8 +239,13 @@ def test_slow():
 @pytest.mark.parametrize("x", [1, pytest.param(2, marks=pytest.mark.slow)])
 def test_partly_slow(x):
     from pkg.sub import g
-'''
+"""
     assert fast_tier_modules(source, modules) == {"pkg.a", "pkg.b", "pkg.c", "pkg.f", "pkg.sub.g"}
-    assert fast_tier_modules("import pytest\npytestmark = pytest.mark.slow\n" + source, modules) == set()
-    only_slow = "import pytest\nfrom pkg.a import thing\n@pytest.mark.slow\ndef test_slow():\n    thing()\n"
+    assert (
+        fast_tier_modules("import pytest\npytestmark = pytest.mark.slow\n" + source, modules)
+        == set()
+    )
+    only_slow = (
+        "import pytest\nfrom pkg.a import thing\n@pytest.mark.slow\ndef test_slow():\n    thing()\n"
+    )
     assert fast_tier_modules(only_slow, modules) == set()

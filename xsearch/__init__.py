@@ -10,7 +10,9 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out of the CLI
+os.environ.setdefault(
+    "TF_CPP_MIN_LOG_LEVEL", "2"
+)  # keep TensorFlow's C++ start-up chatter out of the CLI
 
 _EXPORTS = {
     "MIN_INPUT_SIZE": "xsearch.model.config",

@@ -41,8 +41,13 @@ class XceptionHyperModel(keras_tuner.HyperModel):
 
     def build(self, hp: keras_tuner.HyperParameters) -> keras.Model:
         config = self.space.sample_keras_tuner(hp)
-        model = build_model(config, self.input_shape, self.num_classes, bn_momentum=self.bn_momentum,
-                            name=self.name)
-        model.compile(keras.optimizers.Adam(self.learning_rate), keras.losses.SparseCategoricalCrossentropy(),
-                      metrics=["accuracy"], jit_compile=jit_compile_setting())
+        model = build_model(
+            config, self.input_shape, self.num_classes, bn_momentum=self.bn_momentum, name=self.name
+        )
+        model.compile(
+            keras.optimizers.Adam(self.learning_rate),
+            keras.losses.SparseCategoricalCrossentropy(),
+            metrics=["accuracy"],
+            jit_compile=jit_compile_setting(),
+        )
         return model

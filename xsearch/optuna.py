@@ -34,7 +34,9 @@ SUPPORTED = ("accuracy", "params", "flops", "latency")
 """What `make_objective` can return (their directions: `directions`)."""
 
 
-def suggest_config(trial: optuna.Trial, space: SearchSpace | str = "xception-small") -> XceptionConfig:
+def suggest_config(
+    trial: optuna.Trial, space: SearchSpace | str = "xception-small"
+) -> XceptionConfig:
     """Suggest one design on ``trial``: one parameter per axis of ``space`` (a name, path or `SearchSpace`)."""
     return _space(space).sample(trial)
 
@@ -71,10 +73,14 @@ def make_objective(
     search_space = _space(space)
     x_train, x_val = np.asarray(x_train, np.float32), np.asarray(x_val, np.float32)
     if x_train.ndim != 4 or x_val.shape[1:] != x_train.shape[1:]:
-        raise ValueError(f"x_train and x_val must be (N, H, W, C) images of one shape; "
-                         f"received {x_train.shape} and {x_val.shape}.")
+        raise ValueError(
+            f"x_train and x_val must be (N, H, W, C) images of one shape; "
+            f"received {x_train.shape} and {x_val.shape}."
+        )
     num_classes = int(max(np.max(y_train), np.max(y_val))) + 1
-    trained: dict[str, tuple[int, dict[str, int | float]]] = {}  # design JSON -> its trial number and record
+    trained: dict[
+        str, tuple[int, dict[str, int | float]]
+    ] = {}  # design JSON -> its trial number and record
 
     def objective(trial: optuna.Trial) -> tuple[float, ...]:
         config = search_space.sample(trial)
@@ -98,12 +104,27 @@ def make_objective(
             record = cast(dict[str, int | float], dict(model_costs(model)))
             if "latency" in objectives:
                 record[TrialAttr.LATENCY_MS] = measure_latency(model)["latency_ms"]
-            costs = {OBJECTIVES[name].metric: record[OBJECTIVES[name].metric] for name in objectives if name in COST_OBJECTIVES}
+            costs = {
+                OBJECTIVES[name].metric: record[OBJECTIVES[name].metric]
+                for name in objectives
+                if name in COST_OBJECTIVES
+            }
             rule = [SuccessiveHalving(trial, costs, epochs)] if asha else []
-            model.compile(keras.optimizers.Adam(learning_rate), keras.losses.SparseCategoricalCrossentropy(),
-                          metrics=["accuracy"], jit_compile=jit_compile_setting())
-            history = model.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=epochs,
-                                batch_size=batch_size, verbose=0, callbacks=rule)
+            model.compile(
+                keras.optimizers.Adam(learning_rate),
+                keras.losses.SparseCategoricalCrossentropy(),
+                metrics=["accuracy"],
+                jit_compile=jit_compile_setting(),
+            )
+            history = model.fit(
+                x_train,
+                y_train,
+                validation_data=(x_val, y_val),
+                epochs=epochs,
+                batch_size=batch_size,
+                verbose=0,
+                callbacks=rule,
+            )
             record[TrialAttr.VAL_ACCURACY] = float(history.history["val_accuracy"][-1])
             if rule and rule[0].stopped_at is not None:
                 record[TrialAttr.STOPPED_AT_EPOCH] = rule[0].stopped_at
@@ -130,13 +151,25 @@ class SuccessiveHalving(keras_callbacks.SuccessiveHalving):
         trial.set_constraint("stopped", float(asha.stopped_at is not None))
     """
 
-    def __init__(self, trial: optuna.Trial, costs: dict[str, float], epochs: int, min_epochs: int = 1,
-                 reduction_factor: int = 2) -> None:
+    def __init__(
+        self,
+        trial: optuna.Trial,
+        costs: dict[str, float],
+        epochs: int,
+        min_epochs: int = 1,
+        reduction_factor: int = 2,
+    ) -> None:
         if not (isinstance(min_epochs, int) and 1 <= min_epochs < epochs):
-            raise ValueError(f"min_epochs must be an integer in [1, epochs - 1 = {epochs - 1}]; received {min_epochs!r}.")
+            raise ValueError(
+                f"min_epochs must be an integer in [1, epochs - 1 = {epochs - 1}]; received {min_epochs!r}."
+            )
         if not (isinstance(reduction_factor, int) and reduction_factor >= 2):
-            raise ValueError(f"reduction_factor must be an integer >= 2; received {reduction_factor!r}.")
-        super().__init__(trial, AshaSpec(min_epochs, reduction_factor), costs, digest="", epochs=epochs)
+            raise ValueError(
+                f"reduction_factor must be an integer >= 2; received {reduction_factor!r}."
+            )
+        super().__init__(
+            trial, AshaSpec(min_epochs, reduction_factor), costs, digest="", epochs=epochs
+        )
 
 
 def _space(space: SearchSpace | str) -> SearchSpace:
@@ -146,5 +179,7 @@ def _space(space: SearchSpace | str) -> SearchSpace:
 def _check_objectives(objectives: Sequence[str]) -> None:
     unknown = [name for name in objectives if name not in SUPPORTED]
     if unknown or not objectives:
-        raise ValueError(f"objectives must be a non-empty list of {', '.join(SUPPORTED)}; "
-                         f"received {list(objectives)}.")
+        raise ValueError(
+            f"objectives must be a non-empty list of {', '.join(SUPPORTED)}; "
+            f"received {list(objectives)}."
+        )

@@ -26,8 +26,15 @@ import plotly.graph_objects as go
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 BENCH_TABLE = ROOT / "benchmarks" / "xception_bench.csv"
 TO_IMAGE = """async ([width, height]) => await Plotly.toImage(document.querySelector('.plotly-graph-div'),
                                                           {format: 'png', width: width, height: height, scale: 2})"""
@@ -41,11 +48,15 @@ def render_png(figure: go.Figure, path: Path, width: int, height: int) -> Path:
         page_path = Path(folder) / "figure.html"
         page_path.write_text(figure.to_html(include_plotlyjs=True, full_html=True))
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            browser = playwright.chromium.launch(
+                executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+            )
             try:
                 page = browser.new_page()
                 page.goto(page_path.as_uri())
-                page.wait_for_function("window.Plotly !== undefined && document.querySelector('.main-svg') !== null")
+                page.wait_for_function(
+                    "window.Plotly !== undefined && document.querySelector('.main-svg') !== null"
+                )
                 url = page.evaluate(TO_IMAGE, [width, height])
             finally:
                 browser.close()
@@ -60,8 +71,19 @@ def quickstart_figure(run_dir: Path) -> go.Figure:
     from xsearch.study.storage import load_study, run_storage
 
     if not (run_dir / "study.journal").exists():
-        subprocess.run([sys.executable, "-m", "xsearch.cli", "run", "--study", "quickstart", "--out", str(run_dir)],
-                       check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "xsearch.cli",
+                "run",
+                "--study",
+                "quickstart",
+                "--out",
+                str(run_dir),
+            ],
+            check=True,
+        )
     figure = pareto_figure(load_study(run_storage("quickstart", out=run_dir), "quickstart"))
     return figure.update_layout(margin={"t": 70, "b": 50, "l": 60, "r": 20})
 
@@ -72,16 +94,27 @@ def analysis_figures(table: Path) -> dict[str, tuple[go.Figure, int]]:
     from xsearch.results.analyze import analyze, read_table
 
     frame = read_table(table)
-    return {"xception-bench-edfs": (edf_figure(frame), 900), "xception-bench-effects": (effects_figure(analyze(frame)), 560)}
+    return {
+        "xception-bench-edfs": (edf_figure(frame), 900),
+        "xception-bench-effects": (effects_figure(analyze(frame)), 560),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Draw the docs' figures into docs/images.")
-    parser.add_argument("--run-dir", type=Path, default=ROOT / "runs" / "quickstart",
-                        help="a quickstart run folder (trained first when it holds no study)")
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "images", help="the folder of the PNG files")
+    parser.add_argument(
+        "--run-dir",
+        type=Path,
+        default=ROOT / "runs" / "quickstart",
+        help="a quickstart run folder (trained first when it holds no study)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "docs" / "images", help="the folder of the PNG files"
+    )
     args = parser.parse_args(argv)
-    print(render_png(quickstart_figure(args.run_dir), args.out / "quickstart-pareto.png", 1000, 420))
+    print(
+        render_png(quickstart_figure(args.run_dir), args.out / "quickstart-pareto.png", 1000, 420)
+    )
     for stem, (figure, height) in analysis_figures(BENCH_TABLE).items():
         print(render_png(figure, args.out / f"{stem}.png", 1000, height))
 

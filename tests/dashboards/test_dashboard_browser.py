@@ -12,8 +12,15 @@ import pytest
 from tests.helpers import CHROMIUM
 from xsearch.study.storage import load_study, run_storage
 
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 SCREENSHOT = Path(__file__).resolve().parents[1] / "test-artifacts" / "dashboard.png"
 
 
@@ -58,17 +65,25 @@ def test_dashboard_shows_the_pareto_figure_in_chromium(dashboard):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+        )
         try:
             page = browser.new_page(viewport={"width": 1600, "height": 1000})
             page.goto(dashboard)
             figure = page.locator('[id="user-defined-plot:xsearch-pareto"]')
             figure.locator(".main-svg").first.wait_for(timeout=30_000)
             for graph_id in ("xsearch-hypervolume", "xsearch-segments"):
-                page.locator(f'[id="user-defined-plot:{graph_id}"] .main-svg').first.wait_for(timeout=10_000)
+                page.locator(f'[id="user-defined-plot:{graph_id}"] .main-svg').first.wait_for(
+                    timeout=10_000
+                )
             SCREENSHOT.parent.mkdir(exist_ok=True)
             page.screenshot(path=str(SCREENSHOT), full_page=True)
-            assert "xsearch: Pareto front (tiny, 3 trials)" in figure.locator(".gtitle").text_content()
-            assert figure.locator(".scatterlayer .point").count() >= 6  # 3 trials in each of the 2 panels
+            assert (
+                "xsearch: Pareto front (tiny, 3 trials)" in figure.locator(".gtitle").text_content()
+            )
+            assert (
+                figure.locator(".scatterlayer .point").count() >= 6
+            )  # 3 trials in each of the 2 panels
         finally:
             browser.close()

@@ -20,32 +20,57 @@ DISTRIBUTIONS = {"segments": optuna.distributions.CategoricalDistribution(["4", 
 
 def _run_folder(folder):
     """A run folder whose journal holds the study "tiny" with two trials shaped like xsearch's."""
-    study = optuna.create_study(study_name="tiny", storage=open_storage(None, folder),
-                                directions=["maximize", "minimize", "minimize"])
+    study = optuna.create_study(
+        study_name="tiny",
+        storage=open_storage(None, folder),
+        directions=["maximize", "minimize", "minimize"],
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names(["val_accuracy", "params", "latency_ms"])
     for number, segments in enumerate(["4", "depthwise"]):
-        config = {"middle_repeats": 1, "width": 0.5, "depth_multiplier": 1, "segments": segments,
-                  "intermediate_activation": "none", "residual": True}
+        config = {
+            "middle_repeats": 1,
+            "width": 0.5,
+            "depth_multiplier": 1,
+            "segments": segments,
+            "intermediate_activation": "none",
+            "residual": True,
+        }
         values = [0.6 + number / 10, 1e5 * (2 - number), 2.0]
-        study.add_trial(optuna.trial.create_trial(
-            values=values, params={"segments": segments}, distributions=DISTRIBUTIONS,
-            user_attrs={"config": json.dumps(config), "val_accuracy": values[0], "params": values[1],
-                        "latency_ms": values[2]}))
+        study.add_trial(
+            optuna.trial.create_trial(
+                values=values,
+                params={"segments": segments},
+                distributions=DISTRIBUTIONS,
+                user_attrs={
+                    "config": json.dumps(config),
+                    "val_accuracy": values[0],
+                    "params": values[1],
+                    "latency_ms": values[2],
+                },
+            )
+        )
     return folder
 
 
-@pytest.mark.parametrize(("host", "warned"), [("127.0.0.1", False), ("localhost", False), ("0.0.0.0", True)])
-def test_serve_dashboard_writes_nothing_and_warns_off_loopback(tmp_path, monkeypatch, capsys, host, warned):
+@pytest.mark.parametrize(
+    ("host", "warned"), [("127.0.0.1", False), ("localhost", False), ("0.0.0.0", True)]
+)
+def test_serve_dashboard_writes_nothing_and_warns_off_loopback(
+    tmp_path, monkeypatch, capsys, host, warned
+):
     storage = run_storage("tiny", out=_run_folder(tmp_path / "run"))
     journal = (tmp_path / "run" / "study.journal").read_bytes()
     served = []
-    monkeypatch.setattr(dashboards.server, "run_server",
-                        lambda backend, host, port: served.append((backend, host, port)))
+    monkeypatch.setattr(
+        dashboards.server,
+        "run_server",
+        lambda backend, host, port: served.append((backend, host, port)),
+    )
     serve_dashboard(storage, "tiny", host=host, port=_free_port())
 
-    (backend, served_host, port), = served
+    ((backend, served_host, port),) = served
     assert served_host == host
     assert optuna.get_all_study_names(backend) == ["tiny"]
     study_id = backend.get_study_id_from_name("tiny")
@@ -53,7 +78,9 @@ def test_serve_dashboard_writes_nothing_and_warns_off_loopback(tmp_path, monkeyp
     assert f"http://{host}:{port}/dashboard/studies/{study_id}" in err
     assert ("no authentication" in err) == warned
     assert is_loopback(host) != warned
-    assert (tmp_path / "run" / "study.journal").read_bytes() == journal  # the runner attaches the figures
+    assert (
+        tmp_path / "run" / "study.journal"
+    ).read_bytes() == journal  # the runner attaches the figures
     assert dashboards.serve_dashboard is serve_dashboard
     assert dashboards.is_loopback is is_loopback
 
@@ -62,7 +89,20 @@ def test_a_port_in_use_exits_2_before_the_study_is_read(tmp_path, capsys):
     _run_folder(tmp_path / "run")
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
-        assert main(["dashboard", "--study", "tiny", "--out", str(tmp_path / "run"), "--port", str(port)]) == 2
+        assert (
+            main(
+                [
+                    "dashboard",
+                    "--study",
+                    "tiny",
+                    "--out",
+                    str(tmp_path / "run"),
+                    "--port",
+                    str(port),
+                ]
+            )
+            == 2
+        )
     err = capsys.readouterr().err
     assert f"127.0.0.1:{port} is in use: pass another --port" in err
     assert "Traceback" not in err
@@ -75,7 +115,9 @@ def _free_port() -> int:
 
 def test_loopback_hosts():
     assert [is_loopback(h) for h in ("127.0.0.1", "127.0.0.2", "::1", "localhost")] == [True] * 4
-    assert [is_loopback(h) for h in ("0.0.0.0", "::", "10.0.0.1", "gpu-box.example.org")] == [False] * 4
+    assert [is_loopback(h) for h in ("0.0.0.0", "::", "10.0.0.1", "gpu-box.example.org")] == [
+        False
+    ] * 4
 
 
 def test_the_viewers_find_a_runs_storage_and_name_what_is_missing(tmp_path, monkeypatch):
@@ -85,7 +127,9 @@ def test_the_viewers_find_a_runs_storage_and_name_what_is_missing(tmp_path, monk
     assert run_storage("tiny", storage="postgresql://db/x") == "postgresql://db/x"
     monkeypatch.chdir(tmp_path)
     assert run_storage("studies/tiny.toml") == journal  # runs/<study name> by default
-    with pytest.raises(ValueError, match=r"'other' has no run folder storage: runs/other holds neither"):
+    with pytest.raises(
+        ValueError, match=r"'other' has no run folder storage: runs/other holds neither"
+    ):
         run_storage("other")
     assert load_study(journal, "tiny").metric_names == ["val_accuracy", "params", "latency_ms"]
     with pytest.raises(ValueError, match=r"no study 'other' in .*; it holds: tiny"):

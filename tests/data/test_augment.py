@@ -11,7 +11,9 @@ def test_reflect_pad_matches_numpy_for_every_pad_smaller_than_the_image(height, 
     images = np.random.default_rng(0).integers(0, 256, (3, height, width, 3), dtype=np.uint8)
     for pad_y in range(1, height):
         for pad_x in range(1, width):
-            expected = np.pad(images, ((0, 0), (pad_y, pad_y), (pad_x, pad_x), (0, 0)), mode="reflect")
+            expected = np.pad(
+                images, ((0, 0), (pad_y, pad_y), (pad_x, pad_x), (0, 0)), mode="reflect"
+            )
             np.testing.assert_array_equal(reflect_pad(images, pad_y, pad_x), expected)
 
 

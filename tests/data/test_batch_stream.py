@@ -105,7 +105,9 @@ def test_augmentation_is_deterministic_per_seed_and_epoch():
 def test_keras_fits_from_stream_with_worker_threads():
     x, y = images(count=40, side=8)
     stream = BatchStream(x, y, 8, augment=True, shuffle=True, workers=2)
-    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(), keras.layers.Dense(5)])
+    model = keras.Sequential(
+        [keras.Input((8, 8, 3)), keras.layers.Flatten(), keras.layers.Dense(5)]
+    )
     model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     history = model.fit(stream, epochs=2, verbose=0)
     assert len(history.history["loss"]) == 2
@@ -121,7 +123,9 @@ def test_data_package_does_not_import_tensorflow_under_jax():
 
 @pytest.mark.slow
 def test_input_pipeline_benchmark(tmp_path):
-    spec = importlib.util.spec_from_file_location("input_pipeline", ROOT / "benchmarks" / "input_pipeline.py")
+    spec = importlib.util.spec_from_file_location(
+        "input_pipeline", ROOT / "benchmarks" / "input_pipeline.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     x, y = images(count=64, side=8)

@@ -38,13 +38,17 @@ def folders(cache: Path) -> list[str]:
 
 def test_second_load_maps_the_cache_without_decoding(tmp_path, monkeypatch):
     root = image_folder(tmp_path / "images")
-    first = load_dataset("folder", 12, data_dir=root, cache_dir=tmp_path / "cache", val_fraction=0.2)
+    first = load_dataset(
+        "folder", 12, data_dir=root, cache_dir=tmp_path / "cache", val_fraction=0.2
+    )
 
     def no_decode(*args):
         raise AssertionError("decoded again despite the cache")
 
     monkeypatch.setattr(xsearch.data.folder, "decode_image", no_decode)
-    second = load_dataset("folder", 12, data_dir=root, cache_dir=tmp_path / "cache", val_fraction=0.2)
+    second = load_dataset(
+        "folder", 12, data_dir=root, cache_dir=tmp_path / "cache", val_fraction=0.2
+    )
     for field in dataclasses.fields(first):
         a, b = getattr(first, field.name), getattr(second, field.name)
         if isinstance(a, np.ndarray):
@@ -57,15 +61,26 @@ def test_second_load_maps_the_cache_without_decoding(tmp_path, monkeypatch):
     assert not second.x_train.flags.writeable
     assert folders(tmp_path / "cache") == [first.cache_key]  # no staging folder left
     assert sorted(p.name for p in (tmp_path / "cache" / first.cache_key).iterdir()) == [
-        "meta.json", "x_test.npy", "x_train.npy", "x_val.npy", "y_test.npy", "y_train.npy", "y_val.npy"]
+        "meta.json",
+        "x_test.npy",
+        "x_train.npy",
+        "x_val.npy",
+        "y_test.npy",
+        "y_train.npy",
+        "y_val.npy",
+    ]
     with pytest.raises(AssertionError, match="decoded again"):
-        load_dataset("folder", 12, data_dir=root, cache_dir=tmp_path / "cache", val_fraction=0.2, seed=1)
+        load_dataset(
+            "folder", 12, data_dir=root, cache_dir=tmp_path / "cache", val_fraction=0.2, seed=1
+        )
 
 
 def test_cache_key_covers_settings(tmp_path):
     for kwargs in ({}, {"seed": 1}, {"val_fraction": 0.2}, {"max_train": 50}, {"image_size": 9}):
         load_dataset("digits", **{"image_size": 8, **kwargs}, cache_dir=tmp_path)
-    load_dataset("digits", 8, cache_dir=tmp_path, max_bad_fraction=0.5)  # a check on load, not part of the key
+    load_dataset(
+        "digits", 8, cache_dir=tmp_path, max_bad_fraction=0.5
+    )  # a check on load, not part of the key
     names = folders(tmp_path)
     assert len(names) == 5
     assert all(n.startswith("digits-") for n in names)
@@ -92,7 +107,9 @@ def test_concurrent_loads_build_once_and_share_the_result(tmp_path, monkeypatch)
     results = []
 
     def load():
-        results.append(load_dataset("folder", 8, data_dir=root, cache_dir=tmp_path / "cache", val_fraction=0.2))
+        results.append(
+            load_dataset("folder", 8, data_dir=root, cache_dir=tmp_path / "cache", val_fraction=0.2)
+        )
 
     threads = [threading.Thread(target=load) for _ in range(2)]
     threads[0].start()
@@ -117,7 +134,9 @@ def test_a_build_in_progress_or_interrupted_is_never_read(tmp_path, monkeypatch)
             iterator = blocks()
             yield next(iterator)
             assert next(p.name for p in cache.iterdir() if p.is_dir()).endswith(STAGING_SUFFIX)
-            assert not any(p.is_dir() and not p.name.startswith(".") for p in cache.iterdir())  # nothing to read yet
+            assert not any(
+                p.is_dir() and not p.name.startswith(".") for p in cache.iterdir()
+            )  # nothing to read yet
             raise KeyboardInterrupt
 
         return first_block_only
@@ -129,13 +148,19 @@ def test_a_build_in_progress_or_interrupted_is_never_read(tmp_path, monkeypatch)
     monkeypatch.undo()
     built = load_dataset("digits", 8, cache_dir=cache).cache_key
     shutil.rmtree(cache / built)
-    stale = cache / f".{built}.killed{STAGING_SUFFIX}"  # what a killed build leaves: the next build deletes it
+    stale = (
+        cache / f".{built}.killed{STAGING_SUFFIX}"
+    )  # what a killed build leaves: the next build deletes it
     stale.mkdir()
     (stale / "x_train.npy").write_bytes(b"half")
     assert load_dataset("digits", 8, cache_dir=cache).cache_key == built
     assert folders(cache) == [built]
-    (cache / built / "meta.json").unlink()  # a damaged cache folder is an error that says what to do
-    with pytest.raises(ValueError, match=r"is incomplete or was written by another xsearch version .* delete it"):
+    (
+        cache / built / "meta.json"
+    ).unlink()  # a damaged cache folder is an error that says what to do
+    with pytest.raises(
+        ValueError, match=r"is incomplete or was written by another xsearch version .* delete it"
+    ):
         load_dataset("digits", 8, cache_dir=cache)
 
 
@@ -159,9 +184,14 @@ print("loaded", len(data.y_train), int(data.x_train.sum()), flush=True)
 
 def _builder(root: Path, cache: Path, pause: float) -> subprocess.Popen:
     """A process that loads the folder into the cache, pausing `pause` seconds after each block it writes."""
-    return subprocess.Popen([sys.executable, "-c", BUILD_SCRIPT, str(root), str(cache), str(pause)], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    return subprocess.Popen(
+        [sys.executable, "-c", BUILD_SCRIPT, str(root), str(cache), str(pause)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
 
 
 @pytest.mark.slow

@@ -24,13 +24,18 @@ def make_folder(root: Path, split: str = "train", classes=COLOURS, count: int = 
         (root / split / name).mkdir(parents=True)
         for i in range(count):
             image = Image.new("RGB", (20 + i, 12), COLOURS[name])
-            image.save(root / split / name / f"{i}{suffixes[i % 3]}", format="PNG" if i % 3 == 1 else "JPEG")
+            image.save(
+                root / split / name / f"{i}{suffixes[i % 3]}",
+                format="PNG" if i % 3 == 1 else "JPEG",
+            )
     return root
 
 
 def write_batch(path: Path, labels: list[int], side: int, suffix: bool = True) -> None:
     """An official-format batch: R plane = row*side+col, G = 20, B = 30; `labels` 1-based."""
-    planes = np.stack([np.arange(side * side) % 256, np.full(side * side, 20), np.full(side * side, 30)])
+    planes = np.stack(
+        [np.arange(side * side) % 256, np.full(side * side, 20), np.full(side * side, 30)]
+    )
     data = np.tile(planes.reshape(1, -1), (len(labels), 1)).astype(np.uint8)
     if suffix:
         np.savez(path, data=data, labels=labels, mean=data.mean(0))
@@ -41,7 +46,14 @@ def write_batch(path: Path, labels: list[int], side: int, suffix: bool = True) -
 
 def test_folder_loads_classes_labels_and_splits(tmp_path):
     root = make_folder(tmp_path / "images")
-    ds = load_dataset("folder", 16, data_dir=root, cache_dir=tmp_path / "cache", val_fraction=0.25, test_fraction=0.25)
+    ds = load_dataset(
+        "folder",
+        16,
+        data_dir=root,
+        cache_dir=tmp_path / "cache",
+        val_fraction=0.25,
+        test_fraction=0.25,
+    )
     assert ds.name == f"folder:{root.resolve()}"
     assert ds.class_names == ["cat", "dog", "fox"]
     assert ds.num_classes == 3
@@ -63,7 +75,9 @@ def test_imagenet_npz_channel_planar_to_nhwc(tmp_path, image_size):
     write_batch(data / "train_data_batch_1.npz", [1, 2, 3, 1, 2, 3, 1, 2, 3, 1], side=8)
     write_batch(data / "train_data_batch_2", [3, 2, 1, 3, 2, 3, 2, 1, 2, 3], side=8, suffix=False)
     write_batch(data / "val_data.npz", [1, 2, 5], side=8)
-    ds = load_dataset("imagenet-npz", image_size, data_dir=data, cache_dir=tmp_path / "cache", test_fraction=0.2)
+    ds = load_dataset(
+        "imagenet-npz", image_size, data_dir=data, cache_dir=tmp_path / "cache", test_fraction=0.2
+    )
     assert ds.name == "imagenet-npz"
     assert ds.num_classes == 5
     assert ds.class_names[0] == "1"
@@ -151,7 +165,11 @@ def test_cifar_from_keras_loader(tmp_path, monkeypatch, source, classes):
     monkeypatch.setattr(getattr(keras.datasets, source), "load_data", fake_cifar(classes))
     ds = load_dataset(source, 16, cache_dir=tmp_path, val_fraction=0.2)
     assert ds.num_classes == len(ds.class_names) == classes
-    assert (ds.x_train.shape, ds.x_val.shape, ds.x_test.shape) == ((40, 16, 16, 3), (10, 16, 16, 3), (10, 16, 16, 3))
+    assert (ds.x_train.shape, ds.x_val.shape, ds.x_test.shape) == (
+        (40, 16, 16, 3),
+        (10, 16, 16, 3),
+        (10, 16, 16, 3),
+    )
     assert ds.y_test.dtype == np.int32
     assert ds.y_test.ndim == 1
 
@@ -164,7 +182,9 @@ def test_cifar_offline_error_names_keras_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "kh"))
     with pytest.raises(ValueError, match="URL fetch failure") as error:
         load_dataset("cifar10", 32, cache_dir=tmp_path)
-    assert str(tmp_path / "kh" / "datasets" / "cifar-10-batches-py-target_archive") in str(error.value)
+    assert str(tmp_path / "kh" / "datasets" / "cifar-10-batches-py-target_archive") in str(
+        error.value
+    )
 
 
 def test_cifar100_has_100_distinct_names():
@@ -178,7 +198,9 @@ def test_tfds_missing_says_how_to_install(tmp_path, monkeypatch):
 
 
 def test_unknown_source_lists_sources(tmp_path):
-    with pytest.raises(ValueError, match="valid sources are digits, folder, arrays, imagenet-npz") as error:
+    with pytest.raises(
+        ValueError, match="valid sources are digits, folder, arrays, imagenet-npz"
+    ) as error:
         load_dataset("emnist", 32, cache_dir=tmp_path)
     assert all(source in str(error.value) for source in SOURCES)
 

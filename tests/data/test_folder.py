@@ -17,15 +17,26 @@ from xsearch.data.folder import IMAGE_SUFFIXES, read_folder, split_folders
 from xsearch.data.images import decode_image
 
 RED, GREEN, BLUE = (220, 30, 30), (30, 220, 30), (30, 30, 220)
-FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".gif": "GIF", ".webp": "WEBP"}
+FORMATS = {
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".png": "PNG",
+    ".bmp": "BMP",
+    ".gif": "GIF",
+    ".webp": "WEBP",
+}
 
 
-def write_images(folder: Path, colour: tuple[int, int, int], count: int, suffixes=(".jpg", ".PNG", ".bmp")) -> None:
+def write_images(
+    folder: Path, colour: tuple[int, int, int], count: int, suffixes=(".jpg", ".PNG", ".bmp")
+) -> None:
     """`count` flat images of `colour` in `folder`, cycling through `suffixes` (the format follows the suffix)."""
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(count):
         suffix = suffixes[i % len(suffixes)]
-        Image.new("RGB", (24 + i, 16), colour).save(folder / f"{i}{suffix}", format=FORMATS[suffix.lower()])
+        Image.new("RGB", (24 + i, 16), colour).save(
+            folder / f"{i}{suffix}", format=FORMATS[suffix.lower()]
+        )
 
 
 def classes_folder(root: Path, count: int = 10) -> Path:
@@ -42,16 +53,32 @@ def colours_match_labels(x: np.ndarray, y: np.ndarray) -> bool:
 
 def test_class_folders_at_the_root_are_split_by_the_seed(tmp_path):
     root = classes_folder(tmp_path / "images")
-    write_images(root / "red" / "more", RED, 2, suffixes=(".GIF", ".webp"))  # images in a subfolder count too
-    ds = load_dataset("folder", 8, data_dir=root, cache_dir=tmp_path / "cache", val_fraction=0.25, test_fraction=0.25)
+    write_images(
+        root / "red" / "more", RED, 2, suffixes=(".GIF", ".webp")
+    )  # images in a subfolder count too
+    ds = load_dataset(
+        "folder",
+        8,
+        data_dir=root,
+        cache_dir=tmp_path / "cache",
+        val_fraction=0.25,
+        test_fraction=0.25,
+    )
     assert ds.class_names == ["green", "red"]
     assert ds.num_classes == 2
     assert (len(ds.y_train), len(ds.y_val), len(ds.y_test)) == (10, 6, 6)
     assert sorted(np.concatenate([ds.y_train, ds.y_val, ds.y_test]).tolist()) == [0] * 10 + [1] * 12
     for split in ("train", "val", "test"):
         assert colours_match_labels(*ds.split(split))
-    other = load_dataset("folder", 8, data_dir=root, cache_dir=tmp_path / "cache", val_fraction=0.25,
-                         test_fraction=0.25, seed=1)
+    other = load_dataset(
+        "folder",
+        8,
+        data_dir=root,
+        cache_dir=tmp_path / "cache",
+        val_fraction=0.25,
+        test_fraction=0.25,
+        seed=1,
+    )
     assert not np.array_equal(ds.x_val, other.x_val) or not np.array_equal(ds.y_val, other.y_val)
 
 
@@ -61,7 +88,11 @@ def test_a_validation_folder_is_used_whatever_its_name(tmp_path, name):
     classes_folder(root / "train", count=6)
     write_images(root / name / "red", RED, 3)
     write_images(root / "test" / "green", GREEN, 2)
-    assert split_folders(root) == {"train": root / "train", "val": root / name, "test": root / "test"}
+    assert split_folders(root) == {
+        "train": root / "train",
+        "val": root / name,
+        "test": root / "test",
+    }
     ds = load_dataset("folder", 8, data_dir=root, cache_dir=tmp_path / "cache")
     assert ds.y_val.tolist() == [1, 1, 1]
     assert ds.y_test.tolist() == [0, 0]
@@ -74,7 +105,10 @@ def test_a_folder_beside_train_that_is_no_split_is_refused_with_the_valid_names(
     root = tmp_path / "images"
     classes_folder(root / "train", count=2)
     write_images(root / "extra" / "red", RED, 1)
-    with pytest.raises(ValueError, match=r"has train/ and also extra/: beside train/ only val/, validation/, valid/, test/"):
+    with pytest.raises(
+        ValueError,
+        match=r"has train/ and also extra/: beside train/ only val/, validation/, valid/, test/",
+    ):
         load_dataset("folder", 8, data_dir=root, cache_dir=tmp_path / "cache")
     (root / "extra" / "red" / "0.jpg").unlink()
     (root / "extra" / "red").rmdir()
@@ -86,7 +120,9 @@ def test_a_folder_beside_train_that_is_no_split_is_refused_with_the_valid_names(
     write_images(tests_only / "test" / "red", RED, 1)
     with pytest.raises(ValueError, match="has test/ but no train/ folder"):
         load_dataset("folder", 8, data_dir=tests_only, cache_dir=tmp_path / "cache")
-    assert not (tmp_path / "cache").exists() or not [p for p in (tmp_path / "cache").iterdir() if p.is_dir()]
+    assert not (tmp_path / "cache").exists() or not [
+        p for p in (tmp_path / "cache").iterdir() if p.is_dir()
+    ]
 
 
 def test_structure_errors_name_the_folder(tmp_path):
@@ -97,17 +133,25 @@ def test_structure_errors_name_the_folder(tmp_path):
     with pytest.raises(ValueError, match="empty has no class folders \\(none\\)"):
         load_dataset("folder", 8, data_dir=tmp_path / "empty", cache_dir=cache)
     classes_folder(tmp_path / "one-up" / "PetImages")
-    with pytest.raises(ValueError, match=f"only PetImages/; if it holds the class folders, pass {tmp_path}/one-up/PetImages"):
+    with pytest.raises(
+        ValueError,
+        match=f"only PetImages/; if it holds the class folders, pass {tmp_path}/one-up/PetImages",
+    ):
         load_dataset("folder", 8, data_dir=tmp_path / "one-up", cache_dir=cache)
     root = classes_folder(tmp_path / "images")
     (root / "owl").mkdir()
     (root / "owl" / "notes.txt").write_text("no images here")
-    with pytest.raises(ValueError, match=r"owl has no images; expected files ending in .jpg, .jpeg, .png, .bmp, .gif, .webp"):
+    with pytest.raises(
+        ValueError,
+        match=r"owl has no images; expected files ending in .jpg, .jpeg, .png, .bmp, .gif, .webp",
+    ):
         load_dataset("folder", 8, data_dir=root, cache_dir=cache)
     split = tmp_path / "split"
     classes_folder(split / "train", count=2)
     write_images(split / "val" / "fox", BLUE, 1)
-    with pytest.raises(ValueError, match=r"val has class folders that the training folder lacks: \['fox'\]"):
+    with pytest.raises(
+        ValueError, match=r"val has class folders that the training folder lacks: \['fox'\]"
+    ):
         load_dataset("folder", 8, data_dir=split, cache_dir=cache)
     with pytest.raises(ValueError, match="needs data_dir"):
         load_dataset("folder", 8, cache_dir=cache)
@@ -158,7 +202,10 @@ def test_a_truncated_jpeg_and_thumbs_db_are_skipped_and_reported(tmp_path, capsy
     assert ds.summary()["ignored_files"] == 2
     listing = tmp_path / "cache" / ds.cache_key / "unreadable.txt"
     assert listing.read_text() == f"{root.resolve() / 'red' / 'cut.jpg'}\n"
-    assert load_dataset("folder", 8, data_dir=root, cache_dir=tmp_path / "cache").unreadable == ds.unreadable
+    assert (
+        load_dataset("folder", 8, data_dir=root, cache_dir=tmp_path / "cache").unreadable
+        == ds.unreadable
+    )
     assert capsys.readouterr().err == ""  # said once, when the cache was built
 
 
@@ -167,8 +214,11 @@ def test_more_unreadable_files_than_the_threshold_are_refused_naming_them(tmp_pa
     for i in range(2):
         (root / "red" / f"broken{i}.jpg").write_bytes(b"not a jpeg")
     cache = tmp_path / "cache"
-    with pytest.raises(ValueError, match=r"2 of 22 image files \(9.1%\) could not be decoded, more than "
-                                         r"data.max_bad_fraction = 0.05 allows: .*broken0.jpg, .*broken1.jpg") as error:
+    with pytest.raises(
+        ValueError,
+        match=r"2 of 22 image files \(9.1%\) could not be decoded, more than "
+        r"data.max_bad_fraction = 0.05 allows: .*broken0.jpg, .*broken1.jpg",
+    ) as error:
         load_dataset("folder", 8, data_dir=root, cache_dir=cache)
     listing = Path(str(error.value).split("The full list is in ")[1].split(". ")[0])
     assert listing.parent == cache
@@ -178,28 +228,41 @@ def test_more_unreadable_files_than_the_threshold_are_refused_naming_them(tmp_pa
     assert len(ds.unreadable) == 2
     assert not listing.exists()
     with pytest.raises(ValueError, match=r"more than data.max_bad_fraction = 0.0 allows"):
-        load_dataset("folder", 8, data_dir=root, cache_dir=cache, max_bad_fraction=0.0)  # checked on every load
+        load_dataset(
+            "folder", 8, data_dir=root, cache_dir=cache, max_bad_fraction=0.0
+        )  # checked on every load
 
 
 def test_every_image_suffix_in_any_case_is_read(tmp_path):
     root = tmp_path / "images"
-    write_images(root / "a", RED, 12, suffixes=(*IMAGE_SUFFIXES, *(s.upper() for s in IMAGE_SUFFIXES)))
+    write_images(
+        root / "a", RED, 12, suffixes=(*IMAGE_SUFFIXES, *(s.upper() for s in IMAGE_SUFFIXES))
+    )
     write_images(root / "b", GREEN, 2)
     raw = read_folder(root, 8)
     assert len(raw.train.files) == 14
     assert raw.ignored == []
 
 
-def test_the_command_line_refuses_too_many_unreadable_files_with_exit_2_and_leaves_the_run_folder_alone(tmp_path, capsys):
+def test_the_command_line_refuses_too_many_unreadable_files_with_exit_2_and_leaves_the_run_folder_alone(
+    tmp_path, capsys
+):
     root = classes_folder(tmp_path / "images", count=5)
     (root / "red" / "broken.jpg").write_bytes(b"not a jpeg")
     study = tmp_path / "s.toml"
-    study.write_text(tiny_study_toml(trials=1, seed_trials=[], data={"source": "folder", "max_train": None}))
-    status = main(["run", "--study", str(study), "--data-dir", str(root), "--out", str(tmp_path / "run")])
+    study.write_text(
+        tiny_study_toml(trials=1, seed_trials=[], data={"source": "folder", "max_train": None})
+    )
+    status = main(
+        ["run", "--study", str(study), "--data-dir", str(root), "--out", str(tmp_path / "run")]
+    )
     err = capsys.readouterr().err
     assert status == 2
     assert err.count("\n") == 1
     assert "Traceback" not in err
-    assert "1 of 11 image files (9.1%) could not be decoded, more than data.max_bad_fraction = 0.05 allows" in err
+    assert (
+        "1 of 11 image files (9.1%) could not be decoded, more than data.max_bad_fraction = 0.05 allows"
+        in err
+    )
     assert "broken.jpg" in err
     assert not (tmp_path / "run").exists()

@@ -25,18 +25,28 @@ needs_debian_files = pytest.mark.skipif(
 
 def write_idx(path: Path, array: np.ndarray, gz: bool = True) -> None:
     """``array`` (uint8) as an idx file, gzipped when ``gz``."""
-    data = bytes([0, 0, 0x08, array.ndim]) + np.asarray(array.shape, ">u4").tobytes() + array.astype(np.uint8).tobytes()
+    data = (
+        bytes([0, 0, 0x08, array.ndim])
+        + np.asarray(array.shape, ">u4").tobytes()
+        + array.astype(np.uint8).tobytes()
+    )
     path = path.with_name(path.name + ".gz") if gz else path
-    with (gzip.open(path, "wb") if gz else path.open("wb")) as file:
+    with gzip.open(path, "wb") if gz else path.open("wb") as file:
         file.write(data)
 
 
-def write_idx_set(folder: Path, train: int = 40, test: int = 20, side: int = 12, gz: bool = True) -> Path:
+def write_idx_set(
+    folder: Path, train: int = 40, test: int = 20, side: int = 12, gz: bool = True
+) -> Path:
     """A four-file idx set: image i's pixels all equal 10 * its label, labels cycling 0..9."""
     folder.mkdir(parents=True, exist_ok=True)
     for prefix, count in (("train", train), ("t10k", test)):
         labels = np.arange(count) % 10
-        write_idx(folder / f"{prefix}-images-idx3-ubyte", np.repeat(10 * labels, side * side).reshape(count, side, side), gz)
+        write_idx(
+            folder / f"{prefix}-images-idx3-ubyte",
+            np.repeat(10 * labels, side * side).reshape(count, side, side),
+            gz,
+        )
         write_idx(folder / f"{prefix}-labels-idx1-ubyte", labels, gz)
     return folder
 
@@ -46,7 +56,11 @@ def nowhere(monkeypatch, tmp_path):
     """No Keras cache, no Debian folder and no network for the idx sources."""
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))
     for name, dataset in IDX_DATASETS.items():
-        monkeypatch.setitem(IDX_DATASETS, name, type(dataset)(**{**dataset.__dict__, "debian_dir": tmp_path / "no-debian"}))
+        monkeypatch.setitem(
+            IDX_DATASETS,
+            name,
+            type(dataset)(**{**dataset.__dict__, "debian_dir": tmp_path / "no-debian"}),
+        )
 
     def offline():
         raise Exception("URL fetch failure: Name or service not known")
@@ -57,18 +71,28 @@ def nowhere(monkeypatch, tmp_path):
 
 @needs_debian_files
 def test_fashion_mnist_reads_debians_files_with_the_official_split(tmp_path):
-    ds = load_dataset("fashion-mnist", 28, cache_dir=tmp_path, val_fraction=0.01, max_train=500, seed=3)
+    ds = load_dataset(
+        "fashion-mnist", 28, cache_dir=tmp_path, val_fraction=0.01, max_train=500, seed=3
+    )
     assert ds.source == "fashion-mnist"
     assert ds.class_names[0] == "T-shirt/top"
     assert ds.class_names[9] == "Ankle boot"
-    assert (len(ds.y_train), len(ds.y_val), len(ds.y_test)) == (500, 600, 10_000)  # val carved off the 60k, test kept
+    assert (len(ds.y_train), len(ds.y_val), len(ds.y_test)) == (
+        500,
+        600,
+        10_000,
+    )  # val carved off the 60k, test kept
     assert ds.x_train.shape == (500, 28, 28, 3)
     assert ds.x_train.dtype == np.uint8
-    np.testing.assert_array_equal(ds.x_train[..., 0], ds.x_train[..., 2])  # grey, repeated to the builder's RGB
+    np.testing.assert_array_equal(
+        ds.x_train[..., 0], ds.x_train[..., 2]
+    )  # grey, repeated to the builder's RGB
     assert np.bincount(ds.y_test).tolist() == [1000] * 10
     official = read_idx(DEBIAN / "t10k-labels-idx1-ubyte.gz")
     np.testing.assert_array_equal(ds.y_test, official)  # the official test images, in order
-    other = load_dataset("fashion-mnist", 28, cache_dir=tmp_path, val_fraction=0.01, max_train=500, seed=4)
+    other = load_dataset(
+        "fashion-mnist", 28, cache_dir=tmp_path, val_fraction=0.01, max_train=500, seed=4
+    )
     assert not np.array_equal(ds.y_val, other.y_val)
     assert np.array_equal(ds.y_test, other.y_test)  # val by the seed
 
@@ -104,7 +128,9 @@ def test_the_keras_cache_comes_before_debian(tmp_path, nowhere, monkeypatch):
 def test_keras_loader_is_the_last_resort(tmp_path, nowhere, monkeypatch):
     labels = np.arange(30) % 10
     images = np.repeat(labels, 8 * 8).reshape(30, 8, 8).astype(np.uint8)
-    monkeypatch.setattr(keras.datasets.mnist, "load_data", lambda: ((images, labels), (images[:10], labels[:10])))
+    monkeypatch.setattr(
+        keras.datasets.mnist, "load_data", lambda: ((images, labels), (images[:10], labels[:10]))
+    )
     ds = load_dataset("mnist", 8, cache_dir=tmp_path / "cache", val_fraction=0.2)
     assert len(ds.y_test) == 10
     assert ds.x_test.shape == (10, 8, 8, 3)
@@ -135,7 +161,9 @@ def test_data_dir_missing_or_damaged_files_are_named(tmp_path, nowhere):
         data = file.read()
     with gzip.open(damaged, "wb") as file:
         file.write(data[:-7])
-    with pytest.raises(ValueError, match=r"train-images-idx3-ubyte.gz: truncated or damaged idx file"):
+    with pytest.raises(
+        ValueError, match=r"train-images-idx3-ubyte.gz: truncated or damaged idx file"
+    ):
         load_dataset("fashion-mnist", 12, data_dir=folder, cache_dir=tmp_path / "cache")
     damaged.write_bytes(b"not gzip at all")
     with pytest.raises(ValueError, match=r"train-images-idx3-ubyte.gz: not a readable idx file"):

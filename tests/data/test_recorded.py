@@ -32,7 +32,12 @@ def folder_with_a_broken_file(root):
 
 
 def test_the_data_is_recorded_on_the_study_in_the_run_folder_and_in_the_report(tmp_path):
-    dataset = load_dataset("folder", 8, data_dir=folder_with_a_broken_file(tmp_path / "images"), cache_dir=tmp_path / "c")
+    dataset = load_dataset(
+        "folder",
+        8,
+        data_dir=folder_with_a_broken_file(tmp_path / "images"),
+        cache_dir=tmp_path / "c",
+    )
     study = optuna.create_study(study_name="pets", directions=["maximize", "minimize", "minimize"])
     run = tmp_path / "run"
     record_data(study, dataset, run)
@@ -48,11 +53,15 @@ def test_the_data_is_recorded_on_the_study_in_the_run_folder_and_in_the_report(t
     assert data["source"] == "folder"
     assert data["image_size"] == 8
     assert data["cache_key"] == dataset.cache_key
-    assert (run / UNREADABLE_LIST).read_text() == f"{tmp_path.resolve() / 'images' / 'dog' / 'broken.jpg'}\n"
+    assert (
+        run / UNREADABLE_LIST
+    ).read_text() == f"{tmp_path.resolve() / 'images' / 'dog' / 'broken.jpg'}\n"
 
     summary = report_summary(study).splitlines()[-1]
     counts = f"train {images['train']}, val {images['val']}, test {images['test']} images"
-    assert summary.startswith(f"data: folder:{tmp_path.resolve() / 'images'} 8x8, {counts}, 2 classes")
+    assert summary.startswith(
+        f"data: folder:{tmp_path.resolve() / 'images'} 8x8, {counts}, 2 classes"
+    )
     assert "1 unreadable files left out" in summary
     assert dataset.cache_key in summary
     assert counts in report_html(study)
@@ -69,11 +78,18 @@ def test_the_card_of_an_export_holds_the_image_counts(tmp_path):
     trial = study.ask()
     store = artifact_store(tmp_path)
     keep_trial_model(study, trial, model, store)
-    for key, value in {TrialAttr.CONFIG: config.to_json(), TrialAttr.IMAGE_SIZE: 8, TrialAttr.NUM_CLASSES: 10,
-                       TrialAttr.NORM_MEAN: [0.0] * 3, TrialAttr.NORM_STD: [1.0] * 3}.items():
+    for key, value in {
+        TrialAttr.CONFIG: config.to_json(),
+        TrialAttr.IMAGE_SIZE: 8,
+        TrialAttr.NUM_CLASSES: 10,
+        TrialAttr.NORM_MEAN: [0.0] * 3,
+        TrialAttr.NORM_STD: [1.0] * 3,
+    }.items():
         trial.set_user_attr(key, value)
     study.tell(trial, [0.5, 1000, 1.0])
-    card = json.loads(export_trial(study, trial.number, tmp_path / "m.keras", store).card_path.read_text())
+    card = json.loads(
+        export_trial(study, trial.number, tmp_path / "m.keras", store).card_path.read_text()
+    )
     assert card["data"]["images"] == {"train": 200, "val": 180, "test": 180}
     assert card["data"]["class_names"] == [str(d) for d in range(10)]
     assert card["data"]["source"] == "digits"

@@ -25,15 +25,22 @@ from xsearch.study.fit import with_normalization
 from xsearch.study.record import StudyAttr, TrialAttr
 from xsearch.study.spec import DataSpec, StudySpec, TrainingSpec
 
-SPEC = StudySpec(name="tiny", space="tiny", trials=1, seed=0, data=DataSpec(**TINY_DATA),
-                 training=TrainingSpec(**TINY_TRAINING, bn_momentum=0.5))
+SPEC = StudySpec(
+    name="tiny",
+    space="tiny",
+    trials=1,
+    seed=0,
+    data=DataSpec(**TINY_DATA),
+    training=TrainingSpec(**TINY_TRAINING, bn_momentum=0.5),
+)
 MEAN, STD = [127.5, 120.0, 110.0], [64.0, 60.0, 50.0]
 NAMES = {"savedmodel": "model", "tflite": "model.tflite", "onnx": "model.onnx"}
 
 
 @pytest.fixture(scope="module")
 def kept(tmp_path_factory):
-    """A run folder with a study of one COMPLETE trial whose (untrained) model was kept: (folder, study, store, model)."""
+    """A run folder with a study of one COMPLETE trial whose (untrained) model was kept:
+    (folder, study, store, model)."""
     folder = tmp_path_factory.mktemp("formats-run")
     study = xsearch_study("tiny", folder / "study.db", SPEC)
     store = artifact_store(folder)
@@ -43,8 +50,16 @@ def kept(tmp_path_factory):
     core = build_model(config, (16, 16, 3), 10, bn_momentum=0.5)
     model = with_normalization(core, np.array(MEAN), np.array(STD))
     keep_trial_model(study, trial, model, store)
-    attrs = {TrialAttr.CONFIG: config.to_json(), TrialAttr.SEED: 0, TrialAttr.IMAGE_SIZE: 16, TrialAttr.NUM_CLASSES: 10,
-             TrialAttr.NORM_MEAN: MEAN, TrialAttr.NORM_STD: STD, TrialAttr.VAL_ACCURACY: 0.9, **model_costs(core)}
+    attrs = {
+        TrialAttr.CONFIG: config.to_json(),
+        TrialAttr.SEED: 0,
+        TrialAttr.IMAGE_SIZE: 16,
+        TrialAttr.NUM_CLASSES: 10,
+        TrialAttr.NORM_MEAN: MEAN,
+        TrialAttr.NORM_STD: STD,
+        TrialAttr.VAL_ACCURACY: 0.9,
+        **model_costs(core),
+    }
     for key, value in attrs.items():
         trial.set_user_attr(key, value)
     study.tell(trial, [0.9, attrs["params"], 1.0])
@@ -84,8 +99,13 @@ def test_each_format_is_written_checked_in_its_runtime_and_carded(kept, tmp_path
     predicted = load_predict(result.path, fmt, threads=1, batch_size=5)(pixels)
     np.testing.assert_allclose(predicted, model.predict_on_batch(pixels), atol=1e-4)
     assert study.user_attrs[StudyAttr.EXPORTS][-1] | {"exported_at": None} == {
-        "path": str(result.path.resolve()), "format": fmt, "sha256": result.sha256, "trial": 0, "weights": "trained",
-        "exported_at": None}
+        "path": str(result.path.resolve()),
+        "format": fmt,
+        "sha256": result.sha256,
+        "trial": 0,
+        "weights": "trained",
+        "exported_at": None,
+    }
     assert _leftovers(tmp_path) == []
 
 
@@ -97,12 +117,23 @@ def test_a_savedmodel_digest_covers_every_file_of_its_folder(kept, tmp_path):
     assert export_sha256(result.path) != result.sha256
 
 
-@pytest.mark.parametrize(("fmt", "name", "expected"), [
-    ("onnx", "model.keras", r"model\.keras: the export must be a \.onnx file, e\.g\. .*model\.onnx"),
-    ("tflite", "model.onnx", r"model\.onnx: the export must be a \.tflite file"),
-    ("keras", "model.onnx", r"model\.onnx: the export must be a \.keras file"),
-    ("savedmodel", "model.onnx", r"model\.onnx: a savedmodel export is a folder, a path without a suffix, e\.g\. .*model\."),
-])
+@pytest.mark.parametrize(
+    ("fmt", "name", "expected"),
+    [
+        (
+            "onnx",
+            "model.keras",
+            r"model\.keras: the export must be a \.onnx file, e\.g\. .*model\.onnx",
+        ),
+        ("tflite", "model.onnx", r"model\.onnx: the export must be a \.tflite file"),
+        ("keras", "model.onnx", r"model\.onnx: the export must be a \.keras file"),
+        (
+            "savedmodel",
+            "model.onnx",
+            r"model\.onnx: a savedmodel export is a folder, a path without a suffix, e\.g\. .*model\.",
+        ),
+    ],
+)
 def test_a_path_without_the_formats_suffix_is_refused(kept, tmp_path, fmt, name, expected):
     _, study, store, _ = kept
     with pytest.raises(ValueError, match=expected):
@@ -143,15 +174,21 @@ def _broken_exporter(self, filepath, format, **kwargs):  # `format`: Keras' para
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "savedmodel"])
-def test_a_failed_conversion_names_the_format_and_reason_and_leaves_nothing(kept, tmp_path, monkeypatch, fmt):
+def test_a_failed_conversion_names_the_format_and_reason_and_leaves_nothing(
+    kept, tmp_path, monkeypatch, fmt
+):
     _, study, store, _ = kept
     monkeypatch.setattr(keras.Model, "export", _broken_exporter)
-    with pytest.raises(ExportError, match=f"the {fmt} exporter failed.*no converter for op FancyConv"):
+    with pytest.raises(
+        ExportError, match=f"the {fmt} exporter failed.*no converter for op FancyConv"
+    ):
         export_trial(study, 0, tmp_path / NAMES[fmt], store, fmt=fmt)
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_conversion_whose_outputs_differ_is_refused_and_an_earlier_export_kept(kept, tmp_path, monkeypatch):
+def test_a_conversion_whose_outputs_differ_is_refused_and_an_earlier_export_kept(
+    kept, tmp_path, monkeypatch
+):
     _, study, store, _ = kept
     out = tmp_path / "model.onnx"
     earlier = export_trial(study, 0, out, store, fmt="onnx")
@@ -161,7 +198,10 @@ def test_a_conversion_whose_outputs_differ_is_refused_and_an_earlier_export_kept
         return lambda batch: predict(batch) + 0.01
 
     monkeypatch.setattr("xsearch.deploy.export.load_predict", shifted)
-    with pytest.raises(ExportError, match=r"differ from the Keras model's by up to 0\.01 on 8 images \(tolerance 0\.001\)"):
+    with pytest.raises(
+        ExportError,
+        match=r"differ from the Keras model's by up to 0\.01 on 8 images \(tolerance 0\.001\)",
+    ):
         export_trial(study, 0, out, store, force=True, fmt="onnx")
     assert file_sha256(out) == earlier.sha256
     assert _leftovers(tmp_path) == []
@@ -174,15 +214,29 @@ def test_a_file_its_runtime_cannot_run_is_refused_and_leaves_nothing(kept, tmp_p
         raise ModuleNotFoundError("No module named 'onnxruntime'")
 
     monkeypatch.setattr("xsearch.deploy.export.load_predict", missing)
-    with pytest.raises(ExportError, match=r"does not run in ONNX Runtime.*No module named 'onnxruntime'"):
+    with pytest.raises(
+        ExportError, match=r"does not run in ONNX Runtime.*No module named 'onnxruntime'"
+    ):
         export_trial(study, 0, tmp_path / "model.onnx", store, fmt="onnx")
     assert list(tmp_path.iterdir()) == []
 
 
-def test_the_cli_exports_onnx_and_answers_2_for_a_bad_suffix_or_a_failed_conversion(kept, tmp_path, capsys, monkeypatch):
+def test_the_cli_exports_onnx_and_answers_2_for_a_bad_suffix_or_a_failed_conversion(
+    kept, tmp_path, capsys, monkeypatch
+):
     folder, *_ = kept
     out = tmp_path / "deploy" / "knee.onnx"
-    arguments = ["export", "--study", "tiny", "--run-dir", str(folder), "--trial", "0", "--format", "onnx"]
+    arguments = [
+        "export",
+        "--study",
+        "tiny",
+        "--run-dir",
+        str(folder),
+        "--trial",
+        "0",
+        "--format",
+        "onnx",
+    ]
     assert main([*arguments, "--out", str(out)]) == 0
     assert "(onnx)" in capsys.readouterr().out
     assert json.loads(out.with_name("knee.card.json").read_text())["check"]["passed"]

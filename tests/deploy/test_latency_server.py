@@ -29,7 +29,9 @@ def start_server():
 
     def start(**settings) -> LatencyServer:
         server = make_server("127.0.0.1", 0, quiet=True, **settings)
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
         started.append(server)
         return server
 
@@ -46,8 +48,11 @@ def model_files(tmp_path_factory) -> dict[str, Path]:
     from xsearch.model.config import XceptionConfig
     from xsearch.study.fit import with_normalization
 
-    model = with_normalization(build_model(XceptionConfig(middle_repeats=0, width=0.125), (16, 16, 3), 10),
-                               [120.0, 110.0, 100.0], [60.0, 60.0, 60.0])
+    model = with_normalization(
+        build_model(XceptionConfig(middle_repeats=0, width=0.125), (16, 16, 3), 10),
+        [120.0, 110.0, 100.0],
+        [60.0, 60.0, 60.0],
+    )
     folder = tmp_path_factory.mktemp("models")
     files = {fmt: folder / f"tiny{runtimes.SUFFIXES[fmt]}" for fmt in ("tflite", "onnx")}
     for fmt, path in files.items():
@@ -55,13 +60,20 @@ def model_files(tmp_path_factory) -> dict[str, Path]:
     return files
 
 
-def post(server: LatencyServer, query: dict, body: bytes, token: str | None = None) -> tuple[int, dict]:
+def post(
+    server: LatencyServer, query: dict, body: bytes, token: str | None = None
+) -> tuple[int, dict]:
     """A raw ``POST /v1/latency``: the status and the decoded JSON answer."""
     return request(server, "POST", f"/v1/latency?{urllib.parse.urlencode(query)}", body, token)
 
 
-def request(server: LatencyServer, method: str, path: str, body: bytes | None = None,
-            token: str | None = None) -> tuple[int, dict]:
+def request(
+    server: LatencyServer,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    token: str | None = None,
+) -> tuple[int, dict]:
     connection = http.client.HTTPConnection(*server.server_address[:2], timeout=60)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     connection.request(method, path, body=body, headers=headers)
@@ -75,7 +87,9 @@ def test_info_lists_the_formats_it_runs(start_server):
     server = start_server()
     info = remote_info(server.url)
     assert info["formats"] == ["onnx", "tflite"]
-    assert info["runtime_versions"] == {fmt: runtimes.runtime_version(fmt) for fmt in ("tflite", "onnx")}
+    assert info["runtime_versions"] == {
+        fmt: runtimes.runtime_version(fmt) for fmt in ("tflite", "onnx")
+    }
     assert "savedmodel" in info["unavailable"]
     assert info["cpu_count"] >= 1
     assert info["host"]
@@ -86,7 +100,9 @@ def test_info_lists_the_formats_it_runs(start_server):
 def test_a_real_model_timed_remotely(start_server, model_files, fmt, tmp_path, monkeypatch):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the server writes the upload
     server = start_server(token=TOKEN)
-    result = measure_remote(server.url, model_files[fmt], fmt, batch_size=2, threads=1, repeats=5, token=TOKEN, warmup=1)
+    result = measure_remote(
+        server.url, model_files[fmt], fmt, batch_size=2, threads=1, repeats=5, token=TOKEN, warmup=1
+    )
     assert 0 < result["median_ms"] <= result["p90_ms"]
     assert (result["batch_size"], result["threads"], result["repeats"]) == (2, 1, 5)
     assert (result["runtime"], result["runtime_version"]) == (fmt, runtimes.runtime_version(fmt))
@@ -107,12 +123,15 @@ def test_a_missing_or_wrong_token_is_refused(start_server, model_files, token):
     assert remote_info(server.url, TOKEN)["formats"]
 
 
-@pytest.mark.parametrize(("query", "named"), [
-    ({"format": "savedmodel"}, "format must be one of: onnx, tflite"),
-    ({"format": "onnx", "batch": 0}, "batch must be an integer from 1 to 1024"),
-    ({"format": "onnx", "threads": "two"}, "threads must be an integer from 1"),
-    ({"format": "onnx", "repeats": 1, "seed": 3}, "unknown parameter 'seed'"),
-])
+@pytest.mark.parametrize(
+    ("query", "named"),
+    [
+        ({"format": "savedmodel"}, "format must be one of: onnx, tflite"),
+        ({"format": "onnx", "batch": 0}, "batch must be an integer from 1 to 1024"),
+        ({"format": "onnx", "threads": "two"}, "threads must be an integer from 1"),
+        ({"format": "onnx", "repeats": 1, "seed": 3}, "unknown parameter 'seed'"),
+    ],
+)
 def test_a_bad_parameter_is_400_naming_it(start_server, query, named):
     server = start_server()
     status, answer = post(server, query, b"model")
@@ -124,7 +143,9 @@ def test_the_client_raises_the_servers_message(start_server, tmp_path):
     server = start_server()
     model = tmp_path / "model.onnx"
     model.write_bytes(b"model")
-    with pytest.raises(RemoteLatencyError, match=r"HTTP 400: repeats must be an integer from 1 to 10000"):
+    with pytest.raises(
+        RemoteLatencyError, match=r"HTTP 400: repeats must be an integer from 1 to 10000"
+    ):
         measure_remote(server.url, model, "onnx", 1, 1, 0, None)
 
 
@@ -142,7 +163,9 @@ def test_a_garbage_model_is_422_and_the_server_keeps_serving(start_server, model
     assert status == 422
     assert f"the {fmt} runtime could not load or run the model" in answer["error"]
     assert "Traceback" not in answer["error"]
-    assert measure_remote(server.url, model_files[fmt], fmt, 1, 1, 1, None, warmup=0)["median_ms"] > 0
+    assert (
+        measure_remote(server.url, model_files[fmt], fmt, 1, 1, 1, None, warmup=0)["median_ms"] > 0
+    )
 
 
 def test_timings_never_overlap(start_server, tmp_path, monkeypatch):
@@ -159,7 +182,10 @@ def test_timings_never_overlap(start_server, tmp_path, monkeypatch):
     server = start_server()
     model = tmp_path / "model.onnx"
     model.write_bytes(b"model")
-    clients = [threading.Thread(target=measure_remote, args=(server.url, model, "onnx", 1, 1, 1, None)) for _ in range(3)]
+    clients = [
+        threading.Thread(target=measure_remote, args=(server.url, model, "onnx", 1, 1, 1, None))
+        for _ in range(3)
+    ]
     for client in clients:
         client.start()
     for client in clients:
@@ -187,7 +213,9 @@ def test_an_unreachable_server_is_named():
 
 
 def test_a_non_loopback_bind_needs_a_token():
-    with pytest.raises(ValueError, match=rf"refusing to serve on 0.0.0.0 without a token.*{TOKEN_ENV}"):
+    with pytest.raises(
+        ValueError, match=rf"refusing to serve on 0.0.0.0 without a token.*{TOKEN_ENV}"
+    ):
         make_server("0.0.0.0", 0)
 
 

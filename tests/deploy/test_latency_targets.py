@@ -1,4 +1,5 @@
-"""Latency targets on this machine's CPU: the Keras model in a child process, LiteRT and ONNX Runtime after conversion."""
+"""Latency targets on this machine's CPU: the Keras model in a child process, LiteRT and ONNX
+Runtime after conversion."""
 
 import numpy as np
 import pytest
@@ -23,7 +24,11 @@ def test_each_local_target_times_the_design_in_its_runtime(model):
     settings = TargetSettings(batch_size=2, threads=1, warmup=2, repeats=5)
     measured = measure_targets(model, ("cpu", "litert-cpu", "onnxruntime-cpu"), settings)
     assert list(measured) == ["cpu", "litert-cpu", "onnxruntime-cpu"]
-    assert [measured[t]["runtime"] for t in measured] == ["keras/tensorflow", "litert", "onnxruntime"]
+    assert [measured[t]["runtime"] for t in measured] == [
+        "keras/tensorflow",
+        "litert",
+        "onnxruntime",
+    ]
     for target, result in measured.items():
         assert "error" not in result, result
         assert result["target"] == target
@@ -45,8 +50,14 @@ def test_a_design_that_does_not_convert_records_the_reason(model, monkeypatch):
 
     monkeypatch.setattr(runtimes, "convert", convert)
     measured = measure_targets(model, ("onnxruntime-cpu",), TargetSettings(warmup=1, repeats=3))
-    assert measured == {"onnxruntime-cpu": {"target": "onnxruntime-cpu", "threads": 1, "batch_size": 1,
-                                            "error": "onnx: ValueError: an op the exporter cannot write"}}
+    assert measured == {
+        "onnxruntime-cpu": {
+            "target": "onnxruntime-cpu",
+            "threads": 1,
+            "batch_size": 1,
+            "error": "onnx: ValueError: an op the exporter cannot write",
+        }
+    }
 
 
 def test_a_failing_timing_process_is_recorded_per_target(model, monkeypatch):
@@ -57,14 +68,23 @@ def test_a_failing_timing_process_is_recorded_per_target(model, monkeypatch):
 
 
 def test_unknown_targets_are_refused(model):
-    with pytest.raises(ValueError, match="unknown latency targets \\['gpu'\\]; valid: cpu, litert-cpu"):
+    with pytest.raises(
+        ValueError, match="unknown latency targets \\['gpu'\\]; valid: cpu, litert-cpu"
+    ):
         measure_targets(model, ("gpu",), TargetSettings())
 
 
 def test_a_target_whose_runtime_is_missing_is_refused_before_any_trial(monkeypatch):
     real = latency_targets.importlib.util.find_spec
-    monkeypatch.setattr(latency_targets.importlib.util, "find_spec", lambda name: None if name == "onnxruntime" else real(name))
+    monkeypatch.setattr(
+        latency_targets.importlib.util,
+        "find_spec",
+        lambda name: None if name == "onnxruntime" else real(name),
+    )
     latency_targets.check_target_runtimes(("cpu", "litert-cpu"))
-    with pytest.raises(ValueError, match="'onnxruntime-cpu' needs onnxruntime, which is not installed here: pip install "
-                                         "'xsearch\\[runtimes\\]'"):
+    with pytest.raises(
+        ValueError,
+        match="'onnxruntime-cpu' needs onnxruntime, which is not installed here: pip install "
+        "'xsearch\\[runtimes\\]'",
+    ):
         latency_targets.check_target_runtimes(("litert-cpu", "onnxruntime-cpu"))

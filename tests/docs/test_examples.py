@@ -49,7 +49,7 @@ def collect(root: Path = DOCS) -> list[Example]:
             if fence is None:
                 raise ValueError(f"{path}:{index + 1}: {MARKER} must come right before a ``` fence")
             end = next(i for i in range(index + 2, len(lines)) if lines[i].startswith("```"))
-            code = "\n".join(_expand(body) for body in lines[index + 2:end]) + "\n"
+            code = "\n".join(_expand(body) for body in lines[index + 2 : end]) + "\n"
             examples.append(Example(path, index + 2, fence.group(1), code))
     return examples
 
@@ -75,7 +75,9 @@ def test_a_marker_without_a_fence_is_an_error(tmp_path):
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda example: example.id)
 def test_runnable_example(example, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    {"python": _run_python, "toml": _load_toml, "bash": _run_xsearch}[example.language](example, tmp_path)
+    {"python": _run_python, "toml": _load_toml, "bash": _run_xsearch}[example.language](
+        example, tmp_path
+    )
 
 
 def _run_python(example: Example, folder: Path) -> None:
@@ -103,7 +105,9 @@ def _run_xsearch(example: Example, folder: Path) -> None:
         if not line:
             continue
         argv = shlex.split(line)
-        assert argv[0] == "xsearch", f"{example.id}: a runnable bash block holds xsearch commands only: {line!r}"
+        assert argv[0] == "xsearch", (
+            f"{example.id}: a runnable bash block holds xsearch commands only: {line!r}"
+        )
         try:
             status = main(argv[1:])
         except SystemExit as done:  # --help

@@ -34,8 +34,13 @@ def test_every_image_the_docs_show_exists():
 @pytest.mark.slow
 def test_the_site_builds_strictly_with_the_generated_references(tmp_path):
     site = tmp_path / "site"
-    done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-d", str(site)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-d", str(site)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     study_file = (site / "reference" / "study-file" / "index.html").read_text()
     assert "max_bad_fraction" in study_file
@@ -44,7 +49,10 @@ def test_the_site_builds_strictly_with_the_generated_references(tmp_path):
     cli = (site / "reference" / "cli" / "index.html").read_text()
     assert "--max-failures" in cli
     assert "<code>NAME|PATH</code>" in cli  # a pipe in a code span is not escaped
-    assert 'id="xsearch.optuna.make_objective"' in (site / "reference" / "api" / "index.html").read_text()
+    assert (
+        'id="xsearch.optuna.make_objective"'
+        in (site / "reference" / "api" / "index.html").read_text()
+    )
     assert not list(site.rglob("*.py")), "the hooks and scripts are not published"
 
 

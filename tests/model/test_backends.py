@@ -35,8 +35,15 @@ print("RESULT" + json.dumps(results))
 
 def _run(backend: str) -> dict:
     pytest.importorskip(backend)
-    env = {**os.environ, "KERAS_BACKEND": backend, "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "2"}
-    done = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600)
+    env = {
+        **os.environ,
+        "KERAS_BACKEND": backend,
+        "JAX_PLATFORMS": "cpu",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     line = next(line for line in done.stdout.splitlines() if line.startswith("RESULT"))
     return json.loads(line.removeprefix("RESULT"))
@@ -50,9 +57,16 @@ def test_builds_trains_and_costs_the_same_on_jax_as_on_tensorflow():
     assert all(math.isfinite(loss) for loss in result["losses"])
     tensorflow_macs = [
         model_costs(build_model(config, (32, 32, 3), 5))["macs"]
-        for config in (XceptionConfig(middle_repeats=1, width=0.25),
-                       XceptionConfig(middle_repeats=1, width=0.25, segments=4, intermediate_activation="elu",
-                                      residual=False))
+        for config in (
+            XceptionConfig(middle_repeats=1, width=0.25),
+            XceptionConfig(
+                middle_repeats=1,
+                width=0.25,
+                segments=4,
+                intermediate_activation="elu",
+                residual=False,
+            ),
+        )
     ]
     assert result["macs"] == tensorflow_macs  # analytic, backend-independent
     assert result["paper_params"] == 22_910_480

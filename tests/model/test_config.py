@@ -9,20 +9,32 @@ from xsearch import XceptionConfig
 def test_paper_point():
     config = XceptionConfig.paper()
     assert (config.middle_repeats, config.width, config.depth_multiplier) == (8, 1.0, 1)
-    assert (config.segments, config.intermediate_activation, config.residual) == ("depthwise", "none", True)
+    assert (config.segments, config.intermediate_activation, config.residual) == (
+        "depthwise",
+        "none",
+        True,
+    )
 
 
 @pytest.mark.parametrize(
     ("field", "value", "expected"),
     [
-        ("middle_repeats", -1, "middle_repeats must be an integer >= 0; received middle_repeats=-1"),
+        (
+            "middle_repeats",
+            -1,
+            "middle_repeats must be an integer >= 0; received middle_repeats=-1",
+        ),
         ("middle_repeats", 2.5, "received middle_repeats=2.5"),
         ("width", 0, "width must be a number in (0, 4]; received width=0"),
         ("width", "wide", "received width='wide'"),
         ("depth_multiplier", 0, "depth_multiplier must be an integer >= 1"),
         ("segments", 0, 'segments must be an integer >= 1 or "depthwise"; received segments=0'),
         ("segments", "pointwise", "received segments='pointwise'"),
-        ("intermediate_activation", "gelu", "one of 'none', 'relu', 'elu'; received intermediate_activation='gelu'"),
+        (
+            "intermediate_activation",
+            "gelu",
+            "one of 'none', 'relu', 'elu'; received intermediate_activation='gelu'",
+        ),
         ("residual", "yes", "residual must be true or false; received residual='yes'"),
     ],
 )
@@ -38,7 +50,9 @@ def test_json_round_trip():
 
 
 def test_json_errors_name_the_source():
-    with pytest.raises(ValueError, match=r"my.json: unknown key\(s\) wdth; valid keys are middle_repeats"):
+    with pytest.raises(
+        ValueError, match=r"my.json: unknown key\(s\) wdth; valid keys are middle_repeats"
+    ):
         XceptionConfig.from_json('{"wdth": 1.0}', source="my.json")
     with pytest.raises(ValueError, match=r"my.json: not valid JSON"):
         XceptionConfig.from_json("{", source="my.json")
@@ -66,7 +80,9 @@ def test_channel_rounding_keeps_every_grouped_conv_valid(width, segments):
 
 
 def test_channel_rounding_rule_examples():
-    assert XceptionConfig(width=1.0, segments=3).channels(728) == 720  # 728 not divisible by 3: lcm 24
+    assert (
+        XceptionConfig(width=1.0, segments=3).channels(728) == 720
+    )  # 728 not divisible by 3: lcm 24
     assert XceptionConfig(width=1.0, segments=8).channels(728) == 728  # divisible: kept
     assert XceptionConfig(width=0.5).channels(728) == 368  # nearest multiple of 8 to 364
     assert XceptionConfig(width=0.1).channels(32) == 8  # never below the quantum

@@ -15,11 +15,22 @@ def _one_layer(layer, shape=(8, 8, 4)):
     [
         (keras.layers.Conv2D(6, 3, padding="same"), 8 * 8 * 6 * (3 * 3 * 4)),  # regular: 13,824
         (keras.layers.Conv2D(6, 3, strides=2), 3 * 3 * 6 * (3 * 3 * 4)),  # valid, stride 2: 1,944
-        (keras.layers.Conv2D(6, 3, padding="same", groups=2), 8 * 8 * 6 * (3 * 3 * 2)),  # grouped: 6,912
-        (keras.layers.DepthwiseConv2D(3, padding="same", depth_multiplier=2), 8 * 8 * 8 * 9),  # 4,608
-        (keras.layers.SeparableConv2D(6, 3, padding="same"), 8 * 8 * 4 * 9 + 8 * 8 * 4 * 6),  # 3,840
-        (keras.layers.SeparableConv2D(6, 3, strides=2, padding="same", depth_multiplier=2),
-         4 * 4 * 8 * 9 + 4 * 4 * 8 * 6),  # 1,920
+        (
+            keras.layers.Conv2D(6, 3, padding="same", groups=2),
+            8 * 8 * 6 * (3 * 3 * 2),
+        ),  # grouped: 6,912
+        (
+            keras.layers.DepthwiseConv2D(3, padding="same", depth_multiplier=2),
+            8 * 8 * 8 * 9,
+        ),  # 4,608
+        (
+            keras.layers.SeparableConv2D(6, 3, padding="same"),
+            8 * 8 * 4 * 9 + 8 * 8 * 4 * 6,
+        ),  # 3,840
+        (
+            keras.layers.SeparableConv2D(6, 3, strides=2, padding="same", depth_multiplier=2),
+            4 * 4 * 8 * 9 + 4 * 4 * 8 * 6,
+        ),  # 1,920
         (keras.layers.MaxPooling2D(), 0),
     ],
 )
@@ -46,7 +57,9 @@ def test_paper_point_matches_published_figure():
 
 def test_costs_follow_the_spectrum():
     macs = [
-        model_costs(build_model(XceptionConfig(middle_repeats=1, width=0.5, segments=s), (64, 64, 3), 10))["macs"]
+        model_costs(
+            build_model(XceptionConfig(middle_repeats=1, width=0.5, segments=s), (64, 64, 3), 10)
+        )["macs"]
         for s in (1, 2, 4, 8, "depthwise")
     ]
     assert macs == sorted(macs, reverse=True)

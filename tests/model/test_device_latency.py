@@ -20,8 +20,12 @@ def test_latency_probe_reports_figure_device_backend_precision():
 
 def test_latency_times_the_model_not_the_call_path():
     """A model 150x larger costs more than the call path's fixed overhead, which an identity model measures."""
-    small = measure_latency(build_model(XceptionConfig(middle_repeats=0, width=0.125), (32, 32, 3), 10), repeats=10)
-    large = measure_latency(build_model(XceptionConfig(middle_repeats=4, width=1.0), (32, 32, 3), 10), repeats=10)
+    small = measure_latency(
+        build_model(XceptionConfig(middle_repeats=0, width=0.125), (32, 32, 3), 10), repeats=10
+    )
+    large = measure_latency(
+        build_model(XceptionConfig(middle_repeats=4, width=1.0), (32, 32, 3), 10), repeats=10
+    )
     assert large["latency_ms"] > 2 * small["latency_ms"]
     assert small["overhead_ms"] < small["latency_ms"]
 

@@ -55,7 +55,9 @@ def test_optuna_and_keras_tuner_give_the_same_config_for_the_same_values():
 def test_encode_enqueues_a_config_exactly():
     space = SearchSpace.default()
     study = optuna.create_study()
-    wanted = XceptionConfig(middle_repeats=4, width=0.5, segments=4, intermediate_activation="relu", residual=False)
+    wanted = XceptionConfig(
+        middle_repeats=4, width=0.5, segments=4, intermediate_activation="relu", residual=False
+    )
     study.enqueue_trial(space.encode(wanted))
     assert space.sample(study.ask()) == wanted
 
@@ -97,5 +99,7 @@ def test_bad_space_files_are_refused_with_file_and_key(tmp_path, text, message):
 
 
 def test_unknown_space_name_lists_known_ones():
-    with pytest.raises(KeyError, match=r"Did you mean 'xception-small'.*Known: .*xception-full, xception-small"):
+    with pytest.raises(
+        KeyError, match=r"Did you mean 'xception-small'.*Known: .*xception-full, xception-small"
+    ):
         SearchSpace.from_toml("xception-smal")

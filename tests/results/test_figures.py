@@ -40,23 +40,45 @@ def _study(trials: int = 0) -> optuna.Study:
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names(METRICS)
     for number in range(trials):
-        study.add_trial(optuna.trial.create_trial(
-            values=[0.5 + number / 10, 1e5, 2.0], params={"segments": "4"},
-            distributions={"segments": optuna.distributions.CategoricalDistribution(["4", "depthwise"])},
-            user_attrs={"config": json.dumps({"segments": 4, "width": 0.5, "middle_repeats": 1,
-                                              "intermediate_activation": "none", "residual": True}),
-                        "val_accuracy": 0.5 + number / 10, "params": 1e5, "latency_ms": 2.0},
-        ))
+        study.add_trial(
+            optuna.trial.create_trial(
+                values=[0.5 + number / 10, 1e5, 2.0],
+                params={"segments": "4"},
+                distributions={
+                    "segments": optuna.distributions.CategoricalDistribution(["4", "depthwise"])
+                },
+                user_attrs={
+                    "config": json.dumps(
+                        {
+                            "segments": 4,
+                            "width": 0.5,
+                            "middle_repeats": 1,
+                            "intermediate_activation": "none",
+                            "residual": True,
+                        }
+                    ),
+                    "val_accuracy": 0.5 + number / 10,
+                    "params": 1e5,
+                    "latency_ms": 2.0,
+                },
+            )
+        )
     return study
 
 
 def _plot_keys(study: optuna.Study) -> set[str]:
-    return {k for k in study._storage.get_study_system_attrs(study._study_id) if k.startswith(SYSTEM_ATTR_PLOT_DATA)}
+    return {
+        k
+        for k in study._storage.get_study_system_attrs(study._study_id)
+        if k.startswith(SYSTEM_ATTR_PLOT_DATA)
+    }
 
 
 def _titles(study: optuna.Study) -> dict[str, str]:
     graphs = get_plotly_graph_objects(study._storage.get_study_system_attrs(study._study_id))
-    return {graph_id: json.loads(text)["layout"]["title"]["text"] for graph_id, text in graphs.items()}
+    return {
+        graph_id: json.loads(text)["layout"]["title"]["text"] for graph_id, text in graphs.items()
+    }
 
 
 @pytest.mark.slow
@@ -69,12 +91,18 @@ def test_figures_of_a_finished_study(tiny_study):
     assert all(set(trace.customdata) == front for trace in on_front)
 
     spectrum = segment_spectrum(tiny_study)
-    segments = sorted({json.loads(t.user_attrs["config"])["segments"] for t in tiny_study.trials}, key=str)
+    segments = sorted(
+        {json.loads(t.user_attrs["config"])["segments"] for t in tiny_study.trials}, key=str
+    )
     assert list(spectrum.layout.xaxis.categoryarray) == segment_order([str(s) for s in segments])
     visible = [trace for trace in spectrum.data if trace.visible]
-    designs = [t for t in tiny_study.trials if is_feasible(t) and not is_repeat(t)]  # a repeat is drawn once
+    designs = [
+        t for t in tiny_study.trials if is_feasible(t) and not is_repeat(t)
+    ]  # a repeat is drawn once
     assert sum(len(trace.y) for trace in visible) == 3 * len(designs)
-    assert next(button.label for button in spectrum.layout.updatemenus[0].buttons) == "colour: width"
+    assert (
+        next(button.label for button in spectrum.layout.updatemenus[0].buttons) == "colour: width"
+    )
 
 
 @pytest.mark.slow
@@ -86,7 +114,9 @@ def test_hypervolume_is_optunas_and_never_decreases(tiny_study):
     assert volumes[-1] > 0
     signs = np.array([-1.0, 1.0, 1.0])
     losses = np.array([t.values for t in complete if is_feasible(t)]) * signs
-    assert np.all(losses < np.array(reference) * signs)  # the reference point is worse than every trial
+    assert np.all(
+        losses < np.array(reference) * signs
+    )  # the reference point is worse than every trial
     assert volumes[-1] == pytest.approx(compute_hypervolume(losses, np.array(reference) * signs))
     assert list(hypervolume_history(tiny_study).data[0].y) == volumes
 
@@ -121,7 +151,9 @@ def test_figures_of_a_study_with_no_or_one_trial(trials):
 
 def test_metric_names_come_from_the_study_spec_when_missing():
     study = optuna.create_study(directions=DIRECTIONS)
-    study.set_user_attr("xsearch_spec", json.dumps({"objectives": ["accuracy", "params", "latency"]}))
+    study.set_user_attr(
+        "xsearch_spec", json.dumps({"objectives": ["accuracy", "params", "latency"]})
+    )
     attach_figures(study)
     assert study.metric_names == METRICS
 
@@ -129,13 +161,25 @@ def test_metric_names_come_from_the_study_spec_when_missing():
 def test_the_spectrum_draws_a_repeated_design_once():
     study = _study(2)
     twin = study.trials[1]
-    study.add_trial(optuna.trial.create_trial(values=twin.values, params=twin.params, distributions=twin.distributions,
-                                              user_attrs={**twin.user_attrs, "repeat_of": 1}))
+    study.add_trial(
+        optuna.trial.create_trial(
+            values=twin.values,
+            params=twin.params,
+            distributions=twin.distributions,
+            user_attrs={**twin.user_attrs, "repeat_of": 1},
+        )
+    )
     assert list(spectrum_frame(study)["number"]) == [0, 1]
 
 
 def test_segment_order():
-    assert segment_order(["depthwise", "8", "1", "16", "2", "8"]) == ["1", "2", "8", "16", "depthwise"]
+    assert segment_order(["depthwise", "8", "1", "16", "2", "8"]) == [
+        "1",
+        "2",
+        "8",
+        "16",
+        "depthwise",
+    ]
 
 
 @pytest.mark.slow
@@ -144,7 +188,9 @@ def test_run_storage_resolves_the_run_folder(tiny_run, tmp_path, monkeypatch):
     assert str(tiny_run.resolve()) in storage
     assert run_storage("tiny", storage="postgresql://db/x") == "postgresql://db/x"
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(ValueError, match=r"'tiny' has no run folder storage: runs/tiny holds neither"):
+    with pytest.raises(
+        ValueError, match=r"'tiny' has no run folder storage: runs/tiny holds neither"
+    ):
         run_storage("studies/tiny.toml")
     with pytest.raises(ValueError, match=r"no study 'other' in .*; it holds: tiny"):
         load_study(storage, "other")
@@ -152,11 +198,17 @@ def test_run_storage_resolves_the_run_folder(tiny_run, tmp_path, monkeypatch):
         load_study(str(tmp_path / "missing.journal"), "tiny")
 
 
-@pytest.mark.parametrize(("host", "warned"), [("127.0.0.1", False), ("localhost", False), ("0.0.0.0", True)])
+@pytest.mark.parametrize(
+    ("host", "warned"), [("127.0.0.1", False), ("localhost", False), ("0.0.0.0", True)]
+)
 @pytest.mark.slow
-def test_serve_dashboard_attaches_figures_and_warns_off_loopback(tiny_run, host, warned, monkeypatch, capsys):
+def test_serve_dashboard_attaches_figures_and_warns_off_loopback(
+    tiny_run, host, warned, monkeypatch, capsys
+):
     served = []
-    monkeypatch.setattr(dashboards.server, "run_server", lambda storage, host, port: served.append((host, port)))
+    monkeypatch.setattr(
+        dashboards.server, "run_server", lambda storage, host, port: served.append((host, port))
+    )
     serve_dashboard(run_storage("tiny", out=tiny_run), "tiny", host=host, port=8123)
     assert served == [(host, 8123)]
     assert ("no authentication" in capsys.readouterr().err) == warned

@@ -28,7 +28,6 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 
 
-
 def make_study(metrics: list[str] = METRICS, directions: list[str] = DIRECTIONS) -> optuna.Study:
     """An in-memory study with named objectives."""
     study = optuna.create_study(directions=directions)
@@ -81,7 +80,11 @@ def random_study(n: int = 60, seed: int = 0) -> optuna.Study:
     rng = random.Random(seed)
     study = make_study()
     for _ in range(n):
-        values = [rng.choice([0.5, 0.6, 0.7, 0.8, 0.9]), rng.choice([1e5, 2e5, 5e5, 1e6]), rng.choice([1.0, 2.0, 3.0])]
+        values = [
+            rng.choice([0.5, 0.6, 0.7, 0.8, 0.9]),
+            rng.choice([1e5, 2e5, 5e5, 1e6]),
+            rng.choice([1.0, 2.0, 3.0]),
+        ]
         constraints = [rng.choice([-1.0, 0.0, 0.5]), -2.0]
         add(study, values, constraints=constraints)
     add(study, None, state=TrialState.FAIL, failure_reason="oom", params=3e6)
@@ -121,7 +124,10 @@ def test_front_honours_constraints_of_optimize(style: str) -> None:
     frame = trials_frame(study)
     assert list(frame.columns[:4]) == ["number", "state", "values_0", "values_1"]
     assert (frame["feasible"] == (frame["param_x"] <= 0.5)).all()
-    assert all(json.loads(c) == [pytest.approx(x - 0.5)] for c, x in zip(frame["constraints"], frame["param_x"]))
+    assert all(
+        json.loads(c) == [pytest.approx(x - 0.5)]
+        for c, x in zip(frame["constraints"], frame["param_x"])
+    )
 
 
 def test_trials_frame_columns_and_flags() -> None:
@@ -129,12 +135,23 @@ def test_trials_frame_columns_and_flags() -> None:
     frame = trials_frame(study)
     assert list(frame["number"]) == [t.number for t in study.trials]
     assert list(frame.columns[:5]) == ["number", "state", *METRICS]
-    assert list(frame.columns[-6:]) == ["constraints", "feasible", "pareto", "datetime_start", "datetime_complete", "duration_s"]
+    assert list(frame.columns[-6:]) == [
+        "constraints",
+        "feasible",
+        "pareto",
+        "datetime_start",
+        "datetime_complete",
+        "duration_s",
+    ]
     attrs = {a for t in study.trials for a in t.user_attrs}
     assert attrs <= set(frame.columns)
     assert {f"param_{axis}" for axis in DISTRIBUTIONS} <= set(frame.columns)
     assert set(frame.loc[frame["pareto"], "number"]) == brute_force_front(study)
-    feasible = {t.number for t in study.trials if t.state == TrialState.COMPLETE and max(t.constraints.values()) <= 0}
+    feasible = {
+        t.number
+        for t in study.trials
+        if t.state == TrialState.COMPLETE and max(t.constraints.values()) <= 0
+    }
     assert set(frame.loc[frame["feasible"], "number"]) == feasible
     failed = frame[frame["state"] == "FAIL"].iloc[0]
     assert failed["failure_reason"] == "oom"
@@ -238,7 +255,15 @@ def test_a_study_scored_on_a_latency_target_picks_and_shows_that_latency() -> No
     assert latency_metric(study) == "latency_ms@litert-cpu"
     assert pick_trial(study, "latency").number == 1
     table = front_table_text(study).splitlines()
-    assert table[0].split()[:7] == ["trial", "val_acc", "test_acc", "params", "MACs", "lat_ms", "ms@litert-cpu"]
+    assert table[0].split()[:7] == [
+        "trial",
+        "val_acc",
+        "test_acc",
+        "params",
+        "MACs",
+        "lat_ms",
+        "ms@litert-cpu",
+    ]
     assert table[2].split()[6] == "0.1"
     figure = pareto_figure(study)
     assert figure.layout.annotations[1].text == "val_accuracy vs latency (ms@litert-cpu)"

@@ -12,7 +12,9 @@ from xsearch.study.storage import open_storage, run_storage
 @pytest.fixture
 def stored(tiny_run) -> optuna.Study:
     """The finished tiny study, read back from its storage."""
-    return optuna.load_study(study_name="tiny", storage=open_storage(run_storage("tiny", out=tiny_run), create=False))
+    return optuna.load_study(
+        study_name="tiny", storage=open_storage(run_storage("tiny", out=tiny_run), create=False)
+    )
 
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
@@ -23,7 +25,9 @@ def test_tables_hold_every_trial_attribute_and_the_pareto_flag(stored, tmp_path,
     frame = pd.read_csv(path) if fmt == "csv" else pd.read_parquet(path)
     assert list(frame["number"]) == [t.number for t in stored.trials]
     assert set(frame.loc[frame["pareto"], "number"]) == {t.number for t in stored.best_trials}
-    every_attr = {a for t in stored.trials for a in t.user_attrs} | {f"param_{p}" for t in stored.trials for p in t.params}
+    every_attr = {a for t in stored.trials for a in t.user_attrs} | {
+        f"param_{p}" for t in stored.trials for p in t.params
+    }
     assert every_attr <= set(frame.columns)
     for trial, (_, row) in zip(stored.trials, frame.iterrows()):
         assert row["state"] == trial.state.name
@@ -37,17 +41,27 @@ def test_tables_hold_every_trial_attribute_and_the_pareto_flag(stored, tmp_path,
 @pytest.mark.slow
 def test_html_is_one_offline_page_with_figures_and_front(stored, tmp_path):
     page = write_report(stored, tmp_path, "html").read_text()
-    assert not re.search(r"<(script|link|img|iframe)[^>]*\b(src|href)=", page)  # nothing fetched from the network
+    assert not re.search(
+        r"<(script|link|img|iframe)[^>]*\b(src|href)=", page
+    )  # nothing fetched from the network
     assert page.count("Plotly.newPlot") == 3
-    for title in ("xsearch: Pareto front", "xsearch: hypervolume history", "xsearch: segment spectrum"):
+    for title in (
+        "xsearch: Pareto front",
+        "xsearch: hypervolume history",
+        "xsearch: segment spectrum",
+    ):
         assert title in page
-    front_rows = re.findall(r"<tr>\s*<td>(\d+)</td>", page[page.index("<h2>Pareto front</h2>"):])
-    assert [int(n) for n in front_rows] == [t.number for t in sorted(stored.best_trials, key=lambda t: (-t.values[0], t.number))]
+    front_rows = re.findall(r"<tr>\s*<td>(\d+)</td>", page[page.index("<h2>Pareto front</h2>") :])
+    assert [int(n) for n in front_rows] == [
+        t.number for t in sorted(stored.best_trials, key=lambda t: (-t.values[0], t.number))
+    ]
 
 
 @pytest.mark.slow
 def test_bad_format_names_the_valid_ones(stored, tmp_path):
-    with pytest.raises(ValueError, match="unknown report format 'xlsx'; choose one of csv, parquet, html"):
+    with pytest.raises(
+        ValueError, match="unknown report format 'xlsx'; choose one of csv, parquet, html"
+    ):
         write_report(stored, tmp_path, "xlsx")
     assert FORMATS == ("csv", "parquet", "html")
     assert not list(tmp_path.iterdir())
@@ -56,15 +70,24 @@ def test_bad_format_names_the_valid_ones(stored, tmp_path):
 @pytest.mark.slow
 def test_summary(stored):
     text = report_summary(stored)
-    assert text.splitlines()[:3] == ["study 'tiny': 3 trials (COMPLETE 3)", "failure reasons: none", "Pareto front:"]
+    assert text.splitlines()[:3] == [
+        "study 'tiny': 3 trials (COMPLETE 3)",
+        "failure reasons: none",
+        "Pareto front:",
+    ]
     assert "val_acc" in text
     assert "depthwise" in text
 
 
 def test_summary_and_reports_of_an_empty_study(tmp_path):
     study = optuna.create_study(study_name="empty", directions=["maximize", "minimize", "minimize"])
-    assert report_summary(study) == "study 'empty': 0 trials\nfailure reasons: none\nPareto front:\nno completed trials yet"
-    failed = optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL, user_attrs={"failure_reason": "oom"})
+    assert (
+        report_summary(study)
+        == "study 'empty': 0 trials\nfailure reasons: none\nPareto front:\nno completed trials yet"
+    )
+    failed = optuna.trial.create_trial(
+        state=optuna.trial.TrialState.FAIL, user_attrs={"failure_reason": "oom"}
+    )
     study.add_trials([failed, failed])
     assert "FAIL 2" in report_summary(study)
     assert "failure reasons: oom 2" in report_summary(study)

@@ -21,8 +21,14 @@ from xsearch.results.run_reports import front_table_text, pareto_figure, write_r
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 
-PARAMS = {"middle_repeats": 2, "width": 0.25, "depth_multiplier": 1, "segments": "depthwise",
-          "intermediate_activation": "none", "residual": True}
+PARAMS = {
+    "middle_repeats": 2,
+    "width": 0.25,
+    "depth_multiplier": 1,
+    "segments": "depthwise",
+    "intermediate_activation": "none",
+    "residual": True,
+}
 
 
 def make_study(metrics: list[str] = METRICS, directions: list[str] = DIRECTIONS) -> optuna.Study:
@@ -31,16 +37,31 @@ def make_study(metrics: list[str] = METRICS, directions: list[str] = DIRECTIONS)
     return study
 
 
-def add(study: optuna.Study, values: list[float] | None, constraints: list[float] | None = None,
-        state: TrialState = TrialState.COMPLETE, **attrs: Any) -> None:
+def add(
+    study: optuna.Study,
+    values: list[float] | None,
+    constraints: list[float] | None = None,
+    state: TrialState = TrialState.COMPLETE,
+    **attrs: Any,
+) -> None:
     """Add a trial whose user attrs mirror its objectives, plus ``attrs``."""
-    user_attrs: dict[str, Any] = {"config": json.dumps(PARAMS), "test_accuracy": 0.5, "macs": 2_500_000}
+    user_attrs: dict[str, Any] = {
+        "config": json.dumps(PARAMS),
+        "test_accuracy": 0.5,
+        "macs": 2_500_000,
+    }
     user_attrs.update(dict(zip(study.metric_names, values or [])))
     user_attrs.update(attrs)
-    study.add_trial(optuna.trial.create_trial(
-        state=state, values=values, params=PARAMS, distributions=DISTRIBUTIONS, user_attrs=user_attrs,
-        system_attrs={"constraints": constraints} if constraints is not None else None,
-    ))
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=state,
+            values=values,
+            params=PARAMS,
+            distributions=DISTRIBUTIONS,
+            user_attrs=user_attrs,
+            system_attrs={"constraints": constraints} if constraints is not None else None,
+        )
+    )
 
 
 def random_study(n: int = 60, seed: int = 0) -> optuna.Study:
@@ -48,9 +69,15 @@ def random_study(n: int = 60, seed: int = 0) -> optuna.Study:
     rng = random.Random(seed)
     study = make_study()
     for i in range(n):
-        values = [rng.choice([0.5, 0.6, 0.7, 0.8, 0.9]), rng.choice([1e5, 2e5, 5e5, 1e6]), rng.choice([1.0, 2.0, 3.0])]
+        values = [
+            rng.choice([0.5, 0.6, 0.7, 0.8, 0.9]),
+            rng.choice([1e5, 2e5, 5e5, 1e6]),
+            rng.choice([1.0, 2.0, 3.0]),
+        ]
         add(study, values, constraints=[rng.choice([-1.0, 0.0, 0.5])], seed=i)
-    add(study, None, state=TrialState.FAIL, failure_reason="oom", curves=json.dumps({"loss": [1.0]}))
+    add(
+        study, None, state=TrialState.FAIL, failure_reason="oom", curves=json.dumps({"loss": [1.0]})
+    )
     return study
 
 
@@ -114,8 +141,15 @@ def test_pareto_figure_panels() -> None:
     assert len(front) == 2
     assert all(set(t.customdata) == brute_force_front(study) for t in front)
     assert all(list(t.x) == sorted(t.x) and t.line.shape == "hv" for t in front)
-    infeasible = {t.number for t in study.trials if t.state == TrialState.COMPLETE and max(t.constraints.values()) > 0}
-    assert all(set(t.customdata) == infeasible and t.marker.symbol == "x" for t in traces(figure, "infeasible / failed"))
+    infeasible = {
+        t.number
+        for t in study.trials
+        if t.state == TrialState.COMPLETE and max(t.constraints.values()) > 0
+    }
+    assert all(
+        set(t.customdata) == infeasible and t.marker.symbol == "x"
+        for t in traces(figure, "infeasible / failed")
+    )
     assert figure.layout.xaxis.type == "log"
     assert figure.layout.xaxis2.type == "linear"
     assert "depth_multiplier=1" in front[0].text[0]
@@ -138,6 +172,32 @@ def test_front_table_text() -> None:
     add(study, [0.80, 300_000, 2.0])  # dominated
     lines = front_table_text(study).splitlines()
     assert len(lines) == 3
-    assert lines[0].split() == ["trial", "val_acc", "test_acc", "params", "MACs", "lat_ms", "rep", "width", "dm", "seg", "act", "res"]
-    assert lines[1].split() == ["0", "93.12%", "50.00%", "1.23M", "2.50M", "4.50", "2", "0.25", "1", "depthwise", "none", "True"]
+    assert lines[0].split() == [
+        "trial",
+        "val_acc",
+        "test_acc",
+        "params",
+        "MACs",
+        "lat_ms",
+        "rep",
+        "width",
+        "dm",
+        "seg",
+        "act",
+        "res",
+    ]
+    assert lines[1].split() == [
+        "0",
+        "93.12%",
+        "50.00%",
+        "1.23M",
+        "2.50M",
+        "4.50",
+        "2",
+        "0.25",
+        "1",
+        "depthwise",
+        "none",
+        "True",
+    ]
     assert lines[2].split()[:4] == ["1", "85.00%", "50.00%", "250.00K"]

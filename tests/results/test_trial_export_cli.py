@@ -12,7 +12,17 @@ from xsearch.study.storage import load_study, run_storage
 @pytest.mark.slow
 def test_export_of_a_run_keeps_the_trained_weights(tiny_run, tmp_path, capsys):
     out = tmp_path / "knee.keras"
-    arguments = ["export", "--study", "tiny", "--run-dir", str(tiny_run), "--pick", "knee", "--out", str(out)]
+    arguments = [
+        "export",
+        "--study",
+        "tiny",
+        "--run-dir",
+        str(tiny_run),
+        "--pick",
+        "knee",
+        "--out",
+        str(out),
+    ]
     assert main(arguments) == 0
     assert "the trial's trained weights (sha256 checked)" in capsys.readouterr().out
     card = json.loads(out.with_name("knee.card.json").read_text())

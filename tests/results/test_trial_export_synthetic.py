@@ -20,8 +20,14 @@ from xsearch.study.fit import with_normalization
 from xsearch.study.record import StudyAttr, TrialAttr
 from xsearch.study.spec import DataSpec, StudySpec, TrainingSpec
 
-SPEC = StudySpec(name="tiny", space="tiny", trials=2, seed=0, data=DataSpec(**TINY_DATA),
-                 training=TrainingSpec(**TINY_TRAINING, bn_momentum=0.5))
+SPEC = StudySpec(
+    name="tiny",
+    space="tiny",
+    trials=2,
+    seed=0,
+    data=DataSpec(**TINY_DATA),
+    training=TrainingSpec(**TINY_TRAINING, bn_momentum=0.5),
+)
 MEAN, STD = [127.5, 120.0, 110.0], [64.0, 60.0, 50.0]
 
 
@@ -29,9 +35,18 @@ def _add(study, store, config, values, keep):
     """A COMPLETE trial recorded as `xsearch run` records one; its freshly initialised model kept when ``keep``."""
     trial = study.ask()
     core = build_model(config, (16, 16, 3), 10, bn_momentum=0.5)
-    attrs = {TrialAttr.CONFIG: config.to_json(), TrialAttr.SEED: trial.number, TrialAttr.IMAGE_SIZE: 16,
-             TrialAttr.NUM_CLASSES: 10, TrialAttr.NORM_MEAN: MEAN, TrialAttr.NORM_STD: STD,
-             TrialAttr.VAL_ACCURACY: values[0], TrialAttr.LATENCY_MS: values[2], **model_costs(core), **runtime_info()}
+    attrs = {
+        TrialAttr.CONFIG: config.to_json(),
+        TrialAttr.SEED: trial.number,
+        TrialAttr.IMAGE_SIZE: 16,
+        TrialAttr.NUM_CLASSES: 10,
+        TrialAttr.NORM_MEAN: MEAN,
+        TrialAttr.NORM_STD: STD,
+        TrialAttr.VAL_ACCURACY: values[0],
+        TrialAttr.LATENCY_MS: values[2],
+        **model_costs(core),
+        **runtime_info(),
+    }
     model = with_normalization(core, np.array(MEAN), np.array(STD))
     if keep:
         keep_trial_model(study, trial, model, store)
@@ -47,8 +62,12 @@ def synthetic(tmp_path_factory):
     folder = tmp_path_factory.mktemp("synthetic-run")
     study = xsearch_study("tiny", folder / "study.db", SPEC)
     store = artifact_store(folder)
-    kept, model = _add(study, store, XceptionConfig(middle_repeats=0, width=0.25), (0.9, 0, 2.0), keep=True)
-    bare, _ = _add(study, store, XceptionConfig(middle_repeats=0, width=0.125), (0.5, 0, 1.0), keep=False)
+    kept, model = _add(
+        study, store, XceptionConfig(middle_repeats=0, width=0.25), (0.9, 0, 2.0), keep=True
+    )
+    bare, _ = _add(
+        study, store, XceptionConfig(middle_repeats=0, width=0.125), (0.5, 0, 1.0), keep=False
+    )
     return study, store, model, {"kept": kept, "bare": bare}
 
 
@@ -69,11 +88,15 @@ def test_a_kept_model_is_exported_with_its_weights_and_a_card(synthetic, tmp_pat
     assert card["training"]["bn_momentum"] == 0.5
     pixels = np.random.default_rng(0).integers(0, 256, (4, 16, 16, 3)).astype(np.float32)
     loaded = load_exported(result.path)
-    np.testing.assert_allclose(loaded.predict_on_batch(pixels), model.predict_on_batch(pixels), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        loaded.predict_on_batch(pixels), model.predict_on_batch(pixels), rtol=1e-5, atol=1e-6
+    )
     assert study.user_attrs[StudyAttr.EXPORTS][-1]["sha256"] == result.sha256
 
 
-def test_without_a_kept_model_the_export_is_the_architecture_with_the_recorded_normalization(synthetic, tmp_path):
+def test_without_a_kept_model_the_export_is_the_architecture_with_the_recorded_normalization(
+    synthetic, tmp_path
+):
     study, store, _, numbers = synthetic
     result = export_trial(study, numbers["bare"], tmp_path / "arch.keras", store)
     assert result.weights == "none"
@@ -106,7 +129,11 @@ def test_refusals_an_existing_file_a_wrong_suffix_a_changed_export_or_artifact(s
     copy = shutil.copytree(store._base_path, tmp_path / "copy" / "artifacts")
     artifact = copy / study.trials[numbers["kept"]].user_attrs[TrialAttr.MODEL_ARTIFACT_ID]
     artifact.write_bytes(artifact.read_bytes() + b"\0")
-    with pytest.raises(ValueError, match=f"trial {numbers['kept']} has sha256 .* but the trial recorded"):
-        export_trial(study, numbers["kept"], tmp_path / "bad.keras", artifact_store(tmp_path / "copy"))
+    with pytest.raises(
+        ValueError, match=f"trial {numbers['kept']} has sha256 .* but the trial recorded"
+    ):
+        export_trial(
+            study, numbers["kept"], tmp_path / "bad.keras", artifact_store(tmp_path / "copy")
+        )
     assert not (tmp_path / "bad.keras").exists()
     assert not list(tmp_path.glob(".bad.*"))

@@ -14,10 +14,15 @@ from tests.helpers import assert_resumed_from_epoch_1, tiny_study_toml
 from xsearch.study.record import is_repeat
 from xsearch.study.storage import open_storage
 
-COMPLETE, RUNNING, FAIL = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING,
-                           optuna.trial.TrialState.FAIL)
-SPACE = ('[axes]\nmiddle_repeats = [0]\nwidth = [0.125]\ndepth_multiplier = [1]\nsegments = [1, 8, "depthwise"]\n'
-         'intermediate_activation = ["none", "relu", "elu"]\nresidual = [true, false]\n')  # 18 designs for 12 trials
+COMPLETE, RUNNING, FAIL = (
+    optuna.trial.TrialState.COMPLETE,
+    optuna.trial.TrialState.RUNNING,
+    optuna.trial.TrialState.FAIL,
+)
+SPACE = (
+    '[axes]\nmiddle_repeats = [0]\nwidth = [0.125]\ndepth_multiplier = [1]\nsegments = [1, 8, "depthwise"]\n'
+    'intermediate_activation = ["none", "relu", "elu"]\nresidual = [true, false]\n'
+)  # 18 designs for 12 trials
 
 
 def _study_file(tmp_path, name):
@@ -25,13 +30,31 @@ def _study_file(tmp_path, name):
     space = tmp_path / "space.toml"
     space.write_text(SPACE)
     study_file = tmp_path / f"{name}.toml"
-    study_file.write_text(tiny_study_toml(space=str(space), trials=12, seed_trials=[], sampler="random",
-                                          heartbeat_interval=2, training={"epochs": 3}))
+    study_file.write_text(
+        tiny_study_toml(
+            space=str(space),
+            trials=12,
+            seed_trials=[],
+            sampler="random",
+            heartbeat_interval=2,
+            training={"epochs": 3},
+        )
+    )
     return study_file
 
 
 def _command(study_file, out, *extra):
-    return [sys.executable, "-m", "xsearch.cli", "run", "--study", str(study_file), "--out", str(out), *extra]
+    return [
+        sys.executable,
+        "-m",
+        "xsearch.cli",
+        "run",
+        "--study",
+        str(study_file),
+        "--out",
+        str(out),
+        *extra,
+    ]
 
 
 def _env():
@@ -50,7 +73,11 @@ def _kill_a_worker_mid_trial(study_loader, workers, timeout=300):
         for trial in trials:
             pid = trial.user_attrs.get("worker_pid")
             victim = next((p for p in workers if p.pid == pid), None)
-            if trial.state == RUNNING and 1 <= trial.user_attrs.get("epochs_done", 0) < 3 and victim:
+            if (
+                trial.state == RUNNING
+                and 1 <= trial.user_attrs.get("epochs_done", 0) < 3
+                and victim
+            ):
                 victim.send_signal(signal.SIGKILL)
                 victim.wait()
                 return trial.number
@@ -62,11 +89,16 @@ def _check_exact(study, killed):
     numbers = [t.number for t in trials]
     assert len(numbers) == len(set(numbers))
     complete = [t for t in trials if t.state == COMPLETE]
-    assert len([t for t in complete if not is_repeat(t)]) == 12  # exact: nothing lost, nothing extra
+    assert (
+        len([t for t in complete if not is_repeat(t)]) == 12
+    )  # exact: nothing lost, nothing extra
     failed = [t for t in trials if t.state == FAIL]
     assert [t.number for t in failed] == [killed]
-    retries = [t for t in complete if t.user_attrs.get("retry_of") == killed
-               or t.system_attrs.get("failed_trial") == killed]
+    retries = [
+        t
+        for t in complete
+        if t.user_attrs.get("retry_of") == killed or t.system_attrs.get("failed_trial") == killed
+    ]
     assert len(retries) == 1
     assert retries[0].params == failed[0].params
     return len(trials), retries[0]
@@ -75,42 +107,71 @@ def _check_exact(study, killed):
 @pytest.mark.slow
 def test_three_machines_on_postgresql_survive_a_killed_worker(tmp_path, postgres_url):
     study_file = _study_file(tmp_path, "pg")
-    machines = [subprocess.Popen(_command(study_file, tmp_path / f"machine{i}", "--storage", postgres_url),
-                                 env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-                for i in range(3)]
+    machines = [
+        subprocess.Popen(
+            _command(study_file, tmp_path / f"machine{i}", "--storage", postgres_url),
+            env=_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(3)
+    ]
     try:
         storage = open_storage(postgres_url, tmp_path)
         workers = _ChildProcesses(*(machine.pid for machine in machines))
-        killed = _kill_a_worker_mid_trial(lambda: optuna.load_study(study_name="pg", storage=storage), workers)
+        killed = _kill_a_worker_mid_trial(
+            lambda: optuna.load_study(study_name="pg", storage=storage), workers
+        )
         errors = [machine.communicate(timeout=600)[1] for machine in machines]
     finally:
         for machine in machines:
             machine.kill()
     assert [machine.returncode for machine in machines] == [0, 0, 0], [
-        [line for line in error.splitlines() if "xsearch" in line or "Error" in line][-20:] for error in errors]
-    assert sum("crashed with status -9" in error for error in errors) == 1  # its machine restarted the worker
+        [line for line in error.splitlines() if "xsearch" in line or "Error" in line][-20:]
+        for error in errors
+    ]
+    assert (
+        sum("crashed with status -9" in error for error in errors) == 1
+    )  # its machine restarted the worker
     total, retry = _check_exact(optuna.load_study(study_name="pg", storage=storage), killed)
-    print(f"postgresql: 3 machines, 12 trials, 1 kill, 1 retry (trial {retry.number}), {total} trials stored, 0 lost")
+    print(
+        f"postgresql: 3 machines, 12 trials, 1 kill, 1 retry (trial {retry.number}), {total} trials stored, 0 lost"
+    )
 
 
 @pytest.mark.slow
 def test_local_workers_on_the_journal_survive_a_killed_worker(tmp_path):
     study_file = _study_file(tmp_path, "local")
-    parent = subprocess.Popen(_command(study_file, tmp_path / "run", "--workers", "3"), env=_env(),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    parent = subprocess.Popen(
+        _command(study_file, tmp_path / "run", "--workers", "3"),
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     journal = tmp_path / "run" / "study.journal"
-    storage = lambda: optuna.load_study(study_name="local", storage=open_storage(str(journal), journal.parent))  # noqa: E731
+    storage = lambda: optuna.load_study(  # noqa: E731
+        study_name="local", storage=open_storage(str(journal), journal.parent)
+    )
     try:
         killed = _kill_a_worker_mid_trial(storage, _ChildProcesses(parent.pid))
         _out, err = parent.communicate(timeout=600)
     finally:
         if parent.poll() is None:
             os.killpg(parent.pid, signal.SIGKILL)
-    assert parent.returncode == 0, [line for line in err.splitlines() if "xsearch" in line or "Error" in line][-20:]
+    assert parent.returncode == 0, [
+        line for line in err.splitlines() if "xsearch" in line or "Error" in line
+    ][-20:]
     assert "crashed with status -9" in err  # reported, and the worker was restarted
     total, retry = _check_exact(storage(), killed)
-    assert_resumed_from_epoch_1(retry, storage().trials[killed], epochs=3)  # continued from the killed trial's checkpoint
-    print(f"journal: 3 workers, 12 trials, 1 kill, 1 retry (trial {retry.number}), {total} trials stored, 0 lost")
+    assert_resumed_from_epoch_1(
+        retry, storage().trials[killed], epochs=3
+    )  # continued from the killed trial's checkpoint
+    print(
+        f"journal: 3 workers, 12 trials, 1 kill, 1 retry (trial {retry.number}), {total} trials stored, 0 lost"
+    )
 
 
 class _ChildProcesses:
@@ -139,5 +200,8 @@ class _Handle:
         os.kill(self.pid, sig)
 
     def wait(self):
-        while os.path.exists(f"/proc/{self.pid}") and "Z" not in Path(f"/proc/{self.pid}/stat").read_text().split()[2]:
+        while (
+            os.path.exists(f"/proc/{self.pid}")
+            and "Z" not in Path(f"/proc/{self.pid}/stat").read_text().split()[2]
+        ):
             time.sleep(0.1)

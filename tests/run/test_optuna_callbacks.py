@@ -3,7 +3,13 @@ streaks (on synthetic trials; `tests/run/test_faults.py` runs them in whole stud
 
 from optuna.trial import TrialState, create_trial
 
-from xsearch.run.optuna_callbacks import FAILURE_STREAK_WARNING, FailureStreak, Recycler, RepeatStreak, stop_at_budget
+from xsearch.run.optuna_callbacks import (
+    FAILURE_STREAK_WARNING,
+    FailureStreak,
+    Recycler,
+    RepeatStreak,
+    stop_at_budget,
+)
 from xsearch.study.record import TrialAttr
 from xsearch.study.retries import worker_identity
 
@@ -25,9 +31,17 @@ class FakeStudy:
 
 
 def _trial(number, reason=None, host=HOST, state=None, **attrs):
-    attrs = {TrialAttr.WORKER_HOST: host, **({TrialAttr.FAILURE_REASON: reason} if reason else {}), **attrs}
-    state = state or (TrialState.FAIL if reason not in (None, "constraint", "oom") else TrialState.COMPLETE)
-    trial = create_trial(state=state, values=[0.5] if state == TrialState.COMPLETE else None, user_attrs=attrs)
+    attrs = {
+        TrialAttr.WORKER_HOST: host,
+        **({TrialAttr.FAILURE_REASON: reason} if reason else {}),
+        **attrs,
+    }
+    state = state or (
+        TrialState.FAIL if reason not in (None, "constraint", "oom") else TrialState.COMPLETE
+    )
+    trial = create_trial(
+        state=state, values=[0.5] if state == TrialState.COMPLETE else None, user_attrs=attrs
+    )
     trial.number = number
     return trial
 
@@ -62,10 +76,14 @@ def test_the_budget_counts_neither_repeats_nor_surplus_trials():
     study, callback = FakeStudy(trials), stop_at_budget(2, digest="now")
     callback(study, trials[-1])
     assert study.stops == 0
-    study.trials.append(_trial(3, reason="error", setup_digest="before"))  # failed under another set-up: not counted
+    study.trials.append(
+        _trial(3, reason="error", setup_digest="before")
+    )  # failed under another set-up: not counted
     callback(study, study.trials[-1])
     assert study.stops == 0
-    study.trials.append(_trial(4, reason="error", setup_digest="now"))  # a failure that was not retried counts
+    study.trials.append(
+        _trial(4, reason="error", setup_digest="now")
+    )  # a failure that was not retried counts
     callback(study, study.trials[-1])
     assert study.stops == 1
 
@@ -74,13 +92,20 @@ def test_a_failure_streak_warns_at_three_and_stops_at_max_failures(capsys):
     study, streak = FakeStudy(), FailureStreak(max_failures=None)
     for number in range(FAILURE_STREAK_WARNING):
         streak(study, _trial(number, reason="nan", error="loss is NaN"))
-    assert "3 trials in a row failed with reason 'nan' (last: trial 2: loss is NaN)" in capsys.readouterr().err
+    assert (
+        "3 trials in a row failed with reason 'nan' (last: trial 2: loss is NaN)"
+        in capsys.readouterr().err
+    )
     streak(study, _trial(3, reason="constraint"))  # not a failure: the streak ends
     streak(study, _trial(4, repeat_of=0))  # ran nothing: the streak stays as it was
     assert (streak.count, streak.stopped, study.stops) == (0, False, 0)
 
-    history = [_trial(0, reason="error"), _trial(1, reason="error"), _trial(2, reason="error", host="other-host"),
-               _trial(3, reason="interrupted")]  # a restarted worker goes on with its own host's streak: 2
+    history = [
+        _trial(0, reason="error"),
+        _trial(1, reason="error"),
+        _trial(2, reason="error", host="other-host"),
+        _trial(3, reason="interrupted"),
+    ]  # a restarted worker goes on with its own host's streak: 2
     streak = FailureStreak(max_failures=3, history=history)
     assert (streak.reason, streak.count) == ("error", 2)
     streak(study, _trial(5, reason="oom"))  # another reason starts a new streak

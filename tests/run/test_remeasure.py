@@ -19,7 +19,11 @@ class KnownLatency:
 
     def cost(self, config, seed):
         self.costed.append(seed)
-        return {"latency_ms": 1.1 * (seed + 1), "latency_ms@litert-cpu": 2.2 * (seed + 1), "params": 1}
+        return {
+            "latency_ms": 1.1 * (seed + 1),
+            "latency_ms@litert-cpu": 2.2 * (seed + 1),
+            "params": 1,
+        }
 
     def release(self):
         self.released += 1
@@ -28,12 +32,24 @@ class KnownLatency:
 def _study() -> optuna.Study:
     study = optuna.create_study(directions=["maximize", "minimize"])
     config = XceptionConfig(middle_repeats=0, width=0.125).to_json()
-    for number, (accuracy, latency) in enumerate([(0.9, 3.0), (0.8, 2.0), (0.7, 5.0)]):  # trial 2 is dominated
-        study.add_trial(create_trial(values=[accuracy, latency], params={"x": float(number)},
-                                     distributions={"x": FloatDistribution(0, 9)},
-                                     user_attrs={"config": config, "seed": number, "latency_ms": float(number + 1),
-                                                 "latency_ms@litert-cpu": 2.0 * (number + 1), "macs": number,
-                                                 "latency_targets": {"litert-cpu": {"median_ms": 2.0 * (number + 1)}}}))
+    for number, (accuracy, latency) in enumerate(
+        [(0.9, 3.0), (0.8, 2.0), (0.7, 5.0)]
+    ):  # trial 2 is dominated
+        study.add_trial(
+            create_trial(
+                values=[accuracy, latency],
+                params={"x": float(number)},
+                distributions={"x": FloatDistribution(0, 9)},
+                user_attrs={
+                    "config": config,
+                    "seed": number,
+                    "latency_ms": float(number + 1),
+                    "latency_ms@litert-cpu": 2.0 * (number + 1),
+                    "macs": number,
+                    "latency_targets": {"litert-cpu": {"median_ms": 2.0 * (number + 1)}},
+                },
+            )
+        )
     return study
 
 
@@ -43,8 +59,14 @@ def test_the_front_is_timed_again_once_and_recorded_on_the_study():
     remeasured = remeasure_front(study, spec, trainer)
     assert sorted(trainer.costed) == [0, 1]  # the front: trials 0 and 1
     assert trainer.released == 2
-    assert remeasured == study.user_attrs["latency_remeasured"] == {
-        "0": {"latency_ms": 1.1, "latency_ms@litert-cpu": 2.2}, "1": {"latency_ms": 2.2, "latency_ms@litert-cpu": 4.4}}
+    assert (
+        remeasured
+        == study.user_attrs["latency_remeasured"]
+        == {
+            "0": {"latency_ms": 1.1, "latency_ms@litert-cpu": 2.2},
+            "1": {"latency_ms": 2.2, "latency_ms@litert-cpu": 4.4},
+        }
+    )
     remeasure_front(study, spec, trainer)
     assert len(trainer.costed) == 2  # a second worker finishing finds them done
     drift = latency_frame(study).set_index("target")["front_drift"]

@@ -40,13 +40,31 @@ def test_run_records_trials_and_writes_a_correct_front(tmp_path, tiny_spec):
     assert len(trials) == 3
     assert study.metric_names == ["val_accuracy", "params", "latency_ms"]
     first = trials[0]
-    assert first.user_attrs["seed_trial"] is True  # the paper point, projected into the space, first
+    assert (
+        first.user_attrs["seed_trial"] is True
+    )  # the paper point, projected into the space, first
     assert json.loads(first.user_attrs["config"])["segments"] == "depthwise"
     for trial in trials:
         attrs = trial.user_attrs
-        for key in ("config", "params", "macs", "flops", "latency_ms", "latency_batch", "device", "backend",
-                    "precision", "throughput", "compile_time_s", "val_accuracy", "test_accuracy", "curves",
-                    "wall_time_s", "seed", "dataset"):
+        for key in (
+            "config",
+            "params",
+            "macs",
+            "flops",
+            "latency_ms",
+            "latency_batch",
+            "device",
+            "backend",
+            "precision",
+            "throughput",
+            "compile_time_s",
+            "val_accuracy",
+            "test_accuracy",
+            "curves",
+            "wall_time_s",
+            "seed",
+            "dataset",
+        ):
             assert key in attrs, key
         assert len(attrs["curves"]["val_accuracy"]) == 2
         assert trial.values[0] == attrs["val_accuracy"]
@@ -57,22 +75,35 @@ def test_run_records_trials_and_writes_a_correct_front(tmp_path, tiny_spec):
     assert {"config", "params", "latency_ms", "pareto", "val_accuracy"} <= set(table.columns)
     front = pd.read_csv(tmp_path / "run" / "pareto.csv")
     assert set(front["number"]) == brute_force_front(study)
-    assert (tmp_path / "run" / "pareto.html").stat().st_size > 100_000  # plotly inlined: opens offline
+    assert (
+        tmp_path / "run" / "pareto.html"
+    ).stat().st_size > 100_000  # plotly inlined: opens offline
 
 
 @pytest.mark.slow
 def test_hard_constraints_skip_training(tmp_path, tiny_spec):
-    spec = dataclasses.replace(tiny_spec, trials=4, constraints={"max_params": 150_000},
-                               seed_trials=("paper", "regular", "segments-8"))
+    spec = dataclasses.replace(
+        tiny_spec,
+        trials=4,
+        constraints={"max_params": 150_000},
+        seed_trials=("paper", "regular", "segments-8"),
+    )
     study = run_study(spec, tmp_path / "run", progress=False)
     by_feasibility = {True: [], False: []}
     for trial in study.trials:
         by_feasibility.setdefault(trial.user_attrs["feasible"], []).append(trial)
-    assert json.loads(study.trials[0].user_attrs["config"])["segments"] == "depthwise"  # 134k: the only seed that fits
+    assert (
+        json.loads(study.trials[0].user_attrs["config"])["segments"] == "depthwise"
+    )  # 134k: the only seed that fits
     infeasible = by_feasibility[False]
-    assert all(t.user_attrs["failure_reason"] == "constraint" and "curves" not in t.user_attrs for t in infeasible)
+    assert all(
+        t.user_attrs["failure_reason"] == "constraint" and "curves" not in t.user_attrs
+        for t in infeasible
+    )
     assert all(t.constraints["max_params"] > 0 and t.constraints["oom"] == 0 for t in infeasible)
-    assert all(t.user_attrs["params"] <= 150_000 and "curves" in t.user_attrs for t in by_feasibility[True])
+    assert all(
+        t.user_attrs["params"] <= 150_000 and "curves" in t.user_attrs for t in by_feasibility[True]
+    )
     assert {t.number for t in study.best_trials}.isdisjoint({t.number for t in infeasible})
 
 
@@ -80,8 +111,14 @@ def test_hard_constraints_skip_training(tmp_path, tiny_spec):
 def test_reopening_with_other_objectives_fails_and_changes_nothing(tmp_path, tiny_spec):
     run_study(dataclasses.replace(tiny_spec, trials=1), tmp_path / "run", progress=False)
     before = (tmp_path / "run" / "study.journal").read_bytes()
-    with pytest.raises(ValueError, match=r"was created with objectives .*'val_accuracy'.*not .*'flops'"):
-        run_study(dataclasses.replace(tiny_spec, objectives=("accuracy", "flops")), tmp_path / "run", progress=False)
+    with pytest.raises(
+        ValueError, match=r"was created with objectives .*'val_accuracy'.*not .*'flops'"
+    ):
+        run_study(
+            dataclasses.replace(tiny_spec, objectives=("accuracy", "flops")),
+            tmp_path / "run",
+            progress=False,
+        )
     assert (tmp_path / "run" / "study.journal").read_bytes() == before
 
 
@@ -112,18 +149,28 @@ def _open_at_once(tiny_spec, url, tmp_path, processes, seeds):
         return list(pool.map(one, range(processes)))
 
 
-def test_workers_racing_to_create_a_study_on_postgresql_all_join_it(tmp_path, tiny_spec, postgres_url):
+def test_workers_racing_to_create_a_study_on_postgresql_all_join_it(
+    tmp_path, tiny_spec, postgres_url
+):
     seeds = _Seeds()
     assert _open_at_once(tiny_spec, postgres_url, tmp_path, 6, seeds) == ["tiny"] * 6
     study = optuna.load_study(study_name="tiny", storage=open_storage(postgres_url, tmp_path))
     assert study.metric_names == ["val_accuracy", "params", "latency_ms"]
-    assert 1 <= seeds.calls <= 6  # every process that found no study checked the seeds before creating it
-    assert [t.state for t in study.trials] == [WAITING] * len(SEEDS)  # the creator alone enqueued them
+    assert (
+        1 <= seeds.calls <= 6
+    )  # every process that found no study checked the seeds before creating it
+    assert [t.state for t in study.trials] == [WAITING] * len(
+        SEEDS
+    )  # the creator alone enqueued them
 
 
-def test_a_study_whose_creator_died_during_set_up_is_finished_by_the_next_worker(tmp_path, tiny_spec, monkeypatch):
+def test_a_study_whose_creator_died_during_set_up_is_finished_by_the_next_worker(
+    tmp_path, tiny_spec, monkeypatch
+):
     storage = open_storage(None, tmp_path)
-    optuna.create_study(study_name="tiny", storage=storage, directions=["maximize", "minimize", "minimize"])
+    optuna.create_study(
+        study_name="tiny", storage=storage, directions=["maximize", "minimize", "minimize"]
+    )
     monkeypatch.setattr(setup, "SETUP_WAIT_S", 1.0)
     study = open_study(tiny_spec, SearchSpace.from_toml(tiny_spec.space), storage, "test", _Seeds())
     assert study.metric_names == ["val_accuracy", "params", "latency_ms"]
@@ -145,20 +192,30 @@ def _first_proposals(spec, storage, count=4, shared=False):
 
 
 @pytest.mark.parametrize("sampler", ["random", "tpe"])
-def test_workers_sharing_a_study_do_not_propose_the_same_designs_in_lockstep(tmp_path, tiny_spec, monkeypatch, sampler):
+def test_workers_sharing_a_study_do_not_propose_the_same_designs_in_lockstep(
+    tmp_path, tiny_spec, monkeypatch, sampler
+):
     spec = dataclasses.replace(tiny_spec, sampler=sampler, seed_trials=())
     proposals = []
     for pid in (1001, 1002):  # two workers of one supervisor open the study at once
-        monkeypatch.setattr(study_sampler, "worker_identity", lambda pid=pid: {"worker_host": "gpu-box", "worker_pid": pid})
+        monkeypatch.setattr(
+            study_sampler,
+            "worker_identity",
+            lambda pid=pid: {"worker_host": "gpu-box", "worker_pid": pid},
+        )
         proposals.append(_first_proposals(spec, optuna.storages.InMemoryStorage(), shared=True))
     assert proposals[0] != proposals[1]
 
 
-def test_one_worker_is_reproducible_and_a_resumed_run_does_not_replay_its_proposals(tmp_path, tiny_spec):
+def test_one_worker_is_reproducible_and_a_resumed_run_does_not_replay_its_proposals(
+    tmp_path, tiny_spec
+):
     spec = dataclasses.replace(tiny_spec, sampler="random", seed_trials=())
     storage = open_storage(None, tmp_path / "a")
     first = _first_proposals(spec, storage)
-    assert _first_proposals(spec, open_storage(None, tmp_path / "b")) == first  # same --seed, same designs
+    assert (
+        _first_proposals(spec, open_storage(None, tmp_path / "b")) == first
+    )  # same --seed, same designs
     assert _first_proposals(spec, storage) != first  # reopened with 4 trials in it: new proposals
 
 
@@ -181,7 +238,9 @@ def test_imagenet_small_runs_end_to_end_on_official_format(tmp_path):
     write_imagenet_npz(tmp_path / "imagenet64", train_images=48, val_images=12, classes=3)
     spec = load_study_spec("imagenet-small").override(trials=1, data_dir=tmp_path / "imagenet64")
     small_budget = dataclasses.replace(spec.training, epochs=1, batch_size=16)
-    spec = dataclasses.replace(spec, training=small_budget, latency_batch=1, seed_trials=("paper",), asha=None)  # one epoch: no rung
+    spec = dataclasses.replace(
+        spec, training=small_budget, latency_batch=1, seed_trials=("paper",), asha=None
+    )  # one epoch: no rung
     study = run_study(spec, tmp_path / "run", progress=False)
     (trial,) = study.get_trials(states=(COMPLETE,))
     assert trial.user_attrs["dataset"] == "imagenet-npz"
@@ -192,7 +251,9 @@ def test_imagenet_small_runs_end_to_end_on_official_format(tmp_path):
 def _completed(journal_path):
     from xsearch.study.storage import open_storage
 
-    return optuna.load_study(study_name="tiny-resume", storage=open_storage(str(journal_path), journal_path.parent))
+    return optuna.load_study(
+        study_name="tiny-resume", storage=open_storage(str(journal_path), journal_path.parent)
+    )
 
 
 def _gone_within(pid, seconds):
@@ -217,7 +278,11 @@ def _worker_of_a_running_trial_after_one_completes(db, timeout):
             trials = _completed(db).get_trials(deepcopy=False) if db.exists() else []
         except KeyError:
             continue
-        running = [t for t in trials if t.state == optuna.trial.TrialState.RUNNING and "worker_pid" in t.user_attrs]
+        running = [
+            t
+            for t in trials
+            if t.state == optuna.trial.TrialState.RUNNING and "worker_pid" in t.user_attrs
+        ]
         if running and any(t.state == COMPLETE for t in trials):
             return running[0].user_attrs["worker_pid"]
     return None
@@ -227,9 +292,20 @@ def _worker_of_a_running_trial_after_one_completes(db, timeout):
 def test_resume_after_kill_loses_and_repeats_nothing(tmp_path):
     study_file = tmp_path / "tiny-resume.toml"
     study_file.write_text(tiny_study_toml(trials=4))
-    command = [sys.executable, "-m", "xsearch.cli", "run", "--study", str(study_file), "--out", str(tmp_path / "run")]
+    command = [
+        sys.executable,
+        "-m",
+        "xsearch.cli",
+        "run",
+        "--study",
+        str(study_file),
+        "--out",
+        str(tmp_path / "run"),
+    ]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     db = tmp_path / "run" / "study.journal"
     worker = _worker_of_a_running_trial_after_one_completes(db, timeout=300)
     process.send_signal(signal.SIGKILL)
@@ -244,7 +320,9 @@ def test_resume_after_kill_loses_and_repeats_nothing(tmp_path):
     after = _completed(db)
     complete = [t for t in after.get_trials(states=(COMPLETE,)) if not is_repeat(t)]
     assert len(complete) == 4
-    assert {n: p for n, p in ((t.number, t.params) for t in complete) if n in before} == before  # nothing lost
+    assert {
+        n: p for n, p in ((t.number, t.params) for t in complete) if n in before
+    } == before  # nothing lost
     interrupted = [t for t in after.trials if t.user_attrs.get("failure_reason") == "interrupted"]
     assert len(interrupted) == 1  # the killed trial, retried with the same parameters
     retry = [t for t in complete if t.user_attrs.get("retry_of") == interrupted[0].number]
@@ -255,16 +333,21 @@ def test_resume_after_kill_loses_and_repeats_nothing(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_repeated_design_is_not_trained_again_and_an_exhausted_space_ends_the_run(tmp_path, tiny_spec, monkeypatch,
-                                                                                    capsys):
+def test_a_repeated_design_is_not_trained_again_and_an_exhausted_space_ends_the_run(
+    tmp_path, tiny_spec, monkeypatch, capsys
+):
     space = tmp_path / "two-designs.toml"
-    space.write_text('[axes]\nmiddle_repeats = [0]\nwidth = [0.125]\ndepth_multiplier = [1]\nsegments = ["depthwise"]\n'
-                     'intermediate_activation = ["none"]\nresidual = [true, false]\n')
+    space.write_text(
+        '[axes]\nmiddle_repeats = [0]\nwidth = [0.125]\ndepth_multiplier = [1]\nsegments = ["depthwise"]\n'
+        'intermediate_activation = ["none"]\nresidual = [true, false]\n'
+    )
     monkeypatch.setattr(runner, "REPEAT_STREAK_LIMIT", 3)
     # The budget is capped at the space's size; a sampler that keeps returning to trained designs of a larger space
     # is what the repeat streak guards against, so the space is made to look larger than its two designs.
     monkeypatch.setattr(setup, "space_size", lambda space: 10)
-    study = run_study(dataclasses.replace(tiny_spec, space=str(space), trials=3), tmp_path / "run", progress=False)
+    study = run_study(
+        dataclasses.replace(tiny_spec, space=str(space), trials=3), tmp_path / "run", progress=False
+    )
 
     trials = study.get_trials()
     trained = [t for t in trials if not is_repeat(t)]
@@ -282,19 +365,30 @@ def test_a_repeated_design_is_not_trained_again_and_an_exhausted_space_ends_the_
         assert repeat.constraints == twin.constraints
         assert repeat.user_attrs["curves"] == twin.user_attrs["curves"]
         assert TrialAttr.MODEL_ARTIFACT_ID not in repeat.user_attrs
-        assert repeat.user_attrs["wall_time_s"] < 0.2 * twin.user_attrs["wall_time_s"]  # nothing built or trained
-    assert "stopping at 2 of 3 trials: the sampler proposed 3 designs in a row that were already trained" \
+        assert (
+            repeat.user_attrs["wall_time_s"] < 0.2 * twin.user_attrs["wall_time_s"]
+        )  # nothing built or trained
+    assert (
+        "stopping at 2 of 3 trials: the sampler proposed 3 designs in a row that were already trained"
         in capsys.readouterr().err
+    )
 
     front = pd.read_csv(tmp_path / "run" / "pareto.csv")["number"]
     assert set(front) <= {t.number for t in trained}
     assert len(front) == len(set(front))
     assert f"{len(repeats)} of them repeats of a trained design" in report_summary(study)
-    assert runner.finished_count(study) == f"{len(trials)} trials finished ({len(repeats)} repeated a trained design: not retrained)"
-    exported = export_trial(study, repeats[0].number, tmp_path / "repeat.keras", artifact_store(tmp_path / "run"))
+    assert (
+        runner.finished_count(study)
+        == f"{len(trials)} trials finished ({len(repeats)} repeated a trained design: not retrained)"
+    )
+    exported = export_trial(
+        study, repeats[0].number, tmp_path / "repeat.keras", artifact_store(tmp_path / "run")
+    )
     twin_number = repeats[0].user_attrs[TrialAttr.REPEAT_OF]
     assert exported.weights == "trained"
-    assert exported.message.startswith(f"trial {repeats[0].number} repeats trial {twin_number}'s design; ")
+    assert exported.message.startswith(
+        f"trial {repeats[0].number} repeats trial {twin_number}'s design; "
+    )
 
 
 @pytest.mark.slow

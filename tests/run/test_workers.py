@@ -48,11 +48,23 @@ def _fake_workers(tmp_path, monkeypatch, modes):
 def _log(log):
     return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
 
-STUDY = tiny_study_toml(trials=3, seed_trials=[], sampler="random", data={"max_train": 200}, training={"epochs": 1})
+
+STUDY = tiny_study_toml(
+    trials=3, seed_trials=[], sampler="random", data={"max_train": 200}, training={"epochs": 1}
+)
 
 
 def _command(tmp_path):
-    return [sys.executable, "-m", "xsearch.cli", "run", "--study", str(tmp_path / "w.toml"), "--out", str(tmp_path / "run")]
+    return [
+        sys.executable,
+        "-m",
+        "xsearch.cli",
+        "run",
+        "--study",
+        str(tmp_path / "w.toml"),
+        "--out",
+        str(tmp_path / "run"),
+    ]
 
 
 def _study(tmp_path):
@@ -64,15 +76,23 @@ def _study(tmp_path):
 def test_supervised_worker_is_recycled_and_the_study_completes(tmp_path):
     (tmp_path / "w.toml").write_text(STUDY)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "XSEARCH_TRIALS_PER_WORKER": "1"}
-    command = [*_command(tmp_path), "--batch-size", "auto"]  # probed by the first worker, not the supervisor
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)  # no --workers
+    command = [
+        *_command(tmp_path),
+        "--batch-size",
+        "auto",
+    ]  # probed by the first worker, not the supervisor
+    done = subprocess.run(
+        command, env=env, capture_output=True, text=True, timeout=600
+    )  # no --workers
     assert done.returncode == 0, done.stderr[-2000:]
     study = _study(tmp_path)
     trials = study.get_trials()
     trained = [t for t in trials if not is_repeat(t)]
     assert {t.state for t in trials} == {optuna.trial.TrialState.COMPLETE}
     assert len(trained) == 3
-    assert len({t.user_attrs["worker_pid"] for t in trained}) == 3  # a fresh process per trained trial
+    assert (
+        len({t.user_attrs["worker_pid"] for t in trained}) == 3
+    )  # a fresh process per trained trial
     assert "crashed" not in done.stderr
     probed = study.user_attrs["batch_size"]
     assert probed in (8, 16)
@@ -81,10 +101,19 @@ def test_supervised_worker_is_recycled_and_the_study_completes(tmp_path):
 
 @pytest.mark.slow
 def test_ctrl_c_exits_130_and_the_interrupted_trial_is_retried_when_the_study_resumes(tmp_path):
-    (tmp_path / "w.toml").write_text(STUDY.replace("epochs = 1", "epochs = 30"))  # seconds between epoch 1 and the end
+    (tmp_path / "w.toml").write_text(
+        STUDY.replace("epochs = 1", "epochs = 30")
+    )  # seconds between epoch 1 and the end
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    run = subprocess.Popen(_command(tmp_path), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                           start_new_session=True, preexec_fn=_as_in_a_terminal)
+    run = subprocess.Popen(
+        _command(tmp_path),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=_as_in_a_terminal,
+    )
     try:
         deadline = time.time() + 300
         while time.time() < deadline and not _a_trial_between_epochs(tmp_path):
@@ -102,23 +131,43 @@ def test_ctrl_c_exits_130_and_the_interrupted_trial_is_retried_when_the_study_re
     retries = [t for t in trials if t.user_attrs.get("retry_of") == interrupted[0].number]
     assert len(retries) == 1
     assert retries[0].state == optuna.trial.TrialState.WAITING
-    assert retries[0].system_attrs["fixed_params"] == interrupted[0].params  # Optuna's enqueued parameters
+    assert (
+        retries[0].system_attrs["fixed_params"] == interrupted[0].params
+    )  # Optuna's enqueued parameters
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["ctrl-c", "terminated", "killed"])
-def test_an_interrupted_trial_is_retried_before_the_queued_seed_trials_and_the_study_ends_at_its_total(tmp_path, stop):
-    seeded = tiny_study_toml(trials=2, seed_trials=["paper", "regular", "segments-8"], sampler="random",
-                             data={"max_train": 200}, training={"epochs": 30})
+@pytest.mark.parametrize(
+    "stop", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["ctrl-c", "terminated", "killed"]
+)
+def test_an_interrupted_trial_is_retried_before_the_queued_seed_trials_and_the_study_ends_at_its_total(
+    tmp_path, stop
+):
+    seeded = tiny_study_toml(
+        trials=2,
+        seed_trials=["paper", "regular", "segments-8"],
+        sampler="random",
+        data={"max_train": 200},
+        training={"epochs": 30},
+    )
     (tmp_path / "w.toml").write_text(seeded)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    run = subprocess.Popen(_command(tmp_path), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                           start_new_session=True, preexec_fn=_as_in_a_terminal)
+    run = subprocess.Popen(
+        _command(tmp_path),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=_as_in_a_terminal,
+    )
     try:
         deadline = time.time() + 300
         while time.time() < deadline and not _a_trial_between_epochs(tmp_path, number=1):
             time.sleep(0.2)
-        os.killpg(run.pid, stop) if stop != signal.SIGKILL else run.kill()  # Ctrl-C or SIGTERM, or the supervisor killed
+        os.killpg(
+            run.pid, stop
+        ) if stop != signal.SIGKILL else run.kill()  # Ctrl-C or SIGTERM, or the supervisor killed
         run.communicate(timeout=120)
     finally:
         if run.poll() is None:
@@ -127,7 +176,12 @@ def test_an_interrupted_trial_is_retried_before_the_queued_seed_trials_and_the_s
     assert done.returncode == 0, done.stderr[-2000:]
     assert "study 'w': 2 trials finished; 1 interrupted and retried" in done.stdout
     trials = _study(tmp_path).trials
-    assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "COMPLETE", "WAITING"]  # the third seed still queued
+    assert [t.state.name for t in trials] == [
+        "COMPLETE",
+        "FAIL",
+        "COMPLETE",
+        "WAITING",
+    ]  # the third seed still queued
     interrupted, retry = trials[1], trials[2]
     assert interrupted.user_attrs["failure_reason"] == "interrupted"
     assert retry.user_attrs["retry_of"] == 1
@@ -148,8 +202,12 @@ def _a_trial_between_epochs(tmp_path, number=None):
         trials = _study(tmp_path).get_trials(deepcopy=False)
     except KeyError:
         return False
-    return any(t.state == optuna.trial.TrialState.RUNNING and 1 <= t.user_attrs.get("epochs_done", 0) < 30
-               and number in (None, t.number) for t in trials)
+    return any(
+        t.state == optuna.trial.TrialState.RUNNING
+        and 1 <= t.user_attrs.get("epochs_done", 0) < 30
+        and number in (None, t.number)
+        for t in trials
+    )
 
 
 def test_worker_count(monkeypatch):
@@ -162,7 +220,9 @@ def test_worker_count(monkeypatch):
         worker_count("0")
 
 
-def test_workers_get_the_gpus_recycling_and_deadline_that_the_supervisor_keeps_off_itself(tmp_path, monkeypatch):
+def test_workers_get_the_gpus_recycling_and_deadline_that_the_supervisor_keeps_off_itself(
+    tmp_path, monkeypatch
+):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
     monkeypatch.setenv("JAX_PLATFORMS", "")  # both restored after the test
     monkeypatch.delenv("JAX_PLATFORMS")
@@ -219,36 +279,66 @@ def test_a_worker_started_by_hand_is_never_recycled(monkeypatch):
     assert recycle_after() is None
 
 
-def test_a_bad_trials_per_worker_setting_exits_2_before_anything_is_written(tmp_path, monkeypatch, capsys):
+def test_a_bad_trials_per_worker_setting_exits_2_before_anything_is_written(
+    tmp_path, monkeypatch, capsys
+):
     (tmp_path / "w.toml").write_text(STUDY)
     monkeypatch.setenv("XSEARCH_TRIALS_PER_WORKER", "abc")
     monkeypatch.delenv("XSEARCH_SUPERVISED", raising=False)
     assert main(["run", "--study", str(tmp_path / "w.toml"), "--out", str(tmp_path / "run")]) == 2
-    assert "XSEARCH_TRIALS_PER_WORKER must be a positive integer; received 'abc'" in capsys.readouterr().err
+    assert (
+        "XSEARCH_TRIALS_PER_WORKER must be a positive integer; received 'abc'"
+        in capsys.readouterr().err
+    )
     assert not (tmp_path / "run").exists()
     assert os.environ.get("JAX_PLATFORMS") != "cpu"  # the supervisor gave its environment back
 
 
 @pytest.mark.slow
-def test_two_workers_share_the_successive_halving_rungs_and_the_front_holds_only_fully_trained_trials(tmp_path):
+def test_two_workers_share_the_successive_halving_rungs_and_the_front_holds_only_fully_trained_trials(
+    tmp_path,
+):
     text = tiny_study_toml(trials=8, seed_trials=[], sampler="random")
-    (tmp_path / "w.toml").write_text(text.replace("[data]", "[asha]\nmin_epochs = 1\nreduction_factor = 2\n[data]"))
+    (tmp_path / "w.toml").write_text(
+        text.replace("[data]", "[asha]\nmin_epochs = 1\nreduction_factor = 2\n[data]")
+    )
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    done = subprocess.run([*_command(tmp_path), "--workers", "2"], env=env, capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [*_command(tmp_path), "--workers", "2"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     study = _study(tmp_path)
-    trained = [t for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)) if not is_repeat(t)]
-    states = [(t.number, t.state.name, {k: t.user_attrs.get(k) for k in ("repeat_of", "failure_reason", "error", "continues")})
-              for t in study.get_trials()]
+    trained = [
+        t for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)) if not is_repeat(t)
+    ]
+    states = [
+        (
+            t.number,
+            t.state.name,
+            {k: t.user_attrs.get(k) for k in ("repeat_of", "failure_reason", "error", "continues")},
+        )
+        for t in study.get_trials()
+    ]
     assert len(trained) == 8, states  # what each trial became, when one is missing
     assert len({t.user_attrs["worker_pid"] for t in trained}) >= 2
     numbers = {t.number: t for t in trained}
-    for trial in trained:  # every trial reached the one rung (epoch 1) and recorded its accuracy there,
-        if "continues" in trial.user_attrs:  # or continued a trial stopped there (a repeat promoted it)
+    for (
+        trial
+    ) in trained:  # every trial reached the one rung (epoch 1) and recorded its accuracy there,
+        if (
+            "continues" in trial.user_attrs
+        ):  # or continued a trial stopped there (a repeat promoted it)
             stopped = numbers[trial.user_attrs["continues"]]
             assert stopped.user_attrs["stopped_at_epoch"] == 1
             assert trial.constraints["stopped"] == 0.0
-            assert trial.user_attrs["curves"]["val_accuracy"][:1] == stopped.user_attrs["curves"]["val_accuracy"]
+            assert (
+                trial.user_attrs["curves"]["val_accuracy"][:1]
+                == stopped.user_attrs["curves"]["val_accuracy"]
+            )
             continue
         assert trial.user_attrs["rung_accuracy"].keys() == {"1"}
         assert trial.constraints["stopped"] in (0.0, 1.0)
@@ -260,10 +350,20 @@ def test_two_workers_share_the_successive_halving_rungs_and_the_front_holds_only
 @pytest.mark.slow
 def test_a_space_smaller_than_the_trials_asked_for_says_so_and_stops_at_its_size(tmp_path):
     space = tmp_path / "one.toml"
-    space.write_text('[axes]\nmiddle_repeats = [0]\nwidth = [0.125]\ndepth_multiplier = [1]\nsegments = ["depthwise"]\n'
-                     'intermediate_activation = ["none"]\nresidual = [true]\n')
-    (tmp_path / "w.toml").write_text(tiny_study_toml(space=str(space), trials=5, seed_trials=[], sampler="tpe",
-                                                     data={"max_train": 200}, training={"epochs": 1}))
+    space.write_text(
+        '[axes]\nmiddle_repeats = [0]\nwidth = [0.125]\ndepth_multiplier = [1]\nsegments = ["depthwise"]\n'
+        'intermediate_activation = ["none"]\nresidual = [true]\n'
+    )
+    (tmp_path / "w.toml").write_text(
+        tiny_study_toml(
+            space=str(space),
+            trials=5,
+            seed_trials=[],
+            sampler="tpe",
+            data={"max_train": 200},
+            training={"epochs": 1},
+        )
+    )
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     done = subprocess.run(_command(tmp_path), env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -18,8 +18,11 @@ def tiny_model():
 
 @pytest.fixture
 def study(tmp_path):
-    return optuna.create_study(storage=f"sqlite:///{tmp_path / 'study.db'}", study_name="s",
-                                directions=["maximize", "minimize", "minimize"])
+    return optuna.create_study(
+        storage=f"sqlite:///{tmp_path / 'study.db'}",
+        study_name="s",
+        directions=["maximize", "minimize", "minimize"],
+    )
 
 
 def _trial(study, store, model, values, state=None):
@@ -35,7 +38,9 @@ def _trial(study, store, model, values, state=None):
 
 
 def _stored(store, study, number):
-    return store._get_filepath(study.trials[number].user_attrs[TrialAttr.MODEL_ARTIFACT_ID]).is_file()
+    return store._get_filepath(
+        study.trials[number].user_attrs[TrialAttr.MODEL_ARTIFACT_ID]
+    ).is_file()
 
 
 def test_keep_trial_model_uploads_the_file_and_records_id_and_sha256(tmp_path, study, tiny_model):
@@ -46,11 +51,15 @@ def test_keep_trial_model_uploads_the_file_and_records_id_and_sha256(tmp_path, s
     assert meta.artifact_id == attrs[TrialAttr.MODEL_ARTIFACT_ID]
     assert meta.filename == f"trial-{number}.keras"
     copy = tmp_path / "copy.keras"
-    optuna.artifacts.download_artifact(artifact_store=store, file_path=str(copy), artifact_id=attrs[TrialAttr.MODEL_ARTIFACT_ID])
+    optuna.artifacts.download_artifact(
+        artifact_store=store, file_path=str(copy), artifact_id=attrs[TrialAttr.MODEL_ARTIFACT_ID]
+    )
     assert file_sha256(copy) == attrs[TrialAttr.MODEL_SHA256]
 
 
-def test_prune_keeps_the_front_and_the_top_k_and_never_touches_running_trials(tmp_path, study, tiny_model):
+def test_prune_keeps_the_front_and_the_top_k_and_never_touches_running_trials(
+    tmp_path, study, tiny_model
+):
     store = artifact_store(tmp_path / "run")
     best = _trial(study, store, tiny_model, (0.90, 100, 1.0))  # front (best accuracy)
     second = _trial(study, store, tiny_model, (0.85, 200, 2.0))  # dominated, 2nd accuracy: top-2
@@ -62,10 +71,15 @@ def test_prune_keeps_the_front_and_the_top_k_and_never_touches_running_trials(tm
 
     assert prune_artifacts(study, store, keep_top=2) == [third, worse, failed]
     assert study.user_attrs[StudyAttr.PRUNED_MODELS] == [third, worse, failed]
-    assert [n for n in (best, second, small, third, worse, failed, running) if _stored(store, study, n)] == [
-        best, second, small, running]
+    assert [
+        n for n in (best, second, small, third, worse, failed, running) if _stored(store, study, n)
+    ] == [best, second, small, running]
     assert prune_artifacts(study, store, keep_top=2) == []  # nothing new to prune
 
-    newer = _trial(study, store, tiny_model, (0.95, 90, 0.9))  # dominates `best`; pushes `second` out of top-2
+    newer = _trial(
+        study, store, tiny_model, (0.95, 90, 0.9)
+    )  # dominates `best`; pushes `second` out of top-2
     assert prune_artifacts(study, store, keep_top=2) == [second]
-    assert all(_stored(store, study, n) for n in (best, small, newer, running))  # `best` is still top-2
+    assert all(
+        _stored(store, study, n) for n in (best, small, newer, running)
+    )  # `best` is still top-2

@@ -27,12 +27,34 @@ sys.meta_path.insert(0, NoTensorFlow())
 def test_short_study_on_each_backend(tmp_path, backend):
     pytest.importorskip(backend)
     (tmp_path / "b.toml").write_text(STUDY)
-    code = (NO_TENSORFLOW if backend == "jax" else "") + CLI  # JAX: the data path and trials need no TensorFlow
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "JAX_PLATFORMS": "cpu",
-           "XSEARCH_SUPERVISED": "1"}  # the trials run in this process, under the import guard
+    code = (
+        NO_TENSORFLOW if backend == "jax" else ""
+    ) + CLI  # JAX: the data path and trials need no TensorFlow
+    env = {
+        **os.environ,
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "JAX_PLATFORMS": "cpu",
+        "XSEARCH_SUPERVISED": "1",
+    }  # the trials run in this process, under the import guard
     env.pop("KERAS_BACKEND", None)
-    done = subprocess.run([sys.executable, "-c", code, "--backend", backend, "run", "--study", str(tmp_path / "b.toml"),
-                           "--out", str(tmp_path / "run")], env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            "--backend",
+            backend,
+            "run",
+            "--study",
+            str(tmp_path / "b.toml"),
+            "--out",
+            str(tmp_path / "run"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     journal = tmp_path / "run" / "study.journal"
     study = optuna.load_study(study_name="b", storage=open_storage(str(journal), journal.parent))

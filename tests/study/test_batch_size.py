@@ -66,7 +66,9 @@ def test_the_largest_design_has_the_most_weights_of_the_space(name):
 
 @pytest.mark.slow
 def test_auto_batch_size_is_probed_once_and_used_by_every_trial(tmp_path, tiny_spec, monkeypatch):
-    spec = dataclasses.replace(tiny_spec, trials=1, training=dataclasses.replace(tiny_spec.training, batch_size="auto"))
+    spec = dataclasses.replace(
+        tiny_spec, trials=1, training=dataclasses.replace(tiny_spec.training, batch_size="auto")
+    )
     study = run_study(spec, tmp_path / "run", progress=False)
     chosen = study.user_attrs["batch_size"]
     assert chosen in (8, 16, 32)  # 300 training images: at most 32, for 8 steps an epoch
@@ -89,13 +91,19 @@ def test_auto_batch_size_is_probed_once_and_used_by_every_trial(tmp_path, tiny_s
     assert [t.user_attrs["batch_size"] for t in resumed.trials] == [chosen] * 2
 
 
-def test_a_machine_that_finishes_its_probe_second_keeps_the_first_ones_batch(tmp_path, tiny_spec, monkeypatch):
-    spec = dataclasses.replace(tiny_spec, training=dataclasses.replace(tiny_spec.training, batch_size="auto"))
+def test_a_machine_that_finishes_its_probe_second_keeps_the_first_ones_batch(
+    tmp_path, tiny_spec, monkeypatch
+):
+    spec = dataclasses.replace(
+        tiny_spec, training=dataclasses.replace(tiny_spec.training, batch_size="auto")
+    )
     study = prepare_study(spec, tmp_path, probe_batch_size=False)[0]
 
     def slower_than_another_machine(*args):
         study.set_user_attr("batch_size", 24)  # the other machine's probe ends while ours runs
-        return BatchProbe(batch_size=16, images_per_second={8: 100.0, 16: 150.0}, stopped_by="plateau")
+        return BatchProbe(
+            batch_size=16, images_per_second={8: 100.0, 16: 150.0}, stopped_by="plateau"
+        )
 
     monkeypatch.setattr(setup, "find_batch_size", slower_than_another_machine)
     resolved = prepare_study(spec, tmp_path)[1]

@@ -13,8 +13,14 @@ from xsearch.study.fit import train_and_evaluate, with_normalization
 from xsearch.study.spec import TrainingSpec
 
 SPEC = TrainingSpec(epochs=2, batch_size=32, learning_rate=3e-3, augment=False)
-DESIGN = {"middle_repeats": 0, "width": 0.125, "depth_multiplier": 1, "segments": "8",
-          "intermediate_activation": "none", "residual": True}
+DESIGN = {
+    "middle_repeats": 0,
+    "width": 0.125,
+    "depth_multiplier": 1,
+    "segments": "8",
+    "intermediate_activation": "none",
+    "residual": True,
+}
 
 
 class _CountingModel(keras.Model):
@@ -31,9 +37,19 @@ def _dataset(train: int, classes: int = 10) -> Dataset:
     rng = np.random.default_rng(0)
     images = lambda n: rng.integers(0, 256, (n, 16, 16, 3), dtype=np.uint8)  # noqa: E731
     labels = lambda n: rng.integers(0, classes, n)  # noqa: E731
-    return Dataset(name="random", x_train=images(train), y_train=labels(train), x_val=images(50), y_val=labels(50),
-                   x_test=images(20), y_test=labels(20), num_classes=classes, mean=np.full(3, 127.5),
-                   std=np.full(3, 64.0), class_names=[str(c) for c in range(classes)])
+    return Dataset(
+        name="random",
+        x_train=images(train),
+        y_train=labels(train),
+        x_val=images(50),
+        y_val=labels(50),
+        x_test=images(20),
+        y_test=labels(20),
+        num_classes=classes,
+        mean=np.full(3, 127.5),
+        std=np.full(3, 64.0),
+        class_names=[str(c) for c in range(classes)],
+    )
 
 
 def _counting_model() -> _CountingModel:
@@ -72,14 +88,25 @@ def test_the_model_takes_the_streams_uint8_pixels_and_normalises_them_itself():
     pixels = _dataset(train=8).x_train
     expected = core.predict_on_batch((pixels.astype(np.float32) - 127.5) / 64.0)
     np.testing.assert_allclose(model.predict_on_batch(pixels), expected, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(model.predict_on_batch(pixels.astype(np.float32)), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        model.predict_on_batch(pixels.astype(np.float32)), expected, rtol=1e-5, atol=1e-6
+    )
 
 
 @pytest.mark.slow
 def test_a_continued_training_continues_the_learning_rate_schedule():
-    spec = TrainingSpec(epochs=3, batch_size=32, learning_rate=3e-3, schedule="cosine", warmup_epochs=0, augment=False)
+    spec = TrainingSpec(
+        epochs=3,
+        batch_size=32,
+        learning_rate=3e-3,
+        schedule="cosine",
+        warmup_epochs=0,
+        augment=False,
+    )
     model = _counting_model()
     result = train_and_evaluate(model, _dataset(train=64), spec, seed=0, workers=1, initial_epoch=2)
     assert result.epochs == 1
     assert int(model.optimizer.iterations) == 3 * 2  # 2 steps a epoch, from step 4 on
-    assert float(model.optimizer.learning_rate) < 3e-3 * 0.1  # at the end of the cosine, not its start
+    assert (
+        float(model.optimizer.learning_rate) < 3e-3 * 0.1
+    )  # at the end of the cosine, not its start

@@ -32,7 +32,7 @@ def test_a_whole_journal_has_no_damage(tmp_path):
     assert not list(tmp_path.glob("*.damaged-*"))
 
 
-@pytest.mark.parametrize("tear", [b"", b"{\"op_co", b"garbage\n"], ids=["cut", "partial", "garbage"])
+@pytest.mark.parametrize("tear", [b"", b'{"op_co', b"garbage\n"], ids=["cut", "partial", "garbage"])
 def test_run_repairs_a_torn_last_line_and_keeps_the_damaged_file(tmp_path, capsys, tear):
     path = _journal(tmp_path)
     whole = path.read_bytes()
@@ -41,12 +41,12 @@ def test_run_repairs_a_torn_last_line_and_keeps_the_damaged_file(tmp_path, capsy
     assert find_damage(path).torn
     storage = open_storage(None, tmp_path)  # as `xsearch run` opens it, before appending
     err = capsys.readouterr().err
-    backup, = tmp_path.glob("study.journal.damaged-*")
+    (backup,) = tmp_path.glob("study.journal.damaged-*")
     assert backup.read_bytes() == damaged
     assert f"the damaged file is kept as {backup}" in err
     assert "line " in err
     assert find_damage(path) is None
-    assert path.read_bytes() == (whole if tear else whole[:whole.rstrip(b"\n").rfind(b"\n") + 1])
+    assert path.read_bytes() == (whole if tear else whole[: whole.rstrip(b"\n").rfind(b"\n") + 1])
     study = optuna.load_study(study_name="s", storage=storage)
     study.optimize(lambda trial: trial.suggest_float("x", 0, 10), n_trials=1)  # appends cleanly
     assert len(_trials(path)) == 4
@@ -77,18 +77,23 @@ def test_damage_before_the_last_line_exits_2_naming_the_line_and_the_repair(tmp_
     lines[4] = lines[4][:20]
     path.write_bytes(b"\n".join(lines))
     damaged = path.read_bytes()
-    for command in (["report", "--study", "s", "--out", str(tmp_path)], ["repair", "--study", "s", "--out", "/nonexistent"]):
+    for command in (
+        ["report", "--study", "s", "--out", str(tmp_path)],
+        ["repair", "--study", "s", "--out", "/nonexistent"],
+    ):
         status = main(command)
         err = capsys.readouterr().err
         assert status == 2
         assert "Traceback" not in err
-    with pytest.raises(ValueError, match=r"line 5 of \d+ is not a complete JSON record.*xsearch repair --storage"):
+    with pytest.raises(
+        ValueError, match=r"line 5 of \d+ is not a complete JSON record.*xsearch repair --storage"
+    ):
         open_storage(None, tmp_path)
     assert path.read_bytes() == damaged
 
     assert main(["repair", "--storage", str(path)]) == 0
     out = capsys.readouterr().out
-    backup, = tmp_path.glob("study.journal.damaged-*")
+    (backup,) = tmp_path.glob("study.journal.damaged-*")
     assert backup.read_bytes() == damaged
     assert "kept its 4 complete records" in out
     assert path.read_bytes() == b"".join(line + b"\n" for line in lines[:4])

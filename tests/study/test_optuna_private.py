@@ -44,8 +44,12 @@ def test_a_cards_storage_names_the_database_or_the_storage_kind(tmp_path):
 def test_the_hypervolume_history_is_optunas_for_minimised_and_maximised_objectives():
     study = optuna.create_study(directions=["minimize", "maximize"])
     study.add_trial(optuna.create_trial(values=[1.0, -1.0]))  # the box [1,2] x [1,2] once negated
-    study.add_trial(optuna.create_trial(values=[3.0, 0.0]))  # beyond the reference point: adds nothing
-    study.add_trial(optuna.create_trial(values=[0.5, -1.5]))  # adds [0.5,2] x [1.5,2] less the overlap
+    study.add_trial(
+        optuna.create_trial(values=[3.0, 0.0])
+    )  # beyond the reference point: adds nothing
+    study.add_trial(
+        optuna.create_trial(values=[0.5, -1.5])
+    )  # adds [0.5,2] x [1.5,2] less the overlap
     numbers, volumes = hypervolume_history(study, [2.0, -2.0])
     assert numbers == [0, 1, 2]
     assert volumes == pytest.approx([1.0, 1.0, 1.25])
@@ -66,7 +70,9 @@ def test_the_hypervolume_of_losses_is_the_dominated_volume_up_to_the_reference()
 
 @pytest.mark.parametrize("database", [False, True], ids=["journal", "sqlite"])
 def test_a_waiting_trial_is_replaced_until_it_runs(tmp_path, database):
-    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'x.db'}" if database else open_storage(None, tmp_path))
+    study = optuna.create_study(
+        storage=f"sqlite:///{tmp_path / 'x.db'}" if database else open_storage(None, tmp_path)
+    )
     study.enqueue_trial({"x": 0.1}, user_attrs={"seed_trial": True})
     waiting = study.trials[0]
     assert enqueued_params(waiting) == {"x": 0.1}
@@ -85,14 +91,20 @@ def test_heartbeats_through_optunas_grpc_proxy_fail_a_silent_trial(tmp_path):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = make_server(optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 's.db'}"), "127.0.0.1", port)
+    server = make_server(
+        optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 's.db'}"), "127.0.0.1", port
+    )
     server.start()
     try:
         stale: list[int] = []
-        storage = HeartbeatGrpcStorage("127.0.0.1", port, 1, 0.2, lambda study, trial: stale.append(trial.number))
+        storage = HeartbeatGrpcStorage(
+            "127.0.0.1", port, 1, 0.2, lambda study, trial: stale.append(trial.number)
+        )
         storage.wait_server_ready(timeout=10)
         study = optuna.create_study(storage=storage)
-        study.optimize(lambda trial: 0.0, n_trials=1)  # Optuna's heartbeat thread recognises the storage
+        study.optimize(
+            lambda trial: 0.0, n_trials=1
+        )  # Optuna's heartbeat thread recognises the storage
         assert HEARTBEAT_ATTR in study.trials[0].system_attrs
         running = study.ask()
         storage.record_heartbeat(running._trial_id)

@@ -29,8 +29,11 @@ def test_each_key_has_one_type_and_each_type_one_key():
 
 
 def test_the_records_that_the_objective_copies_in_use_the_trial_keys():
-    copied = {*typing.get_type_hints(ModelCosts), *typing.get_type_hints(RuntimeInfo),
-              *(field.name for field in dataclasses.fields(TrainResult))}
+    copied = {
+        *typing.get_type_hints(ModelCosts),
+        *typing.get_type_hints(RuntimeInfo),
+        *(field.name for field in dataclasses.fields(TrainResult)),
+    }
     assert copied <= set(typing.get_type_hints(TrialRecord))
 
 
@@ -47,7 +50,9 @@ def _literal_keys(path: Path) -> list[str]:
         if isinstance(node, ast.Subscript) and is_user_attrs(node.value):
             key = node.slice
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.args:
-            if (node.func.attr == "get" and is_user_attrs(node.func.value)) or node.func.attr in USER_ATTR_CALLS:
+            if (
+                node.func.attr == "get" and is_user_attrs(node.func.value)
+            ) or node.func.attr in USER_ATTR_CALLS:
                 key = node.args[-2] if node.func.attr == "set_trial_user_attr" else node.args[0]
         elif isinstance(node, ast.Compare) and any(is_user_attrs(c) for c in node.comparators):
             key = node.left
@@ -57,23 +62,37 @@ def _literal_keys(path: Path) -> list[str]:
 
 
 def test_no_module_but_the_record_spells_an_attribute_key():
-    files = [p for p in [*ROOT.joinpath("xsearch").rglob("*.py"), *ROOT.joinpath("dashboards").rglob("*.py")]
-             if p.name != "record.py"]
+    files = [
+        p
+        for p in [
+            *ROOT.joinpath("xsearch").rglob("*.py"),
+            *ROOT.joinpath("dashboards").rglob("*.py"),
+        ]
+        if p.name != "record.py"
+    ]
     assert [place for path in files for place in _literal_keys(path)] == []
 
 
 def test_the_literal_key_check_finds_one(tmp_path):
     sample = ROOT / "xsearch" / "_sample_for_test.py"
     try:
-        sample.write_text('trial.set_user_attr("val_accuracy", 1)\nx = t.user_attrs.get("params")\n')
+        sample.write_text(
+            'trial.set_user_attr("val_accuracy", 1)\nx = t.user_attrs.get("params")\n'
+        )
         assert len(_literal_keys(sample)) == 2
     finally:
         sample.unlink()
 
 
 def test_a_stored_spec_reads_back_equal():
-    spec = StudySpec(name="s", trials=7, constraints={"max_params": 1e6}, seed_trials=("paper", {"width": 0.5}),
-                     training=TrainingSpec(epochs=4, batch_size="auto"), early_stop=EarlyStopSpec(after_epochs=2))
+    spec = StudySpec(
+        name="s",
+        trials=7,
+        constraints={"max_params": 1e6},
+        seed_trials=("paper", {"width": 0.5}),
+        training=TrainingSpec(epochs=4, batch_size="auto"),
+        early_stop=EarlyStopSpec(after_epochs=2),
+    )
     study = optuna.create_study(directions=["maximize", "minimize", "minimize"])
     write_spec(study, spec)
     assert read_spec(study) == spec

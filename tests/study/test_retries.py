@@ -10,8 +10,11 @@ from xsearch.study import retries
 from xsearch.study.retries import sweep_dead_local_trials, worker_identity
 from xsearch.study.storage import open_storage
 
-RUNNING, FAIL, WAITING = (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.FAIL,
-                          optuna.trial.TrialState.WAITING)
+RUNNING, FAIL, WAITING = (
+    optuna.trial.TrialState.RUNNING,
+    optuna.trial.TrialState.FAIL,
+    optuna.trial.TrialState.WAITING,
+)
 
 
 def _study(tmp_path):
@@ -35,17 +38,23 @@ def test_a_trial_whose_worker_died_is_failed_and_retried_once(tmp_path):
     assert study.trials[2].user_attrs["retry_of"] == trial.number
 
 
-def test_a_trial_that_has_not_recorded_its_worker_yet_is_left_alone_for_a_while(tmp_path, monkeypatch):
+def test_a_trial_that_has_not_recorded_its_worker_yet_is_left_alone_for_a_while(
+    tmp_path, monkeypatch
+):
     study = _study(tmp_path)
     study.ask()  # a worker between Optuna starting the trial and the objective recording its pid
     assert sweep_dead_local_trials(study) == 0
     assert study.trials[0].state == RUNNING
-    monkeypatch.setattr(retries, "UNCLAIMED_GRACE_S", 0.0)  # long enough: its worker died while sampling
+    monkeypatch.setattr(
+        retries, "UNCLAIMED_GRACE_S", 0.0
+    )  # long enough: its worker died while sampling
     assert sweep_dead_local_trials(study) == 1
     assert study.trials[0].state == FAIL
 
 
-def test_a_design_that_keeps_killing_its_worker_is_failed_as_a_crash_after_max_retry_retries(tmp_path):
+def test_a_design_that_keeps_killing_its_worker_is_failed_as_a_crash_after_max_retry_retries(
+    tmp_path,
+):
     study = _study(tmp_path)
     dead = subprocess.Popen(["true"])
     dead.wait()
@@ -80,7 +89,9 @@ def test_a_retry_runs_before_the_queued_seed_trials_and_the_budget_ends_at_its_t
     assert retry.params == {"x": 0.2}
     assert retry.user_attrs == {"retry_of": 1, "seed_trial": None}
     study.tell(retry, 0.0)
-    assert len(retries.budget_trials(study.trials)) == 2  # the study of 2 trials is complete: 0 and the retry
+    assert (
+        len(retries.budget_trials(study.trials)) == 2
+    )  # the study of 2 trials is complete: 0 and the retry
     requeued = study.ask(x)  # the third seed, behind it
     assert requeued.number == 3
     assert requeued.params == {"x": 0.3}
@@ -96,8 +107,12 @@ study.optimize(lambda trial: (trial.suggest_float("x", 0, 1), time.sleep(2), os.
 """
 
 
-def test_a_heartbeat_retry_runs_before_the_queued_seed_trials_and_the_budget_ends_at_its_total(postgres_url, tmp_path):
-    study = optuna.create_study(study_name="s", storage=open_storage(postgres_url, tmp_path, heartbeat_interval=1))
+def test_a_heartbeat_retry_runs_before_the_queued_seed_trials_and_the_budget_ends_at_its_total(
+    postgres_url, tmp_path
+):
+    study = optuna.create_study(
+        study_name="s", storage=open_storage(postgres_url, tmp_path, heartbeat_interval=1)
+    )
     for value in (0.1, 0.2, 0.3):
         study.enqueue_trial({"x": value}, user_attrs={"seed_trial": True})
     ran: list[float] = []
@@ -107,12 +122,23 @@ def test_a_heartbeat_retry_runs_before_the_queued_seed_trials_and_the_budget_end
         return 0.0
 
     study.optimize(objective, n_trials=1)  # trial 0: the first seed trains
-    subprocess.run([sys.executable, "-c", DEAD_WORKER, postgres_url], check=True, timeout=120)  # trial 1: the second seed
-    assert [t.state for t in study.get_trials()] == [optuna.trial.TrialState.COMPLETE, RUNNING, WAITING]
+    subprocess.run(
+        [sys.executable, "-c", DEAD_WORKER, postgres_url], check=True, timeout=120
+    )  # trial 1: the second seed
+    assert [t.state for t in study.get_trials()] == [
+        optuna.trial.TrialState.COMPLETE,
+        RUNNING,
+        WAITING,
+    ]
     time.sleep(3.5)  # its heartbeat is stale after the grace period, 3 heartbeat intervals
 
     budget = 3
-    study.optimize(objective, callbacks=[lambda s, t: s.stop() if len(retries.budget_trials(s.get_trials())) >= budget else None])
+    study.optimize(
+        objective,
+        callbacks=[
+            lambda s, t: s.stop() if len(retries.budget_trials(s.get_trials())) >= budget else None
+        ],
+    )
     trials = study.get_trials()
     assert ran == [0.1, 0.2, 0.3]  # the next worker ran the retry first, in the third seed's place
     assert trials[1].state == FAIL

@@ -13,12 +13,21 @@ from xsearch.study.sampler import grid_points, make_sampler, sampler_seed, space
 from xsearch.study.setup import prepare_study
 
 
-@pytest.mark.parametrize(("name", "kind"), [("tpe", optuna.samplers.TPESampler), ("nsga2", optuna.samplers.NSGAIISampler),
-                                            ("gp", optuna.samplers.GPSampler), ("random", optuna.samplers.RandomSampler),
-                                            ("grid", optuna.samplers.RandomSampler)])  # a grid study's points are queued
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        ("tpe", optuna.samplers.TPESampler),
+        ("nsga2", optuna.samplers.NSGAIISampler),
+        ("gp", optuna.samplers.GPSampler),
+        ("random", optuna.samplers.RandomSampler),
+        ("grid", optuna.samplers.RandomSampler),
+    ],
+)  # a grid study's points are queued
 def test_each_sampler_name_makes_that_sampler(tiny_spec, name, kind):
     space = SearchSpace.from_toml(tiny_spec.space)
-    if name == "gp" and importlib.util.find_spec("torch") is None:  # Optuna's GP sampler runs on PyTorch
+    if (
+        name == "gp" and importlib.util.find_spec("torch") is None
+    ):  # Optuna's GP sampler runs on PyTorch
         with pytest.raises(ValueError, match="sampler 'gp' needs PyTorch, which is not installed"):
             dataclasses.replace(tiny_spec, sampler=name)
         return
@@ -27,8 +36,10 @@ def test_each_sampler_name_makes_that_sampler(tiny_spec, name, kind):
 
 def _space(tmp_path):
     path = tmp_path / "space.toml"
-    path.write_text('[axes]\nmiddle_repeats = { low = 0, high = 2, step = 1 }\nwidth = { low = 0.125, high = 0.25, step = 0.125 }\n'
-                    'depth_multiplier = [1]\nsegments = [1, "depthwise"]\nintermediate_activation = ["none"]\nresidual = [true]\n')
+    path.write_text(
+        "[axes]\nmiddle_repeats = { low = 0, high = 2, step = 1 }\nwidth = { low = 0.125, high = 0.25, step = 0.125 }\n"
+        'depth_multiplier = [1]\nsegments = [1, "depthwise"]\nintermediate_activation = ["none"]\nresidual = [true]\n'
+    )
     return path
 
 
@@ -44,9 +55,12 @@ def test_the_grid_points_are_every_design_once_in_a_seeded_order(tmp_path):
     assert grid_points(space, seed=1) != points
 
 
-def test_a_grid_study_queues_every_point_once_after_its_seeds_and_caps_its_trials(tmp_path, tiny_spec):
-    spec = dataclasses.replace(tiny_spec, sampler="grid", space=str(_space(tmp_path)), seed_trials=("regular",),
-                               trials=50)
+def test_a_grid_study_queues_every_point_once_after_its_seeds_and_caps_its_trials(
+    tmp_path, tiny_spec
+):
+    spec = dataclasses.replace(
+        tiny_spec, sampler="grid", space=str(_space(tmp_path)), seed_trials=("regular",), trials=50
+    )
     study, resolved, space, _ = prepare_study(spec, tmp_path / "run", probe_batch_size=False)
     assert resolved.trials == 12
     assert len(study.trials) == 12  # the seed is a grid point: queued once
@@ -58,12 +72,19 @@ def test_a_grid_study_queues_every_point_once_after_its_seeds_and_caps_its_trial
 
 
 def test_a_worker_seed_follows_the_study_and_with_shared_workers_the_process(monkeypatch):
-    assert sampler_seed(0, 4, shared=False) == sampler_seed(0, 4, shared=False)  # one worker: reproducible
-    assert len({sampler_seed(0, 4, False), sampler_seed(1, 4, False), sampler_seed(0, 5, False)}) == 3
+    assert sampler_seed(0, 4, shared=False) == sampler_seed(
+        0, 4, shared=False
+    )  # one worker: reproducible
+    assert (
+        len({sampler_seed(0, 4, False), sampler_seed(1, 4, False), sampler_seed(0, 5, False)}) == 3
+    )
     seeds = []
     for pid in (1001, 1002, 1001):
-        monkeypatch.setattr(sampler, "worker_identity",
-                            lambda pid=pid: {TrialAttr.WORKER_HOST: "gpu-box", TrialAttr.WORKER_PID: pid})
+        monkeypatch.setattr(
+            sampler,
+            "worker_identity",
+            lambda pid=pid: {TrialAttr.WORKER_HOST: "gpu-box", TrialAttr.WORKER_PID: pid},
+        )
         seeds.append(sampler_seed(0, 4, shared=True))
     assert seeds[0] != seeds[1]
     assert seeds[0] == seeds[2]

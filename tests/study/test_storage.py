@@ -15,9 +15,21 @@ def _tables(url: str) -> list[str]:
 
 
 def _refused_without_tables(url: str, tmp_path, capsys) -> None:
-    for command in (["report", "--study", "s", "--storage", url, "--out", str(tmp_path / "run")],
-                    ["export", "--study", "s", "--storage", url, "--trial", "0", "--out", str(tmp_path / "m.keras")],
-                    ["dashboard", "--study", "s", "--storage", url, "--port", "0"]):
+    for command in (
+        ["report", "--study", "s", "--storage", url, "--out", str(tmp_path / "run")],
+        [
+            "export",
+            "--study",
+            "s",
+            "--storage",
+            url,
+            "--trial",
+            "0",
+            "--out",
+            str(tmp_path / "m.keras"),
+        ],
+        ["dashboard", "--study", "s", "--storage", url, "--port", "0"],
+    ):
         assert main(command) == 2, command
         err = capsys.readouterr().err
         assert "holds no study: its database has no Optuna tables" in err

@@ -27,8 +27,20 @@ def _free_port() -> int:
 def proxy(postgres_url, tmp_path):
     """`xsearch storage-proxy` in front of a fresh PostgreSQL database: its ``grpc://`` URL and what it printed."""
     port, log = _free_port(), tmp_path / "proxy.log"
-    process = subprocess.Popen([sys.executable, "-m", "xsearch.cli", "storage-proxy", "--storage", postgres_url,
-                                "--port", str(port)], stderr=log.open("w"), stdout=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "xsearch.cli",
+            "storage-proxy",
+            "--storage",
+            postgres_url,
+            "--port",
+            str(port),
+        ],
+        stderr=log.open("w"),
+        stdout=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 60
         while "storage proxy for" not in log.read_text():
@@ -47,12 +59,33 @@ def test_a_study_runs_through_the_proxy_into_postgresql(proxy, postgres_url, tin
 
     url, printed = proxy
     assert f"storage proxy for {postgres_url} at {url}: run workers with --storage {url}" in printed
-    run_study(dataclasses.replace(tiny_spec, trials=2), tmp_path / "run", storage=url, progress=False)
-    study = optuna.load_study(study_name="tiny", storage=open_storage(postgres_url))  # the database itself
+    run_study(
+        dataclasses.replace(tiny_spec, trials=2), tmp_path / "run", storage=url, progress=False
+    )
+    study = optuna.load_study(
+        study_name="tiny", storage=open_storage(postgres_url)
+    )  # the database itself
     trials = study.get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
-    assert all(HEARTBEAT_ATTR in t.system_attrs for t in trials)  # the workers' heartbeats went through the proxy
-    assert main(["report", "--study", "tiny", "--storage", url, "--out", str(tmp_path / "run"), "--format", "csv"]) == 0
+    assert all(
+        HEARTBEAT_ATTR in t.system_attrs for t in trials
+    )  # the workers' heartbeats went through the proxy
+    assert (
+        main(
+            [
+                "report",
+                "--study",
+                "tiny",
+                "--storage",
+                url,
+                "--out",
+                str(tmp_path / "run"),
+                "--format",
+                "csv",
+            ]
+        )
+        == 0
+    )
 
 
 @pytest.mark.slow
@@ -60,8 +93,12 @@ def test_a_study_runs_through_the_proxy_into_postgresql(proxy, postgres_url, tin
 def test_the_trial_of_a_dead_worker_is_failed_by_heartbeat_and_retried_through_the_proxy(proxy):
     url = proxy[0]
     dead = open_storage(url, heartbeat_interval=1)
-    trial = optuna.create_study(study_name="s", storage=dead).ask({"x": optuna.distributions.FloatDistribution(0, 1)})
-    dead.record_heartbeat(trial._trial_id)  # its last heartbeat, as its worker's heartbeat thread wrote it
+    trial = optuna.create_study(study_name="s", storage=dead).ask(
+        {"x": optuna.distributions.FloatDistribution(0, 1)}
+    )
+    dead.record_heartbeat(
+        trial._trial_id
+    )  # its last heartbeat, as its worker's heartbeat thread wrote it
     live = optuna.load_study(study_name="s", storage=open_storage(url, heartbeat_interval=1))
     optuna.storages.fail_stale_trials(live)
     assert live.trials[0].state == TrialState.RUNNING  # within the grace period (3 heartbeats)
@@ -74,17 +111,33 @@ def test_the_trial_of_a_dead_worker_is_failed_by_heartbeat_and_retried_through_t
     assert enqueued_params(retry) == failed.params
 
 
-@pytest.mark.parametrize(("url", "message"), [
-    ("grpc://127.0.0.1", "a storage proxy's URL is grpc://HOST:PORT"),
-    ("grpc://127.0.0.1:99999", "a storage proxy's URL is grpc://HOST:PORT"),
-    ("grpc://127.0.0.1:13000/db", "a storage proxy's URL is grpc://HOST:PORT"),
-    ("grpc://127.0.0.1:{port}", "no storage proxy answers at 127.0.0.1:{port} (waited 1 s); start one there with "
-                                "`xsearch storage-proxy --storage DATABASE_URL --port {port}`"),
-])
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("grpc://127.0.0.1", "a storage proxy's URL is grpc://HOST:PORT"),
+        ("grpc://127.0.0.1:99999", "a storage proxy's URL is grpc://HOST:PORT"),
+        ("grpc://127.0.0.1:13000/db", "a storage proxy's URL is grpc://HOST:PORT"),
+        (
+            "grpc://127.0.0.1:{port}",
+            "no storage proxy answers at 127.0.0.1:{port} (waited 1 s); start one there with "
+            "`xsearch storage-proxy --storage DATABASE_URL --port {port}`",
+        ),
+    ],
+)
 def test_a_bad_or_silent_proxy_url_is_one_clear_error(tmp_path, capsys, monkeypatch, url, message):
     monkeypatch.setattr(storage_module, "PROXY_WAIT_S", 1.0)
     port = _free_port()
-    status = main(["report", "--study", "s", "--storage", url.format(port=port), "--out", str(tmp_path / "run")])
+    status = main(
+        [
+            "report",
+            "--study",
+            "s",
+            "--storage",
+            url.format(port=port),
+            "--out",
+            str(tmp_path / "run"),
+        ]
+    )
     err = capsys.readouterr().err
     assert status == 2
     assert message.format(port=port) in err
@@ -92,17 +145,39 @@ def test_a_bad_or_silent_proxy_url_is_one_clear_error(tmp_path, capsys, monkeypa
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize(("arguments", "message"), [
-    (["--storage", "runs/s/study.journal"], "--storage runs/s/study.journal: the storage proxy serves a database: "
-                                             "use postgresql://user@host/db, mysql+pymysql://user@host/db or sqlite:///path.db"),
-    (["--storage", "grpc://127.0.0.1:13000"], "--storage grpc://127.0.0.1:13000: the storage proxy serves a database"),
-    (["--storage", "sqlite:///{tmp}/s.db", "--port", "70000"], "--port must be an integer in [1, 65535]; received 70000"),
-    (["--storage", "sqlite:///{tmp}/s.db", "--port", "{busy}"], "--host/--port 127.0.0.1:{busy} cannot be bound"),
-    (["--storage", "sqlite:///{tmp}/s.db", "--host", "256.0.0.1"], "--host/--port 256.0.0.1:13000 cannot be bound"),
-    (["--storage", "postgresql://postgres:secret@127.0.0.1:1/none", "--port", "{free}"],
-     "--storage: storage postgresql://postgres:***@127.0.0.1:1/none cannot be opened"),
-])
-def test_bad_proxy_input_exits_2_naming_the_flag_and_writes_nothing(tmp_path, capsys, arguments, message):
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (
+            ["--storage", "runs/s/study.journal"],
+            "--storage runs/s/study.journal: the storage proxy serves a database: "
+            "use postgresql://user@host/db, mysql+pymysql://user@host/db or sqlite:///path.db",
+        ),
+        (
+            ["--storage", "grpc://127.0.0.1:13000"],
+            "--storage grpc://127.0.0.1:13000: the storage proxy serves a database",
+        ),
+        (
+            ["--storage", "sqlite:///{tmp}/s.db", "--port", "70000"],
+            "--port must be an integer in [1, 65535]; received 70000",
+        ),
+        (
+            ["--storage", "sqlite:///{tmp}/s.db", "--port", "{busy}"],
+            "--host/--port 127.0.0.1:{busy} cannot be bound",
+        ),
+        (
+            ["--storage", "sqlite:///{tmp}/s.db", "--host", "256.0.0.1"],
+            "--host/--port 256.0.0.1:13000 cannot be bound",
+        ),
+        (
+            ["--storage", "postgresql://postgres:secret@127.0.0.1:1/none", "--port", "{free}"],
+            "--storage: storage postgresql://postgres:***@127.0.0.1:1/none cannot be opened",
+        ),
+    ],
+)
+def test_bad_proxy_input_exits_2_naming_the_flag_and_writes_nothing(
+    tmp_path, capsys, arguments, message
+):
     with socket.create_server(("127.0.0.1", 0)) as busy:
         values = {"tmp": tmp_path, "busy": busy.getsockname()[1], "free": _free_port()}
         status = main(["storage-proxy", *(argument.format(**values) for argument in arguments)])

@@ -27,17 +27,22 @@ from xsearch.study.storage import open_storage
 from xsearch.study.tracking import Guard, MlflowLog, Tracker, metric_key, retry_root
 
 HAS_MLFLOW = importlib.util.find_spec("mlflow") is not None
-needs_mlflow = pytest.mark.skipif(not HAS_MLFLOW and os.environ.get("CI") != "true",
-                                  reason="mlflow is not installed (pip install 'xsearch[tracking]'); CI installs it")
+needs_mlflow = pytest.mark.skipif(
+    not HAS_MLFLOW and os.environ.get("CI") != "true",
+    reason="mlflow is not installed (pip install 'xsearch[tracking]'); CI installs it",
+)
 WARNING = "xsearch: warning: tracking to"
 
 
-# --- the spec and the command line -------------------------------------------------------------------------------------
+# --- the spec and the command line ----------------------------------------------------------------
+
 
 def test_tracking_is_off_by_default_and_leaves_the_stored_spec_and_digest_as_they_were(tiny_spec):
     assert tiny_spec.tracking is None
     assert "tracking" not in tiny_spec.to_dict()
-    tracked = dataclasses.replace(tiny_spec, tracking=TrackingSpec(tensorboard=True, mlflow_uri="http://127.0.0.1:5000"))
+    tracked = dataclasses.replace(
+        tiny_spec, tracking=TrackingSpec(tensorboard=True, mlflow_uri="http://127.0.0.1:5000")
+    )
     assert setup_digest(tracked) == setup_digest(tiny_spec)  # tracking changes no result
     assert StudySpec.from_dict(tracked.to_dict()) == tracked
     assert not Tracker(tiny_spec, Path("unused")).enabled
@@ -45,7 +50,9 @@ def test_tracking_is_off_by_default_and_leaves_the_stored_spec_and_digest_as_the
 
 def test_a_tracking_table_and_the_flags_are_read_and_layered(tmp_path):
     path = tmp_path / "t.toml"
-    path.write_text(tiny_study_toml() + '[tracking]\ntensorboard = true\nmlflow_uri = "file:///tmp/mlruns"\n')
+    path.write_text(
+        tiny_study_toml() + '[tracking]\ntensorboard = true\nmlflow_uri = "file:///tmp/mlruns"\n'
+    )
     spec = load_study_spec(path)
     assert spec.tracking == TrackingSpec(tensorboard=True, mlflow_uri="file:///tmp/mlruns")
     flagged = load_study_spec(path).override(tensorboard=False, mlflow_uri="http://127.0.0.1:5000")
@@ -59,13 +66,19 @@ def test_the_stored_spec_keeps_no_password_of_the_tracking_uri():
     assert spec.to_dict()["tracking"]["mlflow_uri"] == "https://me:***@mlflow.example.com"
 
 
-@pytest.mark.parametrize(("table", "message"), [
-    ('mlflow_uri = "ftp://host/x"', "tracking.mlflow_uri must be an MLflow tracking URI starting with http://"),
-    ('mlflow_uri = "127.0.0.1:5000"', "tracking.mlflow_uri must be an MLflow tracking URI"),
-    ("tensorboard = 1", "tracking.tensorboard must be true or false; received 1"),
-    ('mlflow_experiment = " "', "tracking.mlflow_experiment must be a non-empty string"),
-    ("tensor_board = true", "tensor_board"),
-])
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        (
+            'mlflow_uri = "ftp://host/x"',
+            "tracking.mlflow_uri must be an MLflow tracking URI starting with http://",
+        ),
+        ('mlflow_uri = "127.0.0.1:5000"', "tracking.mlflow_uri must be an MLflow tracking URI"),
+        ("tensorboard = 1", "tracking.tensorboard must be true or false; received 1"),
+        ('mlflow_experiment = " "', "tracking.mlflow_experiment must be a non-empty string"),
+        ("tensor_board = true", "tensor_board"),
+    ],
+)
 def test_a_bad_tracking_table_is_refused_naming_the_key(tmp_path, table, message):
     path = tmp_path / "t.toml"
     path.write_text(tiny_study_toml() + f"[tracking]\n{table}\n")
@@ -76,7 +89,17 @@ def test_a_bad_tracking_table_is_refused_naming_the_key(tmp_path, table, message
 
 def test_a_bad_mlflow_uri_on_the_command_line_exits_2_before_anything_is_written(tmp_path, capsys):
     (tmp_path / "t.toml").write_text(tiny_study_toml())
-    status = main(["run", "--study", str(tmp_path / "t.toml"), "--out", str(tmp_path / "run"), "--mlflow", "localhost:5000"])
+    status = main(
+        [
+            "run",
+            "--study",
+            str(tmp_path / "t.toml"),
+            "--out",
+            str(tmp_path / "run"),
+            "--mlflow",
+            "localhost:5000",
+        ]
+    )
     err = capsys.readouterr().err
     assert status == 2
     assert "--mlflow localhost:5000: tracking.mlflow_uri must be an MLflow tracking URI" in err
@@ -84,15 +107,34 @@ def test_a_bad_mlflow_uri_on_the_command_line_exits_2_before_anything_is_written
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize(("flags", "missing", "key"), [
-    (["--mlflow", "http://127.0.0.1:5000"], "mlflow", "tracking.mlflow_uri (--mlflow) needs the mlflow package"),
-    (["--tensorboard"], "tensorboard", "tracking.tensorboard (--tensorboard) needs the tensorboard and tensorflow packages"),
-])
-def test_a_missing_tracking_package_exits_2_naming_the_key_and_the_extra(tmp_path, capsys, monkeypatch, flags, missing, key):
+@pytest.mark.parametrize(
+    ("flags", "missing", "key"),
+    [
+        (
+            ["--mlflow", "http://127.0.0.1:5000"],
+            "mlflow",
+            "tracking.mlflow_uri (--mlflow) needs the mlflow package",
+        ),
+        (
+            ["--tensorboard"],
+            "tensorboard",
+            "tracking.tensorboard (--tensorboard) needs the tensorboard and tensorflow packages",
+        ),
+    ],
+)
+def test_a_missing_tracking_package_exits_2_naming_the_key_and_the_extra(
+    tmp_path, capsys, monkeypatch, flags, missing, key
+):
     find_spec = importlib.util.find_spec
-    monkeypatch.setattr(tracking.importlib.util, "find_spec", lambda name, *a: None if name == missing else find_spec(name, *a))
+    monkeypatch.setattr(
+        tracking.importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == missing else find_spec(name, *a),
+    )
     (tmp_path / "t.toml").write_text(tiny_study_toml())
-    status = main(["run", "--study", str(tmp_path / "t.toml"), "--out", str(tmp_path / "run"), *flags])
+    status = main(
+        ["run", "--study", str(tmp_path / "t.toml"), "--out", str(tmp_path / "run"), *flags]
+    )
     err = capsys.readouterr().err
     assert status == 2, err
     assert key in err, err
@@ -100,7 +142,8 @@ def test_a_missing_tracking_package_exits_2_naming_the_key_and_the_extra(tmp_pat
     assert not (tmp_path / "run" / "study.journal").exists()
 
 
-# --- the guard: never raises, bounded in time, warns once ---------------------------------------------------------------
+# --- the guard: never raises, bounded in time, warns once -----------------------------------------
+
 
 def test_the_guard_bounds_each_call_warns_once_and_then_stops_calling(capsys):
     guard, calls = Guard("MLflow at http://example", timeout_s=0.2), []
@@ -125,7 +168,9 @@ def test_the_guard_turns_an_error_into_one_warning(capsys):
 
 
 @needs_mlflow
-def test_an_unreachable_mlflow_server_warns_once_naming_the_uri_and_costs_seconds_at_most(tiny_spec, capsys):
+def test_an_unreachable_mlflow_server_warns_once_naming_the_uri_and_costs_seconds_at_most(
+    tiny_spec, capsys
+):
     with socket.socket() as probe:  # a port that nothing listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -145,19 +190,30 @@ def test_a_retry_belongs_to_the_trial_it_retries():
     study = optuna.create_study()
     for retry_of in (None, 0, None, 1):
         attrs = {} if retry_of is None else {"retry_of": retry_of}
-        study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL, user_attrs=attrs))
+        study.add_trial(
+            optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL, user_attrs=attrs)
+        )
     trials = study.get_trials()
     assert [retry_root(trials, n) for n in range(4)] == [0, 0, 2, 0]
     assert metric_key("latency_ms@litert-cpu") == "latency_ms_litert-cpu"
 
 
-def test_a_retry_and_a_continuation_log_into_the_folder_of_the_trial_they_continue(tmp_path, tiny_spec):
+def test_a_retry_and_a_continuation_log_into_the_folder_of_the_trial_they_continue(
+    tmp_path, tiny_spec
+):
     spec = dataclasses.replace(tiny_spec, tracking=TrackingSpec(tensorboard=True))
     tracker = Tracker(spec, tmp_path)
     study = optuna.create_study()
-    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL, user_attrs={"epochs_done": 1}))
-    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.COMPLETE, value=0.0,
-                                              user_attrs={"epochs_done": 1, "stopped_at_epoch": 1}))
+    study.add_trial(
+        optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL, user_attrs={"epochs_done": 1})
+    )
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=optuna.trial.TrialState.COMPLETE,
+            value=0.0,
+            user_attrs={"epochs_done": 1, "stopped_at_epoch": 1},
+        )
+    )
     retry, continuation = study.ask(), study.ask()
     retry.set_user_attr("retry_of", 0)
     continuation.set_user_attr("continues", 1)
@@ -168,15 +224,29 @@ def test_a_retry_and_a_continuation_log_into_the_folder_of_the_trial_they_contin
         chosen[(trial.number, epoch)] = callback.folder.name
     assert chosen == {(2, 1): "trial-0", (3, 1): "trial-1", (3, 0): "trial-3"}
     (tmp_path / "tensorboard" / "trial-0" / "train").mkdir(parents=True)
-    tracking.TensorBoardLog(tracker, retry).on_epoch_begin(0)  # a retry that trains from the start again
-    assert not (tmp_path / "tensorboard" / "trial-0" / "train").exists()  # ... replaces the log it would repeat
+    tracking.TensorBoardLog(tracker, retry).on_epoch_begin(
+        0
+    )  # a retry that trains from the start again
+    assert not (
+        tmp_path / "tensorboard" / "trial-0" / "train"
+    ).exists()  # ... replaces the log it would repeat
 
 
-# --- a real MLflow server -------------------------------------------------------------------------------------------------
+# --- a real MLflow server -------------------------------------------------------------------------
+
 
 def _command(tmp_path: Path, *flags: str) -> list[str]:
-    return [sys.executable, "-m", "xsearch.cli", "run", "--study", str(tmp_path / "w.toml"), "--out", str(tmp_path / "run"),
-            *flags]
+    return [
+        sys.executable,
+        "-m",
+        "xsearch.cli",
+        "run",
+        "--study",
+        str(tmp_path / "w.toml"),
+        "--out",
+        str(tmp_path / "run"),
+        *flags,
+    ]
 
 
 def _study(tmp_path: Path) -> optuna.Study:
@@ -191,8 +261,11 @@ def _a_trial_between_epochs(tmp_path: Path, epochs: int) -> bool:
         trials = _study(tmp_path).get_trials(deepcopy=False)
     except KeyError:
         return False
-    return any(t.state == optuna.trial.TrialState.RUNNING and 1 <= t.user_attrs.get("epochs_done", 0) < epochs - 1
-               for t in trials)
+    return any(
+        t.state == optuna.trial.TrialState.RUNNING
+        and 1 <= t.user_attrs.get("epochs_done", 0) < epochs - 1
+        for t in trials
+    )
 
 
 def _a_trial_finished(tmp_path: Path) -> bool:
@@ -225,17 +298,30 @@ def _session(folder: Path) -> dict:
 
 @needs_mlflow
 @pytest.mark.slow
-def test_two_workers_a_killed_worker_and_its_retry_log_one_parent_and_one_run_per_trial_without_duplicates(tmp_path):
+def test_two_workers_a_killed_worker_and_its_retry_log_one_parent_and_one_run_per_trial_without_duplicates(
+    tmp_path,
+):
     from mlflow.tracking import MlflowClient
 
     epochs = 6
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     with mlflow_server(tmp_path / "mlflow") as (uri, _):
-        text = tiny_study_toml(trials=3, seed_trials=["paper", "regular"], sampler="random", data={"max_train": 200},
-                               training={"epochs": epochs})
+        text = tiny_study_toml(
+            trials=3,
+            seed_trials=["paper", "regular"],
+            sampler="random",
+            data={"max_train": 200},
+            training={"epochs": epochs},
+        )
         (tmp_path / "w.toml").write_text(text)
-        run = subprocess.Popen(_command(tmp_path, "--workers", "2", "--tensorboard", "--mlflow", uri), env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        run = subprocess.Popen(
+            _command(tmp_path, "--workers", "2", "--tensorboard", "--mlflow", uri),
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
         try:
             deadline = time.time() + 400
             while time.time() < deadline and not _a_trial_between_epochs(tmp_path, epochs):
@@ -245,8 +331,13 @@ def test_two_workers_a_killed_worker_and_its_retry_log_one_parent_and_one_run_pe
         finally:
             if run.poll() is None:
                 os.killpg(run.pid, signal.SIGKILL)
-        done = subprocess.run(_command(tmp_path, "--workers", "2", "--tensorboard", "--mlflow", uri), env=env,
-                              capture_output=True, text=True, timeout=900)
+        done = subprocess.run(
+            _command(tmp_path, "--workers", "2", "--tensorboard", "--mlflow", uri),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         assert done.returncode == 0, done.stderr[-3000:]
         assert WARNING not in done.stderr
         trials = _study(tmp_path).get_trials()
@@ -260,23 +351,43 @@ def test_two_workers_a_killed_worker_and_its_retry_log_one_parent_and_one_run_pe
 
         client = MlflowClient(uri)
         experiment = client.get_experiment_by_name("xsearch")
-        assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # MLflow's UI opens on the runs
+        assert (
+            experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+        )  # MLflow's UI opens on the runs
         runs = client.search_runs([experiment.experiment_id], max_results=1000)
         parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
         assert len(parents) == 1
         assert parents[0].data.tags["xsearch.study"].startswith("w@")
-        children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+        children = [
+            r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id
+        ]
         keys = sorted(int(r.data.tags["xsearch.trial"]) for r in children)
-        assert keys == sorted(roots) == sorted(set(keys)), (keys, roots)  # one run per trial, a retry in its trial's run
+        assert keys == sorted(roots) == sorted(set(keys)), (
+            keys,
+            roots,
+        )  # one run per trial, a retry in its trial's run
         for child in children:
             trial = trials[int(child.data.tags["xsearch.trial_number"])]
             assert child.info.status == "FINISHED"
             assert child.data.tags["xsearch.state"] == "COMPLETE"
             assert child.data.params["setup_digest"] == trial.user_attrs["setup_digest"]
-            assert {"width", "middle_repeats", "segments", "residual", "seed"} <= child.data.params.keys()
-            assert child.data.metrics["final.val_accuracy"] == pytest.approx(trial.user_attrs["val_accuracy"])
-            assert child.data.tags["xsearch.model_artifact_id"] == trial.user_attrs["model_artifact_id"]
-            steps = sorted(m.step for m in client.get_metric_history(child.info.run_id, "val_accuracy"))
+            assert {
+                "width",
+                "middle_repeats",
+                "segments",
+                "residual",
+                "seed",
+            } <= child.data.params.keys()
+            assert child.data.metrics["final.val_accuracy"] == pytest.approx(
+                trial.user_attrs["val_accuracy"]
+            )
+            assert (
+                child.data.tags["xsearch.model_artifact_id"]
+                == trial.user_attrs["model_artifact_id"]
+            )
+            steps = sorted(
+                m.step for m in client.get_metric_history(child.info.run_id, "val_accuracy")
+            )
             assert steps == sorted(set(steps)), steps  # per epoch, none twice
             assert steps[-1] == epochs - 1, steps
             assert len(client.get_metric_history(child.info.run_id, "learning_rate")) == len(steps)
@@ -289,8 +400,13 @@ def test_two_workers_a_killed_worker_and_its_retry_log_one_parent_and_one_run_pe
             assert _scalar_steps(board / f"trial-{root}" / "train", "epoch_time_s")
             assert _scalar_steps(board / f"trial-{root}" / "train", "epoch_learning_rate")
             assert _session(board / f"trial-{root}") == {
-                "middle_repeats": "number_value", "width": "number_value", "depth_multiplier": "number_value",
-                "segments": "string_value", "intermediate_activation": "string_value", "residual": "bool_value"}
+                "middle_repeats": "number_value",
+                "width": "number_value",
+                "depth_multiplier": "number_value",
+                "segments": "string_value",
+                "intermediate_activation": "string_value",
+                "residual": "bool_value",
+            }
             assert _scalar_steps(board / f"trial-{root}", "objective/val_accuracy")
 
 
@@ -298,11 +414,24 @@ def test_two_workers_a_killed_worker_and_its_retry_log_one_parent_and_one_run_pe
 @pytest.mark.slow
 def test_a_server_that_stops_mid_study_costs_one_warning_and_the_study_finishes(tmp_path):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    (tmp_path / "w.toml").write_text(tiny_study_toml(trials=3, seed_trials=[], sampler="random", data={"max_train": 200},
-                                                     training={"epochs": 2}))
+    (tmp_path / "w.toml").write_text(
+        tiny_study_toml(
+            trials=3,
+            seed_trials=[],
+            sampler="random",
+            data={"max_train": 200},
+            training={"epochs": 2},
+        )
+    )
     with mlflow_server(tmp_path / "mlflow") as (uri, server):
-        run = subprocess.Popen(_command(tmp_path, "--mlflow", uri), env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+        run = subprocess.Popen(
+            _command(tmp_path, "--mlflow", uri),
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
         try:
             deadline = time.time() + 400
             while time.time() < deadline and not _a_trial_finished(tmp_path):

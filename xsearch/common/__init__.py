@@ -1,1 +1,2 @@
-"""Foundation shared by every layer: atomic file writes, checksums, timings, and the TOML files that ship with xsearch."""
+"""Foundation shared by every layer: atomic file writes, checksums, timings, and the TOML files
+that ship with xsearch."""

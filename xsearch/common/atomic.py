@@ -61,10 +61,13 @@ def write_atomic(path: Path, data: bytes | str) -> None:
 def check_writable(path: Path, what: str = "--out") -> None:
     """Raise ValueError unless ``path`` (a file or folder, which may not exist yet) can be written: its nearest
     existing ancestor must be a folder this process may write in. ``what`` names the option to change."""
-    folder = next(parent for parent in (path.absolute().parent, *path.absolute().parents) if parent.exists())
+    folder = next(
+        parent for parent in (path.absolute().parent, *path.absolute().parents) if parent.exists()
+    )
     if not folder.is_dir():
         raise ValueError(f"{path}: {folder} is a file, not a folder; choose another {what}.")
     if not os.access(folder, os.W_OK):
-        raise ValueError(f"{path}: {folder} cannot be written (a read-only file system, or no permission); "
-                         f"choose another {what}.")
-
+        raise ValueError(
+            f"{path}: {folder} cannot be written (a read-only file system, or no permission); "
+            f"choose another {what}."
+        )

@@ -38,8 +38,12 @@ def quiet_libraries(verbose: bool = False) -> bool:
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"  # importing `xsearch` sets 2 for library use
         return True
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    warnings.filterwarnings("ignore", message="In the future `np.object`", category=FutureWarning)  # Keras' ONNX exporter
-    if "tensorflow" not in sys.modules and not any(isinstance(f, _QuietTensorFlowImport) for f in sys.meta_path):
+    warnings.filterwarnings(
+        "ignore", message="In the future `np.object`", category=FutureWarning
+    )  # Keras' ONNX exporter
+    if "tensorflow" not in sys.modules and not any(
+        isinstance(f, _QuietTensorFlowImport) for f in sys.meta_path
+    ):
         sys.meta_path.insert(0, _QuietTensorFlowImport())
     import optuna
 
@@ -50,8 +54,9 @@ def quiet_libraries(verbose: bool = False) -> bool:
 class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
     """Finds ``tensorflow`` as usual, but executes it with file descriptor 2 on /dev/null (once)."""
 
-    def find_spec(self, name: str, path: Sequence[str] | None = None,
-                  target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
+    def find_spec(
+        self, name: str, path: Sequence[str] | None = None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
         if name != "tensorflow":
             return None
         sys.meta_path.remove(self)
@@ -106,7 +111,9 @@ def quiet_failed_h5_release() -> Iterator[None]:
         if not _failed_h5_release(event.exc_value):
             unraisablehook(event)
 
-    def uncaught(kind: type[BaseException], error: BaseException, traceback: TracebackType | None) -> None:
+    def uncaught(
+        kind: type[BaseException], error: BaseException, traceback: TracebackType | None
+    ) -> None:
         if not _failed_h5_release(error):
             excepthook(kind, error, traceback)
 
@@ -120,5 +127,8 @@ def quiet_failed_h5_release() -> Iterator[None]:
 def _failed_h5_release(error: BaseException | None) -> bool:
     """Whether ``error`` is h5py failing to release an object of a file whose write found no space (ENOSPC, EDQUOT)."""
     text = str(error)
-    return (isinstance(error, RuntimeError) and text.startswith("Can't decrement id ref count")
-            and any(f"errno = {number}," in text for number in (errno.ENOSPC, errno.EDQUOT)))
+    return (
+        isinstance(error, RuntimeError)
+        and text.startswith("Can't decrement id ref count")
+        and any(f"errno = {number}," in text for number in (errno.ENOSPC, errno.EDQUOT))
+    )

@@ -46,7 +46,9 @@ def load_toml(path: Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as error:
         raise ValueError(f"{path}: malformed TOML: {error}.") from None
     except UnicodeDecodeError as error:
-        raise ValueError(f"{path}: not a TOML text file: byte {error.start} is not UTF-8 text.") from None
+        raise ValueError(
+            f"{path}: not a TOML text file: byte {error.start} is not UTF-8 text."
+        ) from None
 
 
 def unknown_keys_error(source: str, unknown: str, valid: list[str]) -> ValueError:

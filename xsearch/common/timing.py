@@ -30,14 +30,20 @@ def timing_stats(timings_ms: Sequence[float]) -> TimingStats:
         raise ValueError("timing_stats needs at least one timing.")
     mean = statistics.fmean(timings_ms)
     spread = statistics.stdev(timings_ms) if len(timings_ms) > 1 else 0.0
-    return TimingStats(median_ms=statistics.median(timings_ms), p90_ms=float(np.percentile(timings_ms, 90)),
-                       cv=spread / mean if mean > 0 else 0.0, repeats=len(timings_ms))
+    return TimingStats(
+        median_ms=statistics.median(timings_ms),
+        p90_ms=float(np.percentile(timings_ms, 90)),
+        cv=spread / mean if mean > 0 else 0.0,
+        repeats=len(timings_ms),
+    )
 
 
 def time_calls(call: Callable[[], object], warmup: int, repeats: int) -> TimingStats:
     """Call ``call`` ``warmup`` times untimed (at least once: compilation), then time ``repeats`` calls."""
     if warmup < 0 or repeats < 1:
-        raise ValueError(f"warmup must be >= 0 and repeats >= 1; received warmup={warmup}, repeats={repeats}.")
+        raise ValueError(
+            f"warmup must be >= 0 and repeats >= 1; received warmup={warmup}, repeats={repeats}."
+        )
     for _ in range(max(warmup, 1)):
         call()
     timings = []

@@ -17,7 +17,14 @@ import numpy as np
 
 from xsearch.data.dataset import BLOCK_ROWS, SPLITS, Block, RawData, SourceSplit
 from xsearch.data.images import resize_images, to_rgb
-from xsearch.data.npy import ArraySource, array_blocks, array_shape, npz_keys, read_array, source_name
+from xsearch.data.npy import (
+    ArraySource,
+    array_blocks,
+    array_shape,
+    npz_keys,
+    read_array,
+    source_name,
+)
 
 LAYOUTS = ("NHWC", "NCHW")
 
@@ -25,16 +32,30 @@ LAYOUTS = ("NHWC", "NCHW")
 def read_arrays(data_dir: Path, image_size: int, layout: str = "NHWC") -> RawData:
     """The splits of the arrays in `data_dir` (a folder of `.npy` files or an `.npz` file), checked."""
     if layout not in LAYOUTS:
-        raise ValueError(f"layout must be one of {', '.join(LAYOUTS)} (where the channel axis of the images is); "
-                         f"received {layout!r}.")
+        raise ValueError(
+            f"layout must be one of {', '.join(LAYOUTS)} (where the channel axis of the images is); "
+            f"received {layout!r}."
+        )
     arrays = _find_arrays(data_dir)
-    pairs = {split: (arrays[f"x_{split}"], arrays[f"y_{split}"]) for split in SPLITS if f"x_{split}" in arrays}
+    pairs = {
+        split: (arrays[f"x_{split}"], arrays[f"y_{split}"])
+        for split in SPLITS
+        if f"x_{split}" in arrays
+    }
     shapes = {split: _image_shape(x, layout) for split, (x, _) in pairs.items()}
     labels = {split: _labels(y, shapes[split][0]) for split, (_, y) in pairs.items()}
     class_names = _class_names(arrays.get("class_names"), labels)
     scale = _pixel_scale({split: x for split, (x, _) in pairs.items()})
-    splits = {split: SourceSplit(labels[split], _blocks(x, layout, scale, image_size)) for split, (x, _) in pairs.items()}
-    return RawData(train=splits["train"], val=splits.get("val"), test=splits.get("test"), class_names=class_names)
+    splits = {
+        split: SourceSplit(labels[split], _blocks(x, layout, scale, image_size))
+        for split, (x, _) in pairs.items()
+    }
+    return RawData(
+        train=splits["train"],
+        val=splits.get("val"),
+        test=splits.get("test"),
+        class_names=class_names,
+    )
 
 
 def _find_arrays(data_dir: Path) -> dict[str, ArraySource]:
@@ -45,18 +66,31 @@ def _find_arrays(data_dir: Path) -> dict[str, ArraySource]:
         found: dict[str, ArraySource] = {name: (data_dir, name) for name in names if name in keys}
         where, listed = f"{data_dir}", f"it holds {', '.join(keys) or 'no arrays'}"
     elif data_dir.is_dir():
-        found = {name: (data_dir / f"{name}.npy", None) for name in names if (data_dir / f"{name}.npy").is_file()}
-        where, listed = f"folder {data_dir}", f"found {', '.join(sorted(found)) or 'no such .npy files'}"
+        found = {
+            name: (data_dir / f"{name}.npy", None)
+            for name in names
+            if (data_dir / f"{name}.npy").is_file()
+        }
+        where, listed = (
+            f"folder {data_dir}",
+            f"found {', '.join(sorted(found)) or 'no such .npy files'}",
+        )
     else:
         what = "is not a .npz file" if data_dir.exists() else "does not exist"
-        raise FileNotFoundError(f"Source 'arrays': {data_dir} {what}; pass a folder of x_train.npy, y_train.npy "
-                                "(and optionally x_val/y_val, x_test/y_test) or one .npz file with those arrays.")
+        raise FileNotFoundError(
+            f"Source 'arrays': {data_dir} {what}; pass a folder of x_train.npy, y_train.npy "
+            "(and optionally x_val/y_val, x_test/y_test) or one .npz file with those arrays."
+        )
     if "x_train" not in found or "y_train" not in found:
-        raise ValueError(f"Source 'arrays': {where} needs x_train and y_train (optionally x_val/y_val, x_test/y_test, "
-                         f"class_names); {listed}.")
+        raise ValueError(
+            f"Source 'arrays': {where} needs x_train and y_train (optionally x_val/y_val, x_test/y_test, "
+            f"class_names); {listed}."
+        )
     for split in SPLITS:
         if (f"x_{split}" in found) != (f"y_{split}" in found):
-            raise ValueError(f"Source 'arrays': {where} has only one of x_{split} and y_{split}; give both or neither.")
+            raise ValueError(
+                f"Source 'arrays': {where} has only one of x_{split} and y_{split}; give both or neither."
+            )
     return found
 
 
@@ -65,17 +99,23 @@ def _image_shape(source: ArraySource, layout: str) -> tuple[int, ...]:
     shape, dtype = array_shape(source)
     name = source_name(source)
     if dtype != np.uint8 and dtype.kind != "f":
-        raise ValueError(f"{name}: images must be uint8 (0..255) or float (0..1 or 0..255); found {dtype}. "
-                         "Convert them, e.g. x.astype(np.uint8).")
+        raise ValueError(
+            f"{name}: images must be uint8 (0..255) or float (0..1 or 0..255); found {dtype}. "
+            "Convert them, e.g. x.astype(np.uint8)."
+        )
     if len(shape) == 3:
         return (*shape, 1)
     if len(shape) != 4:
-        raise ValueError(f"{name}: images must have shape (N, H, W, C) or (N, C, H, W) (layout {layout}), or "
-                         f"(N, H, W) for grey images; found {shape}.")
+        raise ValueError(
+            f"{name}: images must have shape (N, H, W, C) or (N, C, H, W) (layout {layout}), or "
+            f"(N, H, W) for grey images; found {shape}."
+        )
     nhwc = shape if layout == "NHWC" else (shape[0], shape[2], shape[3], shape[1])
     if nhwc[3] not in (1, 3):
-        raise ValueError(f"{name}: images in layout {layout} (data.layout, one of {', '.join(LAYOUTS)}) must have 1 or 3 "
-                         f"channels; shape {shape} has {nhwc[3]}.")
+        raise ValueError(
+            f"{name}: images in layout {layout} (data.layout, one of {', '.join(LAYOUTS)}) must have 1 or 3 "
+            f"channels; shape {shape} has {nhwc[3]}."
+        )
     if nhwc[0] == 0:
         raise ValueError(f"{name}: the array holds no images.")
     return nhwc
@@ -86,14 +126,21 @@ def _labels(source: ArraySource, count: int) -> np.ndarray:
     shape, dtype = array_shape(source)
     name = source_name(source)
     if len(shape) == 2 and shape[1] > 1:
-        labels = np.concatenate([_one_hot(block, name) for block in array_blocks(source, BLOCK_ROWS)] or [np.zeros(0, np.int32)])
+        labels = np.concatenate(
+            [_one_hot(block, name) for block in array_blocks(source, BLOCK_ROWS)]
+            or [np.zeros(0, np.int32)]
+        )
     elif len(shape) in (1, 2) and dtype.kind in "iu":
         labels = read_array(source).reshape(-1)
     else:
-        raise ValueError(f"{name}: labels must be integer class indices of shape (N,) or one-hot rows (N, C); found "
-                         f"{dtype} {shape}. Convert float indices with y.astype(int).")
+        raise ValueError(
+            f"{name}: labels must be integer class indices of shape (N,) or one-hot rows (N, C); found "
+            f"{dtype} {shape}. Convert float indices with y.astype(int)."
+        )
     if len(labels) != count:
-        raise ValueError(f"{name}: {len(labels)} labels for {count} images; there must be one label per image.")
+        raise ValueError(
+            f"{name}: {len(labels)} labels for {count} images; there must be one label per image."
+        )
     if labels.size and labels.min() < 0:
         raise ValueError(f"{name}: labels must be >= 0; found {labels.min()}.")
     return labels.astype(np.int32)
@@ -102,8 +149,10 @@ def _labels(source: ArraySource, count: int) -> np.ndarray:
 def _one_hot(block: np.ndarray, name: str) -> np.ndarray:
     ones = block == 1
     if not (np.all(ones | (block == 0)) and np.all(ones.sum(axis=1) == 1)):
-        raise ValueError(f"{name}: 2-D labels are read as one-hot rows (N, C), so each row must hold one 1 and "
-                         "zeros; soft labels are not supported: give the class indices (N,) instead.")
+        raise ValueError(
+            f"{name}: 2-D labels are read as one-hot rows (N, C), so each row must hold one 1 and "
+            "zeros; soft labels are not supported: give the class indices (N,) instead."
+        )
     return np.argmax(ones, axis=1).astype(np.int32)
 
 
@@ -114,32 +163,47 @@ def _class_names(source: ArraySource | None, labels: dict[str, np.ndarray]) -> l
         return [str(index) for index in range(classes)]
     names = read_array(source)
     if names.ndim != 1 or names.dtype.kind not in "US" or len(names) < classes:
-        raise ValueError(f"{source_name(source)}: class_names must be strings, one per class: at least {classes} (the largest "
-                         f"label is {classes - 1}); found {names.dtype} {names.shape}.")
+        raise ValueError(
+            f"{source_name(source)}: class_names must be strings, one per class: at least {classes} (the largest "
+            f"label is {classes - 1}); found {names.dtype} {names.shape}."
+        )
     return [str(name) for name in names]
 
 
 def _pixel_scale(images: dict[str, ArraySource]) -> float:
     """What float pixels are multiplied by: 255 when every split's are in [0, 1], else 1 (they must be in [0, 255])."""
-    floats = {split: source for split, source in images.items() if array_shape(source)[1].kind == "f"}
+    floats = {
+        split: source for split, source in images.items() if array_shape(source)[1].kind == "f"
+    }
     if not floats:
         return 1.0
     if len(floats) != len(images):
-        raise ValueError(f"Source 'arrays': {', '.join(source_name(s) for s in floats.values())} hold float images and the "
-                         "others uint8; give every split the same dtype.")
+        raise ValueError(
+            f"Source 'arrays': {', '.join(source_name(s) for s in floats.values())} hold float images and the "
+            "others uint8; give every split the same dtype."
+        )
     low, high = np.inf, -np.inf
     for source in floats.values():
         for block in array_blocks(source, BLOCK_ROWS):
             if not np.all(np.isfinite(block)):
-                raise ValueError(f"{source_name(source)}: float images hold NaN or infinite values.")
-            low, high = min(low, float(block.min(initial=np.inf))), max(high, float(block.max(initial=-np.inf)))
+                raise ValueError(
+                    f"{source_name(source)}: float images hold NaN or infinite values."
+                )
+            low, high = (
+                min(low, float(block.min(initial=np.inf))),
+                max(high, float(block.max(initial=-np.inf))),
+            )
     if low < 0 or high > 255:
-        raise ValueError(f"Source 'arrays': float images must be in [0, 1] or [0, 255]; found values in [{low}, {high}]. "
-                         "Undo any normalisation first (xsearch normalises with the training split's mean and std).")
+        raise ValueError(
+            f"Source 'arrays': float images must be in [0, 1] or [0, 255]; found values in [{low}, {high}]. "
+            "Undo any normalisation first (xsearch normalises with the training split's mean and std)."
+        )
     return 255.0 if high <= 1 else 1.0
 
 
-def _blocks(source: ArraySource, layout: str, scale: float, image_size: int) -> Callable[[], Iterator[Block]]:
+def _blocks(
+    source: ArraySource, layout: str, scale: float, image_size: int
+) -> Callable[[], Iterator[Block]]:
     def blocks() -> Iterator[Block]:
         for block in array_blocks(source, BLOCK_ROWS):
             if block.ndim == 3:

@@ -37,8 +37,10 @@ def reflect_pad(images: np.ndarray, pad_y: int, pad_x: int) -> np.ndarray:
     smaller than the image, with slice copies only."""
     count, height, width, channels = images.shape
     if not (0 < pad_y < height and 0 < pad_x < width):
-        raise ValueError(f"reflect padding needs pads of at least 1 and smaller than the image; received pads "
-                         f"({pad_y}, {pad_x}) for {height}x{width} images.")
+        raise ValueError(
+            f"reflect padding needs pads of at least 1 and smaller than the image; received pads "
+            f"({pad_y}, {pad_x}) for {height}x{width} images."
+        )
     out = np.empty((count, height + 2 * pad_y, width + 2 * pad_x, channels), images.dtype)
     columns = slice(pad_x, pad_x + width)
     out[:, pad_y : pad_y + height, columns] = images

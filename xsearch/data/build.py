@@ -37,20 +37,28 @@ class _Places:
     row: np.ndarray
 
 
-def write_splits(raw: RawData, plan: Plan, folder: Path, image_size: int, description: str) -> Written:
+def write_splits(
+    raw: RawData, plan: Plan, folder: Path, image_size: int, description: str
+) -> Written:
     """Writes ``x_<split>.npy`` and ``y_<split>.npy`` for every split into `folder`, with a progress bar.
 
     Each split's rows are in the plan's order; the images that cannot be decoded are left out of it.
     """
     sources = raw.splits()
-    places = {name: _Places(np.full(len(s.labels), LEFT_OUT, np.int8), np.zeros(len(s.labels), np.int64))
-              for name, s in sources.items()}
+    places = {
+        name: _Places(np.full(len(s.labels), LEFT_OUT, np.int8), np.zeros(len(s.labels), np.int64))
+        for name, s in sources.items()
+    }
     for code, split in enumerate(SPLITS):
         origin, members = plan[split]
         places[origin].split[members] = code
         places[origin].row[members] = np.arange(len(members))
-    files = {split: NpyFile(folder / f"x_{split}.npy", len(plan[split][1]), (image_size, image_size, 3), np.uint8)
-             for split in SPLITS}
+    files = {
+        split: NpyFile(
+            folder / f"x_{split}.npy", len(plan[split][1]), (image_size, image_size, 3), np.uint8
+        )
+        for split in SPLITS
+    }
     holes: dict[str, list[int]] = {split: [] for split in SPLITS}
     stats = ChannelStats()
     unreadable: list[str] = []
@@ -61,7 +69,9 @@ def write_splits(raw: RawData, plan: Plan, folder: Path, image_size: int, descri
                 rows = slice(start, start + len(block.images))
                 codes, row = places[name].split[rows].copy(), places[name].row[rows]
                 for bad in block.unreadable:
-                    unreadable.append(source.files[start + bad] if source.files else f"{name} image {start + bad}")
+                    unreadable.append(
+                        source.files[start + bad] if source.files else f"{name} image {start + bad}"
+                    )
                     if codes[bad] != LEFT_OUT:
                         holes[SPLITS[codes[bad]]].append(int(row[bad]))
                         codes[bad] = LEFT_OUT
@@ -75,7 +85,9 @@ def write_splits(raw: RawData, plan: Plan, folder: Path, image_size: int, descri
     counts = {split: files[split].close(np.array(holes[split], np.int64)) for split in SPLITS}
     for split in SPLITS:
         origin, members = plan[split]
-        save_npy(folder / f"y_{split}.npy", np.delete(sources[origin].labels[members], holes[split]))
+        save_npy(
+            folder / f"y_{split}.npy", np.delete(sources[origin].labels[members], holes[split])
+        )
     mean, std = stats.result()
     return Written(counts, mean, std, unreadable, total)
 
@@ -85,8 +97,12 @@ def _blocks(name: str, source: SourceSplit) -> Iterator[tuple[int, Block]]:
     start = 0
     for block in source.blocks():
         if start + len(block.images) > len(source.labels):
-            raise ValueError(f"the {name} split of the source gave more images than its {len(source.labels)} labels.")
+            raise ValueError(
+                f"the {name} split of the source gave more images than its {len(source.labels)} labels."
+            )
         yield start, block
         start += len(block.images)
     if start != len(source.labels):
-        raise ValueError(f"the {name} split of the source gave {start} images for its {len(source.labels)} labels.")
+        raise ValueError(
+            f"the {name} split of the source gave {start} images for its {len(source.labels)} labels."
+        )

@@ -46,7 +46,9 @@ def cache_root(cache_dir: str | Path | None) -> Path:
 
 def cache_folder(root: Path, key: dict[str, Any]) -> Path:
     """The cache folder for `key` (which must hold "source" and "image_size"): readable prefix + hash of the key."""
-    digest = hashlib.sha256(json.dumps({**key, "format": CACHE_FORMAT}, sort_keys=True).encode()).hexdigest()
+    digest = hashlib.sha256(
+        json.dumps({**key, "format": CACHE_FORMAT}, sort_keys=True).encode()
+    ).hexdigest()
     slug = re.sub(r"[^A-Za-z0-9]+", "-", key["source"]).strip("-")
     return root / f"{slug}-{key['image_size']}px-{digest[:16]}"
 
@@ -60,8 +62,11 @@ def build_lock(folder: Path) -> Iterator[None]:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            print(f"xsearch: waiting for another process to finish building the data cache {folder}", file=sys.stderr,
-                  flush=True)
+            print(
+                f"xsearch: waiting for another process to finish building the data cache {folder}",
+                file=sys.stderr,
+                flush=True,
+            )
             fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
@@ -75,7 +80,9 @@ def staging_folder(folder: Path) -> Iterator[Path]:
     when it fails. Hold `build_lock`: the staging folders that killed builds left are deleted first."""
     for stale in folder.parent.glob(f".{folder.name}.*{STAGING_SUFFIX}"):
         shutil.rmtree(stale, ignore_errors=True)
-    staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=STAGING_SUFFIX))
+    staging = Path(
+        tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=STAGING_SUFFIX)
+    )
     try:
         yield staging
         os.chmod(staging, 0o755)
@@ -90,17 +97,36 @@ def open_cache(folder: Path, max_bad_fraction: float) -> Dataset:
     out as unreadable than `max_bad_fraction` of the files read allows (`refuse_unreadable`)."""
     try:
         meta = json.loads((folder / META).read_text())
-        arrays = {f"{axis}_{split}": np.load(folder / f"{axis}_{split}.npy", mmap_mode="r", allow_pickle=False)
-                  for split in SPLITS for axis in "xy"}
-        unreadable = (folder / UNREADABLE).read_text().splitlines() if (folder / UNREADABLE).is_file() else []
-        dataset = Dataset(name=meta["name"], num_classes=len(meta["class_names"]), class_names=meta["class_names"],
-                          mean=np.array(meta["mean"], np.float32), std=np.array(meta["std"], np.float32),
-                          source=meta["source"], cache_key=folder.name, unreadable=unreadable, ignored=meta["ignored"],
-                          **arrays)
+        arrays = {
+            f"{axis}_{split}": np.load(
+                folder / f"{axis}_{split}.npy", mmap_mode="r", allow_pickle=False
+            )
+            for split in SPLITS
+            for axis in "xy"
+        }
+        unreadable = (
+            (folder / UNREADABLE).read_text().splitlines()
+            if (folder / UNREADABLE).is_file()
+            else []
+        )
+        dataset = Dataset(
+            name=meta["name"],
+            num_classes=len(meta["class_names"]),
+            class_names=meta["class_names"],
+            mean=np.array(meta["mean"], np.float32),
+            std=np.array(meta["std"], np.float32),
+            source=meta["source"],
+            cache_key=folder.name,
+            unreadable=unreadable,
+            ignored=meta["ignored"],
+            **arrays,
+        )
         files = int(meta["files"])
     except (OSError, ValueError, KeyError) as err:
-        raise ValueError(f"The data cache {folder} is incomplete or was written by another xsearch version ({err}); "
-                         "delete it and it is built again.") from err
+        raise ValueError(
+            f"The data cache {folder} is incomplete or was written by another xsearch version ({err}); "
+            "delete it and it is built again."
+        ) from err
     refuse_unreadable(unreadable, files, max_bad_fraction, folder / UNREADABLE)
     return dataset
 
@@ -112,7 +138,9 @@ def write_meta(folder: Path, meta: dict[str, Any], unreadable: list[str]) -> Non
     write_atomic(folder / META, json.dumps({**meta, "format": CACHE_FORMAT}, indent=1))
 
 
-def refuse_unreadable(unreadable: list[str], files: int, max_bad_fraction: float, listing: Path) -> None:
+def refuse_unreadable(
+    unreadable: list[str], files: int, max_bad_fraction: float, listing: Path
+) -> None:
     """ValueError naming the unreadable files when there are more than `max_bad_fraction` of `files`."""
     if len(unreadable) <= max_bad_fraction * files:
         return

@@ -34,7 +34,9 @@ class Dataset:
     std: np.ndarray
     source: str = ""  # the `load_dataset` source it was read from
     cache_key: str = ""  # the name of its cache folder
-    unreadable: list[str] = dataclasses.field(default_factory=list)  # image files left out: they could not be decoded
+    unreadable: list[str] = dataclasses.field(
+        default_factory=list
+    )  # image files left out: they could not be decoded
     ignored: int = 0  # files left out as not images (other extensions, hidden files, Thumbs.db)
 
     def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -51,8 +53,10 @@ class Dataset:
             "cache_key": self.cache_key,
             "images": {split: len(self.split(split)[1]) for split in SPLITS},
             "class_names": list(self.class_names),
-            "class_counts": {split: np.bincount(self.split(split)[1], minlength=self.num_classes).tolist()
-                             for split in SPLITS},
+            "class_counts": {
+                split: np.bincount(self.split(split)[1], minlength=self.num_classes).tolist()
+                for split in SPLITS
+            },
             "unreadable_files": len(self.unreadable),
             "ignored_files": self.ignored,
         }
@@ -73,7 +77,9 @@ class SourceSplit:
 
     labels: np.ndarray
     blocks: Callable[[], Iterator[Block]]
-    files: Sequence[str] = ()  # the file of each image, for sources that read files (names the unreadable ones)
+    files: Sequence[
+        str
+    ] = ()  # the file of each image, for sources that read files (names the unreadable ones)
 
     @classmethod
     def from_arrays(cls, x: np.ndarray, y: np.ndarray, image_size: int) -> SourceSplit:
@@ -112,7 +118,9 @@ class ChannelStats:
 
     def add(self, images: np.ndarray) -> None:
         for start in range(0, len(images), STATS_ROWS):  # float64 copies of a few images at a time
-            pixels = images[start : start + STATS_ROWS].reshape(-1, images.shape[-1]).astype(np.float64)
+            pixels = (
+                images[start : start + STATS_ROWS].reshape(-1, images.shape[-1]).astype(np.float64)
+            )
             self.total += pixels.sum(axis=0)
             self.total_sq += np.square(pixels).sum(axis=0)
             self.count += len(pixels)

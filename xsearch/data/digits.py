@@ -12,4 +12,7 @@ def read_digits(image_size: int) -> RawData:
     """All 1797 digits as one train pool: values 0..16 scaled to 0..255, resized, grey repeated to RGB."""
     pixels, labels = load_digits(return_X_y=True)
     grey = np.round(pixels * (255 / 16)).astype(np.uint8).reshape(-1, 8, 8, 1)
-    return RawData(train=SourceSplit.from_arrays(grey, labels, image_size), class_names=[str(d) for d in range(10)])
+    return RawData(
+        train=SourceSplit.from_arrays(grey, labels, image_size),
+        class_names=[str(d) for d in range(10)],
+    )

@@ -25,8 +25,10 @@ SYSTEM_FILES = ("thumbs.db", "ehthumbs.db", "desktop.ini")
 VAL_FOLDERS = ("val", "validation", "valid")
 SPLIT_FOLDERS = ("train", *VAL_FOLDERS, "test")
 BLOCK_FILES = 256  # files decoded per task of the thread pool
-LAYOUTS = ("ROOT/<class>/*.jpg (val and test carved off by the seed), or ROOT/train/<class>/*.jpg with optional "
-           "ROOT/val/<class>/ (or validation/, valid/) and ROOT/test/<class>/")
+LAYOUTS = (
+    "ROOT/<class>/*.jpg (val and test carved off by the seed), or ROOT/train/<class>/*.jpg with optional "
+    "ROOT/val/<class>/ (or validation/, valid/) and ROOT/test/<class>/"
+)
 
 
 def read_folder(root: Path, image_size: int) -> RawData:
@@ -41,8 +43,13 @@ def read_folder(root: Path, image_size: int) -> RawData:
         files, labels, left_out = _list_split(folder, class_names)
         splits[split] = SourceSplit(np.array(labels, np.int32), _decoder(files, image_size), files)
         ignored += left_out
-    return RawData(train=splits["train"], val=splits.get("val"), test=splits.get("test"), class_names=class_names,
-                   ignored=ignored)
+    return RawData(
+        train=splits["train"],
+        val=splits.get("val"),
+        test=splits.get("test"),
+        class_names=class_names,
+        ignored=ignored,
+    )
 
 
 def split_folders(root: Path) -> dict[str, Path]:
@@ -50,23 +57,33 @@ def split_folders(root: Path) -> dict[str, Path]:
     val/ (validation/, valid/) and test/ beside it. Any other folder beside train/ is an error."""
     if not root.is_dir():
         what = "is a file, not a folder" if root.exists() else "does not exist"
-        raise FileNotFoundError(f"Image folder {root} {what}; pass the folder that holds the images as {LAYOUTS}.")
-    folders = {p.name.lower(): p for p in sorted(root.iterdir()) if p.is_dir() and not _hidden(p.name)}
+        raise FileNotFoundError(
+            f"Image folder {root} {what}; pass the folder that holds the images as {LAYOUTS}."
+        )
+    folders = {
+        p.name.lower(): p for p in sorted(root.iterdir()) if p.is_dir() and not _hidden(p.name)
+    }
     named = [name for name in folders if name in SPLIT_FOLDERS]
     if "train" not in folders:
         if named:
-            raise ValueError(f"Image folder {root} has {folders[named[0]].name}/ but no train/ folder; "
-                             f"the layouts are {LAYOUTS}.")
+            raise ValueError(
+                f"Image folder {root} has {folders[named[0]].name}/ but no train/ folder; "
+                f"the layouts are {LAYOUTS}."
+            )
         return {"train": root}
     others = sorted(folders[name].name for name in folders if name not in SPLIT_FOLDERS)
     if others:
-        raise ValueError(f"Image folder {root} has train/ and also {', '.join(f + '/' for f in others)}: beside "
-                         f"train/ only {', '.join(f + '/' for f in SPLIT_FOLDERS[1:])} are valid (each holding class "
-                         "folders); move the others into train/<class>/ or out of the folder.")
+        raise ValueError(
+            f"Image folder {root} has train/ and also {', '.join(f + '/' for f in others)}: beside "
+            f"train/ only {', '.join(f + '/' for f in SPLIT_FOLDERS[1:])} are valid (each holding class "
+            "folders); move the others into train/<class>/ or out of the folder."
+        )
     validation = [name for name in named if name in VAL_FOLDERS]
     if len(validation) > 1:
-        raise ValueError(f"Image folder {root} has {' and '.join(folders[n].name + '/' for n in validation)}: "
-                         "keep one validation folder.")
+        raise ValueError(
+            f"Image folder {root} has {' and '.join(folders[n].name + '/' for n in validation)}: "
+            "keep one validation folder."
+        )
     found = {"train": folders["train"]}
     if validation:
         found["val"] = folders[validation[0]]
@@ -84,8 +101,14 @@ def _class_folders(folder: Path, root: Path) -> list[str]:
     folder is more likely a folder too high up, such as PetImages/ above Cat/ and Dog/)."""
     names = sorted(p.name for p in folder.iterdir() if p.is_dir() and not _hidden(p.name))
     if not names or (folder == root and len(names) == 1):
-        found = f"only {names[0]}/; if it holds the class folders, pass {folder / names[0]}" if names else "none"
-        raise ValueError(f"Folder {folder} has no class folders ({found}). The layouts are {LAYOUTS}.")
+        found = (
+            f"only {names[0]}/; if it holds the class folders, pass {folder / names[0]}"
+            if names
+            else "none"
+        )
+        raise ValueError(
+            f"Folder {folder} has no class folders ({found}). The layouts are {LAYOUTS}."
+        )
     return names
 
 
@@ -94,16 +117,20 @@ def _list_split(folder: Path, class_names: list[str]) -> tuple[list[str], list[i
     present = sorted(p.name for p in folder.iterdir() if p.is_dir() and not _hidden(p.name))
     extra = sorted(set(present) - set(class_names))
     if extra:
-        raise ValueError(f"Folder {folder} has class folders that the training folder lacks: {extra}; "
-                         f"valid classes are {class_names}.")
+        raise ValueError(
+            f"Folder {folder} has class folders that the training folder lacks: {extra}; "
+            f"valid classes are {class_names}."
+        )
     files: list[str] = []
     labels: list[int] = []
     ignored: list[str] = []
     for name in present:
         images, left_out = _list_images(folder / name)
         if not images:
-            raise ValueError(f"Class folder {folder / name} has no images; expected files ending in "
-                             f"{', '.join(IMAGE_SUFFIXES)} (any case).")
+            raise ValueError(
+                f"Class folder {folder / name} has no images; expected files ending in "
+                f"{', '.join(IMAGE_SUFFIXES)} (any case)."
+            )
         files += images
         labels += [class_names.index(name)] * len(images)
         ignored += left_out
@@ -129,7 +156,9 @@ def _decoder(files: list[str], image_size: int) -> Callable[[], Iterator[Block]]
         with ThreadPoolExecutor(max_workers=threads) as pool:
             pending: deque[Future[Block]] = deque()
             for start in range(0, len(files), BLOCK_FILES):
-                pending.append(pool.submit(_decode_block, files[start : start + BLOCK_FILES], image_size))
+                pending.append(
+                    pool.submit(_decode_block, files[start : start + BLOCK_FILES], image_size)
+                )
                 if len(pending) > 2 * threads:
                     yield pending.popleft().result()
             while pending:

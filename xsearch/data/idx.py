@@ -18,8 +18,10 @@ from xsearch.data.dataset import RawData, SourceSplit
 from xsearch.data.keras_datasets import keras_datasets_dir
 
 IDX_UBYTE = 0x08  # the idx type code of unsigned bytes, the only one the MNIST files use
-SPLIT_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-               "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+SPLIT_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
 FILE_NAMES = tuple(name for pair in SPLIT_FILES.values() for name in pair)
 
 
@@ -37,8 +39,24 @@ class IdxDataset:
 
 IDX_DATASETS = {
     "fashion-mnist": IdxDataset(
-        ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
-        "fashion_mnist", "fashion-mnist", True, Path("/usr/share/datasets/fashion-mnist"), "dataset-fashion-mnist"),
+        (
+            "T-shirt/top",
+            "Trouser",
+            "Pullover",
+            "Dress",
+            "Coat",
+            "Sandal",
+            "Shirt",
+            "Sneaker",
+            "Bag",
+            "Ankle boot",
+        ),
+        "fashion_mnist",
+        "fashion-mnist",
+        True,
+        Path("/usr/share/datasets/fashion-mnist"),
+        "dataset-fashion-mnist",
+    ),
     "mnist": IdxDataset(tuple(str(d) for d in range(10)), "mnist", "mnist.npz", False, None, None),
 }
 
@@ -49,8 +67,10 @@ def read_idx_source(source: str, data_dir: Path | None, image_size: int) -> RawD
     if data_dir is not None:
         missing = [name for name in FILE_NAMES if _idx_file(data_dir, name) is None]
         if missing:
-            raise FileNotFoundError(f"Source {source!r}: --data-dir {data_dir} lacks {', '.join(missing)} (.gz or not); "
-                                    f"it needs the four idx files {', '.join(FILE_NAMES)}.")
+            raise FileNotFoundError(
+                f"Source {source!r}: --data-dir {data_dir} lacks {', '.join(missing)} (.gz or not); "
+                f"it needs the four idx files {', '.join(FILE_NAMES)}."
+            )
         return _from_folder(data_dir, dataset, image_size)
     searched = _search_folders(dataset)
     for folder in searched:
@@ -59,7 +79,9 @@ def read_idx_source(source: str, data_dir: Path | None, image_size: int) -> RawD
     try:
         import keras
 
-        (x_train, y_train), (x_test, y_test) = getattr(keras.datasets, dataset.keras_name).load_data()
+        (x_train, y_train), (x_test, y_test) = getattr(
+            keras.datasets, dataset.keras_name
+        ).load_data()
     except Exception as error:  # Keras raises a bare Exception when the download fails
         raise FileNotFoundError(_not_found(source, dataset, searched, error)) from None
     return _raw(x_train, y_train, x_test, y_test, dataset, image_size)
@@ -67,20 +89,26 @@ def read_idx_source(source: str, data_dir: Path | None, image_size: int) -> RawD
 
 def read_idx(path: Path) -> np.ndarray:
     """The uint8 array of one idx file (gzipped or not); ValueError naming the file when it is not one."""
-    with (gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")) as file:
+    with gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb") as file:
         try:
             data = file.read()
         except (OSError, EOFError) as error:
             raise ValueError(f"{path}: not a readable idx file ({error}).") from None
     if len(data) < 4 or data[:2] != b"\0\0" or data[2] != IDX_UBYTE or data[3] == 0:
-        raise ValueError(f"{path}: not an idx file of unsigned bytes (it starts {data[:4].hex() or 'empty'}; "
-                         "expected 0000 08 and a dimension count).")
+        raise ValueError(
+            f"{path}: not an idx file of unsigned bytes (it starts {data[:4].hex() or 'empty'}; "
+            "expected 0000 08 and a dimension count)."
+        )
     dims = int(data[3])
     header = 4 + 4 * dims
-    shape = tuple(int(d) for d in np.frombuffer(data[4:header], ">u4")) if len(data) >= header else ()
+    shape = (
+        tuple(int(d) for d in np.frombuffer(data[4:header], ">u4")) if len(data) >= header else ()
+    )
     if len(shape) != dims or len(data) - header != int(np.prod(shape)):
-        raise ValueError(f"{path}: truncated or damaged idx file: its header gives shape {shape}, and "
-                         f"{max(len(data) - header, 0):,} bytes of data follow it.")
+        raise ValueError(
+            f"{path}: truncated or damaged idx file: its header gives shape {shape}, and "
+            f"{max(len(data) - header, 0):,} bytes of data follow it."
+        )
     return np.frombuffer(data, np.uint8, offset=header).reshape(shape)
 
 
@@ -92,20 +120,36 @@ def _from_folder(folder: Path, dataset: IdxDataset, image_size: int) -> RawData:
         assert labels_path is not None, "checked by the caller"
         images, labels = read_idx(images_path), read_idx(labels_path)
         if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-            raise ValueError(f"{images_path} and {labels_path}: expected N grey images (N, H, W) and N labels; "
-                             f"found shapes {images.shape} and {labels.shape}.")
+            raise ValueError(
+                f"{images_path} and {labels_path}: expected N grey images (N, H, W) and N labels; "
+                f"found shapes {images.shape} and {labels.shape}."
+            )
         if labels.max(initial=0) >= len(dataset.class_names):
-            raise ValueError(f"{labels_path}: label {labels.max()} is not one of the {len(dataset.class_names)} classes.")
+            raise ValueError(
+                f"{labels_path}: label {labels.max()} is not one of the {len(dataset.class_names)} classes."
+            )
         arrays[split] = images, labels
     return _raw(*arrays["train"], *arrays["test"], dataset, image_size)
 
 
-def _raw(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, dataset: IdxDataset,
-         image_size: int) -> RawData:
+def _raw(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    dataset: IdxDataset,
+    image_size: int,
+) -> RawData:
     def split(x: np.ndarray, y: np.ndarray) -> SourceSplit:
-        return SourceSplit.from_arrays(x[..., None], y, image_size)  # grey (N, H, W, 1): made RGB block by block
+        return SourceSplit.from_arrays(
+            x[..., None], y, image_size
+        )  # grey (N, H, W, 1): made RGB block by block
 
-    return RawData(train=split(x_train, y_train), test=split(x_test, y_test), class_names=list(dataset.class_names))
+    return RawData(
+        train=split(x_train, y_train),
+        test=split(x_test, y_test),
+        class_names=list(dataset.class_names),
+    )
 
 
 def _idx_file(folder: Path, name: str) -> Path | None:
@@ -121,12 +165,17 @@ def _search_folders(dataset: IdxDataset) -> list[Path]:
 def _not_found(source: str, dataset: IdxDataset, searched: list[Path], error: Exception) -> str:
     looked = "; ".join(f"{folder} ({_holds(folder)})" for folder in searched)
     looked = f"Looked in {looked}; then" if looked else "Tried"
-    install = (f"Install Debian's package {dataset.debian_package} (`apt-get install {dataset.debian_package}`), or pass"
-               if dataset.debian_package else "Pass")
+    install = (
+        f"Install Debian's package {dataset.debian_package} (`apt-get install {dataset.debian_package}`), or pass"
+        if dataset.debian_package
+        else "Pass"
+    )
     reason = str(error).splitlines()[0] if str(error) else repr(error)
-    return (f"Source {source!r}: the idx files were not found. {looked} keras.datasets.{dataset.keras_name}.load_data(), "
-            f"which reads {keras_datasets_dir() / dataset.keras_cache} or downloads it, and it failed ({reason}). "
-            f"{install} --data-dir (data.data_dir) a folder with {', '.join(FILE_NAMES)} (.gz or not).")
+    return (
+        f"Source {source!r}: the idx files were not found. {looked} keras.datasets.{dataset.keras_name}.load_data(), "
+        f"which reads {keras_datasets_dir() / dataset.keras_cache} or downloads it, and it failed ({reason}). "
+        f"{install} --data-dir (data.data_dir) a folder with {', '.join(FILE_NAMES)} (.gz or not)."
+    )
 
 
 def _holds(folder: Path) -> str:

@@ -28,7 +28,9 @@ def find_imagenet_dir(data_dir: Path | None, image_size: int) -> Path:
     if data_dir is not None:
         candidates = [data_dir]
     else:
-        candidates = [Path(d) / f"imagenet{side}" for d in (os.environ.get("XSEARCH_DATA_DIR"),) if d]
+        candidates = [
+            Path(d) / f"imagenet{side}" for d in (os.environ.get("XSEARCH_DATA_DIR"),) if d
+        ]
         candidates.append(Path.home() / ".xsearch" / "data" / f"imagenet{side}")
     for directory in candidates:
         if _find(directory, "val_data") and _find(directory, "train_data_batch_1"):
@@ -57,11 +59,15 @@ def read_imagenet_npz(directory: Path, image_size: int) -> RawData:
         train_files.append(path)
     val_file = _find(directory, "val_data")
     if val_file is None:
-        raise FileNotFoundError(f"{directory}: no val_data file (val_data or val_data.npz) beside the train batches.")
+        raise FileNotFoundError(
+            f"{directory}: no val_data file (val_data or val_data.npz) beside the train batches."
+        )
     train = _batches(train_files, image_size)
     val = _batches([val_file], image_size)
     num_classes = int(max(train.labels.max(initial=0), val.labels.max(initial=0))) + 1
-    return RawData(train=train, val=val, class_names=[str(label) for label in range(1, num_classes + 1)])
+    return RawData(
+        train=train, val=val, class_names=[str(label) for label in range(1, num_classes + 1)]
+    )
 
 
 def _find(directory: Path, stem: str) -> Path | None:
@@ -85,7 +91,9 @@ def _batches(paths: list[Path], image_size: int) -> SourceSplit:
 def _labels(path: Path) -> np.ndarray:
     labels = read_array(_array(path, "labels")).astype(np.int32) - 1
     if labels.ndim != 1:
-        raise ValueError(f"{path}: 'labels' must be one label a row, shape (N,); found {labels.shape}.")
+        raise ValueError(
+            f"{path}: 'labels' must be one label a row, shape (N,); found {labels.shape}."
+        )
     if labels.size and labels.min() < 0:
         raise ValueError(f"{path}: labels must be 1-based (1..1000); found {labels.min() + 1}.")
     return labels
@@ -110,6 +118,8 @@ def _planar_to_nhwc(data: np.ndarray) -> np.ndarray:
 
 def _array(path: Path, key: str) -> ArraySource:
     if key not in npz_keys(path):
-        raise ValueError(f"{path} has no {key!r} array; expected an npz file with 'data' and 'labels' "
-                         "(official Downsampled ImageNet format).")
+        raise ValueError(
+            f"{path} has no {key!r} array; expected an npz file with 'data' and 'labels' "
+            "(official Downsampled ImageNet format)."
+        )
     return path, key

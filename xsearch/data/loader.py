@@ -31,7 +31,17 @@ from xsearch.data.splits import Plan, plan_splits
 from xsearch.data.tfds import read_tfds
 
 TFDS_PREFIX = "tfds:"
-SOURCES = ("digits", "folder", "arrays", "imagenet-npz", "fashion-mnist", "mnist", "cifar10", "cifar100", f"{TFDS_PREFIX}<name>")
+SOURCES = (
+    "digits",
+    "folder",
+    "arrays",
+    "imagenet-npz",
+    "fashion-mnist",
+    "mnist",
+    "cifar10",
+    "cifar100",
+    f"{TFDS_PREFIX}<name>",
+)
 
 
 def load_dataset(
@@ -74,13 +84,26 @@ def load_dataset(
         with build_lock(folder):
             if not folder.is_dir():  # another process may have built it while this one waited
                 raw = read()
-                plan = plan_splits({split: s.labels for split, s in raw.splits().items()}, seed=seed,
-                                   val_fraction=val_fraction, test_fraction=test_fraction, max_train=max_train)
+                plan = plan_splits(
+                    {split: s.labels for split, s in raw.splits().items()},
+                    seed=seed,
+                    val_fraction=val_fraction,
+                    test_fraction=test_fraction,
+                    max_train=max_train,
+                )
                 _build(folder, raw, plan, name, source, image_size, max_bad_fraction)
     return open_cache(folder, max_bad_fraction)
 
 
-def _build(folder: Path, raw: RawData, plan: Plan, name: str, source: str, image_size: int, max_bad_fraction: float) -> None:
+def _build(
+    folder: Path,
+    raw: RawData,
+    plan: Plan,
+    name: str,
+    source: str,
+    image_size: int,
+    max_bad_fraction: float,
+) -> None:
     """Decodes `raw` into `folder` (through a staging folder); refuses too many unreadable files, with their list
     written beside the cache, and warns about the others."""
     with staging_folder(folder) as staging:
@@ -91,23 +114,46 @@ def _build(folder: Path, raw: RawData, plan: Plan, name: str, source: str, image
             refuse_unreadable(written.unreadable, written.files, max_bad_fraction, listing)
         empty = [split for split in ("train", "val") if not written.counts[split]]
         if empty:
-            raise ValueError(f"Data set {name}: the {' and '.join(empty)} split is empty once the unreadable files are "
-                             f"left out; {written.counts}.")
-        write_meta(staging, {"name": name, "source": source, "image_size": image_size, "class_names": raw.class_names,
-                             "mean": written.mean.tolist(), "std": written.std.tolist(), "images": written.counts,
-                             "files": written.files, "ignored": len(raw.ignored)}, written.unreadable)
+            raise ValueError(
+                f"Data set {name}: the {' and '.join(empty)} split is empty once the unreadable files are "
+                f"left out; {written.counts}."
+            )
+        write_meta(
+            staging,
+            {
+                "name": name,
+                "source": source,
+                "image_size": image_size,
+                "class_names": raw.class_names,
+                "mean": written.mean.tolist(),
+                "std": written.std.tolist(),
+                "images": written.counts,
+                "files": written.files,
+                "ignored": len(raw.ignored),
+            },
+            written.unreadable,
+        )
     listing.unlink(missing_ok=True)
     _warn_left_out(name, folder, written.unreadable, written.files, list(raw.ignored))
 
 
-def _warn_left_out(name: str, folder: Path, unreadable: list[str], files: int, ignored: list[str]) -> None:
+def _warn_left_out(
+    name: str, folder: Path, unreadable: list[str], files: int, ignored: list[str]
+) -> None:
     if unreadable:
-        print(f"xsearch: WARNING: {name}: left out {len(unreadable):,} of {files:,} image files that could not be decoded "
-              f"({len(unreadable) / files:.1%}): {listed(unreadable)}; the full list is in {folder / UNREADABLE}.",
-              file=sys.stderr, flush=True)
+        print(
+            f"xsearch: WARNING: {name}: left out {len(unreadable):,} of {files:,} image files "
+            "that could not be decoded "
+            f"({len(unreadable) / files:.1%}): {listed(unreadable)}; the full list is in {folder / UNREADABLE}.",
+            file=sys.stderr,
+            flush=True,
+        )
     if ignored:
-        print(f"xsearch: {name}: left out {len(ignored):,} files that are not images: {listed(ignored)}.",
-              file=sys.stderr, flush=True)
+        print(
+            f"xsearch: {name}: left out {len(ignored):,} files that are not images: {listed(ignored)}.",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def _source_reader(
@@ -115,18 +161,32 @@ def _source_reader(
 ) -> tuple[str, Callable[[], RawData], Path | None]:
     """The dataset name, a reader of `source`'s images, and the data directory it reads from."""
     if source in ("digits", "cifar10", "cifar100") and data_dir is not None:
-        raise ValueError(f"data_dir (--data-dir) {data_dir}: source {source!r} reads no folder (it comes with "
-                         f"{'scikit-learn' if source == 'digits' else 'Keras, which caches it'}); drop data_dir, or use a "
-                         f"source that reads one: folder, arrays, imagenet-npz, fashion-mnist, mnist or {TFDS_PREFIX}NAME.")
+        raise ValueError(
+            f"data_dir (--data-dir) {data_dir}: source {source!r} reads no folder (it comes with "
+            f"{'scikit-learn' if source == 'digits' else 'Keras, which caches it'}); drop data_dir, or use a "
+            f"source that reads one: folder, arrays, imagenet-npz, fashion-mnist, mnist or {TFDS_PREFIX}NAME."
+        )
     if source == "digits":
         return source, functools.partial(read_digits, image_size), None
     if source in ("folder", "arrays"):
         if data_dir is None:
-            what = "folder that holds the class folders" if source == "folder" else "folder of x_train.npy ... or .npz file"
+            what = (
+                "folder that holds the class folders"
+                if source == "folder"
+                else "folder of x_train.npy ... or .npz file"
+            )
             raise ValueError(f"Source {source!r} needs data_dir (--data-dir): the {what}.")
         if source == "folder":
-            return f"folder:{data_dir}", functools.partial(read_folder, data_dir, image_size), data_dir
-        return f"arrays:{data_dir}", functools.partial(read_arrays, data_dir, image_size, layout), data_dir
+            return (
+                f"folder:{data_dir}",
+                functools.partial(read_folder, data_dir, image_size),
+                data_dir,
+            )
+        return (
+            f"arrays:{data_dir}",
+            functools.partial(read_arrays, data_dir, image_size, layout),
+            data_dir,
+        )
     if source == "imagenet-npz":
         found = find_imagenet_dir(data_dir, image_size)
         return source, functools.partial(read_imagenet_npz, found, image_size), found
@@ -141,7 +201,11 @@ def _source_reader(
 
 
 def _check_arguments(
-    image_size: int, val_fraction: float, test_fraction: float, max_train: int | None, max_bad_fraction: float
+    image_size: int,
+    val_fraction: float,
+    test_fraction: float,
+    max_train: int | None,
+    max_bad_fraction: float,
 ) -> None:
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
         raise ValueError(f"image_size must be an integer >= 1; received image_size={image_size!r}.")
@@ -152,8 +216,18 @@ def _check_arguments(
             "test_fraction must be in [0, 1) with val_fraction + test_fraction < 1; "
             f"received test_fraction={test_fraction!r}, val_fraction={val_fraction!r}."
         )
-    if max_train is not None and (isinstance(max_train, bool) or not isinstance(max_train, int) or max_train < 1):
-        raise ValueError(f"max_train must be None or an integer >= 1; received max_train={max_train!r}.")
-    if isinstance(max_bad_fraction, bool) or not isinstance(max_bad_fraction, (int, float)) or not 0 <= max_bad_fraction < 1:
-        raise ValueError(f"max_bad_fraction (the share of image files that may be unreadable) must be in [0, 1); "
-                         f"received max_bad_fraction={max_bad_fraction!r}.")
+    if max_train is not None and (
+        isinstance(max_train, bool) or not isinstance(max_train, int) or max_train < 1
+    ):
+        raise ValueError(
+            f"max_train must be None or an integer >= 1; received max_train={max_train!r}."
+        )
+    if (
+        isinstance(max_bad_fraction, bool)
+        or not isinstance(max_bad_fraction, (int, float))
+        or not 0 <= max_bad_fraction < 1
+    ):
+        raise ValueError(
+            f"max_bad_fraction (the share of image files that may be unreadable) must be in [0, 1); "
+            f"received max_bad_fraction={max_bad_fraction!r}."
+        )

@@ -18,7 +18,9 @@ import numpy as np
 
 HEADER_BYTES = 128  # a fixed .npy (version 1.0) header, padded: rows start 64-byte aligned
 COMPACT_ROWS = 1024
-ArraySource = tuple[Path, str | None]  # a .npy file (key None) or an .npz archive and the key of one of its arrays
+ArraySource = tuple[
+    Path, str | None
+]  # a .npy file (key None) or an .npz archive and the key of one of its arrays
 
 
 class NpyFile:
@@ -28,7 +30,9 @@ class NpyFile:
     Rows go to the file with ``os.pwrite``, not through a memory map, so the writing process holds none of them.
     """
 
-    def __init__(self, path: Path, rows: int, row_shape: tuple[int, ...], dtype: np.dtype | type) -> None:
+    def __init__(
+        self, path: Path, rows: int, row_shape: tuple[int, ...], dtype: np.dtype | type
+    ) -> None:
         self.path = path
         self.rows = rows
         self.row_shape = tuple(row_shape)
@@ -39,9 +43,15 @@ class NpyFile:
 
     def write(self, positions: np.ndarray, rows: np.ndarray) -> None:
         """Writes ``rows[i]`` at row ``positions[i]``: one system call for each run of consecutive positions."""
-        if rows.shape[1:] != self.row_shape or rows.dtype != self.dtype or len(rows) != len(positions):
-            raise ValueError(f"{self.path.name}: rows must be {self.dtype} of shape (n, {self.row_shape}), one per "
-                             f"position; received {rows.dtype} {rows.shape} for {len(positions)} positions.")
+        if (
+            rows.shape[1:] != self.row_shape
+            or rows.dtype != self.dtype
+            or len(rows) != len(positions)
+        ):
+            raise ValueError(
+                f"{self.path.name}: rows must be {self.dtype} of shape (n, {self.row_shape}), one per "
+                f"position; received {rows.dtype} {rows.shape} for {len(positions)} positions."
+            )
         if not len(positions):
             return
         breaks = np.flatnonzero(np.diff(positions) != 1) + 1
@@ -69,7 +79,9 @@ class NpyFile:
             if len(data) != len(mask) * self.row_bytes:
                 raise OSError(f"{self.path}: a short read at row {start} while leaving out holes.")
             block = np.frombuffer(data, np.uint8).reshape(len(mask), self.row_bytes)[mask]
-            self._write_at(np.ascontiguousarray(block).data.cast("B"), self._offset(kept))  # at or before the rows just read
+            self._write_at(
+                np.ascontiguousarray(block).data.cast("B"), self._offset(kept)
+            )  # at or before the rows just read
             kept += len(block)
         return kept
 
@@ -84,9 +96,16 @@ class NpyFile:
 
 def npy_header(shape: tuple[int, ...], dtype: np.dtype) -> bytes:
     """A `.npy` version 1.0 header of exactly `HEADER_BYTES` bytes for a C-ordered array."""
-    text = repr({"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape})
+    text = repr(
+        {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
+    )
     body = text.ljust(HEADER_BYTES - len(np.lib.format.MAGIC_PREFIX) - 4 - 1) + "\n"
-    return np.lib.format.MAGIC_PREFIX + bytes([1, 0]) + struct.pack("<H", len(body)) + body.encode("latin1")
+    return (
+        np.lib.format.MAGIC_PREFIX
+        + bytes([1, 0])
+        + struct.pack("<H", len(body))
+        + body.encode("latin1")
+    )
 
 
 def save_npy(path: Path, array: np.ndarray) -> None:
@@ -102,7 +121,9 @@ def npz_keys(path: Path) -> list[str]:
         with zipfile.ZipFile(path) as archive:
             return [name[: -len(".npy")] for name in archive.namelist() if name.endswith(".npy")]
     except (OSError, zipfile.BadZipFile) as err:
-        raise ValueError(f"{path} is not an .npz file (a zip of .npy arrays, as numpy.savez writes): {err}") from err
+        raise ValueError(
+            f"{path} is not an .npz file (a zip of .npy arrays, as numpy.savez writes): {err}"
+        ) from err
 
 
 def array_shape(source: ArraySource) -> tuple[tuple[int, ...], np.dtype]:
@@ -125,7 +146,9 @@ def read_array(source: ArraySource) -> np.ndarray:
         with np.load(path, allow_pickle=False) as archive:
             return archive[key]
     except (OSError, ValueError, KeyError) as err:
-        raise ValueError(f"{source_name(source)} could not be read as a numpy array: {err}") from err
+        raise ValueError(
+            f"{source_name(source)} could not be read as a numpy array: {err}"
+        ) from err
 
 
 def array_blocks(source: ArraySource, rows: int) -> Iterator[np.ndarray]:
@@ -139,15 +162,19 @@ def array_blocks(source: ArraySource, rows: int) -> Iterator[np.ndarray]:
     with _npz_member(path, key) as member:
         shape, dtype, fortran = _member_header(path, key, member)
         if fortran:
-            raise ValueError(f"{source_name(source)} is stored in Fortran order, which cannot be read a block at a time; "
-                             "save it C-ordered (numpy.ascontiguousarray) and try again.")
+            raise ValueError(
+                f"{source_name(source)} is stored in Fortran order, which cannot be read a block at a time; "
+                "save it C-ordered (numpy.ascontiguousarray) and try again."
+            )
         row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
         for start in range(0, shape[0], rows):
             count = min(rows, shape[0] - start)
             data = member.read(count * row_bytes)
             if len(data) != count * row_bytes:
-                raise ValueError(f"{source_name(source)} is truncated: it ends before row {start + len(data) // max(1, row_bytes)} "
-                                 f"of {shape[0]}.")
+                raise ValueError(
+                    f"{source_name(source)} is truncated: it ends before row {start + len(data) // max(1, row_bytes)} "
+                    f"of {shape[0]}."
+                )
             yield np.frombuffer(data, dtype).reshape(count, *shape[1:])
 
 
@@ -160,24 +187,35 @@ def _memmap(path: Path) -> np.ndarray:
 
 def _npz_member(path: Path, key: str) -> IO[bytes]:
     if key not in npz_keys(path):
-        raise ValueError(f"{path} has no {key!r} array; it holds {', '.join(npz_keys(path)) or 'no arrays'}.")
+        raise ValueError(
+            f"{path} has no {key!r} array; it holds {', '.join(npz_keys(path)) or 'no arrays'}."
+        )
     archive = zipfile.ZipFile(path)
     member = archive.open(f"{key}.npy")
     archive.close()  # the member keeps the file open until it is closed
     return member
 
 
-def _member_header(path: Path, key: str, member: IO[bytes]) -> tuple[tuple[int, ...], np.dtype, bool]:
+def _member_header(
+    path: Path, key: str, member: IO[bytes]
+) -> tuple[tuple[int, ...], np.dtype, bool]:
     """(shape, dtype, fortran order) from the `.npy` header at the start of an open `.npz` member."""
     try:
         version = np.lib.format.read_magic(member)
-        read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}[version]
+        read = {
+            (1, 0): np.lib.format.read_array_header_1_0,
+            (2, 0): np.lib.format.read_array_header_2_0,
+        }[version]
         shape, fortran, dtype = read(member)
     except (KeyError, ValueError) as err:
-        raise ValueError(f"{path}: the {key!r} array has an unreadable .npy header (numpy.save writes version 1.0 "
-                         f"or 2.0): {err}") from err
+        raise ValueError(
+            f"{path}: the {key!r} array has an unreadable .npy header (numpy.save writes version 1.0 "
+            f"or 2.0): {err}"
+        ) from err
     if dtype.hasobject:
-        raise ValueError(f"{path}: the {key!r} array holds Python objects; save numbers (uint8, float, int) instead.")
+        raise ValueError(
+            f"{path}: the {key!r} array holds Python objects; save numbers (uint8, float, int) instead."
+        )
     return shape, dtype, fortran
 
 

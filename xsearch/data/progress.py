@@ -7,11 +7,20 @@ import sys
 from collections.abc import Callable, Iterator
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 
 @contextlib.contextmanager
-def progress_bar(total: int, description: str, console: Console | None = None) -> Iterator[Callable[[int], None]]:
+def progress_bar(
+    total: int, description: str, console: Console | None = None
+) -> Iterator[Callable[[int], None]]:
     """A function that advances a bar of `total` images by its argument.
 
     The bar is drawn on `console`, else on stderr when it is a terminal (worker processes, logs and CI
@@ -20,8 +29,15 @@ def progress_bar(total: int, description: str, console: Console | None = None) -
     if console is None and not sys.stderr.isatty():
         yield lambda done: None
         return
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("images"),
-               TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("images"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=console or Console(stderr=True), transient=True) as bar:
         task = bar.add_task(description, total=total)
         yield lambda done: bar.advance(task, done)

@@ -45,7 +45,9 @@ def plan_splits(
     return {split: plan[split] for split in SPLITS}
 
 
-def _take(indices: np.ndarray, labels: np.ndarray, count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _take(
+    indices: np.ndarray, labels: np.ndarray, count: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Splits `count` of `indices` off (stratified by their labels when feasible); returns (rest, taken)."""
     if count <= 0:
         return indices, indices[:0]
@@ -54,7 +56,9 @@ def _take(indices: np.ndarray, labels: np.ndarray, count: int, seed: int) -> tup
             f"Cannot carve {count} images off the {len(indices)} left for training; lower val_fraction/test_fraction."
         )
     y = labels[indices]
-    rest, taken = train_test_split(indices, test_size=count, random_state=seed, stratify=_stratify(y, count))
+    rest, taken = train_test_split(
+        indices, test_size=count, random_state=seed, stratify=_stratify(y, count)
+    )
     return rest, taken
 
 

@@ -37,7 +37,9 @@ class BatchStream(keras.utils.PyDataset):
                 f"BatchStream needs x of shape (N, H, W, C) and y of shape (N,); received {x.shape} and {np.shape(y)}."
             )
         if batch_size < 1:
-            raise ValueError(f"BatchStream batch_size must be >= 1; received batch_size={batch_size!r}.")
+            raise ValueError(
+                f"BatchStream batch_size must be >= 1; received batch_size={batch_size!r}."
+            )
         self.x = x
         self.y = np.asarray(y, np.int32)
         self.batch_size = batch_size
@@ -55,9 +57,15 @@ class BatchStream(keras.utils.PyDataset):
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         if not 0 <= index < len(self):
-            raise IndexError(f"Batch index {index} out of range for a BatchStream of {len(self)} batches.")
+            raise IndexError(
+                f"Batch index {index} out of range for a BatchStream of {len(self)} batches."
+            )
         indices = self._order[index * self.batch_size : (index + 1) * self.batch_size]
-        images = flip_crop(self.x, indices, np.random.default_rng([self.seed, self.epoch, index])) if self.augment else self.x[indices]
+        images = (
+            flip_crop(self.x, indices, np.random.default_rng([self.seed, self.epoch, index]))
+            if self.augment
+            else self.x[indices]
+        )
         return images, self.y[indices]
 
     def on_epoch_end(self) -> None:

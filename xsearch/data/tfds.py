@@ -31,8 +31,17 @@ def read_tfds(name: str, data_dir: Path | None, image_size: int) -> RawData:
 
     def load(decoders: dict[str, Any] | None) -> tuple[dict[str, Any], Any]:
         try:
-            return tfds.load(name, data_dir=data_dir, download=False, as_supervised=True, with_info=True, decoders=decoders)
-        except Exception as err:  # tfds reports a missing or unprepared dataset with varied exception types.
+            return tfds.load(
+                name,
+                data_dir=data_dir,
+                download=False,
+                as_supervised=True,
+                with_info=True,
+                decoders=decoders,
+            )
+        except (
+            Exception
+        ) as err:  # tfds reports a missing or unprepared dataset with varied exception types.
             raise ValueError(
                 f"Could not read TFDS dataset {name!r} from data_dir={data_dir} with download=False: {err}. "
                 f"Prepare it first, e.g. `tfds build {name} --data_dir DIR`, and pass --data-dir DIR."
@@ -49,11 +58,17 @@ def read_tfds(name: str, data_dir: Path | None, image_size: int) -> RawData:
         return SourceSplit(labels, _blocks(lambda: tfds.as_numpy(splits[theirs]), image_size))
 
     found = {ours: split(theirs) for ours, theirs in SPLIT_NAMES.items() if theirs in splits}
-    return RawData(train=found["train"], val=found.get("val"), test=found.get("test"),
-                   class_names=list(info.features[label_key].names))
+    return RawData(
+        train=found["train"],
+        val=found.get("val"),
+        test=found.get("test"),
+        class_names=list(info.features[label_key].names),
+    )
 
 
-def _blocks(pairs: Callable[[], Iterator[tuple[np.ndarray, Any]]], image_size: int) -> Callable[[], Iterator[Block]]:
+def _blocks(
+    pairs: Callable[[], Iterator[tuple[np.ndarray, Any]]], image_size: int
+) -> Callable[[], Iterator[Block]]:
     """Blocks of `BLOCK_IMAGES` images of (image, label) pairs, each image resized and made RGB."""
 
     def blocks() -> Iterator[Block]:

@@ -26,10 +26,21 @@ import numpy as np
 
 from xsearch.common.atomic import atomic_folder, atomic_path, check_writable, write_atomic
 from xsearch.common.checksum import file_sha256
-from xsearch.deploy.runtimes import FORMATS, SUFFIXES, ConversionError, convert, load_predict, runtime_version
+from xsearch.deploy.runtimes import (
+    FORMATS,
+    SUFFIXES,
+    ConversionError,
+    convert,
+    load_predict,
+    runtime_version,
+)
 
 EXPORT_FORMATS: Final = ("keras", *FORMATS)
-_RUNTIME_NAMES: Final = {"savedmodel": "TensorFlow", "tflite": "LiteRT (ai-edge-litert)", "onnx": "ONNX Runtime"}
+_RUNTIME_NAMES: Final = {
+    "savedmodel": "TensorFlow",
+    "tflite": "LiteRT (ai-edge-litert)",
+    "onnx": "ONNX Runtime",
+}
 CHECK_BATCH: Final = 8
 CHECK_TOLERANCE: Final = 1e-3
 """Largest absolute difference allowed between a converted model's class probabilities and the Keras model's. The
@@ -56,29 +67,41 @@ def export_sha256(path: Path) -> str:
     ``<relative path>\\0<file sha256>\\n`` of its files in sorted order of their relative paths."""
     if not path.is_dir():
         return file_sha256(path)
-    files = sorted((file.relative_to(path).as_posix(), file) for file in path.rglob("*") if file.is_file())
-    return hashlib.sha256("".join(f"{name}\0{file_sha256(file)}\n" for name, file in files).encode()).hexdigest()
+    files = sorted(
+        (file.relative_to(path).as_posix(), file) for file in path.rglob("*") if file.is_file()
+    )
+    return hashlib.sha256(
+        "".join(f"{name}\0{file_sha256(file)}\n" for name, file in files).encode()
+    ).hexdigest()
 
 
 def check_out(out: Path, force: bool, fmt: str) -> None:
     """Raise ValueError for an unknown ``fmt``, an ``out`` without the format's suffix (``.keras``, ``.tflite``,
     ``.onnx``; a SavedModel is a folder, a path without one), or one that exists unless ``force``."""
     if fmt not in EXPORT_FORMATS:
-        raise ValueError(f"unknown export format {fmt!r}; valid formats: {', '.join(EXPORT_FORMATS)}.")
+        raise ValueError(
+            f"unknown export format {fmt!r}; valid formats: {', '.join(EXPORT_FORMATS)}."
+        )
     if fmt == "savedmodel":
         _check_savedmodel_out(out, force)
     else:
         suffix = SUFFIXES.get(fmt, ".keras")
         if out.suffix != suffix:
-            raise ValueError(f"{out}: the export must be a {suffix} file, e.g. {out.with_suffix(suffix)}.")
+            raise ValueError(
+                f"{out}: the export must be a {suffix} file, e.g. {out.with_suffix(suffix)}."
+            )
         if out.is_dir():
-            raise ValueError(f"{out} is a folder: give the path of a file to write, e.g. {out / f'model{suffix}'}.")
+            raise ValueError(
+                f"{out} is a folder: give the path of a file to write, e.g. {out / f'model{suffix}'}."
+            )
     if out.exists() and not force:
         raise ValueError(f"{out} already exists; pass --force (force=True) to overwrite it.")
     check_writable(out)
 
 
-def write_export(out: Path, fmt: str, write_keras: Callable[[Path], Written]) -> tuple[Written, str, dict[str, Any]]:
+def write_export(
+    out: Path, fmt: str, write_keras: Callable[[Path], Written]
+) -> tuple[Written, str, dict[str, Any]]:
     """Write a model to ``out`` in ``fmt``, under a temporary name renamed at the end, so that ``out`` is never partial.
 
     ``write_keras(path)`` writes the model as a ``.keras`` file: ``out`` itself for ``keras``; for a deployment format
@@ -113,26 +136,36 @@ def load_exported(path: Path) -> keras.Model:
     comparing `export_sha256` with the card's ``sha256``."""
     path = Path(path)
     if path.suffix != ".keras":
-        raise ValueError(f"{path}: not a .keras file; give the path of an exported model (name.keras).")
+        raise ValueError(
+            f"{path}: not a .keras file; give the path of an exported model (name.keras)."
+        )
     card_path = card_path_for(path)
     if not card_path.is_file():
-        raise FileNotFoundError(f"{path}: its model card {card_path} is missing, so the file cannot be verified.")
+        raise FileNotFoundError(
+            f"{path}: its model card {card_path} is missing, so the file cannot be verified."
+        )
     expected = json.loads(card_path.read_text())["sha256"]
     actual = file_sha256(path)
     if actual != expected:
-        raise ValueError(f"{path}: sha256 {actual} does not match {expected} in {card_path}; the file was changed.")
+        raise ValueError(
+            f"{path}: sha256 {actual} does not match {expected} in {card_path}; the file was changed."
+        )
     return keras.saving.load_model(path, safe_mode=True)
 
 
 def _check_savedmodel_out(out: Path, force: bool) -> None:
     """A SavedModel is a folder without a suffix; ``force`` replaces only a folder that holds a SavedModel."""
     if out.suffix:
-        raise ValueError(f"{out}: a savedmodel export is a folder, a path without a suffix, e.g. {out.with_suffix('')}.")
+        raise ValueError(
+            f"{out}: a savedmodel export is a folder, a path without a suffix, e.g. {out.with_suffix('')}."
+        )
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out} is a file: a savedmodel export is a folder; choose another path.")
     if force and out.is_dir() and not (out / "saved_model.pb").is_file():
-        raise ValueError(f"{out} is a folder that holds no SavedModel (saved_model.pb): --force replaces only an "
-                         "earlier savedmodel export; choose another path.")
+        raise ValueError(
+            f"{out} is a folder that holds no SavedModel (saved_model.pb): --force replaces only an "
+            "earlier savedmodel export; choose another path."
+        )
 
 
 def _write_deployment(source: Path, out: Path, fmt: str) -> tuple[str, dict[str, Any]]:
@@ -145,16 +178,24 @@ def _write_deployment(source: Path, out: Path, fmt: str) -> tuple[str, dict[str,
         try:
             seconds = convert(model, fmt, temporary)
         except ConversionError as error:
-            raise ExportError(f"{out}: the {fmt} exporter failed, nothing was written: {error}") from error
+            raise ExportError(
+                f"{out}: the {fmt} exporter failed, nothing was written: {error}"
+            ) from error
         try:
             check = _check_in_runtime(model, temporary, fmt)
-        except Exception as error:  # the runtime's own failure to load or run the file, whatever its type
-            raise ExportError(f"{out}: the {fmt} file does not run in {_RUNTIME_NAMES[fmt]}, nothing was written: "
-                              f"{type(error).__name__}: {error}"[:500]) from error
+        except (
+            Exception
+        ) as error:  # the runtime's own failure to load or run the file, whatever its type
+            raise ExportError(
+                f"{out}: the {fmt} file does not run in {_RUNTIME_NAMES[fmt]}, nothing was written: "
+                f"{type(error).__name__}: {error}"[:500]
+            ) from error
         if not check["passed"]:
-            raise ExportError(f"{out}: in {_RUNTIME_NAMES[fmt]} the {fmt} model's probabilities differ from the Keras "
-                              f"model's by up to {check['max_abs_diff']:.3g} on {check['batch']} images (tolerance "
-                              f"{check['tolerance']:g}): the conversion is wrong, nothing was written.")
+            raise ExportError(
+                f"{out}: in {_RUNTIME_NAMES[fmt]} the {fmt} model's probabilities differ from the Keras "
+                f"model's by up to {check['max_abs_diff']:.3g} on {check['batch']} images (tolerance "
+                f"{check['tolerance']:g}): the conversion is wrong, nothing was written."
+            )
         digest = export_sha256(temporary)
     runtime = {"name": _RUNTIME_NAMES[fmt], "version": runtime_version(fmt)}
     return digest, {"runtime": runtime, "conversion_seconds": round(seconds, 3), "check": check}
@@ -162,8 +203,19 @@ def _write_deployment(source: Path, out: Path, fmt: str) -> tuple[str, dict[str,
 
 def _check_in_runtime(model: keras.Model, path: Path, fmt: str) -> dict[str, Any]:
     """The model file at ``path`` run in its runtime against ``model`` on `CHECK_BATCH` seeded 0-255 pixel images."""
-    batch = np.random.default_rng(0).integers(0, 256, (CHECK_BATCH, *model.input_shape[1:])).astype(np.float32)
+    batch = (
+        np.random.default_rng(0)
+        .integers(0, 256, (CHECK_BATCH, *model.input_shape[1:]))
+        .astype(np.float32)
+    )
     expected = np.asarray(model.predict_on_batch(batch))
-    actual = np.asarray(load_predict(path, fmt, threads=os.cpu_count() or 1, batch_size=CHECK_BATCH)(batch))
+    actual = np.asarray(
+        load_predict(path, fmt, threads=os.cpu_count() or 1, batch_size=CHECK_BATCH)(batch)
+    )
     diff = float(np.max(np.abs(actual - expected))) if actual.shape == expected.shape else math.inf
-    return {"batch": CHECK_BATCH, "max_abs_diff": diff, "tolerance": CHECK_TOLERANCE, "passed": diff <= CHECK_TOLERANCE}
+    return {
+        "batch": CHECK_BATCH,
+        "max_abs_diff": diff,
+        "tolerance": CHECK_TOLERANCE,
+        "passed": diff <= CHECK_TOLERANCE,
+    }

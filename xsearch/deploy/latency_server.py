@@ -43,7 +43,11 @@ DEFAULT_PORT: Final = 8765
 DEFAULT_MAX_BYTES: Final = 512 * 1024 * 1024
 TOKEN_ENV: Final = "XSEARCH_LATENCY_TOKEN"
 _RUNTIME_MODULE: Final = {"tflite": "ai_edge_litert.interpreter", "onnx": "onnxruntime"}
-_LIMITS: Final = {"batch": (1, 1024), "warmup": (0, 1000), "repeats": (1, 10_000)}  # threads: 1 to the CPU count
+_LIMITS: Final = {
+    "batch": (1, 1024),
+    "warmup": (0, 1000),
+    "repeats": (1, 10_000),
+}  # threads: 1 to the CPU count
 _DEFAULTS: Final = {"batch": 1, "threads": 1, "warmup": 10, "repeats": 50}
 _CHUNK: Final = 1 << 20
 
@@ -71,12 +75,23 @@ def available_formats() -> dict[str, str]:
 def server_info(max_bytes: int) -> dict[str, Any]:
     """The answer of ``GET /v1/info``."""
     formats = available_formats()
-    unavailable = {fmt: f"its runtime ({_RUNTIME_MODULE[fmt]}) is not installed: pip install 'xsearch[runtimes]'"
-                   for fmt in REMOTE_FORMATS if fmt not in formats}
-    unavailable["savedmodel"] = "a SavedModel is a folder, not served remotely: convert the model to tflite or onnx"
-    return {"formats": sorted(formats), "runtime_versions": formats, "unavailable": unavailable,
-            "cpu_count": os.cpu_count() or 1, "host": socket.gethostname(), "xsearch_version": _xsearch_version(),
-            "max_bytes": max_bytes}
+    unavailable = {
+        fmt: f"its runtime ({_RUNTIME_MODULE[fmt]}) is not installed: pip install 'xsearch[runtimes]'"
+        for fmt in REMOTE_FORMATS
+        if fmt not in formats
+    }
+    unavailable["savedmodel"] = (
+        "a SavedModel is a folder, not served remotely: convert the model to tflite or onnx"
+    )
+    return {
+        "formats": sorted(formats),
+        "runtime_versions": formats,
+        "unavailable": unavailable,
+        "cpu_count": os.cpu_count() or 1,
+        "host": socket.gethostname(),
+        "xsearch_version": _xsearch_version(),
+        "max_bytes": max_bytes,
+    }
 
 
 class LatencyServer(ThreadingHTTPServer):
@@ -84,7 +99,9 @@ class LatencyServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], token: str | None, max_bytes: int, quiet: bool) -> None:
+    def __init__(
+        self, address: tuple[str, int], token: str | None, max_bytes: int, quiet: bool
+    ) -> None:
         super().__init__(address, _Handler)
         self.token, self.max_bytes, self.quiet = token, max_bytes, quiet
         self.info = server_info(max_bytes)
@@ -97,8 +114,13 @@ class LatencyServer(ThreadingHTTPServer):
         return f"http://{socket.gethostname() if host == '0.0.0.0' else host!s}:{port}"
 
 
-def make_server(host: str = "127.0.0.1", port: int = DEFAULT_PORT, token: str | None = None,
-                max_bytes: int = DEFAULT_MAX_BYTES, quiet: bool = False) -> LatencyServer:
+def make_server(
+    host: str = "127.0.0.1",
+    port: int = DEFAULT_PORT,
+    token: str | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    quiet: bool = False,
+) -> LatencyServer:
     """A bound, not yet serving `LatencyServer` (``port=0``: a free port).
 
     Raises ValueError for a non-loopback ``host`` without a token, an empty token, or an address that cannot be bound.
@@ -106,27 +128,47 @@ def make_server(host: str = "127.0.0.1", port: int = DEFAULT_PORT, token: str | 
     if token is not None and not token:
         raise ValueError("the latency server's token is empty: set it to a long random string.")
     if token is None and not is_loopback(host):
-        raise ValueError(f"refusing to serve on {host} without a token: anyone who can reach it could upload models. "
-                         f"Set one, e.g. `export {TOKEN_ENV}=$(python -c 'import secrets; print(secrets.token_urlsafe(32))')`"
-                         " (or name another variable with --token-env), or bind to 127.0.0.1.")
+        raise ValueError(
+            f"refusing to serve on {host} without a token: anyone who can reach it could upload models. "
+            f"Set one, e.g. `export {TOKEN_ENV}=$(python -c 'import secrets; print(secrets.token_urlsafe(32))')`"
+            " (or name another variable with --token-env), or bind to 127.0.0.1."
+        )
     if max_bytes < 1:
         raise ValueError(f"max_bytes must be >= 1; received {max_bytes}.")
     try:
         return LatencyServer((host, port), token, max_bytes, quiet)
     except (OSError, OverflowError) as error:
-        raise ValueError(f"{host}:{port} cannot be bound ({error}): pass another --port or stop what uses it.") from None
+        raise ValueError(
+            f"{host}:{port} cannot be bound ({error}): pass another --port or stop what uses it."
+        ) from None
 
 
-def serve(host: str = "127.0.0.1", port: int = DEFAULT_PORT, token: str | None = None,
-          max_bytes: int = DEFAULT_MAX_BYTES, quiet: bool = False) -> None:
+def serve(
+    host: str = "127.0.0.1",
+    port: int = DEFAULT_PORT,
+    token: str | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    quiet: bool = False,
+) -> None:
     """Serve latency measurements on ``host:port`` until Ctrl-C, which stops it cleanly (see `make_server`)."""
     server = make_server(host, port, token, max_bytes, quiet)
-    formats = ", ".join(f"{fmt} ({version})" for fmt, version in server.info["runtime_versions"].items()) or "none"
-    print(f"xsearch: latency server at {server.url} (formats: {formats}; "
-          f"{'token required' if token else 'no token'}; Ctrl-C stops it)", file=sys.stderr, flush=True)
+    formats = (
+        ", ".join(f"{fmt} ({version})" for fmt, version in server.info["runtime_versions"].items())
+        or "none"
+    )
+    print(
+        f"xsearch: latency server at {server.url} (formats: {formats}; "
+        f"{'token required' if token else 'no token'}; Ctrl-C stops it)",
+        file=sys.stderr,
+        flush=True,
+    )
     if token and not is_loopback(host):
-        print("xsearch: warning: plain HTTP: the token and models travel unencrypted; use a trusted network "
-              "or an SSH tunnel.", file=sys.stderr, flush=True)
+        print(
+            "xsearch: warning: plain HTTP: the token and models travel unencrypted; use a trusted network "
+            "or an SSH tunnel.",
+            file=sys.stderr,
+            flush=True,
+        )
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -159,33 +201,55 @@ class _Handler(BaseHTTPRequestHandler):
             status, body = HTTPStatus.OK, route(urllib.parse.urlsplit(self.path))
         except _HttpError as error:
             status, body = error.status, {"error": str(error)}
-        except Exception as error:  # a bug here: logged on the server, never a traceback to the client
+        except (
+            Exception
+        ) as error:  # a bug here: logged on the server, never a traceback to the client
             self.log_error("internal error: %r", error)
-            status, body = HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"internal error ({type(error).__name__})"}
+            status, body = (
+                HTTPStatus.INTERNAL_SERVER_ERROR,
+                {"error": f"internal error ({type(error).__name__})"},
+            )
         self._drain()
         self._send(status, body)
 
     def _get(self, url: urllib.parse.SplitResult) -> dict[str, Any]:
         if url.path == "/v1/latency":
-            raise _HttpError(HTTPStatus.METHOD_NOT_ALLOWED, "/v1/latency takes POST with the model file as the body.")
+            raise _HttpError(
+                HTTPStatus.METHOD_NOT_ALLOWED,
+                "/v1/latency takes POST with the model file as the body.",
+            )
         if url.path != "/v1/info":
-            raise _HttpError(HTTPStatus.NOT_FOUND, f"no such endpoint {url.path}; endpoints: GET /v1/info, POST /v1/latency.")
+            raise _HttpError(
+                HTTPStatus.NOT_FOUND,
+                f"no such endpoint {url.path}; endpoints: GET /v1/info, POST /v1/latency.",
+            )
         return self.server.info
 
     def _post(self, url: urllib.parse.SplitResult) -> dict[str, Any]:
         if url.path == "/v1/info":
             raise _HttpError(HTTPStatus.METHOD_NOT_ALLOWED, "/v1/info takes GET.")
         if url.path != "/v1/latency":
-            raise _HttpError(HTTPStatus.NOT_FOUND, f"no such endpoint {url.path}; endpoints: GET /v1/info, POST /v1/latency.")
-        fmt, numbers = _parse_latency_query(url.query, self.server.info["formats"], self.server.info["cpu_count"])
+            raise _HttpError(
+                HTTPStatus.NOT_FOUND,
+                f"no such endpoint {url.path}; endpoints: GET /v1/info, POST /v1/latency.",
+            )
+        fmt, numbers = _parse_latency_query(
+            url.query, self.server.info["formats"], self.server.info["cpu_count"]
+        )
         with tempfile.TemporaryDirectory(prefix="xsearch-latency-") as folder:
             path = Path(folder) / f"model{runtimes.SUFFIXES[fmt]}"
             self._receive(path)
             with self.server.timing_lock:
                 stats = _time_upload(path, fmt, numbers)
-        return {"runtime": fmt, "runtime_version": self.server.info["runtime_versions"][fmt],
-                "threads": numbers["threads"], "batch_size": numbers["batch"], **stats.to_dict(),
-                "warmup": numbers["warmup"], "host": self.server.info["host"]}
+        return {
+            "runtime": fmt,
+            "runtime_version": self.server.info["runtime_versions"][fmt],
+            "threads": numbers["threads"],
+            "batch_size": numbers["batch"],
+            **stats.to_dict(),
+            "warmup": numbers["warmup"],
+            "host": self.server.info["host"],
+        }
 
     def _authorise(self) -> None:
         if self.server.token is None:
@@ -193,7 +257,11 @@ class _Handler(BaseHTTPRequestHandler):
         given = self.headers.get("Authorization", "")
         expected = f"Bearer {self.server.token}"
         if not hmac.compare_digest(given.encode(), expected.encode()):
-            reason = "wrong token" if given else f"no token: send 'Authorization: Bearer <token>' (the server's ${TOKEN_ENV})"
+            reason = (
+                "wrong token"
+                if given
+                else f"no token: send 'Authorization: Bearer <token>' (the server's ${TOKEN_ENV})"
+            )
             raise _HttpError(HTTPStatus.UNAUTHORIZED, f"unauthorized: {reason}.")
 
     def _content_length(self) -> int | None:
@@ -201,32 +269,48 @@ class _Handler(BaseHTTPRequestHandler):
         if value is None:
             return None
         if not value.isdigit():
-            raise _HttpError(HTTPStatus.BAD_REQUEST, f"Content-Length must be a number of bytes; received {value!r}.")
+            raise _HttpError(
+                HTTPStatus.BAD_REQUEST,
+                f"Content-Length must be a number of bytes; received {value!r}.",
+            )
         return int(value)
 
     def _receive(self, path: Path) -> None:
         """Write the request body to ``path`` in chunks (at most ``max_bytes``)."""
         length = self._content_length()
         if length is None:
-            raise _HttpError(HTTPStatus.LENGTH_REQUIRED, "send the model file as the body, with a Content-Length.")
+            raise _HttpError(
+                HTTPStatus.LENGTH_REQUIRED,
+                "send the model file as the body, with a Content-Length.",
+            )
         if length == 0:
-            raise _HttpError(HTTPStatus.BAD_REQUEST, "the body is empty: send the model file as the body.")
+            raise _HttpError(
+                HTTPStatus.BAD_REQUEST, "the body is empty: send the model file as the body."
+            )
         if length > self.server.max_bytes:
-            raise _HttpError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                             f"the body has {length} bytes; this server accepts at most {self.server.max_bytes}.")
+            raise _HttpError(
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                f"the body has {length} bytes; this server accepts at most {self.server.max_bytes}.",
+            )
         with path.open("wb") as file:
             while self._unread:
                 try:
                     chunk = self.rfile.read(min(_CHUNK, self._unread))
                 except TimeoutError:
-                    raise _HttpError(HTTPStatus.REQUEST_TIMEOUT, f"the upload stalled for {self.timeout} s.") from None
+                    raise _HttpError(
+                        HTTPStatus.REQUEST_TIMEOUT, f"the upload stalled for {self.timeout} s."
+                    ) from None
                 if not chunk:
-                    raise _HttpError(HTTPStatus.BAD_REQUEST, f"the body ended {self._unread} bytes short of its Content-Length.")
+                    raise _HttpError(
+                        HTTPStatus.BAD_REQUEST,
+                        f"the body ended {self._unread} bytes short of its Content-Length.",
+                    )
                 file.write(chunk)
                 self._unread -= len(chunk)
 
     def _drain(self) -> None:
-        """Read and drop what is left of the body, so that the client reads the answer rather than a reset connection."""
+        """Read and drop what is left of the body, so that the client reads the answer rather than a
+        reset connection."""
         try:
             while self._unread:
                 chunk = self.rfile.read(min(_CHUNK, self._unread))
@@ -248,38 +332,57 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True  # the client went away
 
 
-def _parse_latency_query(query: str, formats: list[str], cpu_count: int) -> tuple[str, dict[str, int]]:
-    """The format and the numbers (batch, threads, warmup, repeats) of a ``/v1/latency`` query; `_HttpError` 400 if bad."""
+def _parse_latency_query(
+    query: str, formats: list[str], cpu_count: int
+) -> tuple[str, dict[str, int]]:
+    """The format and the numbers (batch, threads, warmup, repeats) of a ``/v1/latency`` query;
+    `_HttpError` 400 if bad."""
     try:
         pairs = urllib.parse.parse_qs(query, keep_blank_values=True, strict_parsing=bool(query))
     except ValueError:
         raise _HttpError(HTTPStatus.BAD_REQUEST, f"malformed query string {query!r}.") from None
     valid = ("format", *_DEFAULTS)
     if unknown := sorted(set(pairs) - set(valid)):
-        raise _HttpError(HTTPStatus.BAD_REQUEST, f"unknown parameter {unknown[0]!r}; parameters: {', '.join(valid)}.")
+        raise _HttpError(
+            HTTPStatus.BAD_REQUEST,
+            f"unknown parameter {unknown[0]!r}; parameters: {', '.join(valid)}.",
+        )
     if repeated := sorted(name for name, values in pairs.items() if len(values) > 1):
-        raise _HttpError(HTTPStatus.BAD_REQUEST, f"parameter {repeated[0]!r} is given more than once.")
+        raise _HttpError(
+            HTTPStatus.BAD_REQUEST, f"parameter {repeated[0]!r} is given more than once."
+        )
     fmt = pairs.get("format", [""])[0]
     if fmt not in formats:
-        raise _HttpError(HTTPStatus.BAD_REQUEST, f"format must be one of: {', '.join(formats) or 'none installed'}; "
-                                                 f"received {fmt!r}.")
+        raise _HttpError(
+            HTTPStatus.BAD_REQUEST,
+            f"format must be one of: {', '.join(formats) or 'none installed'}; received {fmt!r}.",
+        )
     limits = {**_LIMITS, "threads": (1, cpu_count)}
     numbers = {}
     for name, default in _DEFAULTS.items():
         low, high = limits[name]
         text = pairs.get(name, [str(default)])[0]
         if not text.isdigit() or not low <= int(text) <= high:
-            raise _HttpError(HTTPStatus.BAD_REQUEST, f"{name} must be an integer from {low} to {high}; received {text!r}.")
+            raise _HttpError(
+                HTTPStatus.BAD_REQUEST,
+                f"{name} must be an integer from {low} to {high}; received {text!r}.",
+            )
         numbers[name] = int(text)
     return fmt, numbers
 
 
 def _time_upload(path: Path, fmt: str, numbers: dict[str, int]) -> TimingStats:
     try:
-        return runtimes.time_model_file(path, fmt, numbers["threads"], numbers["batch"], numbers["warmup"], numbers["repeats"])
+        return runtimes.time_model_file(
+            path, fmt, numbers["threads"], numbers["batch"], numbers["warmup"], numbers["repeats"]
+        )
     except Exception as error:  # the runtime's reason goes back to the client
-        raise _HttpError(HTTPStatus.UNPROCESSABLE_ENTITY,
-                         f"the {fmt} runtime could not load or run the model: {type(error).__name__}: {error}"[:1000]) from None
+        raise _HttpError(
+            HTTPStatus.UNPROCESSABLE_ENTITY,
+            f"the {fmt} runtime could not load or run the model: {type(error).__name__}: {error}"[
+                :1000
+            ],
+        ) from None
 
 
 def _xsearch_version() -> str:

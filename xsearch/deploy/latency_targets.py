@@ -31,7 +31,10 @@ _LOCAL_FORMATS: Final = {"litert-cpu": "tflite", "onnxruntime-cpu": "onnx"}
 _CHILD_TIMEOUT_S: Final = 600.0
 
 
-_NEEDS: Final = {"litert-cpu": ("ai_edge_litert",), "onnxruntime-cpu": ("onnxruntime", "tf2onnx", "onnx")}
+_NEEDS: Final = {
+    "litert-cpu": ("ai_edge_litert",),
+    "onnxruntime-cpu": ("onnxruntime", "tf2onnx", "onnx"),
+}
 """What each local target imports; the exporters need TensorFlow too (Keras converts through it on every backend)."""
 
 
@@ -45,8 +48,10 @@ def check_target_runtimes(targets: tuple[str, ...], remote_format: str = "tflite
             needs += ["tf2onnx", "onnx"]
         missing = [module for module in needs if importlib.util.find_spec(module) is None]
         if missing:
-            raise ValueError(f"the latency target {target!r} needs {', '.join(missing)}, which is not installed here: "
-                             "pip install 'xsearch[runtimes]' (and tensorflow where Keras runs on another backend).")
+            raise ValueError(
+                f"the latency target {target!r} needs {', '.join(missing)}, which is not installed here: "
+                "pip install 'xsearch[runtimes]' (and tensorflow where Keras runs on another backend)."
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,7 +67,9 @@ class TargetSettings:
     remote_token: str | None = None
 
 
-def measure_targets(model: keras.Model, targets: tuple[str, ...], settings: TargetSettings) -> dict[str, dict[str, Any]]:
+def measure_targets(
+    model: keras.Model, targets: tuple[str, ...], settings: TargetSettings
+) -> dict[str, dict[str, Any]]:
     """Each target's latency of ``model`` (``train-device`` is not among them): figures, runtime, version, threads,
     batch and conversion seconds, or ``error`` with the reason the design could not be timed there."""
     from xsearch.deploy.runtimes import ConversionError
@@ -74,8 +81,18 @@ def measure_targets(model: keras.Model, targets: tuple[str, ...], settings: Targ
     jobs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="xsearch-latency-") as folder:
         for target in targets:
-            base = {"target": target, "threads": settings.threads, "batch_size": settings.batch_size}
-            fmt = "keras" if target == "cpu" else settings.remote_format if target == "remote" else _LOCAL_FORMATS[target]
+            base = {
+                "target": target,
+                "threads": settings.threads,
+                "batch_size": settings.batch_size,
+            }
+            fmt = (
+                "keras"
+                if target == "cpu"
+                else settings.remote_format
+                if target == "remote"
+                else _LOCAL_FORMATS[target]
+            )
             path = Path(folder) / f"{target}.{fmt}"
             try:
                 convert_s = _write(model, fmt, path)
@@ -108,34 +125,63 @@ def _remote(path: Path, fmt: str, settings: TargetSettings) -> dict[str, Any]:
     if settings.remote_url is None:
         raise ValueError("the remote latency target needs [latency] remote_url.")
     try:
-        return measure_remote(settings.remote_url, path, fmt, settings.batch_size, settings.threads, settings.repeats,
-                              settings.remote_token)
+        return measure_remote(
+            settings.remote_url,
+            path,
+            fmt,
+            settings.batch_size,
+            settings.threads,
+            settings.repeats,
+            settings.remote_token,
+        )
     except RemoteLatencyError as error:
         return {"error": str(error)}
 
 
 def child_environment(threads: int) -> dict[str, str]:
     """The environment of a timing process: this one's, on the CPU only, with ``threads`` compute threads."""
-    return {**os.environ, "CUDA_VISIBLE_DEVICES": "", "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "3",
-            "OMP_NUM_THREADS": str(threads), "TF_NUM_INTRAOP_THREADS": str(threads), "TF_NUM_INTEROP_THREADS": "1",
-            "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} --xla_cpu_multi_thread_eigen={str(threads > 1).lower()}"}
+    return {
+        **os.environ,
+        "CUDA_VISIBLE_DEVICES": "",
+        "JAX_PLATFORMS": "cpu",
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "OMP_NUM_THREADS": str(threads),
+        "TF_NUM_INTRAOP_THREADS": str(threads),
+        "TF_NUM_INTEROP_THREADS": "1",
+        "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} --xla_cpu_multi_thread_eigen={str(threads > 1).lower()}",
+    }
 
 
-def _time_in_child(jobs: list[dict[str, Any]], settings: TargetSettings) -> dict[str, dict[str, Any]]:
+def _time_in_child(
+    jobs: list[dict[str, Any]], settings: TargetSettings
+) -> dict[str, dict[str, Any]]:
     """Time the jobs' files in one child process on the CPU with ``settings.threads`` threads."""
     if not jobs:
         return {}
     env = child_environment(settings.threads)
     request = json.dumps({"jobs": jobs, "settings": dataclasses.asdict(settings)})
     try:
-        done = subprocess.run([sys.executable, "-m", "xsearch.deploy.latency_targets"], input=request, env=env,
-                              capture_output=True, text=True, timeout=_CHILD_TIMEOUT_S)
+        done = subprocess.run(
+            [sys.executable, "-m", "xsearch.deploy.latency_targets"],
+            input=request,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=_CHILD_TIMEOUT_S,
+        )
     except subprocess.TimeoutExpired:
-        return {job["target"]: {"error": f"timing took over {_CHILD_TIMEOUT_S:.0f} s"} for job in jobs}
+        return {
+            job["target"]: {"error": f"timing took over {_CHILD_TIMEOUT_S:.0f} s"} for job in jobs
+        }
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
         reason = (done.stderr.strip().splitlines() or ["no output"])[-1][:300]
-        return {job["target"]: {"error": f"the timing process failed (exit {done.returncode}): {reason}"} for job in jobs}
+        return {
+            job["target"]: {
+                "error": f"the timing process failed (exit {done.returncode}): {reason}"
+            }
+            for job in jobs
+        }
     timed: dict[str, dict[str, Any]] = json.loads(lines[-1])
     return timed
 
@@ -148,9 +194,14 @@ def _child_time(job: dict[str, Any], settings: TargetSettings) -> dict[str, Any]
     try:
         if fmt == "keras":
             return _time_keras(path, settings)
-        stats = time_model_file(path, fmt, settings.threads, settings.batch_size, settings.warmup, settings.repeats)
-        return {"runtime": {"tflite": "litert", "onnx": "onnxruntime"}[fmt], "runtime_version": runtime_version(fmt),
-                **stats.to_dict()}
+        stats = time_model_file(
+            path, fmt, settings.threads, settings.batch_size, settings.warmup, settings.repeats
+        )
+        return {
+            "runtime": {"tflite": "litert", "onnx": "onnxruntime"}[fmt],
+            "runtime_version": runtime_version(fmt),
+            **stats.to_dict(),
+        }
     except Exception as error:  # the design's failure in that runtime, recorded as its reason
         return {"error": f"{type(error).__name__}: {error}"[:500]}
 
@@ -172,10 +223,18 @@ def _time_keras(path: Path, settings: TargetSettings) -> dict[str, Any]:
     from xsearch.model.device_latency import measure_latency
 
     limit_backend_threads(settings.threads)
-    latency = measure_latency(keras.saving.load_model(path), settings.batch_size, settings.warmup, settings.repeats)
-    return {"runtime": f"keras/{latency['backend']}", "runtime_version": keras.__version__,
-            "median_ms": latency["latency_ms"], "p90_ms": latency["latency_p90_ms"], "cv": latency["latency_cv"],
-            "repeats": latency["repeats"], "overhead_ms": latency["overhead_ms"]}
+    latency = measure_latency(
+        keras.saving.load_model(path), settings.batch_size, settings.warmup, settings.repeats
+    )
+    return {
+        "runtime": f"keras/{latency['backend']}",
+        "runtime_version": keras.__version__,
+        "median_ms": latency["latency_ms"],
+        "p90_ms": latency["latency_p90_ms"],
+        "cv": latency["latency_cv"],
+        "repeats": latency["repeats"],
+        "overhead_ms": latency["overhead_ms"],
+    }
 
 
 def _child_main() -> None:

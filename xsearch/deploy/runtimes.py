@@ -22,10 +22,21 @@ if TYPE_CHECKING:  # keras only where a model is converted: a latency server run
     import keras
 
 FORMATS: Final = ("savedmodel", "tflite", "onnx")
-REMOTE_FORMATS: Final = ("tflite", "onnx")  # single files, which a latency server takes (a SavedModel is a folder)
-SUFFIXES: Final = {"savedmodel": "", "tflite": ".tflite", "onnx": ".onnx"}  # a SavedModel is a folder
+REMOTE_FORMATS: Final = (
+    "tflite",
+    "onnx",
+)  # single files, which a latency server takes (a SavedModel is a folder)
+SUFFIXES: Final = {
+    "savedmodel": "",
+    "tflite": ".tflite",
+    "onnx": ".onnx",
+}  # a SavedModel is a folder
 _EXPORT_FORMAT: Final = {"savedmodel": "tf_saved_model", "tflite": "litert", "onnx": "onnx"}
-_RUNTIME_PACKAGE: Final = {"savedmodel": "tensorflow", "tflite": "ai-edge-litert", "onnx": "onnxruntime"}
+_RUNTIME_PACKAGE: Final = {
+    "savedmodel": "tensorflow",
+    "tflite": "ai-edge-litert",
+    "onnx": "onnxruntime",
+}
 
 Predict = Callable[[np.ndarray], np.ndarray]
 
@@ -56,12 +67,18 @@ def for_runtimes(model: keras.Model) -> keras.Model:
         return model
     normalize = layers[1]
     mean = np.asarray(keras.ops.convert_to_numpy(normalize.mean), np.float64).reshape(-1)
-    std = np.maximum(np.sqrt(np.asarray(keras.ops.convert_to_numpy(normalize.variance), np.float64).reshape(-1)),
-                     keras.config.epsilon())
+    std = np.maximum(
+        np.sqrt(np.asarray(keras.ops.convert_to_numpy(normalize.variance), np.float64).reshape(-1)),
+        keras.config.epsilon(),
+    )
     inputs = keras.Input(model.input_shape[1:], name="pixels")
-    rescale = keras.layers.Rescaling(scale=(1.0 / std).tolist(), offset=(-mean / std).tolist(), name="normalize")
+    rescale = keras.layers.Rescaling(
+        scale=(1.0 / std).tolist(), offset=(-mean / std).tolist(), name="normalize"
+    )
     rebuilt = keras.Model(inputs, layers[2](rescale(inputs)), name=model.name)
-    rebuilt(np.zeros((1, *model.input_shape[1:]), np.float32))  # the exporters take only models that were called
+    rebuilt(
+        np.zeros((1, *model.input_shape[1:]), np.float32)
+    )  # the exporters take only models that were called
     return rebuilt
 
 
@@ -75,8 +92,10 @@ def convert(model: keras.Model, fmt: str, path: Path) -> float:
     try:
         for_runtimes(model).export(str(path), format=_EXPORT_FORMAT[fmt], verbose=False)
     except (ImportError, ModuleNotFoundError) as error:
-        raise ConversionError(f"{fmt}: its exporter needs a package that is not installed ({error}); "
-                              f"pip install 'xsearch[runtimes]'") from error
+        raise ConversionError(
+            f"{fmt}: its exporter needs a package that is not installed ({error}); "
+            f"pip install 'xsearch[runtimes]'"
+        ) from error
     except Exception as error:  # an exporter's failure is the design's, recorded as a reason
         raise ConversionError(f"{fmt}: {type(error).__name__}: {error}"[:500]) from error
     return time.perf_counter() - start
@@ -99,8 +118,9 @@ def load_predict(path: Path, fmt: str, threads: int, batch_size: int) -> Predict
     return _savedmodel_predict(path, threads)
 
 
-def time_model_file(path: Path, fmt: str, threads: int, batch_size: int, warmup: int = 10,
-                    repeats: int = 50) -> TimingStats:
+def time_model_file(
+    path: Path, fmt: str, threads: int, batch_size: int, warmup: int = 10, repeats: int = 50
+) -> TimingStats:
     """Latency of the model file at ``path`` in its runtime, on a random batch of ``batch_size`` images."""
     predict = load_predict(path, fmt, threads, batch_size)
     batch = _random_batch(predict_input_shape(path, fmt), batch_size)
@@ -112,7 +132,11 @@ def predict_input_shape(path: Path, fmt: str) -> tuple[int, ...]:
     if fmt == "onnx":
         import onnxruntime
 
-        shape = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_inputs()[0].shape
+        shape = (
+            onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            .get_inputs()[0]
+            .shape
+        )
     elif fmt == "tflite":
         from ai_edge_litert.interpreter import Interpreter
 
@@ -120,7 +144,12 @@ def predict_input_shape(path: Path, fmt: str) -> tuple[int, ...]:
     else:
         import tensorflow as tf
 
-        (spec,) = tf.saved_model.load(str(path)).signatures["serving_default"].structured_input_signature[1].values()
+        (spec,) = (
+            tf.saved_model.load(str(path))
+            .signatures["serving_default"]
+            .structured_input_signature[1]
+            .values()
+        )
         shape = spec.shape.as_list()
     return tuple(int(d) for d in shape[1:])
 

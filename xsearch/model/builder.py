@@ -33,7 +33,9 @@ def build_model(
     block = _BlockFactory(config, bn_momentum)
     inputs = keras.Input(shape=input_shape, name="input_layer")
 
-    x = layers.Conv2D(config.channels(32), 3, strides=2, use_bias=False, name="block1_conv1")(inputs)
+    x = layers.Conv2D(config.channels(32), 3, strides=2, use_bias=False, name="block1_conv1")(
+        inputs
+    )
     x = block.bn("block1_conv1_bn")(x)
     x = layers.Activation("relu", name="block1_conv1_act")(x)
     x = layers.Conv2D(config.channels(64), 3, use_bias=False, name="block1_conv2")(x)
@@ -62,7 +64,9 @@ def build_model(
 
 def _check_inputs(input_shape: tuple[int, ...], num_classes: int) -> None:
     if len(input_shape) != 3 or any(int(side) < 1 for side in input_shape):
-        raise ValueError(f"input_shape must be (height, width, channels); received {input_shape!r}.")
+        raise ValueError(
+            f"input_shape must be (height, width, channels); received {input_shape!r}."
+        )
     height, width, _ = input_shape
     if min(height, width) < MIN_INPUT_SIZE:
         raise ValueError(
@@ -70,7 +74,9 @@ def _check_inputs(input_shape: tuple[int, ...], num_classes: int) -> None:
             f"least {MIN_INPUT_SIZE}x{MIN_INPUT_SIZE} pixels (use 32x32 or more for useful models)."
         )
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be an integer >= 1; received num_classes={num_classes!r}.")
+        raise ValueError(
+            f"num_classes must be an integer >= 1; received num_classes={num_classes!r}."
+        )
 
 
 class _BlockFactory:
@@ -88,18 +94,29 @@ class _BlockFactory:
         config = self.config
         if config.segments == "depthwise" and config.intermediate_activation == "none":
             return layers.SeparableConv2D(
-                filters, 3, padding="same", depth_multiplier=config.depth_multiplier,
-                use_bias=False, name=name,
+                filters,
+                3,
+                padding="same",
+                depth_multiplier=config.depth_multiplier,
+                use_bias=False,
+                name=name,
             )(x)
         if config.segments == "depthwise":
             x = layers.DepthwiseConv2D(
-                3, padding="same", depth_multiplier=config.depth_multiplier, use_bias=False,
+                3,
+                padding="same",
+                depth_multiplier=config.depth_multiplier,
+                use_bias=False,
                 name=f"{name}_depthwise",
             )(x)
         else:
             x = layers.Conv2D(
-                x.shape[-1] * config.depth_multiplier, 3, padding="same", groups=config.segments,
-                use_bias=False, name=f"{name}_spatial",
+                x.shape[-1] * config.depth_multiplier,
+                3,
+                padding="same",
+                groups=config.segments,
+                use_bias=False,
+                name=f"{name}_spatial",
             )(x)
         if config.intermediate_activation != "none":
             x = layers.Activation(config.intermediate_activation, name=f"{name}_mid_act")(x)

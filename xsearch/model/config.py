@@ -36,8 +36,10 @@ class XceptionConfig:
     def __post_init__(self) -> None:
         _check_int("middle_repeats", self.middle_repeats, minimum=0)
         _check_int("depth_multiplier", self.depth_multiplier, minimum=1)
-        if isinstance(self.width, bool) or not isinstance(self.width, (int, float)) or not (
-            0 < float(self.width) <= 4
+        if (
+            isinstance(self.width, bool)
+            or not isinstance(self.width, (int, float))
+            or not (0 < float(self.width) <= 4)
         ):
             raise ValueError(
                 f"XceptionConfig.width must be a number in (0, 4]; received width={self.width!r}."

@@ -27,7 +27,9 @@ def layer_macs(layer: keras.layers.Layer) -> int:
         spatial = layer.input.shape[-1] * layer.depth_multiplier
         return out_positions * spatial * (kernel + layer.filters)
     if isinstance(layer, layers.DepthwiseConv2D):
-        return _positions(layer.output.shape) * layer.output.shape[-1] * math.prod(layer.kernel_size)
+        return (
+            _positions(layer.output.shape) * layer.output.shape[-1] * math.prod(layer.kernel_size)
+        )
     if isinstance(layer, layers.Conv2D):
         per_output = math.prod(layer.kernel_size) * layer.input.shape[-1] // layer.groups
         return _positions(layer.output.shape) * layer.filters * per_output
@@ -41,7 +43,9 @@ def model_costs(model: keras.Model) -> ModelCosts:
     macs = sum(layer_macs(layer) for layer in _leaf_layers(model))
     trainable = sum(math.prod(w.shape) for w in model.trainable_weights)
     return ModelCosts(
-        params=int(model.count_params()), trainable_params=int(trainable), macs=int(macs),
+        params=int(model.count_params()),
+        trainable_params=int(trainable),
+        macs=int(macs),
         flops=int(2 * macs),
     )
 

@@ -21,11 +21,17 @@ def describe(
 ) -> str:
     """Keras summary (optional), params, MACs and FLOPs; measured latency and training-step time (beside the
     design's depthwise twin) when their batch sizes are given."""
-    checked = (("image size", image_size), ("classes", num_classes), ("latency batch", 1 if latency_batch is None else latency_batch),
-               ("step batch", 1 if step_batch is None else step_batch))
+    checked = (
+        ("image size", image_size),
+        ("classes", num_classes),
+        ("latency batch", 1 if latency_batch is None else latency_batch),
+        ("step batch", 1 if step_batch is None else step_batch),
+    )
     for name, value in checked:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"--{name.replace(' ', '-')} must be an integer >= 1; received {value!r}.")
+            raise ValueError(
+                f"--{name.replace(' ', '-')} must be an integer >= 1; received {value!r}."
+            )
     model = build_model(config, (image_size, image_size, 3), num_classes)
     out = io.StringIO()
     if summary:
@@ -49,11 +55,17 @@ def describe(
     return out.getvalue()
 
 
-def _step_time_line(config: XceptionConfig, image_size: int, num_classes: int, batch_size: int) -> str:
+def _step_time_line(
+    config: XceptionConfig, image_size: int, num_classes: int, batch_size: int
+) -> str:
     step = measure_step_time(config, image_size, num_classes, batch_size)
-    line = f"training step: {step['step_ms']:.1f} ms median at batch {batch_size} on {step['device']}"
+    line = (
+        f"training step: {step['step_ms']:.1f} ms median at batch {batch_size} on {step['device']}"
+    )
     if config.segments == "depthwise":
         return line + "\n"
     ratio = step["step_ms"] / step["depthwise_step_ms"]
-    return (f"{line}; its depthwise twin (segments = \"depthwise\") {step['depthwise_step_ms']:.1f} ms: "
-            f"this design trains {ratio:.1f}x as long a step\n")
+    return (
+        f'{line}; its depthwise twin (segments = "depthwise") {step["depthwise_step_ms"]:.1f} ms: '
+        f"this design trains {ratio:.1f}x as long a step\n"
+    )

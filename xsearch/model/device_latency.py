@@ -41,21 +41,30 @@ def compiled_forward(model: keras.Model) -> Callable[[np.ndarray], np.ndarray]:
     if backend == "jax":
         import jax
 
-        state = ([v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables])
-        jitted = jax.jit(lambda trainable, other, x: model.stateless_call(trainable, other, x, training=False)[0])
+        state = (
+            [v.value for v in model.trainable_variables],
+            [v.value for v in model.non_trainable_variables],
+        )
+        jitted = jax.jit(
+            lambda trainable, other, x: model.stateless_call(trainable, other, x, training=False)[0]
+        )
         return lambda batch: np.asarray(jitted(*state, batch))
     if backend == "torch":
         import torch
 
         def forward_torch(batch: np.ndarray) -> np.ndarray:
             with torch.no_grad():
-                return keras.ops.convert_to_numpy(model(keras.ops.convert_to_tensor(batch), training=False))
+                return keras.ops.convert_to_numpy(
+                    model(keras.ops.convert_to_tensor(batch), training=False)
+                )
 
         return forward_torch
     return lambda batch: keras.ops.convert_to_numpy(model(batch, training=False))
 
 
-def measure_latency(model: keras.Model, batch_size: int = 1, warmup: int = 5, repeats: int = 30) -> Latency:
+def measure_latency(
+    model: keras.Model, batch_size: int = 1, warmup: int = 5, repeats: int = 30
+) -> Latency:
     """Time ``model``'s compiled forward pass on a random batch of ``batch_size``.
 
     The first ``warmup`` calls (compilation included) are discarded; the figure is the median of ``repeats`` timed

@@ -90,7 +90,9 @@ class SearchSpace:
         values: dict[str, Any] = {}
         for axis, spec in self.axes.items():
             if isinstance(spec, Range) and _NUMERIC[axis] is int:
-                values[axis] = trial.suggest_int(axis, int(spec.low), int(spec.high), step=int(spec.step))
+                values[axis] = trial.suggest_int(
+                    axis, int(spec.low), int(spec.high), step=int(spec.step)
+                )
             elif isinstance(spec, Range):
                 values[axis] = trial.suggest_float(axis, spec.low, spec.high, step=spec.step)
             else:
@@ -118,7 +120,9 @@ class SearchSpace:
                     int(spec.low), int(spec.high), step=int(spec.step)
                 )
             elif isinstance(spec, Range):
-                result[axis] = optuna.distributions.FloatDistribution(spec.low, spec.high, step=spec.step)
+                result[axis] = optuna.distributions.FloatDistribution(
+                    spec.low, spec.high, step=spec.step
+                )
             else:
                 result[axis] = optuna.distributions.CategoricalDistribution(
                     _encode_all(axis, spec.values)
@@ -162,7 +166,9 @@ class SearchSpace:
         try:
             return XceptionConfig(**decoded)
         except ValueError as error:
-            raise ValueError(f"search space {self.name!r} ({origin} values {values}): {error}") from None
+            raise ValueError(
+                f"search space {self.name!r} ({origin} values {values}): {error}"
+            ) from None
 
 
 def _parse_axis(path: Path, axis: str, spec: Any) -> Axis:
@@ -171,7 +177,9 @@ def _parse_axis(path: Path, axis: str, spec: Any) -> Axis:
     where = f"{path}: axes.{axis}"
     if isinstance(spec, dict):
         if axis not in _NUMERIC:
-            raise ValueError(f"{where}: a range is only valid for {', '.join(_NUMERIC)}; give a list of choices.")
+            raise ValueError(
+                f"{where}: a range is only valid for {', '.join(_NUMERIC)}; give a list of choices."
+            )
         for key in spec:
             if key not in ("low", "high", "step"):
                 raise unknown_keys_error(where, key, ["low", "high", "step"])
@@ -180,9 +188,13 @@ def _parse_axis(path: Path, axis: str, spec: Any) -> Axis:
         kind = _NUMERIC[axis]
         step = spec.get("step", 1 if kind is int else None)
         if step is None:
-            raise ValueError(f"{where}: a width range needs a 'step' (e.g. 0.125) to stay fixed-length.")
+            raise ValueError(
+                f"{where}: a width range needs a 'step' (e.g. 0.125) to stay fixed-length."
+            )
         low, high = spec["low"], spec["high"]
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high, step)):
+        if not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high, step)
+        ):
             raise ValueError(f"{where}: low, high and step must be numbers; received {spec}.")
         if kind is int and not all(isinstance(v, int) for v in (low, high, step)):
             raise ValueError(f"{where}: low, high and step must be integers; received {spec}.")
@@ -208,7 +220,11 @@ def _encode_all(axis: str, values: tuple[Any, ...]) -> list[Any]:
 def _decode(axis: str, value: Any) -> Any:
     if axis == "segments" and isinstance(value, str) and value.isdigit():
         return int(value)
-    if axis in ("middle_repeats", "depth_multiplier") and isinstance(value, float) and value.is_integer():
+    if (
+        axis in ("middle_repeats", "depth_multiplier")
+        and isinstance(value, float)
+        and value.is_integer()
+    ):
         return int(value)
     if axis == "residual" and not isinstance(value, bool) and value in (0, 1):
         return bool(value)  # KerasTuner hands boolean choices back as 0/1

@@ -24,7 +24,10 @@ IMAGENET_FILES = {
     False: "xception_weights_tf_dim_ordering_tf_kernels_notop.h5",
 }
 _IMAGENET_URL = "https://storage.googleapis.com/tensorflow/keras-applications/xception/"
-_IMAGENET_HASHES = {True: "0a58e3b7378bc2990ea3b43d5981f1f6", False: "b0042744bf5b25fce3cb969f33bebb97"}
+_IMAGENET_HASHES = {
+    True: "0a58e3b7378bc2990ea3b43d5981f1f6",
+    False: "b0042744bf5b25fce3cb969f33bebb97",
+}
 _BLOCK = re.compile(r"^block(\d+)_(.+)$")
 _ENTRY_SHORTCUT_BLOCKS = (2, 3, 4)
 
@@ -114,7 +117,9 @@ def _find_core(model: keras.Model) -> keras.Model:
     for candidate in (model, *(layer for layer in model.layers if isinstance(layer, keras.Model))):
         if any(layer.name == "block1_conv1" for layer in candidate.layers):
             return candidate
-    raise ValueError(f"model {model.name!r} is not an xsearch Xception: it has no layer 'block1_conv1'.")
+    raise ValueError(
+        f"model {model.name!r} is not an xsearch Xception: it has no layer 'block1_conv1'."
+    )
 
 
 def weights_file(source: str) -> Path:
@@ -123,9 +128,13 @@ def weights_file(source: str) -> Path:
     if source != "imagenet":
         path = Path(source)
         if not path.name.endswith(".h5"):
-            raise ValueError(f"{path}: weights must be a .h5 or .weights.h5 file of a keras.applications.Xception.")
+            raise ValueError(
+                f"{path}: weights must be a .h5 or .weights.h5 file of a keras.applications.Xception."
+            )
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such weights file (give 'imagenet' or a .h5/.weights.h5 path).")
+            raise FileNotFoundError(
+                f"{path}: no such weights file (give 'imagenet' or a .h5/.weights.h5 path)."
+            )
         return path
     folder = keras_models_dir()
     for include_top in (True, False):
@@ -133,8 +142,13 @@ def weights_file(source: str) -> Path:
             return folder / IMAGENET_FILES[include_top]
     name = IMAGENET_FILES[True]
     try:
-        path = keras.utils.get_file(name, _IMAGENET_URL + name, cache_dir=str(folder.parent),
-                                    cache_subdir="models", file_hash=_IMAGENET_HASHES[True])
+        path = keras.utils.get_file(
+            name,
+            _IMAGENET_URL + name,
+            cache_dir=str(folder.parent),
+            cache_subdir="models",
+            file_hash=_IMAGENET_HASHES[True],
+        )
     except Exception as error:
         raise FileNotFoundError(
             f"no ImageNet Xception weights in {folder} and the download failed ({error}). Put "
@@ -149,12 +163,17 @@ def _file_reference(path: Path) -> keras.Model:
     """A `keras.applications.Xception` holding the weights of ``path`` (its head read from the file)."""
     classes = _head_classes(path)
     reference = keras.applications.Xception(
-        weights=None, include_top=classes is not None, classes=classes or 1000, input_shape=(71, 71, 3)
+        weights=None,
+        include_top=classes is not None,
+        classes=classes or 1000,
+        input_shape=(71, 71, 3),
     )
     try:
         reference.load_weights(path)
     except Exception as error:
-        raise ValueError(f"{path}: not the weights of a keras.applications.Xception ({error}).") from None
+        raise ValueError(
+            f"{path}: not the weights of a keras.applications.Xception ({error})."
+        ) from None
     return reference
 
 
@@ -163,10 +182,16 @@ def _head_classes(path: Path) -> int | None:
     shapes: list[tuple[int, ...]] = []
     try:
         with h5py.File(path, "r") as handle:
-            handle.visititems(lambda _, item: shapes.append(item.shape) if isinstance(item, h5py.Dataset) else None)
+            handle.visititems(
+                lambda _, item: (
+                    shapes.append(item.shape) if isinstance(item, h5py.Dataset) else None
+                )
+            )
     except OSError as error:
-        raise ValueError(f"{path}: not an HDF5 weights file ({error}): give 'imagenet' or a "
-                         ".h5/.weights.h5 file saved from a keras.applications.Xception.") from None
+        raise ValueError(
+            f"{path}: not an HDF5 weights file ({error}): give 'imagenet' or a "
+            ".h5/.weights.h5 file saved from a keras.applications.Xception."
+        ) from None
     heads = [shape for shape in shapes if len(shape) == 2]
     return int(heads[0][1]) if heads else None
 

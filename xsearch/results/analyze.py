@@ -38,7 +38,13 @@ MIN_PAIRS = 3  # fewer matched pairs: the comparison is left out
 MIN_DESIGNS = 10  # the study report's section needs this many trained designs
 ACTIVATION, RESIDUAL, SEGMENTS = "intermediate_activation", "residual", "segments"
 _FINAL, _CURVE_MEAN, _LOG_PARAMS, _LOG_MACS = "final", "curve_mean", "log_params", "log_macs"
-_NAMES = {"none": "no intermediate activation", "relu": "ReLU", "elu": "ELU", "True": "on", "False": "off"}
+_NAMES = {
+    "none": "no intermediate activation",
+    "relu": "ReLU",
+    "elu": "ELU",
+    "True": "on",
+    "False": "off",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,8 +70,14 @@ class Effect:
 
     def flipped(self) -> Effect:
         """``reference`` against ``value`` (of a difference)."""
-        return dataclasses.replace(self, value=self.reference, reference=self.value, mean=-self.mean,
-                                   low=-self.high, high=-self.low)
+        return dataclasses.replace(
+            self,
+            value=self.reference,
+            reference=self.value,
+            mean=-self.mean,
+            low=-self.high,
+            high=-self.low,
+        )
 
     def text(self) -> str:
         """``+0.8 pp [CI +0.2, +1.4]``, or ``2.10x [CI 2.05, 2.15]`` for a ratio."""
@@ -120,15 +132,30 @@ def designs_frame(study: optuna.Study) -> pd.DataFrame:
     ``val_accuracy`` at its last epoch (``epochs``, else the study's longest curve). There is always at
     least a ``val_acc_1`` column.
     """
-    trials = [t for t in study.get_trials(deepcopy=False)
-              if is_feasible(t) and not is_repeat(t) and not is_stopped(t) and TrialAttr.CONFIG in t.user_attrs]
+    trials = [
+        t
+        for t in study.get_trials(deepcopy=False)
+        if is_feasible(t)
+        and not is_repeat(t)
+        and not is_stopped(t)
+        and TrialAttr.CONFIG in t.user_attrs
+    ]
     curves = [_curve(t.user_attrs) for t in trials]
     longest = max([1, *map(len, curves)])
     curves = [curve or _final_only(t.user_attrs, longest) for t, curve in zip(trials, curves)]
     rows = [_design_row(t, curve) for t, curve in zip(trials, curves)]
     epochs = max([1, *map(len, curves)])
-    columns = [*AXIS_COLUMNS, TrialAttr.SEED, "trial", TrialAttr.PARAMS, TrialAttr.MACS, TrialAttr.FLOPS,
-               TrialAttr.LATENCY_MS, *(f"{CURVE}{e}" for e in range(1, epochs + 1)), TrialAttr.TEST_ACCURACY]
+    columns = [
+        *AXIS_COLUMNS,
+        TrialAttr.SEED,
+        "trial",
+        TrialAttr.PARAMS,
+        TrialAttr.MACS,
+        TrialAttr.FLOPS,
+        TrialAttr.LATENCY_MS,
+        *(f"{CURVE}{e}" for e in range(1, epochs + 1)),
+        TrialAttr.TEST_ACCURACY,
+    ]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -136,7 +163,9 @@ def read_table(path: Path) -> pd.DataFrame:
     """A bench table (CSV) as a frame; FileNotFoundError or ValueError, naming the file, when it is missing,
     unreadable or lacks a column the analysis needs."""
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such table (a CSV in the bench-table format, e.g. benchmarks/xception_bench.csv).")
+        raise FileNotFoundError(
+            f"{path}: no such table (a CSV in the bench-table format, e.g. benchmarks/xception_bench.csv)."
+        )
     try:
         frame = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
@@ -155,10 +184,16 @@ def analyze(frame: pd.DataFrame) -> Analysis:
         raise ValueError("no trained design to analyse: no row has a validation accuracy.")
     designs = _designs(runs)
     seeds = designs["seeds"]
-    fixed = tuple((axis, str(designs[axis].iloc[0])) for axis in AXIS_COLUMNS if designs[axis].nunique() == 1)
+    fixed = tuple(
+        (axis, str(designs[axis].iloc[0])) for axis in AXIS_COLUMNS if designs[axis].nunique() == 1
+    )
     return Analysis(
-        runs=len(runs), designs=len(designs), seeds=tuple(sorted(int(s) for s in runs[TrialAttr.SEED].unique())),
-        seeds_per_design=(int(seeds.min()), int(seeds.max())), axes=_axis_values(designs), fixed_axes=fixed,
+        runs=len(runs),
+        designs=len(designs),
+        seeds=tuple(sorted(int(s) for s in runs[TrialAttr.SEED].unique())),
+        seeds_per_design=(int(seeds.min()), int(seeds.max())),
+        axes=_axis_values(designs),
+        fixed_axes=fixed,
         questions=(activation_question(runs), residual_question(runs), segments_question(runs)),
     )
 
@@ -172,8 +207,12 @@ def edf_frame(frame: pd.DataFrame) -> pd.DataFrame:
         if designs[axis].nunique() < 2:
             continue
         for value in value_order(axis, designs[axis]):
-            errors, fractions = empirical_cdf(designs.loc[designs[axis] == value, "error"].to_numpy())
-            parts.append(pd.DataFrame({"axis": axis, "value": value, "error": errors, "fraction": fractions}))
+            errors, fractions = empirical_cdf(
+                designs.loc[designs[axis] == value, "error"].to_numpy()
+            )
+            parts.append(
+                pd.DataFrame({"axis": axis, "value": value, "error": errors, "fraction": fractions})
+            )
     columns = ["axis", "value", "error", "fraction"]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
 
@@ -189,7 +228,9 @@ def empirical_cdf(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ordered, np.searchsorted(ordered, ordered, side="right") / len(ordered)
 
 
-def bootstrap(pairs: Sequence[tuple[np.ndarray, np.ndarray]], draws: int = DRAWS, seed: int = RNG_SEED) -> tuple[float, float, float]:
+def bootstrap(
+    pairs: Sequence[tuple[np.ndarray, np.ndarray]], draws: int = DRAWS, seed: int = RNG_SEED
+) -> tuple[float, float, float]:
     """The mean over pairs of (mean of the first design's seed values - mean of the second's), and its 95%
     percentile interval: each draw resamples the pairs with replacement and, within each drawn design, its
     seed values (a design with one seed keeps it)."""
@@ -197,7 +238,9 @@ def bootstrap(pairs: Sequence[tuple[np.ndarray, np.ndarray]], draws: int = DRAWS
     point = float(np.mean([a.mean() - b.mean() for a, b in pairs]))
     picks = rng.integers(0, len(pairs), size=(draws, len(pairs)))
     first, second = _padded([a for a, _ in pairs]), _padded([b for _, b in pairs])
-    samples = (_resampled_means(first, picks, rng) - _resampled_means(second, picks, rng)).mean(axis=1)
+    samples = (_resampled_means(first, picks, rng) - _resampled_means(second, picks, rng)).mean(
+        axis=1
+    )
     low, high = np.percentile(samples, [2.5, 97.5])
     return point, float(low), float(high)
 
@@ -214,7 +257,10 @@ def value_order(axis: str, values: Iterable[Any]) -> list[str]:
     others in alphabetical order ("depthwise" after the segment counts, "False" before "True")."""
     labels = {str(v) for v in values}
     if axis == ACTIVATION:
-        return sorted(labels, key=lambda v: (ACTIVATIONS.index(v) if v in ACTIVATIONS else len(ACTIVATIONS), v))
+        return sorted(
+            labels,
+            key=lambda v: (ACTIVATIONS.index(v) if v in ACTIVATIONS else len(ACTIVATIONS), v),
+        )
     return sorted(labels, key=lambda v: (0, float(v), "") if _is_number(v) else (1, 0.0, v))
 
 
@@ -222,23 +268,45 @@ def activation_question(runs: pd.DataFrame) -> Question:
     """Intermediate activation none vs ReLU vs ELU (Xception paper, fig. 10: none was best)."""
     name, values = "activation", value_order(ACTIVATION, runs[ACTIVATION])
     if len(values) < 2:
-        return Question(name, f"skipped: every design has intermediate_activation={values[0]}.", answered=False)
-    effects = [e for a, b in itertools.combinations(values, 2) if (e := _effect(runs, _FINAL, ACTIVATION, b, a))]
+        return Question(
+            name, f"skipped: every design has intermediate_activation={values[0]}.", answered=False
+        )
+    effects = [
+        e
+        for a, b in itertools.combinations(values, 2)
+        if (e := _effect(runs, _FINAL, ACTIVATION, b, a))
+    ]
     if not effects:
-        return Question(name, f"skipped: fewer than {MIN_PAIRS} design pairs differ only in intermediate_activation.",
-                        answered=False)
-    winner = max(values, key=lambda v: min((e.mean for e in _oriented(effects, v)), default=-math.inf))
+        return Question(
+            name,
+            f"skipped: fewer than {MIN_PAIRS} design pairs differ only in intermediate_activation.",
+            answered=False,
+        )
+    winner = max(
+        values, key=lambda v: min((e.mean for e in _oriented(effects, v)), default=-math.inf)
+    )
     won = _oriented(effects, winner)
     counts = _wins(runs, ACTIVATION, values)
     groups = counts[0][2] if counts else 0
     wins = {value: count for value, count, _ in counts}.get(winner, 0)
-    standing = "best" if all(e.clear and e.mean > 0 for e in won) else "ahead, not clearly (an interval includes 0)"
+    standing = (
+        "best"
+        if all(e.clear and e.mean > 0 for e in won)
+        else "ahead, not clearly (an interval includes 0)"
+    )
     against = ", ".join(f"{e.text()} over {_NAMES.get(e.reference, e.reference)}" for e in won)
     over_none = [e for e in won if e.reference == "none"]
-    paper = ("agrees" if winner == "none" else "differs" if over_none and over_none[0].clear and over_none[0].mean > 0
-             else "none within noise of the best")
-    verdict = (f"{_NAMES.get(winner, winner)} {standing}: {against}; best in {wins} of {groups} matched groups "
-               f"(paper fig. 10, none best: {paper}).")
+    paper = (
+        "agrees"
+        if winner == "none"
+        else "differs"
+        if over_none and over_none[0].clear and over_none[0].mean > 0
+        else "none within noise of the best"
+    )
+    verdict = (
+        f"{_NAMES.get(winner, winner)} {standing}: {against}; best in {wins} of {groups} matched groups "
+        f"(paper fig. 10, none best: {paper})."
+    )
     return Question(name, verdict, True, tuple(effects), counts, "best in matched groups")
 
 
@@ -250,14 +318,28 @@ def residual_question(runs: pd.DataFrame) -> Question:
         return Question(name, f"skipped: every design has residual={values[0]}.", answered=False)
     off, on = values[0], values[-1]  # "False", "True"
     epochs = _epoch_columns(runs)
-    metrics = [_FINAL, *(c for c in epochs[:2] if c != epochs[-1]), *([_CURVE_MEAN] if len(epochs) > 1 else [])]
+    metrics = [
+        _FINAL,
+        *(c for c in epochs[:2] if c != epochs[-1]),
+        *([_CURVE_MEAN] if len(epochs) > 1 else []),
+    ]
     found = {m: e for m in metrics if (e := _effect(runs, m, RESIDUAL, on, off))}
     if _FINAL not in found:
-        return Question(name, f"skipped: fewer than {MIN_PAIRS} design pairs differ only in residual.", answered=False)
+        return Question(
+            name,
+            f"skipped: fewer than {MIN_PAIRS} design pairs differ only in residual.",
+            answered=False,
+        )
     speed = [e for m, e in found.items() if m != _FINAL]
-    paper = {True: "agrees", False: "differs", None: "not shown"}[_faster(speed)] if speed else "not compared"
-    verdict = (f"on vs off: {found[_FINAL].text()} final accuracy ({found[_FINAL].pairs} pairs); "
-               f"{_convergence(speed)} (paper fig. 9, residual converges faster: {paper}).")
+    paper = (
+        {True: "agrees", False: "differs", None: "not shown"}[_faster(speed)]
+        if speed
+        else "not compared"
+    )
+    verdict = (
+        f"on vs off: {found[_FINAL].text()} final accuracy ({found[_FINAL].pairs} pairs); "
+        f"{_convergence(speed)} (paper fig. 9, residual converges faster: {paper})."
+    )
     return Question(name, verdict, True, tuple(found.values()))
 
 
@@ -269,19 +351,32 @@ def segments_question(runs: pd.DataFrame) -> Question:
     if len(values) < 2:
         return Question(name, f"skipped: every design has segments={values[0]}.", answered=False)
     reference = "depthwise" if "depthwise" in values else values[0]
-    effects = [e for value in values if value != reference for metric, ratio in
-               ((_FINAL, False), (_LOG_PARAMS, True), (_LOG_MACS, True))
-               if (e := _effect(runs, metric, SEGMENTS, value, reference, ratio))]
+    effects = [
+        e
+        for value in values
+        if value != reference
+        for metric, ratio in ((_FINAL, False), (_LOG_PARAMS, True), (_LOG_MACS, True))
+        if (e := _effect(runs, metric, SEGMENTS, value, reference, ratio))
+    ]
     designs = _designs(runs).dropna(subset=[TrialAttr.MACS])
     if designs.empty:
         return Question(name, "skipped: no design has its MACs recorded.", answered=False)
-    on_front = pareto_mask(designs[_FINAL].to_numpy(), designs[TrialAttr.MACS].to_numpy(dtype=float))
-    counts = tuple((v, int(on_front[designs[SEGMENTS] == v].sum()), int((designs[SEGMENTS] == v).sum())) for v in values)
+    on_front = pareto_mask(
+        designs[_FINAL].to_numpy(), designs[TrialAttr.MACS].to_numpy(dtype=float)
+    )
+    counts = tuple(
+        (v, int(on_front[designs[SEGMENTS] == v].sum()), int((designs[SEGMENTS] == v).sum()))
+        for v in values
+    )
     best, front, total = max(counts, key=lambda c: (c[1] / c[2], c[1]))
     others = ", ".join(f"{v}: {k}/{n}" for v, k, n in counts if v != best)
-    verdict = (f"{best} gives the best accuracy for its cost: {front} of its {total} designs on the accuracy-vs-MACs "
-               f"front (others {others}){_segment_costs(effects, best, reference)} (paper section 5: open question).")
-    return Question(name, verdict, True, tuple(effects), counts, "designs on the accuracy-vs-MACs front")
+    verdict = (
+        f"{best} gives the best accuracy for its cost: {front} of its {total} designs on the accuracy-vs-MACs "
+        f"front (others {others}){_segment_costs(effects, best, reference)} (paper section 5: open question)."
+    )
+    return Question(
+        name, verdict, True, tuple(effects), counts, "designs on the accuracy-vs-MACs front"
+    )
 
 
 def _segment_costs(effects: list[Effect], best: str, reference: str) -> str:
@@ -290,8 +385,11 @@ def _segment_costs(effects: list[Effect], best: str, reference: str) -> str:
     accuracy = {e.value: e for e in effects if e.metric == _FINAL}
     macs = {e.value: e for e in effects if e.metric == _LOG_MACS}
     if best != reference:
-        return (f"; vs {reference}: {accuracy[best].text()} accuracy at {macs[best].text()} the MACs"
-                if best in accuracy and best in macs else "")
+        return (
+            f"; vs {reference}: {accuracy[best].text()} accuracy at {macs[best].text()} the MACs"
+            if best in accuracy and best in macs
+            else ""
+        )
     rival = max((v for v in accuracy if v in macs), key=lambda v: accuracy[v].mean, default=None)
     if rival is None:
         return ""
@@ -305,20 +403,35 @@ def analysis_summary(analysis: Analysis, title: str = "design-space analysis") -
     """The analysis as terminal text: size, EDF summaries per axis, the verdicts and their effects."""
     fewest, most = analysis.seeds_per_design
     per_design = f"{fewest}" if fewest == most else f"{fewest}-{most}"
-    lines = [f"{title}: {analysis.designs} designs, {analysis.runs} runs (seeds {', '.join(map(str, analysis.seeds))}; "
-             f"{per_design} per design)",
-             "error = 1 - final validation accuracy, averaged over a design's seeds; per axis value: designs, median error, "
-             "lowest error"]
+    lines = [
+        f"{title}: {analysis.designs} designs, {analysis.runs} runs (seeds {', '.join(map(str, analysis.seeds))}; "
+        f"{per_design} per design)",
+        "error = 1 - final validation accuracy, averaged over a design's seeds; per axis value: designs, median error, "
+        "lowest error",
+    ]
     lines += [f"  {axis}: one value ({value})" for axis, value in analysis.fixed_axes]
     for axis, group in itertools.groupby(analysis.axes, key=lambda a: a.axis):
-        lines.append(f"  {axis}: " + "   ".join(f"{a.value} {a.designs}, {a.median_error:.3f}, {a.lowest_error:.3f}" for a in group))
+        lines.append(
+            f"  {axis}: "
+            + "   ".join(
+                f"{a.value} {a.designs}, {a.median_error:.3f}, {a.lowest_error:.3f}" for a in group
+            )
+        )
     for question in analysis.questions:
         lines.append(f"{question.name}: {question.verdict}")
-        lines += [f"  {metric_label(e.metric)}: {e.value} vs {e.reference} {e.text()} ({e.pairs} pairs)" for e in question.effects]
+        lines += [
+            f"  {metric_label(e.metric)}: {e.value} vs {e.reference} {e.text()} ({e.pairs} pairs)"
+            for e in question.effects
+        ]
         if question.counts:
-            lines.append(f"  {question.count_label}: " + ", ".join(f"{v} {k}/{n}" for v, k, n in question.counts))
-    lines.append(f"intervals: 95% percentile bootstrap, {DRAWS} draws over matched pairs (and seeds within designs), "
-                 f"rng seed {RNG_SEED}; comparisons with fewer than {MIN_PAIRS} pairs left out")
+            lines.append(
+                f"  {question.count_label}: "
+                + ", ".join(f"{v} {k}/{n}" for v, k, n in question.counts)
+            )
+    lines.append(
+        f"intervals: 95% percentile bootstrap, {DRAWS} draws over matched pairs (and seeds within designs), "
+        f"rng seed {RNG_SEED}; comparisons with fewer than {MIN_PAIRS} pairs left out"
+    )
     return "\n".join(lines)
 
 
@@ -327,8 +440,10 @@ def _check_columns(frame: pd.DataFrame, source: str) -> None:
     missing = [c for c in (*AXIS_COLUMNS, TrialAttr.PARAMS, TrialAttr.MACS) if c not in frame]
     missing += [] if _epoch_columns(frame) else [f"{CURVE}<epoch>"]
     if missing:
-        raise ValueError(f"{source}: lacks the column(s) {', '.join(missing)}; expected the bench-table format "
-                         "(benchmarks/xception_bench.csv).")
+        raise ValueError(
+            f"{source}: lacks the column(s) {', '.join(missing)}; expected the bench-table format "
+            "(benchmarks/xception_bench.csv)."
+        )
 
 
 def trained_rows(frame: pd.DataFrame) -> pd.Series:
@@ -336,15 +451,21 @@ def trained_rows(frame: pd.DataFrame) -> pd.Series:
     final epoch (a row whose curve stops short, e.g. a trial cut off mid-training, does not count). The bench
     replay, its noise estimate and `analyze` all choose rows by this rule."""
     epochs = _epoch_columns(frame)
-    final = pd.to_numeric(frame[epochs[-1]], errors="coerce") if epochs else pd.Series(float("nan"), index=frame.index)
-    reason = frame["failure_reason"].astype("string").fillna("") if "failure_reason" in frame else ""
+    final = (
+        pd.to_numeric(frame[epochs[-1]], errors="coerce")
+        if epochs
+        else pd.Series(float("nan"), index=frame.index)
+    )
+    reason = (
+        frame["failure_reason"].astype("string").fillna("") if "failure_reason" in frame else ""
+    )
     return (reason == "") & final.notna()
 
 
 def _epoch_columns(frame: pd.DataFrame) -> list[str]:
     """The ``val_acc_<e>`` columns, by epoch."""
     found = [c for c in frame.columns if re.fullmatch(rf"{CURVE}\d+", str(c))]
-    return sorted(found, key=lambda c: int(c[len(CURVE):]))
+    return sorted(found, key=lambda c: int(c[len(CURVE) :]))
 
 
 def _runs(frame: pd.DataFrame) -> pd.DataFrame:
@@ -354,7 +475,9 @@ def _runs(frame: pd.DataFrame) -> pd.DataFrame:
     epochs = _epoch_columns(frame)
     curve = frame[epochs].apply(pd.to_numeric, errors="coerce").astype(float)
     runs = pd.DataFrame({axis: frame[axis].map(str) for axis in AXIS_COLUMNS}, index=frame.index)
-    runs[TrialAttr.SEED] = frame[TrialAttr.SEED].fillna(0).astype(int) if TrialAttr.SEED in frame else 0
+    runs[TrialAttr.SEED] = (
+        frame[TrialAttr.SEED].fillna(0).astype(int) if TrialAttr.SEED in frame else 0
+    )
     runs[epochs] = curve
     runs[_FINAL] = curve.iloc[:, -1]
     runs[_CURVE_MEAN] = curve.mean(axis=1, skipna=False)
@@ -375,13 +498,18 @@ def _designs(runs: pd.DataFrame) -> pd.DataFrame:
 
 def _axis_values(designs: pd.DataFrame) -> tuple[AxisValue, ...]:
     """The error summaries of every value of every axis that takes 2+ values."""
-    return tuple(AxisValue(axis, value, len(errors), float(errors.median()), float(errors.min()))
-                 for axis in AXIS_COLUMNS if designs[axis].nunique() > 1
-                 for value in value_order(axis, designs[axis])
-                 for errors in [designs.loc[designs[axis] == value, "error"]])
+    return tuple(
+        AxisValue(axis, value, len(errors), float(errors.median()), float(errors.min()))
+        for axis in AXIS_COLUMNS
+        if designs[axis].nunique() > 1
+        for value in value_order(axis, designs[axis])
+        for errors in [designs.loc[designs[axis] == value, "error"]]
+    )
 
 
-def _effect(runs: pd.DataFrame, metric: str, axis: str, value: str, reference: str, ratio: bool = False) -> Effect | None:
+def _effect(
+    runs: pd.DataFrame, metric: str, axis: str, value: str, reference: str, ratio: bool = False
+) -> Effect | None:
     """``value`` against ``reference`` on ``metric`` over the pairs of designs that differ only in ``axis``,
     or None with fewer than `MIN_PAIRS` pairs. A ratio metric is a log: its difference is turned into a ratio."""
     pairs = _pairs(_seed_values(runs, metric), AXIS_COLUMNS.index(axis), value, reference)
@@ -396,15 +524,20 @@ def _effect(runs: pd.DataFrame, metric: str, axis: str, value: str, reference: s
 def _seed_values(runs: pd.DataFrame, metric: str) -> dict[tuple[str, ...], np.ndarray]:
     """The recorded values of ``metric`` per design (its seeds), for the designs that have one."""
     known = runs[runs[metric].notna()]
-    return {tuple(key): group[metric].to_numpy(dtype=float) for key, group in known.groupby(list(AXIS_COLUMNS), sort=False)}
+    return {
+        tuple(key): group[metric].to_numpy(dtype=float)
+        for key, group in known.groupby(list(AXIS_COLUMNS), sort=False)
+    }
 
 
-def _pairs(values: dict[tuple[str, ...], np.ndarray], position: int, value: str,
-           reference: str) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(the ``value`` design's values, the ``reference`` design's) for each two designs that differ only at ``position``."""
+def _pairs(
+    values: dict[tuple[str, ...], np.ndarray], position: int, value: str, reference: str
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(the ``value`` design's values, the ``reference`` design's) for each two designs that differ
+    only at ``position``."""
     pairs = []
     for key, theirs in values.items():
-        twin = (*key[:position], value, *key[position + 1:])
+        twin = (*key[:position], value, *key[position + 1 :])
         if key[position] == reference and twin in values:
             pairs.append((values[twin], theirs))
     return pairs
@@ -415,11 +548,13 @@ def _padded(groups: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     lengths = np.array([len(group) for group in groups])
     values = np.zeros((len(groups), int(lengths.max())))
     for row, group in enumerate(groups):
-        values[row, :len(group)] = group
+        values[row, : len(group)] = group
     return values, lengths
 
 
-def _resampled_means(padded: tuple[np.ndarray, np.ndarray], picks: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def _resampled_means(
+    padded: tuple[np.ndarray, np.ndarray], picks: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
     """For each drawn group (``picks``: draws x slots), the mean of its values resampled with replacement."""
     values, lengths = padded
     counts = lengths[picks]
@@ -431,7 +566,9 @@ def _resampled_means(padded: tuple[np.ndarray, np.ndarray], picks: np.ndarray, r
 
 def _oriented(effects: Iterable[Effect], value: str) -> list[Effect]:
     """The effects that involve ``value``, each as ``value`` against the other value."""
-    return [e if e.value == value else e.flipped() for e in effects if value in (e.value, e.reference)]
+    return [
+        e if e.value == value else e.flipped() for e in effects if value in (e.value, e.reference)
+    ]
 
 
 def _wins(runs: pd.DataFrame, axis: str, values: list[str]) -> tuple[tuple[str, int, int], ...]:
@@ -450,7 +587,10 @@ def _wins(runs: pd.DataFrame, axis: str, values: list[str]) -> tuple[tuple[str, 
 
 def _faster(speed: list[Effect]) -> bool | None:
     """True when a convergence effect is clearly positive and none clearly negative, False the other way, else None."""
-    up, down = any(e.clear and e.mean > 0 for e in speed), any(e.clear and e.mean < 0 for e in speed)
+    up, down = (
+        any(e.clear and e.mean > 0 for e in speed),
+        any(e.clear and e.mean < 0 for e in speed),
+    )
     return True if up and not down else False if down and not up else None
 
 
@@ -458,15 +598,23 @@ def _convergence(speed: list[Effect]) -> str:
     """The verdict on convergence speed from the epoch-1, epoch-2 and curve-mean effects."""
     if not speed:
         return "convergence not compared (no curves, or too few pairs with them)"
-    word = {True: "converges faster", False: "converges slower", None: "no clear difference in convergence"}[_faster(speed)]
+    word = {
+        True: "converges faster",
+        False: "converges slower",
+        None: "no clear difference in convergence",
+    }[_faster(speed)]
     return f"{word}: " + ", ".join(f"{e.text()} {metric_label(e.metric)}" for e in speed)
 
 
 def metric_label(metric: str) -> str:
     """How an effect's metric reads in the summary, the verdicts and the figures."""
-    labels = {_FINAL: "final accuracy", _CURVE_MEAN: "mean accuracy over the curve", _LOG_PARAMS: "params",
-              _LOG_MACS: "MACs"}
-    return labels.get(metric, f"accuracy after epoch {metric[len(CURVE):]}")
+    labels = {
+        _FINAL: "final accuracy",
+        _CURVE_MEAN: "mean accuracy over the curve",
+        _LOG_PARAMS: "params",
+        _LOG_MACS: "MACs",
+    }
+    return labels.get(metric, f"accuracy after epoch {metric[len(CURVE) :]}")
 
 
 def _is_number(text: str) -> bool:
@@ -481,14 +629,22 @@ def _curve(attrs: dict[str, Any]) -> list[float]:
     """The trial's validation-accuracy curve from epoch 1 (empty when it has none)."""
     curves = attrs.get(TrialAttr.CURVES) or {}
     curves = json.loads(curves) if isinstance(curves, str) else curves
-    return epoch_series(attrs, curves.get(TrialAttr.VAL_ACCURACY)) if curves.get(TrialAttr.VAL_ACCURACY) else []
+    return (
+        epoch_series(attrs, curves.get(TrialAttr.VAL_ACCURACY))
+        if curves.get(TrialAttr.VAL_ACCURACY)
+        else []
+    )
 
 
 def _final_only(attrs: dict[str, Any], longest: int) -> list[float]:
     """A curve that holds only the final ``val_accuracy``, at the trial's last epoch (``epochs``, else ``longest``),
     or an empty one without it."""
     final = attrs.get(TrialAttr.VAL_ACCURACY)
-    return [] if final is None else [math.nan] * (int(attrs.get(TrialAttr.EPOCHS) or longest) - 1) + [float(final)]
+    return (
+        []
+        if final is None
+        else [math.nan] * (int(attrs.get(TrialAttr.EPOCHS) or longest) - 1) + [float(final)]
+    )
 
 
 def _design_row(trial: optuna.trial.FrozenTrial, curve: list[float]) -> dict[str, Any]:
@@ -497,7 +653,17 @@ def _design_row(trial: optuna.trial.FrozenTrial, curve: list[float]) -> dict[str
     design = {**XceptionConfig.paper().to_dict(), **json.loads(attrs[TrialAttr.CONFIG])}
     row: dict[str, Any] = {axis: design[axis] for axis in AXIS_COLUMNS}
     row.update({TrialAttr.SEED: int(attrs.get(TrialAttr.SEED) or 0), "trial": trial.number})
-    row.update({key: attrs.get(key, math.nan) for key in (TrialAttr.PARAMS, TrialAttr.MACS, TrialAttr.FLOPS,
-                                                          TrialAttr.LATENCY_MS, TrialAttr.TEST_ACCURACY)})
+    row.update(
+        {
+            key: attrs.get(key, math.nan)
+            for key in (
+                TrialAttr.PARAMS,
+                TrialAttr.MACS,
+                TrialAttr.FLOPS,
+                TrialAttr.LATENCY_MS,
+                TrialAttr.TEST_ACCURACY,
+            )
+        }
+    )
     row.update({f"{CURVE}{e}": value for e, value in enumerate(curve, start=1)})
     return row

@@ -28,8 +28,11 @@ from xsearch.study.optuna_private import hypervolume_history as optuna_hypervolu
 from xsearch.study.record import TrialAttr, is_feasible
 from xsearch.study.spec import read_spec
 
-SPECTRUM_METRICS = ((TrialAttr.VAL_ACCURACY, "val_accuracy", "linear"), (TrialAttr.PARAMS, "params", "log"),
-                    (TrialAttr.LATENCY_MS, "latency (ms)", "linear"))
+SPECTRUM_METRICS = (
+    (TrialAttr.VAL_ACCURACY, "val_accuracy", "linear"),
+    (TrialAttr.PARAMS, "params", "log"),
+    (TrialAttr.LATENCY_MS, "latency (ms)", "linear"),
+)
 COLOUR_AXES = ("width", "middle_repeats", "intermediate_activation", "residual")
 REFERENCE_MARGIN = 0.1
 EMPTY_NOTE = "no completed trials yet"
@@ -38,7 +41,9 @@ EMPTY_NOTE = "no completed trials yet"
 def pareto_projections(study: optuna.Study) -> go.Figure:
     """`xsearch.results.run_reports.pareto_figure` (accuracy against params and latency), titled for the dashboard."""
     figure = pareto_figure(study)
-    figure.update_layout(title=f"xsearch: Pareto front ({study.study_name}, {len(study.trials)} trials)")
+    figure.update_layout(
+        title=f"xsearch: Pareto front ({study.study_name}, {len(study.trials)} trials)"
+    )
     if not any(len(trace.x) for trace in figure.data):
         _note(figure, EMPTY_NOTE)
     return figure
@@ -50,7 +55,9 @@ def reference_point(study: optuna.Study) -> list[float] | None:
     Per objective: the worst feasible value moved away from the front by 10% of the observed span
     (of the value itself when the span is 0, or by 1 when both are 0), in the direction's sense.
     """
-    values = np.array([t.values for t in study.get_trials(deepcopy=False) if is_feasible(t)], dtype=float)
+    values = np.array(
+        [t.values for t in study.get_trials(deepcopy=False) if is_feasible(t)], dtype=float
+    )
     if values.size == 0:
         return None
     signs = np.array([-1.0 if d == StudyDirection.MAXIMIZE else 1.0 for d in study.directions])
@@ -76,16 +83,27 @@ def hypervolume_series(study: optuna.Study) -> tuple[list[int], list[float], lis
 def hypervolume_history(study: optuna.Study) -> go.Figure:
     """The hypervolume of the feasible front over trial number (see `hypervolume_series`)."""
     numbers, volumes, reference = hypervolume_series(study)
-    figure = go.Figure(go.Scatter(x=numbers, y=volumes, mode="lines+markers", name="hypervolume",
-                                  line={"color": "darkorange", "shape": "hv"}))
+    figure = go.Figure(
+        go.Scatter(
+            x=numbers,
+            y=volumes,
+            mode="lines+markers",
+            name="hypervolume",
+            line={"color": "darkorange", "shape": "hv"},
+        )
+    )
     names = objective_names(study)
     subtitle = ", ".join(f"{n}={v:.4g}" for n, v in zip(names, reference)) if reference else ""
     figure.update_layout(
         title=f"xsearch: hypervolume history<br><sup>reference point: {subtitle or '-'}</sup>",
-        xaxis_title="trial", yaxis_title="hypervolume", template="plotly_white",
+        xaxis_title="trial",
+        yaxis_title="hypervolume",
+        template="plotly_white",
     )
     if not numbers:
-        _note(figure, "hypervolume needs 2+ objectives" if len(study.directions) < 2 else EMPTY_NOTE)
+        _note(
+            figure, "hypervolume needs 2+ objectives" if len(study.directions) < 2 else EMPTY_NOTE
+        )
     return figure
 
 
@@ -105,7 +123,9 @@ def spectrum_frame(study: optuna.Study) -> pd.DataFrame:
     columns = ["number", "segments", *COLOUR_AXES, *(metric for metric, _, _ in SPECTRUM_METRICS)]
     spectrum = pd.DataFrame(rows, columns=columns)
     rank = {segment: i for i, segment in enumerate(segment_order(spectrum["segments"]))}
-    return spectrum.sort_values(["segments", "number"], key=lambda c: c.map(rank) if c.name == "segments" else c)
+    return spectrum.sort_values(
+        ["segments", "number"], key=lambda c: c.map(rank) if c.name == "segments" else c
+    )
 
 
 def segment_order(segments: Iterable[str]) -> list[str]:
@@ -117,7 +137,9 @@ def segment_spectrum(study: optuna.Study) -> go.Figure:
     """val_accuracy, params and latency against segment count, coloured by an axis picked in a dropdown."""
     spectrum = spectrum_frame(study)
     order = segment_order(spectrum["segments"])
-    figure = make_subplots(rows=len(SPECTRUM_METRICS), cols=1, shared_xaxes=True, vertical_spacing=0.04)
+    figure = make_subplots(
+        rows=len(SPECTRUM_METRICS), cols=1, shared_xaxes=True, vertical_spacing=0.04
+    )
     spans: dict[str, range] = {}
     for index, axis in enumerate(COLOUR_AXES):
         start = len(figure.data)
@@ -128,12 +150,23 @@ def segment_spectrum(study: optuna.Study) -> go.Figure:
         figure.update_yaxes(title_text=title, type=axis_type, row=row, col=1)
     figure.update_xaxes(type="category", categoryorder="array", categoryarray=order)
     figure.update_xaxes(title_text="segments", row=len(SPECTRUM_METRICS), col=1)
-    buttons = [{"label": f"colour: {axis}", "method": "update",
-                "args": [{"visible": [i in span for i in range(len(figure.data))]}, {"legend.title.text": axis}]}
-               for axis, span in spans.items()]
+    buttons = [
+        {
+            "label": f"colour: {axis}",
+            "method": "update",
+            "args": [
+                {"visible": [i in span for i in range(len(figure.data))]},
+                {"legend.title.text": axis},
+            ],
+        }
+        for axis, span in spans.items()
+    ]
     figure.update_layout(
-        title="xsearch: segment spectrum", template="plotly_white", boxmode="group",
-        legend_title_text=COLOUR_AXES[0], updatemenus=[{"buttons": buttons, "x": 1.0, "xanchor": "right", "y": 1.12}],
+        title="xsearch: segment spectrum",
+        template="plotly_white",
+        boxmode="group",
+        legend_title_text=COLOUR_AXES[0],
+        updatemenus=[{"buttons": buttons, "x": 1.0, "xanchor": "right", "y": 1.12}],
     )
     if spectrum.empty:
         _note(figure, EMPTY_NOTE)
@@ -141,7 +174,8 @@ def segment_spectrum(study: optuna.Study) -> go.Figure:
 
 
 def design_space_edfs(study: optuna.Study) -> go.Figure:
-    """`xsearch.results.analysis_figures.edf_figure` of the study's trained designs: per axis, the EDF of error at each value."""
+    """`xsearch.results.analysis_figures.edf_figure` of the study's trained designs: per axis, the
+    EDF of error at each value."""
     return edf_figure(designs_frame(study), empty=EMPTY_NOTE)
 
 
@@ -182,7 +216,9 @@ def _design_row(row: pd.Series) -> dict[str, Any]:
     config = row.get(TrialAttr.CONFIG)
     design = json.loads(config) if isinstance(config, str) and config else {}
     axes = {axis: design.get(axis, row.get(f"param_{axis}")) for axis in ("segments", *COLOUR_AXES)}
-    metrics = {metric: pd.to_numeric(row.get(metric), errors="coerce") for metric, _, _ in SPECTRUM_METRICS}
+    metrics = {
+        metric: pd.to_numeric(row.get(metric), errors="coerce") for metric, _, _ in SPECTRUM_METRICS
+    }
     return {"number": row["number"], **axes, "segments": str(axes["segments"]), **metrics}
 
 
@@ -191,20 +227,44 @@ def _strip_traces(spectrum: pd.DataFrame, axis: str, visible: bool) -> list[tupl
     traces = []
     for value_index, (value, group) in enumerate(spectrum.groupby(axis, sort=True)):
         colour = qualitative.Plotly[value_index % len(qualitative.Plotly)]
-        hover = [f"trial #{r.number}<br>segments={r.segments}, {axis}={value}" for r in group.itertuples()]
+        hover = [
+            f"trial #{r.number}<br>segments={r.segments}, {axis}={value}"
+            for r in group.itertuples()
+        ]
         for row, (metric, _, _) in enumerate(SPECTRUM_METRICS, start=1):
-            traces.append((go.Box(
-                x=group["segments"], y=group[metric], name=str(value), legendgroup=f"{axis}={value}",
-                showlegend=row == 1, visible=visible, boxpoints="all", jitter=0.5, pointpos=0,
-                marker={"color": colour, "size": 8}, line={"color": "rgba(0,0,0,0)"},
-                fillcolor="rgba(0,0,0,0)", hoveron="points", text=hover,
-                hovertemplate="%{text}<br>" + metric + ": %{y:.4g}<extra></extra>",
-            ), row))
+            traces.append(
+                (
+                    go.Box(
+                        x=group["segments"],
+                        y=group[metric],
+                        name=str(value),
+                        legendgroup=f"{axis}={value}",
+                        showlegend=row == 1,
+                        visible=visible,
+                        boxpoints="all",
+                        jitter=0.5,
+                        pointpos=0,
+                        marker={"color": colour, "size": 8},
+                        line={"color": "rgba(0,0,0,0)"},
+                        fillcolor="rgba(0,0,0,0)",
+                        hoveron="points",
+                        text=hover,
+                        hovertemplate="%{text}<br>" + metric + ": %{y:.4g}<extra></extra>",
+                    ),
+                    row,
+                )
+            )
     return traces
 
 
 def _note(figure: go.Figure, text: str) -> None:
     """A centred grey note on an empty figure."""
-    figure.add_annotation(text=text, x=0.5, y=0.5, xref="paper", yref="paper", showarrow=False,
-                          font={"size": 16, "color": "grey"})
-
+    figure.add_annotation(
+        text=text,
+        x=0.5,
+        y=0.5,
+        xref="paper",
+        yref="paper",
+        showarrow=False,
+        font={"size": 16, "color": "grey"},
+    )

@@ -21,8 +21,18 @@ from optuna.trial import FrozenTrial
 from xsearch.study.record import TrialAttr, is_feasible, is_repeat
 
 PICKS = ("accuracy", "params", "latency", "knee")
-_PICK_METRICS = {"accuracy": TrialAttr.VAL_ACCURACY, "params": TrialAttr.PARAMS}  # and latency: `latency_metric`
-_TAIL_COLUMNS = ("constraints", TrialAttr.FEASIBLE, "pareto", "datetime_start", "datetime_complete", "duration_s")
+_PICK_METRICS = {
+    "accuracy": TrialAttr.VAL_ACCURACY,
+    "params": TrialAttr.PARAMS,
+}  # and latency: `latency_metric`
+_TAIL_COLUMNS = (
+    "constraints",
+    TrialAttr.FEASIBLE,
+    "pareto",
+    "datetime_start",
+    "datetime_complete",
+    "duration_s",
+)
 
 
 def objective_names(study: optuna.Study) -> list[str]:
@@ -33,7 +43,10 @@ def objective_names(study: optuna.Study) -> list[str]:
 def latency_metric(study: optuna.Study) -> str:
     """The latency the study optimises: its first ``latency_ms`` objective (``latency_ms@TARGET`` for a `[latency]`
     target), else the training device's ``latency_ms``."""
-    return next((name for name in objective_names(study) if name.startswith(TrialAttr.LATENCY_MS)), TrialAttr.LATENCY_MS)
+    return next(
+        (name for name in objective_names(study) if name.startswith(TrialAttr.LATENCY_MS)),
+        TrialAttr.LATENCY_MS,
+    )
 
 
 def pareto_front(study: optuna.Study) -> list[FrozenTrial]:
@@ -100,10 +113,18 @@ def pick_trial(study: optuna.Study, pick: str) -> FrozenTrial:
         sign = _sign(study.directions[index])
         return min(front, key=lambda t: (sign * t.values[index], t.number))
     if pick == "accuracy":
-        raise ValueError(f"cannot pick 'accuracy': 'val_accuracy' is not an objective ({', '.join(names)}).")
-    candidates = [t for t in study.get_trials(deepcopy=False) if is_feasible(t) and _finite(t.user_attrs.get(metric))]
+        raise ValueError(
+            f"cannot pick 'accuracy': 'val_accuracy' is not an objective ({', '.join(names)})."
+        )
+    candidates = [
+        t
+        for t in study.get_trials(deepcopy=False)
+        if is_feasible(t) and _finite(t.user_attrs.get(metric))
+    ]
     if not candidates:
-        raise ValueError(f"cannot pick {pick!r}: {metric!r} is neither an objective nor recorded on a feasible trial.")
+        raise ValueError(
+            f"cannot pick {pick!r}: {metric!r} is neither an objective nor recorded on a feasible trial."
+        )
     return min(candidates, key=lambda t: (float(t.user_attrs[metric]), t.number))
 
 
@@ -121,7 +142,9 @@ def _row(trial: FrozenTrial, names: list[str], on_front: bool) -> dict[str, Any]
     values = trial.values or [None] * len(names)
     row: dict[str, Any] = dict(trial.user_attrs)
     row.update(number=trial.number, state=trial.state.name)
-    row.update({n: _float(v if v is not None else trial.user_attrs.get(n)) for n, v in zip(names, values)})
+    row.update(
+        {n: _float(v if v is not None else trial.user_attrs.get(n)) for n, v in zip(names, values)}
+    )
     row.update({f"param_{p}": v for p, v in trial.params.items()})
     constraints = list(trial.constraints.values())
     row.update(

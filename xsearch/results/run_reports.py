@@ -28,8 +28,14 @@ _ABBREVIATIONS = {
     "residual": "res",
 }
 _PANELS = ((TrialAttr.PARAMS, "params", "log"), (TrialAttr.LATENCY_MS, "latency (ms)", "linear"))
-_HOVER_METRICS = (TrialAttr.VAL_ACCURACY, TrialAttr.TEST_ACCURACY, TrialAttr.PARAMS, TrialAttr.MACS,
-                  TrialAttr.LATENCY_MS, TrialAttr.THROUGHPUT)
+_HOVER_METRICS = (
+    TrialAttr.VAL_ACCURACY,
+    TrialAttr.TEST_ACCURACY,
+    TrialAttr.PARAMS,
+    TrialAttr.MACS,
+    TrialAttr.LATENCY_MS,
+    TrialAttr.THROUGHPUT,
+)
 
 
 def write_run_reports(study: optuna.Study, out_dir: Path) -> dict[str, Path]:
@@ -42,7 +48,11 @@ def write_run_reports(study: optuna.Study, out_dir: Path) -> dict[str, Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     frame = trials_frame(study)
-    paths = {"trials": out_dir / "trials.csv", "pareto": out_dir / "pareto.csv", "html": out_dir / "pareto.html"}
+    paths = {
+        "trials": out_dir / "trials.csv",
+        "pareto": out_dir / "pareto.csv",
+        "html": out_dir / "pareto.html",
+    }
     write_atomic(paths["trials"], frame.to_csv(index=False))
     write_atomic(paths["pareto"], _front_rows(study, frame).to_csv(index=False))
     write_atomic(paths["html"], pareto_figure(study).to_html(include_plotlyjs=True, full_html=True))
@@ -59,8 +69,13 @@ def pareto_figure(study: optuna.Study) -> go.Figure:
     """
     frame = trials_frame(study)
     latency = latency_metric(study)
-    panels = (_PANELS[0], (latency, f"latency (ms{latency.removeprefix(TrialAttr.LATENCY_MS)})", "linear"))
-    figure = make_subplots(rows=1, cols=2, subplot_titles=[f"val_accuracy vs {title}" for _, title, _ in panels])
+    panels = (
+        _PANELS[0],
+        (latency, f"latency (ms{latency.removeprefix(TrialAttr.LATENCY_MS)})", "linear"),
+    )
+    figure = make_subplots(
+        rows=1, cols=2, subplot_titles=[f"val_accuracy vs {title}" for _, title, _ in panels]
+    )
     groups = {
         "trials": frame[frame[TrialAttr.FEASIBLE] & ~frame["pareto"]],
         "infeasible / failed": frame[~frame[TrialAttr.FEASIBLE]],
@@ -71,7 +86,11 @@ def pareto_figure(study: optuna.Study) -> go.Figure:
             figure.add_trace(_scatter(rows, metric, name, first_panel=col == 1), row=1, col=col)
         figure.update_xaxes(title_text=title, type=axis_type, row=1, col=col)
         figure.update_yaxes(title_text=TrialAttr.VAL_ACCURACY, tickformat=".1%", row=1, col=col)
-    figure.update_layout(title=f"Study {study.study_name}: {len(frame)} trials", template="plotly_white", hovermode="closest")
+    figure.update_layout(
+        title=f"Study {study.study_name}: {len(frame)} trials",
+        template="plotly_white",
+        hovermode="closest",
+    )
     return figure
 
 
@@ -91,8 +110,12 @@ def front_table_text(study: optuna.Study) -> str:
         }
     )
     latency = latency_metric(study)
-    if latency != TrialAttr.LATENCY_MS:  # the study optimises latency on a `[latency]` target: that column too
-        table[latency.replace(TrialAttr.LATENCY_MS, "ms")] = [_number(v, "{:.3g}") for v in _column(front, latency)]
+    if (
+        latency != TrialAttr.LATENCY_MS
+    ):  # the study optimises latency on a `[latency]` target: that column too
+        table[latency.replace(TrialAttr.LATENCY_MS, "ms")] = [
+            _number(v, "{:.3g}") for v in _column(front, latency)
+        ]
     axes = pd.DataFrame([_axes(row) for _, row in front.iterrows()]).rename(columns=_ABBREVIATIONS)
     return pd.concat([table, axes], axis=1).to_string(index=False)
 
@@ -109,7 +132,10 @@ def _scatter(rows: pd.DataFrame, metric: str, name: str, first_panel: bool) -> g
     rows = rows[x.notna() & y.notna()].assign(_x=x, _y=y).sort_values("_x")
     styles: dict[str, dict[str, Any]] = {
         "trials": {"mode": "markers", "marker": {"color": "lightgrey", "size": 7}},
-        "infeasible / failed": {"mode": "markers", "marker": {"color": "indianred", "size": 8, "symbol": "x"}},
+        "infeasible / failed": {
+            "mode": "markers",
+            "marker": {"color": "indianred", "size": 8, "symbol": "x"},
+        },
         "Pareto front": {
             "mode": "lines+markers",
             "marker": {"color": "darkorange", "size": 12, "line": {"color": "black", "width": 1}},
@@ -133,7 +159,9 @@ def _hover(row: pd.Series) -> str:
     """Hover text of one trial: number and state, its six axes, its metrics."""
     axes = ", ".join(f"{axis}={value}" for axis, value in _axes(row).items())
     metrics = "<br>".join(
-        f"{metric}: {row[metric]:.4g}" for metric in _HOVER_METRICS if metric in row and _finite(row[metric])
+        f"{metric}: {row[metric]:.4g}"
+        for metric in _HOVER_METRICS
+        if metric in row and _finite(row[metric])
     )
     return f"trial #{row['number']} ({row['state']})<br>{axes}<br>{metrics}"
 
@@ -155,7 +183,11 @@ def _column(frame: pd.DataFrame, name: str) -> pd.Series:
 
 def _finite(value: Any) -> bool:
     """Whether ``value`` is a finite real number (not a bool)."""
-    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)) and math.isfinite(value)
+    return (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, (bool, np.bool_))
+        and math.isfinite(value)
+    )
 
 
 def _percent(value: float) -> str:
@@ -176,4 +208,3 @@ def _si(value: float) -> str:
 def _number(value: float, spec: str) -> str:
     """``value`` formatted with ``spec``, "-" when missing."""
     return spec.format(value) if math.isfinite(value) else "-"
-

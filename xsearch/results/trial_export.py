@@ -37,10 +37,28 @@ from xsearch.study.setup import load_spec_dataset
 from xsearch.study.spec import TrainingSpec, read_spec
 
 Weights = Literal["trained", "none", "retrained"]
-_METRICS = (TrialAttr.VAL_ACCURACY, TrialAttr.VAL_TOP5, TrialAttr.TEST_ACCURACY, TrialAttr.TEST_TOP5, TrialAttr.PARAMS,
-            TrialAttr.TRAINABLE_PARAMS, TrialAttr.MACS, TrialAttr.FLOPS, TrialAttr.LATENCY_MS, TrialAttr.LATENCY_P90_MS,
-            TrialAttr.LATENCY_BATCH, TrialAttr.THROUGHPUT, TrialAttr.EPOCHS)
-_RUNTIME = (TrialAttr.DEVICE, TrialAttr.BACKEND, TrialAttr.BACKEND_VERSION, TrialAttr.KERAS_VERSION, TrialAttr.PRECISION)
+_METRICS = (
+    TrialAttr.VAL_ACCURACY,
+    TrialAttr.VAL_TOP5,
+    TrialAttr.TEST_ACCURACY,
+    TrialAttr.TEST_TOP5,
+    TrialAttr.PARAMS,
+    TrialAttr.TRAINABLE_PARAMS,
+    TrialAttr.MACS,
+    TrialAttr.FLOPS,
+    TrialAttr.LATENCY_MS,
+    TrialAttr.LATENCY_P90_MS,
+    TrialAttr.LATENCY_BATCH,
+    TrialAttr.THROUGHPUT,
+    TrialAttr.EPOCHS,
+)
+_RUNTIME = (
+    TrialAttr.DEVICE,
+    TrialAttr.BACKEND,
+    TrialAttr.BACKEND_VERSION,
+    TrialAttr.KERAS_VERSION,
+    TrialAttr.PRECISION,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,22 +101,39 @@ def export_trial(
     check_out(out, force, fmt)
     chosen = _resolve(study, trial)
     out.parent.mkdir(parents=True, exist_ok=True)
-    written, digest, deployment = write_export(out, fmt, lambda path: _write_model(study, chosen, store, path, retrain, weights))
+    written, digest, deployment = write_export(
+        out, fmt, lambda path: _write_model(study, chosen, store, path, retrain, weights)
+    )
     kind, message, retrained = written
     if fmt != "keras":
         message += f"; checked in {deployment['runtime']['name']}: max |diff| {deployment['check']['max_abs_diff']:.2g}"
     card = _card(study, chosen, out, digest, kind, retrained, fmt, deployment)
     card_path = write_card(out, card)
-    entry = {"path": str(out.resolve()), "format": fmt, "sha256": digest, "trial": chosen.number, "weights": kind,
-             "exported_at": card["exported_at"]}
+    entry = {
+        "path": str(out.resolve()),
+        "format": fmt,
+        "sha256": digest,
+        "trial": chosen.number,
+        "weights": kind,
+        "exported_at": card["exported_at"],
+    }
     study.set_user_attr(StudyAttr.EXPORTS, [*study.user_attrs.get(StudyAttr.EXPORTS, []), entry])
     is_repeat_number = isinstance(trial, int) and trial != chosen.number
     repeat = f"trial {trial} repeats trial {chosen.number}'s design; " if is_repeat_number else ""
     if is_stopped(chosen) and kind == "trained":
-        message += (f"; its training stopped early at epoch {chosen.user_attrs[TrialAttr.STOPPED_AT_EPOCH]} "
-                    f"({stop_reason(chosen)}): --retrain trains it fully")
+        message += (
+            f"; its training stopped early at epoch {chosen.user_attrs[TrialAttr.STOPPED_AT_EPOCH]} "
+            f"({stop_reason(chosen)}): --retrain trains it fully"
+        )
     label = "" if fmt == "keras" else f" ({fmt})"
-    return ExportResult(out, card_path, digest, kind, f"{repeat}trial {chosen.number} -> {out}{label}: {message}", fmt)
+    return ExportResult(
+        out,
+        card_path,
+        digest,
+        kind,
+        f"{repeat}trial {chosen.number} -> {out}{label}: {message}",
+        fmt,
+    )
 
 
 def _resolve(study: optuna.Study, trial: int | str) -> FrozenTrial:
@@ -109,15 +144,23 @@ def _resolve(study: optuna.Study, trial: int | str) -> FrozenTrial:
     trials = study.get_trials(deepcopy=False)
     found = next((t for t in trials if t.number == trial), None)
     if found is None:
-        raise ValueError(f"study {study.study_name!r} has no trial {trial} (trials 0 to {len(trials) - 1}).")
+        raise ValueError(
+            f"study {study.study_name!r} has no trial {trial} (trials 0 to {len(trials) - 1})."
+        )
     if found.state != TrialState.COMPLETE:
-        raise ValueError(f"trial {trial} of study {study.study_name!r} is {found.state.name}, not COMPLETE.")
+        raise ValueError(
+            f"trial {trial} of study {study.study_name!r} is {found.state.name}, not COMPLETE."
+        )
     twin = repeat_of(found)
     return found if twin is None else next(t for t in trials if t.number == twin)
 
 
 def _write_model(
-    study: optuna.Study, trial: FrozenTrial, store: FileSystemArtifactStore | None, path: Path, retrain: bool,
+    study: optuna.Study,
+    trial: FrozenTrial,
+    store: FileSystemArtifactStore | None,
+    path: Path,
+    retrain: bool,
     weights: str | None,
 ) -> tuple[Weights, str, dict[str, Any] | None]:
     """Write the trial's model to ``path``: (weights kind, message, retraining metrics or None)."""
@@ -125,22 +168,39 @@ def _write_model(
         dataset = load_spec_dataset(read_spec(study))
         model = _rebuild(study, trial, dataset.mean, dataset.std, dataset.num_classes)
         spec = read_spec(study)
-        weights = weights or (spec.weights if spec.transfer is not None else None)  # the schedule needs them
+        weights = weights or (
+            spec.weights if spec.transfer is not None else None
+        )  # the schedule needs them
         inherited = inherited_layers(model, inherit_weights(model, weights)) if weights else []
-        result = train_and_evaluate(model, dataset, _training_spec(study, trial), int(trial.user_attrs.get(TrialAttr.SEED, 0)),
-                                    transfer=spec.transfer, inherited=inherited)
+        result = train_and_evaluate(
+            model,
+            dataset,
+            _training_spec(study, trial),
+            int(trial.user_attrs.get(TrialAttr.SEED, 0)),
+            transfer=spec.transfer,
+            inherited=inherited,
+        )
         model.save(path)
-        metrics = {TrialAttr.VAL_ACCURACY: result.val_accuracy, TrialAttr.TEST_ACCURACY: result.test_accuracy}
+        metrics = {
+            TrialAttr.VAL_ACCURACY: result.val_accuracy,
+            TrialAttr.TEST_ACCURACY: result.test_accuracy,
+        }
         return "retrained", f"retrained: val_accuracy {result.val_accuracy:.4f}", metrics
     reason = _download_checked(trial, store, path, pruned=trial.number in pruned_trials(study))
     if reason is None:
         return "trained", "the trial's trained weights (sha256 checked)", None
     model = _rebuild(study, trial, *_normalization(study, trial))
     model.save(path)
-    return "none", f"architecture only, NO trained weights: {reason} (use --retrain to train it)", None
+    return (
+        "none",
+        f"architecture only, NO trained weights: {reason} (use --retrain to train it)",
+        None,
+    )
 
 
-def _download_checked(trial: FrozenTrial, store: FileSystemArtifactStore | None, path: Path, pruned: bool) -> str | None:
+def _download_checked(
+    trial: FrozenTrial, store: FileSystemArtifactStore | None, path: Path, pruned: bool
+) -> str | None:
     """Download the trial's kept model to ``path`` and check its sha256; else why there is none."""
     artifact_id = trial.user_attrs.get(TrialAttr.MODEL_ARTIFACT_ID)
     if artifact_id is None:
@@ -162,13 +222,19 @@ def _download_checked(trial: FrozenTrial, store: FileSystemArtifactStore | None,
     return None
 
 
-def _rebuild(study: optuna.Study, trial: FrozenTrial, mean: Any, std: Any, num_classes: int) -> keras.Model:
+def _rebuild(
+    study: optuna.Study, trial: FrozenTrial, mean: Any, std: Any, num_classes: int
+) -> keras.Model:
     """The trial's design behind its normalization layer, initialised with the trial's seed."""
     attrs = trial.user_attrs
-    config = XceptionConfig.from_json(attrs[TrialAttr.CONFIG], source=f"trial {trial.number} config")
+    config = XceptionConfig.from_json(
+        attrs[TrialAttr.CONFIG], source=f"trial {trial.number} config"
+    )
     size = int(attrs.get(TrialAttr.IMAGE_SIZE, read_spec(study).data.image_size))
     keras.utils.set_random_seed(int(attrs.get(TrialAttr.SEED, 0)))
-    core = build_model(config, (size, size, 3), num_classes, bn_momentum=_training_spec(study, trial).bn_momentum)
+    core = build_model(
+        config, (size, size, 3), num_classes, bn_momentum=_training_spec(study, trial).bn_momentum
+    )
     return with_normalization(core, mean, std)
 
 
@@ -176,7 +242,11 @@ def _normalization(study: optuna.Study, trial: FrozenTrial) -> tuple[Any, Any, i
     """(mean, std, class count) recorded on the trial, else from the study's data set."""
     attrs = trial.user_attrs
     if {TrialAttr.NORM_MEAN, TrialAttr.NORM_STD, TrialAttr.NUM_CLASSES} <= set(attrs):
-        return attrs[TrialAttr.NORM_MEAN], attrs[TrialAttr.NORM_STD], int(attrs[TrialAttr.NUM_CLASSES])
+        return (
+            attrs[TrialAttr.NORM_MEAN],
+            attrs[TrialAttr.NORM_STD],
+            int(attrs[TrialAttr.NUM_CLASSES]),
+        )
     dataset: Dataset = load_spec_dataset(read_spec(study))
     return dataset.mean, dataset.std, dataset.num_classes
 
@@ -184,12 +254,20 @@ def _normalization(study: optuna.Study, trial: FrozenTrial) -> tuple[Any, Any, i
 def _training_spec(study: optuna.Study, trial: FrozenTrial) -> TrainingSpec:
     """The study's training budget, at the batch the trial trained with (``"auto"`` resolved)."""
     training = read_spec(study).training
-    return dataclasses.replace(training, batch_size=int(trial.user_attrs.get(TrialAttr.BATCH_SIZE, training.batch_size)))
+    return dataclasses.replace(
+        training, batch_size=int(trial.user_attrs.get(TrialAttr.BATCH_SIZE, training.batch_size))
+    )
 
 
 def _card(
-    study: optuna.Study, trial: FrozenTrial, out: Path, digest: str, weights: Weights,
-    retrained: dict[str, Any] | None, fmt: str, deployment: dict[str, Any],
+    study: optuna.Study,
+    trial: FrozenTrial,
+    out: Path,
+    digest: str,
+    weights: Weights,
+    retrained: dict[str, Any] | None,
+    fmt: str,
+    deployment: dict[str, Any],
 ) -> dict[str, Any]:
     """The model card: design, metrics, provenance, format (with its runtime check) and checksum of one export."""
     attrs = trial.user_attrs
@@ -203,27 +281,48 @@ def _card(
         "input": "raw RGB pixels in [0, 255], shape (batch, size, size, 3); output: class probabilities",
         "config": json.loads(attrs[TrialAttr.CONFIG]),
         "metrics": {key: attrs[key] for key in _METRICS if key in attrs},
-        "metrics_note": "measured in the trial" + ("" if weights == "trained" else "; these weights differ"),
+        "metrics_note": "measured in the trial"
+        + ("" if weights == "trained" else "; these weights differ"),
         **{key: attrs.get(key) for key in _RUNTIME},
         "dataset": attrs.get(TrialAttr.DATASET, spec.data.source),
         "image_size": attrs.get(TrialAttr.IMAGE_SIZE, spec.data.image_size),
         "num_classes": attrs.get(TrialAttr.NUM_CLASSES),
-        "data": study.user_attrs.get(StudyAttr.DATA),  # images per split and class, source, cache key, files left out
-        "training": dataclasses.asdict(_training_spec(study, trial)),  # "auto" resolved to the trial's batch
+        "data": study.user_attrs.get(
+            StudyAttr.DATA
+        ),  # images per split and class, source, cache key, files left out
+        "training": dataclasses.asdict(
+            _training_spec(study, trial)
+        ),  # "auto" resolved to the trial's batch
         "seed": attrs.get(TrialAttr.SEED),
         "study": study.study_name,
         "trial": trial.number,
         "storage": storage_description(study),
-        "versions": {"xsearch": _version("xsearch"), "keras": keras.__version__, "optuna": optuna.__version__},
+        "versions": {
+            "xsearch": _version("xsearch"),
+            "keras": keras.__version__,
+            "optuna": optuna.__version__,
+        },
         "exported_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
     if is_stopped(trial):
-        card["stopped_early"] = {"at_epoch": attrs[TrialAttr.STOPPED_AT_EPOCH], "rule": stop_rule(trial),
-                                 "dominated_by_trial": attrs.get(TrialAttr.STOPPED_BY)}
+        card["stopped_early"] = {
+            "at_epoch": attrs[TrialAttr.STOPPED_AT_EPOCH],
+            "rule": stop_rule(trial),
+            "dominated_by_trial": attrs.get(TrialAttr.STOPPED_BY),
+        }
     if spec.transfer is not None:
-        card["transfer"] = {**dataclasses.asdict(spec.transfer), "weights": attrs.get(TrialAttr.WEIGHTS_SOURCE),
-                            **{key: attrs.get(key) for key in (TrialAttr.PARAMS_INHERITED, TrialAttr.FROZEN_PARAMS,
-                                                               TrialAttr.FROZEN_EPOCHS)}}
+        card["transfer"] = {
+            **dataclasses.asdict(spec.transfer),
+            "weights": attrs.get(TrialAttr.WEIGHTS_SOURCE),
+            **{
+                key: attrs.get(key)
+                for key in (
+                    TrialAttr.PARAMS_INHERITED,
+                    TrialAttr.FROZEN_PARAMS,
+                    TrialAttr.FROZEN_EPOCHS,
+                )
+            },
+        }
     if retrained is not None:
         card["retrained_metrics"] = retrained
     return card

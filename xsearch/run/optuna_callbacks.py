@@ -1,4 +1,5 @@
-"""Optuna callbacks that end a worker's run: budget reached, failures or repeats in a row, recycling due, a full disk."""
+"""Optuna callbacks that end a worker's run: budget reached, failures or repeats in a row,
+recycling due, a full disk."""
 
 from __future__ import annotations
 
@@ -73,8 +74,14 @@ class FailureStreak:
         self.stopped = False
         self.message = ""
         host = worker_identity()[TrialAttr.WORKER_HOST]
-        ours = [t for t in history if t.datetime_complete is not None and t.user_attrs.get(TrialAttr.WORKER_HOST) == host
-                and failure_reason(t) != FailureReason.INTERRUPTED and not is_repeat(t)]
+        ours = [
+            t
+            for t in history
+            if t.datetime_complete is not None
+            and t.user_attrs.get(TrialAttr.WORKER_HOST) == host
+            and failure_reason(t) != FailureReason.INTERRUPTED
+            and not is_repeat(t)
+        ]
         for trial in sorted(ours, key=lambda t: t.datetime_complete or datetime.datetime.min):
             self._add(trial)
 
@@ -82,11 +89,15 @@ class FailureStreak:
         if is_repeat(trial):  # ran nothing: leaves the streak as it is
             return
         reason = self._add(trial)
-        self.stopped = reason is not None and self.max_failures is not None and self.count >= self.max_failures
+        self.stopped = (
+            reason is not None and self.max_failures is not None and self.count >= self.max_failures
+        )
         if reason is None or not (self.stopped or self.count >= FAILURE_STREAK_WARNING):
             return
-        self.message = (f"{self.count} trials in a row failed with reason {reason!r} "
-                        f"(last: trial {trial.number}: {trial.user_attrs.get(TrialAttr.ERROR, reason)})")
+        self.message = (
+            f"{self.count} trials in a row failed with reason {reason!r} "
+            f"(last: trial {trial.number}: {trial.user_attrs.get(TrialAttr.ERROR, reason)})"
+        )
         if self.stopped:
             self.message += f"; stopping: --max-failures {self.max_failures} reached"
             study.stop()
@@ -122,4 +133,3 @@ def stop_when_disk_full(out_dir: Path):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(out_dir))
 
     return callback
-

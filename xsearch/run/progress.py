@@ -27,7 +27,14 @@ from rich.table import Table
 
 from xsearch.results.pareto import pareto_front
 from xsearch.study.early_stop import stop_rule
-from xsearch.study.record import TrialAttr, failure_reason, is_feasible, is_repeat, is_stopped, repeat_of
+from xsearch.study.record import (
+    TrialAttr,
+    failure_reason,
+    is_feasible,
+    is_repeat,
+    is_stopped,
+    repeat_of,
+)
 from xsearch.study.retries import budget_trials
 
 POLL_S = 1.5  # `Progress.poll` reads the storage at most this often
@@ -56,9 +63,16 @@ class Progress:
     finished trial otherwise; True always draws it; False shows nothing.
     """
 
-    def __init__(self, study: optuna.Study, total_trials: int, epochs: int, enabled: bool | None = None,
-                 console: Console | None = None, clock: Callable[[], float] = time.monotonic,
-                 digest: str | None = None) -> None:
+    def __init__(
+        self,
+        study: optuna.Study,
+        total_trials: int,
+        epochs: int,
+        enabled: bool | None = None,
+        console: Console | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        digest: str | None = None,
+    ) -> None:
         self.study, self.digest = study, digest
         self.total = total_trials
         self.epochs = epochs
@@ -68,7 +82,9 @@ class Progress:
         self.clock = clock
         self.snapshot: Snapshot | None = None
         self._first: Snapshot | None = None  # the ETA's starting point
-        self._printed: set[int] | None = None  # finished trials that have their line (None: none read yet)
+        self._printed: set[int] | None = (
+            None  # finished trials that have their line (None: none read yet)
+        )
         self._front: tuple[int, int] = (-1, 0)  # (finished trials, front size) when last counted
         self._polled = -math.inf
         self._ended = False  # the run is over: no ETA
@@ -77,7 +93,9 @@ class Progress:
     def __enter__(self) -> Progress:
         self.refresh()  # trials that finished before this run get no line
         if self.live:
-            self._live = Live(console=self.console, get_renderable=self.render, refresh_per_second=2)
+            self._live = Live(
+                console=self.console, get_renderable=self.render, refresh_per_second=2
+            )
             self._live.start()
         return self
 
@@ -95,11 +113,15 @@ class Progress:
         if not self.enabled:
             return
         trials = self.study.get_trials(deepcopy=False)
-        finished = [t for t in trials if t.state.is_finished() and not t.user_attrs.get(TrialAttr.SURPLUS)]
+        finished = [
+            t for t in trials if t.state.is_finished() and not t.user_attrs.get(TrialAttr.SURPLUS)
+        ]
         if self._printed is not None:
             for trial in finished:
                 if trial.number not in self._printed:
-                    self.console.print(trial_line(trial), markup=False, highlight=False, soft_wrap=True)
+                    self.console.print(
+                        trial_line(trial), markup=False, highlight=False, soft_wrap=True
+                    )
         self._printed = {t.number for t in finished}
         self.snapshot = self._read(trials, len(finished))
         self._first = self._first or self.snapshot
@@ -142,8 +164,11 @@ class Progress:
         table = Table.grid(padding=(0, 1))
         table.add_column(min_width=len("trial 10"))
         eta = "" if s.done >= self.total or self._ended else f"  ETA {_clock(self.eta())}"
-        table.add_row("trials", ProgressBar(total=self.total, completed=min(s.work, self.total), width=BAR_WIDTH),
-                      f"{s.done}/{self.total}{eta}")
+        table.add_row(
+            "trials",
+            ProgressBar(total=self.total, completed=min(s.work, self.total), width=BAR_WIDTH),
+            f"{s.done}/{self.total}{eta}",
+        )
         for number, logs in s.running:
             epoch = int(logs.get("epoch", 0))
             text = f"epoch {epoch}/{self.epochs}" if logs else "starting"
@@ -151,7 +176,11 @@ class Progress:
                 text += f"  loss {logs['loss']:.4f}"
             if "accuracy" in logs:
                 text += f"  acc {logs['accuracy']:.3f}"
-            table.add_row(f"trial {number}", ProgressBar(total=self.epochs, completed=epoch, width=BAR_WIDTH), text)
+            table.add_row(
+                f"trial {number}",
+                ProgressBar(total=self.epochs, completed=epoch, width=BAR_WIDTH),
+                text,
+            )
         parts = [f"best val acc {'-' if s.best is None else f'{s.best:.4f}'}", f"front {s.front}"]
         if s.repeats:
             parts.append(f"{s.repeats} repeated designs not retrained")
@@ -161,29 +190,51 @@ class Progress:
 
     def _read(self, trials: list[FrozenTrial], finished: int) -> Snapshot:
         done = sum(t.state.is_finished() for t in budget_trials(trials, self.digest))
-        running = tuple((t.number, dict(t.user_attrs.get(TrialAttr.EPOCH_LOGS, {})))
-                        for t in trials if t.state == TrialState.RUNNING and not t.user_attrs.get(TrialAttr.SURPLUS))
-        accuracies = [t.user_attrs[TrialAttr.VAL_ACCURACY] for t in trials
-                      if is_feasible(t) and TrialAttr.VAL_ACCURACY in t.user_attrs]
+        running = tuple(
+            (t.number, dict(t.user_attrs.get(TrialAttr.EPOCH_LOGS, {})))
+            for t in trials
+            if t.state == TrialState.RUNNING and not t.user_attrs.get(TrialAttr.SURPLUS)
+        )
+        accuracies = [
+            t.user_attrs[TrialAttr.VAL_ACCURACY]
+            for t in trials
+            if is_feasible(t) and TrialAttr.VAL_ACCURACY in t.user_attrs
+        ]
         if self._front[0] != finished:
             self._front = (finished, len(pareto_front(self.study)) if accuracies else 0)
         work = done + sum(min(logs.get("epoch", 0) / self.epochs, 1.0) for _, logs in running)
-        return Snapshot(time=self.clock(), done=done, work=work, running=running,
-                        best=max(accuracies, default=None), front=self._front[1],
-                        repeats=sum(map(is_repeat, trials)),
-                        stopped=sum(is_stopped(t) and not is_repeat(t) for t in trials),
-                        stop_rules=sorted({stop_rule(t) for t in trials if is_stopped(t) and not is_repeat(t)}))
+        return Snapshot(
+            time=self.clock(),
+            done=done,
+            work=work,
+            running=running,
+            best=max(accuracies, default=None),
+            front=self._front[1],
+            repeats=sum(map(is_repeat, trials)),
+            stopped=sum(is_stopped(t) and not is_repeat(t) for t in trials),
+            stop_rules=sorted({stop_rule(t) for t in trials if is_stopped(t) and not is_repeat(t)}),
+        )
 
 
 def trial_line(trial: FrozenTrial) -> str:
     """One plain line for a finished trial: number, state (and why), val accuracy, params, duration."""
     attrs = trial.user_attrs
-    notes = [note for note in (failure_reason(trial),
-                               None if repeat_of(trial) is None else f"repeat of {repeat_of(trial)}",
-                               None if TrialAttr.CONTINUES not in attrs else f"continues {attrs[TrialAttr.CONTINUES]}",
-                               None if not is_stopped(trial) else f"stopped at epoch {attrs[TrialAttr.STOPPED_AT_EPOCH]}")
-             if note]
-    parts = [f"trial {trial.number}", trial.state.name + (f" ({', '.join(notes)})" if notes else "")]
+    notes = [
+        note
+        for note in (
+            failure_reason(trial),
+            None if repeat_of(trial) is None else f"repeat of {repeat_of(trial)}",
+            None if TrialAttr.CONTINUES not in attrs else f"continues {attrs[TrialAttr.CONTINUES]}",
+            None
+            if not is_stopped(trial)
+            else f"stopped at epoch {attrs[TrialAttr.STOPPED_AT_EPOCH]}",
+        )
+        if note
+    ]
+    parts = [
+        f"trial {trial.number}",
+        trial.state.name + (f" ({', '.join(notes)})" if notes else ""),
+    ]
     if TrialAttr.VAL_ACCURACY in attrs:
         parts.append(f"val acc {attrs[TrialAttr.VAL_ACCURACY]:.4f}")
     if TrialAttr.PARAMS in attrs:

@@ -14,7 +14,14 @@ from optuna.trial import TrialState
 from xsearch.data import Dataset
 from xsearch.results.figures import attach_figures
 from xsearch.results.run_reports import front_table_text, write_run_reports
-from xsearch.run.optuna_callbacks import FailureStreak, Recycler, RepeatStreak, no_space, stop_at_budget, stop_when_disk_full
+from xsearch.run.optuna_callbacks import (
+    FailureStreak,
+    Recycler,
+    RepeatStreak,
+    no_space,
+    stop_at_budget,
+    stop_when_disk_full,
+)
 from xsearch.run.progress import Progress
 from xsearch.run.remeasure import remeasure_front
 from xsearch.run.workers import worker_total
@@ -34,8 +41,13 @@ REPEAT_STREAK_LIMIT = 25
 
 
 def run_study(
-    spec: StudySpec, out_dir: Path, storage: str | None = None, progress: bool | None = None,
-    dataset: Dataset | None = None, recycle_after: int | None = None, deadline: float | None = None,
+    spec: StudySpec,
+    out_dir: Path,
+    storage: str | None = None,
+    progress: bool | None = None,
+    dataset: Dataset | None = None,
+    recycle_after: int | None = None,
+    deadline: float | None = None,
 ) -> optuna.Study:
     """Run (or resume) the study until ``spec.trials`` trials count or ``spec.timeout`` passes.
 
@@ -51,38 +63,74 @@ def run_study(
     of them in a row the space is exhausted or the sampler has converged, and the run ends. A run that completes
     its trials times the front's designs again (`xsearch.run.remeasure`).
     """
-    study, spec, space, dataset = prepare_study(spec, out_dir, storage, dataset, shared=worker_total() > 1)
+    study, spec, space, dataset = prepare_study(
+        spec, out_dir, storage, dataset, shared=worker_total() > 1
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     streak = FailureStreak(spec.max_failures, study.get_trials(deepcopy=False))
-    limits = [seconds for seconds in (spec.timeout, None if deadline is None else deadline - time.time())
-              if seconds is not None]
+    limits = [
+        seconds
+        for seconds in (spec.timeout, None if deadline is None else deadline - time.time())
+        if seconds is not None
+    ]
     ends_at = time.monotonic() + min(limits) if limits else None
     in_time = lambda: ends_at is None or time.monotonic() < ends_at  # noqa: E731
     digest = setup_digest(spec)
-    with Progress(study, spec.trials, spec.training.epochs, enabled=progress, digest=digest) as view:
+    with Progress(
+        study, spec.trials, spec.training.epochs, enabled=progress, digest=digest
+    ) as view:
         store = artifact_store(out_dir)
-        tracker = Tracker(spec, out_dir, storage)  # TensorBoard and MLflow, when the study asks (`[tracking]`)
-        objective = StudyObjective(spec, space, KerasTrainer(spec, dataset, out_dir, store),
-                                   lambda trial: [*view.trial_started(trial), *tracker.keras_callbacks(trial)])
+        tracker = Tracker(
+            spec, out_dir, storage
+        )  # TensorBoard and MLflow, when the study asks (`[tracking]`)
+        objective = StudyObjective(
+            spec,
+            space,
+            KerasTrainer(spec, dataset, out_dir, store),
+            lambda trial: [*view.trial_started(trial), *tracker.keras_callbacks(trial)],
+        )
         recycle = Recycler(recycle_after)
         repeats = RepeatStreak(REPEAT_STREAK_LIMIT)
-        callbacks = [recycle, repeats, lambda s, t: prune_artifacts(s, store), lambda s, t: write_run_reports(s, out_dir),
-                     lambda s, t: attach_figures(s), streak, view.trial_finished, lambda s, t: sweep_dead_local_trials(s),
-                     stop_at_budget(spec.trials, digest), stop_when_disk_full(out_dir)]
+        callbacks = [
+            recycle,
+            repeats,
+            lambda s, t: prune_artifacts(s, store),
+            lambda s, t: write_run_reports(s, out_dir),
+            lambda s, t: attach_figures(s),
+            streak,
+            view.trial_finished,
+            lambda s, t: sweep_dead_local_trials(s),
+            stop_at_budget(spec.trials, digest),
+            stop_when_disk_full(out_dir),
+        ]
         if tracker.enabled:
-            callbacks.insert(3, tracker.trial_finished)  # after the kept models are pruned, before the reports
+            callbacks.insert(
+                3, tracker.trial_finished
+            )  # after the kept models are pruned, before the reports
         while not streak.stopped and not repeats.stopped and not recycle.due and in_time():
             work = work_left(study, spec.trials, digest)
             if work == "trials":
                 left = None if ends_at is None else max(1.0, ends_at - time.monotonic())
                 try:
-                    study.optimize(objective, timeout=left, catch=(Exception,), gc_after_trial=True, callbacks=callbacks)
-                except Exception as error:  # e.g. Optuna's "Should not reach" after a journal write failed
+                    study.optimize(
+                        objective,
+                        timeout=left,
+                        catch=(Exception,),
+                        gc_after_trial=True,
+                        callbacks=callbacks,
+                    )
+                except (
+                    Exception
+                ) as error:  # e.g. Optuna's "Should not reach" after a journal write failed
                     if no_space(error):
-                        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(out_dir)) from None
+                        raise OSError(
+                            errno.ENOSPC, os.strerror(errno.ENOSPC), str(out_dir)
+                        ) from None
                     raise
             elif work == "running":
-                time.sleep(min(5, spec.heartbeat_interval))  # other workers' trials: wait, sweep if they die
+                time.sleep(
+                    min(5, spec.heartbeat_interval)
+                )  # other workers' trials: wait, sweep if they die
                 sweep_dead_local_trials(study)
             else:
                 remeasure_front(study, spec, objective.trainer)
@@ -91,9 +139,12 @@ def run_study(
     write_run_reports(study, out_dir)
     if repeats.stopped:
         trained = len(budget_trials(study.get_trials(deepcopy=False), digest))
-        print(f"xsearch: stopping at {trained} of {spec.trials} trials: the sampler proposed {repeats.limit} "
-              "designs in a row that were already trained (the space is exhausted or the sampler has converged).",
-              file=sys.stderr, flush=True)
+        print(
+            f"xsearch: stopping at {trained} of {spec.trials} trials: the sampler proposed {repeats.limit} "
+            "designs in a row that were already trained (the space is exhausted or the sampler has converged).",
+            file=sys.stderr,
+            flush=True,
+        )
     if streak.stopped:
         raise StudyStopped(streak.message)
     if recycle.due and work_left(study, spec.trials, digest) and in_time():
@@ -105,28 +156,33 @@ def work_left(study: optuna.Study, budget: int, digest: str) -> str:
     """``"trials"`` to run (new or retries), other workers' trials ``"running"``, or ``""``: done."""
     trials = study.get_trials(deepcopy=False)
     if len(budget_trials(trials, digest)) < budget or any(
-            t.state == TrialState.WAITING and retried_from(t) is not None for t in trials):
+        t.state == TrialState.WAITING and retried_from(t) is not None for t in trials
+    ):
         return "trials"
     return "running" if any(t.state == TrialState.RUNNING for t in trials) else ""
 
 
 def finished_count(study: optuna.Study, digest: str | None = None) -> str:
-    """"N trials finished", with how many of them repeated a trained design, for the end of a run.
+    """ "N trials finished", with how many of them repeated a trained design, for the end of a run.
 
     Interrupted trials (retried) and surplus trials (never run) do not count, as toward ``--trials``.
     """
     trials = study.get_trials(deepcopy=False)
     counted = {t.number for t in budget_trials(trials, digest)}
-    finished = [t for t in trials if t.state.is_finished() and (t.number in counted or is_repeat(t))]
+    finished = [
+        t for t in trials if t.state.is_finished() and (t.number in counted or is_repeat(t))
+    ]
     repeats = sum(map(is_repeat, finished))
     interrupted = sum(failure_reason(t) == FailureReason.INTERRUPTED for t in trials)
     stopped = stopped_summary(study)
-    return (f"{len(finished)} trials finished" + (f" ({repeats} repeated a trained design: not retrained)" if repeats else "")
-            + (f"; {interrupted} interrupted and retried" if interrupted else "") + (f"; {stopped}" if stopped else ""))
+    return (
+        f"{len(finished)} trials finished"
+        + (f" ({repeats} repeated a trained design: not retrained)" if repeats else "")
+        + (f"; {interrupted} interrupted and retried" if interrupted else "")
+        + (f"; {stopped}" if stopped else "")
+    )
 
 
 def summary(study: optuna.Study) -> str:
     """The front as a text table, for the end of a run."""
     return front_table_text(study)
-
-

@@ -30,7 +30,9 @@ if TYPE_CHECKING:
 CPU_CORES_PER_WORKER = 4
 MAX_CRASHES = 3  # per worker slot within CRASH_WINDOW_S: more is a crash loop, not bad luck
 CRASH_WINDOW_S = 600.0
-SUPERVISED = "XSEARCH_SUPERVISED"  # on the workers a supervisor starts; by hand: run in this process
+SUPERVISED = (
+    "XSEARCH_SUPERVISED"  # on the workers a supervisor starts; by hand: run in this process
+)
 RECYCLE_AFTER = "XSEARCH_RECYCLE_AFTER"  # set by the supervisor only
 DEADLINE = "XSEARCH_DEADLINE"  # Unix time after which no trial starts (``--timeout``, set by the supervisor)
 TRIALS_PER_WORKER = "XSEARCH_TRIALS_PER_WORKER"  # the user's setting, read by the supervisor
@@ -78,7 +80,9 @@ def trials_per_worker(backend: str) -> int | None:
     if value is None:
         return DEFAULT_TRIALS_PER_WORKER if backend == "tensorflow" else None
     if not value.isdigit() or int(value) < 1:
-        raise ValueError(f"environment variable {TRIALS_PER_WORKER} must be a positive integer; received {value!r}.")
+        raise ValueError(
+            f"environment variable {TRIALS_PER_WORKER} must be a positive integer; received {value!r}."
+        )
     return int(value)
 
 
@@ -102,8 +106,12 @@ def visible_gpus() -> list[str]:
         return [gpu for gpu in visible.split(",") if gpu.strip()]
     if shutil.which("nvidia-smi") is None:
         return []
-    listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, check=False).stdout
-    return [str(index) for index, line in enumerate(listing.splitlines()) if line.startswith("GPU ")]
+    listing = subprocess.run(
+        ["nvidia-smi", "-L"], capture_output=True, text=True, check=False
+    ).stdout
+    return [
+        str(index) for index, line in enumerate(listing.splitlines()) if line.startswith("GPU ")
+    ]
 
 
 def worker_count(requested: str) -> int:
@@ -116,8 +124,9 @@ def worker_count(requested: str) -> int:
     return int(requested)
 
 
-def supervise(spec: StudySpec, out_dir: Path, storage: str | None, run_arguments: list[str],
-              workers: str) -> tuple[int, optuna.Study]:
+def supervise(
+    spec: StudySpec, out_dir: Path, storage: str | None, run_arguments: list[str], workers: str
+) -> tuple[int, optuna.Study]:
     """Check and open the study, then run it in ``workers`` worker processes; (exit status, study).
 
     This process stays off the GPUs (`hide_accelerators`). With ``batch_size = "auto"`` the first
@@ -136,23 +145,44 @@ def supervise(spec: StudySpec, out_dir: Path, storage: str | None, run_arguments
         recycle_every = trials_per_worker(keras.config.backend())
         stop_at = None if spec.timeout is None else time.time() + spec.timeout
         asked = spec.trials
-        study, spec = prepare_study(spec, out_dir, storage, probe_batch_size=False)[:2]  # checks everything first
+        study, spec = prepare_study(spec, out_dir, storage, probe_batch_size=False)[
+            :2
+        ]  # checks everything first
         if spec.trials < asked:
             designs = f"{spec.trials} design{'s' if spec.trials > 1 else ''}"
-            print(f"xsearch: the space {spec.space!r} has {designs}, fewer than the {asked} trials asked for: "
-                  f"the study stops when it has trained all {spec.trials}.", file=sys.stderr, flush=True)
+            print(
+                f"xsearch: the space {spec.space!r} has {designs}, fewer than the {asked} trials asked for: "
+                f"the study stops when it has trained all {spec.trials}.",
+                file=sys.stderr,
+                flush=True,
+            )
         with Progress(study, spec.trials, spec.training.epochs) as progress:
-            status = run_workers(run_arguments, count, environment, gpus, recycle_every, stop_at,
-                                 ready=lambda: study_is_set_up(study, spec), progress=progress)
+            status = run_workers(
+                run_arguments,
+                count,
+                environment,
+                gpus,
+                recycle_every,
+                stop_at,
+                ready=lambda: study_is_set_up(study, spec),
+                progress=progress,
+            )
         return status, study
     finally:
         os.environ.clear()
         os.environ.update(environment)
 
 
-def run_workers(run_arguments: list[str], count: int, environment: dict[str, str], gpus: list[str],
-                recycle_every: int | None = None, stop_at: float | None = None,
-                ready: Callable[[], bool] | None = None, progress: Progress | None = None) -> int:
+def run_workers(
+    run_arguments: list[str],
+    count: int,
+    environment: dict[str, str],
+    gpus: list[str],
+    recycle_every: int | None = None,
+    stop_at: float | None = None,
+    ready: Callable[[], bool] | None = None,
+    progress: Progress | None = None,
+) -> int:
     """Run ``count`` `xsearch run` processes with ``run_arguments``; the worst exit status.
 
     With GPUs each worker is pinned to one (``CUDA_VISIBLE_DEVICES``). A worker that crashes (killed
@@ -171,10 +201,14 @@ def run_workers(run_arguments: list[str], count: int, environment: dict[str, str
     if stop_at is not None:
         environment[DEADLINE] = repr(stop_at)
 
-    forwarders: list[threading.Thread] | None = [] if progress is not None and progress.live else None
+    forwarders: list[threading.Thread] | None = (
+        [] if progress is not None and progress.live else None
+    )
 
     def start(index: int) -> subprocess.Popen:
-        return _start(run_arguments, environment, gpus[index % len(gpus)] if gpus else None, forwarders)
+        return _start(
+            run_arguments, environment, gpus[index % len(gpus)] if gpus else None, forwarders
+        )
 
     processes: list[subprocess.Popen | None] = [start(0)] + [None] * (count - 1)
     waiting = list(range(1, count))
@@ -203,14 +237,20 @@ def run_workers(run_arguments: list[str], count: int, environment: dict[str, str
                     if status and waiting:  # the set-up failed: the others would fail the same way
                         waiting = []
                     continue
-                print(f"xsearch: worker {index} (pid {process.pid}) crashed with status {status}", file=sys.stderr)
+                print(
+                    f"xsearch: worker {index} (pid {process.pid}) crashed with status {status}",
+                    file=sys.stderr,
+                )
                 now = time.monotonic()
                 crashes[index] = [t for t in crashes[index] if now - t < CRASH_WINDOW_S] + [now]
                 if len(crashes[index]) <= MAX_CRASHES and not late:
                     processes[index] = start(index)
                 else:
-                    print(f"xsearch: worker {index} crashed {len(crashes[index])} times in "
-                          f"{CRASH_WINDOW_S:.0f} s; not restarting it", file=sys.stderr)
+                    print(
+                        f"xsearch: worker {index} crashed {len(crashes[index])} times in "
+                        f"{CRASH_WINDOW_S:.0f} s; not restarting it",
+                        file=sys.stderr,
+                    )
                     worst = max(worst, abs(status))
         return worst
     except KeyboardInterrupt:
@@ -225,14 +265,23 @@ def run_workers(run_arguments: list[str], count: int, environment: dict[str, str
             thread.join(timeout=5)  # the workers' last lines, e.g. why they stopped
 
 
-def _start(run_arguments: list[str], environment: dict[str, str], gpu: str | None,
-           forwarders: list[threading.Thread] | None = None) -> subprocess.Popen:
+def _start(
+    run_arguments: list[str],
+    environment: dict[str, str],
+    gpu: str | None,
+    forwarders: list[threading.Thread] | None = None,
+) -> subprocess.Popen:
     """Start a worker; with ``forwarders``, its stderr is copied to this process's by a thread added there."""
     environment = {**environment, SUPERVISOR_PID: str(os.getpid())}
     if gpu is not None:
         environment["CUDA_VISIBLE_DEVICES"] = gpu
-    process = subprocess.Popen([*WORKER_COMMAND, *run_arguments], env=environment, text=True, errors="replace",
-                               stderr=None if forwarders is None else subprocess.PIPE)
+    process = subprocess.Popen(
+        [*WORKER_COMMAND, *run_arguments],
+        env=environment,
+        text=True,
+        errors="replace",
+        stderr=None if forwarders is None else subprocess.PIPE,
+    )
     if forwarders is not None:
         forwarders.append(threading.Thread(target=_copy_lines, args=(process.stderr,), daemon=True))
         forwarders[-1].start()

@@ -27,7 +27,9 @@ def artifact_store(run_dir: Path) -> FileSystemArtifactStore:
     return FileSystemArtifactStore(folder)
 
 
-def keep_trial_model(study: optuna.Study, trial: optuna.Trial, model: keras.Model, store: FileSystemArtifactStore) -> str:
+def keep_trial_model(
+    study: optuna.Study, trial: optuna.Trial, model: keras.Model, store: FileSystemArtifactStore
+) -> str:
     """Save ``model`` as ``trial-<number>.keras``, upload it for the RUNNING ``trial``, return its id.
 
     The file is written in a private temporary folder (no partial file is ever visible) and
@@ -38,7 +40,9 @@ def keep_trial_model(study: optuna.Study, trial: optuna.Trial, model: keras.Mode
         path = Path(folder) / f"trial-{trial.number}.keras"
         model.save(path)
         digest = file_sha256(path)
-        artifact_id = upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=trial)
+        artifact_id = upload_artifact(
+            artifact_store=store, file_path=str(path), study_or_trial=trial
+        )
     trial.set_user_attr(TrialAttr.MODEL_ARTIFACT_ID, artifact_id)
     trial.set_user_attr(TrialAttr.MODEL_SHA256, digest)
     return artifact_id
@@ -49,7 +53,9 @@ def pruned_trials(study: optuna.Study) -> set[int]:
     return set(study.user_attrs.get(StudyAttr.PRUNED_MODELS, []))
 
 
-def prune_artifacts(study: optuna.Study, store: FileSystemArtifactStore, keep_top: int = 5) -> list[int]:
+def prune_artifacts(
+    study: optuna.Study, store: FileSystemArtifactStore, keep_top: int = 5
+) -> list[int]:
     """Delete the kept models of finished trials that can no longer be picked; return their numbers.
 
     Policy: keep the model of every trial on the Pareto front (`Study.best_trials`) and of the
@@ -61,16 +67,22 @@ def prune_artifacts(study: optuna.Study, store: FileSystemArtifactStore, keep_to
     attr ``pruned_models``. Cost: one pass over the trials and the front; call it after each trial.
     """
     pruned = pruned_trials(study)
-    trials = [t for t in study.get_trials(deepcopy=False) if TrialAttr.MODEL_ARTIFACT_ID in t.user_attrs]
+    trials = [
+        t for t in study.get_trials(deepcopy=False) if TrialAttr.MODEL_ARTIFACT_ID in t.user_attrs
+    ]
     candidates = [t for t in trials if t.state.is_finished() and t.number not in pruned]
     if not candidates:
         return []
-    ranked = sorted((t for t in trials if is_feasible(t)),
-                    key=lambda t: (-float(t.user_attrs.get(TrialAttr.VAL_ACCURACY, float("-inf"))), t.number))
+    ranked = sorted(
+        (t for t in trials if is_feasible(t)),
+        key=lambda t: (-float(t.user_attrs.get(TrialAttr.VAL_ACCURACY, float("-inf"))), t.number),
+    )
     keep = _front(study) | {t.number for t in ranked[:keep_top]}
     removed = [t for t in candidates if t.number not in keep]
     for trial in removed:
-        with contextlib.suppress(ArtifactNotFound):  # already gone: deleted by hand or by a run that stopped before recording it
+        with contextlib.suppress(
+            ArtifactNotFound
+        ):  # already gone: deleted by hand or by a run that stopped before recording it
             store.remove(trial.user_attrs[TrialAttr.MODEL_ARTIFACT_ID])
     if removed:
         study.set_user_attr(StudyAttr.PRUNED_MODELS, sorted(pruned | {t.number for t in removed}))

@@ -39,22 +39,29 @@ def rungs(epochs: int, min_epochs: int, reduction_factor: int) -> list[int]:
     return found
 
 
-def rung_points(trials: Iterable[FrozenTrial], rung: int, costs: list[str], digest: str,
-                exclude: int) -> list[list[float]]:
+def rung_points(
+    trials: Iterable[FrozenTrial], rung: int, costs: list[str], digest: str, exclude: int
+) -> list[list[float]]:
     """(accuracy at ``rung``, *costs) of each trial of set-up ``digest`` that reached the rung, but ``exclude``."""
     points = []
     for trial in trials:
         attrs = trial.user_attrs
         accuracy = (attrs.get(TrialAttr.RUNG_ACCURACY) or {}).get(str(rung))
-        if (accuracy is None or trial.number == exclude or is_repeat(trial)
-                or attrs.get(TrialAttr.SETUP_DIGEST) != digest or any(metric not in attrs for metric in costs)):
+        if (
+            accuracy is None
+            or trial.number == exclude
+            or is_repeat(trial)
+            or attrs.get(TrialAttr.SETUP_DIGEST) != digest
+            or any(metric not in attrs for metric in costs)
+        ):
             continue
         points.append([float(accuracy), *(float(attrs[metric]) for metric in costs)])
     return points
 
 
 def promoted(candidate: list[float], others: list[list[float]], reduction_factor: int) -> bool:
-    """Whether ``candidate`` (accuracy, then costs) ranks in the top ``1 / reduction_factor`` of itself and ``others``."""
+    """Whether ``candidate`` (accuracy, then costs) ranks in the top ``1 / reduction_factor`` of
+    itself and ``others``."""
     _front, _crowding, ahead = _standing(candidate, others)
     return ahead < max(1, (len(others) + 1) // reduction_factor)
 
@@ -64,21 +71,32 @@ def next_promotion(trials: list[FrozenTrial], costs: list[str], digest: str) -> 
     that no other trial continues (running, finished or queued), the one that ranks best at the rung
     where it stopped (lowest non-dominated front among the trials that reached that rung, then the
     higher rung, then the larger crowding distance)."""
-    continued = {int(t.user_attrs[TrialAttr.CONTINUES]) for t in trials
-                 if TrialAttr.CONTINUES in t.user_attrs and t.state != TrialState.FAIL}
+    continued = {
+        int(t.user_attrs[TrialAttr.CONTINUES])
+        for t in trials
+        if TrialAttr.CONTINUES in t.user_attrs and t.state != TrialState.FAIL
+    }
     queued = [t.params for t in trials if t.state == TrialState.WAITING]
     best: tuple[tuple[float, ...], FrozenTrial] | None = None
     for trial in trials:
         attrs = trial.user_attrs
-        if (trial.state != TrialState.COMPLETE or is_repeat(trial) or attrs.get(TrialAttr.STOP_RULE) != RULE_NAME
-                or trial.number in continued or trial.params in queued or attrs.get(TrialAttr.SETUP_DIGEST) != digest):
+        if (
+            trial.state != TrialState.COMPLETE
+            or is_repeat(trial)
+            or attrs.get(TrialAttr.STOP_RULE) != RULE_NAME
+            or trial.number in continued
+            or trial.params in queued
+            or attrs.get(TrialAttr.SETUP_DIGEST) != digest
+        ):
             continue
         rung = int(attrs[TrialAttr.STOPPED_AT_EPOCH])
         accuracy = (attrs.get(TrialAttr.RUNG_ACCURACY) or {}).get(str(rung))
         if accuracy is None or any(metric not in attrs for metric in costs):
             continue
         point = [float(accuracy), *(float(attrs[metric]) for metric in costs)]
-        front, crowding, _ = _standing(point, rung_points(trials, rung, costs, digest, trial.number))
+        front, crowding, _ = _standing(
+            point, rung_points(trials, rung, costs, digest, trial.number)
+        )
         key = (front, -rung, -crowding)
         if best is None or key < best[0]:
             best = (key, trial)
@@ -88,10 +106,18 @@ def next_promotion(trials: list[FrozenTrial], costs: list[str], digest: str) -> 
 def continuable(twin: FrozenTrial, trials: list[FrozenTrial], rule: AshaSpec | None) -> bool:
     """Whether a new trial of ``twin``'s design continues it: ``rule`` continues stopped trials, this rule
     stopped ``twin``, and no other trial is continuing it now or has continued it."""
-    if rule is None or not rule.continue_stopped or twin.user_attrs.get(TrialAttr.STOP_RULE) != RULE_NAME:
+    if (
+        rule is None
+        or not rule.continue_stopped
+        or twin.user_attrs.get(TrialAttr.STOP_RULE) != RULE_NAME
+    ):
         return False
-    return not any(t.user_attrs.get(TrialAttr.CONTINUES) == twin.number and t.state != TrialState.FAIL
-                   and not is_repeat(t) for t in trials)
+    return not any(
+        t.user_attrs.get(TrialAttr.CONTINUES) == twin.number
+        and t.state != TrialState.FAIL
+        and not is_repeat(t)
+        for t in trials
+    )
 
 
 def _standing(candidate: list[float], others: list[list[float]]) -> tuple[float, float, int]:
@@ -100,7 +126,10 @@ def _standing(candidate: list[float], others: list[list[float]]) -> tuple[float,
     points = np.array([candidate, *others], dtype=float)
     losses = points * np.array([-1.0] + [1.0] * (points.shape[1] - 1))
     order = pareto_rank(losses)
-    ahead = np.sum((order[1:, 0] < order[0, 0]) | ((order[1:, 0] == order[0, 0]) & (order[1:, 1] > order[0, 1])))
+    ahead = np.sum(
+        (order[1:, 0] < order[0, 0])
+        | ((order[1:, 0] == order[0, 0]) & (order[1:, 1] > order[0, 1]))
+    )
     return float(order[0, 0]), float(order[0, 1]), int(ahead)
 
 
@@ -131,4 +160,3 @@ def crowding_distance(losses: np.ndarray) -> np.ndarray:
         if span > 0:
             distance[order[1:-1]] += (column[order[2:]] - column[order[:-2]]) / span
     return distance
-

@@ -80,20 +80,27 @@ def probe_batch_size(images_per_second: Callable[[int], float], limit: int) -> B
 
 def largest_design(space: SearchSpace) -> XceptionConfig:
     """The design of ``space`` with the most activations and weights: the one that needs most memory."""
+
     def most(axis: str, order: Callable[[Any], float]) -> Any:
         spec = space.axes[axis]
         return spec.high if isinstance(spec, Range) else max(spec.values, key=order)
 
-    values: dict[str, Any] = {axis: most(axis, float) for axis in ("middle_repeats", "width", "depth_multiplier")}
+    values: dict[str, Any] = {
+        axis: most(axis, float) for axis in ("middle_repeats", "width", "depth_multiplier")
+    }
     segments = space.axes["segments"]
     assert isinstance(segments, Choice)
-    values["segments"] = min(segments.values, key=lambda k: k if isinstance(k, int) else float("inf"))
+    values["segments"] = min(
+        segments.values, key=lambda k: k if isinstance(k, int) else float("inf")
+    )
     values["intermediate_activation"] = most("intermediate_activation", lambda name: name != "none")
     values["residual"] = most("residual", bool)
     return XceptionConfig(**values)
 
 
-def training_rate(config: XceptionConfig, spec: StudySpec, dataset: Dataset) -> Callable[[int], float]:
+def training_rate(
+    config: XceptionConfig, spec: StudySpec, dataset: Dataset
+) -> Callable[[int], float]:
     """Images/s of training steps of ``config`` at a given batch, compile time excluded."""
     size = spec.data.image_size
     training = spec.training
@@ -102,10 +109,14 @@ def training_rate(config: XceptionConfig, spec: StudySpec, dataset: Dataset) -> 
     def rate(batch: int) -> float:
         keras.backend.clear_session()
         keras.config.set_dtype_policy(resolve_precision(spec.precision))
-        core = build_model(config, (size, size, 3), dataset.num_classes, bn_momentum=training.bn_momentum)
+        core = build_model(
+            config, (size, size, 3), dataset.num_classes, bn_momentum=training.bn_momentum
+        )
         model = with_normalization(core, dataset.mean, dataset.std)
         compile_model(model, training, steps_per_epoch=100, num_classes=dataset.num_classes)
-        x = rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8)  # raw pixels, as a trial streams them
+        x = rng.integers(
+            0, 256, (batch, size, size, 3), dtype=np.uint8
+        )  # raw pixels, as a trial streams them
         y = rng.integers(0, dataset.num_classes, (batch,))
         for _ in range(2):  # compiles
             model.train_on_batch(x, y)
@@ -123,9 +134,14 @@ def training_rate(config: XceptionConfig, spec: StudySpec, dataset: Dataset) -> 
 def find_batch_size(spec: StudySpec, space: SearchSpace, dataset: Dataset) -> BatchProbe:
     """Probe the batch for ``spec`` on this device (see the module docstring)."""
     config = largest_design(space)
-    print(f"xsearch: choosing the batch size on {runtime_info()['device']} with the largest design "
-          f"{config.to_json()}", file=sys.stderr)
+    print(
+        f"xsearch: choosing the batch size on {runtime_info()['device']} with the largest design "
+        f"{config.to_json()}",
+        file=sys.stderr,
+    )
     try:
-        return probe_batch_size(training_rate(config, spec, dataset), batch_limit(len(dataset.y_train)))
+        return probe_batch_size(
+            training_rate(config, spec, dataset), batch_limit(len(dataset.y_train))
+        )
     finally:
         keras.backend.clear_session()

@@ -27,8 +27,11 @@ COST_OBJECTIVES = ("params", "flops", "latency")
 
 def cost_metrics(spec: StudySpec) -> list[str]:
     """The user attrs of the study's cost objectives (e.g. ``params``, ``latency_ms``, ``latency_ms@litert-cpu``)."""
-    return [objective_spec(name).metric for name in spec.objectives
-            if name in COST_OBJECTIVES or name.startswith(TARGET_OBJECTIVE)]
+    return [
+        objective_spec(name).metric
+        for name in spec.objectives
+        if name in COST_OBJECTIVES or name.startswith(TARGET_OBJECTIVE)
+    ]
 
 
 def accuracy_at(trial: FrozenTrial, epoch: int) -> float | None:
@@ -42,21 +45,35 @@ def accuracy_at(trial: FrozenTrial, epoch: int) -> float | None:
 
 
 def dominating_trial(
-    trials: Iterable[FrozenTrial], costs: Mapping[str, float], accuracy: float, epoch: int, margin: float,
-    digest: str, epochs: int,
+    trials: Iterable[FrozenTrial],
+    costs: Mapping[str, float],
+    accuracy: float,
+    epoch: int,
+    margin: float,
+    digest: str,
+    epochs: int,
 ) -> FrozenTrial | None:
     """The first trial fully trained (``epochs``) under set-up ``digest`` that costs no more on each of
     ``costs`` and was more accurate by ``margin`` both after ``epoch`` epochs and at its end; else None."""
     bar = accuracy + margin
     for trial in trials:
         attrs = trial.user_attrs
-        if (trial.state != TrialState.COMPLETE or is_repeat(trial) or attrs.get(TrialAttr.SETUP_DIGEST) != digest
-                or not attrs.get(TrialAttr.FEASIBLE) or attrs.get(TrialAttr.EPOCHS_DONE) != epochs):
+        if (
+            trial.state != TrialState.COMPLETE
+            or is_repeat(trial)
+            or attrs.get(TrialAttr.SETUP_DIGEST) != digest
+            or not attrs.get(TrialAttr.FEASIBLE)
+            or attrs.get(TrialAttr.EPOCHS_DONE) != epochs
+        ):
             continue
         if any(float(attrs.get(metric, math.inf)) > cost for metric, cost in costs.items()):
             continue
         at_epoch = accuracy_at(trial, epoch)
-        if at_epoch is not None and at_epoch >= bar and float(attrs.get(TrialAttr.VAL_ACCURACY, 0.0)) >= bar:
+        if (
+            at_epoch is not None
+            and at_epoch >= bar
+            and float(attrs.get(TrialAttr.VAL_ACCURACY, 0.0)) >= bar
+        ):
             return trial
     return None
 
@@ -74,11 +91,14 @@ def stop_reason(trial: FrozenTrial) -> str:
 
 
 def stopped_summary(study: optuna.Study) -> str:
-    """"N trials stopped early (why), E training epochs skipped", after "K stopped trials continued later; "
+    """ "N trials stopped early (why), E training epochs skipped", after "K stopped trials continued later; "
     when a later trial continued some (``[asha] continue_stopped``), or "" when none was stopped."""
     trials = study.get_trials(deepcopy=False)
-    continued = {t.user_attrs[TrialAttr.CONTINUES] for t in trials
-                 if TrialAttr.CONTINUES in t.user_attrs and t.state == TrialState.COMPLETE}
+    continued = {
+        t.user_attrs[TrialAttr.CONTINUES]
+        for t in trials
+        if TrialAttr.CONTINUES in t.user_attrs and t.state == TrialState.COMPLETE
+    }
     every = [t for t in trials if is_stopped(t) and not is_repeat(t)]
     stopped = [t for t in every if t.number not in continued]
     later = len(every) - len(stopped)
@@ -90,7 +110,11 @@ def stopped_summary(study: optuna.Study) -> str:
     if dominated == len(stopped):
         why = "a trained design dominated it" if one else "trained designs dominated them"
     elif dominated == 0:
-        why = "it ranked low at a successive-halving rung" if one else "they ranked low at successive-halving rungs"
+        why = (
+            "it ranked low at a successive-halving rung"
+            if one
+            else "they ranked low at successive-halving rungs"
+        )
     else:
         why = f"{dominated} dominated, {len(stopped) - dominated} ranked low at successive-halving rungs"
     count = prefix + f"{len(stopped)} trial{'s' * (not one)} stopped early ({why})"

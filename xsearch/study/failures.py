@@ -26,7 +26,9 @@ def classify_failure(error: BaseException) -> FailureReason:
     if isinstance(error, MemoryError) or type(error).__name__ == "ResourceExhaustedError":
         return FailureReason.OOM
     text = str(error)
-    return FailureReason.OOM if any(marker in text for marker in OOM_MARKERS) else FailureReason.ERROR
+    return (
+        FailureReason.OOM if any(marker in text for marker in OOM_MARKERS) else FailureReason.ERROR
+    )
 
 
 class StudyStopped(RuntimeError):

@@ -30,9 +30,15 @@ class TrainResult:
     compile_time_s: float
     train_time_s: float
     epochs: int
-    epoch_times_s: list[float]  # training time of each epoch (the first of each phase includes compilation), validation excluded
-    frozen_params: int | None = None  # with a transfer schedule: the parameters of the frozen layers ...
-    frozen_epochs: int | None = None  # ... and the epochs of the training (from its first) that ran with them frozen
+    epoch_times_s: list[
+        float
+    ]  # training time of each epoch (the first of each phase includes compilation), validation excluded
+    frozen_params: int | None = (
+        None  # with a transfer schedule: the parameters of the frozen layers ...
+    )
+    frozen_epochs: int | None = (
+        None  # ... and the epochs of the training (from its first) that ran with them frozen
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,9 +57,16 @@ def _phases(spec: TrainingSpec, transfer: TransferSpec | None) -> list[_Phase]:
     if transfer is None:
         return [_Phase(0, spec.epochs, spec, frozen=False)]
     cut = transfer.frozen_epochs
-    fine_tune = dataclasses.replace(spec, epochs=spec.epochs - cut, learning_rate=transfer.fine_tune_learning_rate,
-                                    warmup_epochs=0)
-    return [_Phase(0, cut, dataclasses.replace(spec, epochs=cut), frozen=True), _Phase(cut, spec.epochs, fine_tune, frozen=False)]
+    fine_tune = dataclasses.replace(
+        spec,
+        epochs=spec.epochs - cut,
+        learning_rate=transfer.fine_tune_learning_rate,
+        warmup_epochs=0,
+    )
+    return [
+        _Phase(0, cut, dataclasses.replace(spec, epochs=cut), frozen=True),
+        _Phase(cut, spec.epochs, fine_tune, frozen=False),
+    ]
 
 
 def with_normalization(core: keras.Model, mean: Any, std: Any) -> keras.Model:
@@ -64,18 +77,24 @@ def with_normalization(core: keras.Model, mean: Any, std: Any) -> keras.Model:
     return keras.Model(inputs, core(normalize(inputs)), name=f"{core.name}_classifier")
 
 
-def compile_model(model: keras.Model, spec: TrainingSpec, steps_per_epoch: int, num_classes: int) -> None:
+def compile_model(
+    model: keras.Model, spec: TrainingSpec, steps_per_epoch: int, num_classes: int
+) -> None:
     """Compile with the spec's optimizer, learning-rate schedule, loss and metrics."""
     total_steps = max(1, spec.epochs * steps_per_epoch)
     learning_rate: Any = spec.learning_rate
     if spec.schedule == "cosine":
         warmup = min(spec.warmup_epochs * steps_per_epoch, total_steps - 1)
         learning_rate = keras.optimizers.schedules.CosineDecay(
-            0.0 if warmup else spec.learning_rate, total_steps - warmup,
-            warmup_target=spec.learning_rate if warmup else None, warmup_steps=warmup,
+            0.0 if warmup else spec.learning_rate,
+            total_steps - warmup,
+            warmup_target=spec.learning_rate if warmup else None,
+            warmup_steps=warmup,
         )
     if spec.optimizer == "sgd":
-        optimizer = keras.optimizers.SGD(learning_rate, momentum=0.9, nesterov=True, weight_decay=spec.weight_decay or None)
+        optimizer = keras.optimizers.SGD(
+            learning_rate, momentum=0.9, nesterov=True, weight_decay=spec.weight_decay or None
+        )
     elif spec.optimizer == "adamw":
         optimizer = keras.optimizers.AdamW(learning_rate, weight_decay=spec.weight_decay)
     else:
@@ -83,8 +102,12 @@ def compile_model(model: keras.Model, spec: TrainingSpec, steps_per_epoch: int, 
     metrics: list[Any] = ["accuracy"]
     if num_classes > 5:
         metrics.append(keras.metrics.SparseTopKCategoricalAccuracy(5, name="top5"))
-    model.compile(optimizer, keras.losses.SparseCategoricalCrossentropy(), metrics=metrics,
-                  jit_compile=jit_compile_setting())
+    model.compile(
+        optimizer,
+        keras.losses.SparseCategoricalCrossentropy(),
+        metrics=metrics,
+        jit_compile=jit_compile_setting(),
+    )
 
 
 class _StopOnNonFiniteLoss(keras.callbacks.Callback):
@@ -138,7 +161,8 @@ def train_and_evaluate(
     Training batches are all full (each epoch reshuffles, so the images left over differ), so the
     training step is compiled once, not a second time for a smaller last batch.
     Throughput counts epochs after the first (which includes compilation; with ``transfer``, the first of
-    each phase); their extra time is reported as ``compile_time_s``. A NaN/inf loss raises `TrialFailure(FailureReason.NAN)`.
+    each phase); their extra time is reported as ``compile_time_s``. A NaN/inf loss raises
+    `TrialFailure(FailureReason.NAN)`.
     ``initial_epoch`` > 0 continues a training whose weights were restored from a checkpoint, from the
     same point of the learning-rate schedule (the optimizer's moments start afresh).
 
@@ -150,15 +174,27 @@ def train_and_evaluate(
     phase of ``initial_epoch``.
     """
     if not isinstance(spec.batch_size, int):
-        raise ValueError(f"training.batch_size {spec.batch_size!r} must be resolved to an integer before training.")
+        raise ValueError(
+            f"training.batch_size {spec.batch_size!r} must be resolved to an integer before training."
+        )
     batch_size = spec.batch_size
     train_batch = min(batch_size, len(dataset.y_train))
-    train = BatchStream(dataset.x_train, dataset.y_train, train_batch, augment=spec.augment,
-                        shuffle=True, seed=seed, workers=workers, drop_remainder=True)
+    train = BatchStream(
+        dataset.x_train,
+        dataset.y_train,
+        train_batch,
+        augment=spec.augment,
+        shuffle=True,
+        seed=seed,
+        workers=workers,
+        drop_remainder=True,
+    )
     val = BatchStream(dataset.x_val, dataset.y_val, batch_size, workers=workers)
     timer = EpochTimer()
     curves: dict[str, list[float]] = {}
-    compiled: list[int] = []  # the epochs (indices into timer.durations) that compiled a training step
+    compiled: list[
+        int
+    ] = []  # the epochs (indices into timer.durations) that compiled a training step
     started = time.perf_counter()
     for phase in _phases(spec, transfer):
         if initial_epoch >= phase.end:
@@ -168,10 +204,16 @@ def train_and_evaluate(
         compile_model(model, phase.spec, len(train), dataset.num_classes)
         _build_training_state(model, *train[0])
         first = max(initial_epoch, phase.start)
-        model.optimizer.iterations.assign((first - phase.start) * len(train))  # a continued training continues its schedule
+        model.optimizer.iterations.assign(
+            (first - phase.start) * len(train)
+        )  # a continued training continues its schedule
         compiled.append(len(timer.durations))
         history = model.fit(
-            train, validation_data=val, epochs=phase.end, initial_epoch=first, verbose=0,
+            train,
+            validation_data=val,
+            epochs=phase.end,
+            initial_epoch=first,
+            verbose=0,
             callbacks=[_StopOnNonFiniteLoss(), timer, *callbacks],
         )
         for key, values in history.history.items():
@@ -181,7 +223,9 @@ def train_and_evaluate(
     train_time = time.perf_counter() - started
     losses = curves.get("loss", [])
     if not losses or not all(math.isfinite(v) for v in losses):
-        raise TrialFailure(FailureReason.NAN, f"the training loss became NaN/inf at epoch {len(losses)}")
+        raise TrialFailure(
+            FailureReason.NAN, f"the training loss became NaN/inf at epoch {len(losses)}"
+        )
     compile_time, throughput = _speed(timer.durations, len(train) * train_batch, compiled)
     test_scores: dict[str, float] = {}
     if len(dataset.y_test):
@@ -198,8 +242,12 @@ def train_and_evaluate(
         train_time_s=train_time,
         epochs=len(losses),
         epoch_times_s=timer.durations,
-        frozen_params=None if transfer is None else sum(layer.count_params() for layer in inherited),
-        frozen_epochs=None if transfer is None else min(transfer.frozen_epochs, initial_epoch + len(losses)),
+        frozen_params=None
+        if transfer is None
+        else sum(layer.count_params() for layer in inherited),
+        frozen_epochs=None
+        if transfer is None
+        else min(transfer.frozen_epochs, initial_epoch + len(losses)),
     )
 
 
@@ -216,13 +264,17 @@ def _build_training_state(model: keras.Model, x: np.ndarray, y: np.ndarray) -> N
     model.compute_metrics(x[:1], y[:1], predictions, sample_weight=None)
 
 
-def _speed(durations: list[float], images_per_epoch: int, compiled: Sequence[int] = (0,)) -> tuple[float, float]:
+def _speed(
+    durations: list[float], images_per_epoch: int, compiled: Sequence[int] = (0,)
+) -> tuple[float, float]:
     """(compile time, training images/s) from epoch durations; the ``compiled`` epochs carry a compilation."""
     steady_epochs = [d for i, d in enumerate(durations) if i not in compiled]
     if not steady_epochs:
         return 0.0, images_per_epoch / statistics.median(durations)
     steady = statistics.median(steady_epochs)
-    return sum(max(0.0, durations[i] - steady) for i in compiled if i < len(durations)), images_per_epoch / steady
+    return sum(
+        max(0.0, durations[i] - steady) for i in compiled if i < len(durations)
+    ), images_per_epoch / steady
 
 
 def _maybe(value: Any) -> float | None:

@@ -107,8 +107,15 @@ def repair_journal(damage: JournalDamage) -> str:
     """
     path = damage.path
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    backup = next(candidate for index in range(1000) if not (
-        candidate := path.with_name(f"{path.name}.damaged-{stamp}" + (f"-{index}" if index else ""))).exists())
+    backup = next(
+        candidate
+        for index in range(1000)
+        if not (
+            candidate := path.with_name(
+                f"{path.name}.damaged-{stamp}" + (f"-{index}" if index else "")
+            )
+        ).exists()
+    )
     try:
         with atomic_path(backup) as temporary:
             shutil.copyfile(path, temporary)
@@ -121,14 +128,18 @@ def repair_journal(damage: JournalDamage) -> str:
             os.fsync(handle.fileno())
     except OSError as error:
         if error.errno == errno.ENOSPC:
-            raise ValueError(f"no space left on {path.parent} to repair {path} (a copy of it is kept first): "
-                             "free some space and run again.") from None
+            raise ValueError(
+                f"no space left on {path.parent} to repair {path} (a copy of it is kept first): "
+                "free some space and run again."
+            ) from None
         raise
     kept, dropped = damage.records, damage.lines - damage.records
     cause = " (a write cut short)" if damage.torn else ""
     ends = ", added its line end" if damage.unterminated else ""
-    return (f"repaired {damage.describe()}{cause}: kept its {kept} complete records{ends}, dropped "
-            f"{dropped} line{'s' * (dropped != 1)}; the damaged file is kept as {backup}.")
+    return (
+        f"repaired {damage.describe()}{cause}: kept its {kept} complete records{ends}, dropped "
+        f"{dropped} line{'s' * (dropped != 1)}; the damaged file is kept as {backup}."
+    )
 
 
 @contextlib.contextmanager

@@ -39,7 +39,9 @@ class _StoppingRule(keras.callbacks.Callback):
 
     rule_name = ""
 
-    def __init__(self, trial: optuna.Trial, costs: Mapping[str, float], digest: str, epochs: int) -> None:
+    def __init__(
+        self, trial: optuna.Trial, costs: Mapping[str, float], digest: str, epochs: int
+    ) -> None:
         super().__init__()
         self.trial, self.costs, self.digest, self.epochs = trial, dict(costs), digest, epochs
         self.stopped_at: int | None = None
@@ -64,8 +66,14 @@ class StopDominated(_StoppingRule):
 
     rule_name = "dominated"
 
-    def __init__(self, trial: optuna.Trial, rule: EarlyStopSpec, costs: Mapping[str, float], digest: str,
-                 epochs: int) -> None:
+    def __init__(
+        self,
+        trial: optuna.Trial,
+        rule: EarlyStopSpec,
+        costs: Mapping[str, float],
+        digest: str,
+        epochs: int,
+    ) -> None:
         super().__init__(trial, costs, digest, epochs)
         self.rule = rule
 
@@ -73,7 +81,9 @@ class StopDominated(_StoppingRule):
         if epoch < self.rule.after_epochs:
             return False
         trials = self.trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        found = dominating_trial(trials, self.costs, accuracy, epoch, self.rule.margin, self.digest, self.epochs)
+        found = dominating_trial(
+            trials, self.costs, accuracy, epoch, self.rule.margin, self.digest, self.epochs
+        )
         if found is not None:
             self.trial.set_user_attr(TrialAttr.STOPPED_BY, found.number)
         return found is not None
@@ -88,8 +98,14 @@ class SuccessiveHalving(_StoppingRule):
 
     rule_name = RULE_NAME
 
-    def __init__(self, trial: optuna.Trial, rule: AshaSpec, costs: Mapping[str, float], digest: str,
-                 epochs: int) -> None:
+    def __init__(
+        self,
+        trial: optuna.Trial,
+        rule: AshaSpec,
+        costs: Mapping[str, float],
+        digest: str,
+        epochs: int,
+    ) -> None:
         super().__init__(trial, costs, digest, epochs)
         self.rule = rule
         self.rungs = set(rungs(epochs, rule.min_epochs, rule.reduction_factor))
@@ -99,9 +115,20 @@ class SuccessiveHalving(_StoppingRule):
         if epoch not in self.rungs:
             return False
         self.reached[str(epoch)] = accuracy
-        for key, value in {TrialAttr.SETUP_DIGEST: self.digest, **self.costs}.items():  # read by trials still running
+        for key, value in {
+            TrialAttr.SETUP_DIGEST: self.digest,
+            **self.costs,
+        }.items():  # read by trials still running
             self.trial.set_user_attr(key, value)
         self.trial.set_user_attr(TrialAttr.RUNG_ACCURACY, dict(self.reached))
         metrics = list(self.costs)
-        others = rung_points(self.trial.study.get_trials(deepcopy=False), epoch, metrics, self.digest, self.trial.number)
-        return not promoted([accuracy, *(self.costs[m] for m in metrics)], others, self.rule.reduction_factor)
+        others = rung_points(
+            self.trial.study.get_trials(deepcopy=False),
+            epoch,
+            metrics,
+            self.digest,
+            self.trial.number,
+        )
+        return not promoted(
+            [accuracy, *(self.costs[m] for m in metrics)], others, self.rule.reduction_factor
+        )

@@ -25,14 +25,20 @@ from xsearch.study.trainer import Trainer
 CallbackFactory = Callable[[optuna.Trial], list[keras.callbacks.Callback]]
 OOM_CONSTRAINT = "oom"
 STOPPED_CONSTRAINT = "stopped"
-RUNTIME_CONSTRAINT = "runtime"  # 1 when a scored latency target could not run the design (`StudySpec.scored_latency_targets`)
+# 1 when a scored latency target could not run the design (`StudySpec.scored_latency_targets`)
+RUNTIME_CONSTRAINT = "runtime"
 _UNTRAINED = {TrialAttr.VAL_ACCURACY: 0.0, TrialAttr.THROUGHPUT: 0.0}
 """The accuracy and throughput objectives of a design that was not trained."""
 
 
-def constraint_violations(constraints: dict[str, float], record: dict[str, Any]) -> dict[str, float]:
+def constraint_violations(
+    constraints: dict[str, float], record: dict[str, Any]
+) -> dict[str, float]:
     """One value per hard constraint, relative to its bound: <= 0 when satisfied."""
-    return {key: float(record[constraint_metric(key)]) / bound - 1.0 for key, bound in sorted(constraints.items())}
+    return {
+        key: float(record[constraint_metric(key)]) / bound - 1.0
+        for key, bound in sorted(constraints.items())
+    }
 
 
 class StudyObjective:
@@ -50,7 +56,13 @@ class StudyObjective:
     The ``trainer`` costs and trains the designs (`xsearch.study.trainer.KerasTrainer`).
     """
 
-    def __init__(self, spec: StudySpec, space: SearchSpace, trainer: Trainer, callbacks: CallbackFactory | None = None) -> None:
+    def __init__(
+        self,
+        spec: StudySpec,
+        space: SearchSpace,
+        trainer: Trainer,
+        callbacks: CallbackFactory | None = None,
+    ) -> None:
         self.spec = spec
         self.space = space
         self.trainer = trainer
@@ -76,21 +88,38 @@ class StudyObjective:
         if twin is not None and not continuable(twin, trials, self.spec.asha):
             return self._repeat(trial, twin, started)
         record: dict[str, Any] = {
-            TrialAttr.CONFIG: config.to_json(), TrialAttr.SEED: self.spec.seed + trial.number,
-            TrialAttr.IMAGE_SIZE: self.spec.data.image_size, TrialAttr.BATCH_SIZE: self.spec.training.batch_size,
-            TrialAttr.SETUP_DIGEST: self.digest, **self.trainer.trial_record(),
+            TrialAttr.CONFIG: config.to_json(),
+            TrialAttr.SEED: self.spec.seed + trial.number,
+            TrialAttr.IMAGE_SIZE: self.spec.data.image_size,
+            TrialAttr.BATCH_SIZE: self.spec.training.batch_size,
+            TrialAttr.SETUP_DIGEST: self.digest,
+            **self.trainer.trial_record(),
         }
-        if twin is not None:  # continues the stopped twin: recorded at once, so that no other worker does too
+        if (
+            twin is not None
+        ):  # continues the stopped twin: recorded at once, so that no other worker does too
             trial.set_user_attr(TrialAttr.CONTINUES, twin.number)
-            record.update({TrialAttr.CONTINUES: twin.number, TrialAttr.SEED: twin.user_attrs[TrialAttr.SEED]})
+            record.update(
+                {TrialAttr.CONTINUES: twin.number, TrialAttr.SEED: twin.user_attrs[TrialAttr.SEED]}
+            )
         stopping = self.spec.early_stop is not None or self.spec.asha is not None
         targets = bool(self.spec.scored_latency_targets)
-        constraints = dict.fromkeys((*sorted(self.spec.constraints), OOM_CONSTRAINT, *[STOPPED_CONSTRAINT] * stopping,
-                                     *[RUNTIME_CONSTRAINT] * targets), 0.0)
+        constraints = dict.fromkeys(
+            (
+                *sorted(self.spec.constraints),
+                OOM_CONSTRAINT,
+                *[STOPPED_CONSTRAINT] * stopping,
+                *[RUNTIME_CONSTRAINT] * targets,
+            ),
+            0.0,
+        )
         try:
             record.update(self.trainer.cost(config, record[TrialAttr.SEED]))
             constraints.update(constraint_violations(self.spec.constraints, record))
-            if targets and any("error" in record[TrialAttr.LATENCY_TARGETS][t] for t in self.spec.scored_latency_targets):
+            if targets and any(
+                "error" in record[TrialAttr.LATENCY_TARGETS][t]
+                for t in self.spec.scored_latency_targets
+            ):
                 constraints[RUNTIME_CONSTRAINT] = 1.0
             record[TrialAttr.FEASIBLE] = all(value <= 0 for value in constraints.values())
             if record[TrialAttr.FEASIBLE]:
@@ -106,12 +135,22 @@ class StudyObjective:
                 record.update({TrialAttr.FAILURE_REASON: FailureReason.CONSTRAINT, **_UNTRAINED})
         except Exception as error:
             reason = classify_failure(error)
-            record.update({TrialAttr.FAILURE_REASON: reason, TrialAttr.ERROR: f"{type(error).__name__}: {error}"[:1000]})
+            record.update(
+                {
+                    TrialAttr.FAILURE_REASON: reason,
+                    TrialAttr.ERROR: f"{type(error).__name__}: {error}"[:1000],
+                }
+            )
             if reason != FailureReason.OOM or TrialAttr.PARAMS not in record:
                 raise TrialFailure(reason, str(error)) from error
             constraints[OOM_CONSTRAINT] = 1.0  # infeasible: teaches the sampler
-            record.update({TrialAttr.FEASIBLE: False, **_UNTRAINED,
-                           TrialAttr.LATENCY_MS: record.get(TrialAttr.LATENCY_MS, float("inf"))})
+            record.update(
+                {
+                    TrialAttr.FEASIBLE: False,
+                    **_UNTRAINED,
+                    TrialAttr.LATENCY_MS: record.get(TrialAttr.LATENCY_MS, float("inf")),
+                }
+            )
         finally:
             record[TrialAttr.WALL_TIME_S] = time.perf_counter() - started
             for key, value in record.items():
@@ -121,7 +160,9 @@ class StudyObjective:
             self.trainer.release()
         return tuple(float(record[objective.metric]) for objective in self.spec.objective_list)
 
-    def _training_callbacks(self, trial: optuna.Trial, record: dict[str, Any]) -> list[keras.callbacks.Callback]:
+    def _training_callbacks(
+        self, trial: optuna.Trial, record: dict[str, Any]
+    ) -> list[keras.callbacks.Callback]:
         """The epoch recorder, the caller's callbacks, then the study's stopping rules."""
         callbacks = [_EpochRecorder(trial, record), *self.callbacks(trial)]
         costs = {metric: float(record[metric]) for metric in cost_metrics(self.spec)}
@@ -132,7 +173,9 @@ class StudyObjective:
             callbacks.append(SuccessiveHalving(trial, self.spec.asha, costs, self.digest, epochs))
         return callbacks
 
-    def _repeat(self, trial: optuna.Trial, twin: optuna.trial.FrozenTrial, started: float) -> tuple[float, ...]:
+    def _repeat(
+        self, trial: optuna.Trial, twin: optuna.trial.FrozenTrial, started: float
+    ) -> tuple[float, ...]:
         """Record ``twin``'s results, constraints and values on ``trial``, which repeats its design."""
         for key, value in repeated_results(twin).items():
             trial.set_user_attr(key, value)
@@ -145,13 +188,19 @@ class StudyObjective:
 
     def _promote(self, study: optuna.Study) -> None:
         """Queue the stopped trial that ranks best at its rung to be continued by the next trial."""
-        chosen = next_promotion(study.get_trials(deepcopy=False), cost_metrics(self.spec), self.digest)
+        chosen = next_promotion(
+            study.get_trials(deepcopy=False), cost_metrics(self.spec), self.digest
+        )
         if chosen is not None:
             study.enqueue_trial(chosen.params, skip_if_exists=False)
 
     def _check_budget(self, trial: optuna.Trial) -> None:
         """Several workers share one budget: a trial started beyond it is pruned unrun (``surplus``)."""
-        ahead = [t for t in budget_trials(trial.study.get_trials(deepcopy=False), self.digest) if t.number < trial.number]
+        ahead = [
+            t
+            for t in budget_trials(trial.study.get_trials(deepcopy=False), self.digest)
+            if t.number < trial.number
+        ]
         if len(ahead) >= self.spec.trials:
             trial.set_user_attr(TrialAttr.SURPLUS, True)
             trial.study.stop()
@@ -166,7 +215,10 @@ def _join_curves(record: dict[str, Any], twin: optuna.trial.FrozenTrial) -> None
         return
     del record[TrialAttr.RESUMED_FROM_EPOCH]
     before = twin.user_attrs.get(TrialAttr.CURVES) or {}
-    record[TrialAttr.CURVES] = {key: [*before.get(key, [])[:start], *values] for key, values in record[TrialAttr.CURVES].items()}
+    record[TrialAttr.CURVES] = {
+        key: [*before.get(key, [])[:start], *values]
+        for key, values in record[TrialAttr.CURVES].items()
+    }
     record[TrialAttr.EPOCHS] = start + int(record[TrialAttr.EPOCHS])
 
 
@@ -177,8 +229,14 @@ def _join_resumed(record: dict[str, Any]) -> None:
     if not start or not so_far:
         return
     del record[TrialAttr.RESUMED_FROM_EPOCH]
-    record[TrialAttr.CURVES] = {key: [*so_far.get(key, [])[:start], *values] for key, values in record[TrialAttr.CURVES].items()}
-    record[TrialAttr.EPOCH_TIMES_S] = [*so_far.get(TrialAttr.EPOCH_TIMES_S, [])[:start], *record[TrialAttr.EPOCH_TIMES_S]]
+    record[TrialAttr.CURVES] = {
+        key: [*so_far.get(key, [])[:start], *values]
+        for key, values in record[TrialAttr.CURVES].items()
+    }
+    record[TrialAttr.EPOCH_TIMES_S] = [
+        *so_far.get(TrialAttr.EPOCH_TIMES_S, [])[:start],
+        *record[TrialAttr.EPOCH_TIMES_S],
+    ]
     record[TrialAttr.EPOCHS] = start + int(record[TrialAttr.EPOCHS])
 
 
@@ -196,14 +254,21 @@ class _EpochRecorder(EpochTimer):
         super().on_epoch_end(epoch, logs)
         logs = logs or {}
         self.trial.set_user_attr(TrialAttr.EPOCHS_DONE, epoch + 1)
-        self.trial.set_user_attr(TrialAttr.EPOCH_LOGS, {"epoch": epoch + 1, **{
-            key: float(logs[key]) for key in ("loss", "accuracy") if key in logs}})
+        self.trial.set_user_attr(
+            TrialAttr.EPOCH_LOGS,
+            {
+                "epoch": epoch + 1,
+                **{key: float(logs[key]) for key in ("loss", "accuracy") if key in logs},
+            },
+        )
         so_far = self.record.get(TrialAttr.CURVES_SO_FAR)
         if so_far is None and self.record.get(TrialAttr.RESUMED_FROM_EPOCH):
             return  # resumed from a trial whose curves are unknown: no curve from epoch 1 to keep
         so_far = {key: list(values) for key, values in (so_far or {}).items()}
         for key, value in logs.items():
             so_far.setdefault(key, []).append(float(value))
-        so_far.setdefault(TrialAttr.EPOCH_TIMES_S, []).append(self.durations[-1] if self.durations else math.nan)
+        so_far.setdefault(TrialAttr.EPOCH_TIMES_S, []).append(
+            self.durations[-1] if self.durations else math.nan
+        )
         self.record[TrialAttr.CURVES_SO_FAR] = so_far
         self.trial.set_user_attr(TrialAttr.CURVES_SO_FAR, so_far)

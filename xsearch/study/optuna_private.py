@@ -50,7 +50,9 @@ def enqueued_params(trial: FrozenTrial) -> dict[str, Any]:
     return dict(trial.system_attrs.get("fixed_params", trial.params))
 
 
-def replace_enqueued(study: optuna.Study, trial: FrozenTrial, params: dict[str, Any], user_attrs: Mapping[str, Any]) -> bool:
+def replace_enqueued(
+    study: optuna.Study, trial: FrozenTrial, params: dict[str, Any], user_attrs: Mapping[str, Any]
+) -> bool:
     """Make the WAITING ``trial`` run ``params`` with ``user_attrs`` (its own user attrs set to None) instead of what
     it was enqueued with; False, changing nothing, when it is no longer WAITING."""
     storage, trial_id = study._storage, trial._trial_id
@@ -71,7 +73,9 @@ def storage_description(study: optuna.Study) -> str:
     return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
 
 
-def hypervolume_history(study: optuna.Study, reference_point: list[float]) -> tuple[list[int], list[float]]:
+def hypervolume_history(
+    study: optuna.Study, reference_point: list[float]
+) -> tuple[list[int], list[float]]:
     """Trial numbers of the COMPLETE trials, and the hypervolume of the feasible front after each."""
     info = _get_hypervolume_history_info(study, np.asarray(reference_point, dtype=float))
     return list(info.trial_numbers), [float(value) for value in info.values]
@@ -87,7 +91,11 @@ def hypervolume(losses: np.ndarray, reference_point: np.ndarray) -> float:
     rows beyond the reference point add nothing."""
     points = np.asarray(losses, dtype=float)
     points = points[np.all(points < reference_point, axis=1)]
-    return float(compute_hypervolume(points, np.asarray(reference_point, dtype=float))) if len(points) else 0.0
+    return (
+        float(compute_hypervolume(points, np.asarray(reference_point, dtype=float)))
+        if len(points)
+        else 0.0
+    )
 
 
 HEARTBEAT_ATTR = "xsearch:heartbeat"
@@ -104,26 +112,40 @@ class HeartbeatGrpcStorage(GrpcStorageProxy, BaseHeartbeat):
     agree to well within the grace period (NTP does).
     """
 
-    def __init__(self, host: str, port: int, heartbeat_interval: int, grace_period: float,
-                 stale_trial_callback: Callable[[optuna.Study, FrozenTrial], None] | None = None) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        heartbeat_interval: int,
+        grace_period: float,
+        stale_trial_callback: Callable[[optuna.Study, FrozenTrial], None] | None = None,
+    ) -> None:
         super().__init__(host=host, port=port)
         self.url = f"grpc://{host}:{port}"
         self.heartbeat_interval, self.grace_period = heartbeat_interval, grace_period
         self.stale_trial_callback = stale_trial_callback
 
     def record_heartbeat(self, trial_id: int) -> None:
-        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):  # another worker failed it as stale meanwhile
+        with contextlib.suppress(
+            optuna.exceptions.UpdateFinishedTrialError
+        ):  # another worker failed it as stale meanwhile
             self.set_trial_system_attr(trial_id, HEARTBEAT_ATTR, time.time())
 
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
         now = time.time()
         running = self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
-        return [trial._trial_id for trial in running if now - trial.system_attrs.get(HEARTBEAT_ATTR, now) > self.grace_period]
+        return [
+            trial._trial_id
+            for trial in running
+            if now - trial.system_attrs.get(HEARTBEAT_ATTR, now) > self.grace_period
+        ]
 
     def get_heartbeat_interval(self) -> int:
         return self.heartbeat_interval
 
-    def get_heartbeat_stale_trial_callback(self) -> Callable[[optuna.Study, FrozenTrial], None] | None:
+    def get_heartbeat_stale_trial_callback(
+        self,
+    ) -> Callable[[optuna.Study, FrozenTrial], None] | None:
         return self.stale_trial_callback
 
     get_failed_trial_callback = get_heartbeat_stale_trial_callback  # the name Optuna < 4.9 calls

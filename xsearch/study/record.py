@@ -100,7 +100,9 @@ class TrialRecord(TypedDict, total=False):
     image_size: int
     batch_size: int
     num_classes: int
-    norm_mean: list[float]  # per-channel mean and std of the training split (the model's first layer)
+    norm_mean: list[
+        float
+    ]  # per-channel mean and std of the training split (the model's first layer)
     norm_std: list[float]
     setup_digest: str  # what its results depend on besides the design (`xsearch.study.repeats`)
     backend: str  # `xsearch.model.device.RuntimeInfo`
@@ -115,18 +117,28 @@ class TrialRecord(TypedDict, total=False):
     weights_source: str  # initial weights (``--weights``) and what was inherited from them
     params_inherited: int
     layers_inherited: int
-    frozen_params: int  # with a ``[transfer]`` schedule: the inherited parameters frozen at first ...
-    frozen_epochs: int  # ... and the epochs of the training (from its first) that ran with them frozen
+    frozen_params: (
+        int  # with a ``[transfer]`` schedule: the inherited parameters frozen at first ...
+    )
+    frozen_epochs: (
+        int  # ... and the epochs of the training (from its first) that ran with them frozen
+    )
     latency_ms: float  # median and p90 of timed forward passes at ``latency_batch``
     latency_p90_ms: float
     latency_batch: int
     latency_cv: float  # their standard deviation over mean: the figure's noise
-    latency_overhead_ms: float  # the same call path on an identity model (`xsearch.model.device_latency`)
-    latency_targets: dict[str, dict[str, Any]]  # per `[latency]` target: runtime, version, threads, batch, figures or error
+    latency_overhead_ms: (
+        float  # the same call path on an identity model (`xsearch.model.device_latency`)
+    )
+    latency_targets: dict[
+        str, dict[str, Any]
+    ]  # per `[latency]` target: runtime, version, threads, batch, figures or error
     feasible: bool  # every hard constraint holds
     failure_reason: FailureReason
     error: str  # the exception that failed it, shortened
-    curves: dict[str, list[float]]  # Keras history: loss, accuracy, val_loss, val_accuracy, ... per epoch
+    curves: dict[
+        str, list[float]
+    ]  # Keras history: loss, accuracy, val_loss, val_accuracy, ... per epoch
     val_accuracy: float  # `xsearch.study.fit.TrainResult`
     val_top5: float
     test_accuracy: float
@@ -135,16 +147,28 @@ class TrialRecord(TypedDict, total=False):
     compile_time_s: float
     train_time_s: float
     epochs: int
-    epoch_times_s: list[float]  # training seconds of each epoch run here (the first includes compilation)
+    epoch_times_s: list[
+        float
+    ]  # training seconds of each epoch run here (the first includes compilation)
     wall_time_s: float  # the whole trial: build, cost, train, save
     epochs_done: int  # written after every epoch: a retry continues from there
-    epoch_logs: dict[str, float]  # the last finished epoch: epoch, loss, accuracy (the progress display)
-    resumed_from_epoch: int  # a retry that continued from its predecessor's checkpoint (and lacks its curves)
-    curves_so_far: dict[str, list[float]]  # written after every epoch: the curves and ``epoch_times_s`` from epoch 1
-    stopped_at_epoch: int  # stopped early after this epoch (`xsearch.study.early_stop`, `xsearch.study.asha`)
+    epoch_logs: dict[
+        str, float
+    ]  # the last finished epoch: epoch, loss, accuracy (the progress display)
+    resumed_from_epoch: (
+        int  # a retry that continued from its predecessor's checkpoint (and lacks its curves)
+    )
+    curves_so_far: dict[
+        str, list[float]
+    ]  # written after every epoch: the curves and ``epoch_times_s`` from epoch 1
+    stopped_at_epoch: (
+        int  # stopped early after this epoch (`xsearch.study.early_stop`, `xsearch.study.asha`)
+    )
     stopped_by: int  # ... because this trial dominated it (the ``dominated`` rule)
     stop_rule: str  # the rule that stopped it: ``dominated`` or ``asha``
-    rung_accuracy: dict[str, float]  # validation accuracy at each successive-halving rung reached, by epoch
+    rung_accuracy: dict[
+        str, float
+    ]  # validation accuracy at each successive-halving rung reached, by epoch
     continues: int  # continued the training of this stopped trial (its design, seed and weights) from where it stopped
     model_artifact_id: str  # the kept trained model (`xsearch.study.artifacts`)
     model_sha256: str
@@ -176,16 +200,32 @@ class StudyRecord(TypedDict, total=False):
     batch_size_probe: dict[str, Any]  # the probe's device, stop reason and images/s per batch
     pruned_models: list[int]  # trials whose kept model was deleted
     exports: list[dict[str, Any]]  # one entry per `xsearch export`
-    data: dict[str, Any]  # what it trains on (`xsearch.data.Dataset.summary`): images per split and class, files left out
-    latency_remeasured: dict[str, dict[str, float]]  # per front trial number: its latencies timed again at the end of the run
+    data: dict[
+        str, Any
+    ]  # what it trains on (`xsearch.data.Dataset.summary`): images per split and class, files left out
+    latency_remeasured: dict[
+        str, dict[str, float]
+    ]  # per front trial number: its latencies timed again at the end of the run
 
 
-ATTEMPT_ATTRS: Final = frozenset({
-    TrialAttr.WORKER_HOST, TrialAttr.WORKER_PID, TrialAttr.SEED_TRIAL, TrialAttr.RETRY_OF, TrialAttr.SURPLUS,
-    TrialAttr.EPOCHS_DONE, TrialAttr.EPOCH_LOGS, TrialAttr.RESUMED_FROM_EPOCH, TrialAttr.CURVES_SO_FAR,
-    TrialAttr.WALL_TIME_S, TrialAttr.MODEL_ARTIFACT_ID,
-    TrialAttr.MODEL_SHA256, TrialAttr.REPEAT_OF, TrialAttr.CONTINUES,
-})
+ATTEMPT_ATTRS: Final = frozenset(
+    {
+        TrialAttr.WORKER_HOST,
+        TrialAttr.WORKER_PID,
+        TrialAttr.SEED_TRIAL,
+        TrialAttr.RETRY_OF,
+        TrialAttr.SURPLUS,
+        TrialAttr.EPOCHS_DONE,
+        TrialAttr.EPOCH_LOGS,
+        TrialAttr.RESUMED_FROM_EPOCH,
+        TrialAttr.CURVES_SO_FAR,
+        TrialAttr.WALL_TIME_S,
+        TrialAttr.MODEL_ARTIFACT_ID,
+        TrialAttr.MODEL_SHA256,
+        TrialAttr.REPEAT_OF,
+        TrialAttr.CONTINUES,
+    }
+)
 """Attrs that describe one attempt (who ran it, what it kept), not the design's results."""
 
 
@@ -225,4 +265,6 @@ def failure_reason(trial: FrozenTrial) -> str | None:
 def epoch_series(attrs: dict[str, Any], values: list[float] | None) -> list[float]:
     """Per-epoch ``values`` of a trial (a curve, its epoch times) indexed from epoch 1: NaN for the epochs before
     ``resumed_from_epoch``, which a retry whose predecessor left no curves did not record."""
-    return [math.nan] * int(attrs.get(TrialAttr.RESUMED_FROM_EPOCH) or 0) + [float(v) for v in values or []]
+    return [math.nan] * int(attrs.get(TrialAttr.RESUMED_FROM_EPOCH) or 0) + [
+        float(v) for v in values or []
+    ]

@@ -24,12 +24,15 @@ from xsearch.study.spec import StudySpec
 
 def setup_digest(spec: StudySpec) -> str:
     """A digest of what a trial's results depend on besides its design: data, training, precision,
-    latency batch and targets, constraints, initial weights and transfer schedule (not the data's folder, which differs by machine)."""
+    latency batch and targets, constraints, initial weights and transfer schedule (not the data's
+    folder, which differs by machine)."""
     setup = {
         "data": _data_setup(spec),
         "training": dataclasses.asdict(spec.training),
-        "precision": spec.precision, "latency_batch": spec.latency_batch,
-        "constraints": dict(sorted(spec.constraints.items())), "weights": spec.weights,
+        "precision": spec.precision,
+        "latency_batch": spec.latency_batch,
+        "constraints": dict(sorted(spec.constraints.items())),
+        "weights": spec.weights,
     }
     if spec.transfer is not None:  # only then: the digests of studies without one stay as they were
         setup["transfer"] = dataclasses.asdict(spec.transfer)
@@ -45,20 +48,32 @@ def _data_setup(spec: StudySpec) -> dict[str, Any]:
     del data["max_bad_fraction"]
     if spec.data.source != "arrays":
         del data["layout"]
-    if spec.data.split_seed is None:  # the study's seed splits, as before the key existed: digests stay as they were
+    if (
+        spec.data.split_seed is None
+    ):  # the study's seed splits, as before the key existed: digests stay as they were
         del data["split_seed"]
     return data
 
 
-def trained_twin(trials: Iterable[FrozenTrial], params: Mapping[str, Any], digest: str) -> FrozenTrial | None:
+def trained_twin(
+    trials: Iterable[FrozenTrial], params: Mapping[str, Any], digest: str
+) -> FrozenTrial | None:
     """The trial that stands for this design under set-up ``digest``: of the COMPLETE trials (not repeats)
     with these parameters, the earliest trained fully, else the one stopped after the most epochs."""
-    matches = [trial for trial in trials if trial.state == TrialState.COMPLETE and not is_repeat(trial)
-               and trial.params == dict(params) and trial.user_attrs.get(TrialAttr.SETUP_DIGEST) == digest]
+    matches = [
+        trial
+        for trial in trials
+        if trial.state == TrialState.COMPLETE
+        and not is_repeat(trial)
+        and trial.params == dict(params)
+        and trial.user_attrs.get(TrialAttr.SETUP_DIGEST) == digest
+    ]
     full = [trial for trial in matches if not is_stopped(trial)]
     if full:
         return full[0]
-    return max(matches, key=lambda trial: int(trial.user_attrs[TrialAttr.STOPPED_AT_EPOCH]), default=None)
+    return max(
+        matches, key=lambda trial: int(trial.user_attrs[TrialAttr.STOPPED_AT_EPOCH]), default=None
+    )
 
 
 def repeated_results(twin: FrozenTrial) -> dict[str, Any]:

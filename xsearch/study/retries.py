@@ -35,8 +35,9 @@ def worker_identity() -> dict[str, Any]:
 def sweep_dead_local_trials(study: optuna.Study) -> int:
     """Fail and retry the RUNNING trials whose worker process on this host is gone; their number.
 
-    On a database storage (direct or through the proxy), trials whose heartbeat stopped (any machine) are failed and retried by
-    Optuna's `fail_stale_trials` first; a dead worker of this host is found at once either way.
+    On a database storage (direct or through the proxy), trials whose heartbeat stopped (any
+    machine) are failed and retried by Optuna's `fail_stale_trials` first; a dead worker of this
+    host is found at once either way.
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -45,7 +46,9 @@ def sweep_dead_local_trials(study: optuna.Study) -> int:
     swept = 0
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         attrs = trial.user_attrs
-        if attrs.get(TrialAttr.WORKER_HOST, host) != host or _alive(attrs.get(TrialAttr.WORKER_PID)):
+        if attrs.get(TrialAttr.WORKER_HOST, host) != host or _alive(
+            attrs.get(TrialAttr.WORKER_PID)
+        ):
             continue
         if TrialAttr.WORKER_PID not in attrs and _age_s(trial) < UNCLAIMED_GRACE_S:
             continue  # just started: its worker is still sampling it and has not recorded its pid yet
@@ -75,10 +78,16 @@ def _enqueue_retry(study: optuna.Study, number: int, params: dict[str, Any]) -> 
     So the retry runs next, and is never pruned as surplus because a queued trial ahead of it used the budget.
     """
     retry = {TrialAttr.RETRY_OF: number}
-    queued = [t for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)) if retried_from(t) is None]
+    queued = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        if retried_from(t) is None
+    ]
     if queued:
         first = queued[0]
-        study.enqueue_trial(enqueued_params(first), user_attrs=first.user_attrs, skip_if_exists=False)
+        study.enqueue_trial(
+            enqueued_params(first), user_attrs=first.user_attrs, skip_if_exists=False
+        )
         if replace_enqueued(study, first, params, retry):
             return
     study.enqueue_trial(params, user_attrs=retry, skip_if_exists=False)
@@ -112,12 +121,20 @@ def budget_trials(trials: list[FrozenTrial], digest: str | None = None) -> list[
     retried = {retried_from(t) for t in trials} - {None}
     counted = []
     for trial in trials:
-        if trial.user_attrs.get(TrialAttr.SURPLUS) or is_repeat(trial) or trial.state in (TrialState.WAITING, TrialState.PRUNED):
+        if (
+            trial.user_attrs.get(TrialAttr.SURPLUS)
+            or is_repeat(trial)
+            or trial.state in (TrialState.WAITING, TrialState.PRUNED)
+        ):
             continue
-        if trial.state == TrialState.FAIL and (trial.number in retried
-                                               or failure_reason(trial) == FailureReason.INTERRUPTED
-                                               or (digest is not None
-                                                   and trial.user_attrs.get(TrialAttr.SETUP_DIGEST, digest) != digest)):
+        if trial.state == TrialState.FAIL and (
+            trial.number in retried
+            or failure_reason(trial) == FailureReason.INTERRUPTED
+            or (
+                digest is not None
+                and trial.user_attrs.get(TrialAttr.SETUP_DIGEST, digest) != digest
+            )
+        ):
             continue
         counted.append(trial)
     return counted

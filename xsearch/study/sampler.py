@@ -22,18 +22,29 @@ from xsearch.study.retries import worker_identity
 from xsearch.study.spec import StudySpec
 
 
-def make_sampler(spec: StudySpec, space: SearchSpace, seed: int | None = None) -> optuna.samplers.BaseSampler:
+def make_sampler(
+    spec: StudySpec, space: SearchSpace, seed: int | None = None
+) -> optuna.samplers.BaseSampler:
     """The study's sampler, seeded with ``seed`` (default: ``spec.seed``); each sampler reads the
     hard constraints the objective sets on its trials."""
     seed = spec.seed if seed is None else seed
     if spec.sampler == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(8, min(50, spec.trials // 4)))
+        return optuna.samplers.NSGAIISampler(
+            seed=seed, population_size=max(8, min(50, spec.trials // 4))
+        )
     if spec.sampler == "gp":
         return optuna.samplers.GPSampler(seed=seed, n_startup_trials=8)
-    if spec.sampler in ("random", "grid"):  # a grid study's trials come from its queue (`grid_points`)
+    if spec.sampler in (
+        "random",
+        "grid",
+    ):  # a grid study's trials come from its queue (`grid_points`)
         return optuna.samplers.RandomSampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True,
-                                      n_startup_trials=min(10, max(4, spec.trials // 3)))
+    return optuna.samplers.TPESampler(
+        seed=seed,
+        multivariate=True,
+        constant_liar=True,
+        n_startup_trials=min(10, max(4, spec.trials // 3)),
+    )
 
 
 def sampler_seed(seed: int, trials_so_far: int, shared: bool) -> int:

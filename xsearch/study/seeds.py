@@ -29,19 +29,24 @@ def seed_configs(spec: StudySpec, space: SearchSpace, num_classes: int) -> list[
 def check_constraints_reachable(spec: StudySpec, space: SearchSpace, num_classes: int) -> None:
     """Raise ValueError when no design of ``space`` meets the study's parameter or FLOP constraint: its
     `smallest_design` breaks it (every trial would be infeasible). Latency is measured, so not checked here."""
-    limits = {key: spec.constraints[key] for key in ("max_params", "max_flops") if key in spec.constraints}
+    limits = {
+        key: spec.constraints[key] for key in ("max_params", "max_flops") if key in spec.constraints
+    }
     if not limits:
         return
     smallest = smallest_design(space)
     size = spec.data.image_size
-    costs = cast(Mapping[str, int], model_costs(build_model(smallest, (size, size, 3), num_classes)))
+    costs = cast(
+        Mapping[str, int], model_costs(build_model(smallest, (size, size, 3), num_classes))
+    )
     for key, bound in limits.items():
         cost = costs[CONSTRAINTS[key]]
         if cost > bound:
             raise ValueError(
-                f"constraints.{key} = {bound:g}: no design of space {spec.space!r} meets it: the smallest, {smallest.to_json()}, "
-                f"has {cost:,} {CONSTRAINTS[key]} at {size}x{size} with {num_classes} classes; raise {key} to at least {cost:,} "
-                "or choose a smaller space or image size."
+                f"constraints.{key} = {bound:g}: no design of space {spec.space!r} meets it: "
+                f"the smallest, {smallest.to_json()}, has {cost:,} {CONSTRAINTS[key]} "
+                f"at {size}x{size} with {num_classes} classes; "
+                f"raise {key} to at least {cost:,} or choose a smaller space or image size."
             )
 
 
@@ -68,7 +73,9 @@ def smallest_design(space: SearchSpace) -> XceptionConfig:
 def project(config: XceptionConfig, space: SearchSpace) -> XceptionConfig:
     """The config in ``space`` nearest to ``config``, axis by axis."""
     values = config.to_dict()
-    return XceptionConfig(**{axis: _nearest(values[axis], spec) for axis, spec in space.axes.items()})
+    return XceptionConfig(
+        **{axis: _nearest(values[axis], spec) for axis, spec in space.axes.items()}
+    )
 
 
 def fit_constraints(
@@ -76,10 +83,14 @@ def fit_constraints(
 ) -> XceptionConfig | None:
     """Shrink repeats, then width, then depth multiplier one step at a time until the parameter and
     FLOP constraints hold; ``None`` when even the smallest such design does not fit."""
-    limits = {key: spec.constraints[key] for key in ("max_params", "max_flops") if key in spec.constraints}
+    limits = {
+        key: spec.constraints[key] for key in ("max_params", "max_flops") if key in spec.constraints
+    }
     size = spec.data.image_size
     while True:
-        costs = cast(Mapping[str, int], model_costs(build_model(config, (size, size, 3), num_classes)))
+        costs = cast(
+            Mapping[str, int], model_costs(build_model(config, (size, size, 3), num_classes))
+        )
         if all(costs[CONSTRAINTS[key]] <= bound for key, bound in limits.items()):
             return config
         for axis in _SHRINK_ORDER:
@@ -95,13 +106,19 @@ def _nearest(value: Any, spec: Range | Choice) -> Any:
     if isinstance(spec, Choice):
         if value in spec.values:
             return value
-        numbers = [v for v in spec.values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        numbers = [
+            v for v in spec.values if isinstance(v, (int, float)) and not isinstance(v, bool)
+        ]
         if isinstance(value, (int, float)) and numbers:
             return min(numbers, key=lambda v: abs(v - value))
         return spec.values[0]
     steps = round((min(max(value, spec.low), spec.high) - spec.low) / spec.step)
     snapped = spec.low + steps * spec.step
-    return int(snapped) if isinstance(spec.low, int) and isinstance(spec.step, int) else round(snapped, 6)
+    return (
+        int(snapped)
+        if isinstance(spec.low, int) and isinstance(spec.step, int)
+        else round(snapped, 6)
+    )
 
 
 def _step_down(value: Any, spec: Range | Choice) -> Any:

@@ -39,8 +39,15 @@ OBJECTIVES = {
     "flops": ObjectiveSpec(TrialAttr.FLOPS, "minimize"),
     "throughput": ObjectiveSpec(TrialAttr.THROUGHPUT, "maximize"),
 }
-CONSTRAINTS = {"max_params": TrialAttr.PARAMS, "max_flops": TrialAttr.FLOPS, "max_latency_ms": TrialAttr.LATENCY_MS}
-TARGET_OBJECTIVE, TARGET_CONSTRAINT = "latency@", "max_latency_ms@"  # + a `[latency]` target: "latency@litert-cpu"
+CONSTRAINTS = {
+    "max_params": TrialAttr.PARAMS,
+    "max_flops": TrialAttr.FLOPS,
+    "max_latency_ms": TrialAttr.LATENCY_MS,
+}
+TARGET_OBJECTIVE, TARGET_CONSTRAINT = (
+    "latency@",
+    "max_latency_ms@",
+)  # + a `[latency]` target: "latency@litert-cpu"
 
 
 def objective_spec(name: str) -> ObjectiveSpec:
@@ -59,6 +66,8 @@ def constraint_metric(key: str) -> str:
 
 def _target_of(name: str, prefix: str) -> str | None:
     return name.removeprefix(prefix) if name.startswith(prefix) else None
+
+
 SAMPLERS = ("tpe", "nsga2", "gp", "random", "grid")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("cosine", "constant")
@@ -67,8 +76,14 @@ MAX_EPOCHS = 10_000
 MAX_IMAGE_SIZE = 1024  # 299 in the paper; a side beyond this is a typo, and its data cache would not fit in memory
 
 
-def doc_field(default: Any = None, doc: str = "", *, valid: Any = None, factory: Callable[[], Any] | None = None,
-              in_file: bool = True) -> Any:
+def doc_field(
+    default: Any = None,
+    doc: str = "",
+    *,
+    valid: Any = None,
+    factory: Callable[[], Any] | None = None,
+    in_file: bool = True,
+) -> Any:
     """A field of a study file's table with its documentation, which the docs' study-file reference renders
     (`docs/hooks.py`): ``doc``, one line; ``valid``, the valid values (a tuple of them, a sentence, or
     ``"module:NAME"`` for a tuple defined elsewhere); ``in_file=False`` for a field that is not a key of the file."""
@@ -95,35 +110,67 @@ def _check_positive(key: str, value: Any, integer: bool = False, alternative: st
     kinds = (int,) if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kinds) or not 0 < value < math.inf:
         kind = "an integer" if integer else "a number"
-        raise ValueError(f"{key} must be {kind} > 0{' or ' + alternative if alternative else ''}; received {value!r}.")
+        raise ValueError(
+            f"{key} must be {kind} > 0{' or ' + alternative if alternative else ''}; received {value!r}."
+        )
 
 
 def _check_epochs_before_end(key: str, value: Any, epochs: int, why: str = "") -> None:
     """An epoch count that the training must outlast (with ``why``): an integer in [1, training.epochs - 1]."""
     if not (isinstance(value, int) and 1 <= value < epochs):
-        raise ValueError(f"{key} must be an integer in [1, training.epochs - 1 = {epochs - 1}]{why}; received {value!r}.")
+        raise ValueError(
+            f"{key} must be an integer in [1, training.epochs - 1 = {epochs - 1}]{why}; received {value!r}."
+        )
 
 
 @dataclasses.dataclass(frozen=True)
 class DataSpec:
     """The data set the designs train on: decoded once into a uint8 cache, split by the seed (`xsearch.data`)."""
 
-    source: str = doc_field("digits", "Where the images come from: `tfds:<name>` is a TensorFlow Datasets name.",
-                            valid="xsearch.data.loader:SOURCES")
-    image_size: int = doc_field(32, "Side of the square images every source is resized to (299 in the paper).",
-                                valid=f"an integer in [{MIN_INPUT_SIZE}, {MAX_IMAGE_SIZE}]")
-    data_dir: str | None = doc_field(None, "The folder of the `folder`, `arrays`, `imagenet-npz`, `fashion-mnist`, `mnist` and "
-                                     "`tfds` sources (`--data-dir`).", valid="a path (`~` is expanded)")
-    val_fraction: float = doc_field(0.1, "Share of the training images carved off for validation, when the source has no "
-                                    "validation split.", valid="in (0, 0.9)")
-    test_fraction: float = doc_field(0.1, "Share of the training images carved off for testing, when the source has no test "
-                                     "split.", valid="in [0, 0.9)")
-    max_train: int | None = doc_field(None, "Keep this many training images (stratified); not set: all of them.",
-                                      valid="an integer > 0")
-    split_seed: int | None = doc_field(None, "Seed of the splits and of the `max_train` subsample, when they must not change "
-                                       "with `seed`; not set: the study's `seed`.", valid="an integer in [0, 2**32 - 1]")
-    max_bad_fraction: float = doc_field(0.05, "Unreadable image files are left out with a warning; more than this share of the "
-                                        "files is an error (`xsearch.data.load_dataset`).", valid="in [0, 1)")
+    source: str = doc_field(
+        "digits",
+        "Where the images come from: `tfds:<name>` is a TensorFlow Datasets name.",
+        valid="xsearch.data.loader:SOURCES",
+    )
+    image_size: int = doc_field(
+        32,
+        "Side of the square images every source is resized to (299 in the paper).",
+        valid=f"an integer in [{MIN_INPUT_SIZE}, {MAX_IMAGE_SIZE}]",
+    )
+    data_dir: str | None = doc_field(
+        None,
+        "The folder of the `folder`, `arrays`, `imagenet-npz`, `fashion-mnist`, `mnist` and "
+        "`tfds` sources (`--data-dir`).",
+        valid="a path (`~` is expanded)",
+    )
+    val_fraction: float = doc_field(
+        0.1,
+        "Share of the training images carved off for validation, when the source has no "
+        "validation split.",
+        valid="in (0, 0.9)",
+    )
+    test_fraction: float = doc_field(
+        0.1,
+        "Share of the training images carved off for testing, when the source has no test split.",
+        valid="in [0, 0.9)",
+    )
+    max_train: int | None = doc_field(
+        None,
+        "Keep this many training images (stratified); not set: all of them.",
+        valid="an integer > 0",
+    )
+    split_seed: int | None = doc_field(
+        None,
+        "Seed of the splits and of the `max_train` subsample, when they must not change "
+        "with `seed`; not set: the study's `seed`.",
+        valid="an integer in [0, 2**32 - 1]",
+    )
+    max_bad_fraction: float = doc_field(
+        0.05,
+        "Unreadable image files are left out with a warning; more than this share of the "
+        "files is an error (`xsearch.data.load_dataset`).",
+        valid="in [0, 1)",
+    )
     layout: str = doc_field("NHWC", "The `arrays` source's image layout.", valid=("NHWC", "NCHW"))
 
     def __post_init__(self) -> None:
@@ -133,86 +180,152 @@ class DataSpec:
         if self.split_seed is not None:
             _check_range("data.split_seed", self.split_seed, 0, 2**32 - 1)
         if not 0 < self.val_fraction < 0.9:  # every trial is scored on the validation split
-            raise ValueError(f"data.val_fraction must be in (0, 0.9); received {self.val_fraction!r}.")
+            raise ValueError(
+                f"data.val_fraction must be in (0, 0.9); received {self.val_fraction!r}."
+            )
         if not 0 <= self.test_fraction < 0.9:
-            raise ValueError(f"data.test_fraction must be in [0, 0.9); received {self.test_fraction!r}.")
+            raise ValueError(
+                f"data.test_fraction must be in [0, 0.9); received {self.test_fraction!r}."
+            )
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainingSpec:
     """How every design trains: the same recipe for each, so that their accuracies compare."""
 
-    epochs: int = doc_field(10, "Epochs each design trains (fewer when a stopping rule stops it).",
-                            valid=f"an integer in [1, {MAX_EPOCHS}]")
-    batch_size: int | str = doc_field(64, "Training batch; `\"auto\"`: the fastest batch that fits, probed once per study "
-                                      "on the first worker's device (`xsearch.study.batch_size`, `--batch-size`).",
-                                      valid='an integer > 0, or "auto"')
+    epochs: int = doc_field(
+        10,
+        "Epochs each design trains (fewer when a stopping rule stops it).",
+        valid=f"an integer in [1, {MAX_EPOCHS}]",
+    )
+    batch_size: int | str = doc_field(
+        64,
+        'Training batch; `"auto"`: the fastest batch that fits, probed once per study '
+        "on the first worker's device (`xsearch.study.batch_size`, `--batch-size`).",
+        valid='an integer > 0, or "auto"',
+    )
     optimizer: str = doc_field("adam", "The Keras optimizer.", valid=OPTIMIZERS)
-    learning_rate: float = doc_field(1e-3, "The peak learning rate, used as given (scale it with the batch yourself).",
-                                     valid="a number > 0")
-    weight_decay: float = doc_field(0.0, "Weight decay of the optimizer (Keras' decoupled weight decay; 0: none).",
-                                    valid="a number >= 0")
-    schedule: str = doc_field("cosine", "The learning-rate schedule over the epochs (over each phase with `[transfer]`).",
-                              valid=SCHEDULES)
-    warmup_epochs: int = doc_field(0, "Epochs of linear warm-up before the schedule.", valid="an integer in [0, training.epochs]")
+    learning_rate: float = doc_field(
+        1e-3,
+        "The peak learning rate, used as given (scale it with the batch yourself).",
+        valid="a number > 0",
+    )
+    weight_decay: float = doc_field(
+        0.0,
+        "Weight decay of the optimizer (Keras' decoupled weight decay; 0: none).",
+        valid="a number >= 0",
+    )
+    schedule: str = doc_field(
+        "cosine",
+        "The learning-rate schedule over the epochs (over each phase with `[transfer]`).",
+        valid=SCHEDULES,
+    )
+    warmup_epochs: int = doc_field(
+        0,
+        "Epochs of linear warm-up before the schedule.",
+        valid="an integer in [0, training.epochs]",
+    )
     augment: bool = doc_field(True, "Random flip and crop of the training images.")
-    bn_momentum: float = doc_field(0.9, "BatchNormalization's momentum: Keras' 0.99 lags the weights in trainings of a few "
-                                   "hundred steps (validation accuracy can stay at chance), so set it to suit the steps.",
-                                   valid="in (0, 1)")
+    bn_momentum: float = doc_field(
+        0.9,
+        "BatchNormalization's momentum: Keras' 0.99 lags the weights in trainings of a few "
+        "hundred steps (validation accuracy can stay at chance), so set it to suit the steps.",
+        valid="in (0, 1)",
+    )
 
     def __post_init__(self) -> None:
         _check_choices("training.optimizer", (self.optimizer,), OPTIMIZERS)
         _check_choices("training.schedule", (self.schedule,), SCHEDULES)
         _check_range("training.epochs", self.epochs, 1, MAX_EPOCHS)
-        _check_range("training.warmup_epochs", self.warmup_epochs, 0, self.epochs, "training.epochs")
+        _check_range(
+            "training.warmup_epochs", self.warmup_epochs, 0, self.epochs, "training.epochs"
+        )
         if self.batch_size != "auto":
-            _check_positive("training.batch_size", self.batch_size, integer=True, alternative="'auto'")
+            _check_positive(
+                "training.batch_size", self.batch_size, integer=True, alternative="'auto'"
+            )
         _check_positive("training.learning_rate", self.learning_rate)
         if not (isinstance(self.weight_decay, (int, float)) and 0 <= self.weight_decay < math.inf):
-            raise ValueError(f"training.weight_decay must be a number >= 0; received {self.weight_decay!r}.")
+            raise ValueError(
+                f"training.weight_decay must be a number >= 0; received {self.weight_decay!r}."
+            )
         if not 0 < self.bn_momentum < 1:
-            raise ValueError(f"training.bn_momentum must be in (0, 1); received {self.bn_momentum!r}.")
+            raise ValueError(
+                f"training.bn_momentum must be in (0, 1); received {self.bn_momentum!r}."
+            )
 
 
 @dataclasses.dataclass(frozen=True)
 class EarlyStopSpec:
     """Stop a trial that an already trained design beats on every objective (`xsearch.study.early_stop`)."""
 
-    after_epochs: int = doc_field(3, "The first check, after this epoch.", valid="an integer in [1, training.epochs - 1]")
-    margin: float = doc_field(0.02, "Accuracy (a fraction) by which a design that costs no more must lead, both after the "
-                              "same epoch and at its end.", valid="in (0, 1)")
+    after_epochs: int = doc_field(
+        3, "The first check, after this epoch.", valid="an integer in [1, training.epochs - 1]"
+    )
+    margin: float = doc_field(
+        0.02,
+        "Accuracy (a fraction) by which a design that costs no more must lead, both after the "
+        "same epoch and at its end.",
+        valid="in (0, 1)",
+    )
 
-    def __post_init__(self) -> None:  # after_epochs is bounded by training.epochs: checked by StudySpec
+    def __post_init__(
+        self,
+    ) -> None:  # after_epochs is bounded by training.epochs: checked by StudySpec
         if not 0 < self.margin < 1:
-            raise ValueError(f"early_stop.margin must be in (0, 1) (accuracy, as a fraction); received {self.margin!r}.")
+            raise ValueError(
+                f"early_stop.margin must be in (0, 1) (accuracy, as a fraction); received {self.margin!r}."
+            )
 
 
 @dataclasses.dataclass(frozen=True)
 class AshaSpec:
     """Asynchronous successive halving over epochs, promoting by Pareto rank (`xsearch.study.asha`)."""
 
-    min_epochs: int = doc_field(1, "The first rung: rungs at `min_epochs`, `min_epochs * reduction_factor`, ... epochs.",
-                                valid="an integer in [1, training.epochs - 1]")
-    reduction_factor: int = doc_field(2, "Only the top `1 / reduction_factor` at a rung continue; 2 (keep half) was the best "
-                                      "of those replayed (benchmarks/RESULTS.md).", valid="an integer >= 2")
-    continue_stopped: bool = doc_field(True, "A stopped design that the sampler proposes again, or that is promoted on a "
-                                       "repeat, continues from its checkpoint.")
+    min_epochs: int = doc_field(
+        1,
+        "The first rung: rungs at `min_epochs`, `min_epochs * reduction_factor`, ... epochs.",
+        valid="an integer in [1, training.epochs - 1]",
+    )
+    reduction_factor: int = doc_field(
+        2,
+        "Only the top `1 / reduction_factor` at a rung continue; 2 (keep half) was the best "
+        "of those replayed (benchmarks/RESULTS.md).",
+        valid="an integer >= 2",
+    )
+    continue_stopped: bool = doc_field(
+        True,
+        "A stopped design that the sampler proposes again, or that is promoted on a "
+        "repeat, continues from its checkpoint.",
+    )
 
-    def __post_init__(self) -> None:  # min_epochs is bounded by training.epochs: checked by StudySpec
+    def __post_init__(
+        self,
+    ) -> None:  # min_epochs is bounded by training.epochs: checked by StudySpec
         if not (isinstance(self.reduction_factor, int) and self.reduction_factor >= 2):
-            raise ValueError(f"asha.reduction_factor must be an integer >= 2; received {self.reduction_factor!r}.")
+            raise ValueError(
+                f"asha.reduction_factor must be an integer >= 2; received {self.reduction_factor!r}."
+            )
 
 
 @dataclasses.dataclass(frozen=True)
 class TransferSpec:
-    """Transfer learning from ``weights``: the inherited layers frozen first, then all fine-tuned (`xsearch.study.fit`)."""
+    """Transfer learning from ``weights``: the inherited layers frozen first, then all fine-tuned
+    (`xsearch.study.fit`)."""
 
-    frozen_epochs: int = doc_field(2, "Epochs in which only the layers that inherited nothing train (the head, and layers "
-                                   "whose shapes did not match).", valid="an integer in [1, training.epochs - 1]")
-    fine_tune_learning_rate: float = doc_field(1e-4, "Every layer trains at this rate after the frozen epochs.",
-                                               valid="a number > 0")
+    frozen_epochs: int = doc_field(
+        2,
+        "Epochs in which only the layers that inherited nothing train (the head, and layers "
+        "whose shapes did not match).",
+        valid="an integer in [1, training.epochs - 1]",
+    )
+    fine_tune_learning_rate: float = doc_field(
+        1e-4, "Every layer trains at this rate after the frozen epochs.", valid="a number > 0"
+    )
 
-    def __post_init__(self) -> None:  # frozen_epochs is bounded by training.epochs: checked by StudySpec
+    def __post_init__(
+        self,
+    ) -> None:  # frozen_epochs is bounded by training.epochs: checked by StudySpec
         _check_positive("transfer.fine_tune_learning_rate", self.fine_tune_learning_rate)
 
 
@@ -220,32 +333,66 @@ class TransferSpec:
 class LatencySpec:
     """Where latency is measured besides the training device (`xsearch.deploy.latency_targets`), and how."""
 
-    targets: tuple[str, ...] = doc_field((), "Targets timed on every trial and recorded, besides those the objectives and "
-                                         "constraints name (which are scored).", valid=TARGETS)
-    threads: int = doc_field(1, "CPU threads of the `cpu`, `litert-cpu` and `onnxruntime-cpu` targets (and asked of a remote "
-                             "server).", valid="an integer > 0")
-    repeats: int = doc_field(30, "Timed calls per target, after 10 warm-up calls.", valid="an integer > 0")
-    remote_url: str | None = doc_field(None, "The `xsearch latency-server` of the `remote` target (required by it).",
-                                       valid="an http:// or https:// URL")
+    targets: tuple[str, ...] = doc_field(
+        (),
+        "Targets timed on every trial and recorded, besides those the objectives and "
+        "constraints name (which are scored).",
+        valid=TARGETS,
+    )
+    threads: int = doc_field(
+        1,
+        "CPU threads of the `cpu`, `litert-cpu` and `onnxruntime-cpu` targets (and asked of a remote "
+        "server).",
+        valid="an integer > 0",
+    )
+    repeats: int = doc_field(
+        30, "Timed calls per target, after 10 warm-up calls.", valid="an integer > 0"
+    )
+    remote_url: str | None = doc_field(
+        None,
+        "The `xsearch latency-server` of the `remote` target (required by it).",
+        valid="an http:// or https:// URL",
+    )
     remote_format: str = doc_field("tflite", "What the remote target runs.", valid=REMOTE_FORMATS)
-    remote_token_env: str = doc_field("XSEARCH_LATENCY_TOKEN", "The environment variable holding the server's token (never "
-                                      "the token itself).", valid="a variable name")
+    remote_token_env: str = doc_field(
+        "XSEARCH_LATENCY_TOKEN",
+        "The environment variable holding the server's token (never the token itself).",
+        valid="a variable name",
+    )
 
-    def __post_init__(self) -> None:  # the targets that objectives and constraints name: checked by StudySpec
+    def __post_init__(
+        self,
+    ) -> None:  # the targets that objectives and constraints name: checked by StudySpec
         if not isinstance(self.targets, (tuple, list)):
-            raise ValueError(f"latency.targets must be a list of targets; received {self.targets!r}.")
+            raise ValueError(
+                f"latency.targets must be a list of targets; received {self.targets!r}."
+            )
         for target in self.targets:
             if target not in TARGETS:
-                raise ValueError(f"latency.targets: unknown latency target {target!r}; valid targets: {', '.join(TARGETS)}.")
+                raise ValueError(
+                    f"latency.targets: unknown latency target {target!r}; valid targets: {', '.join(TARGETS)}."
+                )
         _check_positive("latency.threads", self.threads, integer=True)
         _check_positive("latency.repeats", self.repeats, integer=True)
         _check_choices("latency.remote_format", (self.remote_format,), REMOTE_FORMATS)
-        if self.remote_url is not None and not (isinstance(self.remote_url, str)
-                                                and self.remote_url.startswith(("http://", "https://"))):
-            raise ValueError(f"latency.remote_url must be an http:// or https:// URL; received {self.remote_url!r}.")
+        if self.remote_url is not None and not (
+            isinstance(self.remote_url, str) and self.remote_url.startswith(("http://", "https://"))
+        ):
+            raise ValueError(
+                f"latency.remote_url must be an http:// or https:// URL; received {self.remote_url!r}."
+            )
 
 
-TRACKING_SCHEMES = ("http://", "https://", "file:", "sqlite:///", "postgresql://", "mysql://", "mssql://", "databricks")
+TRACKING_SCHEMES = (
+    "http://",
+    "https://",
+    "file:",
+    "sqlite:///",
+    "postgresql://",
+    "mysql://",
+    "mssql://",
+    "databricks",
+)
 """The MLflow tracking URIs that ``[tracking] mlflow_uri`` accepts (a server, a local folder, a database)."""
 
 
@@ -254,24 +401,38 @@ class TrackingSpec:
     """Where a study's trials are also logged for the user's own tools (`xsearch.study.tracking`); changes no result,
     so it is not part of the set-up digest."""
 
-    tensorboard: bool = doc_field(False, "Log every trial for TensorBoard in `<run folder>/tensorboard/trial-<n>/`: Keras' "
-                                  "scalars and the HParams session (`--tensorboard`).")
-    mlflow_uri: str | None = doc_field(None, "An MLflow tracking URI: one parent run per study, one nested run per trial "
-                                       "(`--mlflow`).", valid=tuple(scheme + "..." for scheme in TRACKING_SCHEMES))
-    mlflow_experiment: str | None = doc_field(None, 'The MLflow experiment; not set: "xsearch".', valid="a non-empty string")
+    tensorboard: bool = doc_field(
+        False,
+        "Log every trial for TensorBoard in `<run folder>/tensorboard/trial-<n>/`: Keras' "
+        "scalars and the HParams session (`--tensorboard`).",
+    )
+    mlflow_uri: str | None = doc_field(
+        None,
+        "An MLflow tracking URI: one parent run per study, one nested run per trial (`--mlflow`).",
+        valid=tuple(scheme + "..." for scheme in TRACKING_SCHEMES),
+    )
+    mlflow_experiment: str | None = doc_field(
+        None, 'The MLflow experiment; not set: "xsearch".', valid="a non-empty string"
+    )
 
     def __post_init__(self) -> None:
         """The tracking URI's form (whether its package is installed is checked when a study starts:
         `xsearch.study.tracking`)."""
         uri = self.mlflow_uri
         if uri is not None and not (isinstance(uri, str) and uri.startswith(TRACKING_SCHEMES)):
-            raise ValueError(f"tracking.mlflow_uri must be an MLflow tracking URI starting with {', '.join(TRACKING_SCHEMES)} "
-                             f"(e.g. \"http://127.0.0.1:5000\"); received {uri!r}.")
+            raise ValueError(
+                f"tracking.mlflow_uri must be an MLflow tracking URI starting with {', '.join(TRACKING_SCHEMES)} "
+                f'(e.g. "http://127.0.0.1:5000"); received {uri!r}.'
+            )
         experiment = self.mlflow_experiment
         if experiment is not None and not (isinstance(experiment, str) and experiment.strip()):
-            raise ValueError(f"tracking.mlflow_experiment must be a non-empty string; received {experiment!r}.")
+            raise ValueError(
+                f"tracking.mlflow_experiment must be a non-empty string; received {experiment!r}."
+            )
         if not isinstance(self.tensorboard, bool):
-            raise ValueError(f"tracking.tensorboard must be true or false; received {self.tensorboard!r}.")
+            raise ValueError(
+                f"tracking.tensorboard must be true or false; received {self.tensorboard!r}."
+            )
 
     @property
     def enabled(self) -> bool:
@@ -282,42 +443,87 @@ class TrackingSpec:
 class StudySpec:
     """A study file: what to search, on which data, with which budget and objectives."""
 
-    name: str = doc_field("study", "The study's name: the file's name without `.toml` (the run folder is `runs/<name>`).",
-                          in_file=False)
+    name: str = doc_field(
+        "study",
+        "The study's name: the file's name without `.toml` (the run folder is `runs/<name>`).",
+        in_file=False,
+    )
     description: str = doc_field("", "One line, shown by `xsearch studies`.")
-    space: str = doc_field("xception-small", "The search space: the name of a shipped space (`search_spaces/`) or the path of "
-                           "a space's `.toml` file.", valid="a shipped space name or a .toml path")
+    space: str = doc_field(
+        "xception-small",
+        "The search space: the name of a shipped space (`search_spaces/`) or the path of "
+        "a space's `.toml` file.",
+        valid="a shipped space name or a .toml path",
+    )
     data: DataSpec = doc_field(DataSpec(), "The data set.")
     training: TrainingSpec = doc_field(TrainingSpec(), "How every design trains.")
-    objectives: tuple[str, ...] = doc_field(("accuracy", "params", "latency"), "What the study optimises: accuracy and "
-                                            "throughput are maximised, the costs minimised; `latency@TARGET` is the latency on "
-                                            "a `[latency]` target.",
-                                            valid=(*OBJECTIVES, *(TARGET_OBJECTIVE + target for target in TARGETS)))
-    constraints: dict[str, float] = doc_field(doc="Hard bounds, checked before training: a design over one is infeasible and "
-                                              "is not trained. A table of key = positive number.",
-                                              valid=(*CONSTRAINTS, *(TARGET_CONSTRAINT + target for target in TARGETS)),
-                                              factory=dict)
-    sampler: str = doc_field("tpe", "The Optuna sampler: `tpe` suits small budgets, `gp` needs PyTorch, `grid` trains each "
-                             "design of the space exactly once, in a seeded order.", valid=SAMPLERS)
-    seed_trials: tuple[Any, ...] = doc_field(("paper", "regular", "segments-4"), "Designs enqueued first, projected into the "
-                                             "space and scaled down until the constraints hold.",
-                                             valid='"paper", "regular" (the paper with regular convs), "segments-K", or a '
-                                             "table of axis values over the paper point")
-    trials: int = doc_field(20, "The number of trials the study should reach, however many workers share it (`--trials`).",
-                            valid="an integer > 0")
-    timeout: float | None = doc_field(None, "Seconds after which no trial starts (`--timeout`); not set: no limit.",
-                                      valid="a number > 0")
-    seed: int = doc_field(0, "Seed of the sampler, the splits and the trainings (`--seed`).",
-                          valid="an integer in [0, 2**32 - 1]")
-    latency_batch: int = doc_field(1, "The batch at which latency is measured.", valid="an integer > 0")
-    max_failures: int | None = doc_field(None, "Stop a worker after this many consecutive failures of one kind on its machine "
-                                         "(`--max-failures`); not set: never.", valid="an integer > 0")
-    heartbeat_interval: int = doc_field(30, "Seconds between a worker's heartbeats on a database storage; a trial is stale "
-                                        "after 3 intervals, then failed and retried.", valid="an integer > 0")
-    weights: str | None = doc_field(None, "Start every design from these Xception weights, layer by layer where the shapes "
-                                    "match (`--weights`).", valid='"imagenet" or a .h5 / .weights.h5 path')
-    precision: str = doc_field("auto", "Training precision; `auto`: mixed_bfloat16 on a GPU, float32 on a CPU (`--precision`).",
-                               valid=PRECISIONS)
+    objectives: tuple[str, ...] = doc_field(
+        ("accuracy", "params", "latency"),
+        "What the study optimises: accuracy and "
+        "throughput are maximised, the costs minimised; `latency@TARGET` is the latency on "
+        "a `[latency]` target.",
+        valid=(*OBJECTIVES, *(TARGET_OBJECTIVE + target for target in TARGETS)),
+    )
+    constraints: dict[str, float] = doc_field(
+        doc="Hard bounds, checked before training: a design over one is infeasible and "
+        "is not trained. A table of key = positive number.",
+        valid=(*CONSTRAINTS, *(TARGET_CONSTRAINT + target for target in TARGETS)),
+        factory=dict,
+    )
+    sampler: str = doc_field(
+        "tpe",
+        "The Optuna sampler: `tpe` suits small budgets, `gp` needs PyTorch, `grid` trains each "
+        "design of the space exactly once, in a seeded order.",
+        valid=SAMPLERS,
+    )
+    seed_trials: tuple[Any, ...] = doc_field(
+        ("paper", "regular", "segments-4"),
+        "Designs enqueued first, projected into the "
+        "space and scaled down until the constraints hold.",
+        valid='"paper", "regular" (the paper with regular convs), "segments-K", or a '
+        "table of axis values over the paper point",
+    )
+    trials: int = doc_field(
+        20,
+        "The number of trials the study should reach, however many workers share it (`--trials`).",
+        valid="an integer > 0",
+    )
+    timeout: float | None = doc_field(
+        None,
+        "Seconds after which no trial starts (`--timeout`); not set: no limit.",
+        valid="a number > 0",
+    )
+    seed: int = doc_field(
+        0,
+        "Seed of the sampler, the splits and the trainings (`--seed`).",
+        valid="an integer in [0, 2**32 - 1]",
+    )
+    latency_batch: int = doc_field(
+        1, "The batch at which latency is measured.", valid="an integer > 0"
+    )
+    max_failures: int | None = doc_field(
+        None,
+        "Stop a worker after this many consecutive failures of one kind on its machine "
+        "(`--max-failures`); not set: never.",
+        valid="an integer > 0",
+    )
+    heartbeat_interval: int = doc_field(
+        30,
+        "Seconds between a worker's heartbeats on a database storage; a trial is stale "
+        "after 3 intervals, then failed and retried.",
+        valid="an integer > 0",
+    )
+    weights: str | None = doc_field(
+        None,
+        "Start every design from these Xception weights, layer by layer where the shapes "
+        "match (`--weights`).",
+        valid='"imagenet" or a .h5 / .weights.h5 path',
+    )
+    precision: str = doc_field(
+        "auto",
+        "Training precision; `auto`: mixed_bfloat16 on a GPU, float32 on a CPU (`--precision`).",
+        valid=PRECISIONS,
+    )
     early_stop: EarlyStopSpec | None = doc_field(None, "Stop dominated trials early.")
     asha: AshaSpec | None = doc_field(None, "Successive halving on the front (MO-ASHA).")
     transfer: TransferSpec | None = doc_field(None, "Frozen base, then fine-tune; needs `weights`.")
@@ -326,27 +532,45 @@ class StudySpec:
 
     def __post_init__(self) -> None:
         if not isinstance(self.space, str) or not self.space:
-            raise ValueError(f"space must be the name of a search space (e.g. \"xception-small\") or the path of its .toml "
-                             f"file; received {self.space!r}.")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
+            raise ValueError(
+                f'space must be the name of a search space (e.g. "xception-small") or the path of its .toml '
+                f"file; received {self.space!r}."
+            )
+        if (
+            isinstance(self.seed, bool)
+            or not isinstance(self.seed, int)
+            or not 0 <= self.seed < 2**32
+        ):
             raise ValueError(f"seed must be an integer in [0, 2**32 - 1]; received {self.seed!r}.")
         for key in ("description", "weights"):
             if not isinstance(getattr(self, key), str) and getattr(self, key) is not None:
                 raise ValueError(f"{key} must be a string; received {getattr(self, key)!r}.")
-        _check_choices("objectives", tuple(o for o in self.objectives if _target_of(o, TARGET_OBJECTIVE) is None),
-                       [*OBJECTIVES, *(TARGET_OBJECTIVE + t for t in TARGETS)])
+        _check_choices(
+            "objectives",
+            tuple(o for o in self.objectives if _target_of(o, TARGET_OBJECTIVE) is None),
+            [*OBJECTIVES, *(TARGET_OBJECTIVE + t for t in TARGETS)],
+        )
         if len(set(self.objectives)) != len(self.objectives) or not self.objectives:
-            raise ValueError(f"objectives must be a non-empty list without repeats; received {list(self.objectives)}.")
-        _check_choices("constraints", tuple(k for k in self.constraints if _target_of(k, TARGET_CONSTRAINT) is None),
-                       [*CONSTRAINTS, *(TARGET_CONSTRAINT + t for t in TARGETS)])
+            raise ValueError(
+                f"objectives must be a non-empty list without repeats; received {list(self.objectives)}."
+            )
+        _check_choices(
+            "constraints",
+            tuple(k for k in self.constraints if _target_of(k, TARGET_CONSTRAINT) is None),
+            [*CONSTRAINTS, *(TARGET_CONSTRAINT + t for t in TARGETS)],
+        )
         self._check_latency_targets()
         for key, bound in self.constraints.items():
             if isinstance(bound, bool) or not isinstance(bound, (int, float)) or bound <= 0:
-                raise ValueError(f"constraints.{key} must be a positive number; received {bound!r}.")
+                raise ValueError(
+                    f"constraints.{key} must be a positive number; received {bound!r}."
+                )
         _check_choices("sampler", (self.sampler,), SAMPLERS)
         if self.sampler == "gp" and importlib.util.find_spec("torch") is None:
-            raise ValueError("sampler 'gp' needs PyTorch, which is not installed (pip install torch); "
-                             f"or choose another sampler: {', '.join(s for s in SAMPLERS if s != 'gp')}.")
+            raise ValueError(
+                "sampler 'gp' needs PyTorch, which is not installed (pip install torch); "
+                f"or choose another sampler: {', '.join(s for s in SAMPLERS if s != 'gp')}."
+            )
         _check_choices("precision", (self.precision,), PRECISIONS)
         _check_positive("trials", self.trials, integer=True)
         _check_positive("latency_batch", self.latency_batch, integer=True)
@@ -357,16 +581,24 @@ class StudySpec:
             seed_config(seed)
         if self.timeout is not None:
             _check_positive("timeout", self.timeout)
-        epochs = self.training.epochs  # the sections check their own keys; these need the training's epochs
+        epochs = (
+            self.training.epochs
+        )  # the sections check their own keys; these need the training's epochs
         if self.early_stop is not None:
-            _check_epochs_before_end("early_stop.after_epochs", self.early_stop.after_epochs, epochs)
+            _check_epochs_before_end(
+                "early_stop.after_epochs", self.early_stop.after_epochs, epochs
+            )
             self._check_stopping_objectives("early_stop")
         if self.asha is not None:
             _check_epochs_before_end("asha.min_epochs", self.asha.min_epochs, epochs)
             self._check_stopping_objectives("asha")
         if self.transfer is not None:
-            _check_epochs_before_end("transfer.frozen_epochs", self.transfer.frozen_epochs, epochs,
-                                     " (some epochs must fine-tune)")
+            _check_epochs_before_end(
+                "transfer.frozen_epochs",
+                self.transfer.frozen_epochs,
+                epochs,
+                " (some epochs must fine-tune)",
+            )
 
     @property
     def scored_latency_targets(self) -> tuple[str, ...]:
@@ -386,28 +618,38 @@ class StudySpec:
     def _check_latency_targets(self) -> None:
         """The latency targets that the objectives and constraints name (`LatencySpec` checks its own), and the
         remote target's URL."""
-        for source, prefix, names in (("objectives", TARGET_OBJECTIVE, self.objectives),
-                                      ("constraints", TARGET_CONSTRAINT, tuple(self.constraints))):
+        for source, prefix, names in (
+            ("objectives", TARGET_OBJECTIVE, self.objectives),
+            ("constraints", TARGET_CONSTRAINT, tuple(self.constraints)),
+        ):
             for target in (t for t in (_target_of(n, prefix) for n in names) if t is not None):
                 if target not in TARGETS:
-                    raise ValueError(f"{source}: unknown latency target {target!r} in {prefix + target!r}; "
-                                     f"valid targets: {', '.join(TARGETS)}.")
+                    raise ValueError(
+                        f"{source}: unknown latency target {target!r} in {prefix + target!r}; "
+                        f"valid targets: {', '.join(TARGETS)}."
+                    )
         if "remote" in self.latency_targets and not (self.latency or LatencySpec()).remote_url:
-            raise ValueError("the latency target 'remote' needs [latency] remote_url, the URL of an `xsearch latency-server` "
-                             "(e.g. remote_url = \"http://127.0.0.1:8765\").")
+            raise ValueError(
+                "the latency target 'remote' needs [latency] remote_url, the URL of an `xsearch latency-server` "
+                '(e.g. remote_url = "http://127.0.0.1:8765").'
+            )
 
     def check_transfer_weights(self) -> None:
         """A ``[transfer]`` schedule needs ``weights`` to transfer (checked once the command line is applied)."""
         if self.transfer is not None and not self.weights:
-            raise ValueError("the study has a [transfer] schedule but no weights to transfer: set weights = "
-                             "\"imagenet\" or a .h5/.weights.h5 path in the study file (or --weights), "
-                             "or remove the [transfer] table.")
+            raise ValueError(
+                "the study has a [transfer] schedule but no weights to transfer: set weights = "
+                '"imagenet" or a .h5/.weights.h5 path in the study file (or --weights), '
+                "or remove the [transfer] table."
+            )
 
     def _check_stopping_objectives(self, section: str) -> None:
         if "accuracy" not in self.objectives or "throughput" in self.objectives:
-            raise ValueError(f"{section} needs the accuracy objective and costs known before training "
-                             f"(params, flops, latency; throughput is measured while training); "
-                             f"objectives are {list(self.objectives)}.")
+            raise ValueError(
+                f"{section} needs the accuracy objective and costs known before training "
+                f"(params, flops, latency; throughput is measured while training); "
+                f"objectives are {list(self.objectives)}."
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """The spec as JSON-ready values (`from_dict` reads them back); without ``latency`` when there is no
@@ -418,7 +660,9 @@ class StudySpec:
             if getattr(self, section) is None:
                 del values[section]
         if values.get("tracking", {}).get("mlflow_uri"):
-            values["tracking"]["mlflow_uri"] = re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", values["tracking"]["mlflow_uri"])
+            values["tracking"]["mlflow_uri"] = re.sub(
+                r"(://[^:/@]+):[^@]*@", r"\1:***@", values["tracking"]["mlflow_uri"]
+            )
         return values
 
     @classmethod
@@ -450,7 +694,9 @@ class StudySpec:
                 continue
             try:
                 if key == "data_dir":
-                    spec = dataclasses.replace(spec, data=dataclasses.replace(spec.data, data_dir=str(value)))
+                    spec = dataclasses.replace(
+                        spec, data=dataclasses.replace(spec.data, data_dir=str(value))
+                    )
                 elif key in ("tensorboard", "mlflow_uri"):
                     if value is False:
                         continue
@@ -458,7 +704,9 @@ class StudySpec:
                     spec = dataclasses.replace(spec, tracking=tracking)
                 elif key == "batch_size":
                     batch = int(value) if str(value).isdigit() else value
-                    spec = dataclasses.replace(spec, training=dataclasses.replace(spec.training, batch_size=batch))
+                    spec = dataclasses.replace(
+                        spec, training=dataclasses.replace(spec.training, batch_size=batch)
+                    )
                 else:
                     spec = dataclasses.replace(spec, **{key: value})
             except ValueError as error:
@@ -476,8 +724,10 @@ def read_spec(study: optuna.Study) -> StudySpec:
     """The `StudySpec` recorded on the study; ValueError when the study was not made by ``xsearch run``."""
     text = study.user_attrs.get(StudyAttr.SPEC)
     if not isinstance(text, str):
-        raise ValueError(f"study {study.study_name!r} has no {StudyAttr.SPEC!r} user attr: it was not made by "
-                         "xsearch run.")
+        raise ValueError(
+            f"study {study.study_name!r} has no {StudyAttr.SPEC!r} user attr: it was not made by "
+            "xsearch run."
+        )
     return StudySpec.from_dict(json.loads(text), source=f"study {study.study_name!r}")
 
 
@@ -486,13 +736,17 @@ def load_study_spec(name_or_path: str | Path) -> StudySpec:
     path = resolve("studies", name_or_path)
     data = load_toml(path)
     if "axes" in data and "space" not in data:
-        raise ValueError(f"{path} is a search-space file ([axes]), not a study file; a study file names it: "
-                         f'space = "{path}" (a path, or the name of a shipped space), beside [data] and [training].')
+        raise ValueError(
+            f"{path} is a search-space file ([axes]), not a study file; a study file names it: "
+            f'space = "{path}" (a path, or the name of a shipped space), beside [data] and [training].'
+        )
     try:
         return _from_mapping(data, str(path), path.stem)
     except (TypeError, ValueError) as error:
         message = str(error)
-        raise ValueError(message if message.startswith(f"{path}:") else f"{path}: {message}") from None
+        raise ValueError(
+            message if message.startswith(f"{path}:") else f"{path}: {message}"
+        ) from None
 
 
 def _from_mapping(data: dict[str, Any], source: str, name: str) -> StudySpec:
@@ -502,19 +756,30 @@ def _from_mapping(data: dict[str, Any], source: str, name: str) -> StudySpec:
         if key not in top:
             raise unknown_keys_error(source, key, sorted(top))
         values[key] = value
-    for key, kind in (("data", DataSpec), ("training", TrainingSpec), ("early_stop", EarlyStopSpec), ("asha", AshaSpec),
-                      ("transfer", TransferSpec), ("latency", LatencySpec), ("tracking", TrackingSpec)):
+    for key, kind in (
+        ("data", DataSpec),
+        ("training", TrainingSpec),
+        ("early_stop", EarlyStopSpec),
+        ("asha", AshaSpec),
+        ("transfer", TransferSpec),
+        ("latency", LatencySpec),
+        ("tracking", TrackingSpec),
+    ):
         if key in values:
             values[key] = _section(kind, key, values[key], source)
     for key in ("objectives", "seed_trials"):
         if key in values:
             if not isinstance(values[key], list):
-                raise ValueError(f"{key} must be a list, e.g. {key} = {json.dumps(list(getattr(StudySpec, key)))}; "
-                                 f"received {values[key]!r}.")
+                raise ValueError(
+                    f"{key} must be a list, e.g. {key} = {json.dumps(list(getattr(StudySpec, key)))}; "
+                    f"received {values[key]!r}."
+                )
             values[key] = tuple(values[key])
     if "constraints" in values and not isinstance(values["constraints"], dict):
-        raise ValueError(f"constraints must be a table, e.g. constraints = {{ max_params = 5e6 }} (keys: "
-                         f"{', '.join(CONSTRAINTS)}); received {values['constraints']!r}.")
+        raise ValueError(
+            f"constraints must be a table, e.g. constraints = {{ max_params = 5e6 }} (keys: "
+            f"{', '.join(CONSTRAINTS)}); received {values['constraints']!r}."
+        )
     return StudySpec(**values)
 
 
@@ -531,11 +796,25 @@ def _section(kind: type, key: str, table: Any, source: str) -> Any:
         if isinstance(default, tuple) and isinstance(value, list):
             table = {**table, name: tuple(value)}
             continue
-        if default is not None and type(value) is not type(default) and not (
-            isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool)
+        if (
+            default is not None
+            and type(value) is not type(default)
+            and not (
+                isinstance(default, float)
+                and isinstance(value, int)
+                and not isinstance(value, bool)
+            )
         ):
-            kind_name = {int: "an integer", float: "a number", bool: "true or false", str: "a string", tuple: "a list"}
-            raise ValueError(f"{key}.{name} must be {kind_name[type(default)]}; received {value!r}.")
+            kind_name = {
+                int: "an integer",
+                float: "a number",
+                bool: "true or false",
+                str: "a string",
+                tuple: "a list",
+            }
+            raise ValueError(
+                f"{key}.{name} must be {kind_name[type(default)]}; received {value!r}."
+            )
     return kind(**table)
 
 
@@ -549,16 +828,23 @@ def seed_config(seed: Any) -> XceptionConfig:
         try:
             return XceptionConfig.from_dict({**paper.to_dict(), **seed}, source=source)
         except ValueError as error:
-            raise ValueError(str(error) if str(error).startswith(source) else f"{source}: {error}") from None
+            raise ValueError(
+                str(error) if str(error).startswith(source) else f"{source}: {error}"
+            ) from None
     if seed == "paper":
         return paper
     if seed == "regular":
         return dataclasses.replace(paper, segments=1)
-    if isinstance(seed, str) and seed.startswith("segments-") and seed.removeprefix("segments-").isdigit():
+    if (
+        isinstance(seed, str)
+        and seed.startswith("segments-")
+        and seed.removeprefix("segments-").isdigit()
+    ):
         segments = int(seed.removeprefix("segments-"))
         if segments >= 1:
             return dataclasses.replace(paper, segments=segments)
     raise ValueError(
-        f"seed_trials: unknown seed {seed!r}; valid: 'paper', 'regular', 'segments-K' (K >= 1) or a table of axis values "
-        f"such as {{ middle_repeats = 2, width = 0.5 }} (axes: {', '.join(paper.to_dict())})."
+        f"seed_trials: unknown seed {seed!r}; valid: 'paper', 'regular', 'segments-K' (K >= 1) "
+        f"or a table of axis values such as {{ middle_repeats = 2, width = 0.5 }} "
+        f"(axes: {', '.join(paper.to_dict())})."
     )

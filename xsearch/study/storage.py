@@ -29,16 +29,19 @@ from xsearch.study.journal import check_journal, repair
 from xsearch.study.optuna_private import HeartbeatGrpcStorage
 from xsearch.study.retries import retry_interrupted
 
-STORAGE_KINDS = ("postgresql://user@host/db, mysql+pymysql://user@host/db, sqlite:///path.db, grpc://host:port "
-                 "(xsearch storage-proxy), or a path ending in .journal")
+STORAGE_KINDS = (
+    "postgresql://user@host/db, mysql+pymysql://user@host/db, sqlite:///path.db, grpc://host:port "
+    "(xsearch storage-proxy), or a path ending in .journal"
+)
 PROXY_WAIT_S = 10.0
 """How long ``grpc://`` waits for its storage proxy to answer."""
 RUN_STORAGES = ("study.journal", "study.db")
 """The storage files a run folder may hold, in the order they are looked for."""
 
 
-def open_storage(url: str | None, out_dir: Path | None = None, heartbeat_interval: int = 30,
-                 create: bool = True) -> optuna.storages.BaseStorage:
+def open_storage(
+    url: str | None, out_dir: Path | None = None, heartbeat_interval: int = 30, create: bool = True
+) -> optuna.storages.BaseStorage:
     """The study storage for ``url``: a database URL, a ``.journal`` path, or ``None`` for the run
     folder's journal ``<out_dir>/study.journal``.
 
@@ -59,7 +62,9 @@ def open_storage(url: str | None, out_dir: Path | None = None, heartbeat_interva
         if path.is_file():
             check_journal(path, repair=create)
         path.parent.mkdir(parents=True, exist_ok=True)
-        return optuna.storages.JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path))))
+        return optuna.storages.JournalStorage(
+            JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path)))
+        )
     if "://" not in url:
         raise ValueError(f"storage {url!r} is not a URL: use {STORAGE_KINDS}.")
     scheme = url.split("://", 1)[0]
@@ -67,15 +72,23 @@ def open_storage(url: str | None, out_dir: Path | None = None, heartbeat_interva
         return _grpc_storage(url, heartbeat_interval)
     if scheme.split("+", 1)[0] not in ("postgresql", "mysql", "sqlite"):
         raise ValueError(f"storage {redact(url)}: unknown scheme {scheme!r}: use {STORAGE_KINDS}.")
-    if not create and url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
-        raise ValueError(f"storage {url} does not exist: {url.removeprefix('sqlite:///')} is not a file.")
+    if (
+        not create
+        and url.startswith("sqlite:///")
+        and not Path(url.removeprefix("sqlite:///")).is_file()
+    ):
+        raise ValueError(
+            f"storage {url} does not exist: {url.removeprefix('sqlite:///')} is not a file."
+        )
     try:
         if not create and not _has_optuna_tables(url):
             raise LookupError
         return _rdb_storage(url, heartbeat_interval, create)
     except LookupError:
-        raise ValueError(f"storage {redact(url)} holds no study: its database has no Optuna tables (nothing was run "
-                         "there); check the URL, or run `xsearch run --study NAME --storage URL` first.") from None
+        raise ValueError(
+            f"storage {redact(url)} holds no study: its database has no Optuna tables (nothing was run "
+            "there); check the URL, or run `xsearch run --study NAME --storage URL` first."
+        ) from None
     except Exception as error:  # sqlalchemy raises several kinds for bad or unreachable URLs
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ValueError(f"storage {redact(url)} cannot be opened: {reason}") from None
@@ -83,10 +96,16 @@ def open_storage(url: str | None, out_dir: Path | None = None, heartbeat_interva
 
 def study_name_from(study_name_or_path: str) -> str:
     """The study's name: the file name without ``.toml`` for a study file, else the name itself."""
-    return Path(study_name_or_path).stem if study_name_or_path.endswith(".toml") else study_name_or_path
+    return (
+        Path(study_name_or_path).stem
+        if study_name_or_path.endswith(".toml")
+        else study_name_or_path
+    )
 
 
-def run_storage(study_name_or_path: str, storage: str | None = None, out: str | Path | None = None) -> str:
+def run_storage(
+    study_name_or_path: str, storage: str | None = None, out: str | Path | None = None
+) -> str:
     """``storage`` when given, else the storage in the run folder (``out``, default ``runs/<study>``).
 
     Returns the ``study.journal`` path, or the ``sqlite:///`` URL of ``study.db``; raises
@@ -116,15 +135,19 @@ def load_study(storage: str, name: str) -> optuna.Study:
         return optuna.load_study(study_name=name, storage=backend)
     except KeyError:
         names = optuna.get_all_study_names(backend)
-        raise ValueError(f"no study {name!r} in {storage}; it holds: {', '.join(names) or 'no study'}.") from None
+        raise ValueError(
+            f"no study {name!r} in {storage}; it holds: {', '.join(names) or 'no study'}."
+        ) from None
 
 
 def repair_storage(storage: str) -> str:
     """``xsearch repair``: repair the journal file ``storage`` (`xsearch.study.journal.repair`); what was done."""
     path = Path(storage.removeprefix("journal:"))
     if path.suffix != ".journal":
-        raise ValueError(f"storage {redact(storage)} is not a journal file: only a .journal file can be repaired "
-                         "(a database is repaired by its server).")
+        raise ValueError(
+            f"storage {redact(storage)} is not a journal file: only a .journal file can be repaired "
+            "(a database is repaired by its server)."
+        )
     if not path.is_file():
         raise ValueError(f"storage {path} does not exist: it is not a file.")
     return repair(path)
@@ -137,9 +160,18 @@ def _proxy_address(url: str) -> tuple[str, int]:
         port = parts.port
     except ValueError:
         port = None
-    if parts.scheme != "grpc" or not parts.hostname or port is None or not 0 < port < 65536 or parts.path.strip("/") \
-            or parts.query or parts.username:
-        raise ValueError(f"storage {redact(url)}: a storage proxy's URL is grpc://HOST:PORT, e.g. grpc://127.0.0.1:13000.")
+    if (
+        parts.scheme != "grpc"
+        or not parts.hostname
+        or port is None
+        or not 0 < port < 65536
+        or parts.path.strip("/")
+        or parts.query
+        or parts.username
+    ):
+        raise ValueError(
+            f"storage {redact(url)}: a storage proxy's URL is grpc://HOST:PORT, e.g. grpc://127.0.0.1:13000."
+        )
     return parts.hostname, port
 
 
@@ -148,13 +180,17 @@ def _grpc_storage(url: str, heartbeat_interval: int) -> HeartbeatGrpcStorage:
     host, port = _proxy_address(url)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        storage = HeartbeatGrpcStorage(host, port, heartbeat_interval, 3 * heartbeat_interval, retry_interrupted)
+        storage = HeartbeatGrpcStorage(
+            host, port, heartbeat_interval, 3 * heartbeat_interval, retry_interrupted
+        )
     try:
         storage.wait_server_ready(timeout=PROXY_WAIT_S)
     except ConnectionError:
         storage.close()
-        raise ValueError(f"storage {url}: no storage proxy answers at {host}:{port} (waited {PROXY_WAIT_S:.0f} s); "
-                         f"start one there with `xsearch storage-proxy --storage DATABASE_URL --port {port}`.") from None
+        raise ValueError(
+            f"storage {url}: no storage proxy answers at {host}:{port} (waited {PROXY_WAIT_S:.0f} s); "
+            f"start one there with `xsearch storage-proxy --storage DATABASE_URL --port {port}`."
+        ) from None
     return storage
 
 
@@ -167,7 +203,9 @@ def _has_optuna_tables(url: str) -> bool:
         engine.dispose()
 
 
-def _rdb_storage(url: str, heartbeat_interval: int, create: bool = True, attempts: int = 5) -> optuna.storages.RDBStorage:
+def _rdb_storage(
+    url: str, heartbeat_interval: int, create: bool = True, attempts: int = 5
+) -> optuna.storages.RDBStorage:
     """Optuna's RDB storage with heartbeats; its tables are made only when ``create``.
 
     Machines that start at once on a new database race to create its tables; the losers get a
@@ -185,7 +223,9 @@ def _new_rdb_storage(url: str, heartbeat_interval: int, create: bool) -> optuna.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return optuna.storages.RDBStorage(
-            url, heartbeat_interval=heartbeat_interval, grace_period=3 * heartbeat_interval,
+            url,
+            heartbeat_interval=heartbeat_interval,
+            grace_period=3 * heartbeat_interval,
             heartbeat_stale_trial_callback=retry_interrupted,  # the retry runs before queued seed trials
             engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None,
             skip_table_creation=not create,

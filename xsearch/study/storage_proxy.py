@@ -27,9 +27,15 @@ DATABASES: Final = "postgresql://user@host/db, mysql+pymysql://user@host/db or s
 
 def check_database(url: str) -> None:
     """Raise ValueError naming ``--storage`` unless ``url`` is a database URL."""
-    if "://" not in url or url.split("://", 1)[0].split("+", 1)[0] not in ("postgresql", "mysql", "sqlite"):
-        raise ValueError(f"--storage {redact(url)}: the storage proxy serves a database: use {DATABASES} "
-                         "(Optuna's proxy serves no journal file, nor another proxy).")
+    if "://" not in url or url.split("://", 1)[0].split("+", 1)[0] not in (
+        "postgresql",
+        "mysql",
+        "sqlite",
+    ):
+        raise ValueError(
+            f"--storage {redact(url)}: the storage proxy serves a database: use {DATABASES} "
+            "(Optuna's proxy serves no journal file, nor another proxy)."
+        )
 
 
 def check_address(host: str, port: int) -> None:
@@ -39,8 +45,10 @@ def check_address(host: str, port: int) -> None:
     try:
         socket.create_server((host, port)).close()
     except OSError as error:
-        raise ValueError(f"--host/--port {host}:{port} cannot be bound ({error.strerror or error}): "
-                         "pass another --port or stop what uses it.") from None
+        raise ValueError(
+            f"--host/--port {host}:{port} cannot be bound ({error.strerror or error}): "
+            "pass another --port or stop what uses it."
+        ) from None
 
 
 def serve_proxy(url: str, host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> None:
@@ -52,16 +60,25 @@ def serve_proxy(url: str, host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> 
     check_database(url)
     check_address(host, port)
     try:
-        storage = optuna.storages.get_storage(open_storage(url))  # with Optuna's cache, as its proxy docs advise
+        storage = optuna.storages.get_storage(
+            open_storage(url)
+        )  # with Optuna's cache, as its proxy docs advise
     except ValueError as error:
         raise ValueError(f"--storage: {error}") from None
     shown = socket.gethostname() if host == "0.0.0.0" else host
-    print(f"xsearch: storage proxy for {redact(url)} at grpc://{shown}:{port}: run workers with "
-          f"--storage grpc://{shown}:{port} (Ctrl-C stops it)", file=sys.stderr, flush=True)
+    print(
+        f"xsearch: storage proxy for {redact(url)} at grpc://{shown}:{port}: run workers with "
+        f"--storage grpc://{shown}:{port} (Ctrl-C stops it)",
+        file=sys.stderr,
+        flush=True,
+    )
     if not is_loopback(host):
-        print(f"xsearch: warning: the storage proxy has no authentication and no encryption; anyone who can reach "
-              f"{host}:{port} can read and change every study in the database: use a trusted network.",
-              file=sys.stderr, flush=True)
+        print(
+            f"xsearch: warning: the storage proxy has no authentication and no encryption; anyone who can reach "
+            f"{host}:{port} can read and change every study in the database: use a trusted network.",
+            file=sys.stderr,
+            flush=True,
+        )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

@@ -1,11 +1,13 @@
-"""Where users already look: a study's trials in TensorBoard and in MLflow (``[tracking]``, ``--tensorboard``, ``--mlflow URI``).
+"""Where users already look: a study's trials in TensorBoard and in MLflow (``[tracking]``,
+``--tensorboard``, ``--mlflow URI``).
 
-- **TensorBoard** (``tensorboard = true``): ``RUN_DIR/tensorboard/trial-<n>/`` gets Keras' `TensorBoard` callback's
-  per-epoch scalars (``train/`` and ``validation/``: loss, accuracy, learning rate, the epoch's wall time ``epoch_time_s``)
-  and, when the trial ends, the HParams plugin's session: the six design axes and every objective value
-  (``objective/<attr>``); ``RUN_DIR/tensorboard`` holds the experiment's HParams config. A retry continues the log of
-  the trial it retries, a trial continuing a stopped one (``[asha]``) continues that trial's log, from the epoch it
-  resumes at (Keras' steps are epoch indices): no step is written twice.
+- **TensorBoard** (``tensorboard = true``): ``RUN_DIR/tensorboard/trial-<n>/`` gets Keras'
+  `TensorBoard` callback's per-epoch scalars (``train/`` and ``validation/``: loss, accuracy,
+  learning rate, the epoch's wall time ``epoch_time_s``) and, when the trial ends, the HParams
+  plugin's session: the six design axes and every objective value (``objective/<attr>``);
+  ``RUN_DIR/tensorboard`` holds the experiment's HParams config. A retry continues the log of the
+  trial it retries, a trial continuing a stopped one (``[asha]``) continues that trial's log, from
+  the epoch it resumes at (Keras' steps are epoch indices): no step is written twice.
 - **MLflow** (``mlflow_uri``): one parent run per study (tagged ``xsearch.study`` = its name @ its storage), found or
   created by every worker, the earliest one winning a race; one nested run per trial (tagged ``xsearch.trial``,
   reused by its retries), with per-epoch metrics (step = epoch index), the design axes, seed and set-up digest as
@@ -46,13 +48,34 @@ HTTP_TIMEOUT_S = "5"  # MLflow's own HTTP time-out and retries, unless the envir
 HTTP_RETRIES = "0"
 INSTALL = "pip install 'xsearch[tracking]'"
 DEFAULT_EXPERIMENT = "xsearch"
-EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}  # MLflow's UI opens it on its runs, not GenAI traces
+EXPERIMENT_TAGS = {
+    "mlflow.experimentKind": "custom_model_development"
+}  # MLflow's UI opens it on its runs, not GenAI traces
 STUDY_TAG, TRIAL_TAG, PARENT_TAG = "xsearch.study", "xsearch.trial", "mlflow.parentRunId"
-FINAL_METRICS = (TrialAttr.VAL_ACCURACY, TrialAttr.VAL_TOP5, TrialAttr.TEST_ACCURACY, TrialAttr.TEST_TOP5, TrialAttr.PARAMS,
-                 TrialAttr.MACS, TrialAttr.FLOPS, TrialAttr.LATENCY_MS, TrialAttr.THROUGHPUT, TrialAttr.EPOCHS,
-                 TrialAttr.COMPILE_TIME_S, TrialAttr.TRAIN_TIME_S, TrialAttr.WALL_TIME_S)
-TRIAL_TAGS = (TrialAttr.FAILURE_REASON, TrialAttr.MODEL_ARTIFACT_ID, TrialAttr.REPEAT_OF, TrialAttr.CONTINUES,
-              TrialAttr.RETRY_OF, TrialAttr.STOPPED_AT_EPOCH, TrialAttr.WORKER_HOST)
+FINAL_METRICS = (
+    TrialAttr.VAL_ACCURACY,
+    TrialAttr.VAL_TOP5,
+    TrialAttr.TEST_ACCURACY,
+    TrialAttr.TEST_TOP5,
+    TrialAttr.PARAMS,
+    TrialAttr.MACS,
+    TrialAttr.FLOPS,
+    TrialAttr.LATENCY_MS,
+    TrialAttr.THROUGHPUT,
+    TrialAttr.EPOCHS,
+    TrialAttr.COMPILE_TIME_S,
+    TrialAttr.TRAIN_TIME_S,
+    TrialAttr.WALL_TIME_S,
+)
+TRIAL_TAGS = (
+    TrialAttr.FAILURE_REASON,
+    TrialAttr.MODEL_ARTIFACT_ID,
+    TrialAttr.REPEAT_OF,
+    TrialAttr.CONTINUES,
+    TrialAttr.RETRY_OF,
+    TrialAttr.STOPPED_AT_EPOCH,
+    TrialAttr.WORKER_HOST,
+)
 
 
 def check_tracking(spec: StudySpec) -> None:
@@ -61,21 +84,31 @@ def check_tracking(spec: StudySpec) -> None:
     if tracking is None:
         return
     if tracking.mlflow_uri is not None and importlib.util.find_spec("mlflow") is None:
-        raise ValueError(f"tracking.mlflow_uri (--mlflow) needs the mlflow package, which is not installed: {INSTALL}.")
-    if tracking.tensorboard and any(importlib.util.find_spec(name) is None for name in ("tensorboard", "tensorflow")):
-        raise ValueError(f"tracking.tensorboard (--tensorboard) needs the tensorboard and tensorflow packages: {INSTALL}.")
+        raise ValueError(
+            f"tracking.mlflow_uri (--mlflow) needs the mlflow package, which is not installed: {INSTALL}."
+        )
+    if tracking.tensorboard and any(
+        importlib.util.find_spec(name) is None for name in ("tensorboard", "tensorflow")
+    ):
+        raise ValueError(
+            f"tracking.tensorboard (--tensorboard) needs the tensorboard and tensorflow packages: {INSTALL}."
+        )
 
 
 def storage_identity(storage_url: str | None, out_dir: Path) -> str:
-    """What tells one study's storage from another's: a database URL without its password, or a journal's absolute path."""
+    """What tells one study's storage from another's: a database URL without its password, or a
+    journal's absolute path."""
     if storage_url is None or storage_url.endswith(".journal"):
-        journal = Path(storage_url.removeprefix("journal:")) if storage_url else out_dir / "study.journal"
+        journal = (
+            Path(storage_url.removeprefix("journal:")) if storage_url else out_dir / "study.journal"
+        )
         return str(journal.resolve())
     return redact(storage_url)
 
 
 def metric_key(name: str) -> str:
-    """A name MLflow and TensorBoard both accept as a metric key (``latency_ms@litert-cpu`` -> ``latency_ms_litert-cpu``)."""
+    """A name MLflow and TensorBoard both accept as a metric key (``latency_ms@litert-cpu`` ->
+    ``latency_ms_litert-cpu``)."""
     return re.sub(r"[^\w.\-/]", "_", name)
 
 
@@ -100,8 +133,11 @@ def design_axes(trial: FrozenTrial) -> dict[str, bool | int | float | str]:
 
 def final_values(spec: StudySpec, trial: FrozenTrial) -> dict[str, float]:
     """The trial's objectives and costs (every latency target too) that are finite numbers, by attr name."""
-    names = [*FINAL_METRICS, *(objective.metric for objective in spec.objective_list),
-             *(target_latency_attr(target) for target in spec.latency_targets)]
+    names = [
+        *FINAL_METRICS,
+        *(objective.metric for objective in spec.objective_list),
+        *(target_latency_attr(target) for target in spec.latency_targets),
+    ]
     values = {}
     for name in dict.fromkeys(names):
         value = trial.user_attrs.get(name)
@@ -111,10 +147,13 @@ def final_values(spec: StudySpec, trial: FrozenTrial) -> dict[str, float]:
 
 
 class Guard:
-    """Runs the calls to one tracking destination: each bounded by ``timeout_s`` (in a daemon thread when ``threaded``),
-    none raising; after the first failure or time-out it warns once on stderr, naming ``where``, and runs nothing more."""
+    """Runs the calls to one tracking destination: each bounded by ``timeout_s`` (in a daemon thread
+    when ``threaded``), none raising; after the first failure or time-out it warns once on stderr,
+    naming ``where``, and runs nothing more."""
 
-    def __init__(self, where: str, threaded: bool = True, timeout_s: float = CALL_TIMEOUT_S) -> None:
+    def __init__(
+        self, where: str, threaded: bool = True, timeout_s: float = CALL_TIMEOUT_S
+    ) -> None:
         self.where, self.threaded, self.timeout_s = where, threaded, timeout_s
         self.failed = False
 
@@ -146,24 +185,35 @@ class Guard:
     def _fail(self, why: str) -> None:
         self.failed = True
         why = redact(" ".join(why.split()))[:300]  # an error may quote the URI with its password
-        print(f"xsearch: warning: tracking to {self.where} failed ({why}); this worker logs nothing more there, "
-              "and the study goes on.", file=sys.stderr, flush=True)
+        print(
+            f"xsearch: warning: tracking to {self.where} failed ({why}); this worker logs nothing more there, "
+            "and the study goes on.",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 class Tracker:
-    """A worker's tracking of one study: Keras callbacks for each trial's training, and an Optuna callback when it ends."""
+    """A worker's tracking of one study: Keras callbacks for each trial's training, and an Optuna
+    callback when it ends."""
 
     def __init__(self, spec: StudySpec, out_dir: Path, storage_url: str | None = None) -> None:
         tracking = spec.tracking
         self.spec = spec
-        self.tensorboard: Path | None = out_dir / TENSORBOARD_DIR if tracking is not None and tracking.tensorboard else None
+        self.tensorboard: Path | None = (
+            out_dir / TENSORBOARD_DIR if tracking is not None and tracking.tensorboard else None
+        )
         self.tb_guard = Guard(str(self.tensorboard), threaded=False)
         self.tb_dirs: dict[int, Path] = {}  # trial number -> the folder its training logged to
         self._config_written = False
         self.mlflow: MlflowLog | None = None
         if tracking is not None and tracking.mlflow_uri is not None:
-            self.mlflow = MlflowLog(tracking.mlflow_uri, tracking.mlflow_experiment or DEFAULT_EXPERIMENT,
-                                    f"{spec.name}@{storage_identity(storage_url, out_dir)}", spec)
+            self.mlflow = MlflowLog(
+                tracking.mlflow_uri,
+                tracking.mlflow_experiment or DEFAULT_EXPERIMENT,
+                f"{spec.name}@{storage_identity(storage_url, out_dir)}",
+                spec,
+            )
 
     @property
     def enabled(self) -> bool:
@@ -179,13 +229,18 @@ class Tracker:
         return callbacks
 
     def trial_finished(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        """Optuna callback: the trial's HParams session and its MLflow run's results (not for a surplus trial, which never ran)."""
+        """Optuna callback: the trial's HParams session and its MLflow run's results (not for a
+        surplus trial, which never ran)."""
         if trial.user_attrs.get(TrialAttr.SURPLUS):
             return
         trials = study.get_trials(deepcopy=False)
         root = retry_root(trials, trial.number)
         if self.tensorboard is not None and not is_repeat(trial):
-            self.tb_guard(self._write_session, trial, self.tb_dirs.pop(trial.number, self.tensorboard / f"trial-{root}"))
+            self.tb_guard(
+                self._write_session,
+                trial,
+                self.tb_dirs.pop(trial.number, self.tensorboard / f"trial-{root}"),
+            )
         if self.mlflow is not None:
             self.mlflow.guard(self.mlflow.finish_trial, root, trial)
 
@@ -202,9 +257,16 @@ class Tracker:
         values = final_values(self.spec, trial)
         if not self._config_written:
             axes = list(XceptionConfig.paper().to_dict())
-            metrics = [hp.Metric(f"objective/{metric_key(name)}", display_name=name)
-                       for name in dict.fromkeys([*FINAL_METRICS, *(o.metric for o in self.spec.objective_list),
-                                                  *(target_latency_attr(t) for t in self.spec.latency_targets)])]
+            metrics = [
+                hp.Metric(f"objective/{metric_key(name)}", display_name=name)
+                for name in dict.fromkeys(
+                    [
+                        *FINAL_METRICS,
+                        *(o.metric for o in self.spec.objective_list),
+                        *(target_latency_attr(t) for t in self.spec.latency_targets),
+                    ]
+                )
+            ]
             config = tf.summary.create_file_writer(str(self.tensorboard))
             with config.as_default():
                 hp.hparams_config(hparams=[hp.HParam(axis) for axis in axes], metrics=metrics)
@@ -231,12 +293,16 @@ class TensorBoardLog(keras.callbacks.TensorBoard):
         self.folder: Path | None = None
         self._epoch_started = 0.0
 
-    def set_model(self, model: keras.Model) -> None:  # each `fit` (a transfer schedule's phases) sets it again
+    def set_model(
+        self, model: keras.Model
+    ) -> None:  # each `fit` (a transfer schedule's phases) sets it again
         self.tracker.tb_guard(super().set_model, model)
         if self.folder is not None:
             self._use(self.folder)
 
-    def on_train_begin(self, logs: dict | None = None) -> None:  # writers are opened at the first epoch, not here
+    def on_train_begin(
+        self, logs: dict | None = None
+    ) -> None:  # writers are opened at the first epoch, not here
         self._global_train_batch = 0
         self._previous_epoch_iterations = 0
 
@@ -266,11 +332,19 @@ class TensorBoardLog(keras.callbacks.TensorBoard):
         own = retry_root(trials, self.trial.number)
         folder = own
         continues = self.trial.user_attrs.get(TrialAttr.CONTINUES)
-        if epoch > 0 and continues is not None and trials[continues].user_attrs.get(TrialAttr.EPOCHS_DONE) == epoch:
-            folder = retry_root(trials, int(continues))  # continues the stopped trial's training, and its log
+        if (
+            epoch > 0
+            and continues is not None
+            and trials[continues].user_attrs.get(TrialAttr.EPOCHS_DONE) == epoch
+        ):
+            folder = retry_root(
+                trials, int(continues)
+            )  # continues the stopped trial's training, and its log
         path = self.tracker.tensorboard / f"trial-{folder}"
         if epoch == 0 and folder != self.trial.number and path.exists():
-            shutil.rmtree(path)  # a retry that trains from the start again: its earlier epochs are gone
+            shutil.rmtree(
+                path
+            )  # a retry that trains from the start again: its earlier epochs are gone
         self.tracker.tb_dirs[self.trial.number] = path
         self._use(path)
 
@@ -287,7 +361,9 @@ class MlflowLog:
     def __init__(self, uri: str, experiment: str, study_tag: str, spec: StudySpec) -> None:
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", HTTP_TIMEOUT_S)
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", HTTP_RETRIES)
-        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # a worker prints no run links
+        os.environ.setdefault(
+            "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true"
+        )  # a worker prints no run links
         self.uri, self.experiment, self.spec = uri, experiment, spec
         self.study_tag = study_tag.replace("'", "_")  # quoted in search filters
         self.guard = Guard(f"MLflow at {redact(uri)}")
@@ -305,9 +381,15 @@ class MlflowLog:
         if self.parent_id is None:
             self.client = self.client_class(tracking_uri=self.uri)
             self.experiment_id = self._experiment()
-            tags = {STUDY_TAG: self.study_tag, "xsearch.space": self.spec.space,
-                    "xsearch.objectives": ",".join(self.spec.objectives), "xsearch.sampler": self.spec.sampler}
-            self.parent_id = self._find_or_create(f"tags.`{STUDY_TAG}` = '{self.study_tag}'", tags, self.spec.name)
+            tags = {
+                STUDY_TAG: self.study_tag,
+                "xsearch.space": self.spec.space,
+                "xsearch.objectives": ",".join(self.spec.objectives),
+                "xsearch.sampler": self.spec.sampler,
+            }
+            self.parent_id = self._find_or_create(
+                f"tags.`{STUDY_TAG}` = '{self.study_tag}'", tags, self.spec.name
+            )
         return self.parent_id
 
     def child(self, root: int, fresh: bool = False) -> str:
@@ -327,24 +409,41 @@ class MlflowLog:
         Metric = self.entities.Metric
         run_id = self.child(root, fresh)
         now = int(time.time() * 1000)
-        self.client.log_batch(run_id, metrics=[Metric(metric_key(k), v, now, epoch) for k, v in values.items()])
+        self.client.log_batch(
+            run_id, metrics=[Metric(metric_key(k), v, now, epoch) for k, v in values.items()]
+        )
 
     def finish_trial(self, root: int, trial: FrozenTrial) -> None:
         Metric, Param, RunTag = self.entities.Metric, self.entities.Param, self.entities.RunTag
         run_id = self.child(root)
         logged = self.client.get_run(run_id).data.params
-        params = {**design_axes(trial), TrialAttr.SEED: trial.user_attrs.get(TrialAttr.SEED),
-                  TrialAttr.SETUP_DIGEST: trial.user_attrs.get(TrialAttr.SETUP_DIGEST)}
+        params = {
+            **design_axes(trial),
+            TrialAttr.SEED: trial.user_attrs.get(TrialAttr.SEED),
+            TrialAttr.SETUP_DIGEST: trial.user_attrs.get(TrialAttr.SETUP_DIGEST),
+        }
         values = final_values(self.spec, trial)
         step = int(values.get(TrialAttr.EPOCHS, 0))
         now = int(time.time() * 1000)
         tags = {"xsearch.state": trial.state.name, "xsearch.trial_number": str(trial.number)}
-        tags.update({f"xsearch.{key}": str(trial.user_attrs[key]) for key in TRIAL_TAGS if trial.user_attrs.get(key) is not None})
+        tags.update(
+            {
+                f"xsearch.{key}": str(trial.user_attrs[key])
+                for key in TRIAL_TAGS
+                if trial.user_attrs.get(key) is not None
+            }
+        )
         self.client.log_batch(
-            run_id, metrics=[Metric(f"final.{metric_key(k)}", v, now, step) for k, v in values.items()],
-            params=[Param(k, str(v)) for k, v in params.items() if v is not None and k not in logged],
-            tags=[RunTag(k, v) for k, v in tags.items()])
-        status = {TrialState.COMPLETE: "FINISHED", TrialState.PRUNED: "KILLED"}.get(trial.state, "FAILED")
+            run_id,
+            metrics=[Metric(f"final.{metric_key(k)}", v, now, step) for k, v in values.items()],
+            params=[
+                Param(k, str(v)) for k, v in params.items() if v is not None and k not in logged
+            ],
+            tags=[RunTag(k, v) for k, v in tags.items()],
+        )
+        status = {TrialState.COMPLETE: "FINISHED", TrialState.PRUNED: "KILLED"}.get(
+            trial.state, "FAILED"
+        )
         self.client.set_terminated(run_id, status)
 
     def finish_study(self) -> None:
@@ -360,26 +459,36 @@ class MlflowLog:
                 if found is None:
                     raise
         if found.lifecycle_stage != "active":
-            raise ValueError(f"the MLflow experiment {self.experiment!r} is deleted: restore it or choose another "
-                             "(tracking.mlflow_experiment)")
+            raise ValueError(
+                f"the MLflow experiment {self.experiment!r} is deleted: restore it or choose another "
+                "(tracking.mlflow_experiment)"
+            )
         return str(found.experiment_id)
 
     def _runs(self, query: str) -> list[Any]:
-        return list(self.client.search_runs([self.experiment_id], filter_string=query, max_results=100))
+        return list(
+            self.client.search_runs([self.experiment_id], filter_string=query, max_results=100)
+        )
 
     def _find_or_create(self, query: str, tags: dict[str, str], name: str) -> str:
         earliest = self._earliest(query)
         if earliest is not None:
             return earliest
         created = self.client.create_run(self.experiment_id, tags=tags, run_name=name).info.run_id
-        earliest = self._earliest(query) or created  # several workers may have created one at once: keep the earliest
+        earliest = (
+            self._earliest(query) or created
+        )  # several workers may have created one at once: keep the earliest
         if earliest != created:
             self.client.delete_run(created)
         return earliest
 
     def _earliest(self, query: str) -> str | None:
         runs = self._runs(query)
-        return min(runs, key=lambda run: (run.info.start_time, run.info.run_id)).info.run_id if runs else None
+        return (
+            min(runs, key=lambda run: (run.info.start_time, run.info.run_id)).info.run_id
+            if runs
+            else None
+        )
 
 
 class MlflowEpochs(keras.callbacks.Callback):

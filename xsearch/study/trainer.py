@@ -43,7 +43,9 @@ class Trainer(Protocol):
     def cost(self, config: XceptionConfig, seed: int) -> dict[str, Any]:
         """The design's costs before training: params, MACs, FLOPs, latency (`TrialAttr` keys)."""
 
-    def train(self, trial: optuna.Trial, record: dict[str, Any], callbacks: list[keras.callbacks.Callback]) -> TrainResult:
+    def train(
+        self, trial: optuna.Trial, record: dict[str, Any], callbacks: list[keras.callbacks.Callback]
+    ) -> TrainResult:
         """Train the design last costed, calling ``callbacks`` as Keras' `fit` does; add to ``record``
         what the training started from (e.g. ``resumed_from_epoch``)."""
 
@@ -54,9 +56,14 @@ class Trainer(Protocol):
 def target_settings(spec: StudySpec) -> TargetSettings:
     """How the study's `[latency]` targets time a design (the remote token read from its environment variable)."""
     latency = spec.latency or LatencySpec()
-    return TargetSettings(batch_size=spec.latency_batch, threads=latency.threads, repeats=latency.repeats,
-                          remote_url=latency.remote_url, remote_format=latency.remote_format,
-                          remote_token=os.environ.get(latency.remote_token_env))
+    return TargetSettings(
+        batch_size=spec.latency_batch,
+        threads=latency.threads,
+        repeats=latency.repeats,
+        remote_url=latency.remote_url,
+        remote_format=latency.remote_format,
+        remote_token=os.environ.get(latency.remote_token_env),
+    )
 
 
 def target_records(measured: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -79,41 +86,76 @@ class KerasTrainer:
     (`xsearch.study.artifacts`).
     """
 
-    def __init__(self, spec: StudySpec, dataset: Dataset, out_dir: Path, store: FileSystemArtifactStore | None = None) -> None:
+    def __init__(
+        self,
+        spec: StudySpec,
+        dataset: Dataset,
+        out_dir: Path,
+        store: FileSystemArtifactStore | None = None,
+    ) -> None:
         self.spec, self.dataset, self.store = spec, dataset, store
         self.checkpoints = out_dir / "checkpoints"
         self.model: keras.Model | None = None
-        self.inherited: list[keras.layers.Layer] = []  # the layers of `model` that inherited weights
+        self.inherited: list[
+            keras.layers.Layer
+        ] = []  # the layers of `model` that inherited weights
         self.mean, self.std = input_normalization(spec.weights, dataset.mean, dataset.std)
         self.target_settings = target_settings(spec)
 
     def trial_record(self) -> dict[str, Any]:
-        return {TrialAttr.DATASET: self.dataset.name, TrialAttr.NUM_CLASSES: self.dataset.num_classes,
-                TrialAttr.NORM_MEAN: self.mean, TrialAttr.NORM_STD: self.std,
-                **runtime_info(), TrialAttr.PRECISION: resolve_precision(self.spec.precision)}  # what `cost` builds in
+        return {
+            TrialAttr.DATASET: self.dataset.name,
+            TrialAttr.NUM_CLASSES: self.dataset.num_classes,
+            TrialAttr.NORM_MEAN: self.mean,
+            TrialAttr.NORM_STD: self.std,
+            **runtime_info(),
+            TrialAttr.PRECISION: resolve_precision(self.spec.precision),
+        }  # what `cost` builds in
 
     def cost(self, config: XceptionConfig, seed: int) -> dict[str, Any]:
         keras.config.set_dtype_policy(resolve_precision(self.spec.precision))
         keras.utils.set_random_seed(seed)
         size = self.spec.data.image_size
-        core = build_model(config, (size, size, 3), self.dataset.num_classes, bn_momentum=self.spec.training.bn_momentum)
+        core = build_model(
+            config,
+            (size, size, 3),
+            self.dataset.num_classes,
+            bn_momentum=self.spec.training.bn_momentum,
+        )
         record: dict[str, Any] = dict(model_costs(core))
         self.inherited = []
         if self.spec.weights:
             inherited = inherit_weights(core, self.spec.weights)
             self.inherited = inherited_layers(core, inherited)
-            record.update({TrialAttr.WEIGHTS_SOURCE: self.spec.weights, TrialAttr.PARAMS_INHERITED: inherited.params_inherited,
-                           TrialAttr.LAYERS_INHERITED: inherited.layers_inherited})
+            record.update(
+                {
+                    TrialAttr.WEIGHTS_SOURCE: self.spec.weights,
+                    TrialAttr.PARAMS_INHERITED: inherited.params_inherited,
+                    TrialAttr.LAYERS_INHERITED: inherited.layers_inherited,
+                }
+            )
         self.model = with_normalization(core, self.mean, self.std)
         latency = measure_latency(self.model, batch_size=self.spec.latency_batch)
-        record.update({TrialAttr.LATENCY_MS: latency["latency_ms"], TrialAttr.LATENCY_P90_MS: latency["latency_p90_ms"],
-                       TrialAttr.LATENCY_BATCH: latency["batch_size"], TrialAttr.LATENCY_CV: latency["latency_cv"],
-                       TrialAttr.LATENCY_OVERHEAD_MS: latency["overhead_ms"]})
+        record.update(
+            {
+                TrialAttr.LATENCY_MS: latency["latency_ms"],
+                TrialAttr.LATENCY_P90_MS: latency["latency_p90_ms"],
+                TrialAttr.LATENCY_BATCH: latency["batch_size"],
+                TrialAttr.LATENCY_CV: latency["latency_cv"],
+                TrialAttr.LATENCY_OVERHEAD_MS: latency["overhead_ms"],
+            }
+        )
         if self.spec.latency_targets:
-            record.update(target_records(measure_targets(self.model, self.spec.latency_targets, self.target_settings)))
+            record.update(
+                target_records(
+                    measure_targets(self.model, self.spec.latency_targets, self.target_settings)
+                )
+            )
         return record
 
-    def train(self, trial: optuna.Trial, record: dict[str, Any], callbacks: list[keras.callbacks.Callback]) -> TrainResult:
+    def train(
+        self, trial: optuna.Trial, record: dict[str, Any], callbacks: list[keras.callbacks.Callback]
+    ) -> TrainResult:
         model, self.model = self.model, None
         if model is None:
             raise RuntimeError("KerasTrainer.train called before cost: there is no model to train.")
@@ -121,13 +163,23 @@ class KerasTrainer:
         initial_epoch = self._restore(trial, model, record)
         checkpoint = self._checkpoint(trial.number)
         result = train_and_evaluate(
-            model, self.dataset, self.spec.training, record[TrialAttr.SEED],
-            [Checkpoint(checkpoint), *callbacks], initial_epoch=initial_epoch,
-            transfer=self.spec.transfer, inherited=self.inherited)
+            model,
+            self.dataset,
+            self.spec.training,
+            record[TrialAttr.SEED],
+            [Checkpoint(checkpoint), *callbacks],
+            initial_epoch=initial_epoch,
+            transfer=self.spec.transfer,
+            inherited=self.inherited,
+        )
         if self.store is not None:
             keep_trial_model(trial.study, trial, model, self.store)
         rule = self.spec.asha
-        if not (rule is not None and rule.continue_stopped and initial_epoch + result.epochs < self.spec.training.epochs):
+        if not (
+            rule is not None
+            and rule.continue_stopped
+            and initial_epoch + result.epochs < self.spec.training.epochs
+        ):
             checkpoint.unlink(missing_ok=True)
         if TrialAttr.CONTINUES in record:
             self._checkpoint(record[TrialAttr.CONTINUES]).unlink(missing_ok=True)
@@ -147,8 +199,16 @@ class KerasTrainer:
         curves up to that epoch go in ``record``'s ``curves_so_far``, for the curves to start from epoch 1."""
         trials = trial.study.get_trials(deepcopy=False)
         sources = [retried_from(trials[trial.number]), record.get(TrialAttr.CONTINUES)]
-        found = [(int(trials[n].user_attrs.get(TrialAttr.EPOCHS_DONE, 0)), n) for n in sources if n is not None]
-        usable = [(done, n) for done, n in found if 0 < done < self.spec.training.epochs and self._checkpoint(n).exists()]
+        found = [
+            (int(trials[n].user_attrs.get(TrialAttr.EPOCHS_DONE, 0)), n)
+            for n in sources
+            if n is not None
+        ]
+        usable = [
+            (done, n)
+            for done, n in found
+            if 0 < done < self.spec.training.epochs and self._checkpoint(n).exists()
+        ]
         if not usable:
             return 0
         epochs_done, source = max(usable)
@@ -156,5 +216,7 @@ class KerasTrainer:
         record[TrialAttr.RESUMED_FROM_EPOCH] = epochs_done
         so_far = trials[source].user_attrs.get(TrialAttr.CURVES_SO_FAR) or {}
         if so_far and all(len(values) >= epochs_done for values in so_far.values()):
-            record[TrialAttr.CURVES_SO_FAR] = {key: values[:epochs_done] for key, values in so_far.items()}
+            record[TrialAttr.CURVES_SO_FAR] = {
+                key: values[:epochs_done] for key, values in so_far.items()
+            }
         return epochs_done
