@@ -73,7 +73,7 @@ from optuna.trial import FrozenTrial, TrialState
 from benchmarks.replay import BenchTable, TableTrainer
 from xsearch.model.space import SearchSpace
 from xsearch.run.optuna_callbacks import stop_at_budget
-from xsearch.run.runner import work_left
+from xsearch.run.runner import next_work, waiting_poll_s
 from xsearch.study.objective import StudyObjective
 from xsearch.study.record import TrialAttr, is_repeat
 from xsearch.study.repeats import setup_digest
@@ -192,11 +192,14 @@ def work(run: Run, go: Any) -> None:
         lambda study, trial: sweep_dead_local_trials(study),
         stop_at_budget(run.spec.trials, digest),
     ]
-    while work_to_do := work_left(study, run.spec.trials, digest):
+    poll_s, work_to_do = waiting_poll_s(run.spec.heartbeat_interval), ""
+    while work_to_do := next_work(
+        study, run.spec.trials, digest, poll_s, was_waiting=work_to_do == "running"
+    ):
         if work_to_do == "trials":
             study.optimize(objective, catch=(Exception,), callbacks=callbacks)
         else:  # the other workers' trials: wait, retry those whose worker dies (as `run_study` does)
-            time.sleep(min(5, run.spec.heartbeat_interval))
+            time.sleep(poll_s)
             sweep_dead_local_trials(study)
     (run.folder / f"timings-{os.getpid()}.json").write_text(json.dumps(timings))
 

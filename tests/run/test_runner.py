@@ -406,3 +406,25 @@ def test_a_grid_study_trains_every_design_exactly_once_across_recycled_workers(t
     assert not any(map(is_repeat, trials))
     assert len(set(designs)) == 12
     assert all(t.state == COMPLETE for t in trials)
+
+
+def test_of_the_workers_waiting_at_a_full_budget_one_takes_a_retry_and_the_rest_keep_waiting():
+    study = optuna.create_study()
+    study.add_trial(optuna.trial.create_trial(value=0.5))
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL))
+    study.enqueue_trial({}, user_attrs={TrialAttr.RETRY_OF: 1})  # a killed trial's retry frees a slot
+    lock, takers = threading.Lock(), []
+
+    def waiting_worker(index: int) -> None:
+        if runner.next_work(study, 2, "digest", poll_s=0.5, was_waiting=True) == "trials":
+            with lock:
+                takers.append(index)
+                study.ask()  # takes the retry: the budget is full again
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        list(pool.map(waiting_worker, range(20)))
+    assert 1 <= len(takers) <= 3  # without the random wait, all 20 would start a trial
+    assert runner.work_left(study, 2, "digest") == "running"
+    started = time.monotonic()
+    assert runner.next_work(study, 3, "digest", poll_s=5, was_waiting=False) == "trials"
+    assert time.monotonic() - started < 1  # a worker that was not waiting takes work at once

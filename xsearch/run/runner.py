@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import random
 import sys
 import time
 from pathlib import Path
@@ -76,6 +77,7 @@ def run_study(
     ends_at = time.monotonic() + min(limits) if limits else None
     in_time = lambda: ends_at is None or time.monotonic() < ends_at  # noqa: E731
     digest = setup_digest(spec)
+    poll_s = waiting_poll_s(spec.heartbeat_interval)
     with Progress(
         study, spec.trials, spec.training.epochs, enabled=progress, digest=digest
     ) as view:
@@ -107,8 +109,9 @@ def run_study(
             callbacks.insert(
                 3, tracker.trial_finished
             )  # after the kept models are pruned, before the reports
+        work = ""
         while not streak.stopped and not repeats.stopped and not recycle.due and in_time():
-            work = work_left(study, spec.trials, digest)
+            work = next_work(study, spec.trials, digest, poll_s, was_waiting=work == "running")
             if work == "trials":
                 left = None if ends_at is None else max(1.0, ends_at - time.monotonic())
                 try:
@@ -127,10 +130,8 @@ def run_study(
                             errno.ENOSPC, os.strerror(errno.ENOSPC), str(out_dir)
                         ) from None
                     raise
-            elif work == "running":
-                time.sleep(
-                    min(5, spec.heartbeat_interval)
-                )  # other workers' trials: wait, sweep if they die
+            elif work == "running":  # other workers' trials: wait, sweep if they die
+                time.sleep(poll_s)
                 sweep_dead_local_trials(study)
             else:
                 remeasure_front(study, spec, objective.trainer)
@@ -160,6 +161,25 @@ def work_left(study: optuna.Study, budget: int, digest: str) -> str:
     ):
         return "trials"
     return "running" if any(t.state == TrialState.RUNNING for t in trials) else ""
+
+
+def waiting_poll_s(heartbeat_interval: float) -> float:
+    """How often a worker waiting for other workers' trials looks at the study again."""
+    return min(5.0, heartbeat_interval)
+
+
+def next_work(
+    study: optuna.Study, budget: int, digest: str, poll_s: float, was_waiting: bool
+) -> str:
+    """`work_left`, after a random wait of up to ``poll_s`` when a worker that ``was_waiting`` for others'
+    trials finds a trial to run (a killed trial's retry, or a slot a repeat left): of the workers waiting
+    at a full budget, the first to look again takes it and the rest keep waiting, instead of each
+    starting a trial only to prune it as surplus."""
+    work = work_left(study, budget, digest)
+    if work == "trials" and was_waiting:
+        time.sleep(random.uniform(0.0, poll_s))
+        work = work_left(study, budget, digest)
+    return work
 
 
 def finished_count(study: optuna.Study, digest: str | None = None) -> str:
