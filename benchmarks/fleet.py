@@ -34,9 +34,8 @@ from __future__ import annotations
 
 import os
 
-if (
-    __name__ == "__main__"
-):  # before keras is imported: no TensorFlow in the workers (imported, the module leaves it be)
+# before keras is imported: no TensorFlow in the workers (imported, the module leaves it be)
+if __name__ == "__main__":
     os.environ.setdefault("KERAS_BACKEND", "numpy")
 
 import argparse
@@ -84,9 +83,8 @@ from xsearch.study.spec import StudySpec, load_study_spec
 from xsearch.study.storage import open_storage
 
 HERE = Path(__file__).parent
-TABLE = BenchTable.from_frame(
-    pd.read_csv(HERE / "xception_bench.csv")
-)  # read once, shared by the forked workers
+# read once, shared by the forked workers
+TABLE = BenchTable.from_frame(pd.read_csv(HERE / "xception_bench.csv"))
 POSTGRES = "postgresql://postgres@127.0.0.1:5432"  # the default --postgres
 STORAGES = ("postgresql", "grpc", "journal")
 MONITOR = (
@@ -166,9 +164,8 @@ def work(run: Run, go: Any) -> None:
     """
     assert "tensorflow" not in sys.modules, "a fleet worker must not import TensorFlow"
     os.dup2(os.open(run.folder / f"worker-{os.getpid()}.log", os.O_WRONLY | os.O_CREAT), 2)
-    os.nice(
-        run.nice
-    )  # the storage's processes first, as on a cluster where the database has its own machine
+    # the storage's processes first, as on a cluster where the database has its own machine
+    os.nice(run.nice)
     go.wait()  # every worker of the fleet starts at once
     space = SearchSpace.from_toml(run.spec.space)
     study = open_study(
@@ -178,9 +175,8 @@ def work(run: Run, go: Any) -> None:
         run.storage,
         shared=True,
     )
-    timings = time_calls(
-        study._storage
-    )  # the storage as the study uses it (with Optuna's cache on a database)
+    # the storage as the study uses it (with Optuna's cache on a database)
+    timings = time_calls(study._storage)
     objective = StudyObjective(
         run.spec,
         space,
@@ -459,18 +455,16 @@ def run_fleet(
             go.set()
             monitor = Monitor(urls[0], database, workers, args.postgres)
             kills = max(1, round(args.kill * n))
-            thresholds = sorted(
-                rng.uniform(0, 0.7 * args.trials, kills)
-            )  # counted trials done before each kill
+            # counted trials done before each kill
+            thresholds = sorted(rng.uniform(0, 0.7 * args.trials, kills))
             killed: list[int] = []
             proxy_rss: list[float] = []
             polls = 0
             while (
                 any(w.is_alive() for w in workers) and time.monotonic() - started < args.run_timeout
             ):
-                if (
-                    polls % 2 == 0 and len(killed) < kills
-                ):  # the trials every 0.5 s (reading them loads the storage)
+                # the trials every 0.5 s (reading them loads the storage)
+                if polls % 2 == 0 and len(killed) < kills:
                     trials = monitor.trials()
                     done = sum(t.state == TrialState.COMPLETE and not is_repeat(t) for t in trials)
                     victim = (
@@ -873,9 +867,8 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 runs.append(run_fleet(kind, n, args, rng))
             print(f"fleet: {json.dumps(flat(runs[-1]))}", flush=True)
-            write_report(
-                args.out, report | {"seconds": time.time() - started, "runs": runs}
-            )  # kept if a later run fails
+            # kept if a later run fails
+            write_report(args.out, report | {"seconds": time.time() - started, "runs": runs})
     sampler = sampler_times(args.sampler_sizes, args.asks, args.seed) if args.sampler_sizes else []
     write_report(
         args.out, report | {"seconds": time.time() - started, "runs": runs, "sampler": sampler}

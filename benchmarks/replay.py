@@ -159,9 +159,8 @@ class TableTrainer:
                 callback.on_epoch_end(epoch, {"val_accuracy": accuracy[-1]})
             if model.stop_training:
                 break
-        if (
-            start and seconds
-        ):  # a continuation rebuilds its model and compiles its training step again
+        # a continuation rebuilds its model and compiles its training step again
+        if start and seconds:
             seconds[0] += float(row[COMPILE])
         full = start + len(accuracy) == self.table.epochs
         return TrainResult(
@@ -187,15 +186,13 @@ class Trace:
     wall seconds the search itself took (the sampler's own time, which a real study pays on top of training)."""
 
     seconds: list[float] = dataclasses.field(default_factory=list)
-    found: list[str] = dataclasses.field(
-        default_factory=list
-    )  # the design each trial fully trained, or ""
+    # the design each trial fully trained, or ""
+    found: list[str] = dataclasses.field(default_factory=list)
     trials: int = 0
     stopped: int = 0
     continued: int = 0  # trials that continued a stopped one (each charged a compilation again)
-    search_s: list[float] = dataclasses.field(
-        default_factory=list
-    )  # wall seconds of the search itself so far
+    # wall seconds of the search itself so far
+    search_s: list[float] = dataclasses.field(default_factory=list)
 
 
 def replay(
@@ -208,9 +205,8 @@ def replay(
 ) -> Trace:
     """Run ``spec``'s search on ``table`` with seed ``seed`` until ``budget_s`` training seconds are spent,
     ``max_trials`` trials have run, or the runner's repeat streak ends it."""
-    spec = dataclasses.replace(
-        spec, seed=seed, trials=len(table.designs)
-    )  # samplers are set up for one pass
+    # samplers are set up for one pass
+    spec = dataclasses.replace(spec, seed=seed, trials=len(table.designs))
     study = open_study(
         spec,
         space,
@@ -227,9 +223,8 @@ def replay(
     started = time.perf_counter()
 
     def account(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        trace.search_s.append(
-            time.perf_counter() - started
-        )  # the sampler's and Optuna's time: no training is run
+        # the sampler's and Optuna's time: no training is run
+        trace.search_s.append(time.perf_counter() - started)
         trace.trials += 1
         attrs = trial.user_attrs
         spent = 0.0 if is_repeat(trial) else sum(attrs.get(TrialAttr.EPOCH_TIMES_S) or [])

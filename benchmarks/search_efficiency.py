@@ -72,19 +72,17 @@ SAMPLERS = ("random", "tpe", "nsga2", "gp")
 RULES: dict[str, dict[str, Any]] = {
     "full": {},
     "dominated": {"early_stop": EarlyStopSpec()},
-    "asha": {
-        "asha": AshaSpec(min_epochs=1, reduction_factor=2)
-    },  # the [asha] defaults: rungs 1, 2, 4, keep half, continue
-    "asha-third": {
-        "asha": AshaSpec(min_epochs=1, reduction_factor=3)
-    },  # rungs 1, 3, keep a third, continue
-    "asha-stop": {
-        "asha": AshaSpec(min_epochs=1, reduction_factor=2, continue_stopped=False)
-    },  # a stopped design stays stopped
+    # the [asha] defaults: rungs 1, 2, 4, keep half, continue
+    "asha": {"asha": AshaSpec(min_epochs=1, reduction_factor=2)},
+    # rungs 1, 3, keep a third, continue
+    "asha-third": {"asha": AshaSpec(min_epochs=1, reduction_factor=3)},
+    # a stopped design stays stopped
+    "asha-stop": {"asha": AshaSpec(min_epochs=1, reduction_factor=2, continue_stopped=False)},
     "asha-third-stop": {"asha": AshaSpec(min_epochs=1, reduction_factor=3, continue_stopped=False)},
+    # one rung, epoch 2
     "asha-from-2-stop": {
         "asha": AshaSpec(min_epochs=2, reduction_factor=3, continue_stopped=False)
-    },  # one rung, epoch 2
+    },
     "asha-third-stop+dominated": {
         "asha": AshaSpec(min_epochs=1, reduction_factor=3, continue_stopped=False),
         "early_stop": EarlyStopSpec(),

@@ -101,9 +101,8 @@ class Bench:
     blackbox: Any  # syne_tune.blackbox_repository.blackbox_tabular.BlackboxTabular
     keys: dict[tuple[Any, ...], str]  # the configuration's values, in `AXES` order -> design key
     metrics: list[str]  # the scheduler's metrics, each minimised (a maximised objective negated)
-    scaled: list[
-        str
-    ]  # the same, each min-max scaled over the table (Syne Tune's epsilon-net measures raw distances)
+    # the same, each min-max scaled over the table (Syne Tune's epsilon-net measures raw distances)
+    scaled: list[str]
     epochs: int
 
     def design(self, config: dict[str, Any]) -> str:
@@ -195,14 +194,12 @@ def blackbox(table: BenchTable, spec: StudySpec) -> Bench:
     ]
     minimised = [m if d == "minimize" else f"neg_{m}" for m, d in zip(metrics, directions)]
     scaled = _min_max(evaluations[..., [names.index(m) for m in minimised]])
-    evaluations = np.concatenate(
-        [evaluations[..., :-1], scaled, evaluations[..., -1:]], axis=-1
-    )  # the seconds stay last
+    # the seconds stay last
+    evaluations = np.concatenate([evaluations[..., :-1], scaled, evaluations[..., -1:]], axis=-1)
     names += [f"scaled_{m}" for m in minimised]
     with warnings.catch_warnings():
-        warnings.simplefilter(
-            "ignore"
-        )  # pandas' deprecation of set_index(inplace=True), which BlackboxTabular calls
+        # pandas' deprecation of set_index(inplace=True), which BlackboxTabular calls
+        warnings.simplefilter("ignore")
         box = BlackboxTabular(
             hyperparameters=pd.DataFrame(configs, columns=list(AXES)),
             configuration_space=config_space(configs),
@@ -265,9 +262,8 @@ def _recorder(bench: Bench, trace: Trace) -> Any:
 
     class Recorder(TunerCallback):
         def __init__(self) -> None:
-            self.open: dict[
-                int, tuple[dict[str, Any], dict[str, Any]]
-            ] = {}  # trial id -> config, last result seen
+            # trial id -> config, last result seen
+            self.open: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}
 
         def on_trial_result(
             self, trial: Any, status: str, result: dict[str, Any], decision: str
@@ -314,9 +310,8 @@ def simulate(bench: Bench, name: str, seed: int, budget_s: float) -> tuple[Trace
         def _advance_by_outside_time(self) -> None:
             pass
 
-    np.random.seed(
-        seed
-    )  # Syne Tune samples configurations and draws each trial's seed row with NumPy's global generator
+    # Syne Tune samples configurations and draws each trial's seed row with NumPy's global generator
+    np.random.seed(seed)
     trace = Trace()
     backend = TrainingClock(
         bench.blackbox,

@@ -333,9 +333,8 @@ def _ratio_interval(
         pooled[index] = math.sqrt(
             float((var_values[pick] * dof_values[pick]).sum() / dof_values[pick].sum())
         )
-    with np.errstate(
-        divide="ignore", invalid="ignore"
-    ):  # a resample of noiseless designs: an infinite ratio
+    # a resample of noiseless designs: an infinite ratio
+    with np.errstate(divide="ignore", invalid="ignore"):
         low, high = np.nanpercentile(spreads / pooled, [2.5, 97.5])
     return float(low), float(high)
 

@@ -26,9 +26,8 @@ STUDY_FILE_MARKER = "<!-- generated: study-file -->"
 CLI_MARKER = "<!-- generated: cli -->"
 USAGE_WIDTH = 100
 _TYPE_NAMES = {int: "integer", float: "number", bool: "boolean", str: "string"}
-_REFERENCE = re.compile(
-    r"^[\w.]+:[A-Z_]+$"
-)  # "module:NAME", a tuple of valid values defined elsewhere
+# "module:NAME", a tuple of valid values defined elsewhere
+_REFERENCE = re.compile(r"^[\w.]+:[A-Z_]+$")
 
 
 def on_page_markdown(markdown: str, **kwargs: Any) -> str:

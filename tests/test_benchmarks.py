@@ -55,9 +55,8 @@ def test_overhead_on_imagenet_npz_files(tmp_path, monkeypatch):
         tmp_path,
     )
     assert report["train_images"] == 128
-    assert (
-        report["precision"] == report["environment"]["precision"] == "mixed_bfloat16"
-    )  # both variants ran in it
+    # both variants ran in it
+    assert report["precision"] == report["environment"]["precision"] == "mixed_bfloat16"
     assert _positive(
         report["trial_train_time_s"],
         report["plain_fit_time_s"],
@@ -117,13 +116,11 @@ def test_repeats(tmp_path):
     ]
     for row in report["rows"]:
         for run in row["runs"]:
-            assert (
-                run["designs_trained"] == run["trials"] == row["trials"]
-            )  # the shipped spaces are not exhausted
+            # the shipped spaces are not exhausted
+            assert run["designs_trained"] == run["trials"] == row["trials"]
             assert 0 <= run["repeats_in_budget"] <= run["asks"] - run["trials"]
-            assert (
-                0 < run["hypervolume_without_reuse"] <= run["hypervolume_with_reuse"] < 1
-            )  # a superset of designs
+            # a superset of designs
+            assert 0 < run["hypervolume_without_reuse"] <= run["hypervolume_with_reuse"] < 1
 
 
 def _curve_trial(study, segments, params, curve):
@@ -149,18 +146,16 @@ def _curve_trial(study, segments, params, curve):
 def test_early_stop_replay_counts_stops_savings_and_front_losses():
     study = optuna.create_study(directions=["maximize", "minimize", "minimize"])
     _curve_trial(study, "1", 1000, [0.5, 0.8, 0.9])
-    _curve_trial(
-        study, "4", 2000, [0.3, 0.5, 0.95]
-    )  # a late bloomer: on the front, stopped after epoch 1
+    # a late bloomer: on the front, stopped after epoch 1
+    _curve_trial(study, "4", 2000, [0.3, 0.5, 0.95])
     _curve_trial(study, "8", 3000, [0.2, 0.3, 0.4])  # dominated all along
     trials = early_stop.trained_trials(study)
     metrics = ["val_accuracy", "params", "latency_ms"]
 
     assert early_stop.replay(trials, metrics, 3, after_epochs=1, margin=0.05) == {1: 1, 2: 1}
     assert early_stop.replay(trials, metrics, 3, after_epochs=2, margin=0.05) == {1: 2, 2: 2}
-    assert early_stop.replay(trials, metrics, 3, after_epochs=1, margin=0.35) == {
-        2: 2
-    }  # spares the late bloomer
+    # spares the late bloomer
+    assert early_stop.replay(trials, metrics, 3, after_epochs=1, margin=0.35) == {2: 2}
     late = early_stop.score(trials, metrics, ["maximize", "minimize", "minimize"], 3, {1: 1, 2: 1})
     assert late["stopped"] == 2
     assert late["epochs_skipped"] == 4
@@ -181,9 +176,8 @@ def test_early_stop_replay_of_a_finished_run(tiny_run, tmp_path):
         ["--study", "tiny", "--out", str(tiny_run), "--after-epochs", "1", "2", "--margins", "0.5"],
         tmp_path,
     )
-    assert [(row["after_epochs"], row["margin"]) for row in report["rows"]] == [
-        (1, 0.5)
-    ]  # 2 is not < 2 epochs
+    # 2 is not < 2 epochs
+    assert [(row["after_epochs"], row["margin"]) for row in report["rows"]] == [(1, 0.5)]
     row = report["rows"][0]
     assert row["trials"] >= 2
     assert 0 <= row["stopped"] < row["trials"]
@@ -299,15 +293,13 @@ def test_the_bench_table_has_one_row_per_design_and_seed_and_measures_spread_aga
     assert list(frame.filter(like="epoch_s_").iloc[0]) == [2.0, 1.0, 1.0, 1.0, 1.0, 1.0]
     assert frame.loc[0, "val_acc_6"] == 0.50
     assert frame.loc[0, "val_acc_1"] == 0.25
-    assert (
-        list(frame["compile_s"]) == [1.0] * 6
-    )  # no recorded compile time: the first epoch less the median of the rest
+    # no recorded compile time: the first epoch less the median of the rest
+    assert list(frame["compile_s"]) == [1.0] * 6
     report = xception_bench.noise(frame)
     assert report["designs"] == 3
     assert report["seeds_per_design_min"] == 2
-    assert report["median_seed_std"] == pytest.approx(
-        0.02 / 2**0.5
-    )  # each design: two seeds 0.02 apart
+    # each design: two seeds 0.02 apart
+    assert report["median_seed_std"] == pytest.approx(0.02 / 2**0.5)
     assert report["pooled_seed_std"] == pytest.approx(0.02 / 2**0.5)
     assert report["spread_std"] == pytest.approx(0.2)
     assert report["spread_over_median_noise"] == pytest.approx(0.2 / (0.02 / 2**0.5))
@@ -316,9 +308,8 @@ def test_the_bench_table_has_one_row_per_design_and_seed_and_measures_spread_aga
         <= report["spread_over_pooled_noise"]
         <= report["spread_over_pooled_noise_hi"]
     )
-    assert report["spearman_epoch_1"] == pytest.approx(
-        1.0
-    )  # each curve is half its final value until the last epoch
+    # each curve is half its final value until the last epoch
+    assert report["spearman_epoch_1"] == pytest.approx(1.0)
     xception_bench.write_table(frame, tmp_path / "bench.csv", xception_bench.STUDY)
     assert len(pd.read_csv(tmp_path / "bench.csv")) == 6
     assert json.loads((tmp_path / "bench.json").read_text())["seeds"] == [0, 1]
@@ -350,9 +341,8 @@ def test_noise_pools_the_seed_variance_and_leaves_out_failed_and_incomplete_rows
     assert report["rows"] == 7
     assert report["designs"] == 3
     assert report["seeds_per_design_max"] == 3
-    assert report["pooled_seed_std"] == pytest.approx(
-        (0.005 / 4) ** 0.5
-    )  # variance 0.005 on 1 of 4 degrees of freedom
+    # variance 0.005 on 1 of 4 degrees of freedom
+    assert report["pooled_seed_std"] == pytest.approx((0.005 / 4) ** 0.5)
     assert report["median_seed_std"] == pytest.approx(0.0)
     assert report["spearman_epoch_1"] == pytest.approx(-0.5)
 
@@ -363,9 +353,8 @@ def test_a_resumed_trial_s_curve_starts_at_its_epoch_and_a_cut_row_is_left_out_e
 
     _bench_run(tmp_path / "seed-0", 0, [0.50, 0.70, 0.90])
     study = optuna.load_study(study_name="xception-bench", storage=_storage(tmp_path / "seed-0"))
-    resumed = dict(
-        study.trials[0].user_attrs
-    )  # a retry whose predecessor left no curves, resumed after epoch 1
+    # a retry whose predecessor left no curves, resumed after epoch 1
+    resumed = dict(study.trials[0].user_attrs)
     resumed.update(
         {
             TrialAttr.CURVES: {TrialAttr.VAL_ACCURACY: [0.3, 0.35, 0.4, 0.45, 0.55]},
@@ -393,9 +382,8 @@ def test_a_resumed_trial_s_curve_starts_at_its_epoch_and_a_cut_row_is_left_out_e
     with pytest.raises(
         ValueError, match=r"lack an epoch's accuracy or seconds; a replay charges every epoch"
     ):
-        BenchTable.from_frame(
-            frame
-        )  # the resumed row counts (its final accuracy is known) but cannot be replayed
+        # the resumed row counts (its final accuracy is known) but cannot be replayed
+        BenchTable.from_frame(frame)
 
 
 def _storage(folder):
@@ -435,9 +423,8 @@ def test_fill_trains_only_the_designs_the_table_lacks_for_a_seed(tmp_path, monke
         "run",
         lambda command, check: commands.append(command) or subprocess.CompletedProcess(command, 0),
     )
-    assert (
-        xception_bench.fill([0, 1], tmp_path / "runs", tmp_path / "table.csv") == 1
-    )  # the stub trains nothing
+    # the stub trains nothing
+    assert xception_bench.fill([0, 1], tmp_path / "runs", tmp_path / "table.csv") == 1
     assert [c[c.index("--seed") + 1] for c in commands] == ["0", "1"]
     spec = load_study_spec(tmp_path / "runs" / "seed-0-part-0" / "xception-bench.toml")
     assert spec.name == "xception-bench"
@@ -446,9 +433,10 @@ def test_fill_trains_only_the_designs_the_table_lacks_for_a_seed(tmp_path, monke
     assert [space.encode(space.decode({**point})) for point in points[:2]] == [
         space.encode(type(space.decode(points[0]))(**seed)) for seed in spec.seed_trials
     ]
+    # no row for seed 1
     assert (
         load_study_spec(tmp_path / "runs" / "seed-1-part-0" / "xception-bench.toml").trials == 120
-    )  # no row for seed 1
+    )
 
 
 def test_fill_in_chunks_resumes_from_run_folders_in_one_order_for_every_seed(tmp_path, monkeypatch):
@@ -464,9 +452,8 @@ def test_fill_in_chunks_resumes_from_run_folders_in_one_order_for_every_seed(tmp
     pd.DataFrame(rows).to_csv(tmp_path / "table.csv", index=False)
     trained = []
 
-    def train(
-        command, check
-    ):  # a finished study of the chunk's designs, as `xsearch run` leaves it
+    # a finished study of the chunk's designs, as `xsearch run` leaves it
+    def train(command, check):
         folder, seed = (
             Path(command[command.index("--out") + 1]),
             int(command[command.index("--seed") + 1]),
@@ -549,9 +536,8 @@ def test_transfer_tasks_split_the_digits_by_class_and_relabel_from_zero():
     assert task.num_classes == 5
     assert len(task.y_train) == 12
     assert set(task.y_train) <= set(range(5))
-    assert np.array_equal(
-        task.x_train[:, 0, 0, 0] % 10, task.y_train + 5
-    )  # the images of digits 5-9, relabelled
+    # the images of digits 5-9, relabelled
+    assert np.array_equal(task.x_train[:, 0, 0, 0] % 10, task.y_train + 5)
     assert len(task.y_val) == 15
     assert len(task.y_test) == 0  # validation: the validation and test images of 5-9
 
@@ -668,8 +654,7 @@ def test_latency_retime_times_every_design_in_a_child_resumes_and_compares_the_f
     assert summary["designs"] == 2
     assert summary["true_front"] == 2
     assert summary["kept"] + len(summary["only_true"]) == 2
-    assert sorted(pd.read_csv(retimed)["latency_ms"]) == sorted(
-        [*timed["latency_ms"]] * 2
-    )  # each row its design's
+    # each row its design's
+    assert sorted(pd.read_csv(retimed)["latency_ms"]) == sorted([*timed["latency_ms"]] * 2)
     assert main(arguments) == 0
     assert pd.read_csv(out).equals(timed)  # resumed: nothing timed twice

@@ -36,12 +36,10 @@ def test_the_verdict_asks_for_flat_and_bounded_private_memory():
     assert flat["meets_goal"]
     assert flat["largest_mb"] == {"build": 410, "supervisor": 331, "worker": 700}
     assert flat["spread"]["worker"] == pytest.approx(700 / 650 - 1)
-    assert not data_memory.verdict([row(400, 330, [600]), row(400, 330, [900])])[
-        "meets_goal"
-    ]  # grows with the data
-    assert not data_memory.verdict([row(2000, 330, [600]), row(2000, 330, [600])])[
-        "meets_goal"
-    ]  # too large
+    # grows with the data
+    assert not data_memory.verdict([row(400, 330, [600]), row(400, 330, [900])])["meets_goal"]
+    # too large
+    assert not data_memory.verdict([row(2000, 330, [600]), row(2000, 330, [600])])["meets_goal"]
 
 
 def test_the_study_file_is_a_valid_study(tmp_path):

@@ -82,9 +82,8 @@ def test_unfinished_unretried_and_missing_trials_are_lost():
         (RUNNING, {}),
         (WAITING, {"retry_of": 7}),
     )
-    result = account(
-        trials, 4
-    )  # counted: trial 0 and the running trial 2; the killed trial 1 was never retried
+    # counted: trial 0 and the running trial 2; the killed trial 1 was never retried
+    result = account(trials, 4)
     assert (result["unfinished"], result["unretried"], result["missing"]) == (2, 1, 2)
     assert (result["counted"], result["lost"], result["duplicated"]) == (2, 2 + 1 + 2, 0)
 
@@ -109,13 +108,11 @@ def test_a_second_retry_and_trials_beyond_the_budget_are_duplicates():
 
 
 def test_throughput_runs_from_the_first_start_to_the_last_counted_trial():
-    trials = _trials(
-        (COMPLETE, {}), (COMPLETE, {}), (FAIL, {}), (COMPLETE, {"retry_of": 2})
-    )  # ends at second 5
+    # ends at second 5
+    trials = _trials((COMPLETE, {}), (COMPLETE, {}), (FAIL, {}), (COMPLETE, {"retry_of": 2}))
     assert throughput(trials) == {"span_s": 5.0, "counted_per_s": 3 / 5, "finished_per_s": 4 / 5}
-    assert all(
-        value != value for value in throughput(_trials((RUNNING, {}))).values()
-    )  # NaN without a counted trial
+    # NaN without a counted trial
+    assert all(value != value for value in throughput(_trials((RUNNING, {}))).values())
 
 
 def test_latencies_pool_every_workers_calls_per_name_and_in_all():
@@ -179,12 +176,10 @@ def test_runs_that_cannot_fit_are_skipped_with_the_measured_reason():
 
 
 def test_the_proxies_connections_are_counted_per_proxy_one_per_machine():
-    runs = [
-        {"storage": "grpc", "workers": 32, "proxies": 4, "connections": {"max": 40}}
-    ]  # 10 per proxy
-    assert (
-        skip_reason("grpc", 64, runs, 100, 16.0, workers_per_proxy=8) is None
-    )  # 8 proxies, 80 connections
+    # 10 per proxy
+    runs = [{"storage": "grpc", "workers": 32, "proxies": 4, "connections": {"max": 40}}]
+    # 8 proxies, 80 connections
+    assert skip_reason("grpc", 64, runs, 100, 16.0, workers_per_proxy=8) is None
     assert "about 320 connections (10.00 per proxy, measured) exceed" in skip_reason(
         "grpc", 256, runs, 100, 16.0, 8
     )

@@ -31,9 +31,8 @@ def _tuner(kind: str, hypermodel: XceptionHyperModel, directory: Path) -> keras_
     )
 
 
-@pytest.mark.filterwarnings(
-    "ignore:Skipping variable loading for optimizer"
-)  # get_best_models: no optimizer state
+# get_best_models: no optimizer state
+@pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer")
 @pytest.mark.parametrize("kind", ["random", "bayesian", "hyperband"])
 @pytest.mark.slow
 def test_tuner_searches_the_space(kind, digits, tmp_path):

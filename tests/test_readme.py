@@ -50,6 +50,5 @@ def test_pre_commit_runs_the_checks_ci_runs_first():
     assert ".venv/bin/ruff format --check" in ci_checks
     assert hooks["mypy"]["entry"] == "mypy"
     assert ".venv/bin/mypy &&" in ci_checks
-    assert (
-        hooks["mypy"]["pass_filenames"] is False
-    )  # the whole package, as configured in pyproject, as CI does
+    # the whole package, as configured in pyproject, as CI does
+    assert hooks["mypy"]["pass_filenames"] is False

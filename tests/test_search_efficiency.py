@@ -97,12 +97,10 @@ def test_a_search_that_is_given_the_true_front_reaches_hypervolume_one(table):
     )
     trace = replay(oracle, SPACE, table, seed=0, budget_s=len(front) * 8.0, max_trials=50)
     curve = hypervolume_curve(trace, scorer)
-    assert curve[len(front) - 1] == pytest.approx(
-        1.0
-    )  # the front designs, queued first, are the whole front
-    assert trace.seconds[: len(front)] == [
-        8.0 * (i + 1) for i in range(len(front))
-    ]  # charged the table's seconds
+    # the front designs, queued first, are the whole front
+    assert curve[len(front) - 1] == pytest.approx(1.0)
+    # charged the table's seconds
+    assert trace.seconds[: len(front)] == [8.0 * (i + 1) for i in range(len(front))]
 
 
 def test_a_replay_charges_the_epochs_run_and_never_counts_a_stopped_design_as_found(table):
@@ -133,13 +131,11 @@ def test_continuing_stopped_designs_charges_no_epoch_twice_and_completes_the_fro
         )
         assert trace.stopped > 0
         assert hypervolume_curve(trace, scorer)[-1] == pytest.approx(1.0)
-        assert (
-            trace.continued > 0
-        )  # each design's epochs charged once at most, and each continuation compiles again
+        # each design's epochs charged once at most, and each continuation compiles again
+        assert trace.continued > 0
         assert trace.seconds[-1] <= table.full_cost() + 4.0 * trace.continued + 1e-9
-        assert (
-            len({key for key in trace.found if key}) == 12
-        )  # in the end every design stands trained fully
+        # in the end every design stands trained fully
+        assert len({key for key in trace.found if key}) == 12
     steady = BenchTable.from_frame(search_efficiency.without_compilation(_table()))
     trace = replay(
         strategy_spec(BASE, "random/asha"), SPACE, steady, seed=0, budget_s=1e9, max_trials=200
@@ -150,9 +146,8 @@ def test_continuing_stopped_designs_charges_no_epoch_twice_and_completes_the_fro
 
 def test_a_steady_first_epoch_charges_the_median_of_the_later_epochs_and_is_replayed_apart():
     steady = BenchTable.from_frame(search_efficiency.without_compilation(_table()))
-    assert steady.full_cost() == pytest.approx(
-        12 * 4.0
-    )  # 1 s an epoch, the 4 s of compilation gone
+    # 1 s an epoch, the 4 s of compilation gone
+    assert steady.full_cost() == pytest.approx(12 * 4.0)
     assert steady.truth(["val_accuracy"]).equals(
         BenchTable.from_frame(_table()).truth(["val_accuracy"])
     )
@@ -220,9 +215,8 @@ def test_intervals_cover_the_median_and_widen_with_the_spread_of_seeds():
         assert row["time_to_95pct_lo"] <= row["time_to_95pct"] <= row["time_to_95pct_hi"]
     width = table["time_to_95pct_hi"] - table["time_to_95pct_lo"]
     assert width["tpe/full"] > width["random/full"]
-    assert (
-        table.loc["tpe/full", "time_to_95pct_vs_random_hi"] < 1.0
-    )  # clearly ahead: the interval excludes 1
+    # clearly ahead: the interval excludes 1
+    assert table.loc["tpe/full", "time_to_95pct_vs_random_hi"] < 1.0
 
 
 def test_run_and_report_resume_and_write_the_table_and_curves(tmp_path, monkeypatch):
@@ -242,9 +236,8 @@ def test_run_and_report_resume_and_write_the_table_and_curves(tmp_path, monkeypa
     assert len(read_results(results)) == 4  # nothing replayed twice, the torn line skipped
     summary = search_efficiency.report(results, tmp_path / "s.csv", tmp_path / "s.html")
     assert summary.loc["random/full", "time_to_95pct_vs_random"] == 1.0
-    assert (
-        summary["search_s"] > 0
-    ).all()  # the sampler's own wall seconds, reported apart from training
+    # the sampler's own wall seconds, reported apart from training
+    assert (summary["search_s"] > 0).all()
     page = (tmp_path / "s.html").read_text()
     assert page.count("plotly-graph-div") >= 2
     assert (tmp_path / "s_log.csv").exists()

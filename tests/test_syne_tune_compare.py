@@ -138,17 +138,14 @@ def test_runs_write_scored_lines_in_the_replay_format_resume_and_refuse_an_incom
             assert 0 < curve[-1] <= 1.0 + 1e-9
         steps = _steps(line)
         assert np.all(steps > 0)
-        assert (
-            budget - 8.0 < line["seconds"][-1] <= budget + 8.0
-        )  # the budget spent, plus one trial
+        # the budget spent, plus one trial
+        assert budget - 8.0 < line["seconds"][-1] <= budget + 8.0
     moasha = [r for r in lines if r["strategy"] == "syne-tune/moasha"]
-    assert all(
-        r["stopped"] > 0 and set(_steps(r)[:-1]) <= {5.0, 6.0, 8.0} for r in moasha
-    )  # stopped at rung 1 or 2, or full
+    # stopped at rung 1 or 2, or full
+    assert all(r["stopped"] > 0 and set(_steps(r)[:-1]) <= {5.0, 6.0, 8.0} for r in moasha)
     randoms = [r for r in lines if r["strategy"] == "syne-tune/random"]
-    assert all(
-        r["stopped"] == 0 and set(_steps(r)[:-1]) == {8.0} for r in randoms
-    )  # every trial trained fully
+    # every trial trained fully
+    assert all(r["stopped"] == 0 and set(_steps(r)[:-1]) == {8.0} for r in randoms)
 
     capsys.readouterr()
     syne_tune_compare.run(path, results, ["moasha", "random"], [0, 1], BASE)
@@ -156,9 +153,8 @@ def test_runs_write_scored_lines_in_the_replay_format_resume_and_refuse_an_incom
     assert "0 runs to do, 4 done" in capsys.readouterr().out
     again = tmp_path / "again.jsonl"
     syne_tune_compare.run(path, again, ["moasha"], [1], BASE)
-    assert read_results(again)[0] == next(
-        r for r in moasha if r["seed"] == 1
-    )  # a seed replays the same run
+    # a seed replays the same run
+    assert read_results(again)[0] == next(r for r in moasha if r["seed"] == 1)
 
     tables = syne_tune_compare.report(results, also=[tmp_path / "absent.jsonl"])
     assert set(tables["hv"].index) == {"syne-tune/moasha", "syne-tune/random"}

@@ -135,9 +135,8 @@ def fast_tier_modules(source: str, modules: set[str]) -> set[str]:
                 for name in ast.walk(target):
                     if isinstance(name, ast.Name):
                         definitions.setdefault(name.id, []).append(node)
-        elif not (
-            isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
-        ):  # runs on import
+        # runs on import
+        elif not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)):
             roots.append(node)
 
     covered: set[str] = set()

@@ -10,9 +10,8 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-os.environ.setdefault(
-    "TF_CPP_MIN_LOG_LEVEL", "2"
-)  # keep TensorFlow's C++ start-up chatter out of the CLI
+# keep TensorFlow's C++ start-up chatter out of the CLI
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 _EXPORTS = {
     "MIN_INPUT_SIZE": "xsearch.model.config",

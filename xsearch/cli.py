@@ -113,9 +113,8 @@ def _run_spec(args: argparse.Namespace, spec: StudySpec) -> int:
         mlflow_uri=args.mlflow,
     )
     out_dir = Path(args.out) if args.out else Path("runs") / spec.name
-    if (
-        is_worker()
-    ):  # started by a supervisor (which reports when all its workers are done), or by hand
+    # started by a supervisor (which reports when all its workers are done), or by hand
+    if is_worker():
         die_with_supervisor()
         from xsearch.run.runner import run_study
 
@@ -511,9 +510,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"xsearch: error: {file_system_message(error)}", file=sys.stderr, flush=True)
         if is_worker():  # a worker: its backend may crash in its teardown after a failed write
-            os._exit(
-                EXIT_BAD_INPUT
-            )  # (h5py, a segfault), which its supervisor would restart as a crash
+            # (h5py, a segfault), which its supervisor would restart as a crash
+            os._exit(EXIT_BAD_INPUT)
         return EXIT_BAD_INPUT
     except StudyStopped as error:
         print(f"xsearch: stopped: {error}", file=sys.stderr)

@@ -78,9 +78,8 @@ def make_objective(
             f"received {x_train.shape} and {x_val.shape}."
         )
     num_classes = int(max(np.max(y_train), np.max(y_val))) + 1
-    trained: dict[
-        str, tuple[int, dict[str, int | float]]
-    ] = {}  # design JSON -> its trial number and record
+    # design JSON -> its trial number and record
+    trained: dict[str, tuple[int, dict[str, int | float]]] = {}
 
     def objective(trial: optuna.Trial) -> tuple[float, ...]:
         config = search_space.sample(trial)

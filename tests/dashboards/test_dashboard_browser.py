@@ -82,8 +82,7 @@ def test_dashboard_shows_the_pareto_figure_in_chromium(dashboard):
             assert (
                 "xsearch: Pareto front (tiny, 3 trials)" in figure.locator(".gtitle").text_content()
             )
-            assert (
-                figure.locator(".scatterlayer .point").count() >= 6
-            )  # 3 trials in each of the 2 panels
+            # 3 trials in each of the 2 panels
+            assert figure.locator(".scatterlayer .point").count() >= 6
         finally:
             browser.close()

@@ -78,9 +78,8 @@ def test_serve_dashboard_writes_nothing_and_warns_off_loopback(
     assert f"http://{host}:{port}/dashboard/studies/{study_id}" in err
     assert ("no authentication" in err) == warned
     assert is_loopback(host) != warned
-    assert (
-        tmp_path / "run" / "study.journal"
-    ).read_bytes() == journal  # the runner attaches the figures
+    # the runner attaches the figures
+    assert (tmp_path / "run" / "study.journal").read_bytes() == journal
     assert dashboards.serve_dashboard is serve_dashboard
     assert dashboards.is_loopback is is_loopback
 

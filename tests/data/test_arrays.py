@@ -138,9 +138,8 @@ def test_missing_arrays_source_says_what_to_pass(tmp_path):
 def test_npy_file_rows_at_any_positions_holes_left_out_and_blocks_read_back_from_npy_and_npz(
     tmp_path,
 ):
-    rows = (
-        np.arange(8, dtype=np.uint8)[:, None, None].repeat(2, axis=1).repeat(3, axis=2)
-    )  # row i is all i
+    # row i is all i
+    rows = np.arange(8, dtype=np.uint8)[:, None, None].repeat(2, axis=1).repeat(3, axis=2)
     file = NpyFile(tmp_path / "x.npy", 10, (2, 3), np.uint8)
     file.write(np.array([9, 0, 1, 2, 5]), rows[:5])
     file.write(np.array([], np.int64), rows[:0])

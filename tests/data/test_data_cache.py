@@ -78,9 +78,8 @@ def test_second_load_maps_the_cache_without_decoding(tmp_path, monkeypatch):
 def test_cache_key_covers_settings(tmp_path):
     for kwargs in ({}, {"seed": 1}, {"val_fraction": 0.2}, {"max_train": 50}, {"image_size": 9}):
         load_dataset("digits", **{"image_size": 8, **kwargs}, cache_dir=tmp_path)
-    load_dataset(
-        "digits", 8, cache_dir=tmp_path, max_bad_fraction=0.5
-    )  # a check on load, not part of the key
+    # a check on load, not part of the key
+    load_dataset("digits", 8, cache_dir=tmp_path, max_bad_fraction=0.5)
     names = folders(tmp_path)
     assert len(names) == 5
     assert all(n.startswith("digits-") for n in names)
@@ -134,9 +133,8 @@ def test_a_build_in_progress_or_interrupted_is_never_read(tmp_path, monkeypatch)
             iterator = blocks()
             yield next(iterator)
             assert next(p.name for p in cache.iterdir() if p.is_dir()).endswith(STAGING_SUFFIX)
-            assert not any(
-                p.is_dir() and not p.name.startswith(".") for p in cache.iterdir()
-            )  # nothing to read yet
+            # nothing to read yet
+            assert not any(p.is_dir() and not p.name.startswith(".") for p in cache.iterdir())
             raise KeyboardInterrupt
 
         return first_block_only
@@ -148,16 +146,14 @@ def test_a_build_in_progress_or_interrupted_is_never_read(tmp_path, monkeypatch)
     monkeypatch.undo()
     built = load_dataset("digits", 8, cache_dir=cache).cache_key
     shutil.rmtree(cache / built)
-    stale = (
-        cache / f".{built}.killed{STAGING_SUFFIX}"
-    )  # what a killed build leaves: the next build deletes it
+    # what a killed build leaves: the next build deletes it
+    stale = cache / f".{built}.killed{STAGING_SUFFIX}"
     stale.mkdir()
     (stale / "x_train.npy").write_bytes(b"half")
     assert load_dataset("digits", 8, cache_dir=cache).cache_key == built
     assert folders(cache) == [built]
-    (
-        cache / built / "meta.json"
-    ).unlink()  # a damaged cache folder is an error that says what to do
+    # a damaged cache folder is an error that says what to do
+    (cache / built / "meta.json").unlink()
     with pytest.raises(
         ValueError, match=r"is incomplete or was written by another xsearch version .* delete it"
     ):

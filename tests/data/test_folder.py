@@ -53,9 +53,8 @@ def colours_match_labels(x: np.ndarray, y: np.ndarray) -> bool:
 
 def test_class_folders_at_the_root_are_split_by_the_seed(tmp_path):
     root = classes_folder(tmp_path / "images")
-    write_images(
-        root / "red" / "more", RED, 2, suffixes=(".GIF", ".webp")
-    )  # images in a subfolder count too
+    # images in a subfolder count too
+    write_images(root / "red" / "more", RED, 2, suffixes=(".GIF", ".webp"))
     ds = load_dataset(
         "folder",
         8,
@@ -228,9 +227,8 @@ def test_more_unreadable_files_than_the_threshold_are_refused_naming_them(tmp_pa
     assert len(ds.unreadable) == 2
     assert not listing.exists()
     with pytest.raises(ValueError, match=r"more than data.max_bad_fraction = 0.0 allows"):
-        load_dataset(
-            "folder", 8, data_dir=root, cache_dir=cache, max_bad_fraction=0.0
-        )  # checked on every load
+        # checked on every load
+        load_dataset("folder", 8, data_dir=root, cache_dir=cache, max_bad_fraction=0.0)
 
 
 def test_every_image_suffix_in_any_case_is_read(tmp_path):

@@ -84,9 +84,8 @@ def test_fashion_mnist_reads_debians_files_with_the_official_split(tmp_path):
     )  # val carved off the 60k, test kept
     assert ds.x_train.shape == (500, 28, 28, 3)
     assert ds.x_train.dtype == np.uint8
-    np.testing.assert_array_equal(
-        ds.x_train[..., 0], ds.x_train[..., 2]
-    )  # grey, repeated to the builder's RGB
+    # grey, repeated to the builder's RGB
+    np.testing.assert_array_equal(ds.x_train[..., 0], ds.x_train[..., 2])
     assert np.bincount(ds.y_test).tolist() == [1000] * 10
     official = read_idx(DEBIAN / "t10k-labels-idx1-ubyte.gz")
     np.testing.assert_array_equal(ds.y_test, official)  # the official test images, in order

@@ -74,13 +74,11 @@ def test_splits_carve_test_then_val_off_train_stratified_and_subsample_train():
     assert all(source == "train" for source, _ in plan.values())
     members = {split: indices for split, (_, indices) in plan.items()}
     assert [len(members[s]) for s in SPLITS] == [70, 20, 10]
-    assert sorted(np.concatenate(list(members.values())).tolist()) == list(
-        range(100)
-    )  # disjoint, complete
+    # disjoint, complete
+    assert sorted(np.concatenate(list(members.values())).tolist()) == list(range(100))
     assert np.bincount(labels[members["val"]]).tolist() == [4] * 5  # stratified
-    assert not np.array_equal(
-        members["train"], np.sort(members["train"])
-    )  # in train_test_split's order
+    # in train_test_split's order
+    assert not np.array_equal(members["train"], np.sort(members["train"]))
     again = plan_splits(
         {"train": labels}, seed=0, val_fraction=0.2, test_fraction=0.1, max_train=None
     )
@@ -214,9 +212,8 @@ def test_imagenet_official_side_and_data_folder_lookup(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     with pytest.raises(FileNotFoundError, match=r"Imagenet32_train.zip and Imagenet32_val.zip"):
         find_imagenet_dir(None, 24)  # no train batch yet
-    (folder / "train_data_batch_1").write_bytes(
-        b""
-    )  # the official files also come without the suffix
+    # the official files also come without the suffix
+    (folder / "train_data_batch_1").write_bytes(b"")
     assert find_imagenet_dir(None, 24) == folder
     assert find_imagenet_dir(folder, 64) == folder
 

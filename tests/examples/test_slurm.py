@@ -140,9 +140,8 @@ def test_an_array_of_three_tasks_shares_one_study_and_retries_a_cancelled_tasks_
     }, logs
     assert all(states[task][1] == "0:0" for task in range(TASKS) if task != victim), logs
     assert all(f"task {task} of job {job}" in logs[task] for task in range(TASKS))
-    assert all(
-        (tmp_path / f"xsearch-{job}-{task}").is_dir() for task in range(TASKS)
-    )  # each its node-local run folder
+    # each its node-local run folder
+    assert all((tmp_path / f"xsearch-{job}-{task}").is_dir() for task in range(TASKS))
 
     study = load()
     trials = study.get_trials(deepcopy=False)
@@ -160,9 +159,8 @@ def test_an_array_of_three_tasks_shares_one_study_and_retries_a_cancelled_tasks_
     assert retries[0].params == failed[0].params
     assert retries[0].user_attrs[TrialAttr.WORKER_HOST] != f"node{victim}"
     trained = [t for t in trials if t.state == COMPLETE and not is_repeat(t)]
-    assert (
-        len(trained) == len(budget_trials(trials)) == BUDGET
-    )  # exact: nothing lost, nothing extra
+    # exact: nothing lost, nothing extra
+    assert len(trained) == len(budget_trials(trials)) == BUDGET
     print(
         f"slurm: {TASKS} tasks, 1 study, {BUDGET} trials, task {victim} {how} in trial {killed}, "
         f"retried as trial {retries[0].number} on {retries[0].user_attrs[TrialAttr.WORKER_HOST]}, "
@@ -216,9 +214,8 @@ def _kill_every_process(task: str, environment: dict[str, str]) -> None:
         text=True,
         check=True,
     ).stdout.split("\n")
-    own = next(
-        line.split()[0] for line in ids if line.split() and line.split()[1] == index
-    )  # the task's own job id
+    # the task's own job id
+    own = next(line.split()[0] for line in ids if line.split() and line.split()[1] == index)
     listed = subprocess.run(
         ["scontrol", "listpids", own], env=environment, capture_output=True, text=True, check=True
     )

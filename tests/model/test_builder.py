@@ -62,9 +62,8 @@ def _separable_params(model, prefix):
     "width",
     [0.25, pytest.param(0.5, marks=pytest.mark.slow), pytest.param(1.0, marks=pytest.mark.slow)],
 )
-@pytest.mark.parametrize(
-    "depth_multiplier", [1, pytest.param(2, marks=pytest.mark.slow)]
-)  # fast: 0.25 x 1
+# fast: 0.25 x 1
+@pytest.mark.parametrize("depth_multiplier", [1, pytest.param(2, marks=pytest.mark.slow)])
 def test_spectrum_parameter_count_of_each_separable_conv(width, depth_multiplier):
     """From 1 segment (regular conv) to depthwise: spatial = 9*C*dm*C/k, pointwise = C*dm*F."""
     for segments in (1, 2, 4, 8, 16, "depthwise"):

@@ -80,9 +80,8 @@ def test_channel_rounding_keeps_every_grouped_conv_valid(width, segments):
 
 
 def test_channel_rounding_rule_examples():
-    assert (
-        XceptionConfig(width=1.0, segments=3).channels(728) == 720
-    )  # 728 not divisible by 3: lcm 24
+    # 728 not divisible by 3: lcm 24
+    assert XceptionConfig(width=1.0, segments=3).channels(728) == 720
     assert XceptionConfig(width=1.0, segments=8).channels(728) == 728  # divisible: kept
     assert XceptionConfig(width=0.5).channels(728) == 368  # nearest multiple of 8 to 364
     assert XceptionConfig(width=0.1).channels(32) == 8  # never below the quantum

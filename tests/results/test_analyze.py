@@ -106,9 +106,8 @@ def test_the_known_answers_come_out_with_clear_intervals(seeds):
         e.value == "True" and e.reference == "False" and e.clear and e.mean > 0
         for e in residual.values()
     )
-    assert (
-        residual["val_acc_1"].mean > residual["final"].mean
-    )  # the gap is widest early: faster convergence
+    # the gap is widest early: faster convergence
+    assert residual["val_acc_1"].mean > residual["final"].mean
     assert "converges faster" in questions["residual"].verdict
     assert "agrees" in questions["residual"].verdict
 
@@ -127,9 +126,8 @@ def test_the_known_answers_come_out_with_clear_intervals(seeds):
 
 
 def test_seeds_are_resampled_within_designs():
-    spread = [
-        (np.array([0.9, 0.7]), np.array([0.8]))
-    ] * 5  # every pair's means agree; its seeds do not
+    # every pair's means agree; its seeds do not
+    spread = [(np.array([0.9, 0.7]), np.array([0.8]))] * 5
     point, low, high = bootstrap(spread)
     assert point == pytest.approx(0.0)
     assert low < 0 < high
@@ -138,9 +136,8 @@ def test_seeds_are_resampled_within_designs():
     point, low, high = bootstrap(varied)
     assert point == pytest.approx(0.25)
     assert 0.1 <= low < 0.25 < high <= 0.4
-    assert bootstrap(varied) == bootstrap(
-        varied, draws=DRAWS, seed=0
-    )  # a fixed seed: the same interval every time
+    # a fixed seed: the same interval every time
+    assert bootstrap(varied) == bootstrap(varied, draws=DRAWS, seed=0)
 
 
 def test_edf_of_a_tiny_table():
@@ -195,9 +192,8 @@ def test_questions_it_cannot_answer_say_why():
     few = frame[
         (frame["middle_repeats"] == 0) & (frame["width"] == 0.125) & (frame["segments"] != "1")
     ]
-    few = few[
-        ~((few["intermediate_activation"] != "none") & few["residual"])
-    ]  # 2 activation pairs per value
+    # 2 activation pairs per value
+    few = few[~((few["intermediate_activation"] != "none") & few["residual"])]
     activation = _questions(few)["activation"]
     assert not activation.answered
     assert "fewer than 3 design pairs" in activation.verdict
@@ -275,17 +271,15 @@ def test_a_studys_designs_read_as_the_bench_table(tmp_path):
     table = synthetic((0,))
     study = _study(table)
     frame = designs_frame(study)
-    assert list(frame["trial"]) == list(
-        range(len(table))
-    )  # the repeat, the stopped, infeasible and failed trials left out
+    # the repeat, the stopped, infeasible and failed trials left out
+    assert list(frame["trial"]) == list(range(len(table)))
     columns = [c for c in table.columns if c not in ("segments",)]
     pd.testing.assert_frame_equal(frame[columns], table[columns], check_dtype=False)
     assert list(frame["segments"].map(str)) == list(table["segments"])
     path = tmp_path / "designs.csv"
     frame.to_csv(path, index=False)
-    assert (
-        analyze(read_table(path)) == analyze(frame) == analyze(table)
-    )  # the CSV of a study reads back the same
+    # the CSV of a study reads back the same
+    assert analyze(read_table(path)) == analyze(frame) == analyze(table)
 
     attrs = {k: v for k, v in study.trials[0].user_attrs.items() if k != TrialAttr.CURVES}
     study.add_trial(optuna.trial.create_trial(values=study.trials[0].values, user_attrs=attrs))
@@ -316,9 +310,8 @@ def test_the_dashboard_figure_draws_one_edf_per_axis_value():
     study = _study(synthetic((0,)))
     figure = design_space_edfs(study)
     assert figure.layout.title.text == "xsearch: design-space EDFs of error, per axis"
-    assert [
-        a.text for a in figure.layout.annotations
-    ] == [  # the panel titles: depth_multiplier takes one value
+    # the panel titles: depth_multiplier takes one value
+    assert [a.text for a in figure.layout.annotations] == [
         "intermediate_activation",
         "middle_repeats",
         "residual",
@@ -348,9 +341,8 @@ def test_analyze_a_table_from_the_command_line(tmp_path, capsys):
     assert text.startswith("<!DOCTYPE html>")
     assert "<h2>Design-space analysis</h2>" in text
     assert not re.search(r"<(script|link|img|iframe)[^>]*\b(src|href)=", text)  # opens offline
-    uuid = re.compile(
-        r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-    )  # the figures' div ids
+    # the figures' div ids
+    uuid = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
     assert uuid.sub("id", text) == uuid.sub(
         "id", analysis_html(synthetic((0, 1)), "xsearch analysis: bench.csv")
     )

@@ -96,9 +96,8 @@ def test_figures_of_a_finished_study(tiny_study):
     )
     assert list(spectrum.layout.xaxis.categoryarray) == segment_order([str(s) for s in segments])
     visible = [trace for trace in spectrum.data if trace.visible]
-    designs = [
-        t for t in tiny_study.trials if is_feasible(t) and not is_repeat(t)
-    ]  # a repeat is drawn once
+    # a repeat is drawn once
+    designs = [t for t in tiny_study.trials if is_feasible(t) and not is_repeat(t)]
     assert sum(len(trace.y) for trace in visible) == 3 * len(designs)
     assert (
         next(button.label for button in spectrum.layout.updatemenus[0].buttons) == "colour: width"
@@ -114,9 +113,8 @@ def test_hypervolume_is_optunas_and_never_decreases(tiny_study):
     assert volumes[-1] > 0
     signs = np.array([-1.0, 1.0, 1.0])
     losses = np.array([t.values for t in complete if is_feasible(t)]) * signs
-    assert np.all(
-        losses < np.array(reference) * signs
-    )  # the reference point is worse than every trial
+    # the reference point is worse than every trial
+    assert np.all(losses < np.array(reference) * signs)
     assert volumes[-1] == pytest.approx(compute_hypervolume(losses, np.array(reference) * signs))
     assert list(hypervolume_history(tiny_study).data[0].y) == volumes
 

@@ -41,9 +41,8 @@ def test_tables_hold_every_trial_attribute_and_the_pareto_flag(stored, tmp_path,
 @pytest.mark.slow
 def test_html_is_one_offline_page_with_figures_and_front(stored, tmp_path):
     page = write_report(stored, tmp_path, "html").read_text()
-    assert not re.search(
-        r"<(script|link|img|iframe)[^>]*\b(src|href)=", page
-    )  # nothing fetched from the network
+    # nothing fetched from the network
+    assert not re.search(r"<(script|link|img|iframe)[^>]*\b(src|href)=", page)
     assert page.count("Plotly.newPlot") == 3
     for title in (
         "xsearch: Pareto front",

@@ -79,9 +79,10 @@ def _add_trial(study, store, dataset, config, latency_ms, train):
         record.update(val_accuracy=0.05)
     for key, value in record.items():
         trial.set_user_attr(key, value)
+    # dominated
     values = (
         [record["val_accuracy"], record["params"], latency_ms] if train else [0.05, 10**7, 100.0]
-    )  # dominated
+    )
     study.tell(trial, values)
     return trial.number
 
@@ -213,9 +214,8 @@ def test_without_a_kept_model_the_export_is_the_architecture_only(tmp_path, run)
     assert card["weights"] == "none"
     assert "these weights differ" in card["metrics_note"]
     model = load_exported(result.path)
-    assert (
-        model.count_params() == card["metrics"]["params"]
-    )  # the normalization constants are not weights
+    # the normalization constants are not weights
+    assert model.count_params() == card["metrics"]["params"]
 
     empty = artifact_store(tmp_path / "elsewhere")
     missing = export_trial(study, numbers["wide"], tmp_path / "missing.keras", empty)

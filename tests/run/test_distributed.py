@@ -89,9 +89,8 @@ def _check_exact(study, killed):
     numbers = [t.number for t in trials]
     assert len(numbers) == len(set(numbers))
     complete = [t for t in trials if t.state == COMPLETE]
-    assert (
-        len([t for t in complete if not is_repeat(t)]) == 12
-    )  # exact: nothing lost, nothing extra
+    # exact: nothing lost, nothing extra
+    assert len([t for t in complete if not is_repeat(t)]) == 12
     failed = [t for t in trials if t.state == FAIL]
     assert [t.number for t in failed] == [killed]
     retries = [
@@ -131,9 +130,8 @@ def test_three_machines_on_postgresql_survive_a_killed_worker(tmp_path, postgres
         [line for line in error.splitlines() if "xsearch" in line or "Error" in line][-20:]
         for error in errors
     ]
-    assert (
-        sum("crashed with status -9" in error for error in errors) == 1
-    )  # its machine restarted the worker
+    # its machine restarted the worker
+    assert sum("crashed with status -9" in error for error in errors) == 1
     total, retry = _check_exact(optuna.load_study(study_name="pg", storage=storage), killed)
     print(
         f"postgresql: 3 machines, 12 trials, 1 kill, 1 retry (trial {retry.number}), {total} trials stored, 0 lost"
@@ -166,9 +164,8 @@ def test_local_workers_on_the_journal_survive_a_killed_worker(tmp_path):
     ][-20:]
     assert "crashed with status -9" in err  # reported, and the worker was restarted
     total, retry = _check_exact(storage(), killed)
-    assert_resumed_from_epoch_1(
-        retry, storage().trials[killed], epochs=3
-    )  # continued from the killed trial's checkpoint
+    # continued from the killed trial's checkpoint
+    assert_resumed_from_epoch_1(retry, storage().trials[killed], epochs=3)
     print(
         f"journal: 3 workers, 12 trials, 1 kill, 1 retry (trial {retry.number}), {total} trials stored, 0 lost"
     )

@@ -438,9 +438,8 @@ def test_a_torn_journal_is_repaired_on_resume_and_every_finished_trial_is_kept(t
     report = _run_cli("report", "--study", "s", "--out", str(tmp_path / "run"), "--format", "csv")
     assert report.returncode == 0
     assert "study 's': 3 trials (COMPLETE 3)" in report.stdout
-    assert journal.read_bytes().startswith(
-        damaged[: damaged.rfind(b"\n") + 1]
-    )  # every complete record kept as it was
+    # every complete record kept as it was
+    assert journal.read_bytes().startswith(damaged[: damaged.rfind(b"\n") + 1])
 
 
 @pytest.mark.slow

@@ -76,14 +76,12 @@ def test_the_budget_counts_neither_repeats_nor_surplus_trials():
     study, callback = FakeStudy(trials), stop_at_budget(2, digest="now")
     callback(study, trials[-1])
     assert study.stops == 0
-    study.trials.append(
-        _trial(3, reason="error", setup_digest="before")
-    )  # failed under another set-up: not counted
+    # failed under another set-up: not counted
+    study.trials.append(_trial(3, reason="error", setup_digest="before"))
     callback(study, study.trials[-1])
     assert study.stops == 0
-    study.trials.append(
-        _trial(4, reason="error", setup_digest="now")
-    )  # a failure that was not retried counts
+    # a failure that was not retried counts
+    study.trials.append(_trial(4, reason="error", setup_digest="now"))
     callback(study, study.trials[-1])
     assert study.stops == 1
 

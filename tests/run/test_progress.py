@@ -96,9 +96,8 @@ def test_the_display_shows_counts_eta_running_epochs_best_and_front():
         study.ask()  # another worker's trial, before its first epoch
         progress.refresh()
         lines = _lines(progress.render())
-    assert re.search(
-        r"^trials .*━.* 4/10  ETA 22:00$", lines[0]
-    )  # half a trial in 120 s; 5.5 trials left
+    # half a trial in 120 s; 5.5 trials left
+    assert re.search(r"^trials .*━.* 4/10  ETA 22:00$", lines[0])
     assert re.search(r"^trial 5 .*━.* epoch 3/6  loss 0\.4123  acc 0\.872$", lines[1])
     assert re.search(r"^trial 6 .* starting$", lines[2])
     assert (

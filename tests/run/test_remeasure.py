@@ -32,9 +32,8 @@ class KnownLatency:
 def _study() -> optuna.Study:
     study = optuna.create_study(directions=["maximize", "minimize"])
     config = XceptionConfig(middle_repeats=0, width=0.125).to_json()
-    for number, (accuracy, latency) in enumerate(
-        [(0.9, 3.0), (0.8, 2.0), (0.7, 5.0)]
-    ):  # trial 2 is dominated
+    # trial 2 is dominated
+    for number, (accuracy, latency) in enumerate([(0.9, 3.0), (0.8, 2.0), (0.7, 5.0)]):
         study.add_trial(
             create_trial(
                 values=[accuracy, latency],

@@ -40,9 +40,8 @@ def test_run_records_trials_and_writes_a_correct_front(tmp_path, tiny_spec):
     assert len(trials) == 3
     assert study.metric_names == ["val_accuracy", "params", "latency_ms"]
     first = trials[0]
-    assert (
-        first.user_attrs["seed_trial"] is True
-    )  # the paper point, projected into the space, first
+    # the paper point, projected into the space, first
+    assert first.user_attrs["seed_trial"] is True
     assert json.loads(first.user_attrs["config"])["segments"] == "depthwise"
     for trial in trials:
         attrs = trial.user_attrs
@@ -75,9 +74,8 @@ def test_run_records_trials_and_writes_a_correct_front(tmp_path, tiny_spec):
     assert {"config", "params", "latency_ms", "pareto", "val_accuracy"} <= set(table.columns)
     front = pd.read_csv(tmp_path / "run" / "pareto.csv")
     assert set(front["number"]) == brute_force_front(study)
-    assert (
-        tmp_path / "run" / "pareto.html"
-    ).stat().st_size > 100_000  # plotly inlined: opens offline
+    # plotly inlined: opens offline
+    assert (tmp_path / "run" / "pareto.html").stat().st_size > 100_000
 
 
 @pytest.mark.slow
@@ -92,9 +90,8 @@ def test_hard_constraints_skip_training(tmp_path, tiny_spec):
     by_feasibility = {True: [], False: []}
     for trial in study.trials:
         by_feasibility.setdefault(trial.user_attrs["feasible"], []).append(trial)
-    assert (
-        json.loads(study.trials[0].user_attrs["config"])["segments"] == "depthwise"
-    )  # 134k: the only seed that fits
+    # 134k: the only seed that fits
+    assert json.loads(study.trials[0].user_attrs["config"])["segments"] == "depthwise"
     infeasible = by_feasibility[False]
     assert all(
         t.user_attrs["failure_reason"] == "constraint" and "curves" not in t.user_attrs
@@ -156,12 +153,10 @@ def test_workers_racing_to_create_a_study_on_postgresql_all_join_it(
     assert _open_at_once(tiny_spec, postgres_url, tmp_path, 6, seeds) == ["tiny"] * 6
     study = optuna.load_study(study_name="tiny", storage=open_storage(postgres_url, tmp_path))
     assert study.metric_names == ["val_accuracy", "params", "latency_ms"]
-    assert (
-        1 <= seeds.calls <= 6
-    )  # every process that found no study checked the seeds before creating it
-    assert [t.state for t in study.trials] == [WAITING] * len(
-        SEEDS
-    )  # the creator alone enqueued them
+    # every process that found no study checked the seeds before creating it
+    assert 1 <= seeds.calls <= 6
+    # the creator alone enqueued them
+    assert [t.state for t in study.trials] == [WAITING] * len(SEEDS)
 
 
 def test_a_study_whose_creator_died_during_set_up_is_finished_by_the_next_worker(
@@ -213,9 +208,8 @@ def test_one_worker_is_reproducible_and_a_resumed_run_does_not_replay_its_propos
     spec = dataclasses.replace(tiny_spec, sampler="random", seed_trials=())
     storage = open_storage(None, tmp_path / "a")
     first = _first_proposals(spec, storage)
-    assert (
-        _first_proposals(spec, open_storage(None, tmp_path / "b")) == first
-    )  # same --seed, same designs
+    # same --seed, same designs
+    assert _first_proposals(spec, open_storage(None, tmp_path / "b")) == first
     assert _first_proposals(spec, storage) != first  # reopened with 4 trials in it: new proposals
 
 
@@ -238,9 +232,10 @@ def test_imagenet_small_runs_end_to_end_on_official_format(tmp_path):
     write_imagenet_npz(tmp_path / "imagenet64", train_images=48, val_images=12, classes=3)
     spec = load_study_spec("imagenet-small").override(trials=1, data_dir=tmp_path / "imagenet64")
     small_budget = dataclasses.replace(spec.training, epochs=1, batch_size=16)
+    # one epoch: no rung
     spec = dataclasses.replace(
         spec, training=small_budget, latency_batch=1, seed_trials=("paper",), asha=None
-    )  # one epoch: no rung
+    )
     study = run_study(spec, tmp_path / "run", progress=False)
     (trial,) = study.get_trials(states=(COMPLETE,))
     assert trial.user_attrs["dataset"] == "imagenet-npz"
@@ -320,9 +315,8 @@ def test_resume_after_kill_loses_and_repeats_nothing(tmp_path):
     after = _completed(db)
     complete = [t for t in after.get_trials(states=(COMPLETE,)) if not is_repeat(t)]
     assert len(complete) == 4
-    assert {
-        n: p for n, p in ((t.number, t.params) for t in complete) if n in before
-    } == before  # nothing lost
+    # nothing lost
+    assert {n: p for n, p in ((t.number, t.params) for t in complete) if n in before} == before
     interrupted = [t for t in after.trials if t.user_attrs.get("failure_reason") == "interrupted"]
     assert len(interrupted) == 1  # the killed trial, retried with the same parameters
     retry = [t for t in complete if t.user_attrs.get("retry_of") == interrupted[0].number]
@@ -365,9 +359,8 @@ def test_a_repeated_design_is_not_trained_again_and_an_exhausted_space_ends_the_
         assert repeat.constraints == twin.constraints
         assert repeat.user_attrs["curves"] == twin.user_attrs["curves"]
         assert TrialAttr.MODEL_ARTIFACT_ID not in repeat.user_attrs
-        assert (
-            repeat.user_attrs["wall_time_s"] < 0.2 * twin.user_attrs["wall_time_s"]
-        )  # nothing built or trained
+        # nothing built or trained
+        assert repeat.user_attrs["wall_time_s"] < 0.2 * twin.user_attrs["wall_time_s"]
     assert (
         "stopping at 2 of 3 trials: the sampler proposed 3 designs in a row that were already trained"
         in capsys.readouterr().err
@@ -412,7 +405,9 @@ def test_of_the_workers_waiting_at_a_full_budget_one_takes_a_retry_and_the_rest_
     study = optuna.create_study()
     study.add_trial(optuna.trial.create_trial(value=0.5))
     study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL))
-    study.enqueue_trial({}, user_attrs={TrialAttr.RETRY_OF: 1})  # a killed trial's retry frees a slot
+    study.enqueue_trial(
+        {}, user_attrs={TrialAttr.RETRY_OF: 1}
+    )  # a killed trial's retry frees a slot
     lock, takers = threading.Lock(), []
 
     def waiting_worker(index: int) -> None:

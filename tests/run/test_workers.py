@@ -81,18 +81,16 @@ def test_supervised_worker_is_recycled_and_the_study_completes(tmp_path):
         "--batch-size",
         "auto",
     ]  # probed by the first worker, not the supervisor
-    done = subprocess.run(
-        command, env=env, capture_output=True, text=True, timeout=600
-    )  # no --workers
+    # no --workers
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     study = _study(tmp_path)
     trials = study.get_trials()
     trained = [t for t in trials if not is_repeat(t)]
     assert {t.state for t in trials} == {optuna.trial.TrialState.COMPLETE}
     assert len(trained) == 3
-    assert (
-        len({t.user_attrs["worker_pid"] for t in trained}) == 3
-    )  # a fresh process per trained trial
+    # a fresh process per trained trial
+    assert len({t.user_attrs["worker_pid"] for t in trained}) == 3
     assert "crashed" not in done.stderr
     probed = study.user_attrs["batch_size"]
     assert probed in (8, 16)
@@ -101,9 +99,8 @@ def test_supervised_worker_is_recycled_and_the_study_completes(tmp_path):
 
 @pytest.mark.slow
 def test_ctrl_c_exits_130_and_the_interrupted_trial_is_retried_when_the_study_resumes(tmp_path):
-    (tmp_path / "w.toml").write_text(
-        STUDY.replace("epochs = 1", "epochs = 30")
-    )  # seconds between epoch 1 and the end
+    # seconds between epoch 1 and the end
+    (tmp_path / "w.toml").write_text(STUDY.replace("epochs = 1", "epochs = 30"))
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     run = subprocess.Popen(
         _command(tmp_path),
@@ -131,9 +128,8 @@ def test_ctrl_c_exits_130_and_the_interrupted_trial_is_retried_when_the_study_re
     retries = [t for t in trials if t.user_attrs.get("retry_of") == interrupted[0].number]
     assert len(retries) == 1
     assert retries[0].state == optuna.trial.TrialState.WAITING
-    assert (
-        retries[0].system_attrs["fixed_params"] == interrupted[0].params
-    )  # Optuna's enqueued parameters
+    # Optuna's enqueued parameters
+    assert retries[0].system_attrs["fixed_params"] == interrupted[0].params
 
 
 @pytest.mark.slow
@@ -165,9 +161,8 @@ def test_an_interrupted_trial_is_retried_before_the_queued_seed_trials_and_the_s
         deadline = time.time() + 300
         while time.time() < deadline and not _a_trial_between_epochs(tmp_path, number=1):
             time.sleep(0.2)
-        os.killpg(
-            run.pid, stop
-        ) if stop != signal.SIGKILL else run.kill()  # Ctrl-C or SIGTERM, or the supervisor killed
+        # Ctrl-C or SIGTERM, or the supervisor killed
+        os.killpg(run.pid, stop) if stop != signal.SIGKILL else run.kill()
         run.communicate(timeout=120)
     finally:
         if run.poll() is None:
@@ -326,12 +321,10 @@ def test_two_workers_share_the_successive_halving_rungs_and_the_front_holds_only
     assert len(trained) == 8, states  # what each trial became, when one is missing
     assert len({t.user_attrs["worker_pid"] for t in trained}) >= 2
     numbers = {t.number: t for t in trained}
-    for (
-        trial
-    ) in trained:  # every trial reached the one rung (epoch 1) and recorded its accuracy there,
-        if (
-            "continues" in trial.user_attrs
-        ):  # or continued a trial stopped there (a repeat promoted it)
+    # every trial reached the one rung (epoch 1) and recorded its accuracy there,
+    for trial in trained:
+        # or continued a trial stopped there (a repeat promoted it)
+        if "continues" in trial.user_attrs:
             stopped = numbers[trial.user_attrs["continues"]]
             assert stopped.user_attrs["stopped_at_epoch"] == 1
             assert trial.constraints["stopped"] == 0.0

@@ -76,10 +76,8 @@ def test_prune_keeps_the_front_and_the_top_k_and_never_touches_running_trials(
     ] == [best, second, small, running]
     assert prune_artifacts(study, store, keep_top=2) == []  # nothing new to prune
 
-    newer = _trial(
-        study, store, tiny_model, (0.95, 90, 0.9)
-    )  # dominates `best`; pushes `second` out of top-2
+    # dominates `best`; pushes `second` out of top-2
+    newer = _trial(study, store, tiny_model, (0.95, 90, 0.9))
     assert prune_artifacts(study, store, keep_top=2) == [second]
-    assert all(
-        _stored(store, study, n) for n in (best, small, newer, running)
-    )  # `best` is still top-2
+    # `best` is still top-2
+    assert all(_stored(store, study, n) for n in (best, small, newer, running))

@@ -45,9 +45,8 @@ def test_a_trial_is_promoted_when_it_ranks_in_the_top_fraction():
     assert promoted([0.95, 5.0], others, reduction_factor=3)  # dominates them all
     assert not promoted([0.55, 45.0], others, reduction_factor=3)  # 4 of 6 rank before it, keep 2
     assert promoted([0.85, 15.0], others, reduction_factor=3)  # one ahead, keep 2
-    assert promoted(
-        [0.1, 1.0], others, reduction_factor=3
-    )  # worst accuracy, cheapest: on the first front, an extreme
+    # worst accuracy, cheapest: on the first front, an extreme
+    assert promoted([0.1, 1.0], others, reduction_factor=3)
     assert promoted([0.5, 50.0], [], reduction_factor=3)  # alone at the rung
 
 
@@ -112,13 +111,11 @@ def test_the_stopped_trial_promoted_first_ranks_best_at_its_rung_then_stopped_hi
         _finished(0, 0.0, {"1": 0.9, "2": 0.95}, 100),  # trained fully
         _finished(1, 0.1, {"1": 0.5}, 200, stopped_at=1),  # dominated by 0 at rung 1: second front
         _finished(2, 0.2, {"1": 0.7}, 50, stopped_at=1),  # cheaper than 0: first front at rung 1
-        _finished(
-            3, 0.3, {"1": 0.8, "2": 0.6}, 40, stopped_at=2
-        ),  # cheapest at rung 2: first front there
+        # cheapest at rung 2: first front there
+        _finished(3, 0.3, {"1": 0.8, "2": 0.6}, 40, stopped_at=2),
     ]
-    assert (
-        next_promotion(trials, [TrialAttr.PARAMS], "a").number == 3
-    )  # first front, the higher rung
+    # first front, the higher rung
+    assert next_promotion(trials, [TrialAttr.PARAMS], "a").number == 3
     continuing = _finished(4, 0.3, {}, 40, state=TrialState.RUNNING, **{TrialAttr.CONTINUES: 3})
     assert next_promotion([*trials, continuing], [TrialAttr.PARAMS], "a").number == 2
     queued = create_trial(
@@ -126,9 +123,8 @@ def test_the_stopped_trial_promoted_first_ranks_best_at_its_rung_then_stopped_hi
     )
     queued.number = 5
     assert next_promotion([*trials, continuing, queued], [TrialAttr.PARAMS], "a").number == 1
-    failed = _finished(
-        4, 0.3, {}, 40, state=TrialState.FAIL, **{TrialAttr.CONTINUES: 3}
-    )  # its retry may continue 3
+    # its retry may continue 3
+    failed = _finished(4, 0.3, {}, 40, state=TrialState.FAIL, **{TrialAttr.CONTINUES: 3})
     assert next_promotion([*trials, failed], [TrialAttr.PARAMS], "a").number == 3
     assert next_promotion(trials, [TrialAttr.PARAMS], "other set-up") is None
 

@@ -27,9 +27,8 @@ sys.meta_path.insert(0, NoTensorFlow())
 def test_short_study_on_each_backend(tmp_path, backend):
     pytest.importorskip(backend)
     (tmp_path / "b.toml").write_text(STUDY)
-    code = (
-        NO_TENSORFLOW if backend == "jax" else ""
-    ) + CLI  # JAX: the data path and trials need no TensorFlow
+    # JAX: the data path and trials need no TensorFlow
+    code = (NO_TENSORFLOW if backend == "jax" else "") + CLI
     env = {
         **os.environ,
         "TF_CPP_MIN_LOG_LEVEL": "3",

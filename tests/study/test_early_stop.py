@@ -57,9 +57,8 @@ def test_a_cheaper_design_more_accurate_at_the_same_epoch_and_at_its_end_dominat
     reference = _trained(0, [0.6, 0.7, 0.8])
     assert _dominator([reference]) is reference
     assert _dominator([reference], accuracy=0.56) is None  # 0.6 < 0.56 + margin
-    assert (
-        _dominator([_trained(0, [0.6, 0.7, 0.52])]) is None
-    )  # its end is not better by the margin
+    # its end is not better by the margin
+    assert _dominator([_trained(0, [0.6, 0.7, 0.52])]) is None
     assert _dominator([reference], epoch=2, accuracy=0.66) is None
     assert _dominator([reference], epoch=2) is reference
 
@@ -74,15 +73,13 @@ def test_a_design_that_costs_more_on_any_cost_objective_does_not_dominate(costs)
 def test_only_the_study_cost_objectives_count():
     reference = _trained(0, [0.9, 0.9, 0.9])
     assert _dominator([reference], costs={"params": 1000.0, "latency_ms": 0.5}) is None
-    assert (
-        _dominator([reference], costs={"params": 1000.0}) is reference
-    )  # latency is not an objective
+    # latency is not an objective
+    assert _dominator([reference], costs={"params": 1000.0}) is reference
 
 
 def test_only_full_trainings_under_the_same_set_up_are_references():
-    assert (
-        _dominator([_trained(0, [0.9, 0.9], epochs_done=2)]) is None
-    )  # stopped early or still training
+    # stopped early or still training
+    assert _dominator([_trained(0, [0.9, 0.9], epochs_done=2)]) is None
     assert _dominator([_trained(0, [0.9, 0.9, 0.9], digest="other")]) is None
     assert _dominator([_trained(0, [0.9, 0.9, 0.9], feasible=False)]) is None
     assert _dominator([_trained(0, [0.9, 0.9, 0.9], **{TrialAttr.REPEAT_OF: 3})]) is None
@@ -106,9 +103,8 @@ def test_a_resumed_trial_curve_starts_at_the_epoch_it_resumed_from():
 
 @pytest.fixture
 def early_spec(tiny_spec):
-    return dataclasses.replace(
-        tiny_spec, early_stop=EarlyStopSpec(after_epochs=1, margin=0.05)
-    )  # of 2 epochs
+    # of 2 epochs
+    return dataclasses.replace(tiny_spec, early_stop=EarlyStopSpec(after_epochs=1, margin=0.05))
 
 
 def _study_with_reference(spec, reference_params: int) -> tuple[optuna.Study, SearchSpace]:
@@ -155,9 +151,8 @@ def test_a_dominated_trial_stops_records_where_and_stays_off_the_front(early_spe
     assert stopped.user_attrs[TrialAttr.STOPPED_BY] == 0
     assert stopped.user_attrs["epochs"] == 1
     assert len(stopped.user_attrs["curves"]["loss"]) == 1
-    assert (
-        stopped.values[0] == stopped.user_attrs["curves"]["val_accuracy"][0]
-    )  # the accuracy it reached
+    # the accuracy it reached
+    assert stopped.values[0] == stopped.user_attrs["curves"]["val_accuracy"][0]
     assert [t.number for t in pareto_front(study)] == [0]
     stops = "1 trial stopped early (a trained design dominated it), 1 training epoch skipped"
     assert f"early stopping: {stops}" in report_summary(study)
@@ -191,9 +186,8 @@ def test_a_trial_that_costs_less_than_every_trained_design_trains_fully(early_sp
 def test_the_stop_summary_and_reason_name_the_rule_that_stopped_each_trial():
     study = optuna.create_study(directions=["maximize", "minimize", "minimize"])
     study.add_trial(_trained(0, [0.5], stopped_at_epoch=1, stopped_by=7, stop_rule="dominated"))
-    assert (
-        stopped_summary(study) == "1 trial stopped early (a trained design dominated it)"
-    )  # no spec: no epoch count
+    # no spec: no epoch count
+    assert stopped_summary(study) == "1 trial stopped early (a trained design dominated it)"
     assert stop_reason(study.trials[0]) == "trial 7 dominated it"
     study.add_trial(_trained(1, [0.4], stopped_at_epoch=1, stop_rule="asha"))
     assert stop_reason(study.trials[1]) == "it ranked low at a successive-halving rung"

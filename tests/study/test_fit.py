@@ -107,6 +107,5 @@ def test_a_continued_training_continues_the_learning_rate_schedule():
     result = train_and_evaluate(model, _dataset(train=64), spec, seed=0, workers=1, initial_epoch=2)
     assert result.epochs == 1
     assert int(model.optimizer.iterations) == 3 * 2  # 2 steps a epoch, from step 4 on
-    assert (
-        float(model.optimizer.learning_rate) < 3e-3 * 0.1
-    )  # at the end of the cosine, not its start
+    # at the end of the cosine, not its start
+    assert float(model.optimizer.learning_rate) < 3e-3 * 0.1

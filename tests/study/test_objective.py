@@ -148,9 +148,8 @@ def test_a_feasible_design_is_costed_trained_and_recorded(spec, tmp_path, monkey
     assert attrs[TrialAttr.SETUP_DIGEST] == setup_digest(spec)
     assert json.loads(attrs[TrialAttr.CONFIG])["width"] == 0.125
     assert attrs[TrialAttr.CURVES] == {"val_accuracy": CURVE}
-    assert not list(
-        (tmp_path / "checkpoints").iterdir()
-    )  # the epoch checkpoint is gone with the trial
+    # the epoch checkpoint is gone with the trial
+    assert not list((tmp_path / "checkpoints").iterdir())
 
 
 def test_every_trial_records_the_precision_it_trains_in(spec, tmp_path, monkeypatch):
@@ -221,9 +220,8 @@ def test_a_design_that_a_scored_target_cannot_run_is_infeasible_and_not_trained(
 def test_a_latency_constraint_on_a_target_skips_training_the_designs_that_break_it(
     spec, tmp_path, monkeypatch
 ):
-    spec = dataclasses.replace(
-        spec, constraints={"max_latency_ms@litert-cpu": 2.0}
-    )  # the design measures 2.5 ms there
+    # the design measures 2.5 ms there
+    spec = dataclasses.replace(spec, constraints={"max_latency_ms@litert-cpu": 2.0})
     _targets(monkeypatch)
     training = FakeTraining(
         error=AssertionError("trained a design over its target's latency bound")
@@ -296,9 +294,8 @@ def test_a_repeated_design_reuses_its_results_and_the_budget_prunes_a_surplus_tr
     _optimize(
         dataclasses.replace(spec, trials=1), study, tmp_path, monkeypatch, training, n_trials=1
     )
-    surplus = study.trials[
-        -1
-    ]  # the budget of 1 is spent: the repeat does not count, the trained design does
+    # the budget of 1 is spent: the repeat does not count, the trained design does
+    surplus = study.trials[-1]
     assert surplus.state == TrialState.PRUNED
     assert surplus.user_attrs[TrialAttr.SURPLUS] is True
     assert len(training.calls) == 1
@@ -344,9 +341,8 @@ def test_trials_that_failed_under_another_set_up_leave_the_budget_to_the_correct
         FakeTraining(),
         n_trials=1,
     )
-    assert (
-        study.trials[-1].user_attrs.get(TrialAttr.SURPLUS) is True
-    )  # a failure of this set-up counts
+    # a failure of this set-up counts
+    assert study.trials[-1].user_attrs.get(TrialAttr.SURPLUS) is True
 
 
 def test_a_dominated_trial_stops_after_the_rule_epoch(spec, tmp_path, monkeypatch):
@@ -391,9 +387,8 @@ def test_a_dominated_trial_stops_after_the_rule_epoch(spec, tmp_path, monkeypatc
 def test_successive_halving_stops_a_design_that_ranks_low_at_a_rung_and_keeps_it_off_the_front(
     spec, tmp_path, monkeypatch
 ):
-    spec = dataclasses.replace(
-        spec, asha=AshaSpec(min_epochs=1, reduction_factor=2)
-    )  # 2 epochs: one rung, epoch 1
+    # 2 epochs: one rung, epoch 1
+    spec = dataclasses.replace(spec, asha=AshaSpec(min_epochs=1, reduction_factor=2))
     space = SearchSpace.from_toml(spec.space)
     study = _study(spec)
     for segments, accuracy in (
@@ -467,13 +462,11 @@ def test_a_stopped_design_continues_from_its_checkpoint_when_proposed_again_or_p
     _optimize(spec, study, tmp_path, monkeypatch, training)
     stopped = study.trials[2]
     assert stopped.user_attrs[TrialAttr.STOPPED_AT_EPOCH] == 1
-    assert (
-        tmp_path / "checkpoints" / "trial-2.weights.h5"
-    ).exists()  # kept: the design may continue
+    # kept: the design may continue
+    assert (tmp_path / "checkpoints" / "trial-2.weights.h5").exists()
 
-    study.enqueue_trial(
-        cheap
-    )  # a repeat of a fully trained design: it queues the stopped design to continue
+    # a repeat of a fully trained design: it queues the stopped design to continue
+    study.enqueue_trial(cheap)
     _optimize(spec, study, tmp_path, monkeypatch, training, n_trials=2)
     repeat, continued = study.trials[3:]
     assert repeat.user_attrs[TrialAttr.REPEAT_OF] == 0

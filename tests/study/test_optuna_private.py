@@ -44,12 +44,10 @@ def test_a_cards_storage_names_the_database_or_the_storage_kind(tmp_path):
 def test_the_hypervolume_history_is_optunas_for_minimised_and_maximised_objectives():
     study = optuna.create_study(directions=["minimize", "maximize"])
     study.add_trial(optuna.create_trial(values=[1.0, -1.0]))  # the box [1,2] x [1,2] once negated
-    study.add_trial(
-        optuna.create_trial(values=[3.0, 0.0])
-    )  # beyond the reference point: adds nothing
-    study.add_trial(
-        optuna.create_trial(values=[0.5, -1.5])
-    )  # adds [0.5,2] x [1.5,2] less the overlap
+    # beyond the reference point: adds nothing
+    study.add_trial(optuna.create_trial(values=[3.0, 0.0]))
+    # adds [0.5,2] x [1.5,2] less the overlap
+    study.add_trial(optuna.create_trial(values=[0.5, -1.5]))
     numbers, volumes = hypervolume_history(study, [2.0, -2.0])
     assert numbers == [0, 1, 2]
     assert volumes == pytest.approx([1.0, 1.0, 1.25])
@@ -102,9 +100,8 @@ def test_heartbeats_through_optunas_grpc_proxy_fail_a_silent_trial(tmp_path):
         )
         storage.wait_server_ready(timeout=10)
         study = optuna.create_study(storage=storage)
-        study.optimize(
-            lambda trial: 0.0, n_trials=1
-        )  # Optuna's heartbeat thread recognises the storage
+        # Optuna's heartbeat thread recognises the storage
+        study.optimize(lambda trial: 0.0, n_trials=1)
         assert HEARTBEAT_ATTR in study.trials[0].system_attrs
         running = study.ask()
         storage.record_heartbeat(running._trial_id)

@@ -111,15 +111,13 @@ def test_data_keys_that_change_no_result_leave_the_digest_as_it_was():
     assert setup_digest(
         dataclasses.replace(arrays, data=dataclasses.replace(arrays.data, layout="NCHW"))
     ) != setup_digest(arrays)
-    assert (
-        setup_digest(spec) == "97156f3f5021b2d1"
-    )  # the default study's digest before these keys existed
+    # the default study's digest before these keys existed
+    assert setup_digest(spec) == "97156f3f5021b2d1"
 
 
 def test_a_split_seed_enters_the_digest_only_when_set():
     spec = StudySpec()
     split = dataclasses.replace(spec, data=dataclasses.replace(spec.data, split_seed=0))
-    assert setup_digest(split) != setup_digest(
-        spec
-    )  # the study's seed 0 splits alike, but the set-up says which
+    # the study's seed 0 splits alike, but the set-up says which
+    assert setup_digest(split) != setup_digest(spec)
     assert setup_digest(dataclasses.replace(split, seed=5)) == setup_digest(split)

@@ -45,9 +45,8 @@ def test_a_trial_that_has_not_recorded_its_worker_yet_is_left_alone_for_a_while(
     study.ask()  # a worker between Optuna starting the trial and the objective recording its pid
     assert sweep_dead_local_trials(study) == 0
     assert study.trials[0].state == RUNNING
-    monkeypatch.setattr(
-        retries, "UNCLAIMED_GRACE_S", 0.0
-    )  # long enough: its worker died while sampling
+    # long enough: its worker died while sampling
+    monkeypatch.setattr(retries, "UNCLAIMED_GRACE_S", 0.0)
     assert sweep_dead_local_trials(study) == 1
     assert study.trials[0].state == FAIL
 
@@ -89,9 +88,8 @@ def test_a_retry_runs_before_the_queued_seed_trials_and_the_budget_ends_at_its_t
     assert retry.params == {"x": 0.2}
     assert retry.user_attrs == {"retry_of": 1, "seed_trial": None}
     study.tell(retry, 0.0)
-    assert (
-        len(retries.budget_trials(study.trials)) == 2
-    )  # the study of 2 trials is complete: 0 and the retry
+    # the study of 2 trials is complete: 0 and the retry
+    assert len(retries.budget_trials(study.trials)) == 2
     requeued = study.ask(x)  # the third seed, behind it
     assert requeued.number == 3
     assert requeued.params == {"x": 0.3}
@@ -122,9 +120,8 @@ def test_a_heartbeat_retry_runs_before_the_queued_seed_trials_and_the_budget_end
         return 0.0
 
     study.optimize(objective, n_trials=1)  # trial 0: the first seed trains
-    subprocess.run(
-        [sys.executable, "-c", DEAD_WORKER, postgres_url], check=True, timeout=120
-    )  # trial 1: the second seed
+    # trial 1: the second seed
+    subprocess.run([sys.executable, "-c", DEAD_WORKER, postgres_url], check=True, timeout=120)
     assert [t.state for t in study.get_trials()] == [
         optuna.trial.TrialState.COMPLETE,
         RUNNING,

@@ -25,9 +25,8 @@ from xsearch.study.setup import prepare_study
 )  # a grid study's points are queued
 def test_each_sampler_name_makes_that_sampler(tiny_spec, name, kind):
     space = SearchSpace.from_toml(tiny_spec.space)
-    if (
-        name == "gp" and importlib.util.find_spec("torch") is None
-    ):  # Optuna's GP sampler runs on PyTorch
+    # Optuna's GP sampler runs on PyTorch
+    if name == "gp" and importlib.util.find_spec("torch") is None:
         with pytest.raises(ValueError, match="sampler 'gp' needs PyTorch, which is not installed"):
             dataclasses.replace(tiny_spec, sampler=name)
         return
@@ -72,9 +71,8 @@ def test_a_grid_study_queues_every_point_once_after_its_seeds_and_caps_its_trial
 
 
 def test_a_worker_seed_follows_the_study_and_with_shared_workers_the_process(monkeypatch):
-    assert sampler_seed(0, 4, shared=False) == sampler_seed(
-        0, 4, shared=False
-    )  # one worker: reproducible
+    # one worker: reproducible
+    assert sampler_seed(0, 4, shared=False) == sampler_seed(0, 4, shared=False)
     assert (
         len({sampler_seed(0, 4, False), sampler_seed(1, 4, False), sampler_seed(0, 5, False)}) == 3
     )

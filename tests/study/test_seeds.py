@@ -41,10 +41,10 @@ def test_the_paper_point_is_projected_axis_by_axis_to_the_nearest_design(space):
         middle_repeats=1, width=0.25, depth_multiplier=1, segments="depthwise"
     )
     assert project(
-        XceptionConfig(segments=8, intermediate_activation="elu", residual=False), space
-    ) == XceptionConfig(
-        middle_repeats=1, width=0.25, segments=4
-    )  # 8 -> the nearest number; a missing choice -> the first
+        XceptionConfig(segments=8, intermediate_activation="elu", residual=False),
+        space,
+        # 8 -> the nearest number; a missing choice -> the first
+    ) == XceptionConfig(middle_repeats=1, width=0.25, segments=4)
 
 
 def test_seed_configs_name_the_anchors_and_drop_duplicates(space):
@@ -54,9 +54,8 @@ def test_seed_configs_name_the_anchors_and_drop_duplicates(space):
         seed_trials=("paper", "regular", "segments-8", {"middle_repeats": 0}, "paper"),
     )
     paper = XceptionConfig(middle_repeats=1, width=0.25, segments="depthwise")
-    assert seed_configs(
-        spec, space, 10
-    ) == [  # segments-8 projects onto 4 segments; the second paper is dropped
+    # segments-8 projects onto 4 segments; the second paper is dropped
+    assert seed_configs(spec, space, 10) == [
         paper,
         dataclasses.replace(paper, segments=1),
         dataclasses.replace(paper, segments=4),

@@ -62,14 +62,12 @@ def test_a_study_runs_through_the_proxy_into_postgresql(proxy, postgres_url, tin
     run_study(
         dataclasses.replace(tiny_spec, trials=2), tmp_path / "run", storage=url, progress=False
     )
-    study = optuna.load_study(
-        study_name="tiny", storage=open_storage(postgres_url)
-    )  # the database itself
+    # the database itself
+    study = optuna.load_study(study_name="tiny", storage=open_storage(postgres_url))
     trials = study.get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
-    assert all(
-        HEARTBEAT_ATTR in t.system_attrs for t in trials
-    )  # the workers' heartbeats went through the proxy
+    # the workers' heartbeats went through the proxy
+    assert all(HEARTBEAT_ATTR in t.system_attrs for t in trials)
     assert (
         main(
             [
@@ -96,9 +94,8 @@ def test_the_trial_of_a_dead_worker_is_failed_by_heartbeat_and_retried_through_t
     trial = optuna.create_study(study_name="s", storage=dead).ask(
         {"x": optuna.distributions.FloatDistribution(0, 1)}
     )
-    dead.record_heartbeat(
-        trial._trial_id
-    )  # its last heartbeat, as its worker's heartbeat thread wrote it
+    # its last heartbeat, as its worker's heartbeat thread wrote it
+    dead.record_heartbeat(trial._trial_id)
     live = optuna.load_study(study_name="s", storage=open_storage(url, heartbeat_interval=1))
     optuna.storages.fail_stale_trials(live)
     assert live.trials[0].state == TrialState.RUNNING  # within the grace period (3 heartbeats)

@@ -224,12 +224,10 @@ def test_a_retry_and_a_continuation_log_into_the_folder_of_the_trial_they_contin
         chosen[(trial.number, epoch)] = callback.folder.name
     assert chosen == {(2, 1): "trial-0", (3, 1): "trial-1", (3, 0): "trial-3"}
     (tmp_path / "tensorboard" / "trial-0" / "train").mkdir(parents=True)
-    tracking.TensorBoardLog(tracker, retry).on_epoch_begin(
-        0
-    )  # a retry that trains from the start again
-    assert not (
-        tmp_path / "tensorboard" / "trial-0" / "train"
-    ).exists()  # ... replaces the log it would repeat
+    # a retry that trains from the start again
+    tracking.TensorBoardLog(tracker, retry).on_epoch_begin(0)
+    # ... replaces the log it would repeat
+    assert not (tmp_path / "tensorboard" / "trial-0" / "train").exists()
 
 
 # --- a real MLflow server -------------------------------------------------------------------------
@@ -351,9 +349,8 @@ def test_two_workers_a_killed_worker_and_its_retry_log_one_parent_and_one_run_pe
 
         client = MlflowClient(uri)
         experiment = client.get_experiment_by_name("xsearch")
-        assert (
-            experiment.tags["mlflow.experimentKind"] == "custom_model_development"
-        )  # MLflow's UI opens on the runs
+        # MLflow's UI opens on the runs
+        assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
         runs = client.search_runs([experiment.experiment_id], max_results=1000)
         parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
         assert len(parents) == 1

@@ -171,9 +171,8 @@ def test_a_resumed_training_continues_in_the_phase_of_its_epoch(initial_epoch, e
 def test_a_retry_restored_from_a_frozen_phase_checkpoint_keeps_the_inherited_weights_frozen(
     tmp_path,
 ):
-    class DieAfterFirst(
-        keras.callbacks.Callback
-    ):  # the worker dies after the first epoch's checkpoint
+    # the worker dies after the first epoch's checkpoint
+    class DieAfterFirst(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             self.model.stop_training = True
 
@@ -197,9 +196,8 @@ def test_a_retry_restored_from_a_frozen_phase_checkpoint_keeps_the_inherited_wei
         ],
     )
 
-    retry, inherited, head = (
-        _model()
-    )  # the retry builds and inherits again, then restores the checkpoint
+    # the retry builds and inherits again, then restores the checkpoint
+    retry, inherited, head = _model()
     retry.load_weights(checkpoint)
     watch = _Watch(inherited, head)
     result = train_and_evaluate(
@@ -388,9 +386,8 @@ def test_the_readme_walkthrough_runs_offline_on_a_folder_with_a_weights_file(tmp
     assert attrs["frozen_epochs"] == 1
     assert attrs["epochs"] == 2
     assert len(attrs["curves"]["val_accuracy"]) == 2
-    assert (
-        attrs["frozen_params"] == attrs["params_inherited"] == attrs["params"] - 2049 * 2
-    )  # all but the new head
+    # all but the new head
+    assert attrs["frozen_params"] == attrs["params_inherited"] == attrs["params"] - 2049 * 2
 
     assert main(["report", "--study", "cats-vs-dogs", "--out", str(run)]) == 0
     out = tmp_path / "cats-vs-dogs.keras"

@@ -38,9 +38,8 @@ def quiet_libraries(verbose: bool = False) -> bool:
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"  # importing `xsearch` sets 2 for library use
         return True
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    warnings.filterwarnings(
-        "ignore", message="In the future `np.object`", category=FutureWarning
-    )  # Keras' ONNX exporter
+    # Keras' ONNX exporter
+    warnings.filterwarnings("ignore", message="In the future `np.object`", category=FutureWarning)
     if "tensorflow" not in sys.modules and not any(
         isinstance(f, _QuietTensorFlowImport) for f in sys.meta_path
     ):

@@ -34,9 +34,8 @@ class Dataset:
     std: np.ndarray
     source: str = ""  # the `load_dataset` source it was read from
     cache_key: str = ""  # the name of its cache folder
-    unreadable: list[str] = dataclasses.field(
-        default_factory=list
-    )  # image files left out: they could not be decoded
+    # image files left out: they could not be decoded
+    unreadable: list[str] = dataclasses.field(default_factory=list)
     ignored: int = 0  # files left out as not images (other extensions, hidden files, Thumbs.db)
 
     def split(self, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -77,9 +76,8 @@ class SourceSplit:
 
     labels: np.ndarray
     blocks: Callable[[], Iterator[Block]]
-    files: Sequence[
-        str
-    ] = ()  # the file of each image, for sources that read files (names the unreadable ones)
+    # the file of each image, for sources that read files (names the unreadable ones)
+    files: Sequence[str] = ()
 
     @classmethod
     def from_arrays(cls, x: np.ndarray, y: np.ndarray, image_size: int) -> SourceSplit:

@@ -141,9 +141,8 @@ def _raw(
     image_size: int,
 ) -> RawData:
     def split(x: np.ndarray, y: np.ndarray) -> SourceSplit:
-        return SourceSplit.from_arrays(
-            x[..., None], y, image_size
-        )  # grey (N, H, W, 1): made RGB block by block
+        # grey (N, H, W, 1): made RGB block by block
+        return SourceSplit.from_arrays(x[..., None], y, image_size)
 
     return RawData(
         train=split(x_train, y_train),

@@ -16,9 +16,8 @@ def decode_image(path: Path, size: int) -> np.ndarray:
     bilinear-resized (aspect ratio not kept; transparency dropped)."""
     with Image.open(path) as file:
         file.draft("RGB", (size, size))
-        image = (
-            file.convert("RGBA") if file.mode == "P" else file
-        )  # palette transparency: no warning through RGBA
+        # palette transparency: no warning through RGBA
+        image = file.convert("RGBA") if file.mode == "P" else file
         return np.asarray(image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR))
 
 

@@ -18,9 +18,8 @@ import numpy as np
 
 HEADER_BYTES = 128  # a fixed .npy (version 1.0) header, padded: rows start 64-byte aligned
 COMPACT_ROWS = 1024
-ArraySource = tuple[
-    Path, str | None
-]  # a .npy file (key None) or an .npz archive and the key of one of its arrays
+# a .npy file (key None) or an .npz archive and the key of one of its arrays
+ArraySource = tuple[Path, str | None]
 
 
 class NpyFile:
@@ -79,9 +78,8 @@ class NpyFile:
             if len(data) != len(mask) * self.row_bytes:
                 raise OSError(f"{self.path}: a short read at row {start} while leaving out holes.")
             block = np.frombuffer(data, np.uint8).reshape(len(mask), self.row_bytes)[mask]
-            self._write_at(
-                np.ascontiguousarray(block).data.cast("B"), self._offset(kept)
-            )  # at or before the rows just read
+            # at or before the rows just read
+            self._write_at(np.ascontiguousarray(block).data.cast("B"), self._offset(kept))
             kept += len(block)
         return kept
 

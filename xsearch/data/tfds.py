@@ -39,9 +39,8 @@ def read_tfds(name: str, data_dir: Path | None, image_size: int) -> RawData:
                 with_info=True,
                 decoders=decoders,
             )
-        except (
-            Exception
-        ) as err:  # tfds reports a missing or unprepared dataset with varied exception types.
+        # tfds reports a missing or unprepared dataset with varied exception types.
+        except Exception as err:
             raise ValueError(
                 f"Could not read TFDS dataset {name!r} from data_dir={data_dir} with download=False: {err}. "
                 f"Prepare it first, e.g. `tfds build {name} --data_dir DIR`, and pass --data-dir DIR."

@@ -183,9 +183,8 @@ def _write_deployment(source: Path, out: Path, fmt: str) -> tuple[str, dict[str,
             ) from error
         try:
             check = _check_in_runtime(model, temporary, fmt)
-        except (
-            Exception
-        ) as error:  # the runtime's own failure to load or run the file, whatever its type
+        # the runtime's own failure to load or run the file, whatever its type
+        except Exception as error:
             raise ExportError(
                 f"{out}: the {fmt} file does not run in {_RUNTIME_NAMES[fmt]}, nothing was written: "
                 f"{type(error).__name__}: {error}"[:500]

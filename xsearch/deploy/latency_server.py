@@ -201,9 +201,8 @@ class _Handler(BaseHTTPRequestHandler):
             status, body = HTTPStatus.OK, route(urllib.parse.urlsplit(self.path))
         except _HttpError as error:
             status, body = error.status, {"error": str(error)}
-        except (
-            Exception
-        ) as error:  # a bug here: logged on the server, never a traceback to the client
+        # a bug here: logged on the server, never a traceback to the client
+        except Exception as error:
             self.log_error("internal error: %r", error)
             status, body = (
                 HTTPStatus.INTERNAL_SERVER_ERROR,

@@ -76,9 +76,8 @@ def for_runtimes(model: keras.Model) -> keras.Model:
         scale=(1.0 / std).tolist(), offset=(-mean / std).tolist(), name="normalize"
     )
     rebuilt = keras.Model(inputs, layers[2](rescale(inputs)), name=model.name)
-    rebuilt(
-        np.zeros((1, *model.input_shape[1:]), np.float32)
-    )  # the exporters take only models that were called
+    # the exporters take only models that were called
+    rebuilt(np.zeros((1, *model.input_shape[1:]), np.float32))
     return rebuilt
 
 

@@ -39,9 +39,10 @@ def latency_frame(study: optuna.Study) -> pd.DataFrame:
     if not rows:
         return pd.DataFrame(columns=list(COLUMNS))
     designs = pd.DataFrame(rows)
+    # training device first
     targets = list(
         dict.fromkeys(k.split("@", 1)[1] for row in rows for k in row if k.startswith("ms@"))
-    )  # training device first
+    )
     drift = _front_drift(study)
     return pd.DataFrame(
         [

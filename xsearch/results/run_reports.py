@@ -110,9 +110,8 @@ def front_table_text(study: optuna.Study) -> str:
         }
     )
     latency = latency_metric(study)
-    if (
-        latency != TrialAttr.LATENCY_MS
-    ):  # the study optimises latency on a `[latency]` target: that column too
+    # the study optimises latency on a `[latency]` target: that column too
+    if latency != TrialAttr.LATENCY_MS:
         table[latency.replace(TrialAttr.LATENCY_MS, "ms")] = [
             _number(v, "{:.3g}") for v in _column(front, latency)
         ]

@@ -168,9 +168,8 @@ def _write_model(
         dataset = load_spec_dataset(read_spec(study))
         model = _rebuild(study, trial, dataset.mean, dataset.std, dataset.num_classes)
         spec = read_spec(study)
-        weights = weights or (
-            spec.weights if spec.transfer is not None else None
-        )  # the schedule needs them
+        # the schedule needs them
+        weights = weights or (spec.weights if spec.transfer is not None else None)
         inherited = inherited_layers(model, inherit_weights(model, weights)) if weights else []
         result = train_and_evaluate(
             model,
@@ -287,12 +286,10 @@ def _card(
         "dataset": attrs.get(TrialAttr.DATASET, spec.data.source),
         "image_size": attrs.get(TrialAttr.IMAGE_SIZE, spec.data.image_size),
         "num_classes": attrs.get(TrialAttr.NUM_CLASSES),
-        "data": study.user_attrs.get(
-            StudyAttr.DATA
-        ),  # images per split and class, source, cache key, files left out
-        "training": dataclasses.asdict(
-            _training_spec(study, trial)
-        ),  # "auto" resolved to the trial's batch
+        # images per split and class, source, cache key, files left out
+        "data": study.user_attrs.get(StudyAttr.DATA),
+        # "auto" resolved to the trial's batch
+        "training": dataclasses.asdict(_training_spec(study, trial)),
         "seed": attrs.get(TrialAttr.SEED),
         "study": study.study_name,
         "trial": trial.number,

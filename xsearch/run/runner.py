@@ -82,9 +82,8 @@ def run_study(
         study, spec.trials, spec.training.epochs, enabled=progress, digest=digest
     ) as view:
         store = artifact_store(out_dir)
-        tracker = Tracker(
-            spec, out_dir, storage
-        )  # TensorBoard and MLflow, when the study asks (`[tracking]`)
+        # TensorBoard and MLflow, when the study asks (`[tracking]`)
+        tracker = Tracker(spec, out_dir, storage)
         objective = StudyObjective(
             spec,
             space,
@@ -106,9 +105,8 @@ def run_study(
             stop_when_disk_full(out_dir),
         ]
         if tracker.enabled:
-            callbacks.insert(
-                3, tracker.trial_finished
-            )  # after the kept models are pruned, before the reports
+            # after the kept models are pruned, before the reports
+            callbacks.insert(3, tracker.trial_finished)
         work = ""
         while not streak.stopped and not repeats.stopped and not recycle.due and in_time():
             work = next_work(study, spec.trials, digest, poll_s, was_waiting=work == "running")
@@ -122,9 +120,8 @@ def run_study(
                         gc_after_trial=True,
                         callbacks=callbacks,
                     )
-                except (
-                    Exception
-                ) as error:  # e.g. Optuna's "Should not reach" after a journal write failed
+                # e.g. Optuna's "Should not reach" after a journal write failed
+                except Exception as error:
                     if no_space(error):
                         raise OSError(
                             errno.ENOSPC, os.strerror(errno.ENOSPC), str(out_dir)

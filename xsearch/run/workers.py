@@ -145,9 +145,8 @@ def supervise(
         recycle_every = trials_per_worker(keras.config.backend())
         stop_at = None if spec.timeout is None else time.time() + spec.timeout
         asked = spec.trials
-        study, spec = prepare_study(spec, out_dir, storage, probe_batch_size=False)[
-            :2
-        ]  # checks everything first
+        # checks everything first
+        study, spec = prepare_study(spec, out_dir, storage, probe_batch_size=False)[:2]
         if spec.trials < asked:
             designs = f"{spec.trials} design{'s' if spec.trials > 1 else ''}"
             print(

@@ -80,9 +80,8 @@ def prune_artifacts(
     keep = _front(study) | {t.number for t in ranked[:keep_top]}
     removed = [t for t in candidates if t.number not in keep]
     for trial in removed:
-        with contextlib.suppress(
-            ArtifactNotFound
-        ):  # already gone: deleted by hand or by a run that stopped before recording it
+        # already gone: deleted by hand or by a run that stopped before recording it
+        with contextlib.suppress(ArtifactNotFound):
             store.remove(trial.user_attrs[TrialAttr.MODEL_ARTIFACT_ID])
     if removed:
         study.set_user_attr(StudyAttr.PRUNED_MODELS, sorted(pruned | {t.number for t in removed}))

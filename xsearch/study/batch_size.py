@@ -114,9 +114,8 @@ def training_rate(
         )
         model = with_normalization(core, dataset.mean, dataset.std)
         compile_model(model, training, steps_per_epoch=100, num_classes=dataset.num_classes)
-        x = rng.integers(
-            0, 256, (batch, size, size, 3), dtype=np.uint8
-        )  # raw pixels, as a trial streams them
+        # raw pixels, as a trial streams them
+        x = rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8)
         y = rng.integers(0, dataset.num_classes, (batch,))
         for _ in range(2):  # compiles
             model.train_on_batch(x, y)

@@ -30,9 +30,8 @@ class TrainResult:
     compile_time_s: float
     train_time_s: float
     epochs: int
-    epoch_times_s: list[
-        float
-    ]  # training time of each epoch (the first of each phase includes compilation), validation excluded
+    # training time of each epoch (the first of each phase includes compilation), validation excluded
+    epoch_times_s: list[float]
     frozen_params: int | None = (
         None  # with a transfer schedule: the parameters of the frozen layers ...
     )
@@ -192,9 +191,8 @@ def train_and_evaluate(
     val = BatchStream(dataset.x_val, dataset.y_val, batch_size, workers=workers)
     timer = EpochTimer()
     curves: dict[str, list[float]] = {}
-    compiled: list[
-        int
-    ] = []  # the epochs (indices into timer.durations) that compiled a training step
+    # the epochs (indices into timer.durations) that compiled a training step
+    compiled: list[int] = []
     started = time.perf_counter()
     for phase in _phases(spec, transfer):
         if initial_epoch >= phase.end:
@@ -204,9 +202,8 @@ def train_and_evaluate(
         compile_model(model, phase.spec, len(train), dataset.num_classes)
         _build_training_state(model, *train[0])
         first = max(initial_epoch, phase.start)
-        model.optimizer.iterations.assign(
-            (first - phase.start) * len(train)
-        )  # a continued training continues its schedule
+        # a continued training continues its schedule
+        model.optimizer.iterations.assign((first - phase.start) * len(train))
         compiled.append(len(timer.durations))
         history = model.fit(
             train,

@@ -95,9 +95,8 @@ class StudyObjective:
             TrialAttr.SETUP_DIGEST: self.digest,
             **self.trainer.trial_record(),
         }
-        if (
-            twin is not None
-        ):  # continues the stopped twin: recorded at once, so that no other worker does too
+        # continues the stopped twin: recorded at once, so that no other worker does too
+        if twin is not None:
             trial.set_user_attr(TrialAttr.CONTINUES, twin.number)
             record.update(
                 {TrialAttr.CONTINUES: twin.number, TrialAttr.SEED: twin.user_attrs[TrialAttr.SEED]}

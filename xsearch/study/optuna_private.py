@@ -126,9 +126,8 @@ class HeartbeatGrpcStorage(GrpcStorageProxy, BaseHeartbeat):
         self.stale_trial_callback = stale_trial_callback
 
     def record_heartbeat(self, trial_id: int) -> None:
-        with contextlib.suppress(
-            optuna.exceptions.UpdateFinishedTrialError
-        ):  # another worker failed it as stale meanwhile
+        # another worker failed it as stale meanwhile
+        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
             self.set_trial_system_attr(trial_id, HEARTBEAT_ATTR, time.time())
 
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:

@@ -100,9 +100,8 @@ class TrialRecord(TypedDict, total=False):
     image_size: int
     batch_size: int
     num_classes: int
-    norm_mean: list[
-        float
-    ]  # per-channel mean and std of the training split (the model's first layer)
+    # per-channel mean and std of the training split (the model's first layer)
+    norm_mean: list[float]
     norm_std: list[float]
     setup_digest: str  # what its results depend on besides the design (`xsearch.study.repeats`)
     backend: str  # `xsearch.model.device.RuntimeInfo`
@@ -130,15 +129,13 @@ class TrialRecord(TypedDict, total=False):
     latency_overhead_ms: (
         float  # the same call path on an identity model (`xsearch.model.device_latency`)
     )
-    latency_targets: dict[
-        str, dict[str, Any]
-    ]  # per `[latency]` target: runtime, version, threads, batch, figures or error
+    # per `[latency]` target: runtime, version, threads, batch, figures or error
+    latency_targets: dict[str, dict[str, Any]]
     feasible: bool  # every hard constraint holds
     failure_reason: FailureReason
     error: str  # the exception that failed it, shortened
-    curves: dict[
-        str, list[float]
-    ]  # Keras history: loss, accuracy, val_loss, val_accuracy, ... per epoch
+    # Keras history: loss, accuracy, val_loss, val_accuracy, ... per epoch
+    curves: dict[str, list[float]]
     val_accuracy: float  # `xsearch.study.fit.TrainResult`
     val_top5: float
     test_accuracy: float
@@ -147,28 +144,24 @@ class TrialRecord(TypedDict, total=False):
     compile_time_s: float
     train_time_s: float
     epochs: int
-    epoch_times_s: list[
-        float
-    ]  # training seconds of each epoch run here (the first includes compilation)
+    # training seconds of each epoch run here (the first includes compilation)
+    epoch_times_s: list[float]
     wall_time_s: float  # the whole trial: build, cost, train, save
     epochs_done: int  # written after every epoch: a retry continues from there
-    epoch_logs: dict[
-        str, float
-    ]  # the last finished epoch: epoch, loss, accuracy (the progress display)
+    # the last finished epoch: epoch, loss, accuracy (the progress display)
+    epoch_logs: dict[str, float]
     resumed_from_epoch: (
         int  # a retry that continued from its predecessor's checkpoint (and lacks its curves)
     )
-    curves_so_far: dict[
-        str, list[float]
-    ]  # written after every epoch: the curves and ``epoch_times_s`` from epoch 1
+    # written after every epoch: the curves and ``epoch_times_s`` from epoch 1
+    curves_so_far: dict[str, list[float]]
     stopped_at_epoch: (
         int  # stopped early after this epoch (`xsearch.study.early_stop`, `xsearch.study.asha`)
     )
     stopped_by: int  # ... because this trial dominated it (the ``dominated`` rule)
     stop_rule: str  # the rule that stopped it: ``dominated`` or ``asha``
-    rung_accuracy: dict[
-        str, float
-    ]  # validation accuracy at each successive-halving rung reached, by epoch
+    # validation accuracy at each successive-halving rung reached, by epoch
+    rung_accuracy: dict[str, float]
     continues: int  # continued the training of this stopped trial (its design, seed and weights) from where it stopped
     model_artifact_id: str  # the kept trained model (`xsearch.study.artifacts`)
     model_sha256: str
@@ -200,12 +193,10 @@ class StudyRecord(TypedDict, total=False):
     batch_size_probe: dict[str, Any]  # the probe's device, stop reason and images/s per batch
     pruned_models: list[int]  # trials whose kept model was deleted
     exports: list[dict[str, Any]]  # one entry per `xsearch export`
-    data: dict[
-        str, Any
-    ]  # what it trains on (`xsearch.data.Dataset.summary`): images per split and class, files left out
-    latency_remeasured: dict[
-        str, dict[str, float]
-    ]  # per front trial number: its latencies timed again at the end of the run
+    # what it trains on (`xsearch.data.Dataset.summary`): images per split and class, files left out
+    data: dict[str, Any]
+    # per front trial number: its latencies timed again at the end of the run
+    latency_remeasured: dict[str, dict[str, float]]
 
 
 ATTEMPT_ATTRS: Final = frozenset(

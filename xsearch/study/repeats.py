@@ -48,9 +48,8 @@ def _data_setup(spec: StudySpec) -> dict[str, Any]:
     del data["max_bad_fraction"]
     if spec.data.source != "arrays":
         del data["layout"]
-    if (
-        spec.data.split_seed is None
-    ):  # the study's seed splits, as before the key existed: digests stay as they were
+    # the study's seed splits, as before the key existed: digests stay as they were
+    if spec.data.split_seed is None:
         del data["split_seed"]
     return data
 

@@ -67,9 +67,10 @@ def open_study(
             _check_objectives(study, metrics, directions, where)
     if not set_up:
         _finish_setup(study, spec, metrics, seeds, grid)
+    # other machines
     shared = shared or isinstance(
         storage, (optuna.storages.RDBStorage, optuna.storages.GrpcStorageProxy)
-    )  # other machines
+    )
     study.sampler = make_sampler(
         spec, space, sampler_seed(spec.seed, len(study.get_trials(deepcopy=False)), shared)
     )
@@ -200,16 +201,14 @@ def prepare_study(
     check_tracking(spec)  # its package installed (`pip install 'xsearch[tracking]'`)
     check_target_runtimes(spec.latency_targets, (spec.latency or LatencySpec()).remote_format)
     if spec.weights:
-        check_weights(
-            spec.weights
-        )  # ImageNet's in the Keras cache (or downloaded), or the file given
+        # ImageNet's in the Keras cache (or downloaded), or the file given
+        check_weights(spec.weights)
     dataset = dataset or load_spec_dataset(spec)
     check_constraints_reachable(spec, space, dataset.num_classes)
     grid = grid_points(space, spec.seed) if spec.sampler == "grid" else []
     if spec.trials > space_size(space):
-        spec = dataclasses.replace(
-            spec, trials=space_size(space)
-        )  # it ends when every design is trained
+        # it ends when every design is trained
+        spec = dataclasses.replace(spec, trials=space_size(space))
     storage = open_storage(storage_url, out_dir, spec.heartbeat_interval)
 
     seeds = lambda: [  # noqa: E731
@@ -248,9 +247,8 @@ def _with_study_batch_size(
     chosen = study.user_attrs.get(StudyAttr.BATCH_SIZE)
     if chosen is None:
         probe = find_batch_size(spec, space, dataset)
-        chosen = study.user_attrs.get(
-            StudyAttr.BATCH_SIZE
-        )  # another machine may have finished first
+        # another machine may have finished first
+        chosen = study.user_attrs.get(StudyAttr.BATCH_SIZE)
         if chosen is None:
             study.set_user_attr(
                 StudyAttr.BATCH_SIZE_PROBE,

@@ -581,9 +581,8 @@ class StudySpec:
             seed_config(seed)
         if self.timeout is not None:
             _check_positive("timeout", self.timeout)
-        epochs = (
-            self.training.epochs
-        )  # the sections check their own keys; these need the training's epochs
+        # the sections check their own keys; these need the training's epochs
+        epochs = self.training.epochs
         if self.early_stop is not None:
             _check_epochs_before_end(
                 "early_stop.after_epochs", self.early_stop.after_epochs, epochs

@@ -60,9 +60,8 @@ def serve_proxy(url: str, host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> 
     check_database(url)
     check_address(host, port)
     try:
-        storage = optuna.storages.get_storage(
-            open_storage(url)
-        )  # with Optuna's cache, as its proxy docs advise
+        # with Optuna's cache, as its proxy docs advise
+        storage = optuna.storages.get_storage(open_storage(url))
     except ValueError as error:
         raise ValueError(f"--storage: {error}") from None
     shown = socket.gethostname() if host == "0.0.0.0" else host

@@ -48,9 +48,8 @@ HTTP_TIMEOUT_S = "5"  # MLflow's own HTTP time-out and retries, unless the envir
 HTTP_RETRIES = "0"
 INSTALL = "pip install 'xsearch[tracking]'"
 DEFAULT_EXPERIMENT = "xsearch"
-EXPERIMENT_TAGS = {
-    "mlflow.experimentKind": "custom_model_development"
-}  # MLflow's UI opens it on its runs, not GenAI traces
+# MLflow's UI opens it on its runs, not GenAI traces
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 STUDY_TAG, TRIAL_TAG, PARENT_TAG = "xsearch.study", "xsearch.trial", "mlflow.parentRunId"
 FINAL_METRICS = (
     TrialAttr.VAL_ACCURACY,
@@ -293,16 +292,14 @@ class TensorBoardLog(keras.callbacks.TensorBoard):
         self.folder: Path | None = None
         self._epoch_started = 0.0
 
-    def set_model(
-        self, model: keras.Model
-    ) -> None:  # each `fit` (a transfer schedule's phases) sets it again
+    # each `fit` (a transfer schedule's phases) sets it again
+    def set_model(self, model: keras.Model) -> None:
         self.tracker.tb_guard(super().set_model, model)
         if self.folder is not None:
             self._use(self.folder)
 
-    def on_train_begin(
-        self, logs: dict | None = None
-    ) -> None:  # writers are opened at the first epoch, not here
+    # writers are opened at the first epoch, not here
+    def on_train_begin(self, logs: dict | None = None) -> None:
         self._global_train_batch = 0
         self._previous_epoch_iterations = 0
 
@@ -337,14 +334,12 @@ class TensorBoardLog(keras.callbacks.TensorBoard):
             and continues is not None
             and trials[continues].user_attrs.get(TrialAttr.EPOCHS_DONE) == epoch
         ):
-            folder = retry_root(
-                trials, int(continues)
-            )  # continues the stopped trial's training, and its log
+            # continues the stopped trial's training, and its log
+            folder = retry_root(trials, int(continues))
         path = self.tracker.tensorboard / f"trial-{folder}"
         if epoch == 0 and folder != self.trial.number and path.exists():
-            shutil.rmtree(
-                path
-            )  # a retry that trains from the start again: its earlier epochs are gone
+            # a retry that trains from the start again: its earlier epochs are gone
+            shutil.rmtree(path)
         self.tracker.tb_dirs[self.trial.number] = path
         self._use(path)
 
@@ -361,9 +356,8 @@ class MlflowLog:
     def __init__(self, uri: str, experiment: str, study_tag: str, spec: StudySpec) -> None:
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", HTTP_TIMEOUT_S)
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", HTTP_RETRIES)
-        os.environ.setdefault(
-            "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true"
-        )  # a worker prints no run links
+        # a worker prints no run links
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
         self.uri, self.experiment, self.spec = uri, experiment, spec
         self.study_tag = study_tag.replace("'", "_")  # quoted in search filters
         self.guard = Guard(f"MLflow at {redact(uri)}")
@@ -475,9 +469,8 @@ class MlflowLog:
         if earliest is not None:
             return earliest
         created = self.client.create_run(self.experiment_id, tags=tags, run_name=name).info.run_id
-        earliest = (
-            self._earliest(query) or created
-        )  # several workers may have created one at once: keep the earliest
+        # several workers may have created one at once: keep the earliest
+        earliest = self._earliest(query) or created
         if earliest != created:
             self.client.delete_run(created)
         return earliest

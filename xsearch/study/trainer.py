@@ -96,9 +96,8 @@ class KerasTrainer:
         self.spec, self.dataset, self.store = spec, dataset, store
         self.checkpoints = out_dir / "checkpoints"
         self.model: keras.Model | None = None
-        self.inherited: list[
-            keras.layers.Layer
-        ] = []  # the layers of `model` that inherited weights
+        # the layers of `model` that inherited weights
+        self.inherited: list[keras.layers.Layer] = []
         self.mean, self.std = input_normalization(spec.weights, dataset.mean, dataset.std)
         self.target_settings = target_settings(spec)
 
