@@ -43,6 +43,7 @@ import collections
 import csv
 import dataclasses
 import datetime
+import faulthandler
 import gc
 import importlib.metadata
 import json
@@ -74,6 +75,7 @@ from xsearch.model.space import SearchSpace
 from xsearch.run.optuna_callbacks import stop_at_budget
 from xsearch.run.runner import next_work, waiting_poll_s
 from xsearch.study.objective import StudyObjective
+from xsearch.study.optuna_private import HEARTBEAT_ATTR
 from xsearch.study.record import TrialAttr, is_repeat
 from xsearch.study.repeats import setup_digest
 from xsearch.study.retries import budget_trials, retried_from, sweep_dead_local_trials
@@ -107,6 +109,14 @@ SAMPLERS: dict[str, Callable[[StudySpec, SearchSpace], optuna.samplers.BaseSampl
     ),
     "random": lambda spec, space: optuna.samplers.RandomSampler(seed=1),
 }
+KEPT_ATTRS = (
+    TrialAttr.WORKER_PID,
+    TrialAttr.EPOCHS_DONE,
+    TrialAttr.RETRY_OF,
+    TrialAttr.SURPLUS,
+    TrialAttr.FAILURE_REASON,
+)
+"""The user attrs of a timed-out run's kept trials."""
 FLEET_RUNNING = 32
 """Running trials beside the timed one in `sampler_times`' fleet case (the constant liar treats
 each as a bad result)."""
@@ -164,6 +174,8 @@ def work(run: Run, go: Any) -> None:
     """
     assert "tensorflow" not in sys.modules, "a fleet worker must not import TensorFlow"
     os.dup2(os.open(run.folder / f"worker-{os.getpid()}.log", os.O_WRONLY | os.O_CREAT), 2)
+    # a run that times out asks its live workers where they are
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     # the storage's processes first, as on a cluster where the database has its own machine
     os.nice(run.nice)
     go.wait()  # every worker of the fleet starts at once
@@ -485,12 +497,16 @@ def run_fleet(
                 time.sleep(0.25)
             wall = time.monotonic() - started
             timed_out = any(w.is_alive() for w in workers)
+            if timed_out and args.keep:
+                _dump_stacks(workers)
             for worker in workers:
                 if worker.is_alive():
                     worker.kill()
                 worker.join()
             trials = monitor.trials()
             monitor.close()
+            if timed_out and args.keep:
+                _keep(folder, trials, args.keep)
             timings = [json.loads(path.read_text()) for path in folder.glob("timings-*.json")]
             logs = [path.read_text() for path in folder.glob("worker-*.log")]
             errors = [w.exitcode for w in workers if w.pid not in killed and w.exitcode != 0]
@@ -529,6 +545,34 @@ def run_fleet(
             }
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _dump_stacks(workers: Sequence[BaseProcess]) -> None:
+    """Every live worker's threads' stacks, written to its log (`faulthandler` on SIGUSR1)."""
+    for worker in workers:
+        if worker.pid is not None and worker.is_alive():
+            os.kill(worker.pid, signal.SIGUSR1)
+    time.sleep(2)
+
+
+def _keep(folder: Path, trials: list[FrozenTrial], keep: Path) -> None:
+    """A timed-out run's folder (worker and proxy logs) and its trials as the database holds them, under ``keep``."""
+    kept = keep / folder.name
+    shutil.copytree(folder, kept)
+    frame = pd.DataFrame(
+        {
+            "number": t.number,
+            "trial_id": t._trial_id,
+            "state": t.state.name,
+            "start": t.datetime_start,
+            "complete": t.datetime_complete,
+            "heartbeat": t.system_attrs.get(HEARTBEAT_ATTR),
+            **{key: t.user_attrs.get(key) for key in KEPT_ATTRS},
+        }
+        for t in trials
+    )
+    frame.to_csv(kept / "trials.csv", index=False)
+    print(f"fleet: the timed-out run is kept in {kept}", file=sys.stderr, flush=True)
 
 
 def _training_worker(
@@ -823,6 +867,11 @@ def main(argv: list[str] | None = None) -> int:
         help="the workers' niceness (default 10: the storage's own processes, at 0, are served first)",
     )
     parser.add_argument("--out", type=Path, default=HERE / "results" / "fleet.json")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        help="keep each timed-out run's folder here: the logs (with the live workers' stacks) and its trials",
+    )
     args = parser.parse_args(argv)
     if (
         not 0 < args.kill < 1
