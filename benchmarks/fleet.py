@@ -14,7 +14,8 @@ is counted once), on a fresh ``xception-bench`` study with xsearch's TPE sampler
 budget, `sweep_dead_local_trials`, heartbeats on a database) with Keras on its numpy backend: no TensorFlow
 (Keras 3's numpy backend imports ``jax.numpy`` for its FFTs; no device is used). During a run ``--kill`` of the
 workers (at least one), each picked at random among those training at the moment, are SIGKILLed and not
-restarted; the survivors retry their trials. A run ends when the study has ``--trials`` trials.
+restarted, spread over the first 70 % of the trials to begin training (a fleet larger than the budget trains it
+in one wave); the survivors retry their trials. A run ends when the study has ``--trials`` trials.
 On ``grpc``, every ``--workers-per-proxy`` (8) workers share a storage proxy, as a cluster runs one proxy per
 machine in front of the one database. The workers run at niceness ``--worker-nice`` (10): here they share the
 machine's cores with the storage's own processes (PostgreSQL's backends, the proxies), which a cluster would give a
@@ -72,8 +73,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from benchmarks.replay import BenchTable, TableTrainer
 from xsearch.model.space import SearchSpace
-from xsearch.run.optuna_callbacks import stop_at_budget
-from xsearch.run.runner import next_work, waiting_poll_s
+from xsearch.run.optuna_callbacks import RepeatStreak, stop_at_budget
+from xsearch.run.runner import REPEAT_STREAK_LIMIT, WaitingPoll, next_work
 from xsearch.study.objective import StudyObjective
 from xsearch.study.optuna_private import HEARTBEAT_ATTR
 from xsearch.study.record import TrialAttr, is_repeat
@@ -196,19 +197,26 @@ def work(run: Run, go: Any) -> None:
         lambda trial: [_Training(run.epoch_s)],
     )
     digest = setup_digest(run.spec)
+    repeats = RepeatStreak(REPEAT_STREAK_LIMIT)
     callbacks = [
+        repeats,
         lambda study, trial: sweep_dead_local_trials(study),
         stop_at_budget(run.spec.trials, digest),
     ]
-    poll_s, work_to_do = waiting_poll_s(run.spec.heartbeat_interval), ""
-    while work_to_do := next_work(
-        study, run.spec.trials, digest, poll_s, was_waiting=work_to_do == "running"
+    poll, work_to_do = WaitingPoll(run.spec.heartbeat_interval), ""
+    while not repeats.stopped and (
+        work_to_do := next_work(
+            study, run.spec.trials, digest, poll.first, was_waiting=work_to_do == "running"
+        )
     ):
         if work_to_do == "trials":
+            poll.reset()
             study.optimize(objective, catch=(Exception,), callbacks=callbacks)
         else:  # the other workers' trials: wait, retry those whose worker dies (as `run_study` does)
-            time.sleep(poll_s)
+            poll.sleep()
             sweep_dead_local_trials(study)
+    if repeats.stopped:  # as `run_study` stops: the sampler proposes only trained designs
+        (run.folder / f"converged-{os.getpid()}").touch()
     (run.folder / f"timings-{os.getpid()}.json").write_text(json.dumps(timings))
 
 
@@ -216,7 +224,7 @@ def work(run: Run, go: Any) -> None:
 
 
 def account(
-    trials: list[FrozenTrial], budget: int, timed_out: bool = False
+    trials: list[FrozenTrial], budget: int, timed_out: bool = False, converged: bool = False
 ) -> dict[str, int | None]:
     """Whether a run kept every trial exactly once.
 
@@ -225,7 +233,9 @@ def account(
     have exactly ``budget`` counted trials (`budget_trials`). Work left: ``unfinished`` trials, ``unretried`` failed
     trials, and counted trials ``missing`` from the budget. In a run that ended, work left is lost: ``lost`` is their
     sum. In a run stopped at ``--run-timeout`` (``timed_out``) it is work the stop cut short, not a loss: ``lost`` is
-    None. ``duplicated``: trial numbers held twice, retries beyond the first of a failed trial, and counted trials
+    None. Workers that stopped on a streak of repeats (``converged``, as `run_study` stops when the sampler
+    proposes only trained designs) leave the budget short by design: ``missing`` is then not lost. ``duplicated``:
+    trial numbers held twice, retries beyond the first of a failed trial, and counted trials
     beyond the budget.
     """
     numbers = [t.number for t in trials]
@@ -246,7 +256,9 @@ def account(
         "failed": len(failed),
         "retried_once": sum(retries[t.number] == 1 for t in failed),
         **left,
-        "lost": None if timed_out else sum(left.values()),
+        "lost": None
+        if timed_out
+        else left["unfinished"] + left["unretried"] + (0 if converged else left["missing"]),
         "duplicated": len(numbers)
         - len(set(numbers))
         + sum(max(0, retries[t.number] - 1) for t in failed)
@@ -467,7 +479,7 @@ def run_fleet(
             go.set()
             monitor = Monitor(urls[0], database, workers, args.postgres)
             kills = max(1, round(args.kill * n))
-            # counted trials done before each kill
+            # trials that began training before each kill (a fleet larger than the budget trains it in one wave)
             thresholds = sorted(rng.uniform(0, 0.7 * args.trials, kills))
             killed: list[int] = []
             proxy_rss: list[float] = []
@@ -478,7 +490,7 @@ def run_fleet(
                 # the trials every 0.5 s (reading them loads the storage)
                 if polls % 2 == 0 and len(killed) < kills:
                     trials = monitor.trials()
-                    done = sum(t.state == TrialState.COMPLETE and not is_repeat(t) for t in trials)
+                    done = sum(map(_began_training, trials))
                     victim = (
                         _training_worker(trials, workers, killed, epochs, rng)
                         if done >= thresholds[len(killed)]
@@ -508,6 +520,7 @@ def run_fleet(
             if timed_out and args.keep:
                 _keep(folder, trials, args.keep)
             timings = [json.loads(path.read_text()) for path in folder.glob("timings-*.json")]
+            converged = len(list(folder.glob("converged-*")))
             logs = [path.read_text() for path in folder.glob("worker-*.log")]
             errors = [w.exitcode for w in workers if w.pid not in killed and w.exitcode != 0]
             return {
@@ -522,7 +535,8 @@ def run_fleet(
                 "kills": len(killed),
                 "kills_planned": kills,
                 "worker_errors": len(errors),
-                "accounting": account(trials, args.trials, timed_out),
+                "accounting": account(trials, args.trials, timed_out, converged=bool(converged)),
+                "workers_stopped_on_repeats": converged,
                 "throughput": throughput(trials),
                 "latency_ms": latencies(timings),
                 "workers_reporting_timings": len(timings),
@@ -545,6 +559,13 @@ def run_fleet(
             }
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _began_training(trial: FrozenTrial) -> bool:
+    """Whether ``trial`` trained an epoch (a trained design, not a repeat of one nor a surplus trial)."""
+    return not is_repeat(trial) and (
+        trial.user_attrs.get(TrialAttr.EPOCHS_DONE, 0) >= 1 or trial.state == TrialState.COMPLETE
+    )
 
 
 def _dump_stacks(workers: Sequence[BaseProcess]) -> None:
@@ -571,7 +592,7 @@ def _keep(folder: Path, trials: list[FrozenTrial], keep: Path) -> None:
         }
         for t in trials
     )
-    frame.to_csv(kept / "trials.csv", index=False)
+    frame.convert_dtypes().to_csv(kept / "trials.csv", index=False)
     print(f"fleet: the timed-out run is kept in {kept}", file=sys.stderr, flush=True)
 
 
@@ -776,6 +797,7 @@ def flat(run: dict[str, Any]) -> dict[str, Any]:
             "kills": run["kills"],
             **run["accounting"],
             "worker_errors": run["worker_errors"],
+            "workers_stopped_on_repeats": run.get("workers_stopped_on_repeats"),
             "timed_out": run["timed_out"],
             "journal_locks_broken": run["journal_locks_broken"],
         }

@@ -11,6 +11,8 @@ import pytest
 from optuna.trial import FrozenTrial, TrialState
 
 from benchmarks.fleet import (
+    _began_training,
+    _keep,
     account,
     latencies,
     memory,
@@ -75,6 +77,34 @@ def test_a_killed_trial_retried_once_keeps_the_budget_exact():
     }
 
 
+def test_kills_are_spread_over_the_trials_that_began_training_not_those_that_finished():
+    began = _trials(
+        (RUNNING, {"epochs_done": 1}),
+        (COMPLETE, {}),
+        (RUNNING, {}),
+        (COMPLETE, {"repeat_of": 0}),
+        (TrialState.PRUNED, {"surplus": True}),
+    )
+    assert [_began_training(t) for t in began] == [True, True, False, False, False]
+
+
+def test_a_kept_run_holds_its_logs_and_the_trials_as_stored(tmp_path):
+    run = tmp_path / "fleet-grpc-128-x"
+    run.mkdir()
+    (run / "worker-1.log").write_text("Current thread ...")
+    trials = _trials((RUNNING, {"worker_pid": 7, "epochs_done": 2}), (COMPLETE, {}))
+    trials[0].system_attrs["xsearch:heartbeat"] = 1.5
+    _keep(run, trials, tmp_path / "kept")
+    kept = tmp_path / "kept" / run.name
+    assert (kept / "worker-1.log").read_text() == "Current thread ..."
+    table = (kept / "trials.csv").read_text().splitlines()
+    assert table[0].startswith(
+        "number,trial_id,state,start,complete,heartbeat,worker_pid,epochs_done"
+    )
+    assert table[1].startswith("0,0,RUNNING,")
+    assert ",1.5,7,2," in table[1]
+
+
 def test_unfinished_unretried_and_missing_trials_are_lost():
     trials = _trials(
         (COMPLETE, {}),
@@ -86,6 +116,15 @@ def test_unfinished_unretried_and_missing_trials_are_lost():
     result = account(trials, 4)
     assert (result["unfinished"], result["unretried"], result["missing"]) == (2, 1, 2)
     assert (result["counted"], result["lost"], result["duplicated"]) == (2, 2 + 1 + 2, 0)
+
+
+def test_a_budget_left_short_by_workers_that_stopped_on_repeats_is_not_lost_but_a_dead_trial_is():
+    trials = _trials((COMPLETE, {}), (COMPLETE, {"repeat_of": 0}), (RUNNING, {}))
+    converged = account(trials, 3, converged=True)
+    assert converged["missing"] == 1
+    assert converged["unfinished"] == 1
+    assert converged["lost"] == 1  # the RUNNING trial; the missing one is the sampler's doing
+    assert account(trials, 3)["lost"] == 2
 
 
 def test_a_run_stopped_at_its_timeout_has_work_left_but_no_count_of_lost_trials():

@@ -423,3 +423,22 @@ def test_of_the_workers_waiting_at_a_full_budget_one_takes_a_retry_and_the_rest_
     started = time.monotonic()
     assert runner.next_work(study, 3, "digest", poll_s=5, was_waiting=False) == "trials"
     assert time.monotonic() - started < 1  # a worker that was not waiting takes work at once
+
+
+def test_a_waiting_worker_looks_less_often_the_longer_it_waits_up_to_the_heartbeat_interval(
+    monkeypatch,
+):
+    slept: list[float] = []
+    monkeypatch.setattr(runner.time, "sleep", slept.append)
+    poll = runner.WaitingPoll(heartbeat_interval=30)
+    for _ in range(7):
+        poll.sleep()
+    assert slept == [5, 7.5, 11.25, 16.875, 25.3125, 30, 30]
+    poll.reset()  # it ran a trial: the next wait is short again
+    poll.sleep()
+    assert slept[-1] == 5
+    short = runner.WaitingPoll(heartbeat_interval=2)
+    short.sleep()
+    short.sleep()
+    # never longer than a heartbeat: a dead worker's trial is seen in time
+    assert slept[-2:] == [2, 2]

@@ -44,7 +44,9 @@ def sweep_dead_local_trials(study: optuna.Study) -> int:
         optuna.storages.fail_stale_trials(study)
     host = socket.gethostname()
     swept = 0
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+    # one read for the whole sweep: a fleet's workers on one machine all sweep its dead workers' trials at once
+    trials = study.get_trials(deepcopy=False)
+    for trial in [t for t in trials if t.state == TrialState.RUNNING]:
         attrs = trial.user_attrs
         if attrs.get(TrialAttr.WORKER_HOST, host) != host or _alive(
             attrs.get(TrialAttr.WORKER_PID)
@@ -52,7 +54,7 @@ def sweep_dead_local_trials(study: optuna.Study) -> int:
             continue
         if TrialAttr.WORKER_PID not in attrs and _age_s(trial) < UNCLAIMED_GRACE_S:
             continue  # just started: its worker is still sampling it and has not recorded its pid yet
-        retry = _retries(study, trial.number) < MAX_RETRY
+        retry = _retries(trials, trial.number) < MAX_RETRY
         try:  # a trial that killed its worker MAX_RETRY times in a row counts as a failure: a crash
             reason = FailureReason.INTERRUPTED if retry else FailureReason.CRASH
             fail_running_trial(study, trial, {TrialAttr.FAILURE_REASON: reason})
@@ -67,7 +69,7 @@ def sweep_dead_local_trials(study: optuna.Study) -> int:
 def retry_interrupted(study: optuna.Study, trial: optuna.Trial | FrozenTrial) -> None:
     """Enqueue a retry of a trial stopped by Ctrl-C, or failed by its stale heartbeat (the RDB storage's
     ``heartbeat_stale_trial_callback``), unless it already is the last allowed retry."""
-    if _retries(study, trial.number) < MAX_RETRY:
+    if _retries(study.get_trials(deepcopy=False), trial.number) < MAX_RETRY:
         _enqueue_retry(study, trial.number, trial.params)
 
 
@@ -93,9 +95,8 @@ def _enqueue_retry(study: optuna.Study, number: int, params: dict[str, Any]) -> 
     study.enqueue_trial(params, user_attrs=retry, skip_if_exists=False)
 
 
-def _retries(study: optuna.Study, number: int) -> int:
-    """How many retries in a row led to trial ``number``."""
-    trials = study.get_trials(deepcopy=False)
+def _retries(trials: list[FrozenTrial], number: int) -> int:
+    """How many retries in a row led to trial ``number`` (``trials``: all the study's, in number order)."""
     count, source = 0, retried_from(trials[number])
     while source is not None:
         count, source = count + 1, retried_from(trials[source])
