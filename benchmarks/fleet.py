@@ -7,15 +7,16 @@
     PGPORT=5433 PG_MAX_CONNECTIONS=1000 bash .ci/postgres    # a server of its own for 256 workers' connections,
     python -m benchmarks.fleet --postgres postgresql://postgres@127.0.0.1:5433     # then measured against it
 
-Each run starts N worker processes, forked from this one after it imported everything (so their shared code
-is counted once), on a fresh ``xception-bench`` study with xsearch's TPE sampler and the bench table's trainer
-(`benchmarks.replay.TableTrainer`: a trial looks its design up instead of training; each of its epochs sleeps
-``--epoch-s`` to stand in for training). The workers run xsearch's trial path (`StudyObjective`, the shared
-budget, `sweep_dead_local_trials`, heartbeats on a database) with Keras on its numpy backend: no TensorFlow
-(Keras 3's numpy backend imports ``jax.numpy`` for its FFTs; no device is used). During a run ``--kill`` of the
-workers (at least one), each picked at random among those training at the moment, are SIGKILLed and not
-restarted, spread over the first 70 % of the trials to begin training (a fleet larger than the budget trains it
-in one wave); the survivors retry their trials. A run ends when the study has ``--trials`` trials.
+Each run starts N worker processes, forked from this one after it imported everything (so their shared code is
+counted once), on a fresh ``xception-bench`` study with xsearch's TPE sampler (``--sampler``) and the bench
+table's trainer (`benchmarks.replay.TableTrainer`: a trial looks its design up instead of training; each of its
+epochs sleeps ``--epoch-s`` to stand in for training). The workers run xsearch's trial path (`StudyObjective`,
+the shared budget, `sweep_dead_local_trials`, heartbeats on a database) with Keras on its numpy backend: no
+TensorFlow (Keras 3's numpy backend imports ``jax.numpy`` for its FFTs; no device is used). During a run
+``--kill`` of the workers (at least one), each picked at random among those training at the moment, are
+SIGKILLed and not restarted, spread over the first 70 % of the trials to begin training (a fleet larger than the
+budget trains it in one wave); the survivors retry their trials. A run ends when the study has ``--trials``
+trials, or when every worker has stopped after 25 repeats of trained designs in a row, as `run_study` stops.
 On ``grpc``, every ``--workers-per-proxy`` (8) workers share a storage proxy, as a cluster runs one proxy per
 machine in front of the one database. The workers run at niceness ``--worker-nice`` (10): here they share the
 machine's cores with the storage's own processes (PostgreSQL's backends, the proxies), which a cluster would give a
@@ -457,7 +458,7 @@ def run_fleet(
     what was measured."""
     folder = Path(tempfile.mkdtemp(prefix=f"fleet-{kind}-{n}-"))
     spec = dataclasses.replace(
-        load_study_spec("xception-bench"), name="fleet", sampler="tpe", trials=args.trials
+        load_study_spec("xception-bench"), name="fleet", sampler=args.sampler, trials=args.trials
     )
     epochs = TABLE.epochs
     try:
@@ -875,6 +876,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--asks", type=int, default=5, help="timed trials per sampler and size (default 5)"
+    )
+    parser.add_argument(
+        "--sampler",
+        choices=("tpe", "nsga2", "random"),
+        default="tpe",
+        help="the workers' sampler (default tpe, xsearch's default; near a budget of half the 120 designs TPE "
+        "proposes trained designs again and again, which random does less)",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
