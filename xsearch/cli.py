@@ -92,13 +92,13 @@ def _run_spec(args: argparse.Namespace, spec: StudySpec) -> int:
         SUPERVISOR_PID,
         deadline,
         die_with_supervisor,
-        interrupt_on_sigterm,
+        interrupt_on_signals,
         is_worker,
         recycle_after,
         supervise,
     )
 
-    interrupt_on_sigterm()
+    interrupt_on_signals()
 
     spec = spec.override(
         trials=args.trials,

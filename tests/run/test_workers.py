@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import optuna
@@ -14,6 +15,7 @@ import pytest
 
 from tests.helpers import assert_resumed_from_epoch_1, tiny_study_toml
 from xsearch.cli import main
+from xsearch.common import interrupt
 from xsearch.run import workers
 from xsearch.run.workers import hide_accelerators, recycle_after, run_workers, worker_count
 from xsearch.study.record import is_repeat
@@ -364,3 +366,30 @@ def test_a_space_smaller_than_the_trials_asked_for_says_so_and_stops_at_its_size
     trials = _study(tmp_path).get_trials()
     assert len(trials) == 1
     assert not is_repeat(trials[0])  # no run of repeats before it stops
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_is_remembered_in_case_its_keyboard_interrupt_is_lost(monkeypatch, stop):
+    monkeypatch.setattr(interrupt, "_requested", threading.Event())
+    saved = {number: signal.getsignal(number) for number in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        workers.interrupt_on_signals()
+        with pytest.raises(KeyboardInterrupt):  # lost, say, in a finaliser
+            signal.raise_signal(stop)
+        with pytest.raises(KeyboardInterrupt):  # raised again at the next safe point
+            interrupt.raise_if_requested()
+    finally:
+        for number, handler in saved.items():
+            signal.signal(number, handler)
+
+
+def test_an_ignored_sigint_stays_ignored():
+    saved = {number: signal.getsignal(number) for number in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a background job of a non-interactive shell
+        workers.interrupt_on_signals()
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    finally:
+        for number, handler in saved.items():
+            signal.signal(number, handler)

@@ -7,6 +7,7 @@ train for real (slow tier)."""
 
 import dataclasses
 import json
+import threading
 import warnings
 
 import keras
@@ -16,6 +17,7 @@ import pytest
 from optuna.trial import TrialState, create_trial
 
 import xsearch.study.trainer
+from xsearch.common import interrupt
 from xsearch.data import Dataset
 from xsearch.model.config import XceptionConfig
 from xsearch.model.space import SearchSpace
@@ -274,6 +276,23 @@ def test_out_of_memory_is_an_infeasible_design_and_other_errors_fail_the_trial(
     assert failed.state == TrialState.FAIL
     assert failed.user_attrs[TrialAttr.FAILURE_REASON] == "error"
     assert failed.user_attrs[TrialAttr.ERROR] == "ValueError: the driver is gone"
+
+
+def test_an_error_raised_after_a_stop_signal_interrupts_the_trial_instead_of_failing_it(
+    spec, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(interrupt, "_requested", threading.Event())
+    interrupt._requested.set()  # SIGTERM's KeyboardInterrupt landed in a lock: it surfaced as this
+    torn = FakeTraining(error=RuntimeError("release unlocked lock"))
+    study = _study(spec)
+    with pytest.raises(KeyboardInterrupt):
+        _optimize(spec, study, tmp_path, monkeypatch, torn, catch=(TrialFailure,))
+    trial, retry = study.trials
+    assert trial.state == TrialState.FAIL
+    assert trial.user_attrs[TrialAttr.FAILURE_REASON] == "interrupted"
+    assert TrialAttr.ERROR not in trial.user_attrs
+    assert retry.state == TrialState.WAITING  # queued to be retried at once
+    assert retry.user_attrs[TrialAttr.RETRY_OF] == trial.number
 
 
 def test_a_repeated_design_reuses_its_results_and_the_budget_prunes_a_surplus_trial(

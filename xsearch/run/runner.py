@@ -12,6 +12,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
+from xsearch.common.interrupt import raise_if_requested
 from xsearch.data import Dataset
 from xsearch.results.figures import attach_figures
 from xsearch.results.run_reports import front_table_text, write_run_reports
@@ -103,6 +104,8 @@ def run_study(
             lambda s, t: sweep_dead_local_trials(s),
             stop_at_budget(spec.trials, digest),
             stop_when_disk_full(out_dir),
+            # last: a signal's stop, if its KeyboardInterrupt was lost
+            lambda s, t: raise_if_requested(),
         ]
         if tracker.enabled:
             # after the kept models are pruned, before the reports

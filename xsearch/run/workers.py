@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from xsearch.common.interrupt import on_signal, raise_if_requested
 from xsearch.study.failures import EXIT_RECYCLE
 
 if TYPE_CHECKING:
@@ -216,6 +217,7 @@ def run_workers(
     try:
         while any(process is not None for process in processes) or waiting:
             time.sleep(0.5)
+            raise_if_requested()
             if progress is not None:
                 progress.poll()
             if waiting and (ready is None or processes[0] is None or ready()):
@@ -299,10 +301,14 @@ def _copy_lines(stream: TextIO) -> None:
                 sys.stderr.flush()
 
 
-def interrupt_on_sigterm() -> None:
+def interrupt_on_signals() -> None:
     """Take SIGTERM (``scancel``, a preempted or timed-out SLURM job, ``kill``) as Ctrl-C: a worker marks its running
-    trial interrupted and queues it to be retried at once, rather than leaving it to go stale."""
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    trial interrupted and queues it to be retried at once, rather than leaving it to go stale. SIGTERM and SIGINT
+    (unless ignored, as in a background job) both record the stop, so that a KeyboardInterrupt that lands where
+    Python ignores errors is raised again at the next safe point (`xsearch.common.interrupt`)."""
+    signal.signal(signal.SIGTERM, on_signal)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, on_signal)
 
 
 def die_with_supervisor() -> None:

@@ -9,6 +9,7 @@ import keras
 import optuna
 from optuna.trial import TrialState
 
+from xsearch.common.interrupt import raise_if_requested
 from xsearch.common.quiet import quiet_failed_h5_release
 from xsearch.study.asha import RULE_NAME, promoted, rung_points, rungs
 from xsearch.study.early_stop import dominating_trial
@@ -32,6 +33,14 @@ class Checkpoint(keras.callbacks.ModelCheckpoint):
         except OSError:
             self.path.unlink(missing_ok=True)
             raise
+
+
+class StopRequested(keras.callbacks.Callback):
+    """Ends training with KeyboardInterrupt after the batch during which a signal asked the process to stop, in case
+    the handler's own KeyboardInterrupt was lost (`xsearch.common.interrupt`)."""
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        raise_if_requested()
 
 
 class _StoppingRule(keras.callbacks.Callback):

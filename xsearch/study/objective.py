@@ -10,12 +10,13 @@ from typing import Any
 import keras
 import optuna
 
+from xsearch.common.interrupt import raise_if_requested
 from xsearch.model.space import SearchSpace
 from xsearch.study.asha import continuable, next_promotion
 from xsearch.study.early_stop import cost_metrics
 from xsearch.study.failures import TrialFailure, classify_failure
 from xsearch.study.fit import EpochTimer
-from xsearch.study.keras_callbacks import StopDominated, SuccessiveHalving
+from xsearch.study.keras_callbacks import StopDominated, StopRequested, SuccessiveHalving
 from xsearch.study.record import FailureReason, TrialAttr
 from xsearch.study.repeats import repeated_results, setup_digest, trained_twin
 from xsearch.study.retries import budget_trials, retry_interrupted, worker_identity
@@ -133,6 +134,8 @@ class StudyObjective:
             else:
                 record.update({TrialAttr.FAILURE_REASON: FailureReason.CONSTRAINT, **_UNTRAINED})
         except Exception as error:
+            # a signal's KeyboardInterrupt that landed in a lock or a finaliser can surface as another error
+            raise_if_requested()
             reason = classify_failure(error)
             record.update(
                 {
@@ -162,8 +165,8 @@ class StudyObjective:
     def _training_callbacks(
         self, trial: optuna.Trial, record: dict[str, Any]
     ) -> list[keras.callbacks.Callback]:
-        """The epoch recorder, the caller's callbacks, then the study's stopping rules."""
-        callbacks = [_EpochRecorder(trial, record), *self.callbacks(trial)]
+        """A stop a signal asked for, the epoch recorder, the caller's callbacks, then the study's stopping rules."""
+        callbacks = [StopRequested(), _EpochRecorder(trial, record), *self.callbacks(trial)]
         costs = {metric: float(record[metric]) for metric in cost_metrics(self.spec)}
         epochs = self.spec.training.epochs
         if self.spec.early_stop is not None:
