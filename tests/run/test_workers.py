@@ -368,28 +368,29 @@ def test_a_space_smaller_than_the_trials_asked_for_says_so_and_stops_at_its_size
     assert not is_repeat(trials[0])  # no run of repeats before it stops
 
 
+@pytest.fixture
+def own_signal_handlers():
+    """SIGTERM's and SIGINT's handlers of this process, put back after the test."""
+    saved = {number: signal.getsignal(number) for number in (signal.SIGTERM, signal.SIGINT)}
+    yield
+    for number, handler in saved.items():
+        signal.signal(number, handler)
+
+
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
-def test_a_stop_signal_is_remembered_in_case_its_keyboard_interrupt_is_lost(monkeypatch, stop):
+def test_a_stop_signal_is_remembered_in_case_its_keyboard_interrupt_is_lost(
+    monkeypatch, own_signal_handlers, stop
+):
     monkeypatch.setattr(interrupt, "_requested", threading.Event())
-    saved = {number: signal.getsignal(number) for number in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        workers.interrupt_on_signals()
-        with pytest.raises(KeyboardInterrupt):  # lost, say, in a finaliser
-            signal.raise_signal(stop)
-        with pytest.raises(KeyboardInterrupt):  # raised again at the next safe point
-            interrupt.raise_if_requested()
-    finally:
-        for number, handler in saved.items():
-            signal.signal(number, handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    workers.interrupt_on_signals()
+    with pytest.raises(KeyboardInterrupt):  # lost, say, in a finaliser
+        signal.raise_signal(stop)
+    with pytest.raises(KeyboardInterrupt):  # raised again at the next safe point
+        interrupt.raise_if_requested()
 
 
-def test_an_ignored_sigint_stays_ignored():
-    saved = {number: signal.getsignal(number) for number in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a background job of a non-interactive shell
-        workers.interrupt_on_signals()
-        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
-    finally:
-        for number, handler in saved.items():
-            signal.signal(number, handler)
+def test_an_ignored_sigint_stays_ignored(own_signal_handlers):
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a background job of a non-interactive shell
+    workers.interrupt_on_signals()
+    assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
