@@ -255,7 +255,7 @@ class _EpochRecorder(EpochTimer):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         super().on_epoch_end(epoch, logs)
         logs = logs or {}
-        self.trial.set_user_attr(TrialAttr.EPOCHS_DONE, epoch + 1)
+        self._record_curves(logs)
         self.trial.set_user_attr(
             TrialAttr.EPOCH_LOGS,
             {
@@ -263,6 +263,10 @@ class _EpochRecorder(EpochTimer):
                 **{key: float(logs[key]) for key in ("loss", "accuracy") if key in logs},
             },
         )
+        # last: a worker killed between these writes leaves curves that reach at least ``epochs_done``
+        self.trial.set_user_attr(TrialAttr.EPOCHS_DONE, epoch + 1)
+
+    def _record_curves(self, logs: dict) -> None:
         so_far = self.record.get(TrialAttr.CURVES_SO_FAR)
         if so_far is None and self.record.get(TrialAttr.RESUMED_FROM_EPOCH):
             return  # resumed from a trial whose curves are unknown: no curve from epoch 1 to keep
