@@ -512,9 +512,12 @@ def run_fleet(
             timed_out = any(w.is_alive() for w in workers)
             if timed_out and args.keep:
                 _dump_stacks(workers)
+            # every live worker killed before any is joined: on a starved core each takes seconds to exit
+            stopped = [w.pid for w in workers if w.is_alive()]
             for worker in workers:
-                if worker.is_alive():
+                if worker.pid in stopped:
                     worker.kill()
+            for worker in workers:
                 worker.join()
             trials = monitor.trials()
             monitor.close()
@@ -523,7 +526,11 @@ def run_fleet(
             timings = [json.loads(path.read_text()) for path in folder.glob("timings-*.json")]
             converged = len(list(folder.glob("converged-*")))
             logs = [path.read_text() for path in folder.glob("worker-*.log")]
-            errors = [w.exitcode for w in workers if w.pid not in killed and w.exitcode != 0]
+            errors = [
+                w.exitcode
+                for w in workers
+                if w.pid not in killed and w.pid not in stopped and w.exitcode != 0
+            ]
             return {
                 "storage": kind,
                 "workers": n,
