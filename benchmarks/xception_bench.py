@@ -6,6 +6,7 @@
     python -m benchmarks.xception_bench fill --seeds 0          # only the designs the table lacks for a seed
     python -m benchmarks.xception_bench fill --study xception-bench-fm --table benchmarks/xception_bench_fm.csv \\
         --runs runs/xception-bench-fm --seeds 0 1 2 --chunk 4   # Xception-Bench-FM, a table written every 4 designs
+    python -m benchmarks.xception_bench fill ... --runs runs/fm-from-end --from-end    # a second build, other core
     python -m benchmarks.xception_bench table                   # -> benchmarks/xception_bench.csv (+ .json)
     python -m benchmarks.xception_bench noise                   # spread of accuracy across designs vs seeds
 
@@ -87,7 +88,12 @@ def build(seeds: list[int], runs: Path, study: str = STUDY) -> int:
 
 
 def fill(
-    seeds: list[int], runs: Path, table_path: Path, study: str = STUDY, chunk: int | None = None
+    seeds: list[int],
+    runs: Path,
+    table_path: Path,
+    study: str = STUDY,
+    chunk: int | None = None,
+    from_end: bool = False,
 ) -> int:
     """Train, per seed, the designs of the bench space that neither ``table_path`` nor a run folder under ``runs``
     has for that seed; the worst exit status.
@@ -96,11 +102,13 @@ def fill(
     (all when None), each chunk a study of its own in ``runs/seed-<S>-part-<K>``; after each round of chunks the
     table is written. So a build stopped at any point (even mid-trial) resumes by running the same command, in
     this session or a later one that has only the committed table, and a partial table has every seed of the
-    same designs.
+    same designs. ``from_end`` takes the designs from the end of that order: a second build, on another core with
+    its own ``runs`` and a copy of the table, does not train what the first does until they meet (merge its runs
+    into the first's table with ``table``).
     """
     path = resolve("studies", study)
     space = SearchSpace.from_toml(load_study_spec(path).space)
-    order = [space.decode(p) for p in grid_points(space, 0)]
+    order = [space.decode(p) for p in grid_points(space, 0)][:: -1 if from_end else 1]
     worst = 0
     while True:
         current = _current_table(runs, study, table_path)
@@ -379,11 +387,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--chunk", type=int, default=None, help="fill: designs per seed between writes of the table"
     )
+    parser.add_argument(
+        "--from-end",
+        action="store_true",
+        help="fill: take the designs from the end of the order (a second build beside the first)",
+    )
     args = parser.parse_args(argv)
     if args.command == "build":
         return build(args.seeds, args.runs, args.study)
     if args.command == "fill":
-        return fill(args.seeds, args.runs, args.table, args.study, args.chunk)
+        return fill(args.seeds, args.runs, args.table, args.study, args.chunk, args.from_end)
     if args.command == "table":
         frame = table(
             args.runs, args.study, pd.read_csv(args.table) if args.table.exists() else None

@@ -481,6 +481,37 @@ def test_fill_in_chunks_resumes_from_run_folders_in_one_order_for_every_seed(tmp
     assert table["compile_s"].notna().sum() == 6  # the trained rows carry their compile seconds
 
 
+def test_a_second_fill_from_the_end_trains_the_designs_the_first_reaches_last(
+    tmp_path, monkeypatch
+):
+    import subprocess
+
+    from xsearch.model.space import SearchSpace
+    from xsearch.study.sampler import grid_points
+    from xsearch.study.spec import load_study_spec
+
+    space = SearchSpace.from_toml(load_study_spec(xception_bench.STUDY).space)
+    order = [space.decode(p) for p in grid_points(space, 0)]
+    rows = [{**p, "seed": 0} for p in grid_points(space, 0)[1:-2]]  # the first and last two missing
+    pd.DataFrame(rows).to_csv(tmp_path / "table.csv", index=False)
+    chunks = []
+    monkeypatch.setattr(
+        subprocess,
+        "run",
+        lambda command, check: (
+            chunks.append(load_study_spec(Path(command[command.index("--study") + 1])).seed_trials)
+            or subprocess.CompletedProcess(command, 0)
+        ),
+    )
+    # the stub trains nothing: one round, then it stops
+    assert (
+        xception_bench.fill([0], tmp_path / "runs", tmp_path / "table.csv", chunk=2, from_end=True)
+        == 1
+    )
+    trained = [type(order[0])(**design).to_json() for design in chunks[0]]
+    assert trained == [order[-1].to_json(), order[-2].to_json()]
+
+
 def test_compare_runs_counts_training_and_scores_both_fronts_on_common_scales():
     from benchmarks import compare_runs
 
