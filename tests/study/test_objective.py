@@ -23,7 +23,7 @@ from xsearch.model.config import XceptionConfig
 from xsearch.model.space import SearchSpace
 from xsearch.study.failures import TrialFailure
 from xsearch.study.fit import TrainResult
-from xsearch.study.keras_callbacks import StopDominated
+from xsearch.study.keras_callbacks import Checkpoint, StopDominated, checkpoint_path
 from xsearch.study.objective import StudyObjective, constraint_violations
 from xsearch.study.record import StudyAttr, TrialAttr, is_feasible
 from xsearch.study.repeats import setup_digest
@@ -88,7 +88,7 @@ class FakeTraining:
                 "val_accuracy": CURVE[epoch],
             }
             for callback in callbacks:
-                if self.checkpoints or not isinstance(callback, keras.callbacks.ModelCheckpoint):
+                if self.checkpoints or not isinstance(callback, Checkpoint):
                     callback.set_model(model)
                     callback.on_epoch_end(epoch, logs)
             if model.stop_training:
@@ -482,7 +482,7 @@ def test_a_stopped_design_continues_from_its_checkpoint_when_proposed_again_or_p
     stopped = study.trials[2]
     assert stopped.user_attrs[TrialAttr.STOPPED_AT_EPOCH] == 1
     # kept: the design may continue
-    assert (tmp_path / "checkpoints" / "trial-2.weights.h5").exists()
+    assert checkpoint_path(tmp_path / "checkpoints", 2, 1).exists()
 
     # a repeat of a fully trained design: it queues the stopped design to continue
     study.enqueue_trial(cheap)
@@ -591,3 +591,45 @@ def test_a_study_scored_on_a_remote_latency_server(
         assert latency_server.url in remote["error"]
         assert trial.constraints["runtime"] == 1.0
         assert trial.user_attrs[TrialAttr.FAILURE_REASON] == "constraint"
+
+
+class KilledAfterASave(FakeTraining):
+    """Its worker dies at the end of the last epoch, after the checkpoint's save and before the epoch's record."""
+
+    def __call__(self, model, dataset, training, seed, callbacks=(), initial_epoch=0, **kwargs):
+        for epoch in range(initial_epoch, training.epochs):
+            logs = {
+                "loss": 1.0 - CURVE[epoch],
+                "accuracy": CURVE[epoch],
+                "val_accuracy": CURVE[epoch],
+            }
+            for callback in callbacks:
+                if epoch == training.epochs - 1 and not isinstance(callback, Checkpoint):
+                    raise KeyboardInterrupt
+                callback.set_model(model)
+                callback.on_epoch_end(epoch, logs)
+        raise AssertionError("unreachable")
+
+
+def test_a_retry_resumes_from_the_epoch_its_predecessor_recorded_and_removes_its_checkpoints(
+    spec, tmp_path, monkeypatch
+):
+    study = _study(spec)
+    with pytest.raises(KeyboardInterrupt):
+        _optimize(spec, study, tmp_path, monkeypatch, KilledAfterASave())
+    killed = study.trials[0]
+    assert killed.user_attrs[TrialAttr.EPOCHS_DONE] == 1
+    folder = tmp_path / "checkpoints"
+    # the last epoch's save landed, the epoch before it is kept
+    assert checkpoint_path(folder, 0, 1).exists()
+    assert checkpoint_path(folder, 0, 2).exists()
+
+    training = FakeTraining(checkpoints=True)
+    _optimize(spec, study, tmp_path, monkeypatch, training)
+    retry = study.trials[1]
+    assert retry.user_attrs[TrialAttr.RETRY_OF] == 0
+    assert training.initial_epochs == [
+        1
+    ]  # from the epoch ``epochs_done`` names, not the later save
+    assert retry.user_attrs[TrialAttr.CURVES] == {"val_accuracy": CURVE}
+    assert not list(folder.iterdir())  # the retry's and its predecessor's checkpoints are gone

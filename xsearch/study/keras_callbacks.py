@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -17,22 +18,41 @@ from xsearch.study.record import TrialAttr
 from xsearch.study.spec import AshaSpec, EarlyStopSpec
 
 
-class Checkpoint(keras.callbacks.ModelCheckpoint):
-    """Saves the trial's weights to ``path`` after every epoch. A save that fails deletes its torn file (no retry
-    resumes from it), and on a full disk h5py's "Exception ignored" traceback for each object of the file, which it
-    can no longer release, is dropped (`quiet_failed_h5_release`): the save's OSError is what ends the run."""
+def checkpoint_path(folder: Path, number: int, epoch: int) -> Path:
+    """Where trial ``number``'s weights after ``epoch`` (from 1) are checkpointed."""
+    return folder / f"trial-{number}-epoch-{epoch}.weights.h5"
 
-    def __init__(self, path: Path) -> None:
-        super().__init__(str(path), save_weights_only=True)
-        self.path = path
+
+def trial_checkpoint_files(folder: Path, number: int) -> list[Path]:
+    """Every checkpoint file of trial ``number`` in ``folder``, a save cut short included."""
+    return sorted(folder.glob(f"trial-{number}-epoch-*.weights.h5"))
+
+
+class Checkpoint(keras.callbacks.Callback):
+    """Saves trial ``number``'s weights after every epoch (`checkpoint_path`), whole or not at all: written to a
+    partial file, then renamed. The previous epoch's file is kept until the next save, so a worker killed between a
+    save and the trial's ``epochs_done`` leaves the checkpoint of the epoch ``epochs_done`` names. A save that fails
+    deletes its partial file, and on a full disk h5py's "Exception ignored" traceback for each object of the file,
+    which it can no longer release, is dropped (`quiet_failed_h5_release`): the save's OSError ends the run."""
+
+    def __init__(self, folder: Path, number: int) -> None:
+        super().__init__()
+        self.folder, self.number = folder, number
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        path = checkpoint_path(self.folder, self.number, epoch + 1)
+        partial = path.with_name(f"{path.name.removesuffix('.weights.h5')}-partial.weights.h5")
         try:
             with quiet_failed_h5_release():
-                super().on_epoch_end(epoch, logs)
+                self.model.save_weights(str(partial))
         except OSError:
-            self.path.unlink(missing_ok=True)
+            partial.unlink(missing_ok=True)
             raise
+        os.replace(partial, path)
+        keep = {path, checkpoint_path(self.folder, self.number, epoch)}
+        for old in trial_checkpoint_files(self.folder, self.number):
+            if old not in keep:
+                old.unlink(missing_ok=True)
 
 
 class StopRequested(keras.callbacks.Callback):

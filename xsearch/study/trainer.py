@@ -28,7 +28,7 @@ from xsearch.model.device_latency import measure_latency
 from xsearch.model.weights import inherit_weights, inherited_layers, input_normalization
 from xsearch.study.artifacts import keep_trial_model
 from xsearch.study.fit import TrainResult, train_and_evaluate, with_normalization
-from xsearch.study.keras_callbacks import Checkpoint
+from xsearch.study.keras_callbacks import Checkpoint, checkpoint_path, trial_checkpoint_files
 from xsearch.study.record import TrialAttr, target_latency_attr
 from xsearch.study.retries import retried_from
 from xsearch.study.spec import LatencySpec, StudySpec
@@ -78,12 +78,12 @@ class KerasTrainer:
     """Builds each design as a Keras model, times it, and trains it on ``dataset``.
 
     Each epoch's weights are checkpointed in ``<out_dir>/checkpoints`` until the trial ends, so that
-    a retry of a trial whose worker died continues from its last epoch; a trial that a stopping rule
-    stopped keeps its checkpoint when the study continues stopped trials (``[asha] continue_stopped``),
-    until a trial continuing it ends. With the study's ``weights``, each design inherits what matches
-    (`xsearch.model.weights`), and with its ``[transfer]`` schedule those layers are frozen first (a retry
-    resumes in the phase of its checkpoint). With a ``store``, the trained model is kept as an Optuna artifact
-    (`xsearch.study.artifacts`).
+    a retry of a trial whose worker died continues from its last epoch (and removes that trial's checkpoints
+    once it has trained); a trial that a stopping rule stopped keeps its checkpoint when the study continues
+    stopped trials (``[asha] continue_stopped``), until a trial continuing it ends. With the study's
+    ``weights``, each design inherits what matches (`xsearch.model.weights`), and with its ``[transfer]``
+    schedule those layers are frozen first (a retry resumes in the phase of its checkpoint). With a
+    ``store``, the trained model is kept as an Optuna artifact (`xsearch.study.artifacts`).
     """
 
     def __init__(
@@ -159,14 +159,15 @@ class KerasTrainer:
         if model is None:
             raise RuntimeError("KerasTrainer.train called before cost: there is no model to train.")
         self.checkpoints.mkdir(parents=True, exist_ok=True)
-        initial_epoch = self._restore(trial, model, record)
-        checkpoint = self._checkpoint(trial.number)
+        trials = trial.study.get_trials(deepcopy=False)
+        sources = [retried_from(trials[trial.number]), record.get(TrialAttr.CONTINUES)]
+        initial_epoch = self._restore(trials, sources, model, record)
         result = train_and_evaluate(
             model,
             self.dataset,
             self.spec.training,
             record[TrialAttr.SEED],
-            [Checkpoint(checkpoint), *callbacks],
+            [Checkpoint(self.checkpoints, trial.number), *callbacks],
             initial_epoch=initial_epoch,
             transfer=self.spec.transfer,
             inherited=self.inherited,
@@ -179,9 +180,10 @@ class KerasTrainer:
             and rule.continue_stopped
             and initial_epoch + result.epochs < self.spec.training.epochs
         ):
-            checkpoint.unlink(missing_ok=True)
-        if TrialAttr.CONTINUES in record:
-            self._checkpoint(record[TrialAttr.CONTINUES]).unlink(missing_ok=True)
+            self._remove_checkpoints(trial.number)
+        for source in sources:  # what this trial continued: its checkpoints served
+            if source is not None:
+                self._remove_checkpoints(source)
         return result
 
     def release(self) -> None:
@@ -189,15 +191,21 @@ class KerasTrainer:
         keras.backend.clear_session()
         gc.collect()
 
-    def _checkpoint(self, number: int) -> Path:
-        return self.checkpoints / f"trial-{number}.weights.h5"
+    def _remove_checkpoints(self, number: int) -> None:
+        for path in trial_checkpoint_files(self.checkpoints, number):
+            path.unlink(missing_ok=True)
 
-    def _restore(self, trial: optuna.Trial, model: keras.Model, record: dict[str, Any]) -> int:
-        """Load the furthest checkpoint of the trial this one retries and of the stopped trial it
-        continues (``record``'s ``continues``); the epoch to continue from (0: none found). The source's
-        curves up to that epoch go in ``record``'s ``curves_so_far``, for the curves to start from epoch 1."""
-        trials = trial.study.get_trials(deepcopy=False)
-        sources = [retried_from(trials[trial.number]), record.get(TrialAttr.CONTINUES)]
+    def _restore(
+        self,
+        trials: list[optuna.trial.FrozenTrial],
+        sources: list[int | None],
+        model: keras.Model,
+        record: dict[str, Any],
+    ) -> int:
+        """Load the furthest checkpoint of ``sources``: the trial this one retries and the stopped trial it
+        continues (``record``'s ``continues``); the epoch to continue from (0: none found). It is the epoch the
+        source's ``epochs_done`` names, and the source's curves up to it go in ``record``'s ``curves_so_far``, for
+        the curves to start from epoch 1."""
         found = [
             (int(trials[n].user_attrs.get(TrialAttr.EPOCHS_DONE, 0)), n)
             for n in sources
@@ -206,12 +214,13 @@ class KerasTrainer:
         usable = [
             (done, n)
             for done, n in found
-            if 0 < done < self.spec.training.epochs and self._checkpoint(n).exists()
+            if 0 < done < self.spec.training.epochs
+            and checkpoint_path(self.checkpoints, n, done).exists()
         ]
         if not usable:
             return 0
         epochs_done, source = max(usable)
-        model.load_weights(str(self._checkpoint(source)))
+        model.load_weights(str(checkpoint_path(self.checkpoints, source, epochs_done)))
         record[TrialAttr.RESUMED_FROM_EPOCH] = epochs_done
         so_far = trials[source].user_attrs.get(TrialAttr.CURVES_SO_FAR) or {}
         if so_far and all(len(values) >= epochs_done for values in so_far.values()):
