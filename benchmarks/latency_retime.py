@@ -224,14 +224,10 @@ def main(argv: list[str] | None = None) -> int:
     spec = load_study_spec(resolve("studies", args.study))
     frame = pd.read_csv(args.table)
     table = BenchTable.from_frame(frame)
-    started = datetime.datetime.now(datetime.UTC)
-    retimed = retime(
-        table, spec, args.classes, args.out, args.threads, args.repeats, args.max_repeats, args.cv
-    )
-    summary = {
-        "table": str(args.table),
-        "study": args.study,
-        "date": started.isoformat(timespec="seconds"),
+    summary_path = args.out.with_suffix(".json")
+    timed_before = len(pd.read_csv(args.out)) if args.out.exists() else 0
+    provenance = {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "command": " ".join(
             ["python -m benchmarks.latency_retime", *(argv if argv is not None else sys.argv[1:])]
         ),
@@ -241,9 +237,20 @@ def main(argv: list[str] | None = None) -> int:
             "python": platform.python_version(),
             "platform": platform.platform(),
         },
+    }
+    retimed = retime(
+        table, spec, args.classes, args.out, args.threads, args.repeats, args.max_repeats, args.cv
+    )
+    if len(retimed) == timed_before and summary_path.exists():  # nothing timed: keep the timing's
+        earlier = json.loads(summary_path.read_text())
+        provenance = {key: earlier[key] for key in provenance if key in earlier}
+    summary = {
+        "table": str(args.table),
+        "study": args.study,
+        **provenance,
         **compare_fronts(table, spec, retimed),
     }
-    write_atomic(args.out.with_suffix(".json"), json.dumps(summary, indent=2))
+    write_atomic(summary_path, json.dumps(summary, indent=2))
     if args.retimed_table:
         write_atomic(args.retimed_table, retimed_table(frame, retimed).to_csv(index=False))
     print(

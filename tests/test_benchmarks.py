@@ -687,5 +687,10 @@ def test_latency_retime_times_every_design_in_a_child_resumes_and_compares_the_f
     assert summary["kept"] + len(summary["only_true"]) == 2
     # each row its design's
     assert sorted(pd.read_csv(retimed)["latency_ms"]) == sorted([*timed["latency_ms"]] * 2)
-    assert main(arguments) == 0
+    assert main([*arguments, "--retimed-table", str(retimed)]) == 0
     assert pd.read_csv(out).equals(timed)  # resumed: nothing timed twice
+    again = json.loads(out.with_suffix(".json").read_text())
+    assert (again["date"], again["command"]) == (
+        summary["date"],
+        summary["command"],
+    )  # the timing's provenance, not this call's
