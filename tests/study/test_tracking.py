@@ -21,6 +21,7 @@ from benchmarks.mlflow_server import mlflow_server, stop_server
 from tests.helpers import tiny_study_toml
 from xsearch.cli import main
 from xsearch.study import tracking
+from xsearch.study.record import is_repeat, repeat_of
 from xsearch.study.repeats import setup_digest
 from xsearch.study.spec import StudySpec, TrackingSpec, load_study_spec
 from xsearch.study.storage import open_storage
@@ -378,6 +379,11 @@ def test_two_workers_a_killed_worker_and_its_retry_log_one_parent_and_one_run_pe
             assert child.data.metrics["final.val_accuracy"] == pytest.approx(
                 trial.user_attrs["val_accuracy"]
             )
+            if is_repeat(trial):  # the random draw hit a trained design: its results, no training
+                assert child.data.tags["xsearch.repeat_of"] == str(repeat_of(trial))
+                assert "xsearch.model_artifact_id" not in child.data.tags
+                assert not client.get_metric_history(child.info.run_id, "val_accuracy")
+                continue
             assert (
                 child.data.tags["xsearch.model_artifact_id"]
                 == trial.user_attrs["model_artifact_id"]
@@ -390,7 +396,8 @@ def test_two_workers_a_killed_worker_and_its_retry_log_one_parent_and_one_run_pe
             assert len(client.get_metric_history(child.info.run_id, "learning_rate")) == len(steps)
 
         board = tmp_path / "run" / "tensorboard"
-        for root in roots:
+        trained = {retry_root(trials, t.number) for t in finished if not is_repeat(t)}
+        for root in trained:  # a repeat trains nothing, so logs no epochs and no session
             steps = _scalar_steps(board / f"trial-{root}" / "validation", "epoch_accuracy")
             assert steps == sorted(set(steps)), (root, steps)
             assert steps[-1] == epochs - 1, (root, steps)
