@@ -37,6 +37,8 @@ OWN_NODE = """#!/bin/sh
 # xsearch as if on a node of its own: a host name per array task
 exec unshare --uts sh -c 'hostname "node$SLURM_ARRAY_TASK_ID" && exec "$0" "$@"' {python} -m xsearch.cli "$@"
 """
+# one cluster on fixed ports: under pytest-xdist its tests run one at a time, on one worker
+pytestmark = pytest.mark.xdist_group("slurm")
 COMPLETE, RUNNING, FAIL = (
     optuna.trial.TrialState.COMPLETE,
     optuna.trial.TrialState.RUNNING,

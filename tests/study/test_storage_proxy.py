@@ -47,6 +47,8 @@ def proxy(postgres_url, tmp_path):
             assert process.poll() is None, log.read_text()
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.1)
+        # announced only once it listens
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
         yield f"grpc://127.0.0.1:{port}", log.read_text()
     finally:
         process.terminate()

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import socket
 import sys
+import threading
+import time
 import warnings
 from typing import Final
 
@@ -65,12 +67,6 @@ def serve_proxy(url: str, host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> 
     except ValueError as error:
         raise ValueError(f"--storage: {error}") from None
     shown = socket.gethostname() if host == "0.0.0.0" else host
-    print(
-        f"xsearch: storage proxy for {redact(url)} at grpc://{shown}:{port}: run workers with "
-        f"--storage grpc://{shown}:{port} (Ctrl-C stops it)",
-        file=sys.stderr,
-        flush=True,
-    )
     if not is_loopback(host):
         print(
             f"xsearch: warning: the storage proxy has no authentication and no encryption; anyone who can reach "
@@ -78,9 +74,26 @@ def serve_proxy(url: str, host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> 
             file=sys.stderr,
             flush=True,
         )
+    ready = (
+        f"xsearch: storage proxy for {redact(url)} at grpc://{shown}:{port}: run workers with "
+        f"--storage grpc://{shown}:{port} (Ctrl-C stops it)"
+    )
+    threading.Thread(target=_announce_once_listening, args=(host, port, ready), daemon=True).start()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.run_grpc_proxy_server(storage, host=host, port=port)
     except KeyboardInterrupt:
         print("xsearch: storage proxy stopped", file=sys.stderr, flush=True)
+
+
+def _announce_once_listening(host: str, port: int, message: str) -> None:
+    """Print ``message`` once ``host:port`` accepts connections, so that whoever waits for it can connect at once."""
+    address = ("127.0.0.1" if host == "0.0.0.0" else host, port)
+    while True:
+        try:
+            socket.create_connection(address, timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    print(message, file=sys.stderr, flush=True)
